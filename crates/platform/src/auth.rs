@@ -1,0 +1,608 @@
+//! Authentication: who is calling.
+//!
+//! Users present `authorization: Bearer <JWT>` signed either with the HS256 shared secret
+//! (development, tests) or by the identity provider's keys published at a JWKS URL (RS256/ES256,
+//! production). `iss`, `aud` and `exp` are required and checked. Services calling each other
+//! present short-lived HS256 tokens signed with the cluster's internal secret and marked with the
+//! key id [`SERVICE_KEY_ID`]; they never pass for users and users never pass for them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tokio::sync::RwLock;
+
+use crate::config::AuthConfig;
+use crate::error::ApiError;
+
+/// Key id that marks a service-to-service token.
+pub const SERVICE_KEY_ID: &str = "tenantry-service";
+/// Audience and issuer of service-to-service tokens.
+pub const SERVICE_AUDIENCE: &str = "tenantry-internal";
+const SERVICE_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+/// Unknown key ids trigger a JWKS refresh at most this often, so forged tokens cannot make us
+/// hammer the identity provider.
+const JWKS_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// A person, known by the `sub` of their token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserIdentity {
+    /// The token's `sub`.
+    pub sub: String,
+    /// The token's `email`, if any.
+    pub email: Option<String>,
+    /// The token's `given_name`, if any.
+    pub given_name: Option<String>,
+    /// The token's `family_name`, if any.
+    pub family_name: Option<String>,
+    /// Whether the token carries the configured operator role.
+    pub operator: bool,
+}
+
+impl UserIdentity {
+    /// The resource name `users/{sub}`.
+    pub fn resource_name(&self) -> String {
+        format!("users/{}", self.sub)
+    }
+}
+
+/// Another Tenantry service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceIdentity {
+    /// The service's name, e.g. `invitation`.
+    pub name: String,
+}
+
+impl ServiceIdentity {
+    /// The resource name `services/{name}`.
+    pub fn resource_name(&self) -> String {
+        format!("services/{}", self.name)
+    }
+}
+
+/// The authenticated caller of an RPC. The server's edge layer puts it in the request's
+/// extensions; handlers take it out with [`Principal::of`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A person.
+    User(UserIdentity),
+    /// Another service of the cluster.
+    Service(ServiceIdentity),
+}
+
+impl Principal {
+    /// The caller of `request`, as authenticated by the edge layer.
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<Principal, ApiError> {
+        request
+            .extensions()
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthenticated("missing bearer token"))
+    }
+
+    /// The caller as a user; services are refused (PERMISSION_DENIED) where only people may act.
+    pub fn user(&self) -> Result<&UserIdentity, ApiError> {
+        match self {
+            Principal::User(user) => Ok(user),
+            Principal::Service(_) => Err(ApiError::forbidden(
+                "USER_REQUIRED",
+                "this method acts for a person; a service identity cannot call it",
+            )),
+        }
+    }
+
+    /// The caller as a service; people are refused (PERMISSION_DENIED) on internal methods.
+    pub fn service(&self) -> Result<&ServiceIdentity, ApiError> {
+        match self {
+            Principal::Service(service) => Ok(service),
+            Principal::User(_) => Err(ApiError::forbidden(
+                "INTERNAL_ONLY",
+                "this method is internal: only Tenantry services may call it",
+            )),
+        }
+    }
+
+    /// Whether the caller is a platform operator.
+    pub fn is_operator(&self) -> bool {
+        matches!(self, Principal::User(user) if user.operator)
+    }
+
+    /// `users/{sub}` or `services/{name}`, for audit fields.
+    pub fn resource_name(&self) -> String {
+        match self {
+            Principal::User(user) => user.resource_name(),
+            Principal::Service(service) => service.resource_name(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct UserClaims {
+    sub: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    given_name: Option<String>,
+    #[serde(default)]
+    family_name: Option<String>,
+    #[serde(flatten)]
+    other: HashMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ServiceClaims {
+    sub: String,
+    iss: String,
+    aud: String,
+    exp: u64,
+    iat: u64,
+}
+
+/// Claims of a development user token minted by [`mint_user_token`].
+#[derive(Debug, Clone, Serialize)]
+pub struct DevTokenClaims {
+    /// Subject.
+    pub sub: String,
+    /// E-mail address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Given name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    /// Family name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    /// Roles; holds the operator role for operators.
+    pub roles: Vec<String>,
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+}
+
+/// Mints an HS256 user token (for `tenantry token`, tests and the walkthrough).
+pub fn mint_user_token(secret: &str, claims: &DevTokenClaims) -> Result<String, ApiError> {
+    let key = EncodingKey::from_secret(secret.as_bytes()).map_err(|error| ApiError::internal(&error))?;
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key)
+        .map_err(|error| ApiError::internal(&error))
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+/// Verifies bearer tokens.
+pub struct Authenticator {
+    config: AuthConfig,
+    user_secret: Option<DecodingKey>,
+    internal_secret: Option<DecodingKey>,
+    jwks: Option<JwksCache>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("issuer", &self.config.issuer)
+            .field("audience", &self.config.audience)
+            .field("jwks_url", &self.config.jwks_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// An authenticator for `config`. Fails when neither an HS256 secret nor a JWKS URL is set.
+    pub fn new(config: AuthConfig) -> Result<Self, AuthSetupError> {
+        if config.jwt_secret.is_none() && config.jwks_url.is_none() {
+            return Err(AuthSetupError::NoUserKeys);
+        }
+        let user_secret = config
+            .jwt_secret
+            .as_deref()
+            .map(|secret| DecodingKey::from_secret(secret.as_bytes()))
+            .transpose()
+            .map_err(AuthSetupError::Key)?;
+        let internal_secret = config
+            .internal_secret
+            .as_deref()
+            .map(|secret| DecodingKey::from_secret(secret.as_bytes()))
+            .transpose()
+            .map_err(AuthSetupError::Key)?;
+        let jwks = config.jwks_url.clone().map(JwksCache::new);
+        Ok(Self {
+            config,
+            user_secret,
+            internal_secret,
+            jwks,
+        })
+    }
+
+    /// The configuration this authenticator checks against.
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    /// Authenticates the `authorization` header of a request.
+    pub async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, ApiError> {
+        let value = headers
+            .get(http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthenticated("missing bearer token"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthenticated("the authorization header must be `Bearer <token>`")
+            })?;
+        self.verify(token).await
+    }
+
+    /// Verifies one token.
+    pub async fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| ApiError::unauthenticated("malformed bearer token"))?;
+        if header.kid.as_deref() == Some(SERVICE_KEY_ID) {
+            return self.verify_service(token);
+        }
+        let key = match header.alg {
+            Algorithm::HS256 => self
+                .user_secret
+                .clone()
+                .ok_or_else(|| ApiError::unauthenticated("HS256 user tokens are not accepted"))?,
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::ES256
+            | Algorithm::ES384
+            | Algorithm::PS256 => {
+                let jwks = self.jwks.as_ref().ok_or_else(|| {
+                    ApiError::unauthenticated("asymmetric tokens need a configured JWKS URL")
+                })?;
+                let kid = header
+                    .kid
+                    .as_deref()
+                    .ok_or_else(|| ApiError::unauthenticated("token has no key id"))?;
+                jwks.key(kid, header.alg).await?
+            }
+            _ => return Err(ApiError::unauthenticated("unsupported token algorithm")),
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_audience(&[&self.config.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        let data = jsonwebtoken::decode::<UserClaims>(token, &key, &validation)
+            .map_err(|error| ApiError::unauthenticated(describe_jwt_error(&error)))?;
+        let claims = data.claims;
+        if claims.sub.is_empty() || claims.sub.len() > 255 || claims.sub.contains('/') {
+            return Err(ApiError::unauthenticated(
+                "token `sub` must be 1-255 characters without `/`",
+            ));
+        }
+        let operator = roles_in(&claims.other, &self.config.roles_claim)
+            .iter()
+            .any(|role| role == &self.config.operator_role);
+        Ok(Principal::User(UserIdentity {
+            sub: claims.sub,
+            email: claims.email.filter(|email| !email.is_empty()),
+            given_name: claims.given_name.filter(|name| !name.is_empty()),
+            family_name: claims.family_name.filter(|name| !name.is_empty()),
+            operator,
+        }))
+    }
+
+    fn verify_service(&self, token: &str) -> Result<Principal, ApiError> {
+        let key = self
+            .internal_secret
+            .as_ref()
+            .ok_or_else(|| ApiError::unauthenticated("service tokens are not accepted here"))?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[SERVICE_AUDIENCE]);
+        validation.set_audience(&[SERVICE_AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        let data = jsonwebtoken::decode::<ServiceClaims>(token, key, &validation)
+            .map_err(|error| ApiError::unauthenticated(describe_jwt_error(&error)))?;
+        let name = data
+            .claims
+            .sub
+            .strip_prefix("services/")
+            .ok_or_else(|| ApiError::unauthenticated("malformed service token subject"))?;
+        Ok(Principal::Service(ServiceIdentity {
+            name: name.to_string(),
+        }))
+    }
+}
+
+fn describe_jwt_error(error: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::ExpiredSignature => "token expired",
+        ErrorKind::InvalidAudience => "token audience is not accepted",
+        ErrorKind::InvalidIssuer => "token issuer is not accepted",
+        ErrorKind::InvalidSignature => "token signature is invalid",
+        ErrorKind::ImmatureSignature => "token is not valid yet",
+        ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim (sub, exp, iss, aud)",
+        _ => "invalid bearer token",
+    }
+}
+
+/// The roles at a dotted path of the claims: a list of strings, or one space-separated string.
+fn roles_in(claims: &HashMap<String, serde_json::Value>, path: &str) -> Vec<String> {
+    let mut parts = path.split('.');
+    let Some(first) = parts.next() else {
+        return Vec::new();
+    };
+    let mut value = match claims.get(first) {
+        Some(value) => value,
+        None => return Vec::new(),
+    };
+    for part in parts {
+        value = match value.get(part) {
+            Some(inner) => inner,
+            None => return Vec::new(),
+        };
+    }
+    match value {
+        serde_json::Value::Array(items) => items
+            .iter()
+            .filter_map(|item| item.as_str().map(str::to_string))
+            .collect(),
+        serde_json::Value::String(text) => text.split_whitespace().map(str::to_string).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Why an authenticator could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    /// Neither `TENANTRY_JWT_SECRET` nor `TENANTRY_JWKS_URL` is set.
+    #[error("no way to verify user tokens: set TENANTRY_JWT_SECRET or TENANTRY_JWKS_URL")]
+    NoUserKeys,
+    /// A secret cannot be used as a key.
+    #[error("unusable key: {0}")]
+    Key(#[source] jsonwebtoken::errors::Error),
+}
+
+/// The identity provider's keys, fetched on first use and again on an unknown key id.
+struct JwksCache {
+    url: String,
+    http: reqwest::Client,
+    keys: RwLock<CachedKeys>,
+}
+
+struct CachedKeys {
+    by_kid: HashMap<String, DecodingKey>,
+    fetched_at: Option<Instant>,
+}
+
+impl JwksCache {
+    fn new(url: String) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Self {
+            url,
+            http,
+            keys: RwLock::new(CachedKeys {
+                by_kid: HashMap::new(),
+                fetched_at: None,
+            }),
+        }
+    }
+
+    async fn key(&self, kid: &str, _alg: Algorithm) -> Result<DecodingKey, ApiError> {
+        {
+            let keys = self.keys.read().await;
+            let fresh = keys
+                .fetched_at
+                .is_some_and(|at| at.elapsed() < JWKS_MAX_AGE);
+            if let (true, Some(key)) = (fresh, keys.by_kid.get(kid)) {
+                return Ok(key.clone());
+            }
+        }
+        let mut keys = self.keys.write().await;
+        let may_refresh = keys
+            .fetched_at
+            .is_none_or(|at| at.elapsed() >= JWKS_MIN_REFRESH_INTERVAL);
+        if may_refresh {
+            match self.fetch().await {
+                Ok(fetched) => {
+                    keys.by_kid = fetched;
+                    keys.fetched_at = Some(Instant::now());
+                }
+                Err(error) => {
+                    tracing::warn!(url = %self.url, %error, "cannot refresh the JWKS");
+                    if keys.by_kid.is_empty() {
+                        return Err(ApiError::unavailable(
+                            "the identity provider's keys cannot be fetched",
+                        ));
+                    }
+                }
+            }
+        }
+        keys.by_kid
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| ApiError::unauthenticated("token signed by an unknown key"))
+    }
+
+    async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, reqwest::Error> {
+        let set: JwkSet = self
+            .http
+            .get(&self.url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(set
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                let kid = jwk.common.key_id.clone()?;
+                DecodingKey::from_jwk(jwk).ok().map(|key| (kid, key))
+            })
+            .collect())
+    }
+}
+
+/// Mints and caches this service's own token for calls to other services.
+#[derive(Clone)]
+pub struct ServiceTokenMinter {
+    service: String,
+    key: Arc<EncodingKey>,
+    cached: Arc<Mutex<Option<(String, Instant)>>>,
+}
+
+impl std::fmt::Debug for ServiceTokenMinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceTokenMinter")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceTokenMinter {
+    /// A minter for `service` with the cluster's internal secret.
+    pub fn new(service: &str, internal_secret: &str) -> Result<Self, AuthSetupError> {
+        Ok(Self {
+            service: service.to_string(),
+            key: Arc::new(
+                EncodingKey::from_secret(internal_secret.as_bytes()).map_err(AuthSetupError::Key)?,
+            ),
+            cached: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// A valid token, re-minted when half its lifetime has passed.
+    pub fn token(&self) -> Result<String, ApiError> {
+        let mut cached = self
+            .cached
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((token, minted)) = cached.as_ref()
+            && minted.elapsed() < SERVICE_TOKEN_LIFETIME / 2
+        {
+            return Ok(token.clone());
+        }
+        let now = unix_now();
+        let claims = ServiceClaims {
+            sub: format!("services/{}", self.service),
+            iss: SERVICE_AUDIENCE.to_string(),
+            aud: SERVICE_AUDIENCE.to_string(),
+            iat: now,
+            exp: now + SERVICE_TOKEN_LIFETIME.as_secs(),
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(SERVICE_KEY_ID.to_string());
+        let token = jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|error| ApiError::internal(&error))?;
+        *cached = Some((token.clone(), Instant::now()));
+        Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(roles: Vec<String>, exp_offset: i64, aud: &str) -> DevTokenClaims {
+        let now = unix_now();
+        DevTokenClaims {
+            sub: "alice".into(),
+            email: Some("alice@example.com".into()),
+            given_name: None,
+            family_name: None,
+            roles,
+            iss: "tenantry".into(),
+            aud: aud.into(),
+            exp: (now as i64 + exp_offset) as u64,
+            iat: now,
+        }
+    }
+
+    fn authenticator() -> Authenticator {
+        Authenticator::new(AuthConfig::with_secrets("user-secret", "internal-secret"))
+            .expect("authenticator")
+    }
+
+    #[tokio::test]
+    async fn accepts_valid_user_and_operator_tokens() {
+        let auth = authenticator();
+        let token = mint_user_token("user-secret", &claims(vec![], 600, "tenantry")).unwrap();
+        let Principal::User(user) = auth.verify(&token).await.unwrap() else {
+            panic!("expected a user");
+        };
+        assert_eq!(user.sub, "alice");
+        assert!(!user.operator);
+        let token = mint_user_token(
+            "user-secret",
+            &claims(vec!["tenantry-operator".into()], 600, "tenantry"),
+        )
+        .unwrap();
+        assert!(auth.verify(&token).await.unwrap().is_operator());
+    }
+
+    #[tokio::test]
+    async fn refuses_expired_forged_and_foreign_tokens() {
+        let auth = authenticator();
+        for token in [
+            mint_user_token("user-secret", &claims(vec![], -600, "tenantry")).unwrap(),
+            mint_user_token("other-secret", &claims(vec![], 600, "tenantry")).unwrap(),
+            mint_user_token("user-secret", &claims(vec![], 600, "someone-else")).unwrap(),
+            "not-a-jwt".to_string(),
+        ] {
+            let error = auth.verify(&token).await.unwrap_err();
+            assert_eq!(error.code(), tonic::Code::Unauthenticated, "{token}");
+        }
+    }
+
+    #[tokio::test]
+    async fn service_tokens_are_told_apart_from_user_tokens() {
+        let auth = authenticator();
+        let token = ServiceTokenMinter::new("invitation", "internal-secret")
+            .unwrap()
+            .token()
+            .unwrap();
+        let principal = auth.verify(&token).await.unwrap();
+        assert_eq!(
+            principal,
+            Principal::Service(ServiceIdentity {
+                name: "invitation".into()
+            })
+        );
+        // Signed with the user secret, a "service" token is refused.
+        let forged = ServiceTokenMinter::new("invitation", "user-secret")
+            .unwrap()
+            .token()
+            .unwrap();
+        assert!(auth.verify(&forged).await.is_err());
+    }
+
+    #[test]
+    fn roles_reach_into_nested_claims() {
+        let claims: HashMap<String, serde_json::Value> = serde_json::from_str(
+            r#"{"realm_access":{"roles":["a","tenantry-operator"]},"scope":"x y"}"#,
+        )
+        .unwrap();
+        assert_eq!(roles_in(&claims, "realm_access.roles").len(), 2);
+        assert_eq!(roles_in(&claims, "scope"), vec!["x", "y"]);
+        assert!(roles_in(&claims, "missing").is_empty());
+    }
+}

@@ -1,0 +1,111 @@
+//! Configuration shared by every service. Values come from, in rising priority: the documented
+//! defaults below, the environment (`TENANTRY_*`), and command-line flags. Secrets are read from
+//! the environment only, so they never show in a process list.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+/// The HS256 secret `tenantry up` and `tenantry token` fall back to when none is configured. It
+/// is public knowledge, so `tenantry serve` refuses to start with it.
+pub const DEV_JWT_SECRET: &str = "tenantry-development-secret-do-not-use-in-production";
+
+/// How callers are authenticated (DESIGN.md §5).
+#[derive(Args, Clone, Debug)]
+pub struct AuthConfig {
+    /// HS256 shared secret that signs user tokens (development and tests).
+    #[arg(skip = std::env::var("TENANTRY_JWT_SECRET").ok())]
+    pub jwt_secret: Option<String>,
+    /// JWKS URL of the identity provider (RS256/ES256 user tokens in production).
+    #[arg(long = "jwks-url", env = "TENANTRY_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// Required `iss` of user tokens.
+    #[arg(long = "jwt-issuer", env = "TENANTRY_JWT_ISSUER", default_value = "tenantry")]
+    pub issuer: String,
+    /// Required `aud` of user tokens.
+    #[arg(
+        long = "jwt-audience",
+        env = "TENANTRY_JWT_AUDIENCE",
+        default_value = "tenantry"
+    )]
+    pub audience: String,
+    /// Claim holding the caller's roles; a dotted path reaches into objects
+    /// (`realm_access.roles`).
+    #[arg(long = "roles-claim", env = "TENANTRY_ROLES_CLAIM", default_value = "roles")]
+    pub roles_claim: String,
+    /// The role that makes a caller a platform operator.
+    #[arg(
+        long = "operator-role",
+        env = "TENANTRY_OPERATOR_ROLE",
+        default_value = "tenantry-operator"
+    )]
+    pub operator_role: String,
+    /// HS256 secret that signs service-to-service tokens; every service of a cluster shares it.
+    #[arg(skip = std::env::var("TENANTRY_INTERNAL_SECRET").ok())]
+    pub internal_secret: Option<String>,
+}
+
+impl AuthConfig {
+    /// A configuration that trusts HS256 user tokens signed with `jwt_secret`.
+    pub fn with_secrets(jwt_secret: &str, internal_secret: &str) -> Self {
+        Self {
+            jwt_secret: Some(jwt_secret.to_string()),
+            jwks_url: None,
+            issuer: "tenantry".to_string(),
+            audience: "tenantry".to_string(),
+            roles_claim: "roles".to_string(),
+            operator_role: "tenantry-operator".to_string(),
+            internal_secret: Some(internal_secret.to_string()),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines, for a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Logging.
+#[derive(Args, Clone, Debug)]
+pub struct LogConfig {
+    /// Log format.
+    #[arg(long = "log-format", env = "TENANTRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub format: LogFormat,
+    /// Log filter in `tracing` syntax (`RUST_LOG` is honoured too).
+    #[arg(long = "log", env = "TENANTRY_LOG", default_value = "info")]
+    pub filter: String,
+}
+
+/// The gRPC server.
+#[derive(Args, Clone, Debug)]
+pub struct ServerConfig {
+    /// Address the gRPC port listens on.
+    #[arg(long = "listen", env = "TENANTRY_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: std::net::SocketAddr,
+    /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
+    #[arg(
+        long = "max-request-bytes",
+        env = "TENANTRY_MAX_REQUEST_BYTES",
+        default_value_t = 256 * 1024
+    )]
+    pub max_request_bytes: usize,
+    /// Seconds in-flight calls get to finish after SIGTERM before the process exits.
+    #[arg(
+        long = "shutdown-grace-seconds",
+        env = "TENANTRY_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 20
+    )]
+    pub shutdown_grace_seconds: u64,
+}
+
+/// Where the data of the embedded default lives.
+#[derive(Args, Clone, Debug)]
+pub struct DataDirConfig {
+    /// Directory for the SQLite files (and e-mails) of `tenantry up`.
+    #[arg(long = "data-dir", env = "TENANTRY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}

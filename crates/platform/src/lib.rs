@@ -1,0 +1,19 @@
+//! What every Tenantry service shares, written once: configuration, logging, the gRPC server
+//! bootstrap (health, reflection, limits, graceful shutdown), authentication, the mapping from
+//! errors to `tonic::Status`, the database handle and migrations, page tokens, resource names,
+//! and the client side of membership's `Authorize`.
+
+pub mod auth;
+pub mod authz;
+pub mod clients;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod names;
+pub mod pagination;
+pub mod server;
+pub mod telemetry;
+pub mod time;
+
+pub use auth::{Authenticator, Principal, ServiceIdentity, UserIdentity};
+pub use error::ApiError;

@@ -1,0 +1,314 @@
+//! The gRPC server bootstrap shared by every process: one listener serving the enabled services
+//! plus gRPC health and reflection v1, an edge layer that authenticates every call (health and
+//! reflection stay open for probes and tooling), a request size limit, readiness that follows
+//! the database, and graceful shutdown on SIGTERM or Ctrl-C.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use sea_orm_migration::MigratorTrait;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::body::Body;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::auth::Authenticator;
+use crate::db::Database;
+use crate::error::ErrorChain;
+
+/// Paths served without authentication: Kubernetes probes and `grpcurl list` need no token.
+const OPEN_PREFIXES: [&str; 3] = [
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+];
+
+/// A shutdown signal that many tasks can wait on.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    sender: Arc<watch::Sender<bool>>,
+    receiver: watch::Receiver<bool>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    /// A signal not yet triggered.
+    pub fn new() -> Self {
+        let (sender, receiver) = watch::channel(false);
+        Self {
+            sender: Arc::new(sender),
+            receiver,
+        }
+    }
+
+    /// Tells every waiter to stop.
+    pub fn trigger(&self) {
+        let _ = self.sender.send(true);
+    }
+
+    /// Whether the signal was triggered.
+    pub fn is_triggered(&self) -> bool {
+        *self.receiver.borrow()
+    }
+
+    /// Completes once the signal is triggered.
+    pub async fn wait(&self) {
+        let mut receiver = self.receiver.clone();
+        let _ = receiver.wait_for(|stopped| *stopped).await;
+    }
+
+    /// Triggers the signal on SIGTERM or Ctrl-C.
+    pub fn trigger_on_signals(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            termination_signal().await;
+            tracing::info!("shutdown requested; draining in-flight calls");
+            this.trigger();
+        });
+    }
+}
+
+/// Completes on SIGTERM (Kubernetes) or Ctrl-C (a terminal).
+pub async fn termination_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// Health and reflection for a process: every status starts NOT_SERVING.
+pub struct Probes {
+    /// Sets the serving status of each service.
+    pub health: HealthReporter,
+    routes: Routes,
+}
+
+impl std::fmt::Debug for Probes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Probes")
+    }
+}
+
+impl Probes {
+    /// Health (overall status NOT_SERVING until [`Probes::health`] says otherwise) and
+    /// reflection v1 over the whole Tenantry API.
+    pub async fn new() -> Result<Self, tonic_reflection::server::Error> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tenantry_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let routes = Routes::new(health_service).add_service(reflection);
+        Ok(Self { health, routes })
+    }
+
+    /// The routes of health and reflection, to which the services are added.
+    pub fn routes(&self) -> Routes {
+        self.routes.clone()
+    }
+}
+
+/// Keeps a service's health in step with its database: NOT_SERVING until the database is
+/// reached and migrated (retrying with back-off), then SERVING while it answers pings, and
+/// NOT_SERVING again whenever it does not.
+pub async fn follow_database<M: MigratorTrait>(
+    database: Database,
+    health: HealthReporter,
+    service_name: &'static str,
+    shutdown: Shutdown,
+) {
+    health
+        .set_service_status(service_name, ServingStatus::NotServing)
+        .await;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        if shutdown.is_triggered() {
+            return;
+        }
+        match database.connect_and_migrate::<M>().await {
+            Ok(()) => break,
+            Err(error) => {
+                tracing::warn!(
+                    service = service_name,
+                    database = %database.display_url(),
+                    error = %ErrorChain(&error),
+                    retry_in = ?delay,
+                    "database not ready"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {},
+                    () = shutdown.wait() => return,
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    tracing::info!(service = service_name, database = %database.display_url(), "database ready");
+    health
+        .set_service_status(service_name, ServingStatus::Serving)
+        .await;
+    let mut serving = true;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {},
+            () = shutdown.wait() => {
+                health.set_service_status(service_name, ServingStatus::NotServing).await;
+                return;
+            }
+        }
+        let healthy = database.ping().await;
+        if healthy != serving {
+            serving = healthy;
+            let status = if healthy {
+                tracing::info!(service = service_name, "database reachable again");
+                ServingStatus::Serving
+            } else {
+                tracing::warn!(service = service_name, "database unreachable");
+                ServingStatus::NotServing
+            };
+            health.set_service_status(service_name, status).await;
+        }
+    }
+}
+
+/// Serves `routes` on `listener` until `shutdown`, then stops accepting and drains in-flight
+/// calls for at most `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    authenticator: Arc<Authenticator>,
+    shutdown: Shutdown,
+    grace: Duration,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = TcpListenerStream::new(listener);
+    let stop = shutdown.clone();
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .tcp_nodelay(true)
+        .layer(EdgeLayer { authenticator })
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, async move { stop.wait().await });
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result,
+        () = async {
+            shutdown.wait().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "calls still running after the grace period; exiting anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Authenticates every call and normalises transport-level statuses.
+#[derive(Clone)]
+struct EdgeLayer {
+    authenticator: Arc<Authenticator>,
+}
+
+impl<S> tower::Layer<S> for EdgeLayer {
+    type Service = EdgeService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        EdgeService {
+            inner,
+            authenticator: self.authenticator.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct EdgeService<S> {
+    inner: S,
+    authenticator: Arc<Authenticator>,
+}
+
+impl<S> tower::Service<http::Request<Body>> for EdgeService<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // The ready service must be the one called; leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let authenticator = self.authenticator.clone();
+        Box::pin(async move {
+            let path = request.uri().path();
+            if !OPEN_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+                match authenticator.authenticate(request.headers()).await {
+                    Ok(principal) => {
+                        request.extensions_mut().insert(principal);
+                    }
+                    Err(error) => return Ok(tonic::Status::from(error).into_http()),
+                }
+            }
+            let response = inner.call(request).await?;
+            Ok(oversize_as_resource_exhausted(response))
+        })
+    }
+}
+
+/// tonic reports a request larger than the decoding limit as OUT_OF_RANGE; the gRPC status
+/// code guide says RESOURCE_EXHAUSTED. Tenantry's handlers never use OUT_OF_RANGE, so every
+/// such status comes from that limit.
+fn oversize_as_resource_exhausted(mut response: http::Response<Body>) -> http::Response<Body> {
+    let out_of_range = (tonic::Code::OutOfRange as i32).to_string();
+    if response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|value| value.as_bytes() == out_of_range.as_bytes())
+    {
+        let headers = response.headers_mut();
+        headers.insert(
+            "grpc-status",
+            http::HeaderValue::from(tonic::Code::ResourceExhausted as i32),
+        );
+        headers.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("request%20message%20too%20large"),
+        );
+    }
+    response
+}

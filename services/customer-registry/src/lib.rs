@@ -1,0 +1,1 @@
+//! The customer registry: accounts, partners and their managed customers.
