@@ -170,7 +170,8 @@ pub struct DevTokenClaims {
 
 /// Mints an HS256 user token (for `tenantry token`, tests and the walkthrough).
 pub fn mint_user_token(secret: &str, claims: &DevTokenClaims) -> Result<String, ApiError> {
-    let key = EncodingKey::from_secret(secret.as_bytes()).map_err(|error| ApiError::internal(&error))?;
+    let key =
+        EncodingKey::from_secret(secret.as_bytes()).map_err(|error| ApiError::internal(&error))?;
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key)
         .map_err(|error| ApiError::internal(&error))
 }
@@ -484,7 +485,8 @@ impl ServiceTokenMinter {
         Ok(Self {
             service: service.to_string(),
             key: Arc::new(
-                EncodingKey::from_secret(internal_secret.as_bytes()).map_err(AuthSetupError::Key)?,
+                EncodingKey::from_secret(internal_secret.as_bytes())
+                    .map_err(AuthSetupError::Key)?,
             ),
             cached: Arc::new(Mutex::new(None)),
         })

@@ -26,7 +26,10 @@ impl ServiceCredentials {
 }
 
 impl Interceptor for ServiceCredentials {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         let token = self.minter.token().map_err(tonic::Status::from)?;
         let value = MetadataValue::try_from(format!("Bearer {token}"))
             .map_err(|_| tonic::Status::internal("service token is not a valid header"))?;

@@ -20,7 +20,11 @@ pub struct AuthConfig {
     #[arg(long = "jwks-url", env = "TENANTRY_JWKS_URL")]
     pub jwks_url: Option<String>,
     /// Required `iss` of user tokens.
-    #[arg(long = "jwt-issuer", env = "TENANTRY_JWT_ISSUER", default_value = "tenantry")]
+    #[arg(
+        long = "jwt-issuer",
+        env = "TENANTRY_JWT_ISSUER",
+        default_value = "tenantry"
+    )]
     pub issuer: String,
     /// Required `aud` of user tokens.
     #[arg(
@@ -31,7 +35,11 @@ pub struct AuthConfig {
     pub audience: String,
     /// Claim holding the caller's roles; a dotted path reaches into objects
     /// (`realm_access.roles`).
-    #[arg(long = "roles-claim", env = "TENANTRY_ROLES_CLAIM", default_value = "roles")]
+    #[arg(
+        long = "roles-claim",
+        env = "TENANTRY_ROLES_CLAIM",
+        default_value = "roles"
+    )]
     pub roles_claim: String,
     /// The role that makes a caller a platform operator.
     #[arg(
@@ -84,7 +92,11 @@ pub struct LogConfig {
 #[derive(Args, Clone, Debug)]
 pub struct ServerConfig {
     /// Address the gRPC port listens on.
-    #[arg(long = "listen", env = "TENANTRY_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long = "listen",
+        env = "TENANTRY_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
     pub listen: std::net::SocketAddr,
     /// Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
     #[arg(

@@ -188,9 +188,7 @@ fn classify_sqlx(sqlx_error: &sea_orm::sqlx::Error, error: DbErr) -> StoreError 
                 Some("40001") | Some("40P01") => StoreError::Retryable(error),
                 // PostgreSQL: connection exceptions, shutdown, too many connections.
                 Some(code)
-                    if code.starts_with("08")
-                        || code.starts_with("57P")
-                        || code == "53300" =>
+                    if code.starts_with("08") || code.starts_with("57P") || code == "53300" =>
                 {
                     StoreError::Unavailable(error)
                 }
@@ -247,7 +245,10 @@ mod tests {
 
     #[test]
     fn finds_sqlite_paths() {
-        assert_eq!(sqlite_path("sqlite://data/a.db?mode=rwc"), Some("data/a.db"));
+        assert_eq!(
+            sqlite_path("sqlite://data/a.db?mode=rwc"),
+            Some("data/a.db")
+        );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
     }
 }

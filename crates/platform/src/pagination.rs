@@ -169,6 +169,10 @@ mod tests {
         assert_eq!(items, vec!["a", "b"]);
         assert_eq!(tokens.decode("q", &next).unwrap().as_deref(), Some("b"));
         let mut items = vec!["a"];
-        assert!(tokens.finish("q", &request, &mut items, |s| s.to_string()).is_empty());
+        assert!(
+            tokens
+                .finish("q", &request, &mut items, |s| s.to_string())
+                .is_empty()
+        );
     }
 }

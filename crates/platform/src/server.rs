@@ -3,6 +3,7 @@
 //! reflection stay open for probes and tooling), a request size limit, readiness that follows
 //! the database, and graceful shutdown on SIGTERM or Ctrl-C.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -21,7 +22,10 @@ use tonic_health::server::HealthReporter;
 
 use crate::auth::Authenticator;
 use crate::db::Database;
-use crate::error::ErrorChain;
+use crate::error::{ApiError, ErrorChain};
+
+/// Why reflection could not be built.
+pub use tonic_reflection::server::Error as ReflectionError;
 
 /// Paths served without authentication: Kubernetes probes and `grpcurl list` need no token.
 const OPEN_PREFIXES: [&str; 3] = [
@@ -102,10 +106,57 @@ pub async fn termination_signal() {
     }
 }
 
+/// The health statuses of a process: one per service, following its database, and the overall
+/// status "" that is SERVING only while every registered service is.
+#[derive(Clone)]
+pub struct Readiness {
+    health: HealthReporter,
+    services: Arc<tokio::sync::Mutex<HashMap<&'static str, bool>>>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Readiness")
+    }
+}
+
+impl Readiness {
+    /// Registers a service as NOT_SERVING.
+    pub async fn register(&self, service_name: &'static str) {
+        self.set(service_name, false).await;
+    }
+
+    /// Sets one service's status and recomputes the overall one.
+    pub async fn set(&self, service_name: &'static str, serving: bool) {
+        let mut services = self.services.lock().await;
+        services.insert(service_name, serving);
+        let status = |serving: bool| {
+            if serving {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            }
+        };
+        self.health
+            .set_service_status(service_name, status(serving))
+            .await;
+        let all = services.values().all(|serving| *serving);
+        self.health.set_service_status("", status(all)).await;
+    }
+
+    /// Marks every service NOT_SERVING (shutdown: load balancers stop sending calls).
+    pub async fn not_serving_any_more(&self) {
+        let names: Vec<&'static str> = self.services.lock().await.keys().copied().collect();
+        for name in names {
+            self.set(name, false).await;
+        }
+    }
+}
+
 /// Health and reflection for a process: every status starts NOT_SERVING.
 pub struct Probes {
-    /// Sets the serving status of each service.
-    pub health: HealthReporter,
+    /// The health statuses.
+    pub readiness: Readiness,
     routes: Routes,
 }
 
@@ -116,9 +167,9 @@ impl std::fmt::Debug for Probes {
 }
 
 impl Probes {
-    /// Health (overall status NOT_SERVING until [`Probes::health`] says otherwise) and
+    /// Health (overall status NOT_SERVING until every registered service is SERVING) and
     /// reflection v1 over the whole Tenantry API.
-    pub async fn new() -> Result<Self, tonic_reflection::server::Error> {
+    pub async fn new() -> Result<Self, ReflectionError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_service_status("", ServingStatus::NotServing)
@@ -128,7 +179,13 @@ impl Probes {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
         let routes = Routes::new(health_service).add_service(reflection);
-        Ok(Self { health, routes })
+        Ok(Self {
+            readiness: Readiness {
+                health,
+                services: Arc::default(),
+            },
+            routes,
+        })
     }
 
     /// The routes of health and reflection, to which the services are added.
@@ -142,13 +199,11 @@ impl Probes {
 /// NOT_SERVING again whenever it does not.
 pub async fn follow_database<M: MigratorTrait>(
     database: Database,
-    health: HealthReporter,
+    readiness: Readiness,
     service_name: &'static str,
     shutdown: Shutdown,
 ) {
-    health
-        .set_service_status(service_name, ServingStatus::NotServing)
-        .await;
+    readiness.register(service_name).await;
     let mut delay = Duration::from_millis(200);
     loop {
         if shutdown.is_triggered() {
@@ -173,29 +228,25 @@ pub async fn follow_database<M: MigratorTrait>(
         }
     }
     tracing::info!(service = service_name, database = %database.display_url(), "database ready");
-    health
-        .set_service_status(service_name, ServingStatus::Serving)
-        .await;
+    readiness.set(service_name, true).await;
     let mut serving = true;
     loop {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(5)) => {},
             () = shutdown.wait() => {
-                health.set_service_status(service_name, ServingStatus::NotServing).await;
+                readiness.set(service_name, false).await;
                 return;
             }
         }
         let healthy = database.ping().await;
         if healthy != serving {
             serving = healthy;
-            let status = if healthy {
+            if healthy {
                 tracing::info!(service = service_name, "database reachable again");
-                ServingStatus::Serving
             } else {
                 tracing::warn!(service = service_name, "database unreachable");
-                ServingStatus::NotServing
-            };
-            health.set_service_status(service_name, status).await;
+            }
+            readiness.set(service_name, healthy).await;
         }
     }
 }
@@ -292,23 +343,19 @@ where
 
 /// tonic reports a request larger than the decoding limit as OUT_OF_RANGE; the gRPC status
 /// code guide says RESOURCE_EXHAUSTED. Tenantry's handlers never use OUT_OF_RANGE, so every
-/// such status comes from that limit.
-fn oversize_as_resource_exhausted(mut response: http::Response<Body>) -> http::Response<Body> {
+/// such status comes from that limit; it is replaced by a status with the usual details.
+fn oversize_as_resource_exhausted(response: http::Response<Body>) -> http::Response<Body> {
     let out_of_range = (tonic::Code::OutOfRange as i32).to_string();
-    if response
+    let is_oversize = response
         .headers()
         .get("grpc-status")
-        .is_some_and(|value| value.as_bytes() == out_of_range.as_bytes())
-    {
-        let headers = response.headers_mut();
-        headers.insert(
-            "grpc-status",
-            http::HeaderValue::from(tonic::Code::ResourceExhausted as i32),
-        );
-        headers.insert(
-            "grpc-message",
-            http::HeaderValue::from_static("request%20message%20too%20large"),
-        );
+        .is_some_and(|value| value.as_bytes() == out_of_range.as_bytes());
+    if !is_oversize {
+        return response;
     }
-    response
+    tonic::Status::from(ApiError::resource_exhausted(
+        "REQUEST_TOO_LARGE",
+        "the request message is larger than this server accepts",
+    ))
+    .into_http()
 }

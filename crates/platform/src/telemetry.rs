@@ -14,7 +14,12 @@ pub fn init(config: &LogConfig) {
     let result = match config.format {
         LogFormat::Human => registry.with(fmt::layer().with_target(true)).try_init(),
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
             .try_init(),
     };
     // A subscriber already installed (tests start several servers) is not an error.

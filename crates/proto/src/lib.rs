@@ -3,7 +3,11 @@
 //! Each module mirrors one protobuf package. [`FILE_DESCRIPTOR_SET`] holds every file (with the
 //! well-known types it imports and its comments) for gRPC server reflection.
 
-#![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation, missing_docs)]
+#![allow(
+    clippy::large_enum_variant,
+    clippy::doc_lazy_continuation,
+    missing_docs
+)]
 
 /// Encoded `google.protobuf.FileDescriptorSet` of the whole v1 API, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -1,0 +1,285 @@
+//! A node: one gRPC listener serving a set of enabled services plus health and reflection.
+//!
+//! Every service gets its own database and its own health status, which follows that database
+//! (NOT_SERVING until it is reachable and migrated). Services find each other through
+//! [`PeerUrls`]; a peer that runs in this very node is called through the node's own address,
+//! so the code path is the same in one process and in many.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tenantry_platform::auth::{AuthSetupError, Authenticator, ServiceTokenMinter};
+use tenantry_platform::authz::Authorizer;
+use tenantry_platform::clients::{self, InvalidServiceUrl, ServiceChannel};
+use tenantry_platform::config::AuthConfig;
+use tenantry_platform::db::Database;
+use tenantry_platform::pagination::PageTokens;
+use tenantry_platform::server::{self, Probes, Shutdown};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// A service the binary can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum ServiceKind {
+    /// Accounts, partners and managed customers.
+    CustomerRegistry,
+    /// Members, the user directory and `Authorize`.
+    Membership,
+}
+
+impl ServiceKind {
+    /// Every service, in start order.
+    pub const ALL: [ServiceKind; 2] = [ServiceKind::CustomerRegistry, ServiceKind::Membership];
+
+    /// The name used on the command line, in file names and in service tokens.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceKind::CustomerRegistry => "customer-registry",
+            ServiceKind::Membership => "membership",
+        }
+    }
+
+    /// The fully qualified gRPC service name (also its health-check name).
+    pub fn grpc_name(self) -> &'static str {
+        match self {
+            ServiceKind::CustomerRegistry => tenantry_registry::SERVICE_NAME,
+            ServiceKind::Membership => tenantry_membership::SERVICE_NAME,
+        }
+    }
+}
+
+/// Where this node's services reach their peers; `None` means "in this node".
+#[derive(Clone, Debug, Default)]
+pub struct PeerUrls {
+    /// The customer registry, e.g. `http://customer-registry:50051`.
+    pub registry: Option<String>,
+    /// Membership, e.g. `http://membership:50051`.
+    pub membership: Option<String>,
+}
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    /// The services to run, each with its database URL.
+    pub services: Vec<(ServiceKind, String)>,
+    /// How callers are authenticated; `internal_secret` must be set.
+    pub auth: AuthConfig,
+    /// Where peers run.
+    pub peers: PeerUrls,
+    /// Largest accepted request, in bytes.
+    pub max_request_bytes: usize,
+    /// How long in-flight calls may drain after shutdown is requested.
+    pub shutdown_grace: Duration,
+    /// Customer registry settings.
+    pub registry: tenantry_registry::Config,
+    /// Membership settings.
+    pub membership: tenantry_membership::Config,
+}
+
+/// Why a node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Token verification cannot be set up.
+    #[error("authentication is not configured")]
+    Auth(#[from] AuthSetupError),
+    /// Service-to-service calls need a shared internal secret.
+    #[error("TENANTRY_INTERNAL_SECRET is not set: services cannot authenticate to each other")]
+    NoInternalSecret,
+    /// A peer URL is malformed.
+    #[error(transparent)]
+    PeerUrl(#[from] InvalidServiceUrl),
+    /// Reflection could not be built from the descriptor sets.
+    #[error("cannot build gRPC reflection")]
+    Reflection(#[from] server::ReflectionError),
+    /// The listener's address is unknown.
+    #[error("cannot read the listening address")]
+    Listener(#[source] std::io::Error),
+    /// The gRPC server failed.
+    #[error("the gRPC server failed")]
+    Server(#[from] tonic::transport::Error),
+    /// The server task panicked or was cancelled.
+    #[error("the server task ended abnormally")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    local_addr: SocketAddr,
+    shutdown: Shutdown,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// The key that signs page tokens, derived from the internal secret so every replica of a
+/// cluster accepts the others' tokens without another setting.
+fn page_token_key(internal_secret: &str) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(b"tenantry page tokens\0");
+    hasher.update(internal_secret.as_bytes());
+    hasher.finalize().to_vec()
+}
+
+impl Node {
+    /// Starts serving `spec` on `listener`. Returns as soon as the port accepts calls; each
+    /// service turns SERVING once its database is ready (see [`Node::wait_ready`]).
+    pub async fn start(spec: NodeSpec, listener: TcpListener) -> Result<Node, NodeError> {
+        let local_addr = listener.local_addr().map_err(NodeError::Listener)?;
+        let internal_secret = spec
+            .auth
+            .internal_secret
+            .clone()
+            .ok_or(NodeError::NoInternalSecret)?;
+        let authenticator = Arc::new(Authenticator::new(spec.auth.clone())?);
+        let page_tokens = PageTokens::new(&page_token_key(&internal_secret));
+        let shutdown = Shutdown::new();
+        let probes = Probes::new().await?;
+        let mut routes = probes.routes();
+        let mut background = Vec::new();
+
+        let own_url = format!("http://{}", reachable(local_addr));
+        let peer =
+            |configured: &Option<String>, kind: ServiceKind| -> Result<ServiceChannel, NodeError> {
+                let url = configured.clone().unwrap_or_else(|| own_url.clone());
+                let minter = ServiceTokenMinter::new(kind.name(), &internal_secret)?;
+                Ok(clients::channel(&url, minter)?)
+            };
+
+        for (kind, database_url) in &spec.services {
+            let database = Database::new(database_url);
+            match kind {
+                ServiceKind::CustomerRegistry => {
+                    let deps = tenantry_registry::Deps {
+                        database: database.clone(),
+                        authorizer: Authorizer::new(peer(&spec.peers.membership, *kind)?),
+                        page_tokens: page_tokens.clone(),
+                    };
+                    routes = routes.add_service(tenantry_registry::grpc_service(
+                        spec.registry.clone(),
+                        deps,
+                        spec.max_request_bytes,
+                    ));
+                    background.push(tokio::spawn(server::follow_database::<
+                        tenantry_registry::Migrator,
+                    >(
+                        database,
+                        probes.readiness.clone(),
+                        kind.grpc_name(),
+                        shutdown.clone(),
+                    )));
+                }
+                ServiceKind::Membership => {
+                    let accounts = tenantry_membership::RegistryAccounts::new(peer(
+                        &spec.peers.registry,
+                        *kind,
+                    )?);
+                    let deps = tenantry_membership::Deps {
+                        database: database.clone(),
+                        accounts: Arc::new(accounts),
+                        page_tokens: page_tokens.clone(),
+                    };
+                    routes = routes.add_service(tenantry_membership::grpc_service(
+                        spec.membership.clone(),
+                        deps,
+                        spec.max_request_bytes,
+                    ));
+                    background.push(tokio::spawn(server::follow_database::<
+                        tenantry_membership::Migrator,
+                    >(
+                        database,
+                        probes.readiness.clone(),
+                        kind.grpc_name(),
+                        shutdown.clone(),
+                    )));
+                }
+            }
+        }
+
+        let server = tokio::spawn(server::serve(
+            listener,
+            routes,
+            authenticator,
+            shutdown.clone(),
+            spec.shutdown_grace,
+        ));
+        Ok(Node {
+            local_addr,
+            shutdown,
+            server,
+            background,
+        })
+    }
+
+    /// The address the node listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops the node when triggered.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Waits until every service of the node reports SERVING, or `timeout` passes.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let url = format!("http://{}", reachable(self.local_addr));
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if overall_serving(&url).await {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs until shutdown is triggered and in-flight calls have drained.
+    pub async fn wait(self) -> Result<(), NodeError> {
+        let result = self.server.await;
+        self.shutdown.trigger();
+        for task in self.background {
+            let _ = task.await;
+        }
+        result??;
+        Ok(())
+    }
+
+    /// Triggers shutdown and waits for the node to stop.
+    pub async fn stop(self) -> Result<(), NodeError> {
+        self.shutdown.trigger();
+        self.wait().await
+    }
+}
+
+/// An address peers can dial: a wildcard listen address is reached through loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
+async fn overall_serving(url: &str) -> bool {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let Ok(channel) = tonic::transport::Endpoint::from_shared(url.to_string()) else {
+        return false;
+    };
+    let Ok(channel) = channel.connect().await else {
+        return false;
+    };
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await;
+    matches!(response, Ok(response) if response.get_ref().status == ServingStatus::Serving as i32)
+}

@@ -1,0 +1,353 @@
+//! Test support for end-to-end tests: a real cluster (the same [`Node`] as `tenantry up`) on
+//! port 0, with fresh databases per cluster — temporary SQLite files, or brand-new PostgreSQL
+//! databases when `TENANTRY_TEST_POSTGRES_URL` is set — plus tokens and ready-made clients.
+//!
+//! Under `CI=true` a missing PostgreSQL is a failure, not a skip: [`Backend::Postgres`] panics
+//! when its URL is not configured.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sea_orm::ConnectionTrait;
+use tenantry_cli::{Node, NodeSpec, PeerUrls, ServiceKind};
+use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
+use tenantry_platform::config::AuthConfig;
+use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
+use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
+use tonic::metadata::MetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// The environment variable naming a PostgreSQL server for the PostgreSQL suite: a URL of a
+/// database the tests may connect to and create databases from, e.g.
+/// `postgres://postgres@127.0.0.1:5432/postgres`.
+pub const POSTGRES_URL_VAR: &str = "TENANTRY_TEST_POSTGRES_URL";
+
+/// The HS256 secret test clusters trust for user tokens.
+pub const TEST_JWT_SECRET: &str = "tenantry-test-user-secret";
+const TEST_INTERNAL_SECRET: &str = "tenantry-test-internal-secret";
+
+/// Where a test cluster keeps its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh SQLite file per service.
+    Sqlite,
+    /// A fresh PostgreSQL database per service.
+    Postgres,
+}
+
+/// The PostgreSQL server to test against, if configured. Under `CI=true` its absence is fatal.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var(POSTGRES_URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!("{POSTGRES_URL_VAR} is not set but CI=true: the PostgreSQL suite must run in CI")
+        }
+        _ => None,
+    }
+}
+
+/// A running cluster for one test.
+#[derive(Debug)]
+pub struct TestCluster {
+    node: Option<Node>,
+    addr: std::net::SocketAddr,
+    channel: Channel,
+    cleanup: Cleanup,
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    Files(PathBuf),
+    Databases {
+        admin_url: String,
+        names: Vec<String>,
+    },
+}
+
+/// Adds a fixed bearer token to every call.
+#[derive(Clone, Debug)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A registry client calling as one identity.
+pub type RegistryClient = CustomerRegistryServiceClient<InterceptedService<Channel, Bearer>>;
+/// A membership client calling as one identity.
+pub type MembershipClient = MembershipServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A user token for tests.
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    /// The `sub`.
+    pub sub: String,
+    /// The e-mail address.
+    pub email: String,
+    /// Whether the token carries the operator role.
+    pub operator: bool,
+}
+
+impl TestUser {
+    /// A person with a unique-looking id derived from `name`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            sub: format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            email: format!("{name}@example.com"),
+            operator: false,
+        }
+    }
+
+    /// A platform operator.
+    pub fn operator(name: &str) -> Self {
+        Self {
+            operator: true,
+            ..Self::new(name)
+        }
+    }
+
+    /// `users/{sub}`.
+    pub fn resource_name(&self) -> String {
+        format!("users/{}", self.sub)
+    }
+
+    /// A valid token for this user.
+    pub fn token(&self) -> String {
+        self.token_with(|_| {})
+    }
+
+    /// A token for this user with adjusted claims (expired, wrong audience, …).
+    pub fn token_with(&self, adjust: impl FnOnce(&mut DevTokenClaims)) -> String {
+        let now = unix_now();
+        let mut claims = DevTokenClaims {
+            sub: self.sub.clone(),
+            email: Some(self.email.clone()),
+            given_name: None,
+            family_name: None,
+            roles: if self.operator {
+                vec!["tenantry-operator".to_string()]
+            } else {
+                Vec::new()
+            },
+            iss: "tenantry".to_string(),
+            aud: "tenantry".to_string(),
+            exp: now + 3600,
+            iat: now,
+        };
+        adjust(&mut claims);
+        mint_user_token(TEST_JWT_SECRET, &claims).expect("mint token")
+    }
+}
+
+impl TestCluster {
+    /// Starts every service in one process on port 0 with fresh databases on `backend`.
+    /// Returns once every service reports SERVING.
+    pub async fn start(backend: Backend) -> Self {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let (services, cleanup) = match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("tenantry-test-{tag}"));
+                std::fs::create_dir_all(&dir).expect("create temp dir");
+                let services = ServiceKind::ALL
+                    .iter()
+                    .map(|kind| {
+                        let file = dir.join(format!("{}.db", kind.name()));
+                        (*kind, format!("sqlite://{}?mode=rwc", file.display()))
+                    })
+                    .collect();
+                (services, Cleanup::Files(dir))
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_url().expect("PostgreSQL URL");
+                let admin = sea_orm::Database::connect(&admin_url)
+                    .await
+                    .expect("connect to PostgreSQL");
+                let mut services = Vec::new();
+                let mut names = Vec::new();
+                for kind in ServiceKind::ALL {
+                    let name = format!("t_{}_{}", kind.name().replace('-', "_"), &tag[..12]);
+                    admin
+                        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                        .await
+                        .expect("create test database");
+                    services.push((kind, with_database(&admin_url, &name)));
+                    names.push(name);
+                }
+                let _ = admin.close().await;
+                (services, Cleanup::Databases { admin_url, names })
+            }
+        };
+        let spec = NodeSpec {
+            services,
+            auth: AuthConfig::with_secrets(TEST_JWT_SECRET, TEST_INTERNAL_SECRET),
+            peers: PeerUrls::default(),
+            max_request_bytes: 64 * 1024,
+            shutdown_grace: Duration::from_secs(5),
+            registry: tenantry_registry::Config::default(),
+            membership: tenantry_membership::Config::default(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let node = Node::start(spec, listener).await.expect("start node");
+        assert!(
+            node.wait_ready(Duration::from_secs(60)).await,
+            "cluster did not become ready"
+        );
+        let addr = node.local_addr();
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        Self {
+            node: Some(node),
+            addr,
+            channel,
+            cleanup,
+        }
+    }
+
+    /// The cluster's address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// A raw channel to the cluster (for health, reflection, or custom metadata).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    fn bearer(token: Option<&str>) -> Bearer {
+        Bearer(token.map(|token| {
+            format!("Bearer {token}")
+                .parse()
+                .expect("token is a valid header")
+        }))
+    }
+
+    /// A registry client presenting `token` (`None`: no token at all).
+    pub fn registry(&self, token: Option<&str>) -> RegistryClient {
+        CustomerRegistryServiceClient::with_interceptor(self.channel(), Self::bearer(token))
+    }
+
+    /// A membership client presenting `token` (`None`: no token at all).
+    pub fn membership(&self, token: Option<&str>) -> MembershipClient {
+        MembershipServiceClient::with_interceptor(self.channel(), Self::bearer(token))
+    }
+
+    /// A registry client acting as `user`.
+    pub fn registry_as(&self, user: &TestUser) -> RegistryClient {
+        self.registry(Some(&user.token()))
+    }
+
+    /// A membership client acting as `user`.
+    pub fn membership_as(&self, user: &TestUser) -> MembershipClient {
+        self.membership(Some(&user.token()))
+    }
+
+    /// Stops the cluster and removes its databases.
+    pub async fn stop(mut self) {
+        if let Some(node) = self.node.take() {
+            let _ = node.stop().await;
+        }
+        match &self.cleanup {
+            Cleanup::Files(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::Databases { admin_url, names } => {
+                if let Ok(admin) = sea_orm::Database::connect(admin_url).await {
+                    for name in names {
+                        let _ = admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                            ))
+                            .await;
+                    }
+                    let _ = admin.close().await;
+                }
+            }
+        }
+    }
+}
+
+/// `admin_url` with its database replaced by `database`.
+fn with_database(admin_url: &str, database: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (admin_url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{database}?{query}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+/// Declares one test body to run on SQLite and on PostgreSQL: expands to a module with a
+/// `sqlite` and a `postgres` test. Without `TENANTRY_TEST_POSTGRES_URL` the PostgreSQL test
+/// prints that it was skipped — unless `CI=true`, where it fails.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $body:path) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let cluster = $crate::TestCluster::start($crate::Backend::Sqlite).await;
+                $body(&cluster).await;
+                cluster.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::postgres_url().is_none() {
+                    eprintln!(
+                        "skipped: set {} to run the PostgreSQL suite",
+                        $crate::POSTGRES_URL_VAR
+                    );
+                    return;
+                }
+                let cluster = $crate::TestCluster::start($crate::Backend::Postgres).await;
+                $body(&cluster).await;
+                cluster.stop().await;
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_the_database_of_a_url() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t_1"),
+            "postgres://postgres@127.0.0.1:5432/t_1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "t_1"),
+            "postgres://u:p@h/t_1?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "t"),
+            "postgres://h:5432/t"
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! Wire ↔ domain mapping.
+
+use tenantry_platform::ApiError;
+use tenantry_platform::names::account_name;
+use tenantry_platform::time::{to_optional_timestamp, to_timestamp};
+use tenantry_proto::registry::v1 as pb;
+
+use crate::domain::{Account, AccountState, StateFilter};
+
+/// The wire form of an account.
+pub fn account_to_proto(account: Account) -> pb::Account {
+    pb::Account {
+        name: account_name(account.id.as_str()),
+        etag: account.etag(),
+        account_id: account.id.to_string(),
+        display_name: account.display_name.to_string(),
+        partner: account.partner,
+        managed_by: account
+            .managed_by
+            .map(|parent| account_name(parent.as_str()))
+            .unwrap_or_default(),
+        state: state_to_proto(account.state) as i32,
+        create_time: Some(to_timestamp(account.create_time)),
+        update_time: Some(to_timestamp(account.update_time)),
+        delete_time: to_optional_timestamp(account.delete_time),
+        creator: account.creator,
+    }
+}
+
+/// The wire enum of a state.
+pub fn state_to_proto(state: AccountState) -> pb::AccountState {
+    match state {
+        AccountState::Active => pb::AccountState::Active,
+        AccountState::Disabled => pb::AccountState::Disabled,
+        AccountState::Deleted => pb::AccountState::Deleted,
+    }
+}
+
+/// The list filter of a request's `state` field (UNSPECIFIED = everything not deleted).
+pub fn state_filter(field: &str, value: i32) -> Result<StateFilter, ApiError> {
+    match pb::AccountState::try_from(value) {
+        Ok(pb::AccountState::Unspecified) => Ok(StateFilter::NotDeleted),
+        Ok(pb::AccountState::Active) => Ok(StateFilter::Only(AccountState::Active)),
+        Ok(pb::AccountState::Disabled) => Ok(StateFilter::Only(AccountState::Disabled)),
+        Ok(pb::AccountState::Deleted) => Ok(StateFilter::Only(AccountState::Deleted)),
+        Err(_) => Err(ApiError::invalid_field(
+            field,
+            format!("unknown account state {value}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::{AccountId, DisplayName};
+
+    #[test]
+    fn maps_accounts_and_filters() {
+        let now = tenantry_platform::time::now();
+        let wire = account_to_proto(Account {
+            id: AccountId::trusted("cust".into()),
+            display_name: DisplayName::trusted("Customer".into()),
+            partner: false,
+            managed_by: Some(AccountId::trusted("part".into())),
+            state: AccountState::Disabled,
+            creator: "users/u1".into(),
+            version: 4,
+            create_time: now,
+            update_time: Utc::now(),
+            delete_time: None,
+        });
+        assert_eq!(wire.name, "accounts/cust");
+        assert_eq!(wire.managed_by, "accounts/part");
+        assert_eq!(wire.etag, "4");
+        assert_eq!(wire.state, pb::AccountState::Disabled as i32);
+        assert!(wire.delete_time.is_none());
+        assert_eq!(state_filter("state", 0).unwrap(), StateFilter::NotDeleted);
+        assert_eq!(
+            state_filter("state", 3).unwrap(),
+            StateFilter::Only(AccountState::Deleted)
+        );
+        assert!(state_filter("state", 9).is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! The one mapping from [`RegistryError`] to the API's errors.
+
+use tenantry_platform::ApiError;
+use tenantry_platform::names::account_name;
+
+use crate::domain::RegistryError;
+
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> Self {
+        match error {
+            RegistryError::AccountNotFound(id) => ApiError::not_found(
+                "ACCOUNT_NOT_FOUND",
+                format!("{} does not exist", account_name(&id)),
+            ),
+            RegistryError::AccountIdTaken(id) => ApiError::already_exists(
+                "ACCOUNT_ID_TAKEN",
+                format!(
+                    "the account id `{id}` is taken: it is or was in use (ids of deleted accounts \
+                     are never reused); choose another"
+                ),
+            ),
+            RegistryError::StaleEtag(id) => ApiError::stale_etag(&account_name(&id)),
+            RegistryError::ConcurrentChange(id) => ApiError::concurrent_change(format!(
+                "{} was changed concurrently; retry the call",
+                account_name(&id)
+            )),
+            RegistryError::AccountDeleted(id) => {
+                let name = account_name(&id);
+                ApiError::failed_precondition(
+                    "ACCOUNT_DELETED",
+                    name.clone(),
+                    format!("{name} is deleted, which is final; it can no longer be changed"),
+                )
+            }
+            RegistryError::ParentNotPartner(id) => {
+                let name = account_name(&id);
+                ApiError::failed_precondition(
+                    "PARENT_NOT_PARTNER",
+                    name.clone(),
+                    format!(
+                        "{name} is not a partner account; only partners manage customers \
+                         (a platform operator can promote it)"
+                    ),
+                )
+            }
+            RegistryError::ParentNotActive(id) => {
+                let name = account_name(&id);
+                ApiError::failed_precondition(
+                    "PARENT_NOT_ACTIVE",
+                    name.clone(),
+                    format!("{name} is not active; only an ACTIVE partner can create customers"),
+                )
+            }
+            RegistryError::ManagedCannotBePartner(id) => {
+                let name = account_name(&id);
+                ApiError::failed_precondition(
+                    "MANAGED_ACCOUNT",
+                    name.clone(),
+                    format!("{name} is a managed customer; a managed account cannot be a partner"),
+                )
+            }
+            RegistryError::PartnerHasCustomers { account, customers } => {
+                let name = account_name(&account);
+                ApiError::failed_precondition(
+                    "PARTNER_HAS_CUSTOMERS",
+                    name.clone(),
+                    format!(
+                        "{name} still manages {customers} customer account(s) that are not \
+                         deleted; delete them first"
+                    ),
+                )
+            }
+            RegistryError::RequestIdReused(_) => ApiError::invalid_field(
+                "request_id",
+                "this request_id was already used for a different request; use a new UUID",
+            ),
+            error @ RegistryError::CorruptRow(_) => ApiError::internal(&error),
+            RegistryError::Store(error) => ApiError::from(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn codes() {
+        let cases = [
+            (RegistryError::AccountNotFound("a".into()), Code::NotFound),
+            (
+                RegistryError::AccountIdTaken("a".into()),
+                Code::AlreadyExists,
+            ),
+            (RegistryError::StaleEtag("a".into()), Code::Aborted),
+            (RegistryError::ConcurrentChange("a".into()), Code::Aborted),
+            (
+                RegistryError::AccountDeleted("a".into()),
+                Code::FailedPrecondition,
+            ),
+            (
+                RegistryError::ParentNotPartner("a".into()),
+                Code::FailedPrecondition,
+            ),
+            (
+                RegistryError::ParentNotActive("a".into()),
+                Code::FailedPrecondition,
+            ),
+            (
+                RegistryError::ManagedCannotBePartner("a".into()),
+                Code::FailedPrecondition,
+            ),
+            (
+                RegistryError::PartnerHasCustomers {
+                    account: "a".into(),
+                    customers: 1,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                RegistryError::RequestIdReused("r".into()),
+                Code::InvalidArgument,
+            ),
+            (
+                RegistryError::Store(tenantry_platform::db::StoreError::NotReady),
+                Code::Unavailable,
+            ),
+        ];
+        for (error, code) in cases {
+            let text = error.to_string();
+            assert_eq!(ApiError::from(error).code(), code, "{text}");
+        }
+        assert_eq!(
+            ApiError::from(RegistryError::AccountIdTaken("a".into())).reason(),
+            "ACCOUNT_ID_TAKEN"
+        );
+    }
+}

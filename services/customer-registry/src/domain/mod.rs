@@ -1,0 +1,319 @@
+//! The registry's rules, without I/O: identifiers, display names, account states and the
+//! transitions between them.
+
+pub mod error;
+pub mod identifier;
+
+use chrono::{DateTime, Utc};
+
+pub use error::RegistryError;
+pub use identifier::{AccountId, DisplayName, InvalidValue};
+
+/// Lifecycle state of an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccountState {
+    /// In normal use.
+    Active,
+    /// Suspended; reversible.
+    Disabled,
+    /// Soft-deleted; final.
+    Deleted,
+}
+
+impl AccountState {
+    /// The value stored in the database.
+    pub fn as_db_str(self) -> &'static str {
+        match self {
+            AccountState::Active => "ACTIVE",
+            AccountState::Disabled => "DISABLED",
+            AccountState::Deleted => "DELETED",
+        }
+    }
+
+    /// The state for a stored value.
+    pub fn from_db_str(value: &str) -> Option<Self> {
+        match value {
+            "ACTIVE" => Some(AccountState::Active),
+            "DISABLED" => Some(AccountState::Disabled),
+            "DELETED" => Some(AccountState::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// Which states a list returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateFilter {
+    /// ACTIVE and DISABLED: everything not deleted (the API's UNSPECIFIED).
+    NotDeleted,
+    /// Exactly this state.
+    Only(AccountState),
+}
+
+impl StateFilter {
+    /// The states the filter lets through.
+    pub fn states(self) -> Vec<AccountState> {
+        match self {
+            StateFilter::NotDeleted => vec![AccountState::Active, AccountState::Disabled],
+            StateFilter::Only(state) => vec![state],
+        }
+    }
+
+    /// A stable label, used to bind page tokens to the filter.
+    pub fn label(self) -> &'static str {
+        match self {
+            StateFilter::NotDeleted => "NOT_DELETED",
+            StateFilter::Only(state) => state.as_db_str(),
+        }
+    }
+}
+
+/// An account as the registry knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// The immutable identifier.
+    pub id: AccountId,
+    /// The name shown to people.
+    pub display_name: DisplayName,
+    /// Whether the account is a partner.
+    pub partner: bool,
+    /// The managing partner's id, for a managed customer.
+    pub managed_by: Option<AccountId>,
+    /// Lifecycle state.
+    pub state: AccountState,
+    /// `users/{sub}` (or `services/{name}`) of whoever created it.
+    pub creator: String,
+    /// Starts at 1, incremented on every change; the etag.
+    pub version: i64,
+    /// When it was created.
+    pub create_time: DateTime<Utc>,
+    /// When it last changed.
+    pub update_time: DateTime<Utc>,
+    /// When it was deleted, if it is.
+    pub delete_time: Option<DateTime<Utc>>,
+}
+
+impl Account {
+    /// The etag clients send back: the version as a string.
+    pub fn etag(&self) -> String {
+        self.version.to_string()
+    }
+
+    /// Fails with [`RegistryError::StaleEtag`] when `etag` is set and not the current one.
+    pub fn check_etag(&self, etag: &str) -> Result<(), RegistryError> {
+        if etag.is_empty() || etag == self.etag() {
+            Ok(())
+        } else {
+            Err(RegistryError::StaleEtag(self.id.to_string()))
+        }
+    }
+}
+
+/// What an operation does to a stored account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change<T> {
+    /// Nothing: the account already is as asked (idempotent repeat).
+    Unchanged,
+    /// Write this new value.
+    To(T),
+}
+
+/// ACTIVE → DISABLED; DISABLED stays; DELETED is final.
+pub fn disable(account: &Account) -> Result<Change<AccountState>, RegistryError> {
+    match account.state {
+        AccountState::Active => Ok(Change::To(AccountState::Disabled)),
+        AccountState::Disabled => Ok(Change::Unchanged),
+        AccountState::Deleted => Err(RegistryError::AccountDeleted(account.id.to_string())),
+    }
+}
+
+/// DISABLED → ACTIVE; ACTIVE stays; DELETED is final.
+pub fn enable(account: &Account) -> Result<Change<AccountState>, RegistryError> {
+    match account.state {
+        AccountState::Disabled => Ok(Change::To(AccountState::Active)),
+        AccountState::Active => Ok(Change::Unchanged),
+        AccountState::Deleted => Err(RegistryError::AccountDeleted(account.id.to_string())),
+    }
+}
+
+/// Anything but DELETED → DELETED, provided a partner no longer manages live customers
+/// (`live_customers`: how many of its customers are not deleted).
+pub fn delete(
+    account: &Account,
+    live_customers: u64,
+) -> Result<Change<AccountState>, RegistryError> {
+    if account.state == AccountState::Deleted {
+        return Ok(Change::Unchanged);
+    }
+    if live_customers > 0 {
+        return Err(RegistryError::PartnerHasCustomers {
+            account: account.id.to_string(),
+            customers: live_customers,
+        });
+    }
+    Ok(Change::To(AccountState::Deleted))
+}
+
+/// Sets `partner`; refused for managed customers and deleted accounts.
+pub fn promote(account: &Account) -> Result<Change<bool>, RegistryError> {
+    if account.state == AccountState::Deleted {
+        return Err(RegistryError::AccountDeleted(account.id.to_string()));
+    }
+    if account.managed_by.is_some() {
+        return Err(RegistryError::ManagedCannotBePartner(
+            account.id.to_string(),
+        ));
+    }
+    if account.partner {
+        return Ok(Change::Unchanged);
+    }
+    Ok(Change::To(true))
+}
+
+/// Changes the display name; refused for deleted accounts, unchanged when equal.
+pub fn rename(account: &Account, name: &DisplayName) -> Result<Change<DisplayName>, RegistryError> {
+    if account.state == AccountState::Deleted {
+        return Err(RegistryError::AccountDeleted(account.id.to_string()));
+    }
+    if &account.display_name == name {
+        return Ok(Change::Unchanged);
+    }
+    Ok(Change::To(name.clone()))
+}
+
+/// Checks that `parent` may get a new managed customer: an ACTIVE partner.
+pub fn check_can_manage_customers(parent: &Account) -> Result<(), RegistryError> {
+    if !parent.partner {
+        return Err(RegistryError::ParentNotPartner(parent.id.to_string()));
+    }
+    if parent.state != AccountState::Active {
+        return Err(RegistryError::ParentNotActive(parent.id.to_string()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(state: AccountState, partner: bool, managed: bool) -> Account {
+        let now = Utc::now();
+        Account {
+            id: AccountId::trusted("acme".into()),
+            display_name: DisplayName::trusted("Acme".into()),
+            partner,
+            managed_by: managed.then(|| AccountId::trusted("partner".into())),
+            state,
+            creator: "users/u".into(),
+            version: 3,
+            create_time: now,
+            update_time: now,
+            delete_time: None,
+        }
+    }
+
+    #[test]
+    fn state_transitions() {
+        use AccountState::*;
+        let cases = [
+            (Active, Ok(Change::To(Disabled)), Ok(Change::Unchanged)),
+            (Disabled, Ok(Change::Unchanged), Ok(Change::To(Active))),
+            (Deleted, Err(()), Err(())),
+        ];
+        for (state, want_disable, want_enable) in cases {
+            let a = account(state, false, false);
+            assert_eq!(
+                disable(&a).map_err(|_| ()),
+                want_disable,
+                "disable {state:?}"
+            );
+            assert_eq!(enable(&a).map_err(|_| ()), want_enable, "enable {state:?}");
+        }
+    }
+
+    #[test]
+    fn delete_is_idempotent_and_blocked_by_live_customers() {
+        let a = account(AccountState::Active, true, false);
+        assert_eq!(delete(&a, 0).unwrap(), Change::To(AccountState::Deleted));
+        assert!(matches!(
+            delete(&a, 2),
+            Err(RegistryError::PartnerHasCustomers { customers: 2, .. })
+        ));
+        let gone = account(AccountState::Deleted, false, false);
+        assert_eq!(delete(&gone, 0).unwrap(), Change::Unchanged);
+    }
+
+    #[test]
+    fn promotion_rules() {
+        assert_eq!(
+            promote(&account(AccountState::Active, false, false)).unwrap(),
+            Change::To(true)
+        );
+        assert_eq!(
+            promote(&account(AccountState::Disabled, true, false)).unwrap(),
+            Change::Unchanged
+        );
+        assert!(matches!(
+            promote(&account(AccountState::Active, false, true)),
+            Err(RegistryError::ManagedCannotBePartner(_))
+        ));
+        assert!(matches!(
+            promote(&account(AccountState::Deleted, false, false)),
+            Err(RegistryError::AccountDeleted(_))
+        ));
+    }
+
+    #[test]
+    fn parents_must_be_active_partners() {
+        assert!(check_can_manage_customers(&account(AccountState::Active, true, false)).is_ok());
+        assert!(matches!(
+            check_can_manage_customers(&account(AccountState::Active, false, false)),
+            Err(RegistryError::ParentNotPartner(_))
+        ));
+        assert!(matches!(
+            check_can_manage_customers(&account(AccountState::Disabled, true, false)),
+            Err(RegistryError::ParentNotActive(_))
+        ));
+    }
+
+    #[test]
+    fn etags_and_renames() {
+        let a = account(AccountState::Active, false, false);
+        assert!(a.check_etag("").is_ok());
+        assert!(a.check_etag("3").is_ok());
+        assert!(matches!(
+            a.check_etag("2"),
+            Err(RegistryError::StaleEtag(_))
+        ));
+        assert_eq!(
+            rename(&a, &DisplayName::trusted("Acme".into())).unwrap(),
+            Change::Unchanged
+        );
+        assert!(
+            rename(
+                &account(AccountState::Deleted, false, false),
+                &a.display_name
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn state_filters() {
+        assert_eq!(
+            StateFilter::NotDeleted.states(),
+            vec![AccountState::Active, AccountState::Disabled]
+        );
+        assert_eq!(
+            StateFilter::Only(AccountState::Deleted).states(),
+            vec![AccountState::Deleted]
+        );
+        for state in [
+            AccountState::Active,
+            AccountState::Disabled,
+            AccountState::Deleted,
+        ] {
+            assert_eq!(AccountState::from_db_str(state.as_db_str()), Some(state));
+        }
+    }
+}

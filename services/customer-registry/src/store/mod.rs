@@ -1,0 +1,429 @@
+//! The registry's storage. Every state change is one database transaction in one function
+//! (`create_account`, `promote_to_partner`, `rename_account`, `disable_account`,
+//! `enable_account`, `delete_account`), so the outbox event of a change can join the same
+//! transaction at the marked spot. Reads never run inside a transaction they did not open:
+//! the SQLite pool has one connection.
+
+pub mod entities;
+pub mod migrations;
+
+#[cfg(test)]
+mod tests;
+
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use tenantry_platform::db::{Database, StoreError};
+
+use crate::domain::{
+    self, Account, AccountId, AccountState, Change, DisplayName, RegistryError, StateFilter,
+};
+use entities::{account, request_id};
+
+/// A new account to insert.
+#[derive(Clone, Debug)]
+pub struct NewAccount {
+    /// Its identifier.
+    pub id: AccountId,
+    /// Its display name.
+    pub display_name: DisplayName,
+    /// The managing partner, for a managed customer (must be an ACTIVE partner).
+    pub managed_by: Option<AccountId>,
+    /// `users/{sub}` of the creator.
+    pub creator: String,
+}
+
+/// The idempotency record of a create: who asked what under which `request_id`.
+#[derive(Clone, Debug)]
+pub struct IdempotencyKey {
+    /// The request id, a UUID in canonical form.
+    pub request_id: String,
+    /// `users/{sub}` or `services/{name}`.
+    pub caller: String,
+    /// The RPC name.
+    pub method: &'static str,
+    /// SHA-256 hex of the canonical request.
+    pub fingerprint: String,
+}
+
+/// What a list returns.
+#[derive(Clone, Debug)]
+pub struct ListQuery {
+    /// Only the customers of this partner, if set.
+    pub managed_by: Option<String>,
+    /// Which states.
+    pub states: StateFilter,
+    /// Only partner accounts.
+    pub partners_only: bool,
+}
+
+/// One change to an account row (besides the version and update time every change bumps).
+enum Update {
+    State(AccountState),
+    Partner,
+    DisplayName(DisplayName),
+}
+
+/// Account storage over the service's database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    database: Database,
+}
+
+impl Store {
+    /// A store over `database`.
+    pub fn new(database: Database) -> Self {
+        Self { database }
+    }
+
+    fn connection(&self) -> Result<&DatabaseConnection, RegistryError> {
+        Ok(self.database.connection()?)
+    }
+
+    async fn begin(&self) -> Result<DatabaseTransaction, RegistryError> {
+        Ok(self.connection()?.begin().await?)
+    }
+
+    /// The account `id`, or `None`.
+    pub async fn find(&self, id: &str) -> Result<Option<Account>, RegistryError> {
+        account::Entity::find_by_id(id.to_string())
+            .one(self.connection()?)
+            .await?
+            .map(to_domain)
+            .transpose()
+    }
+
+    /// The account `id`, or [`RegistryError::AccountNotFound`].
+    pub async fn get(&self, id: &str) -> Result<Account, RegistryError> {
+        self.find(id)
+            .await?
+            .ok_or_else(|| RegistryError::AccountNotFound(id.to_string()))
+    }
+
+    /// Up to `limit` accounts matching `query` with an id after `after`, ordered by id.
+    pub async fn list(
+        &self,
+        query: &ListQuery,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<Account>, RegistryError> {
+        let states: Vec<&str> = query
+            .states
+            .states()
+            .into_iter()
+            .map(AccountState::as_db_str)
+            .collect();
+        let mut select = account::Entity::find().filter(account::Column::State.is_in(states));
+        if let Some(parent) = &query.managed_by {
+            select = select.filter(account::Column::ManagedBy.eq(parent.as_str()));
+        }
+        if query.partners_only {
+            select = select.filter(account::Column::Partner.eq(true));
+        }
+        if let Some(after) = after {
+            select = select.filter(account::Column::AccountId.gt(after));
+        }
+        select
+            .order_by_asc(account::Column::AccountId)
+            .limit(limit)
+            .all(self.connection()?)
+            .await?
+            .into_iter()
+            .map(to_domain)
+            .collect()
+    }
+
+    /// Creates an account (a managed customer when `managed_by` is set, after checking that the
+    /// parent is an ACTIVE partner), remembering `key` in the same transaction. A retry under
+    /// the same key returns the account as it is now.
+    pub async fn create_account(
+        &self,
+        new: NewAccount,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Account, RegistryError> {
+        match self.create_account_txn(&new, key.as_ref()).await {
+            Err(
+                error @ (RegistryError::AccountIdTaken(_)
+                | RegistryError::Store(StoreError::Conflict(_))),
+            ) if key.is_some() => {
+                // A concurrent call with the same request_id may have won the race: answer as
+                // its retry would be answered.
+                let Some(key) = key else { return Err(error) };
+                let txn = self.begin().await?;
+                let replayed = replay(&txn, &key).await?;
+                txn.commit().await?;
+                replayed.ok_or(error)
+            }
+            other => other,
+        }
+    }
+
+    async fn create_account_txn(
+        &self,
+        new: &NewAccount,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Account, RegistryError> {
+        let txn = self.begin().await?;
+        if let Some(key) = key
+            && let Some(account) = replay(&txn, key).await?
+        {
+            txn.commit().await?;
+            return Ok(account);
+        }
+        if let Some(parent) = &new.managed_by {
+            // Locked so a concurrent DeleteAccount/DisableAccount of the parent serializes
+            // with this create (PostgreSQL; SQLite has a single writer anyway).
+            let parent = load_locked(&txn, parent.as_str()).await?;
+            domain::check_can_manage_customers(&parent)?;
+        }
+        let now = tenantry_platform::time::now();
+        let row = account::ActiveModel {
+            account_id: Set(new.id.to_string()),
+            display_name: Set(new.display_name.to_string()),
+            partner: Set(false),
+            managed_by: Set(new.managed_by.as_ref().map(ToString::to_string)),
+            state: Set(AccountState::Active.as_db_str().to_string()),
+            creator: Set(new.creator.clone()),
+            version: Set(1),
+            create_time: Set(now),
+            update_time: Set(now),
+            delete_time: Set(None),
+        };
+        account::Entity::insert(row)
+            .exec_without_returning(&txn)
+            .await
+            .map_err(|error| match StoreError::from(error) {
+                StoreError::Conflict(_) => RegistryError::AccountIdTaken(new.id.to_string()),
+                other => RegistryError::Store(other),
+            })?;
+        if let Some(key) = key {
+            request_id::Entity::insert(request_id::ActiveModel {
+                request_id: Set(key.request_id.clone()),
+                caller: Set(key.caller.clone()),
+                method: Set(key.method.to_string()),
+                fingerprint: Set(key.fingerprint.clone()),
+                resource_key: Set(new.id.to_string()),
+                create_time: Set(now),
+            })
+            .exec_without_returning(&txn)
+            .await?;
+        }
+        // The `account.created` outbox row joins this transaction here.
+        txn.commit().await?;
+        Ok(Account {
+            id: new.id.clone(),
+            display_name: new.display_name.clone(),
+            partner: false,
+            managed_by: new.managed_by.clone(),
+            state: AccountState::Active,
+            creator: new.creator.clone(),
+            version: 1,
+            create_time: now,
+            update_time: now,
+            delete_time: None,
+        })
+    }
+
+    /// Makes the account a partner (idempotent).
+    pub async fn promote_to_partner(&self, id: &str, etag: &str) -> Result<Account, RegistryError> {
+        let txn = self.begin().await?;
+        let account = load_locked(&txn, id).await?;
+        account.check_etag(etag)?;
+        let result = match domain::promote(&account)? {
+            Change::Unchanged => account,
+            Change::To(_) => apply(&txn, account, Update::Partner, etag).await?,
+        };
+        // The `account.updated` outbox row joins this transaction here.
+        txn.commit().await?;
+        Ok(result)
+    }
+
+    /// Changes the display name (unchanged when equal).
+    pub async fn rename_account(
+        &self,
+        id: &str,
+        name: &DisplayName,
+        etag: &str,
+    ) -> Result<Account, RegistryError> {
+        let txn = self.begin().await?;
+        let account = load_locked(&txn, id).await?;
+        account.check_etag(etag)?;
+        let result = match domain::rename(&account, name)? {
+            Change::Unchanged => account,
+            Change::To(name) => apply(&txn, account, Update::DisplayName(name), etag).await?,
+        };
+        // The `account.updated` outbox row joins this transaction here.
+        txn.commit().await?;
+        Ok(result)
+    }
+
+    /// ACTIVE → DISABLED (idempotent).
+    pub async fn disable_account(&self, id: &str, etag: &str) -> Result<Account, RegistryError> {
+        let txn = self.begin().await?;
+        let account = load_locked(&txn, id).await?;
+        account.check_etag(etag)?;
+        let result = match domain::disable(&account)? {
+            Change::Unchanged => account,
+            Change::To(state) => apply(&txn, account, Update::State(state), etag).await?,
+        };
+        // The `account.disabled` outbox row joins this transaction here.
+        txn.commit().await?;
+        Ok(result)
+    }
+
+    /// DISABLED → ACTIVE (idempotent).
+    pub async fn enable_account(&self, id: &str, etag: &str) -> Result<Account, RegistryError> {
+        let txn = self.begin().await?;
+        let account = load_locked(&txn, id).await?;
+        account.check_etag(etag)?;
+        let result = match domain::enable(&account)? {
+            Change::Unchanged => account,
+            Change::To(state) => apply(&txn, account, Update::State(state), etag).await?,
+        };
+        // The `account.enabled` outbox row joins this transaction here.
+        txn.commit().await?;
+        Ok(result)
+    }
+
+    /// Soft-deletes the account (idempotent); refused for a partner with live customers.
+    pub async fn delete_account(&self, id: &str, etag: &str) -> Result<Account, RegistryError> {
+        let txn = self.begin().await?;
+        let account = load_locked(&txn, id).await?;
+        account.check_etag(etag)?;
+        let live_customers = if account.state == AccountState::Deleted {
+            0
+        } else {
+            account::Entity::find()
+                .filter(account::Column::ManagedBy.eq(id))
+                .filter(account::Column::State.ne(AccountState::Deleted.as_db_str()))
+                .count(&txn)
+                .await?
+        };
+        let result = match domain::delete(&account, live_customers)? {
+            Change::Unchanged => account,
+            Change::To(state) => apply(&txn, account, Update::State(state), etag).await?,
+        };
+        // The `account.deleted` outbox row joins this transaction here.
+        txn.commit().await?;
+        Ok(result)
+    }
+}
+
+/// Reads an account inside `txn`, locking its row where the database can (PostgreSQL).
+async fn load_locked(txn: &DatabaseTransaction, id: &str) -> Result<Account, RegistryError> {
+    account::Entity::find_by_id(id.to_string())
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .map(to_domain)
+        .transpose()?
+        .ok_or_else(|| RegistryError::AccountNotFound(id.to_string()))
+}
+
+/// Writes `update` to `account` if its version is still the one read, and returns the result.
+async fn apply(
+    txn: &DatabaseTransaction,
+    mut account: Account,
+    update: Update,
+    etag: &str,
+) -> Result<Account, RegistryError> {
+    let now = tenantry_platform::time::now();
+    let mut statement = account::Entity::update_many()
+        .col_expr(
+            account::Column::Version,
+            Expr::col(account::Column::Version).add(1),
+        )
+        .col_expr(account::Column::UpdateTime, Expr::value(now));
+    match &update {
+        Update::State(state) => {
+            statement = statement.col_expr(account::Column::State, Expr::value(state.as_db_str()));
+            if *state == AccountState::Deleted {
+                statement = statement.col_expr(account::Column::DeleteTime, Expr::value(Some(now)));
+            }
+        }
+        Update::Partner => {
+            statement = statement.col_expr(account::Column::Partner, Expr::value(true));
+        }
+        Update::DisplayName(name) => {
+            statement =
+                statement.col_expr(account::Column::DisplayName, Expr::value(name.as_str()));
+        }
+    }
+    let result = statement
+        .filter(account::Column::AccountId.eq(account.id.as_str()))
+        .filter(account::Column::Version.eq(account.version))
+        .exec(txn)
+        .await?;
+    if result.rows_affected != 1 {
+        let id = account.id.to_string();
+        return Err(if etag.is_empty() {
+            RegistryError::ConcurrentChange(id)
+        } else {
+            RegistryError::StaleEtag(id)
+        });
+    }
+    account.version += 1;
+    account.update_time = now;
+    match update {
+        Update::State(state) => {
+            account.state = state;
+            if state == AccountState::Deleted {
+                account.delete_time = Some(now);
+            }
+        }
+        Update::Partner => account.partner = true,
+        Update::DisplayName(name) => account.display_name = name,
+    }
+    Ok(account)
+}
+
+/// The account a remembered request created, if `key.request_id` was seen before; an error if
+/// it was used by another caller or for another request.
+async fn replay(
+    txn: &DatabaseTransaction,
+    key: &IdempotencyKey,
+) -> Result<Option<Account>, RegistryError> {
+    let Some(seen) = request_id::Entity::find_by_id(key.request_id.clone())
+        .one(txn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if seen.caller != key.caller || seen.method != key.method || seen.fingerprint != key.fingerprint
+    {
+        return Err(RegistryError::RequestIdReused(key.request_id.clone()));
+    }
+    account::Entity::find_by_id(seen.resource_key.clone())
+        .one(txn)
+        .await?
+        .map(to_domain)
+        .transpose()?
+        .map(Some)
+        .ok_or(RegistryError::CorruptRow(format!(
+            "request {} points at missing account {}",
+            seen.request_id, seen.resource_key
+        )))
+}
+
+fn to_domain(row: account::Model) -> Result<Account, RegistryError> {
+    let state = AccountState::from_db_str(&row.state).ok_or_else(|| {
+        RegistryError::CorruptRow(format!(
+            "account {} has unknown state {:?}",
+            row.account_id, row.state
+        ))
+    })?;
+    Ok(Account {
+        id: AccountId::trusted(row.account_id),
+        display_name: DisplayName::trusted(row.display_name),
+        partner: row.partner,
+        managed_by: row.managed_by.map(AccountId::trusted),
+        state,
+        creator: row.creator,
+        version: row.version,
+        create_time: row.create_time,
+        update_time: row.update_time,
+        delete_time: row.delete_time,
+    })
+}

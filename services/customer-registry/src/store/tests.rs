@@ -1,0 +1,451 @@
+//! Store tests, each on a fresh SQLite file.
+
+use std::path::PathBuf;
+
+use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+use sea_orm_migration::MigratorTrait;
+use tenantry_platform::db::{self, Database};
+
+use super::*;
+use crate::Migrator;
+
+/// A migrated database in a temporary file, removed when dropped.
+struct TestDb {
+    path: PathBuf,
+    store: Store,
+    database: Database,
+}
+
+impl TestDb {
+    async fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("registry-test-{}.db", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}", path.display());
+        let connection = db::connect(&url).await.expect("connect");
+        Migrator::up(&connection, None).await.expect("migrate");
+        let database = Database::connected(&url, connection);
+        Self {
+            path,
+            store: Store::new(database.clone()),
+            database,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = self.path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+fn new_account(id: &str, managed_by: Option<&str>) -> NewAccount {
+    NewAccount {
+        id: AccountId::parse(id, 32).expect("valid id"),
+        display_name: DisplayName::parse(&format!("  {id} Inc  ")).expect("valid name"),
+        managed_by: managed_by.map(|parent| AccountId::trusted(parent.into())),
+        creator: "users/op".into(),
+    }
+}
+
+fn key(request_id: &str, fingerprint: &str) -> IdempotencyKey {
+    IdempotencyKey {
+        request_id: request_id.into(),
+        caller: "users/op".into(),
+        method: "CreateAccount",
+        fingerprint: fingerprint.into(),
+    }
+}
+
+fn all() -> ListQuery {
+    ListQuery {
+        managed_by: None,
+        states: StateFilter::NotDeleted,
+        partners_only: false,
+    }
+}
+
+#[tokio::test]
+async fn creates_and_reads_back() {
+    let db = TestDb::new().await;
+    let created = db
+        .store
+        .create_account(new_account("acme", None), None)
+        .await
+        .unwrap();
+    assert_eq!(created.display_name.as_str(), "acme Inc");
+    assert_eq!(created.version, 1);
+    assert_eq!(created.state, AccountState::Active);
+    let read = db.store.get("acme").await.unwrap();
+    assert_eq!(read, created);
+    assert!(matches!(
+        db.store.get("nope").await,
+        Err(RegistryError::AccountNotFound(id)) if id == "nope"
+    ));
+}
+
+#[tokio::test]
+async fn migrations_use_their_own_table_and_rerun_cleanly() {
+    let db = TestDb::new().await;
+    let connection = db.database.connection().unwrap();
+    Migrator::up(connection, None)
+        .await
+        .expect("second run is a no-op");
+    let rows = connection
+        .query_all_raw(Statement::from_string(
+            connection.get_database_backend(),
+            "SELECT version FROM registry_migrations",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+}
+
+#[tokio::test]
+async fn duplicate_id_is_already_taken() {
+    let db = TestDb::new().await;
+    db.store
+        .create_account(new_account("acme", None), None)
+        .await
+        .unwrap();
+    let again = db
+        .store
+        .create_account(new_account("acme", None), None)
+        .await;
+    assert!(matches!(again, Err(RegistryError::AccountIdTaken(id)) if id == "acme"));
+}
+
+#[tokio::test]
+async fn concurrent_creates_of_one_id_have_one_winner() {
+    let db = TestDb::new().await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.create_account(new_account("race", None), None).await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(RegistryError::AccountIdTaken(_)) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+#[tokio::test]
+async fn soft_delete_keeps_the_id_taken() {
+    let db = TestDb::new().await;
+    db.store
+        .create_account(new_account("gone", None), None)
+        .await
+        .unwrap();
+    let deleted = db.store.delete_account("gone", "").await.unwrap();
+    assert_eq!(deleted.state, AccountState::Deleted);
+    assert!(deleted.delete_time.is_some());
+    assert_eq!(deleted.version, 2);
+    // Idempotent, and still readable.
+    assert_eq!(db.store.delete_account("gone", "").await.unwrap(), deleted);
+    assert_eq!(db.store.get("gone").await.unwrap(), deleted);
+    let reuse = db
+        .store
+        .create_account(new_account("gone", None), None)
+        .await;
+    assert!(matches!(reuse, Err(RegistryError::AccountIdTaken(_))));
+    // Deleted is final.
+    assert!(matches!(
+        db.store.enable_account("gone", "").await,
+        Err(RegistryError::AccountDeleted(_))
+    ));
+    assert!(matches!(
+        db.store.disable_account("gone", "").await,
+        Err(RegistryError::AccountDeleted(_))
+    ));
+}
+
+#[tokio::test]
+async fn stale_etags_and_versions_fail() {
+    let db = TestDb::new().await;
+    db.store
+        .create_account(new_account("acme", None), None)
+        .await
+        .unwrap();
+    let name = DisplayName::parse("Acme 2").unwrap();
+    let renamed = db.store.rename_account("acme", &name, "1").await.unwrap();
+    assert_eq!(renamed.version, 2);
+    assert_eq!(renamed.etag(), "2");
+    // The caller's etag is stale.
+    let stale = db
+        .store
+        .rename_account("acme", &DisplayName::parse("Acme 3").unwrap(), "1")
+        .await;
+    assert!(matches!(stale, Err(RegistryError::StaleEtag(_))));
+    // Same name again: unchanged, version kept.
+    assert_eq!(
+        db.store
+            .rename_account("acme", &name, "")
+            .await
+            .unwrap()
+            .version,
+        2
+    );
+
+    // The conditional write itself refuses a version that changed after it was read.
+    let read = db.store.get("acme").await.unwrap();
+    db.store.disable_account("acme", "").await.unwrap();
+    let txn = db.database.connection().unwrap().begin().await.unwrap();
+    let lost = apply(&txn, read.clone(), Update::Partner, "").await;
+    assert!(matches!(lost, Err(RegistryError::ConcurrentChange(_))));
+    let lost = apply(&txn, read, Update::Partner, "2").await;
+    assert!(matches!(lost, Err(RegistryError::StaleEtag(_))));
+    txn.rollback().await.unwrap();
+    let now = db.store.get("acme").await.unwrap();
+    assert!(!now.partner);
+    assert_eq!(now.state, AccountState::Disabled);
+    assert_eq!(now.version, 3);
+}
+
+#[tokio::test]
+async fn state_changes_are_idempotent() {
+    let db = TestDb::new().await;
+    db.store
+        .create_account(new_account("acme", None), None)
+        .await
+        .unwrap();
+    let disabled = db.store.disable_account("acme", "1").await.unwrap();
+    assert_eq!(
+        (disabled.state, disabled.version),
+        (AccountState::Disabled, 2)
+    );
+    assert_eq!(
+        db.store.disable_account("acme", "").await.unwrap().version,
+        2
+    );
+    let enabled = db.store.enable_account("acme", "2").await.unwrap();
+    assert_eq!((enabled.state, enabled.version), (AccountState::Active, 3));
+    assert_eq!(
+        db.store.enable_account("acme", "").await.unwrap().version,
+        3
+    );
+    assert!(matches!(
+        db.store.disable_account("missing", "").await,
+        Err(RegistryError::AccountNotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn managed_customers_need_an_active_partner() {
+    let db = TestDb::new().await;
+    let store = &db.store;
+    store
+        .create_account(new_account("partner", None), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_account(new_account("cust-a", Some("partner")), None)
+            .await,
+        Err(RegistryError::ParentNotPartner(_))
+    ));
+    assert!(matches!(
+        store
+            .create_account(new_account("cust-a", Some("nobody")), None)
+            .await,
+        Err(RegistryError::AccountNotFound(_))
+    ));
+    assert!(
+        store
+            .promote_to_partner("partner", "")
+            .await
+            .unwrap()
+            .partner
+    );
+    assert_eq!(
+        store
+            .promote_to_partner("partner", "")
+            .await
+            .unwrap()
+            .version,
+        2
+    );
+    let customer = store
+        .create_account(new_account("cust-a", Some("partner")), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        customer.managed_by.as_ref().map(AccountId::as_str),
+        Some("partner")
+    );
+    assert!(!customer.partner);
+    assert!(matches!(
+        store.promote_to_partner("cust-a", "").await,
+        Err(RegistryError::ManagedCannotBePartner(_))
+    ));
+    store.disable_account("partner", "").await.unwrap();
+    assert!(matches!(
+        store
+            .create_account(new_account("cust-b", Some("partner")), None)
+            .await,
+        Err(RegistryError::ParentNotActive(_))
+    ));
+    // A partner with live customers cannot be deleted; once they are gone it can.
+    assert!(matches!(
+        store.delete_account("partner", "").await,
+        Err(RegistryError::PartnerHasCustomers { customers: 1, .. })
+    ));
+    store.delete_account("cust-a", "").await.unwrap();
+    assert_eq!(
+        store.delete_account("partner", "").await.unwrap().state,
+        AccountState::Deleted
+    );
+}
+
+#[tokio::test]
+async fn lists_page_by_id_and_filter() {
+    let db = TestDb::new().await;
+    let store = &db.store;
+    store
+        .create_account(new_account("partner", None), None)
+        .await
+        .unwrap();
+    store.promote_to_partner("partner", "").await.unwrap();
+    for id in ["cust-c", "cust-a", "cust-b", "cust-d"] {
+        store
+            .create_account(new_account(id, Some("partner")), None)
+            .await
+            .unwrap();
+    }
+    store
+        .create_account(new_account("loner", None), None)
+        .await
+        .unwrap();
+    store.disable_account("cust-b", "").await.unwrap();
+    store.delete_account("cust-d", "").await.unwrap();
+
+    let customers = |states| ListQuery {
+        managed_by: Some("partner".into()),
+        states,
+        partners_only: false,
+    };
+    let ids = |accounts: Vec<Account>| {
+        accounts
+            .into_iter()
+            .map(|a| a.id.to_string())
+            .collect::<Vec<_>>()
+    };
+
+    let page = store
+        .list(&customers(StateFilter::NotDeleted), None, 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(page), ["cust-a", "cust-b"]);
+    let page = store
+        .list(&customers(StateFilter::NotDeleted), Some("cust-b"), 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(page), ["cust-c"]);
+    let deleted = store
+        .list(
+            &customers(StateFilter::Only(AccountState::Deleted)),
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(deleted), ["cust-d"]);
+    let disabled = store
+        .list(
+            &customers(StateFilter::Only(AccountState::Disabled)),
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(disabled), ["cust-b"]);
+
+    assert_eq!(
+        ids(store.list(&all(), None, 10).await.unwrap()),
+        ["cust-a", "cust-b", "cust-c", "loner", "partner"]
+    );
+    let partners = ListQuery {
+        partners_only: true,
+        ..all()
+    };
+    assert_eq!(
+        ids(store.list(&partners, None, 10).await.unwrap()),
+        ["partner"]
+    );
+}
+
+#[tokio::test]
+async fn request_ids_replay_the_first_result() {
+    let db = TestDb::new().await;
+    let store = &db.store;
+    let request = "3f1c9a2e-5b7d-4e8f-9a0b-1c2d3e4f5a6b";
+    let first = store
+        .create_account(new_account("acme", None), Some(key(request, "fp-1")))
+        .await
+        .unwrap();
+    store.disable_account("acme", "").await.unwrap();
+    // Same caller, same request: the account as it is now, not ALREADY_EXISTS.
+    let retried = store
+        .create_account(new_account("acme", None), Some(key(request, "fp-1")))
+        .await
+        .unwrap();
+    assert_eq!(retried.id, first.id);
+    assert_eq!(retried.state, AccountState::Disabled);
+    // Same request id, different request.
+    assert!(matches!(
+        store
+            .create_account(new_account("other", None), Some(key(request, "fp-2")))
+            .await,
+        Err(RegistryError::RequestIdReused(_))
+    ));
+    // Same request id, another caller.
+    let mut foreign = key(request, "fp-1");
+    foreign.caller = "users/someone-else".into();
+    assert!(matches!(
+        store
+            .create_account(new_account("acme", None), Some(foreign))
+            .await,
+        Err(RegistryError::RequestIdReused(_))
+    ));
+    assert!(store.find("other").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn concurrent_retries_with_one_request_id_return_one_account() {
+    let db = TestDb::new().await;
+    let request = "9d5ad1a0-0f7e-4c55-8d0b-6f1d1b2a3c4d";
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let store = db.store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .create_account(new_account("twin", None), Some(key(request, "fp")))
+                .await
+        }));
+    }
+    for task in tasks {
+        let account = task
+            .await
+            .unwrap()
+            .expect("every retry sees the one account");
+        assert_eq!(account.id.as_str(), "twin");
+        assert_eq!(account.version, 1);
+    }
+}
+
+#[tokio::test]
+async fn unmigrated_database_is_not_ready() {
+    let store = Store::new(Database::new("sqlite://never-connected.db"));
+    assert!(matches!(
+        store.get("acme").await,
+        Err(RegistryError::Store(db::StoreError::NotReady))
+    ));
+}

@@ -1,0 +1,128 @@
+//! What a handler knows about its caller and the account: the facts, the caller's roles, and
+//! the decisions of the authorization table. Also the user directory's write cache.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::domain::authorize::{AuthzFacts, Decision, decide};
+use crate::domain::owners::{OwnerAuthority, grant_ceiling, owner_authority};
+use crate::domain::{AccountFacts, Caller, MembershipError, Permission, Role, UserProfile};
+use crate::store::Store;
+
+/// The caller's standing in one account.
+#[derive(Clone, Debug)]
+pub struct Access {
+    /// Who is asking.
+    pub caller: Caller,
+    /// The account, `None` if it does not exist.
+    pub facts: Option<AccountFacts>,
+    /// The caller's role in the account.
+    pub role: Option<Role>,
+    /// The caller's role in the account's managing partner.
+    pub partner_role: Option<Role>,
+    /// Whether the account has an OWNER.
+    pub has_owner: bool,
+}
+
+impl Access {
+    /// The decision for `permission`. Service identities are trusted: they act for a caller
+    /// they have already authorized.
+    pub fn decide(&self, permission: Permission) -> Decision {
+        match &self.caller {
+            Caller::Service { name } => Decision {
+                allowed: true,
+                reason: format!("trusted service {name}"),
+            },
+            Caller::User { operator, .. } => decide(
+                permission,
+                &AuthzFacts {
+                    operator: *operator,
+                    account: self.facts.as_ref(),
+                    role: self.role,
+                    partner_role: self.partner_role,
+                    account_has_owner: self.has_owner,
+                },
+            ),
+        }
+    }
+
+    /// Whether `permission` is granted.
+    pub fn allows(&self, permission: Permission) -> bool {
+        self.decide(permission).allowed
+    }
+
+    /// PERMISSION_DENIED unless `permission` is granted.
+    pub fn require(&self, permission: Permission) -> Result<(), MembershipError> {
+        if self.allows(permission) {
+            Ok(())
+        } else {
+            Err(MembershipError::PermissionDenied)
+        }
+    }
+
+    /// The account, or NOT_FOUND (call only after a permission check passed).
+    pub fn existing(&self, account_id: &str) -> Result<&AccountFacts, MembershipError> {
+        self.facts
+            .as_ref()
+            .ok_or_else(|| MembershipError::AccountNotFound(account_id.to_string()))
+    }
+
+    /// The counter ceiling under which this caller may grant OWNER, `None` if they may not.
+    pub fn owner_grant_ceiling(&self) -> Option<i64> {
+        let authority = owner_authority(&self.caller, self.role);
+        if authority == OwnerAuthority::WhileOwnerless && self.has_owner {
+            return None;
+        }
+        grant_ceiling(authority)
+    }
+
+    /// Whether this caller may take the OWNER role away from someone else.
+    pub fn may_revoke_owner(&self) -> bool {
+        owner_authority(&self.caller, self.role) == OwnerAuthority::Full
+    }
+}
+
+/// Most directory entries remembered as written; the cache is dropped when it is full.
+const DIRECTORY_CACHE_LIMIT: usize = 100_000;
+
+/// Refreshes the user directory from token claims, writing only when they changed since this
+/// process last wrote them, so an ordinary call costs no write.
+#[derive(Debug)]
+pub struct UserDirectory {
+    store: Store,
+    written: Mutex<HashMap<String, UserProfile>>,
+}
+
+impl UserDirectory {
+    /// A directory writing through `store`.
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            written: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserProfile>> {
+        self.written
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records the user's latest claims.
+    pub async fn remember(
+        &self,
+        user_id: &str,
+        profile: UserProfile,
+    ) -> Result<(), MembershipError> {
+        if self.written().get(user_id) == Some(&profile) {
+            return Ok(());
+        }
+        self.store.upsert_user(user_id, &profile).await?;
+        let mut written = self.written();
+        if written.len() >= DIRECTORY_CACHE_LIMIT {
+            written.clear();
+        }
+        written.insert(user_id.to_string(), profile);
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+//! The one mapping from [`MembershipError`] to the error a caller sees.
+
+use tenantry_platform::ApiError;
+use tenantry_platform::names::{account_name, member_name};
+
+use crate::domain::MembershipError;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Corrupt(String);
+
+impl From<MembershipError> for ApiError {
+    fn from(error: MembershipError) -> Self {
+        match error {
+            MembershipError::PermissionDenied => ApiError::permission_denied(),
+            MembershipError::AccountNotFound(account_id) => ApiError::not_found(
+                "ACCOUNT_NOT_FOUND",
+                format!("{} does not exist", account_name(&account_id)),
+            ),
+            MembershipError::MemberNotFound {
+                account_id,
+                user_id,
+            } => ApiError::not_found(
+                "MEMBER_NOT_FOUND",
+                format!("{} does not exist", member_name(&account_id, &user_id)),
+            ),
+            MembershipError::UserNotFound(email) => ApiError::not_found(
+                "USER_NOT_FOUND",
+                format!(
+                    "email: no known user has the e-mail address {email}; add them by `user`, \
+                     or invite them"
+                ),
+            ),
+            MembershipError::AmbiguousEmail(email) => ApiError::failed_precondition(
+                "AMBIGUOUS_EMAIL",
+                "email",
+                format!("several users have the e-mail address {email}; add one by `user`"),
+            ),
+            MembershipError::AlreadyMember {
+                account_id,
+                user_id,
+            } => ApiError::already_exists(
+                "ALREADY_MEMBER",
+                format!(
+                    "{} already exists; change the role with UpdateMember",
+                    member_name(&account_id, &user_id)
+                ),
+            ),
+            MembershipError::OwnerLimit(account_id) => ApiError::failed_precondition(
+                "OWNER_LIMIT",
+                account_name(&account_id),
+                format!(
+                    "{} already has {} OWNERs, the most an account may have",
+                    account_name(&account_id),
+                    crate::domain::owners::MAX_OWNERS
+                ),
+            ),
+            MembershipError::LastOwner(account_id) => ApiError::failed_precondition(
+                "LAST_OWNER",
+                account_name(&account_id),
+                format!(
+                    "the last OWNER of {} can be neither removed nor demoted; make someone else \
+                     OWNER first",
+                    account_name(&account_id)
+                ),
+            ),
+            MembershipError::AccountDeleted(account_id) => ApiError::failed_precondition(
+                "ACCOUNT_DELETED",
+                account_name(&account_id),
+                format!("{} is deleted", account_name(&account_id)),
+            ),
+            MembershipError::AccountNotActive(account_id) => ApiError::failed_precondition(
+                "ACCOUNT_NOT_ACTIVE",
+                account_name(&account_id),
+                format!("{} is not ACTIVE", account_name(&account_id)),
+            ),
+            MembershipError::StaleEtag(resource) => ApiError::stale_etag(&resource),
+            MembershipError::ConcurrentChange => {
+                ApiError::concurrent_change("a concurrent change won; retry the call")
+            }
+            MembershipError::RequestIdReused => ApiError::invalid_field(
+                "request_id",
+                "already used for a different request; use a new request_id",
+            ),
+            MembershipError::Corrupt(what) => ApiError::internal(&Corrupt(what)),
+            MembershipError::Store(error) => error.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn codes_and_reasons() {
+        let cases = [
+            (
+                MembershipError::PermissionDenied,
+                Code::PermissionDenied,
+                "PERMISSION_DENIED",
+            ),
+            (
+                MembershipError::OwnerLimit("a".into()),
+                Code::FailedPrecondition,
+                "OWNER_LIMIT",
+            ),
+            (
+                MembershipError::LastOwner("a".into()),
+                Code::FailedPrecondition,
+                "LAST_OWNER",
+            ),
+            (
+                MembershipError::UserNotFound("x@y".into()),
+                Code::NotFound,
+                "USER_NOT_FOUND",
+            ),
+            (
+                MembershipError::AlreadyMember {
+                    account_id: "a".into(),
+                    user_id: "u".into(),
+                },
+                Code::AlreadyExists,
+                "ALREADY_MEMBER",
+            ),
+            (
+                MembershipError::StaleEtag("m".into()),
+                Code::Aborted,
+                "ETAG_MISMATCH",
+            ),
+            (
+                MembershipError::RequestIdReused,
+                Code::InvalidArgument,
+                "INVALID_ARGUMENT",
+            ),
+        ];
+        for (error, code, reason) in cases {
+            let api = ApiError::from(error);
+            assert_eq!((api.code(), api.reason()), (code, reason));
+        }
+    }
+}

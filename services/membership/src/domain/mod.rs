@@ -1,0 +1,317 @@
+//! The membership rules, free of I/O: roles, sources, account facts, who may do what
+//! ([`authorize`]) and how OWNERs may change ([`owners`]).
+
+pub mod authorize;
+mod error;
+pub mod owners;
+
+use chrono::{DateTime, Utc};
+
+pub use error::MembershipError;
+
+/// A member's role in an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Full control; at most [`owners::MAX_OWNERS`] per account.
+    Owner,
+    /// Manages the account and its non-OWNER members.
+    Admin,
+    /// Reads the account and its members.
+    Employee,
+}
+
+impl Role {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "OWNER",
+            Role::Admin => "ADMIN",
+            Role::Employee => "EMPLOYEE",
+        }
+    }
+
+    /// The role spelled `text` in the database.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "OWNER" => Some(Role::Owner),
+            "ADMIN" => Some(Role::Admin),
+            "EMPLOYEE" => Some(Role::Employee),
+            _ => None,
+        }
+    }
+
+    /// OWNER or ADMIN: the roles that manage an account.
+    pub fn manages(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+}
+
+/// How a membership came about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemberSource {
+    /// Added by AddMember.
+    Direct,
+    /// A partner member added themself with AddMyself.
+    SelfAssigned,
+    /// Joined by accepting an invitation (AddMember from the invitation service).
+    Invitation,
+}
+
+impl MemberSource {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberSource::Direct => "DIRECT",
+            MemberSource::SelfAssigned => "SELF_ASSIGNED",
+            MemberSource::Invitation => "INVITATION",
+        }
+    }
+
+    /// The source spelled `text` in the database.
+    pub fn parse(text: &str) -> Option<MemberSource> {
+        match text {
+            "DIRECT" => Some(MemberSource::Direct),
+            "SELF_ASSIGNED" => Some(MemberSource::SelfAssigned),
+            "INVITATION" => Some(MemberSource::Invitation),
+            _ => None,
+        }
+    }
+}
+
+/// An account's lifecycle state, as the customer registry reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccountState {
+    /// In normal use.
+    Active,
+    /// Suspended; reversible.
+    Disabled,
+    /// Soft-deleted; final.
+    Deleted,
+}
+
+/// What membership needs to know about an account (owned by the customer registry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountFacts {
+    /// The account's identifier.
+    pub account_id: String,
+    /// The name shown to people.
+    pub display_name: String,
+    /// Whether the account is a partner.
+    pub partner: bool,
+    /// The managing partner's account id, for a managed customer.
+    pub managed_by: Option<String>,
+    /// Lifecycle state.
+    pub state: AccountState,
+}
+
+/// A permission asked about in `Authorize` (and checked locally by membership's own RPCs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// Read the account.
+    AccountRead,
+    /// Update, disable, enable the account.
+    AccountUpdate,
+    /// Delete the account.
+    AccountDelete,
+    /// List and read members.
+    MembersList,
+    /// Add, update, remove non-OWNER members.
+    MembersManage,
+    /// Grant, revoke, remove OWNER.
+    OwnersManage,
+    /// Create and manage invitations.
+    InvitationsManage,
+    /// AddMyself to a managed customer.
+    AddMyself,
+    /// Create customers of a partner.
+    CustomersCreate,
+    /// List customers of a partner.
+    CustomersList,
+    /// Send messages from a partner.
+    MessagesSend,
+    /// List messages of a partner.
+    MessagesList,
+}
+
+impl Permission {
+    /// Every permission, for exhaustive tests.
+    pub const ALL: [Permission; 12] = [
+        Permission::AccountRead,
+        Permission::AccountUpdate,
+        Permission::AccountDelete,
+        Permission::MembersList,
+        Permission::MembersManage,
+        Permission::OwnersManage,
+        Permission::InvitationsManage,
+        Permission::AddMyself,
+        Permission::CustomersCreate,
+        Permission::CustomersList,
+        Permission::MessagesSend,
+        Permission::MessagesList,
+    ];
+
+    /// The name used in log reasons.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::AccountRead => "ACCOUNT_READ",
+            Permission::AccountUpdate => "ACCOUNT_UPDATE",
+            Permission::AccountDelete => "ACCOUNT_DELETE",
+            Permission::MembersList => "MEMBERS_LIST",
+            Permission::MembersManage => "MEMBERS_MANAGE",
+            Permission::OwnersManage => "OWNERS_MANAGE",
+            Permission::InvitationsManage => "INVITATIONS_MANAGE",
+            Permission::AddMyself => "ADD_MYSELF",
+            Permission::CustomersCreate => "CUSTOMERS_CREATE",
+            Permission::CustomersList => "CUSTOMERS_LIST",
+            Permission::MessagesSend => "MESSAGES_SEND",
+            Permission::MessagesList => "MESSAGES_LIST",
+        }
+    }
+}
+
+/// Who is calling one of membership's own RPCs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// Another Tenantry service (trusted: it authorized its own caller).
+    Service {
+        /// The service's name, e.g. `invitation`.
+        name: String,
+    },
+    /// A person.
+    User {
+        /// The token's `sub`.
+        user_id: String,
+        /// Whether the token carries the operator role.
+        operator: bool,
+    },
+}
+
+impl Caller {
+    /// `users/{sub}` or `services/{name}`, for `added_by` and request-id ownership.
+    pub fn resource_name(&self) -> String {
+        match self {
+            Caller::Service { name } => format!("services/{name}"),
+            Caller::User { user_id, .. } => tenantry_platform::names::user_name(user_id),
+        }
+    }
+
+    /// The person's user id, `None` for a service.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Caller::User { user_id, .. } => Some(user_id),
+            Caller::Service { .. } => None,
+        }
+    }
+
+    /// Whether the caller is a platform operator.
+    pub fn is_operator(&self) -> bool {
+        matches!(self, Caller::User { operator: true, .. })
+    }
+}
+
+/// A user's directory entry, from their latest token claims (empty strings when absent).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserProfile {
+    /// The `email` claim.
+    pub email: String,
+    /// The `given_name` claim.
+    pub given_name: String,
+    /// The `family_name` claim.
+    pub family_name: String,
+}
+
+/// A membership, with the member's directory entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// The account.
+    pub account_id: String,
+    /// The user (`sub`).
+    pub user_id: String,
+    /// The role.
+    pub role: Role,
+    /// How the membership came about.
+    pub source: MemberSource,
+    /// `users/{sub}` or `services/{name}` of whoever added the member.
+    pub added_by: String,
+    /// When the membership was created.
+    pub create_time: DateTime<Utc>,
+    /// When the role last changed.
+    pub update_time: DateTime<Utc>,
+    /// Optimistic-concurrency version; the etag.
+    pub version: i64,
+    /// The member's directory entry (empty if they never called Tenantry).
+    pub profile: UserProfile,
+}
+
+/// A membership about to be created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewMember {
+    /// The account.
+    pub account_id: String,
+    /// The user (`sub`).
+    pub user_id: String,
+    /// The role.
+    pub role: Role,
+    /// How the membership comes about.
+    pub source: MemberSource,
+    /// `users/{sub}` or `services/{name}` of the caller.
+    pub added_by: String,
+}
+
+/// The lookup form of an e-mail address: trimmed and lower-case.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// Checks the shape of an e-mail address given to AddMember.
+pub fn validate_email(email: &str) -> Result<String, &'static str> {
+    let email = email.trim();
+    if email.is_empty() {
+        return Err("required: an e-mail address");
+    }
+    if email.chars().count() > 320 {
+        return Err("must be at most 320 characters");
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces or control characters");
+    }
+    match email.rsplit_once('@') {
+        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
+            Ok(normalize_email(email))
+        }
+        _ => Err("must be an e-mail address like `name@example.com`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_spellings_round_trip() {
+        for role in [Role::Owner, Role::Admin, Role::Employee] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        for source in [
+            MemberSource::Direct,
+            MemberSource::SelfAssigned,
+            MemberSource::Invitation,
+        ] {
+            assert_eq!(MemberSource::parse(source.as_str()), Some(source));
+        }
+        assert_eq!(Role::parse("owner"), None);
+    }
+
+    #[test]
+    fn e_mails_are_checked_and_normalized() {
+        assert_eq!(
+            validate_email(" Alice@Example.COM ").unwrap(),
+            "alice@example.com"
+        );
+        assert!(validate_email("").is_err());
+        assert!(validate_email("alice").is_err());
+        assert!(validate_email("@example.com").is_err());
+        assert!(validate_email("alice@").is_err());
+        assert!(validate_email("a lice@example.com").is_err());
+    }
+}

@@ -1,0 +1,6 @@
+//! sea-orm entities of membership's tables.
+
+pub mod account_member_count;
+pub mod member;
+pub mod request_id;
+pub mod user;

@@ -1,0 +1,512 @@
+//! Membership's persistence. Every state change is one transaction function, so a later
+//! outbox row joins the same transaction. The OWNER rules are enforced here with conditional
+//! updates of `account_member_counts`, which is race-free on SQLite and PostgreSQL alike.
+
+pub mod entities;
+pub mod migrations;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
+};
+use tenantry_platform::db::{Database, StoreError};
+
+use crate::domain::owners::{self, OwnerDelta};
+use crate::domain::{
+    Member, MemberSource, MembershipError, NewMember, Role, UserProfile, normalize_email,
+};
+use entities::{account_member_count as counts, member, request_id, user};
+
+/// A create's idempotency record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// The caller's UUID.
+    pub request_id: String,
+    /// `users/{sub}` or `services/{name}`.
+    pub caller: String,
+    /// The RPC.
+    pub method: String,
+    /// SHA-256 hex of the request's canonical fields.
+    pub fingerprint: String,
+    /// What was created: `{account_id}/{user_id}`.
+    pub resource_key: String,
+}
+
+/// Membership's tables.
+#[derive(Clone, Debug)]
+pub struct Store {
+    database: Database,
+}
+
+impl Store {
+    /// A store over `database` (migrated with [`migrations::Migrator`]).
+    pub fn new(database: Database) -> Self {
+        Self { database }
+    }
+
+    fn connection(&self) -> Result<&DatabaseConnection, MembershipError> {
+        Ok(self.database.connection()?)
+    }
+
+    /// The user's roles in each of `account_ids` where they are a member.
+    pub async fn roles_of(
+        &self,
+        user_id: &str,
+        account_ids: &[&str],
+    ) -> Result<HashMap<String, Role>, MembershipError> {
+        let rows = member::Entity::find()
+            .filter(member::Column::UserId.eq(user_id))
+            .filter(member::Column::AccountId.is_in(account_ids.iter().copied()))
+            .all(self.connection()?)
+            .await?;
+        rows.into_iter()
+            .map(|row| Ok((row.account_id, parse_role(&row.role)?)))
+            .collect()
+    }
+
+    /// How many OWNERs the account has.
+    pub async fn owner_count(&self, account_id: &str) -> Result<i64, MembershipError> {
+        owner_count(self.connection()?, account_id).await
+    }
+
+    /// One membership with the member's directory entry.
+    pub async fn member(
+        &self,
+        account_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Member>, MembershipError> {
+        load_member(self.connection()?, account_id, user_id).await
+    }
+
+    /// A page of the account's members ordered by user id, after `after`, optionally only
+    /// those with one of `roles`.
+    pub async fn list_members(
+        &self,
+        account_id: &str,
+        roles: &[Role],
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<Member>, MembershipError> {
+        let connection = self.connection()?;
+        let mut query = member::Entity::find().filter(member::Column::AccountId.eq(account_id));
+        if !roles.is_empty() {
+            query = query.filter(member::Column::Role.is_in(roles.iter().map(|r| r.as_str())));
+        }
+        if let Some(after) = after {
+            query = query.filter(member::Column::UserId.gt(after));
+        }
+        let rows = query
+            .order_by_asc(member::Column::UserId)
+            .limit(limit)
+            .all(connection)
+            .await?;
+        let ids: Vec<String> = rows.iter().map(|row| row.user_id.clone()).collect();
+        let mut profiles = load_profiles(connection, &ids).await?;
+        rows.into_iter()
+            .map(|row| {
+                let profile = profiles.remove(&row.user_id).unwrap_or_default();
+                to_member(row, profile)
+            })
+            .collect()
+    }
+
+    /// A page of the user's memberships ordered by account id, after `after` (without
+    /// directory entries: they are all the same user).
+    pub async fn memberships_of(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<Member>, MembershipError> {
+        let mut query = member::Entity::find().filter(member::Column::UserId.eq(user_id));
+        if let Some(after) = after {
+            query = query.filter(member::Column::AccountId.gt(after));
+        }
+        query
+            .order_by_asc(member::Column::AccountId)
+            .limit(limit)
+            .all(self.connection()?)
+            .await?
+            .into_iter()
+            .map(|row| to_member(row, UserProfile::default()))
+            .collect()
+    }
+
+    /// Up to `limit` user ids whose e-mail is `email` (case-insensitive).
+    pub async fn users_with_email(
+        &self,
+        email: &str,
+        limit: u64,
+    ) -> Result<Vec<String>, MembershipError> {
+        Ok(user::Entity::find()
+            .filter(user::Column::EmailNormalized.eq(normalize_email(email)))
+            .order_by_asc(user::Column::UserId)
+            .limit(limit)
+            .all(self.connection()?)
+            .await?
+            .into_iter()
+            .map(|row| row.user_id)
+            .collect())
+    }
+
+    /// Writes the user's directory entry (insert or overwrite).
+    pub async fn upsert_user(
+        &self,
+        user_id: &str,
+        profile: &UserProfile,
+    ) -> Result<(), MembershipError> {
+        let row = user::ActiveModel {
+            user_id: Set(user_id.to_string()),
+            email: Set(profile.email.clone()),
+            email_normalized: Set(normalize_email(&profile.email)),
+            given_name: Set(profile.given_name.clone()),
+            family_name: Set(profile.family_name.clone()),
+            update_time: Set(tenantry_platform::time::now()),
+        };
+        user::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(user::Column::UserId)
+                    .update_columns([
+                        user::Column::Email,
+                        user::Column::EmailNormalized,
+                        user::Column::GivenName,
+                        user::Column::FamilyName,
+                        user::Column::UpdateTime,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(self.connection()?)
+            .await?;
+        Ok(())
+    }
+
+    /// The record of an earlier create with this request id.
+    pub async fn find_request(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<RequestRecord>, MembershipError> {
+        Ok(request_id::Entity::find_by_id(request_id.to_string())
+            .one(self.connection()?)
+            .await?
+            .map(|row| RequestRecord {
+                request_id: row.request_id,
+                caller: row.caller,
+                method: row.method,
+                fingerprint: row.fingerprint,
+                resource_key: row.resource_key,
+            }))
+    }
+
+    /// Creates a membership (AddMember). A new OWNER is counted only while the account has
+    /// fewer than `owner_ceiling` OWNERs. `request` is recorded in the same transaction.
+    /// A unique-key race (the member or the request id) is [`MembershipError::AlreadyMember`].
+    pub async fn add_member(
+        &self,
+        new: &NewMember,
+        owner_ceiling: i64,
+        request: Option<&RequestRecord>,
+    ) -> Result<Member, MembershipError> {
+        let txn = self.connection()?.begin().await?;
+        insert_member(&txn, new, owner_ceiling).await?;
+        if let Some(request) = request {
+            let row = request_id::ActiveModel {
+                request_id: Set(request.request_id.clone()),
+                caller: Set(request.caller.clone()),
+                method: Set(request.method.clone()),
+                fingerprint: Set(request.fingerprint.clone()),
+                resource_key: Set(request.resource_key.clone()),
+                create_time: Set(tenantry_platform::time::now()),
+            };
+            request_id::Entity::insert(row)
+                .exec_without_returning(&txn)
+                .await
+                .map_err(|error| already_member_on_conflict(error, new))?;
+        }
+        let member = load_member(&txn, &new.account_id, &new.user_id)
+            .await?
+            .ok_or(MembershipError::ConcurrentChange)?;
+        txn.commit().await?;
+        Ok(member)
+    }
+
+    /// Creates the membership unless the user already is a member (AddMyself). Returns the
+    /// membership and whether this call created it; concurrent calls create one row.
+    pub async fn add_myself(&self, new: &NewMember) -> Result<(Member, bool), MembershipError> {
+        let txn = self.connection()?.begin().await?;
+        if let Some(existing) = load_member(&txn, &new.account_id, &new.user_id).await? {
+            txn.commit().await?;
+            return Ok((existing, false));
+        }
+        match insert_member(&txn, new, owners::MAX_OWNERS).await {
+            Ok(()) => {}
+            Err(MembershipError::AlreadyMember { .. }) => {
+                // A concurrent AddMyself won; its row is the answer.
+                drop(txn);
+                return match self.member(&new.account_id, &new.user_id).await? {
+                    Some(existing) => Ok((existing, false)),
+                    None => Err(MembershipError::ConcurrentChange),
+                };
+            }
+            Err(error) => return Err(error),
+        }
+        let member = load_member(&txn, &new.account_id, &new.user_id)
+            .await?
+            .ok_or(MembershipError::ConcurrentChange)?;
+        txn.commit().await?;
+        Ok((member, true))
+    }
+
+    /// Changes the role of `current` (as read and authorized by the caller) to `role`. Fails if
+    /// the member changed since it was read: ABORTED as a stale etag when the caller sent one.
+    pub async fn update_role(
+        &self,
+        current: &Member,
+        role: Role,
+        owner_ceiling: i64,
+        etag_sent: bool,
+    ) -> Result<Member, MembershipError> {
+        let txn = self.connection()?.begin().await?;
+        let result = member::Entity::update_many()
+            .col_expr(member::Column::Role, Expr::value(role.as_str()))
+            .col_expr(
+                member::Column::UpdateTime,
+                Expr::value(tenantry_platform::time::now()),
+            )
+            .col_expr(member::Column::Version, Expr::value(current.version + 1))
+            .filter(member::Column::AccountId.eq(&current.account_id))
+            .filter(member::Column::UserId.eq(&current.user_id))
+            .filter(member::Column::Version.eq(current.version))
+            .exec(&txn)
+            .await?;
+        if result.rows_affected == 0 {
+            return Err(lost_race(&txn, current, etag_sent).await);
+        }
+        let delta = owners::owner_delta(Some(current.role), Some(role));
+        change_counts(&txn, &current.account_id, delta, 0, owner_ceiling).await?;
+        let member = load_member(&txn, &current.account_id, &current.user_id)
+            .await?
+            .ok_or(MembershipError::ConcurrentChange)?;
+        txn.commit().await?;
+        Ok(member)
+    }
+
+    /// Removes `current` (as read and authorized by the caller). The last OWNER stays.
+    pub async fn remove_member(
+        &self,
+        current: &Member,
+        etag_sent: bool,
+    ) -> Result<(), MembershipError> {
+        let txn = self.connection()?.begin().await?;
+        let result = member::Entity::delete_many()
+            .filter(member::Column::AccountId.eq(&current.account_id))
+            .filter(member::Column::UserId.eq(&current.user_id))
+            .filter(member::Column::Version.eq(current.version))
+            .exec(&txn)
+            .await?;
+        if result.rows_affected == 0 {
+            return Err(lost_race(&txn, current, etag_sent).await);
+        }
+        let delta = owners::owner_delta(Some(current.role), None);
+        change_counts(&txn, &current.account_id, delta, -1, owners::MAX_OWNERS).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+/// Why a conditional write of `current` matched no row.
+async fn lost_race(
+    conn: &impl ConnectionTrait,
+    current: &Member,
+    etag_sent: bool,
+) -> MembershipError {
+    match load_member(conn, &current.account_id, &current.user_id).await {
+        Ok(None) => MembershipError::MemberNotFound {
+            account_id: current.account_id.clone(),
+            user_id: current.user_id.clone(),
+        },
+        Ok(Some(_)) if etag_sent => MembershipError::StaleEtag(
+            tenantry_platform::names::member_name(&current.account_id, &current.user_id),
+        ),
+        Ok(Some(_)) => MembershipError::ConcurrentChange,
+        Err(error) => error,
+    }
+}
+
+fn already_member_on_conflict(error: sea_orm::DbErr, new: &NewMember) -> MembershipError {
+    match StoreError::from(error) {
+        StoreError::Conflict(_) => MembershipError::AlreadyMember {
+            account_id: new.account_id.clone(),
+            user_id: new.user_id.clone(),
+        },
+        other => MembershipError::Store(other),
+    }
+}
+
+/// Inserts the member row and counts it, inside the caller's transaction.
+async fn insert_member(
+    txn: &impl ConnectionTrait,
+    new: &NewMember,
+    owner_ceiling: i64,
+) -> Result<(), MembershipError> {
+    let already = || MembershipError::AlreadyMember {
+        account_id: new.account_id.clone(),
+        user_id: new.user_id.clone(),
+    };
+    if member::Entity::find_by_id((new.account_id.clone(), new.user_id.clone()))
+        .one(txn)
+        .await?
+        .is_some()
+    {
+        return Err(already());
+    }
+    let now = tenantry_platform::time::now();
+    let row = member::ActiveModel {
+        account_id: Set(new.account_id.clone()),
+        user_id: Set(new.user_id.clone()),
+        role: Set(new.role.as_str().to_string()),
+        source: Set(new.source.as_str().to_string()),
+        added_by: Set(new.added_by.clone()),
+        create_time: Set(now),
+        update_time: Set(now),
+        version: Set(1),
+    };
+    member::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await
+        .map_err(|error| already_member_on_conflict(error, new))?;
+    let delta = owners::owner_delta(None, Some(new.role));
+    change_counts(txn, &new.account_id, delta, 1, owner_ceiling).await
+}
+
+/// Moves the account's counters by one conditional update: a gained OWNER only while
+/// `owners < owner_ceiling`, a lost OWNER only while `owners > 1`. A refused update becomes
+/// the error the OWNER rules give for the count found.
+async fn change_counts(
+    txn: &impl ConnectionTrait,
+    account_id: &str,
+    delta: OwnerDelta,
+    members_delta: i64,
+    owner_ceiling: i64,
+) -> Result<(), MembershipError> {
+    if delta == OwnerDelta::Unchanged && members_delta == 0 {
+        return Ok(());
+    }
+    let row = counts::ActiveModel {
+        account_id: Set(account_id.to_string()),
+        owners: Set(0),
+        members: Set(0),
+    };
+    counts::Entity::insert(row)
+        .on_conflict_do_nothing()
+        .exec_without_returning(txn)
+        .await?;
+    let mut update = counts::Entity::update_many()
+        .col_expr(
+            counts::Column::Members,
+            Expr::col(counts::Column::Members).add(members_delta),
+        )
+        .filter(counts::Column::AccountId.eq(account_id));
+    update = match delta {
+        OwnerDelta::Gained => update
+            .col_expr(
+                counts::Column::Owners,
+                Expr::col(counts::Column::Owners).add(1),
+            )
+            .filter(counts::Column::Owners.lt(owner_ceiling)),
+        OwnerDelta::Lost => update
+            .col_expr(
+                counts::Column::Owners,
+                Expr::col(counts::Column::Owners).sub(1),
+            )
+            .filter(counts::Column::Owners.gt(1)),
+        OwnerDelta::Unchanged => update,
+    };
+    if update.exec(txn).await?.rows_affected == 1 {
+        return Ok(());
+    }
+    let owners = owner_count(txn, account_id).await?;
+    match delta {
+        OwnerDelta::Gained => owners::check_grant(account_id, owners, owner_ceiling)?,
+        OwnerDelta::Lost => owners::check_revoke(account_id, owners)?,
+        OwnerDelta::Unchanged => {}
+    }
+    // The count allows the change, so the update lost a race we cannot explain: retryable.
+    Err(MembershipError::ConcurrentChange)
+}
+
+async fn owner_count(
+    conn: &impl ConnectionTrait,
+    account_id: &str,
+) -> Result<i64, MembershipError> {
+    Ok(counts::Entity::find_by_id(account_id.to_string())
+        .one(conn)
+        .await?
+        .map_or(0, |row| row.owners))
+}
+
+async fn load_member(
+    conn: &impl ConnectionTrait,
+    account_id: &str,
+    user_id: &str,
+) -> Result<Option<Member>, MembershipError> {
+    let Some(row) = member::Entity::find_by_id((account_id.to_string(), user_id.to_string()))
+        .one(conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let profile = load_profiles(conn, std::slice::from_ref(&row.user_id))
+        .await?
+        .remove(&row.user_id)
+        .unwrap_or_default();
+    to_member(row, profile).map(Some)
+}
+
+async fn load_profiles(
+    conn: &impl ConnectionTrait,
+    user_ids: &[String],
+) -> Result<HashMap<String, UserProfile>, MembershipError> {
+    if user_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(user::Entity::find()
+        .filter(user::Column::UserId.is_in(user_ids.iter().cloned()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|row| {
+            (
+                row.user_id,
+                UserProfile {
+                    email: row.email,
+                    given_name: row.given_name,
+                    family_name: row.family_name,
+                },
+            )
+        })
+        .collect())
+}
+
+fn parse_role(text: &str) -> Result<Role, MembershipError> {
+    Role::parse(text).ok_or_else(|| MembershipError::Corrupt(format!("role {text:?}")))
+}
+
+fn to_member(row: member::Model, profile: UserProfile) -> Result<Member, MembershipError> {
+    Ok(Member {
+        role: parse_role(&row.role)?,
+        source: MemberSource::parse(&row.source)
+            .ok_or_else(|| MembershipError::Corrupt(format!("source {:?}", row.source)))?,
+        account_id: row.account_id,
+        user_id: row.user_id,
+        added_by: row.added_by,
+        create_time: row.create_time,
+        update_time: row.update_time,
+        version: row.version,
+        profile,
+    })
+}

@@ -1,0 +1,146 @@
+//! Shared steps of the end-to-end scenarios: the seed flow's set-up and status assertions.
+
+use tenantry_proto::membership::v1::{AddMemberRequest, Role, add_member_request};
+use tenantry_proto::registry::v1::{
+    Account, CreateAccountRequest, CreateManagedCustomerRequest, PromoteToPartnerRequest,
+};
+use tenantry_testkit::{TestCluster, TestUser};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+/// A partner account with one OWNER, created the way an operator does it.
+#[derive(Debug)]
+pub struct Partner {
+    /// The partner account.
+    pub account: Account,
+    /// Its first OWNER.
+    pub owner: TestUser,
+}
+
+/// Operator: create `account_id`, promote it to partner, add `owner` as its first OWNER.
+pub async fn partner_with_owner(
+    cluster: &TestCluster,
+    operator: &TestUser,
+    account_id: &str,
+    owner_name: &str,
+) -> Partner {
+    let mut registry = cluster.registry_as(operator);
+    let account = registry
+        .create_account(CreateAccountRequest {
+            account_id: account_id.to_string(),
+            display_name: format!("{account_id} partner"),
+            request_id: String::new(),
+        })
+        .await
+        .expect("operator creates an account")
+        .into_inner()
+        .account
+        .expect("account");
+    let account = registry
+        .promote_to_partner(PromoteToPartnerRequest {
+            name: account.name.clone(),
+            etag: account.etag.clone(),
+        })
+        .await
+        .expect("operator promotes it to partner")
+        .into_inner()
+        .account
+        .expect("account");
+    assert!(account.partner);
+    let owner = TestUser::new(owner_name);
+    add_member(cluster, operator, &account.name, &owner, Role::Owner)
+        .await
+        .expect("operator adds the first owner");
+    Partner { account, owner }
+}
+
+/// `actor` adds `user` to `account` (by user id) with `role`.
+pub async fn add_member(
+    cluster: &TestCluster,
+    actor: &TestUser,
+    account: &str,
+    user: &TestUser,
+    role: Role,
+) -> Result<tenantry_proto::membership::v1::Member, tonic::Status> {
+    cluster
+        .membership_as(actor)
+        .add_member(AddMemberRequest {
+            parent: account.to_string(),
+            principal: Some(add_member_request::Principal::User(user.resource_name())),
+            role: role as i32,
+            source: 0,
+            request_id: String::new(),
+        })
+        .await
+        .map(|response| response.into_inner().member.expect("member"))
+}
+
+/// `actor` creates a customer of `partner`.
+pub async fn create_customer(
+    cluster: &TestCluster,
+    actor: &TestUser,
+    partner: &str,
+    customer_id: &str,
+) -> Result<Account, tonic::Status> {
+    cluster
+        .registry_as(actor)
+        .create_managed_customer(CreateManagedCustomerRequest {
+            parent: partner.to_string(),
+            customer_id: customer_id.to_string(),
+            display_name: format!("Customer {customer_id}"),
+            request_id: String::new(),
+        })
+        .await
+        .map(|response| response.into_inner().account.expect("account"))
+}
+
+/// Asserts the call failed with `code`; returns the status for further checks.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: Code,
+) -> tonic::Status {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got success: {value:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "unexpected status: {status:?}");
+            assert_eq!(
+                status
+                    .get_error_details()
+                    .error_info()
+                    .map(|info| info.domain.as_str()),
+                Some("tenantry"),
+                "every error carries ErrorInfo with domain tenantry: {status:?}"
+            );
+            status
+        }
+    }
+}
+
+/// Asserts INVALID_ARGUMENT with a BadRequest violation naming `field`.
+#[track_caller]
+pub fn expect_invalid_field<T: std::fmt::Debug>(result: Result<T, tonic::Status>, field: &str) {
+    let status = expect_code(result, Code::InvalidArgument);
+    let details = status.get_error_details();
+    let fields: Vec<&str> = details
+        .bad_request()
+        .map(|bad| {
+            bad.field_violations
+                .iter()
+                .map(|v| v.field.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        fields.contains(&field),
+        "expected a violation naming {field}, got {fields:?} ({status:?})"
+    );
+}
+
+/// A fresh account id (unique across test runs sharing a database server).
+pub fn fresh_id(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
