@@ -172,16 +172,20 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
     if !node.wait_ready(Duration::from_secs(60)).await {
         bail!("the services did not become ready within 60 s");
     }
+    let me = std::env::current_exe()
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|_| "tenantry".to_string());
     println!(
-        "Tenantry is up on {addr} (all services, data in {})",
+        "Tenantry is up on {addr} (all services; data in {})",
         data_dir.display()
     );
-    println!("  services:  grpcurl -plaintext {addr} list");
+    println!("  list the API:  grpcurl -plaintext {addr} list");
     println!(
-        "  a token:   export TOKEN=$(tenantry token --sub ops --email ops@example.com --operator)"
+        "       or:       buf curl --protocol grpc --http2-prior-knowledge --list-methods http://{addr}"
     );
+    println!("  get a token:   TOKEN=$({me} token --sub ops --email ops@example.com --operator)");
     println!(
-        "  a call:    grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {addr} tenantry.registry.v1.CustomerRegistryService/ListAccounts"
+        "  call:          grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{}}' {addr} tenantry.registry.v1.CustomerRegistryService/ListAccounts"
     );
     println!("Stop with Ctrl-C.");
     node.wait().await?;
@@ -278,4 +282,25 @@ fn random_secret() -> String {
     use base64::Engine;
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn up_parses_with_defaults() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from(["tenantry", "up"]).expect("parse");
+        let super::Command::Up(args) = cli.command else {
+            panic!("expected up");
+        };
+        assert_eq!(args.server.listen.port(), 50051);
+        assert_eq!(args.data.data_dir, std::path::PathBuf::from("./data"));
+    }
 }

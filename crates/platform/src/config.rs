@@ -84,7 +84,7 @@ pub struct LogConfig {
     #[arg(long = "log-format", env = "TENANTRY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub format: LogFormat,
     /// Log filter in `tracing` syntax (`RUST_LOG` is honoured too).
-    #[arg(long = "log", env = "TENANTRY_LOG", default_value = "info")]
+    #[arg(long = "log", env = "TENANTRY_LOG", default_value = "info,sqlx=warn")]
     pub filter: String,
 }
 

@@ -20,6 +20,7 @@ pub const SERVICE_NAME: &str = "tenantry.registry.v1.CustomerRegistryService";
 
 /// The registry's own settings.
 #[derive(clap::Args, Clone, Debug)]
+#[group(id = "customer-registry")]
 pub struct Config {
     /// Longest account identifier accepted (16..=32).
     #[arg(

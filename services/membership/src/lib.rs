@@ -42,6 +42,7 @@ impl AddMyselfRole {
 
 /// Membership's settings.
 #[derive(clap::Args, Clone, Debug)]
+#[group(id = "membership")]
 pub struct Config {
     /// Role given by AddMyself.
     #[arg(
