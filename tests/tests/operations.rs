@@ -1,6 +1,7 @@
 //! What operators and Kubernetes see without a token: health per service and reflection.
 
-use tenantry_testkit::{Backend, TestCluster};
+use tenantry_proto::registry::v1::ListAccountsRequest;
+use tenantry_testkit::{Backend, ServiceKind, TestCluster, TestUser};
 use tokio_stream::StreamExt;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
@@ -58,4 +59,64 @@ async fn health_and_reflection_need_no_token() {
         );
     }
     cluster.stop().await;
+}
+
+/// A service whose database cannot be reached reports NOT_SERVING and answers UNAVAILABLE
+/// (never INTERNAL), while the other services of the node keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_means_not_serving_and_unavailable() {
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let dir = std::env::temp_dir().join(format!("tenantry-test-{}", uuid::Uuid::new_v4().simple()));
+    let cluster = TestCluster::start_with_databases(vec![
+        (
+            ServiceKind::CustomerRegistry,
+            format!("postgres://postgres@127.0.0.1:{closed_port}/registry"),
+        ),
+        (
+            ServiceKind::Membership,
+            format!("sqlite://{}?mode=rwc", dir.join("membership.db").display()),
+        ),
+    ])
+    .await;
+    let mut health = HealthClient::new(cluster.channel());
+    let status_of = |service: &str| HealthCheckRequest {
+        service: service.into(),
+    };
+    // Membership's SQLite file becomes ready; the registry's PostgreSQL never does.
+    let mut membership_serving = false;
+    for _ in 0..100 {
+        let status = health
+            .check(status_of("tenantry.membership.v1.MembershipService"))
+            .await
+            .expect("health")
+            .into_inner()
+            .status;
+        if status == ServingStatus::Serving as i32 {
+            membership_serving = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(membership_serving);
+    for service in ["", "tenantry.registry.v1.CustomerRegistryService"] {
+        let status = health
+            .check(status_of(service))
+            .await
+            .expect("health")
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::NotServing as i32, "{service:?}");
+    }
+    let operator = TestUser::operator("ops");
+    let status = cluster
+        .registry_as(&operator)
+        .list_accounts(ListAccountsRequest::default())
+        .await
+        .expect_err("no database");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    cluster.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -209,7 +209,11 @@ pub async fn follow_database<M: MigratorTrait>(
         if shutdown.is_triggered() {
             return;
         }
-        match database.connect_and_migrate::<M>().await {
+        let attempt = tokio::select! {
+            result = database.connect_and_migrate::<M>() => result,
+            () = shutdown.wait() => return,
+        };
+        match attempt {
             Ok(()) => break,
             Err(error) => {
                 tracing::warn!(

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
-use tenantry_cli::{Node, NodeSpec, PeerUrls, ServiceKind};
+pub use tenantry_cli::ServiceKind;
+use tenantry_cli::{Node, NodeSpec, PeerUrls};
 use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
 use tenantry_platform::config::AuthConfig;
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
@@ -59,6 +60,7 @@ pub struct TestCluster {
 
 #[derive(Debug)]
 enum Cleanup {
+    Nothing,
     Files(PathBuf),
     Databases {
         admin_url: String,
@@ -189,6 +191,20 @@ impl TestCluster {
                 (services, Cleanup::Databases { admin_url, names })
             }
         };
+        Self::launch(services, cleanup, true).await
+    }
+
+    /// Starts a node whose services use the given database URLs and does not wait for them to
+    /// become ready — for tests of what happens while a database cannot be reached.
+    pub async fn start_with_databases(services: Vec<(ServiceKind, String)>) -> Self {
+        Self::launch(services, Cleanup::Nothing, false).await
+    }
+
+    async fn launch(
+        services: Vec<(ServiceKind, String)>,
+        cleanup: Cleanup,
+        wait_ready: bool,
+    ) -> Self {
         let spec = NodeSpec {
             services,
             auth: AuthConfig::with_secrets(TEST_JWT_SECRET, TEST_INTERNAL_SECRET),
@@ -202,10 +218,12 @@ impl TestCluster {
             .await
             .expect("bind port 0");
         let node = Node::start(spec, listener).await.expect("start node");
-        assert!(
-            node.wait_ready(Duration::from_secs(60)).await,
-            "cluster did not become ready"
-        );
+        if wait_ready {
+            assert!(
+                node.wait_ready(Duration::from_secs(60)).await,
+                "cluster did not become ready"
+            );
+        }
         let addr = node.local_addr();
         let channel = Channel::from_shared(format!("http://{addr}"))
             .expect("url")
@@ -264,6 +282,7 @@ impl TestCluster {
             let _ = node.stop().await;
         }
         match &self.cleanup {
+            Cleanup::Nothing => {}
             Cleanup::Files(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
             }

@@ -6,14 +6,16 @@
 //! present short-lived HS256 tokens signed with the cluster's internal secret and marked with the
 //! key id [`SERVICE_KEY_ID`]; they never pass for users and users never pass for them.
 
+mod jwks;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::JwkSet;
+use jwks::JwksCache;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tokio::sync::RwLock;
 
 use crate::config::AuthConfig;
 use crate::error::ApiError;
@@ -23,10 +25,6 @@ pub const SERVICE_KEY_ID: &str = "tenantry-service";
 /// Audience and issuer of service-to-service tokens.
 pub const SERVICE_AUDIENCE: &str = "tenantry-internal";
 const SERVICE_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
-/// Unknown key ids trigger a JWKS refresh at most this often, so forged tokens cannot make us
-/// hammer the identity provider.
-const JWKS_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
-const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// A person, known by the `sub` of their token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -277,7 +275,7 @@ impl Authenticator {
                     .kid
                     .as_deref()
                     .ok_or_else(|| ApiError::unauthenticated("token has no key id"))?;
-                jwks.key(kid, header.alg).await?
+                jwks.key(kid).await?
             }
             _ => return Err(ApiError::unauthenticated("unsupported token algorithm")),
         };
@@ -377,90 +375,6 @@ pub enum AuthSetupError {
     /// A secret cannot be used as a key.
     #[error("unusable key: {0}")]
     Key(#[source] jsonwebtoken::errors::Error),
-}
-
-/// The identity provider's keys, fetched on first use and again on an unknown key id.
-struct JwksCache {
-    url: String,
-    http: reqwest::Client,
-    keys: RwLock<CachedKeys>,
-}
-
-struct CachedKeys {
-    by_kid: HashMap<String, DecodingKey>,
-    fetched_at: Option<Instant>,
-}
-
-impl JwksCache {
-    fn new(url: String) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
-        Self {
-            url,
-            http,
-            keys: RwLock::new(CachedKeys {
-                by_kid: HashMap::new(),
-                fetched_at: None,
-            }),
-        }
-    }
-
-    async fn key(&self, kid: &str, _alg: Algorithm) -> Result<DecodingKey, ApiError> {
-        {
-            let keys = self.keys.read().await;
-            let fresh = keys
-                .fetched_at
-                .is_some_and(|at| at.elapsed() < JWKS_MAX_AGE);
-            if let (true, Some(key)) = (fresh, keys.by_kid.get(kid)) {
-                return Ok(key.clone());
-            }
-        }
-        let mut keys = self.keys.write().await;
-        let may_refresh = keys
-            .fetched_at
-            .is_none_or(|at| at.elapsed() >= JWKS_MIN_REFRESH_INTERVAL);
-        if may_refresh {
-            match self.fetch().await {
-                Ok(fetched) => {
-                    keys.by_kid = fetched;
-                    keys.fetched_at = Some(Instant::now());
-                }
-                Err(error) => {
-                    tracing::warn!(url = %self.url, %error, "cannot refresh the JWKS");
-                    if keys.by_kid.is_empty() {
-                        return Err(ApiError::unavailable(
-                            "the identity provider's keys cannot be fetched",
-                        ));
-                    }
-                }
-            }
-        }
-        keys.by_kid
-            .get(kid)
-            .cloned()
-            .ok_or_else(|| ApiError::unauthenticated("token signed by an unknown key"))
-    }
-
-    async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, reqwest::Error> {
-        let set: JwkSet = self
-            .http
-            .get(&self.url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        Ok(set
-            .keys
-            .iter()
-            .filter_map(|jwk| {
-                let kid = jwk.common.key_id.clone()?;
-                DecodingKey::from_jwk(jwk).ok().map(|key| (kid, key))
-            })
-            .collect())
-    }
 }
 
 /// Mints and caches this service's own token for calls to other services.
