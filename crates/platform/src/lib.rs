@@ -1,7 +1,7 @@
 //! What every Tenantry service shares, written once: configuration, logging, the gRPC server
 //! bootstrap (health, reflection, limits, graceful shutdown), authentication, the mapping from
 //! errors to `tonic::Status`, the database handle and migrations, page tokens, resource names,
-//! and the client side of membership's `Authorize`.
+//! the `request_id` idempotency rules, and the client side of membership's `Authorize`.
 
 pub mod auth;
 pub mod authz;
@@ -9,6 +9,7 @@ pub mod clients;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod idempotency;
 pub mod names;
 pub mod pagination;
 pub mod server;

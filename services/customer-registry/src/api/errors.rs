@@ -1,6 +1,7 @@
 //! The one mapping from [`RegistryError`] to the API's errors.
 
 use tenantry_platform::ApiError;
+use tenantry_platform::idempotency::RequestIdReused;
 use tenantry_platform::names::account_name;
 
 use crate::domain::RegistryError;
@@ -70,10 +71,7 @@ impl From<RegistryError> for ApiError {
                     ),
                 )
             }
-            RegistryError::RequestIdReused(_) => ApiError::invalid_field(
-                "request_id",
-                "this request_id was already used for a different request; use a new UUID",
-            ),
+            RegistryError::RequestIdReused(_) => RequestIdReused.into(),
             error @ RegistryError::CorruptRow(_) => ApiError::internal(&error),
             RegistryError::Store(error) => ApiError::from(error),
         }

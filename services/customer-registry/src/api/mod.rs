@@ -5,8 +5,8 @@
 pub mod convert;
 pub mod errors;
 
-use sha2::{Digest, Sha256};
 use tenantry_platform::authz::Authorizer;
+use tenantry_platform::idempotency::{REQUEST_ID_FIELD, RequestKey, fingerprint, parse_request_id};
 use tenantry_platform::names::parse_account;
 use tenantry_platform::pagination::PageTokens;
 use tenantry_platform::{ApiError, Principal};
@@ -16,7 +16,7 @@ use tenantry_proto::registry::v1::customer_registry_service_server::CustomerRegi
 use tonic::{Request, Response, Status};
 
 use crate::domain::{AccountId, DisplayName};
-use crate::store::{IdempotencyKey, ListQuery, NewAccount, Store};
+use crate::store::{ListQuery, NewAccount, Store};
 use convert::{account_to_proto, state_filter};
 
 /// The only path UpdateAccount's `update_mask` may name.
@@ -88,21 +88,13 @@ fn violation_of(field: &str, error: &ApiError) -> (String, String) {
     (field.to_string(), description.to_string())
 }
 
-/// A canonical request_id (hyphenated lower-case UUID), `None` when empty.
+/// A canonical request_id (see [`parse_request_id`]), `None` when empty or invalid (its
+/// violation recorded).
 fn request_id(raw: &str, violations: &mut Vec<(String, String)>) -> Option<String> {
-    if raw.is_empty() {
-        return None;
-    }
-    match uuid::Uuid::parse_str(raw) {
-        Ok(uuid) => Some(uuid.hyphenated().to_string()),
-        Err(_) => {
-            violations.push((
-                "request_id".into(),
-                "must be a UUID (e.g. 3f1c9a2e-5b7d-4e8f-9a0b-1c2d3e4f5a6b) or empty".into(),
-            ));
-            None
-        }
-    }
+    parse_request_id(REQUEST_ID_FIELD, raw)
+        .map_err(|error| violations.push(violation_of(REQUEST_ID_FIELD, &error)))
+        .ok()
+        .flatten()
 }
 
 fn finish_validation(violations: Vec<(String, String)>) -> Result<(), ApiError> {
@@ -111,15 +103,6 @@ fn finish_validation(violations: Vec<(String, String)>) -> Result<(), ApiError> 
     } else {
         Err(ApiError::invalid_fields(violations))
     }
-}
-
-/// SHA-256 hex of a request's canonical fields (a JSON array, so fields cannot run together).
-fn fingerprint(fields: &[&str]) -> String {
-    let canonical = serde_json::Value::from(fields.to_vec()).to_string();
-    Sha256::digest(canonical.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
 }
 
 fn require_operator(principal: &Principal) -> Result<(), ApiError> {
@@ -156,10 +139,10 @@ impl CustomerRegistryService for RegistryApi {
             };
             finish_validation(violations)?;
             require_operator(&principal)?;
-            let key = request_id.map(|request_id| IdempotencyKey {
+            let key = request_id.map(|request_id| RequestKey {
                 request_id,
                 caller: principal.resource_name(),
-                method: "CreateAccount",
+                method: "CreateAccount".into(),
                 fingerprint: fingerprint(&["CreateAccount", id.as_str(), name.as_str()]),
             });
             let new = NewAccount {
@@ -214,10 +197,10 @@ impl CustomerRegistryService for RegistryApi {
             self.authorizer
                 .require(&principal, &parent, Permission::CustomersCreate)
                 .await?;
-            let key = request_id.map(|request_id| IdempotencyKey {
+            let key = request_id.map(|request_id| RequestKey {
                 request_id,
                 caller: principal.resource_name(),
-                method: "CreateManagedCustomer",
+                method: "CreateManagedCustomer".into(),
                 fingerprint: fingerprint(&[
                     "CreateManagedCustomer",
                     &parent,

@@ -16,6 +16,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use tenantry_platform::db::{Database, StoreError};
+use tenantry_platform::idempotency::RequestKey;
 
 use crate::domain::{
     self, Account, AccountId, AccountState, Change, DisplayName, RegistryError, StateFilter,
@@ -33,19 +34,6 @@ pub struct NewAccount {
     pub managed_by: Option<AccountId>,
     /// `users/{sub}` of the creator.
     pub creator: String,
-}
-
-/// The idempotency record of a create: who asked what under which `request_id`.
-#[derive(Clone, Debug)]
-pub struct IdempotencyKey {
-    /// The request id, a UUID in canonical form.
-    pub request_id: String,
-    /// `users/{sub}` or `services/{name}`.
-    pub caller: String,
-    /// The RPC name.
-    pub method: &'static str,
-    /// SHA-256 hex of the canonical request.
-    pub fingerprint: String,
 }
 
 /// What a list returns.
@@ -141,7 +129,7 @@ impl Store {
     pub async fn create_account(
         &self,
         new: NewAccount,
-        key: Option<IdempotencyKey>,
+        key: Option<RequestKey>,
     ) -> Result<Account, RegistryError> {
         match self.create_account_txn(&new, key.as_ref()).await {
             Err(
@@ -163,7 +151,7 @@ impl Store {
     async fn create_account_txn(
         &self,
         new: &NewAccount,
-        key: Option<&IdempotencyKey>,
+        key: Option<&RequestKey>,
     ) -> Result<Account, RegistryError> {
         let txn = self.begin().await?;
         if let Some(key) = key
@@ -202,7 +190,7 @@ impl Store {
             request_id::Entity::insert(request_id::ActiveModel {
                 request_id: Set(key.request_id.clone()),
                 caller: Set(key.caller.clone()),
-                method: Set(key.method.to_string()),
+                method: Set(key.method.clone()),
                 fingerprint: Set(key.fingerprint.clone()),
                 resource_key: Set(new.id.to_string()),
                 create_time: Set(now),
@@ -383,7 +371,7 @@ async fn apply(
 /// it was used by another caller or for another request.
 async fn replay(
     txn: &DatabaseTransaction,
-    key: &IdempotencyKey,
+    key: &RequestKey,
 ) -> Result<Option<Account>, RegistryError> {
     let Some(seen) = request_id::Entity::find_by_id(key.request_id.clone())
         .one(txn)
@@ -391,19 +379,31 @@ async fn replay(
     else {
         return Ok(None);
     };
-    if seen.caller != key.caller || seen.method != key.method || seen.fingerprint != key.fingerprint
-    {
-        return Err(RegistryError::RequestIdReused(key.request_id.clone()));
-    }
-    account::Entity::find_by_id(seen.resource_key.clone())
+    let request_id::Model {
+        request_id,
+        caller,
+        method,
+        fingerprint,
+        resource_key,
+        create_time: _,
+    } = seen;
+    let earlier = RequestKey {
+        request_id,
+        caller,
+        method,
+        fingerprint,
+    };
+    key.check_retry_of(&earlier)
+        .map_err(|_| RegistryError::RequestIdReused(key.request_id.clone()))?;
+    account::Entity::find_by_id(resource_key.clone())
         .one(txn)
         .await?
         .map(to_domain)
         .transpose()?
         .map(Some)
         .ok_or(RegistryError::CorruptRow(format!(
-            "request {} points at missing account {}",
-            seen.request_id, seen.resource_key
+            "request {} points at missing account {resource_key}",
+            earlier.request_id
         )))
 }
 

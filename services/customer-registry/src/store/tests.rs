@@ -50,11 +50,11 @@ fn new_account(id: &str, managed_by: Option<&str>) -> NewAccount {
     }
 }
 
-fn key(request_id: &str, fingerprint: &str) -> IdempotencyKey {
-    IdempotencyKey {
+fn key(request_id: &str, fingerprint: &str) -> RequestKey {
+    RequestKey {
         request_id: request_id.into(),
         caller: "users/op".into(),
-        method: "CreateAccount",
+        method: "CreateAccount".into(),
         fingerprint: fingerprint.into(),
     }
 }

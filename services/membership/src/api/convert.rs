@@ -1,6 +1,6 @@
 //! Wire ↔ domain mapping.
 
-use sha2::{Digest, Sha256};
+use tenantry_platform::idempotency::{REQUEST_ID_FIELD, parse_request_id};
 use tenantry_platform::names::{account_name, member_name, user_name};
 use tenantry_platform::time::to_timestamp;
 use tenantry_platform::{ApiError, UserIdentity};
@@ -160,32 +160,15 @@ pub fn profile_of_subject(subject: &wire::Subject) -> UserProfile {
     }
 }
 
-/// An optional request id: empty, or a UUID (returned in canonical lower-case form).
+/// The optional `request_id` field: empty, or a UUID (returned in canonical lower-case form).
 pub fn request_id(value: &str) -> Result<Option<String>, ApiError> {
-    if value.is_empty() {
-        return Ok(None);
-    }
-    uuid::Uuid::parse_str(value)
-        .map(|id| Some(id.hyphenated().to_string()))
-        .map_err(|_| ApiError::invalid_field("request_id", "must be a UUID"))
-}
-
-/// SHA-256 hex of a request's canonical fields, one per line.
-pub fn fingerprint(fields: &[&str]) -> String {
-    let mut hasher = Sha256::new();
-    for field in fields {
-        hasher.update(field.as_bytes());
-        hasher.update([0]);
-    }
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    parse_request_id(REQUEST_ID_FIELD, value)
 }
 
 #[cfg(test)]
 mod tests {
+    use tenantry_platform::idempotency::fingerprint;
+
     use super::*;
 
     #[test]

@@ -1,6 +1,7 @@
 //! The one mapping from [`MembershipError`] to the error a caller sees.
 
 use tenantry_platform::ApiError;
+use tenantry_platform::idempotency::RequestIdReused;
 use tenantry_platform::names::{account_name, member_name};
 
 use crate::domain::MembershipError;
@@ -78,10 +79,7 @@ impl From<MembershipError> for ApiError {
             MembershipError::ConcurrentChange => {
                 ApiError::concurrent_change("a concurrent change won; retry the call")
             }
-            MembershipError::RequestIdReused => ApiError::invalid_field(
-                "request_id",
-                "already used for a different request; use a new request_id",
-            ),
+            MembershipError::RequestIdReused => RequestIdReused.into(),
             MembershipError::Corrupt(what) => ApiError::internal(&Corrupt(what)),
             MembershipError::Store(error) => error.into(),
         }

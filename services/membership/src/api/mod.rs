@@ -10,6 +10,7 @@ mod tests;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use tenantry_platform::idempotency::{RequestKey, fingerprint};
 use tenantry_platform::names::{parse_account, parse_member, parse_user};
 use tenantry_platform::pagination::PageTokens;
 use tenantry_platform::{ApiError, Principal};
@@ -121,13 +122,10 @@ impl MembershipApi {
     async fn replay(
         &self,
         earlier: RequestRecord,
-        this: &RequestRecord,
+        this: &RequestKey,
     ) -> Result<Member, MembershipError> {
-        if (&earlier.caller, &earlier.method, &earlier.fingerprint)
-            != (&this.caller, &this.method, &this.fingerprint)
-        {
-            return Err(MembershipError::RequestIdReused);
-        }
+        this.check_retry_of(&earlier.key)
+            .map_err(|_| MembershipError::RequestIdReused)?;
         let (account_id, user_id) = earlier
             .resource_key
             .split_once('/')
@@ -166,7 +164,7 @@ impl MembershipApi {
             Target::User(user_id) => format!("user:{user_id}"),
             Target::Email(email) => format!("email:{email}"),
         };
-        let fingerprint = convert::fingerprint(&[
+        let fingerprint = fingerprint(&[
             ADD_MEMBER,
             &account_id,
             &target_key,
@@ -180,16 +178,18 @@ impl MembershipApi {
         // A retry is answered before the checks its own success may now fail (e.g. an ADMIN
         // whose first call created the account's first OWNER).
         let mut record = request_id.map(|request_id| RequestRecord {
-            request_id,
-            caller: caller.resource_name(),
-            method: ADD_MEMBER.to_string(),
-            fingerprint,
+            key: RequestKey {
+                request_id,
+                caller: caller.resource_name(),
+                method: ADD_MEMBER.to_string(),
+                fingerprint,
+            },
             resource_key: String::new(),
         });
         if let Some(record) = &record
-            && let Some(earlier) = self.store.find_request(&record.request_id).await?
+            && let Some(earlier) = self.store.find_request(&record.key.request_id).await?
         {
-            return Ok(self.replay(earlier, record).await?);
+            return Ok(self.replay(earlier, &record.key).await?);
         }
         let owner_ceiling = match role {
             Role::Owner => access
@@ -226,10 +226,10 @@ impl MembershipApi {
             .add_member(&new, owner_ceiling, record.as_ref())
             .await;
         if let (Err(MembershipError::AlreadyMember { .. }), Some(record)) = (&result, &record)
-            && let Some(earlier) = self.store.find_request(&record.request_id).await?
+            && let Some(earlier) = self.store.find_request(&record.key.request_id).await?
         {
             // A concurrent call with the same request id won.
-            return Ok(self.replay(earlier, record).await?);
+            return Ok(self.replay(earlier, &record.key).await?);
         }
         Ok(result?)
     }

@@ -15,6 +15,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, TransactionTrait,
 };
 use tenantry_platform::db::{Database, StoreError};
+use tenantry_platform::idempotency::RequestKey;
 
 use crate::domain::owners::{self, OwnerDelta};
 use crate::domain::{
@@ -22,17 +23,11 @@ use crate::domain::{
 };
 use entities::{account_member_count as counts, member, request_id, user};
 
-/// A create's idempotency record.
+/// A create's idempotency record: who asked what, and what it created.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestRecord {
-    /// The caller's UUID.
-    pub request_id: String,
-    /// `users/{sub}` or `services/{name}`.
-    pub caller: String,
-    /// The RPC.
-    pub method: String,
-    /// SHA-256 hex of the request's canonical fields.
-    pub fingerprint: String,
+    /// The request id, caller, method and fingerprint.
+    pub key: RequestKey,
     /// What was created: `{account_id}/{user_id}`.
     pub resource_key: String,
 }
@@ -194,10 +189,12 @@ impl Store {
             .one(self.connection()?)
             .await?
             .map(|row| RequestRecord {
-                request_id: row.request_id,
-                caller: row.caller,
-                method: row.method,
-                fingerprint: row.fingerprint,
+                key: RequestKey {
+                    request_id: row.request_id,
+                    caller: row.caller,
+                    method: row.method,
+                    fingerprint: row.fingerprint,
+                },
                 resource_key: row.resource_key,
             }))
     }
@@ -215,10 +212,10 @@ impl Store {
         insert_member(&txn, new, owner_ceiling).await?;
         if let Some(request) = request {
             let row = request_id::ActiveModel {
-                request_id: Set(request.request_id.clone()),
-                caller: Set(request.caller.clone()),
-                method: Set(request.method.clone()),
-                fingerprint: Set(request.fingerprint.clone()),
+                request_id: Set(request.key.request_id.clone()),
+                caller: Set(request.key.caller.clone()),
+                method: Set(request.key.method.clone()),
+                fingerprint: Set(request.key.fingerprint.clone()),
                 resource_key: Set(request.resource_key.clone()),
                 create_time: Set(tenantry_platform::time::now()),
             };

@@ -227,10 +227,12 @@ async fn adding_twice_is_already_member_and_request_ids_are_recorded() {
     let temp = temp_store().await;
     let store = &temp.store;
     let record = RequestRecord {
-        request_id: uuid::Uuid::new_v4().to_string(),
-        caller: "users/admin".into(),
-        method: "AddMember".into(),
-        fingerprint: "f".into(),
+        key: RequestKey {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            caller: "users/admin".into(),
+            method: "AddMember".into(),
+            fingerprint: "f".into(),
+        },
         resource_key: "acme/u".into(),
     };
     store
@@ -242,7 +244,7 @@ async fn adding_twice_is_already_member_and_request_ids_are_recorded() {
         .await
         .unwrap();
     assert_eq!(
-        store.find_request(&record.request_id).await.unwrap(),
+        store.find_request(&record.key.request_id).await.unwrap(),
         Some(record.clone())
     );
     let again = store

@@ -1,0 +1,176 @@
+//! The `request_id` of creates, shared by every service: parsing the optional field, the
+//! fingerprint of a request, and the decision whether a call under a seen `request_id` is a
+//! retry (answered with the first call's result) or a reuse for another request (refused).
+//!
+//! Storing the record is each service's business: it is written in the same transaction as
+//! the row the request created, in the service's own table.
+
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// The name of the field on every create request.
+pub const REQUEST_ID_FIELD: &str = "request_id";
+
+/// A request's optional `request_id` in `field`: `None` when empty, otherwise a UUID returned
+/// in canonical form (lower-case, hyphenated); anything else is INVALID_ARGUMENT naming `field`.
+pub fn parse_request_id(field: &str, raw: &str) -> Result<Option<String>, ApiError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    uuid::Uuid::parse_str(raw)
+        .map(|uuid| Some(uuid.hyphenated().to_string()))
+        .map_err(|_| {
+            ApiError::invalid_field(
+                field,
+                "must be a UUID (e.g. 3f1c9a2e-5b7d-4e8f-9a0b-1c2d3e4f5a6b) or empty",
+            )
+        })
+}
+
+/// SHA-256 hex of a request's canonical fields, which are hashed as a JSON array so fields
+/// cannot run together whatever they contain.
+///
+/// Fingerprints are stored with the request ids; changing this function makes retries of
+/// requests recorded before the change look like reuses.
+pub fn fingerprint(fields: &[&str]) -> String {
+    let canonical = serde_json::Value::from(fields.to_vec()).to_string();
+    Sha256::digest(canonical.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Who asked what under a `request_id`: what a service stores with the row a create made, and
+/// what it compares a later call with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestKey {
+    /// The request id, a UUID in canonical form (see [`parse_request_id`]).
+    pub request_id: String,
+    /// `users/{sub}` or `services/{name}` of the caller.
+    pub caller: String,
+    /// The RPC, e.g. `CreateAccount`.
+    pub method: String,
+    /// The request's [`fingerprint`].
+    pub fingerprint: String,
+}
+
+impl RequestKey {
+    /// Whether this call, whose `request_id` was already recorded as `earlier`, is a retry of
+    /// that request: the same caller, method and fingerprint. A retry is `Ok` (the caller gets
+    /// the first call's result); anything else is [`RequestIdReused`].
+    pub fn check_retry_of(&self, earlier: &RequestKey) -> Result<(), RequestIdReused> {
+        if (&earlier.caller, &earlier.method, &earlier.fingerprint)
+            == (&self.caller, &self.method, &self.fingerprint)
+        {
+            Ok(())
+        } else {
+            Err(RequestIdReused)
+        }
+    }
+}
+
+/// A `request_id` already used by another caller or for a different request. Its API error is
+/// INVALID_ARGUMENT naming `request_id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("request_id was already used for a different request")]
+pub struct RequestIdReused;
+
+impl From<RequestIdReused> for ApiError {
+    fn from(_: RequestIdReused) -> Self {
+        ApiError::invalid_field(
+            REQUEST_ID_FIELD,
+            "this request_id was already used for a different request; use a new UUID",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    fn key(caller: &str, method: &str, fingerprint: &str) -> RequestKey {
+        RequestKey {
+            request_id: "3f1c9a2e-5b7d-4e8f-9a0b-1c2d3e4f5a6b".into(),
+            caller: caller.into(),
+            method: method.into(),
+            fingerprint: fingerprint.into(),
+        }
+    }
+
+    #[test]
+    fn request_ids_are_optional_canonical_uuids() {
+        assert_eq!(parse_request_id("request_id", "").unwrap(), None);
+        assert_eq!(
+            parse_request_id("request_id", "3F1C9A2E-5B7D-4E8F-9A0B-1C2D3E4F5A6B").unwrap(),
+            Some("3f1c9a2e-5b7d-4e8f-9a0b-1c2d3e4f5a6b".into())
+        );
+        // The simple (unhyphenated) form is accepted and hyphenated.
+        assert_eq!(
+            parse_request_id("request_id", "3f1c9a2e5b7d4e8f9a0b1c2d3e4f5a6b").unwrap(),
+            Some("3f1c9a2e-5b7d-4e8f-9a0b-1c2d3e4f5a6b".into())
+        );
+        for bad in ["not-a-uuid", " ", "3f1c9a2e-5b7d-4e8f-9a0b-1c2d3e4f5a6"] {
+            let error = parse_request_id("create.request_id", bad).unwrap_err();
+            assert_eq!(error.code(), Code::InvalidArgument, "{bad:?}");
+            assert_eq!(error.reason(), "INVALID_ARGUMENT");
+            assert!(
+                error
+                    .message()
+                    .starts_with("create.request_id: must be a UUID"),
+                "{}",
+                error.message()
+            );
+        }
+    }
+
+    #[test]
+    fn fingerprints_separate_fields() {
+        let print = fingerprint(&["a", "bc"]);
+        assert_eq!(print.len(), 64);
+        assert!(
+            print
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_eq!(print, fingerprint(&["a", "bc"]));
+        assert_ne!(print, fingerprint(&["ab", "c"]));
+        assert_ne!(print, fingerprint(&["a", "b", "c"]));
+        assert_ne!(fingerprint(&["a\0", "b"]), fingerprint(&["a", "\0b"]));
+        assert_ne!(fingerprint(&["a\",\"b"]), fingerprint(&["a", "b"]));
+        assert_ne!(fingerprint(&[]), fingerprint(&[""]));
+        // Stored fingerprints must stay valid: this is the hash of `["a","bc"]`.
+        assert_eq!(
+            print,
+            "42a6f3f44be0aaf23c936b1547dd5e41d2d25ff25f36a31474eb1851639f6751"
+        );
+    }
+
+    #[test]
+    fn the_same_request_is_a_retry() {
+        let first = key("users/op", "CreateAccount", "fp");
+        assert_eq!(first.check_retry_of(&first.clone()), Ok(()));
+    }
+
+    #[test]
+    fn another_caller_method_or_request_is_a_reuse() {
+        let earlier = key("users/op", "CreateAccount", "fp");
+        for this in [
+            key("users/someone-else", "CreateAccount", "fp"),
+            key("users/op", "CreateManagedCustomer", "fp"),
+            key("users/op", "CreateAccount", "fp-2"),
+        ] {
+            assert_eq!(this.check_retry_of(&earlier), Err(RequestIdReused));
+        }
+        let error = ApiError::from(RequestIdReused);
+        assert_eq!(error.code(), Code::InvalidArgument);
+        assert_eq!(error.reason(), "INVALID_ARGUMENT");
+        assert!(
+            error.message().starts_with("request_id: "),
+            "{}",
+            error.message()
+        );
+    }
+}
