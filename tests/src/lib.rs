@@ -144,3 +144,48 @@ pub fn fresh_id(prefix: &str) -> String {
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     )
 }
+
+/// The seed flow up to "switch to the customer": a partner with an OWNER who created
+/// `customer_id` and assigned themself to it (ADMIN).
+pub async fn partner_admin_in_customer(
+    cluster: &TestCluster,
+    operator: &TestUser,
+    partner_id: &str,
+    customer_id: &str,
+) -> (Partner, Account) {
+    let partner = partner_with_owner(cluster, operator, partner_id, "alice").await;
+    let customer = create_customer(cluster, &partner.owner, &partner.account.name, customer_id)
+        .await
+        .expect("create customer");
+    cluster
+        .membership_as(&partner.owner)
+        .add_myself(tenantry_proto::membership::v1::AddMyselfRequest {
+            account: customer.name.clone(),
+        })
+        .await
+        .expect("add myself");
+    (partner, customer)
+}
+
+/// `actor` invites `email` to `account` with `role`.
+pub async fn invite(
+    cluster: &TestCluster,
+    actor: &TestUser,
+    account: &str,
+    email: &str,
+    role: Role,
+) -> Result<tenantry_proto::invitation::v1::Invitation, tonic::Status> {
+    cluster
+        .invitation_as(actor)
+        .create_invitation(tenantry_proto::invitation::v1::CreateInvitationRequest {
+            parent: account.to_string(),
+            email: email.to_string(),
+            given_name: "Ivy".to_string(),
+            family_name: "Invitee".to_string(),
+            role: role as i32,
+            request_id: String::new(),
+            expire_time: None,
+        })
+        .await
+        .map(|response| response.into_inner().invitation.expect("invitation"))
+}

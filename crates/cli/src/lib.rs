@@ -4,4 +4,4 @@
 
 pub mod node;
 
-pub use node::{Node, NodeError, NodeSpec, PeerUrls, ServiceKind};
+pub use node::{EventsSpec, Node, NodeError, NodeSpec, PeerUrls, ServiceKind};

@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use sea_orm_migration::MigratorTrait;
-use tenantry_cli::{Node, NodeSpec, PeerUrls, ServiceKind};
+use tenantry_cli::{EventsSpec, Node, NodeSpec, PeerUrls, ServiceKind};
+use tenantry_events::{AmqpConfig, RetryPolicy};
 use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
 use tenantry_platform::config::{
     AuthConfig, DEV_JWT_SECRET, DataDirConfig, LogConfig, ServerConfig,
@@ -54,6 +55,10 @@ struct UpArgs {
     registry: tenantry_registry::Config,
     #[command(flatten)]
     membership: tenantry_membership::Config,
+    #[command(flatten)]
+    invitation: tenantry_invitation::Config,
+    #[command(flatten)]
+    events: EventsArgs,
 }
 
 #[derive(Args, Debug)]
@@ -78,6 +83,72 @@ struct ServeArgs {
     registry: tenantry_registry::Config,
     #[command(flatten)]
     membership: tenantry_membership::Config,
+    #[command(flatten)]
+    invitation: tenantry_invitation::Config,
+    #[command(flatten)]
+    events: EventsArgs,
+    /// Where invitation e-mails are written as `.eml` files when no SMTP URL is set.
+    #[arg(long = "mail-dir", env = "TENANTRY_MAIL_DIR", default_value = "./mail")]
+    mail_dir: std::path::PathBuf,
+}
+
+/// How events travel between the services.
+#[derive(Args, Debug, Clone)]
+struct EventsArgs {
+    /// RabbitMQ URL; without it `up` uses an in-process bus (`serve` requires it).
+    #[arg(long = "amqp-url", env = "TENANTRY_AMQP_URL")]
+    amqp_url: Option<String>,
+    /// The topic exchange every event is published to.
+    #[arg(
+        long = "amqp-exchange",
+        env = "TENANTRY_AMQP_EXCHANGE",
+        default_value = "tenantry.events"
+    )]
+    amqp_exchange: String,
+    /// Prefix of the exchange and queue names (to share one vhost between clusters).
+    #[arg(long = "amqp-prefix", env = "TENANTRY_AMQP_PREFIX", default_value = "")]
+    amqp_prefix: String,
+    /// Unacknowledged deliveries per consumer.
+    #[arg(
+        long = "amqp-prefetch",
+        env = "TENANTRY_AMQP_PREFETCH",
+        default_value_t = 32
+    )]
+    amqp_prefetch: u16,
+    /// Tries of an event handler before the event goes to the dead-letter queue.
+    #[arg(
+        long = "event-max-attempts",
+        env = "TENANTRY_EVENT_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    max_attempts: u32,
+    /// First retry delay in milliseconds (doubling per try, at most 60 s).
+    #[arg(
+        long = "event-retry-delay-ms",
+        env = "TENANTRY_EVENT_RETRY_DELAY_MS",
+        default_value_t = 1000
+    )]
+    retry_delay_ms: u64,
+}
+
+impl EventsArgs {
+    fn spec(&self) -> EventsSpec {
+        let retry = RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            base_delay: Duration::from_millis(self.retry_delay_ms),
+            max_delay: Duration::from_secs(60),
+        };
+        EventsSpec {
+            amqp: self.amqp_url.as_ref().map(|url| AmqpConfig {
+                url: url.clone(),
+                exchange: self.amqp_exchange.clone(),
+                queue_prefix: self.amqp_prefix.clone(),
+                prefetch: self.amqp_prefetch,
+                retry: retry.clone(),
+            }),
+            retry,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -162,6 +233,9 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
         shutdown_grace: Duration::from_secs(args.server.shutdown_grace_seconds),
         registry: args.registry,
         membership: args.membership,
+        invitation: args.invitation,
+        events: args.events.spec(),
+        mail_dir: data_dir.join("mail"),
     };
     let listener = tokio::net::TcpListener::bind(args.server.listen)
         .await
@@ -203,20 +277,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry: args.registry_url,
         membership: args.membership_url,
     };
-    let needs = match args.service {
-        ServiceKind::CustomerRegistry => ("membership", peers.membership.is_none()),
-        ServiceKind::Membership => ("customer-registry", peers.registry.is_none()),
-    };
-    if needs.1 {
+    let needs_membership = matches!(
+        args.service,
+        ServiceKind::CustomerRegistry | ServiceKind::Invitation
+    );
+    let needs_registry = matches!(
+        args.service,
+        ServiceKind::Membership | ServiceKind::Invitation
+    );
+    if needs_membership && peers.membership.is_none() {
+        bail!("{} needs TENANTRY_MEMBERSHIP_URL", args.service.name());
+    }
+    if needs_registry && peers.registry.is_none() {
+        bail!("{} needs TENANTRY_REGISTRY_URL", args.service.name());
+    }
+    if args.events.amqp_url.is_none() {
         bail!(
-            "{} needs the URL of {} (TENANTRY_{}_URL)",
-            args.service.name(),
-            needs.0,
-            if needs.0 == "membership" {
-                "MEMBERSHIP"
-            } else {
-                "REGISTRY"
-            }
+            "serve needs TENANTRY_AMQP_URL: services in separate processes exchange events through RabbitMQ"
         );
     }
     let spec = NodeSpec {
@@ -227,6 +304,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_grace: Duration::from_secs(args.server.shutdown_grace_seconds),
         registry: args.registry,
         membership: args.membership,
+        invitation: args.invitation,
+        events: args.events.spec(),
+        mail_dir: args.mail_dir,
     };
     let listener = tokio::net::TcpListener::bind(args.server.listen)
         .await
@@ -246,6 +326,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     match args.service {
         ServiceKind::CustomerRegistry => tenantry_registry::Migrator::up(&connection, None).await,
         ServiceKind::Membership => tenantry_membership::Migrator::up(&connection, None).await,
+        ServiceKind::Invitation => tenantry_invitation::Migrator::up(&connection, None).await,
     }
     .with_context(|| format!("migrations of {} failed", args.service.name()))?;
     println!("{}: migrations applied", args.service.name());

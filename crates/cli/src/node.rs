@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use tenantry_events::{AmqpConfig, EventBus, Outbox, Relay, RetryPolicy};
 use tenantry_platform::auth::{AuthSetupError, Authenticator, ServiceTokenMinter};
 use tenantry_platform::authz::Authorizer;
 use tenantry_platform::clients::{self, InvalidServiceUrl, ServiceChannel};
@@ -17,6 +18,8 @@ use tenantry_platform::config::AuthConfig;
 use tenantry_platform::db::Database;
 use tenantry_platform::pagination::PageTokens;
 use tenantry_platform::server::{self, Probes, Shutdown};
+use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
+use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -27,17 +30,24 @@ pub enum ServiceKind {
     CustomerRegistry,
     /// Members, the user directory and `Authorize`.
     Membership,
+    /// Invitations by e-mail, and their mailer.
+    Invitation,
 }
 
 impl ServiceKind {
     /// Every service, in start order.
-    pub const ALL: [ServiceKind; 2] = [ServiceKind::CustomerRegistry, ServiceKind::Membership];
+    pub const ALL: [ServiceKind; 3] = [
+        ServiceKind::CustomerRegistry,
+        ServiceKind::Membership,
+        ServiceKind::Invitation,
+    ];
 
     /// The name used on the command line, in file names and in service tokens.
     pub fn name(self) -> &'static str {
         match self {
             ServiceKind::CustomerRegistry => "customer-registry",
             ServiceKind::Membership => "membership",
+            ServiceKind::Invitation => "invitation",
         }
     }
 
@@ -46,6 +56,7 @@ impl ServiceKind {
         match self {
             ServiceKind::CustomerRegistry => tenantry_registry::SERVICE_NAME,
             ServiceKind::Membership => tenantry_membership::SERVICE_NAME,
+            ServiceKind::Invitation => tenantry_invitation::SERVICE_NAME,
         }
     }
 }
@@ -76,6 +87,22 @@ pub struct NodeSpec {
     pub registry: tenantry_registry::Config,
     /// Membership settings.
     pub membership: tenantry_membership::Config,
+    /// Invitation settings (lifetime, SMTP, public URL, …).
+    pub invitation: tenantry_invitation::Config,
+    /// How events travel between services.
+    pub events: EventsSpec,
+    /// Where invitation e-mails are written as `.eml` files when no SMTP URL is configured.
+    pub mail_dir: std::path::PathBuf,
+}
+
+/// The event transport: RabbitMQ when `amqp` is set, otherwise an in-process bus (which only
+/// connects the services of this one process: the embedded default).
+#[derive(Clone, Debug)]
+pub struct EventsSpec {
+    /// The broker, if any.
+    pub amqp: Option<AmqpConfig>,
+    /// Retries of failed handlers on the in-process bus (the broker's are in `amqp`).
+    pub retry: RetryPolicy,
 }
 
 /// Why a node could not start or stopped with an error.
@@ -99,6 +126,9 @@ pub enum NodeError {
     /// The gRPC server failed.
     #[error("the gRPC server failed")]
     Server(#[from] tonic::transport::Error),
+    /// The mail transport cannot be set up.
+    #[error("cannot set up e-mail delivery")]
+    Mail(#[from] tenantry_invitation::mail::MailSetupError),
     /// The server task panicked or was cancelled.
     #[error("the server task ended abnormally")]
     Join(#[from] tokio::task::JoinError),
@@ -147,14 +177,31 @@ impl Node {
                 Ok(clients::channel(&url, minter)?)
             };
 
+        let bus = match &spec.events.amqp {
+            Some(amqp) => EventBus::amqp(amqp.clone()),
+            None => EventBus::in_process(spec.events.retry.clone()),
+        };
+
         for (kind, database_url) in &spec.services {
             let database = Database::new(database_url);
+            // Every service publishes through its own outbox and relay.
+            let outbox = Outbox::new();
+            background.push(tokio::spawn(
+                Relay::new(
+                    kind.name(),
+                    database.clone(),
+                    outbox.clone(),
+                    bus.publisher(),
+                )
+                .run(shutdown.clone()),
+            ));
             match kind {
                 ServiceKind::CustomerRegistry => {
                     let deps = tenantry_registry::Deps {
                         database: database.clone(),
                         authorizer: Authorizer::new(peer(&spec.peers.membership, *kind)?),
                         page_tokens: page_tokens.clone(),
+                        outbox,
                     };
                     routes = routes.add_service(tenantry_registry::grpc_service(
                         spec.registry.clone(),
@@ -171,15 +218,21 @@ impl Node {
                     )));
                 }
                 ServiceKind::Membership => {
-                    let accounts = tenantry_membership::RegistryAccounts::new(peer(
+                    let registry = tenantry_membership::RegistryAccounts::new(peer(
                         &spec.peers.registry,
                         *kind,
                     )?);
+                    let accounts =
+                        tenantry_membership::ReplicatedAccounts::new(database.clone(), registry);
                     let deps = tenantry_membership::Deps {
                         database: database.clone(),
                         accounts: Arc::new(accounts),
                         page_tokens: page_tokens.clone(),
+                        outbox,
                     };
+                    for consumer in tenantry_membership::consumers(&deps) {
+                        background.push(bus.spawn_consumer(consumer, shutdown.clone()));
+                    }
                     routes = routes.add_service(tenantry_membership::grpc_service(
                         spec.membership.clone(),
                         deps,
@@ -187,6 +240,43 @@ impl Node {
                     ));
                     background.push(tokio::spawn(server::follow_database::<
                         tenantry_membership::Migrator,
+                    >(
+                        database,
+                        probes.readiness.clone(),
+                        kind.grpc_name(),
+                        shutdown.clone(),
+                    )));
+                }
+                ServiceKind::Invitation => {
+                    let membership_channel = peer(&spec.peers.membership, *kind)?;
+                    let deps = tenantry_invitation::Deps {
+                        database: database.clone(),
+                        authorizer: Authorizer::new(membership_channel.clone()),
+                        membership: MembershipServiceClient::new(membership_channel),
+                        registry: CustomerRegistryServiceClient::new(peer(
+                            &spec.peers.registry,
+                            *kind,
+                        )?),
+                        page_tokens: page_tokens.clone(),
+                        outbox,
+                    };
+                    let mail =
+                        tenantry_invitation::mail_transport(&spec.invitation, &spec.mail_dir)?;
+                    for consumer in tenantry_invitation::consumers(&spec.invitation, &deps, mail) {
+                        background.push(bus.spawn_consumer(consumer, shutdown.clone()));
+                    }
+                    background.push(tokio::spawn(tenantry_invitation::run_expiry_sweep(
+                        spec.invitation.clone(),
+                        deps.clone(),
+                        shutdown.clone(),
+                    )));
+                    routes = routes.add_service(tenantry_invitation::grpc_service(
+                        spec.invitation.clone(),
+                        deps,
+                        spec.max_request_bytes,
+                    ));
+                    background.push(tokio::spawn(server::follow_database::<
+                        tenantry_invitation::Migrator,
                     >(
                         database,
                         probes.readiness.clone(),

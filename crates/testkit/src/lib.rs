@@ -5,14 +5,19 @@
 //! Under `CI=true` a missing PostgreSQL is a failure, not a skip: [`Backend::Postgres`] panics
 //! when its URL is not configured.
 
+pub mod proxy;
+pub mod smtp;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
 pub use tenantry_cli::ServiceKind;
-use tenantry_cli::{Node, NodeSpec, PeerUrls};
+use tenantry_cli::{EventsSpec, Node, NodeSpec, PeerUrls};
+use tenantry_events::{AmqpConfig, RetryPolicy};
 use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
 use tenantry_platform::config::AuthConfig;
+use tenantry_proto::invitation::v1::invitation_service_client::InvitationServiceClient;
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
 use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 use tonic::metadata::MetadataValue;
@@ -24,6 +29,10 @@ use tonic::transport::Channel;
 /// database the tests may connect to and create databases from, e.g.
 /// `postgres://postgres@127.0.0.1:5432/postgres`.
 pub const POSTGRES_URL_VAR: &str = "TENANTRY_TEST_POSTGRES_URL";
+
+/// The environment variable naming the RabbitMQ server for the broker suite, e.g.
+/// `amqp://guest:guest@127.0.0.1:5672/%2f`.
+pub const AMQP_URL_VAR: &str = "TENANTRY_TEST_AMQP_URL";
 
 /// The HS256 secret test clusters trust for user tokens.
 pub const TEST_JWT_SECRET: &str = "tenantry-test-user-secret";
@@ -49,6 +58,58 @@ pub fn postgres_url() -> Option<String> {
     }
 }
 
+/// The RabbitMQ server to test against, if configured. Under `CI=true` its absence is fatal.
+pub fn amqp_url() -> Option<String> {
+    match std::env::var(AMQP_URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!("{AMQP_URL_VAR} is not set but CI=true: the RabbitMQ suite must run in CI")
+        }
+        _ => None,
+    }
+}
+
+/// The consumer groups of the cluster (their queues are deleted when a test cluster stops).
+pub const CONSUMER_GROUPS: [&str; 4] = [
+    "tenantry.membership.accounts",
+    "tenantry.invitation.mailer",
+    "tenantry.invitation.account-events",
+    "tenantry.invitation.member-events",
+];
+
+/// How a test cluster is put together.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Where the services keep their data.
+    pub backend: Backend,
+    /// Events through the real RabbitMQ (a fresh exchange and queues per cluster) instead of the
+    /// in-process bus.
+    pub amqp: bool,
+    /// Overrides the broker URL (e.g. a proxy in front of RabbitMQ that a test cuts).
+    pub amqp_url: Option<String>,
+    /// Invitation settings; `smtp_url` None writes `.eml` files into the cluster's mail dir.
+    pub invitation: tenantry_invitation::Config,
+    /// Handler retries (short, so tests of retries are fast).
+    pub retry: RetryPolicy,
+}
+
+impl ClusterOptions {
+    /// Defaults for `backend`: in-process bus, e-mails as files, fast retries.
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            amqp: false,
+            amqp_url: None,
+            invitation: tenantry_invitation::Config::default(),
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base_delay: Duration::from_millis(50),
+                max_delay: Duration::from_millis(400),
+            },
+        }
+    }
+}
+
 /// A running cluster for one test.
 #[derive(Debug)]
 pub struct TestCluster {
@@ -56,6 +117,8 @@ pub struct TestCluster {
     addr: std::net::SocketAddr,
     channel: Channel,
     cleanup: Cleanup,
+    mail_dir: PathBuf,
+    amqp: Option<AmqpConfig>,
 }
 
 #[derive(Debug)]
@@ -90,6 +153,8 @@ impl Interceptor for Bearer {
 pub type RegistryClient = CustomerRegistryServiceClient<InterceptedService<Channel, Bearer>>;
 /// A membership client calling as one identity.
 pub type MembershipClient = MembershipServiceClient<InterceptedService<Channel, Bearer>>;
+/// An invitation client calling as one identity.
+pub type InvitationClient = InvitationServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A user token for tests.
 #[derive(Clone, Debug)]
@@ -157,7 +222,14 @@ impl TestCluster {
     /// Starts every service in one process on port 0 with fresh databases on `backend`.
     /// Returns once every service reports SERVING.
     pub async fn start(backend: Backend) -> Self {
+        Self::start_with(ClusterOptions::new(backend)).await
+    }
+
+    /// Starts a cluster as `options` say, with fresh databases (and a fresh exchange and queues
+    /// when it uses RabbitMQ). Returns once every service reports SERVING.
+    pub async fn start_with(options: ClusterOptions) -> Self {
         let tag = uuid::Uuid::new_v4().simple().to_string();
+        let backend = options.backend;
         let (services, cleanup) = match backend {
             Backend::Sqlite => {
                 let dir = std::env::temp_dir().join(format!("tenantry-test-{tag}"));
@@ -191,19 +263,36 @@ impl TestCluster {
                 (services, Cleanup::Databases { admin_url, names })
             }
         };
-        Self::launch(services, cleanup, true).await
+        let amqp = options.amqp.then(|| AmqpConfig {
+            url: options
+                .amqp_url
+                .clone()
+                .or_else(amqp_url)
+                .expect("RabbitMQ URL (set TENANTRY_TEST_AMQP_URL)"),
+            exchange: "tenantry.events".to_string(),
+            queue_prefix: format!("test-{}.", &tag[..12]),
+            prefetch: 16,
+            retry: options.retry.clone(),
+        });
+        let mail_dir = std::env::temp_dir().join(format!("tenantry-test-mail-{tag}"));
+        Self::launch(services, cleanup, true, &options, amqp, mail_dir).await
     }
 
     /// Starts a node whose services use the given database URLs and does not wait for them to
     /// become ready — for tests of what happens while a database cannot be reached.
     pub async fn start_with_databases(services: Vec<(ServiceKind, String)>) -> Self {
-        Self::launch(services, Cleanup::Nothing, false).await
+        let options = ClusterOptions::new(Backend::Sqlite);
+        let mail_dir = std::env::temp_dir().join("tenantry-test-mail-unused");
+        Self::launch(services, Cleanup::Nothing, false, &options, None, mail_dir).await
     }
 
     async fn launch(
         services: Vec<(ServiceKind, String)>,
         cleanup: Cleanup,
         wait_ready: bool,
+        options: &ClusterOptions,
+        amqp: Option<AmqpConfig>,
+        mail_dir: PathBuf,
     ) -> Self {
         let spec = NodeSpec {
             services,
@@ -213,6 +302,12 @@ impl TestCluster {
             shutdown_grace: Duration::from_secs(5),
             registry: tenantry_registry::Config::default(),
             membership: tenantry_membership::Config::default(),
+            invitation: options.invitation.clone(),
+            events: EventsSpec {
+                amqp: amqp.clone(),
+                retry: options.retry.clone(),
+            },
+            mail_dir: mail_dir.clone(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -235,6 +330,8 @@ impl TestCluster {
             addr,
             channel,
             cleanup,
+            mail_dir,
+            amqp,
         }
     }
 
@@ -266,6 +363,42 @@ impl TestCluster {
         MembershipServiceClient::with_interceptor(self.channel(), Self::bearer(token))
     }
 
+    /// An invitation client presenting `token` (`None`: no token at all).
+    pub fn invitation(&self, token: Option<&str>) -> InvitationClient {
+        InvitationServiceClient::with_interceptor(self.channel(), Self::bearer(token))
+    }
+
+    /// An invitation client acting as `user`.
+    pub fn invitation_as(&self, user: &TestUser) -> InvitationClient {
+        self.invitation(Some(&user.token()))
+    }
+
+    /// Where the cluster writes `.eml` files when it has no SMTP server.
+    pub fn mail_dir(&self) -> &std::path::Path {
+        &self.mail_dir
+    }
+
+    /// The `.eml` files written so far, decoded, oldest first.
+    pub fn mail_files(&self) -> Vec<smtp::ReceivedMail> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.mail_dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
+            .collect();
+        files.sort_by_key(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok());
+        files
+            .iter()
+            .filter_map(|path| std::fs::read(path).ok())
+            .filter_map(|raw| smtp::parse(&raw))
+            .collect()
+    }
+
+    /// The broker settings of the cluster, when it uses RabbitMQ.
+    pub fn amqp(&self) -> Option<&AmqpConfig> {
+        self.amqp.as_ref()
+    }
+
     /// A registry client acting as `user`.
     pub fn registry_as(&self, user: &TestUser) -> RegistryClient {
         self.registry(Some(&user.token()))
@@ -276,10 +409,14 @@ impl TestCluster {
         self.membership(Some(&user.token()))
     }
 
-    /// Stops the cluster and removes its databases.
+    /// Stops the cluster and removes its databases, mail and broker queues.
     pub async fn stop(mut self) {
         if let Some(node) = self.node.take() {
             let _ = node.stop().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.mail_dir);
+        if let Some(amqp) = &self.amqp {
+            delete_broker_topology(amqp).await;
         }
         match &self.cleanup {
             Cleanup::Nothing => {}
@@ -348,6 +485,31 @@ macro_rules! on_both_backends {
             }
         }
     };
+}
+
+/// Deletes the exchange and queues a test cluster declared on the broker.
+async fn delete_broker_topology(amqp: &AmqpConfig) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let Ok(connection) =
+        lapin::Connection::connect(&amqp.url, lapin::ConnectionProperties::default()).await
+    else {
+        return;
+    };
+    if let Ok(channel) = connection.create_channel().await {
+        for group in CONSUMER_GROUPS {
+            for suffix in ["", ".retry", ".dead"] {
+                let name = format!("{}{group}{suffix}", amqp.queue_prefix);
+                let _ = channel
+                    .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+            }
+        }
+        let exchange = format!("{}{}", amqp.queue_prefix, amqp.exchange);
+        let _ = channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    let _ = connection.close(0, "test done".into()).await;
 }
 
 #[cfg(test)]

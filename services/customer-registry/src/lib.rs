@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod domain;
+pub mod events;
 pub mod store;
 
 pub use store::migrations::Migrator;
@@ -49,6 +50,8 @@ pub struct Deps {
     pub authorizer: tenantry_platform::authz::Authorizer,
     /// Signs and checks page tokens.
     pub page_tokens: tenantry_platform::pagination::PageTokens,
+    /// Where `account.*` events are appended, in the transaction of each change.
+    pub outbox: tenantry_events::Outbox,
 }
 
 /// The gRPC service, refusing requests larger than `max_request_bytes`.
@@ -64,7 +67,7 @@ pub fn grpc_service(
     );
     let api = api::RegistryApi::new(
         max_account_id_length,
-        store::Store::new(deps.database),
+        store::Store::new(deps.database, deps.outbox),
         deps.authorizer,
         deps.page_tokens,
     );

@@ -1,17 +1,22 @@
 //! Membership: who holds which role in which account, the user directory, and `Authorize`,
 //! the authorization decision every other Tenantry service asks for (DESIGN.md §2, §5).
+//! Publishes `member.*` and keeps a replica of account facts from `account.*` (§6).
 
 pub mod accounts;
 pub mod api;
+pub mod consumers;
 pub mod domain;
+pub mod events;
 pub mod store;
+#[cfg(test)]
+mod testing;
 
 use std::sync::Arc;
 
 use tenantry_proto::membership::v1::membership_service_server::MembershipServiceServer;
 
-pub use accounts::{AccountDirectory, RegistryAccounts};
-pub use domain::{AccountFacts, AccountState};
+pub use accounts::{AccountDirectory, AccountSource, RegistryAccounts, ReplicatedAccounts};
+pub use domain::{AccountFacts, AccountState, VersionedFacts};
 pub use store::migrations::Migrator;
 
 /// The gRPC service name, for health and reflection.
@@ -67,10 +72,13 @@ impl Default for Config {
 pub struct Deps {
     /// Membership's own database.
     pub database: tenantry_platform::db::Database,
-    /// Account facts (display name, partner, managed_by, state) from the customer registry.
+    /// Account facts (display name, partner, managed_by, state) of the customer registry's
+    /// accounts; in a node, [`ReplicatedAccounts`] over membership's own database.
     pub accounts: Arc<dyn AccountDirectory>,
     /// Signs and checks page tokens.
     pub page_tokens: tenantry_platform::pagination::PageTokens,
+    /// Where `member.*` events are appended, in the transaction of each change.
+    pub outbox: tenantry_events::Outbox,
 }
 
 /// The gRPC service, refusing requests larger than `max_request_bytes`.
@@ -81,6 +89,21 @@ pub fn grpc_service(
 ) -> MembershipServiceServer<api::MembershipApi> {
     MembershipServiceServer::new(api::MembershipApi::new(config, deps))
         .max_decoding_message_size(max_request_bytes)
+}
+
+/// Membership's consumer groups: `tenantry.membership.accounts`, bound to the `account.*`
+/// events, keeps the account replica in membership's database and drops the members of
+/// deleted accounts.
+pub fn consumers(deps: &Deps) -> Vec<tenantry_events::ConsumerSpec> {
+    vec![tenantry_events::ConsumerSpec {
+        group: consumers::ACCOUNTS_GROUP.to_string(),
+        bindings: consumers::ACCOUNT_EVENTS
+            .iter()
+            .map(|binding| binding.to_string())
+            .collect(),
+        database: deps.database.clone(),
+        handler: Arc::new(consumers::AccountReplicaHandler),
+    }]
 }
 
 #[cfg(test)]

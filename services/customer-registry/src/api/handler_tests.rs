@@ -38,7 +38,10 @@ async fn harness() -> Harness {
     let channel = clients::channel("http://127.0.0.1:9", minter).expect("channel");
     let api = RegistryApi::new(
         32,
-        Store::new(Database::connected(&url, connection)),
+        Store::new(
+            Database::connected(&url, connection),
+            tenantry_events::Outbox::new(),
+        ),
         Authorizer::new(channel),
         PageTokens::new(b"test-key"),
     );

@@ -168,7 +168,10 @@ impl CustomerRegistryService for RegistryApi {
             let request = request.get_ref();
             let id = parse_account("name", &request.name)?;
             require_operator(&principal)?;
-            let account = self.store.promote_to_partner(&id, &request.etag).await?;
+            let account = self
+                .store
+                .promote_to_partner(&id, &request.etag, &principal.resource_name())
+                .await?;
             Ok(pb::PromoteToPartnerResponse {
                 account: Some(account_to_proto(account)),
             })
@@ -383,7 +386,10 @@ impl CustomerRegistryService for RegistryApi {
             self.authorizer
                 .require(&principal, &id, Permission::AccountUpdate)
                 .await?;
-            let updated = self.store.rename_account(&id, &name, &account.etag).await?;
+            let updated = self
+                .store
+                .rename_account(&id, &name, &account.etag, &principal.resource_name())
+                .await?;
             Ok(pb::UpdateAccountResponse {
                 account: Some(account_to_proto(updated)),
             })
@@ -403,7 +409,10 @@ impl CustomerRegistryService for RegistryApi {
             self.authorizer
                 .require(&principal, &id, Permission::AccountUpdate)
                 .await?;
-            let account = self.store.disable_account(&id, &request.etag).await?;
+            let account = self
+                .store
+                .disable_account(&id, &request.etag, &principal.resource_name())
+                .await?;
             Ok(pb::DisableAccountResponse {
                 account: Some(account_to_proto(account)),
             })
@@ -423,7 +432,10 @@ impl CustomerRegistryService for RegistryApi {
             self.authorizer
                 .require(&principal, &id, Permission::AccountUpdate)
                 .await?;
-            let account = self.store.enable_account(&id, &request.etag).await?;
+            let account = self
+                .store
+                .enable_account(&id, &request.etag, &principal.resource_name())
+                .await?;
             Ok(pb::EnableAccountResponse {
                 account: Some(account_to_proto(account)),
             })
@@ -443,7 +455,10 @@ impl CustomerRegistryService for RegistryApi {
             self.authorizer
                 .require(&principal, &id, Permission::AccountDelete)
                 .await?;
-            let account = self.store.delete_account(&id, &request.etag).await?;
+            let account = self
+                .store
+                .delete_account(&id, &request.etag, &principal.resource_name())
+                .await?;
             Ok(pb::DeleteAccountResponse {
                 account: Some(account_to_proto(account)),
             })

@@ -1,7 +1,7 @@
 //! The registry's storage. Every state change is one database transaction in one function
 //! (`create_account`, `promote_to_partner`, `rename_account`, `disable_account`,
-//! `enable_account`, `delete_account`), so the outbox event of a change can join the same
-//! transaction at the marked spot. Reads never run inside a transaction they did not open:
+//! `enable_account`, `delete_account`) that also appends the change's `account.*` event to the
+//! outbox, so an event is published if and only if its change committed. Reads never run inside a transaction they did not open:
 //! the SQLite pool has one connection.
 
 pub mod entities;
@@ -15,12 +15,14 @@ use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Set, TransactionTrait,
 };
+use tenantry_events::Outbox;
 use tenantry_platform::db::{Database, StoreError};
 use tenantry_platform::idempotency::RequestKey;
 
 use crate::domain::{
     self, Account, AccountId, AccountState, Change, DisplayName, RegistryError, StateFilter,
 };
+use crate::events::{AccountChange, account_event};
 use entities::{account, request_id};
 
 /// A new account to insert.
@@ -58,12 +60,35 @@ enum Update {
 #[derive(Clone, Debug)]
 pub struct Store {
     database: Database,
+    outbox: Outbox,
 }
 
 impl Store {
     /// A store over `database`.
-    pub fn new(database: Database) -> Self {
-        Self { database }
+    pub fn new(database: Database, outbox: Outbox) -> Self {
+        Self { database, outbox }
+    }
+
+    /// Appends the event of a change that happened (nothing for an unchanged account).
+    async fn publish(
+        &self,
+        txn: &DatabaseTransaction,
+        change: Option<(AccountChange, &Account)>,
+        actor: &str,
+    ) -> Result<(), RegistryError> {
+        if let Some((change, account)) = change {
+            self.outbox
+                .append(txn, &account_event(change, account, actor))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Commits `txn` and wakes the relay.
+    async fn commit(&self, txn: DatabaseTransaction) -> Result<(), RegistryError> {
+        txn.commit().await?;
+        self.outbox.committed();
+        Ok(())
     }
 
     fn connection(&self) -> Result<&DatabaseConnection, RegistryError> {
@@ -198,9 +223,7 @@ impl Store {
             .exec_without_returning(&txn)
             .await?;
         }
-        // The `account.created` outbox row joins this transaction here.
-        txn.commit().await?;
-        Ok(Account {
+        let created = Account {
             id: new.id.clone(),
             display_name: new.display_name.clone(),
             partner: false,
@@ -211,20 +234,33 @@ impl Store {
             create_time: now,
             update_time: now,
             delete_time: None,
-        })
+        };
+        self.publish(&txn, Some((AccountChange::Created, &created)), &new.creator)
+            .await?;
+        self.commit(txn).await?;
+        Ok(created)
     }
 
     /// Makes the account a partner (idempotent).
-    pub async fn promote_to_partner(&self, id: &str, etag: &str) -> Result<Account, RegistryError> {
+    pub async fn promote_to_partner(
+        &self,
+        id: &str,
+        etag: &str,
+        actor: &str,
+    ) -> Result<Account, RegistryError> {
         let txn = self.begin().await?;
         let account = load_locked(&txn, id).await?;
         account.check_etag(etag)?;
-        let result = match domain::promote(&account)? {
-            Change::Unchanged => account,
-            Change::To(_) => apply(&txn, account, Update::Partner, etag).await?,
+        let (result, change) = match domain::promote(&account)? {
+            Change::Unchanged => (account, None),
+            Change::To(_) => (
+                apply(&txn, account, Update::Partner, etag).await?,
+                Some(AccountChange::PromotedToPartner),
+            ),
         };
-        // The `account.updated` outbox row joins this transaction here.
-        txn.commit().await?;
+        self.publish(&txn, change.map(|change| (change, &result)), actor)
+            .await?;
+        self.commit(txn).await?;
         Ok(result)
     }
 
@@ -234,49 +270,77 @@ impl Store {
         id: &str,
         name: &DisplayName,
         etag: &str,
+        actor: &str,
     ) -> Result<Account, RegistryError> {
         let txn = self.begin().await?;
         let account = load_locked(&txn, id).await?;
         account.check_etag(etag)?;
-        let result = match domain::rename(&account, name)? {
-            Change::Unchanged => account,
-            Change::To(name) => apply(&txn, account, Update::DisplayName(name), etag).await?,
+        let (result, change) = match domain::rename(&account, name)? {
+            Change::Unchanged => (account, None),
+            Change::To(name) => (
+                apply(&txn, account, Update::DisplayName(name), etag).await?,
+                Some(AccountChange::Updated),
+            ),
         };
-        // The `account.updated` outbox row joins this transaction here.
-        txn.commit().await?;
+        self.publish(&txn, change.map(|change| (change, &result)), actor)
+            .await?;
+        self.commit(txn).await?;
         Ok(result)
     }
 
     /// ACTIVE → DISABLED (idempotent).
-    pub async fn disable_account(&self, id: &str, etag: &str) -> Result<Account, RegistryError> {
+    pub async fn disable_account(
+        &self,
+        id: &str,
+        etag: &str,
+        actor: &str,
+    ) -> Result<Account, RegistryError> {
         let txn = self.begin().await?;
         let account = load_locked(&txn, id).await?;
         account.check_etag(etag)?;
-        let result = match domain::disable(&account)? {
-            Change::Unchanged => account,
-            Change::To(state) => apply(&txn, account, Update::State(state), etag).await?,
+        let (result, change) = match domain::disable(&account)? {
+            Change::Unchanged => (account, None),
+            Change::To(state) => (
+                apply(&txn, account, Update::State(state), etag).await?,
+                Some(AccountChange::Disabled),
+            ),
         };
-        // The `account.disabled` outbox row joins this transaction here.
-        txn.commit().await?;
+        self.publish(&txn, change.map(|change| (change, &result)), actor)
+            .await?;
+        self.commit(txn).await?;
         Ok(result)
     }
 
     /// DISABLED → ACTIVE (idempotent).
-    pub async fn enable_account(&self, id: &str, etag: &str) -> Result<Account, RegistryError> {
+    pub async fn enable_account(
+        &self,
+        id: &str,
+        etag: &str,
+        actor: &str,
+    ) -> Result<Account, RegistryError> {
         let txn = self.begin().await?;
         let account = load_locked(&txn, id).await?;
         account.check_etag(etag)?;
-        let result = match domain::enable(&account)? {
-            Change::Unchanged => account,
-            Change::To(state) => apply(&txn, account, Update::State(state), etag).await?,
+        let (result, change) = match domain::enable(&account)? {
+            Change::Unchanged => (account, None),
+            Change::To(state) => (
+                apply(&txn, account, Update::State(state), etag).await?,
+                Some(AccountChange::Enabled),
+            ),
         };
-        // The `account.enabled` outbox row joins this transaction here.
-        txn.commit().await?;
+        self.publish(&txn, change.map(|change| (change, &result)), actor)
+            .await?;
+        self.commit(txn).await?;
         Ok(result)
     }
 
     /// Soft-deletes the account (idempotent); refused for a partner with live customers.
-    pub async fn delete_account(&self, id: &str, etag: &str) -> Result<Account, RegistryError> {
+    pub async fn delete_account(
+        &self,
+        id: &str,
+        etag: &str,
+        actor: &str,
+    ) -> Result<Account, RegistryError> {
         let txn = self.begin().await?;
         let account = load_locked(&txn, id).await?;
         account.check_etag(etag)?;
@@ -289,12 +353,16 @@ impl Store {
                 .count(&txn)
                 .await?
         };
-        let result = match domain::delete(&account, live_customers)? {
-            Change::Unchanged => account,
-            Change::To(state) => apply(&txn, account, Update::State(state), etag).await?,
+        let (result, change) = match domain::delete(&account, live_customers)? {
+            Change::Unchanged => (account, None),
+            Change::To(state) => (
+                apply(&txn, account, Update::State(state), etag).await?,
+                Some(AccountChange::Deleted),
+            ),
         };
-        // The `account.deleted` outbox row joins this transaction here.
-        txn.commit().await?;
+        self.publish(&txn, change.map(|change| (change, &result)), actor)
+            .await?;
+        self.commit(txn).await?;
         Ok(result)
     }
 }

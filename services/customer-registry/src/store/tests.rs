@@ -25,7 +25,7 @@ impl TestDb {
         let database = Database::connected(&url, connection);
         Self {
             path,
-            store: Store::new(database.clone()),
+            store: Store::new(database.clone(), tenantry_events::Outbox::new()),
             database,
         }
     }
@@ -100,7 +100,7 @@ async fn migrations_use_their_own_table_and_rerun_cleanly() {
         ))
         .await
         .unwrap();
-    assert_eq!(rows.len(), 1);
+    assert_eq!(rows.len(), 2, "the accounts table and the outbox");
 }
 
 #[tokio::test]
@@ -145,12 +145,22 @@ async fn soft_delete_keeps_the_id_taken() {
         .create_account(new_account("gone", None), None)
         .await
         .unwrap();
-    let deleted = db.store.delete_account("gone", "").await.unwrap();
+    let deleted = db
+        .store
+        .delete_account("gone", "", "users/test")
+        .await
+        .unwrap();
     assert_eq!(deleted.state, AccountState::Deleted);
     assert!(deleted.delete_time.is_some());
     assert_eq!(deleted.version, 2);
     // Idempotent, and still readable.
-    assert_eq!(db.store.delete_account("gone", "").await.unwrap(), deleted);
+    assert_eq!(
+        db.store
+            .delete_account("gone", "", "users/test")
+            .await
+            .unwrap(),
+        deleted
+    );
     assert_eq!(db.store.get("gone").await.unwrap(), deleted);
     let reuse = db
         .store
@@ -159,11 +169,11 @@ async fn soft_delete_keeps_the_id_taken() {
     assert!(matches!(reuse, Err(RegistryError::AccountIdTaken(_))));
     // Deleted is final.
     assert!(matches!(
-        db.store.enable_account("gone", "").await,
+        db.store.enable_account("gone", "", "users/test").await,
         Err(RegistryError::AccountDeleted(_))
     ));
     assert!(matches!(
-        db.store.disable_account("gone", "").await,
+        db.store.disable_account("gone", "", "users/test").await,
         Err(RegistryError::AccountDeleted(_))
     ));
 }
@@ -176,19 +186,28 @@ async fn stale_etags_and_versions_fail() {
         .await
         .unwrap();
     let name = DisplayName::parse("Acme 2").unwrap();
-    let renamed = db.store.rename_account("acme", &name, "1").await.unwrap();
+    let renamed = db
+        .store
+        .rename_account("acme", &name, "1", "users/test")
+        .await
+        .unwrap();
     assert_eq!(renamed.version, 2);
     assert_eq!(renamed.etag(), "2");
     // The caller's etag is stale.
     let stale = db
         .store
-        .rename_account("acme", &DisplayName::parse("Acme 3").unwrap(), "1")
+        .rename_account(
+            "acme",
+            &DisplayName::parse("Acme 3").unwrap(),
+            "1",
+            "users/test",
+        )
         .await;
     assert!(matches!(stale, Err(RegistryError::StaleEtag(_))));
     // Same name again: unchanged, version kept.
     assert_eq!(
         db.store
-            .rename_account("acme", &name, "")
+            .rename_account("acme", &name, "", "users/test")
             .await
             .unwrap()
             .version,
@@ -197,7 +216,10 @@ async fn stale_etags_and_versions_fail() {
 
     // The conditional write itself refuses a version that changed after it was read.
     let read = db.store.get("acme").await.unwrap();
-    db.store.disable_account("acme", "").await.unwrap();
+    db.store
+        .disable_account("acme", "", "users/test")
+        .await
+        .unwrap();
     let txn = db.database.connection().unwrap().begin().await.unwrap();
     let lost = apply(&txn, read.clone(), Update::Partner, "").await;
     assert!(matches!(lost, Err(RegistryError::ConcurrentChange(_))));
@@ -217,23 +239,39 @@ async fn state_changes_are_idempotent() {
         .create_account(new_account("acme", None), None)
         .await
         .unwrap();
-    let disabled = db.store.disable_account("acme", "1").await.unwrap();
+    let disabled = db
+        .store
+        .disable_account("acme", "1", "users/test")
+        .await
+        .unwrap();
     assert_eq!(
         (disabled.state, disabled.version),
         (AccountState::Disabled, 2)
     );
     assert_eq!(
-        db.store.disable_account("acme", "").await.unwrap().version,
+        db.store
+            .disable_account("acme", "", "users/test")
+            .await
+            .unwrap()
+            .version,
         2
     );
-    let enabled = db.store.enable_account("acme", "2").await.unwrap();
+    let enabled = db
+        .store
+        .enable_account("acme", "2", "users/test")
+        .await
+        .unwrap();
     assert_eq!((enabled.state, enabled.version), (AccountState::Active, 3));
     assert_eq!(
-        db.store.enable_account("acme", "").await.unwrap().version,
+        db.store
+            .enable_account("acme", "", "users/test")
+            .await
+            .unwrap()
+            .version,
         3
     );
     assert!(matches!(
-        db.store.disable_account("missing", "").await,
+        db.store.disable_account("missing", "", "users/test").await,
         Err(RegistryError::AccountNotFound(_))
     ));
 }
@@ -260,14 +298,14 @@ async fn managed_customers_need_an_active_partner() {
     ));
     assert!(
         store
-            .promote_to_partner("partner", "")
+            .promote_to_partner("partner", "", "users/test")
             .await
             .unwrap()
             .partner
     );
     assert_eq!(
         store
-            .promote_to_partner("partner", "")
+            .promote_to_partner("partner", "", "users/test")
             .await
             .unwrap()
             .version,
@@ -283,10 +321,13 @@ async fn managed_customers_need_an_active_partner() {
     );
     assert!(!customer.partner);
     assert!(matches!(
-        store.promote_to_partner("cust-a", "").await,
+        store.promote_to_partner("cust-a", "", "users/test").await,
         Err(RegistryError::ManagedCannotBePartner(_))
     ));
-    store.disable_account("partner", "").await.unwrap();
+    store
+        .disable_account("partner", "", "users/test")
+        .await
+        .unwrap();
     assert!(matches!(
         store
             .create_account(new_account("cust-b", Some("partner")), None)
@@ -295,12 +336,19 @@ async fn managed_customers_need_an_active_partner() {
     ));
     // A partner with live customers cannot be deleted; once they are gone it can.
     assert!(matches!(
-        store.delete_account("partner", "").await,
+        store.delete_account("partner", "", "users/test").await,
         Err(RegistryError::PartnerHasCustomers { customers: 1, .. })
     ));
-    store.delete_account("cust-a", "").await.unwrap();
+    store
+        .delete_account("cust-a", "", "users/test")
+        .await
+        .unwrap();
     assert_eq!(
-        store.delete_account("partner", "").await.unwrap().state,
+        store
+            .delete_account("partner", "", "users/test")
+            .await
+            .unwrap()
+            .state,
         AccountState::Deleted
     );
 }
@@ -313,7 +361,10 @@ async fn lists_page_by_id_and_filter() {
         .create_account(new_account("partner", None), None)
         .await
         .unwrap();
-    store.promote_to_partner("partner", "").await.unwrap();
+    store
+        .promote_to_partner("partner", "", "users/test")
+        .await
+        .unwrap();
     for id in ["cust-c", "cust-a", "cust-b", "cust-d"] {
         store
             .create_account(new_account(id, Some("partner")), None)
@@ -324,8 +375,14 @@ async fn lists_page_by_id_and_filter() {
         .create_account(new_account("loner", None), None)
         .await
         .unwrap();
-    store.disable_account("cust-b", "").await.unwrap();
-    store.delete_account("cust-d", "").await.unwrap();
+    store
+        .disable_account("cust-b", "", "users/test")
+        .await
+        .unwrap();
+    store
+        .delete_account("cust-d", "", "users/test")
+        .await
+        .unwrap();
 
     let customers = |states| ListQuery {
         managed_by: Some("partner".into()),
@@ -391,7 +448,10 @@ async fn request_ids_replay_the_first_result() {
         .create_account(new_account("acme", None), Some(key(request, "fp-1")))
         .await
         .unwrap();
-    store.disable_account("acme", "").await.unwrap();
+    store
+        .disable_account("acme", "", "users/test")
+        .await
+        .unwrap();
     // Same caller, same request: the account as it is now, not ALREADY_EXISTS.
     let retried = store
         .create_account(new_account("acme", None), Some(key(request, "fp-1")))
@@ -443,7 +503,10 @@ async fn concurrent_retries_with_one_request_id_return_one_account() {
 
 #[tokio::test]
 async fn unmigrated_database_is_not_ready() {
-    let store = Store::new(Database::new("sqlite://never-connected.db"));
+    let store = Store::new(
+        Database::new("sqlite://never-connected.db"),
+        tenantry_events::Outbox::new(),
+    );
     assert!(matches!(
         store.get("acme").await,
         Err(RegistryError::Store(db::StoreError::NotReady))

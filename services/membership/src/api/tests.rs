@@ -69,6 +69,7 @@ async fn harness() -> Harness {
         database,
         accounts: Arc::new(accounts),
         page_tokens: PageTokens::new(b"test"),
+        outbox: tenantry_events::Outbox::new(),
     };
     Harness {
         api: MembershipApi::new(Config::default(), deps),
@@ -511,6 +512,7 @@ async fn lists_page_and_hide_deleted_accounts() {
         page_size: 1,
         page_token: token,
         roles,
+        email: String::new(),
     };
     let first = h
         .api

@@ -89,6 +89,27 @@ pub enum AccountState {
     Deleted,
 }
 
+impl AccountState {
+    /// The stored spelling (the account replica).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountState::Active => "ACTIVE",
+            AccountState::Disabled => "DISABLED",
+            AccountState::Deleted => "DELETED",
+        }
+    }
+
+    /// The state spelled `text` in the database.
+    pub fn parse(text: &str) -> Option<AccountState> {
+        match text {
+            "ACTIVE" => Some(AccountState::Active),
+            "DISABLED" => Some(AccountState::Disabled),
+            "DELETED" => Some(AccountState::Deleted),
+            _ => None,
+        }
+    }
+}
+
 /// What membership needs to know about an account (owned by the customer registry).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountFacts {
@@ -102,6 +123,18 @@ pub struct AccountFacts {
     pub managed_by: Option<String>,
     /// Lifecycle state.
     pub state: AccountState,
+}
+
+/// Account facts at a version of the registry's account (its etag), so that a copy is only
+/// ever replaced by a newer one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionedFacts {
+    /// The facts.
+    pub facts: AccountFacts,
+    /// The registry's version of the account (the etag as an integer).
+    pub version: i64,
+    /// When the registry last changed the account.
+    pub update_time: DateTime<Utc>,
 }
 
 /// A permission asked about in `Authorize` (and checked locally by membership's own RPCs).
@@ -299,7 +332,15 @@ mod tests {
         ] {
             assert_eq!(MemberSource::parse(source.as_str()), Some(source));
         }
+        for state in [
+            AccountState::Active,
+            AccountState::Disabled,
+            AccountState::Deleted,
+        ] {
+            assert_eq!(AccountState::parse(state.as_str()), Some(state));
+        }
         assert_eq!(Role::parse("owner"), None);
+        assert_eq!(AccountState::parse("active"), None);
     }
 
     #[test]

@@ -1,9 +1,14 @@
-//! Membership's persistence. Every state change is one transaction function, so a later
-//! outbox row joins the same transaction. The OWNER rules are enforced here with conditional
-//! updates of `account_member_counts`, which is race-free on SQLite and PostgreSQL alike.
+//! Membership's persistence. Every state change is one transaction function (`add_member`,
+//! `add_myself`, `update_role`, `remove_member`) that also appends the change's `member.*`
+//! event to the outbox, so an event is published if and only if its change committed. The
+//! OWNER rules are enforced here with conditional updates of `account_member_counts`, which is
+//! race-free on SQLite and PostgreSQL alike. The account replica lives in [`replica`].
 
 pub mod entities;
+#[cfg(test)]
+mod event_tests;
 pub mod migrations;
+pub mod replica;
 #[cfg(test)]
 mod tests;
 
@@ -11,9 +16,10 @@ use std::collections::HashMap;
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
+use tenantry_events::Outbox;
 use tenantry_platform::db::{Database, StoreError};
 use tenantry_platform::idempotency::RequestKey;
 
@@ -21,6 +27,7 @@ use crate::domain::owners::{self, OwnerDelta};
 use crate::domain::{
     Member, MemberSource, MembershipError, NewMember, Role, UserProfile, normalize_email,
 };
+use crate::events::{MemberChange, member_event};
 use entities::{account_member_count as counts, member, request_id, user};
 
 /// A create's idempotency record: who asked what, and what it created.
@@ -36,12 +43,35 @@ pub struct RequestRecord {
 #[derive(Clone, Debug)]
 pub struct Store {
     database: Database,
+    outbox: Outbox,
 }
 
 impl Store {
-    /// A store over `database` (migrated with [`migrations::Migrator`]).
-    pub fn new(database: Database) -> Self {
-        Self { database }
+    /// A store over `database` (migrated with [`migrations::Migrator`]) appending its events
+    /// to `outbox`.
+    pub fn new(database: Database, outbox: Outbox) -> Self {
+        Self { database, outbox }
+    }
+
+    /// Appends the event of `change` to `member`, made by `actor`, to the outbox in `txn`.
+    async fn publish(
+        &self,
+        txn: &DatabaseTransaction,
+        change: MemberChange,
+        member: &Member,
+        actor: &str,
+    ) -> Result<(), MembershipError> {
+        self.outbox
+            .append(txn, &member_event(change, member, actor))
+            .await?;
+        Ok(())
+    }
+
+    /// Commits `txn` and wakes the relay.
+    async fn commit(&self, txn: DatabaseTransaction) -> Result<(), MembershipError> {
+        txn.commit().await?;
+        self.outbox.committed();
+        Ok(())
     }
 
     fn connection(&self) -> Result<&DatabaseConnection, MembershipError> {
@@ -79,11 +109,13 @@ impl Store {
     }
 
     /// A page of the account's members ordered by user id, after `after`, optionally only
-    /// those with one of `roles`.
+    /// those with one of `roles` and only those whose directory e-mail (normalized, lower
+    /// case) is `email`.
     pub async fn list_members(
         &self,
         account_id: &str,
         roles: &[Role],
+        email: Option<&str>,
         after: Option<&str>,
         limit: u64,
     ) -> Result<Vec<Member>, MembershipError> {
@@ -91,6 +123,16 @@ impl Store {
         let mut query = member::Entity::find().filter(member::Column::AccountId.eq(account_id));
         if !roles.is_empty() {
             query = query.filter(member::Column::Role.is_in(roles.iter().map(|r| r.as_str())));
+        }
+        if let Some(email) = email {
+            let holders: Vec<String> = user::Entity::find()
+                .filter(user::Column::EmailNormalized.eq(email))
+                .all(connection)
+                .await?
+                .into_iter()
+                .map(|row| row.user_id)
+                .collect();
+            query = query.filter(member::Column::UserId.is_in(holders));
         }
         if let Some(after) = after {
             query = query.filter(member::Column::UserId.gt(after));
@@ -199,9 +241,10 @@ impl Store {
             }))
     }
 
-    /// Creates a membership (AddMember). A new OWNER is counted only while the account has
-    /// fewer than `owner_ceiling` OWNERs. `request` is recorded in the same transaction.
-    /// A unique-key race (the member or the request id) is [`MembershipError::AlreadyMember`].
+    /// Creates a membership (AddMember) and publishes `member.added` by `new.added_by`. A new
+    /// OWNER is counted only while the account has fewer than `owner_ceiling` OWNERs.
+    /// `request` is recorded in the same transaction. A unique-key race (the member or the
+    /// request id) is [`MembershipError::AlreadyMember`].
     pub async fn add_member(
         &self,
         new: &NewMember,
@@ -227,12 +270,15 @@ impl Store {
         let member = load_member(&txn, &new.account_id, &new.user_id)
             .await?
             .ok_or(MembershipError::ConcurrentChange)?;
-        txn.commit().await?;
+        self.publish(&txn, MemberChange::Added, &member, &new.added_by)
+            .await?;
+        self.commit(txn).await?;
         Ok(member)
     }
 
     /// Creates the membership unless the user already is a member (AddMyself). Returns the
-    /// membership and whether this call created it; concurrent calls create one row.
+    /// membership and whether this call created it; concurrent calls create one row, and only
+    /// the call that created it publishes `member.added` (by `new.added_by`, the member).
     pub async fn add_myself(&self, new: &NewMember) -> Result<(Member, bool), MembershipError> {
         let txn = self.connection()?.begin().await?;
         if let Some(existing) = load_member(&txn, &new.account_id, &new.user_id).await? {
@@ -254,19 +300,27 @@ impl Store {
         let member = load_member(&txn, &new.account_id, &new.user_id)
             .await?
             .ok_or(MembershipError::ConcurrentChange)?;
-        txn.commit().await?;
+        self.publish(&txn, MemberChange::Added, &member, &new.added_by)
+            .await?;
+        self.commit(txn).await?;
         Ok((member, true))
     }
 
-    /// Changes the role of `current` (as read and authorized by the caller) to `role`. Fails if
-    /// the member changed since it was read: ABORTED as a stale etag when the caller sent one.
+    /// Changes the role of `current` (as read and authorized by the caller) to `role` and
+    /// publishes `member.updated` by `actor`. Fails if the member changed since it was read:
+    /// ABORTED as a stale etag when the caller sent one. A role that is already `role` is
+    /// returned as read, without a write or an event.
     pub async fn update_role(
         &self,
         current: &Member,
         role: Role,
         owner_ceiling: i64,
         etag_sent: bool,
+        actor: &str,
     ) -> Result<Member, MembershipError> {
+        if current.role == role {
+            return Ok(current.clone());
+        }
         let txn = self.connection()?.begin().await?;
         let result = member::Entity::update_many()
             .col_expr(member::Column::Role, Expr::value(role.as_str()))
@@ -288,15 +342,21 @@ impl Store {
         let member = load_member(&txn, &current.account_id, &current.user_id)
             .await?
             .ok_or(MembershipError::ConcurrentChange)?;
-        txn.commit().await?;
+        let change = MemberChange::Updated {
+            previous_role: current.role,
+        };
+        self.publish(&txn, change, &member, actor).await?;
+        self.commit(txn).await?;
         Ok(member)
     }
 
-    /// Removes `current` (as read and authorized by the caller). The last OWNER stays.
+    /// Removes `current` (as read and authorized by the caller) and publishes `member.removed`
+    /// by `actor`. The last OWNER stays.
     pub async fn remove_member(
         &self,
         current: &Member,
         etag_sent: bool,
+        actor: &str,
     ) -> Result<(), MembershipError> {
         let txn = self.connection()?.begin().await?;
         let result = member::Entity::delete_many()
@@ -310,7 +370,16 @@ impl Store {
         }
         let delta = owners::owner_delta(Some(current.role), None);
         change_counts(&txn, &current.account_id, delta, -1, owners::MAX_OWNERS).await?;
-        txn.commit().await?;
+        // The row that was deleted is `current` (same version), with the directory entry as
+        // it is now.
+        let mut removed = current.clone();
+        removed.profile = load_profiles(&txn, std::slice::from_ref(&current.user_id))
+            .await?
+            .remove(&current.user_id)
+            .unwrap_or_default();
+        self.publish(&txn, MemberChange::Removed, &removed, actor)
+            .await?;
+        self.commit(txn).await?;
         Ok(())
     }
 }

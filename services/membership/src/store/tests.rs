@@ -30,10 +30,13 @@ async fn temp_store() -> TempStore {
         .await
         .expect("migrate");
     TempStore {
-        store: Store::new(database),
+        store: Store::new(database, tenantry_events::Outbox::new()),
         path,
     }
 }
+
+/// Who changes roles and removes members in these tests.
+const ACTOR: &str = "users/admin";
 
 fn new_member(account_id: &str, user_id: &str, role: Role) -> NewMember {
     NewMember {
@@ -81,7 +84,7 @@ async fn a_third_owner_is_refused_by_the_counter() {
         .await
         .unwrap();
     let promoted = store
-        .update_role(&employee, Role::Owner, MAX_OWNERS, false)
+        .update_role(&employee, Role::Owner, MAX_OWNERS, false, ACTOR)
         .await;
     assert!(matches!(promoted, Err(MembershipError::OwnerLimit(_))));
     let employee = store.member("acme", "e1").await.unwrap().unwrap();
@@ -153,13 +156,13 @@ async fn the_last_owner_can_be_neither_removed_nor_demoted() {
         .add_member(&new_member("acme", "o1", Role::Owner), MAX_OWNERS, None)
         .await
         .unwrap();
-    let removed = store.remove_member(&owner, false).await;
+    let removed = store.remove_member(&owner, false, ACTOR).await;
     assert!(
         matches!(removed, Err(MembershipError::LastOwner(_))),
         "{removed:?}"
     );
     let demoted = store
-        .update_role(&owner, Role::Admin, MAX_OWNERS, false)
+        .update_role(&owner, Role::Admin, MAX_OWNERS, false, ACTOR)
         .await;
     assert!(
         matches!(demoted, Err(MembershipError::LastOwner(_))),
@@ -176,16 +179,16 @@ async fn the_last_owner_can_be_neither_removed_nor_demoted() {
         .await
         .unwrap();
     let demoted = store
-        .update_role(&still, Role::Admin, MAX_OWNERS, false)
+        .update_role(&still, Role::Admin, MAX_OWNERS, false, ACTOR)
         .await
         .unwrap();
     assert_eq!((demoted.role, demoted.version), (Role::Admin, 2));
     assert_eq!(counts_of(store, "acme").await, (1, 2));
-    store.remove_member(&demoted, true).await.unwrap();
+    store.remove_member(&demoted, true, ACTOR).await.unwrap();
     assert_eq!(counts_of(store, "acme").await, (1, 1));
     let o2 = store.member("acme", "o2").await.unwrap().unwrap();
     assert!(matches!(
-        store.remove_member(&o2, false).await,
+        store.remove_member(&o2, false, ACTOR).await,
         Err(MembershipError::LastOwner(_))
     ));
 }
@@ -199,25 +202,25 @@ async fn conditional_writes_refuse_stale_versions() {
         .await
         .unwrap();
     store
-        .update_role(&read, Role::Admin, MAX_OWNERS, false)
+        .update_role(&read, Role::Admin, MAX_OWNERS, false, ACTOR)
         .await
         .unwrap();
     // `read` is now stale.
     assert!(matches!(
         store
-            .update_role(&read, Role::Owner, MAX_OWNERS, true)
+            .update_role(&read, Role::Owner, MAX_OWNERS, true, ACTOR)
             .await,
         Err(MembershipError::StaleEtag(_))
     ));
     assert!(matches!(
-        store.remove_member(&read, false).await,
+        store.remove_member(&read, false, ACTOR).await,
         Err(MembershipError::ConcurrentChange)
     ));
     let current = store.member("acme", "u").await.unwrap().unwrap();
     assert_eq!((current.role, current.version), (Role::Admin, 2));
-    store.remove_member(&current, true).await.unwrap();
+    store.remove_member(&current, true, ACTOR).await.unwrap();
     assert!(matches!(
-        store.remove_member(&current, true).await,
+        store.remove_member(&current, true, ACTOR).await,
         Err(MembershipError::MemberNotFound { .. })
     ));
 }
@@ -361,22 +364,38 @@ async fn directory_lists_and_lookups() {
             .await
             .unwrap();
     }
-    let first = store.list_members("acme", &[], None, 2).await.unwrap();
+    let first = store
+        .list_members("acme", &[], None, None, 2)
+        .await
+        .unwrap();
     let ids: Vec<_> = first.iter().map(|m| m.user_id.as_str()).collect();
     assert_eq!(ids, ["alice", "bob"]);
     assert_eq!(first[0].profile, changed);
     assert_eq!(first[1].profile, UserProfile::default());
     let rest = store
-        .list_members("acme", &[], Some("bob"), 2)
+        .list_members("acme", &[], None, Some("bob"), 2)
         .await
         .unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].user_id, "carol");
     let managers = store
-        .list_members("acme", &[Role::Owner, Role::Admin], None, 10)
+        .list_members("acme", &[Role::Owner, Role::Admin], None, None, 10)
         .await
         .unwrap();
     assert_eq!(managers.len(), 2);
+    let by_email = store
+        .list_members("acme", &[], Some("alice@example.com"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(by_email.len(), 1);
+    assert_eq!(by_email[0].user_id, "alice");
+    assert!(
+        store
+            .list_members("acme", &[], Some("nobody@example.com"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let mine = store.memberships_of("alice", None, 10).await.unwrap();
     let accounts: Vec<_> = mine.iter().map(|m| m.account_id.as_str()).collect();

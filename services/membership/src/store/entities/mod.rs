@@ -1,6 +1,7 @@
 //! sea-orm entities of membership's tables.
 
 pub mod account_member_count;
+pub mod account_replica;
 pub mod member;
 pub mod request_id;
 pub mod user;

@@ -4,15 +4,22 @@
 use sea_orm_migration::prelude::*;
 
 mod m0001_initial;
+mod m0002_account_replica;
 
-/// Applies membership's migrations; its bookkeeping table is `membership_migrations`.
+/// Applies membership's migrations (and the events crate's `outbox` and `processed_events`);
+/// its bookkeeping table is `membership_migrations`.
 #[derive(Debug)]
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_initial::Migration)]
+        vec![
+            Box::new(m0001_initial::Migration),
+            Box::new(m0002_account_replica::Migration),
+            tenantry_events::outbox_migration(),
+            tenantry_events::processed_events_migration(),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

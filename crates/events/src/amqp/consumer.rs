@@ -1,0 +1,268 @@
+//! The consumer runtime over RabbitMQ: one session per connection, reconnecting with back-off.
+//!
+//! A session opens a channel (confirm mode, prefetch), declares the group's topology, consumes
+//! the group queue and handles up to `prefetch` deliveries concurrently. Each delivery is acked
+//! only after the handler's transaction committed, or after it was republished — with publisher
+//! confirms — to the retry or dead-letter queue; whatever is unacked when a session dies goes
+//! back to the queue and is redelivered (idempotency makes that harmless).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation};
+use tenantry_platform::error::ErrorChain;
+use tenantry_platform::server::Shutdown;
+use tokio::task::JoinSet;
+
+use super::topology::{self, Names};
+use super::{AmqpBus, message};
+use crate::ConsumerSpec;
+use crate::consumer::{self, Backoff, Disposition, Outcome};
+use crate::error::{ConsumeError, SettleError};
+
+/// Runs `spec`'s consumer until `shutdown`, reconnecting after any broker failure.
+pub(super) async fn run(bus: AmqpBus, spec: ConsumerSpec, shutdown: Shutdown) {
+    let config = bus.config();
+    let names = match Names::new(
+        &config.queue_prefix,
+        &config.exchange,
+        &spec.group,
+        &spec.bindings,
+    ) {
+        Ok(names) => names,
+        Err(reason) => {
+            // A configuration defect: retrying cannot help, and panicking would take the
+            // process down; say it loudly instead.
+            tracing::error!(group = %spec.group, reason, "consumer not started: invalid names");
+            return;
+        }
+    };
+    let spec = Arc::new(spec);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    while !shutdown.is_triggered() {
+        match session(&bus, &spec, &names, &shutdown, &mut backoff).await {
+            Ok(()) => break,
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    group = %spec.group, error = %ErrorChain(&error), retry_in = ?delay,
+                    "consumer lost the broker; reconnecting"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {},
+                    () = shutdown.wait() => {},
+                }
+            }
+        }
+    }
+    tracing::info!(group = %spec.group, "consumer stopped");
+}
+
+/// One connected session; Ok after a clean shutdown, Err when the broker failed.
+async fn session(
+    bus: &AmqpBus,
+    spec: &Arc<ConsumerSpec>,
+    names: &Names,
+    shutdown: &Shutdown,
+    backoff: &mut Backoff,
+) -> Result<(), ConsumeError> {
+    let connection = bus.connection().await?;
+    let channel = connection.create_channel().await?;
+    // Confirm mode: a delivery is acked only once its republish to the retry or dead-letter
+    // queue is confirmed, so a failure never loses the event.
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    channel
+        .basic_qos(bus.config().prefetch.max(1), BasicQosOptions::default())
+        .await?;
+    topology::declare_group(&channel, names).await?;
+    let mut deliveries = channel
+        .basic_consume(
+            names.queue.clone(),
+            ShortString::from(""),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    backoff.reset();
+    tracing::info!(group = %spec.group, queue = %names.queue, "consuming");
+
+    let mut in_flight = JoinSet::new();
+    let result = loop {
+        tokio::select! {
+            () = shutdown.wait() => break Ok(()),
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {},
+            delivery = deliveries.next() => match delivery {
+                Some(Ok(delivery)) => {
+                    let context = Context {
+                        channel: channel.clone(),
+                        spec: spec.clone(),
+                        names: names.clone(),
+                        bus: bus.clone(),
+                    };
+                    in_flight.spawn(async move { context.handle(delivery).await });
+                }
+                Some(Err(error)) => break Err(ConsumeError::Broker(error)),
+                None => break Err(ConsumeError::Cancelled),
+            },
+        }
+    };
+    if result.is_ok() {
+        // Stop new deliveries; the ones in flight finish and are acked on this channel.
+        let _ = channel
+            .basic_cancel(deliveries.tag(), BasicCancelOptions::default())
+            .await;
+    }
+    while in_flight.join_next().await.is_some() {}
+    if result.is_ok() {
+        // Prefetched deliveries not yet started return to the queue with the channel.
+        let _ = channel.close(200, "consumer stopped".into()).await;
+    }
+    result
+}
+
+/// What a delivery task needs.
+struct Context {
+    channel: Channel,
+    spec: Arc<ConsumerSpec>,
+    names: Names,
+    bus: AmqpBus,
+}
+
+impl Context {
+    async fn handle(self, delivery: Delivery) {
+        let group = &self.spec.group;
+        let attempt = message::attempt(&delivery.properties);
+        let result = match message::event(
+            delivery.routing_key.as_str(),
+            &delivery.properties,
+            &delivery.data,
+        ) {
+            Err(reason) => {
+                tracing::error!(group, reason, "malformed message; dead-lettered");
+                self.dead_letter(&delivery, attempt, &reason).await
+            }
+            Ok(event) => {
+                let spec = &self.spec;
+                let outcome =
+                    consumer::process(group, &spec.database, &*spec.handler, &event).await;
+                consumer::log_outcome(group, &event, attempt, &outcome);
+                match outcome {
+                    Outcome::Handled | Outcome::Duplicate => delivery
+                        .ack(BasicAckOptions::default())
+                        .await
+                        .map(drop)
+                        .map_err(Into::into),
+                    Outcome::Failed(error) => {
+                        let disposition = self.bus.config().retry.after_failure(attempt, &error);
+                        consumer::report_failure(
+                            &spec.database,
+                            &*spec.handler,
+                            &event,
+                            attempt,
+                            &error,
+                            &disposition,
+                        )
+                        .await;
+                        match disposition {
+                            Disposition::Retry {
+                                next_attempt,
+                                delay,
+                            } => self.retry(&delivery, next_attempt, delay).await,
+                            Disposition::Dead => {
+                                tracing::error!(
+                                    group, event_id = %event.id, event_type = %event.event_type,
+                                    attempt, error = %ErrorChain(&error),
+                                    "event dead-lettered to {}", self.names.dead
+                                );
+                                self.dead_letter(&delivery, attempt, &error.to_string())
+                                    .await
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if let Err(error) = result {
+            tracing::warn!(
+                group, error = %ErrorChain(&error),
+                "could not settle a delivery; the broker will deliver it again"
+            );
+            // If the channel still works, give the message back now rather than at reconnect.
+            let _ = delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await;
+        }
+    }
+
+    /// Into the delay queue, which dead-letters it back to the group queue after `delay`.
+    async fn retry(
+        &self,
+        delivery: &Delivery,
+        next_attempt: u32,
+        delay: Duration,
+    ) -> Result<(), SettleError> {
+        let expiration = delay.as_millis().max(1).to_string();
+        let properties = message::republished(&delivery.properties, next_attempt, None)
+            .with_expiration(expiration.into());
+        self.republish(&self.names.retry, delivery, properties)
+            .await?;
+        delivery.ack(BasicAckOptions::default()).await?;
+        Ok(())
+    }
+
+    /// Into `{group}.dead`, with the reason in a header for the operator.
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        attempt: u32,
+        reason: &str,
+    ) -> Result<(), SettleError> {
+        let properties = message::republished(&delivery.properties, attempt, Some(reason));
+        self.republish(&self.names.dead, delivery, properties)
+            .await?;
+        delivery.ack(BasicAckOptions::default()).await?;
+        Ok(())
+    }
+
+    /// Publishes a copy to `queue` through the default exchange and waits for the confirm.
+    async fn republish(
+        &self,
+        queue: &ShortString,
+        delivery: &Delivery,
+        properties: BasicProperties,
+    ) -> Result<(), SettleError> {
+        let confirmation = self
+            .channel
+            .basic_publish(
+                ShortString::from(""),
+                queue.clone(),
+                // Mandatory: if the queue is gone the broker returns the message instead of
+                // silently dropping it, and the delivery is not acked.
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &delivery.data,
+                properties,
+            )
+            .await?
+            .await?;
+        match confirmation {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(_)) => Err(SettleError::Unroutable(queue.to_string())),
+            Confirmation::Nack(_) => Err(SettleError::Nacked(queue.to_string())),
+        }
+    }
+}

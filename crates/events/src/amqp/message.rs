@@ -1,0 +1,179 @@
+//! Events as AMQP messages: the CloudEvents AMQP binding (attributes as `cloudEvents:`-prefixed
+//! application properties, i.e. AMQP 0-9-1 headers), W3C trace context headers, and the
+//! delivery attempt header used by the retry path.
+
+use chrono::{DateTime, Utc};
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use uuid::Uuid;
+
+use crate::Event;
+use crate::consumer::ATTEMPT_HEADER;
+
+/// The content type of every event body (a `tenantry.events.v1` protobuf message).
+pub(crate) const CONTENT_TYPE: &str = "application/protobuf";
+/// Why a message was dead-lettered, for the operator reading `{group}.dead`.
+pub(crate) const ERROR_HEADER: &str = "x-tenantry-error";
+
+const SPECVERSION: &str = "cloudEvents:specversion";
+const ID: &str = "cloudEvents:id";
+const TYPE: &str = "cloudEvents:type";
+const SOURCE: &str = "cloudEvents:source";
+const TIME: &str = "cloudEvents:time";
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+
+/// The properties of `event` as first published (persistent, so it survives a broker restart).
+pub(crate) fn properties(event: &Event) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    put(&mut headers, SPECVERSION, "1.0");
+    put(&mut headers, ID, &event.id.to_string());
+    put(&mut headers, TYPE, &event.event_type);
+    put(&mut headers, SOURCE, &event.source);
+    put(&mut headers, TIME, &event.time.to_rfc3339());
+    if let Some(traceparent) = &event.traceparent {
+        put(&mut headers, TRACEPARENT, traceparent);
+    }
+    if let Some(tracestate) = &event.tracestate {
+        put(&mut headers, TRACESTATE, tracestate);
+    }
+    BasicProperties::default()
+        .with_content_type(CONTENT_TYPE.into())
+        .with_message_id(event.id.to_string().into())
+        .with_timestamp(event.time.timestamp().max(0) as u64)
+        .with_delivery_mode(2)
+        .with_headers(headers)
+}
+
+/// `properties` with the attempt header (and optionally an error) set, for a republish to the
+/// retry or dead-letter queue; everything else, CloudEvents and trace headers included, is kept.
+pub(crate) fn republished(
+    properties: &BasicProperties,
+    attempt: u32,
+    error: Option<&str>,
+) -> BasicProperties {
+    let mut headers = properties.headers().clone().unwrap_or_default();
+    headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongUInt(attempt));
+    if let Some(error) = error {
+        put(&mut headers, ERROR_HEADER, error);
+    }
+    // Rebuilt rather than cloned, so no expiration carries over (the retry path sets a fresh
+    // one; none must reach the dead-letter queue).
+    let mut republished = BasicProperties::default()
+        .with_headers(headers)
+        .with_delivery_mode(2)
+        .with_content_type(
+            properties
+                .content_type()
+                .clone()
+                .unwrap_or_else(|| CONTENT_TYPE.into()),
+        );
+    if let Some(message_id) = properties.message_id() {
+        republished = republished.with_message_id(message_id.clone());
+    }
+    if let Some(timestamp) = properties.timestamp() {
+        republished = republished.with_timestamp(*timestamp);
+    }
+    republished
+}
+
+/// The delivery attempt a message is on (1 when it was never retried).
+pub(crate) fn attempt(properties: &BasicProperties) -> u32 {
+    properties
+        .headers()
+        .as_ref()
+        .and_then(|headers| headers.inner().get(ATTEMPT_HEADER))
+        .and_then(|value| match value {
+            AMQPValue::LongUInt(n) => Some(*n),
+            AMQPValue::LongInt(n) => u32::try_from(*n).ok(),
+            AMQPValue::LongLongInt(n) => u32::try_from(*n).ok(),
+            AMQPValue::ShortUInt(n) => Some(u32::from(*n)),
+            _ => None,
+        })
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Reads the event back from a delivery; Err names what is missing or malformed.
+pub(crate) fn event(
+    routing_key: &str,
+    properties: &BasicProperties,
+    data: &[u8],
+) -> Result<Event, String> {
+    let empty = FieldTable::default();
+    let headers = properties.headers().as_ref().unwrap_or(&empty);
+    let id_text = text(headers, ID)
+        .or_else(|| properties.message_id().as_ref().map(|id| id.to_string()))
+        .ok_or("no cloudEvents:id")?;
+    let id = Uuid::parse_str(&id_text).map_err(|_| format!("malformed event id {id_text:?}"))?;
+    let time = match text(headers, TIME) {
+        Some(time) => DateTime::parse_from_rfc3339(&time)
+            .map_err(|_| format!("malformed cloudEvents:time {time:?}"))?
+            .with_timezone(&Utc),
+        None => Utc::now(),
+    };
+    Ok(Event {
+        id,
+        // A retried message arrives through the default exchange with the queue name as its
+        // routing key, so the type comes from the header first.
+        event_type: text(headers, TYPE).unwrap_or_else(|| routing_key.to_string()),
+        source: text(headers, SOURCE).unwrap_or_default(),
+        time,
+        payload: data.to_vec(),
+        traceparent: text(headers, TRACEPARENT),
+        tracestate: text(headers, TRACESTATE),
+    })
+}
+
+/// A name checked against AMQP's 255-byte limit (lapin's `From` would panic).
+pub(crate) fn short(name: &str) -> Result<ShortString, String> {
+    ShortString::try_new(name).map_err(|_| format!("AMQP name too long: {name:?}"))
+}
+
+fn put(headers: &mut FieldTable, key: &str, value: &str) {
+    headers.insert(
+        key.into(),
+        AMQPValue::LongString(LongString::from(value.as_bytes().to_vec())),
+    );
+}
+
+fn text(headers: &FieldTable, key: &str) -> Option<String> {
+    match headers.inner().get(key)? {
+        AMQPValue::LongString(value) => {
+            Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
+        }
+        AMQPValue::ShortString(value) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_properties() {
+        let mut original = Event {
+            id: Uuid::now_v7(),
+            event_type: "account.created".into(),
+            source: "/tenantry/customer-registry".into(),
+            time: DateTime::parse_from_rfc3339("2025-01-02T03:04:05.678Z")
+                .map(|time| time.with_timezone(&Utc))
+                .unwrap_or_default(),
+            payload: vec![1, 2, 3],
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+            tracestate: None,
+        };
+        let properties = properties(&original);
+        assert_eq!(
+            properties.content_type().as_ref().map(|c| c.as_str()),
+            Some(CONTENT_TYPE)
+        );
+        let retried = republished(&properties, 3, None);
+        assert_eq!(attempt(&properties), 1);
+        assert_eq!(attempt(&retried), 3);
+        let back = event("tenantry.group.retry", &retried, &[1, 2, 3]);
+        original.tracestate = None;
+        assert_eq!(back, Ok(original));
+    }
+}

@@ -1,0 +1,232 @@
+//! The RabbitMQ transport: lapin 4 over tokio, publisher confirms for the relay and for the
+//! consumers' republishes, quorum queues, and reconnection with back-off.
+//!
+//! One AMQP connection per [`AmqpBus`] (shared by its publishers and consumers, each with its
+//! own channel). A connection found not connected is replaced on next use; a publisher whose
+//! channel failed opens a new one on its next batch; a consumer whose channel or connection
+//! failed reconnects, redeclares its topology and consumes again (see `consumer.rs`).
+
+mod consumer;
+mod message;
+mod topology;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{Channel, Connection, ConnectionProperties};
+use tenantry_platform::server::Shutdown;
+use tokio::task::JoinHandle;
+
+use crate::error::ConnectError;
+use crate::{ConsumerSpec, Event, PublishError, Publisher, RetryPolicy};
+
+/// How long connecting (TCP, TLS, AMQP handshake) may take before it counts as a failure; a
+/// black-holed broker address would otherwise hang the relay and the consumers.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to reach RabbitMQ and name things on it.
+#[derive(Clone, Debug)]
+pub struct AmqpConfig {
+    /// e.g. `amqp://guest:guest@127.0.0.1:5672/%2f` (`amqps://` uses rustls).
+    pub url: String,
+    /// The topic exchange, default `tenantry.events` (durable).
+    pub exchange: String,
+    /// Prepended to every queue and the exchange (default ""; tests isolate themselves with it):
+    /// queues are `{prefix}{group}`, the exchange `{prefix}{exchange}`.
+    pub queue_prefix: String,
+    /// Unacknowledged deliveries per consumer, handled concurrently (default 32).
+    pub prefetch: u16,
+    /// Retry and dead-letter policy of the consumers.
+    pub retry: RetryPolicy,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_string(),
+            exchange: "tenantry.events".to_string(),
+            queue_prefix: String::new(),
+            prefetch: 32,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl AmqpConfig {
+    /// `config.url` with defaults for everything else. Added for callers that only know the URL.
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            ..Self::default()
+        }
+    }
+
+    fn exchange_name(&self) -> String {
+        format!("{}{}", self.queue_prefix, self.exchange)
+    }
+}
+
+/// The RabbitMQ event bus of a process.
+#[derive(Clone)]
+pub struct AmqpBus {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: AmqpConfig,
+    connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
+}
+
+impl std::fmt::Debug for AmqpBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: show the rest only.
+        f.debug_struct("AmqpBus")
+            .field("exchange", &self.shared.config.exchange)
+            .field("queue_prefix", &self.shared.config.queue_prefix)
+            .field("prefetch", &self.shared.config.prefetch)
+            .field("retry", &self.shared.config.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AmqpBus {
+    /// A bus for `config`; connects lazily and reconnects after broker restarts.
+    pub fn new(config: AmqpConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                config,
+                connection: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The configuration this bus was made with.
+    pub fn config(&self) -> &AmqpConfig {
+        &self.shared.config
+    }
+
+    /// The publisher the relays use (each gets its own confirm channel).
+    pub fn publisher(&self) -> Arc<dyn Publisher> {
+        Arc::new(AmqpPublisher {
+            bus: self.clone(),
+            channel: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// Starts a consumer group; see [`crate::EventBus::spawn_consumer`].
+    pub fn spawn_consumer(&self, spec: ConsumerSpec, shutdown: Shutdown) -> JoinHandle<()> {
+        tokio::spawn(consumer::run(self.clone(), spec, shutdown))
+    }
+
+    /// The shared connection, (re)connecting when there is none or it is no longer connected.
+    pub(crate) async fn connection(&self) -> Result<Arc<Connection>, ConnectError> {
+        let mut slot = self.shared.connection.lock().await;
+        if let Some(connection) = slot.as_ref()
+            && connection.status().connected()
+        {
+            return Ok(connection.clone());
+        }
+        // A broken connection is dropped; its channels and consumers have failed already and
+        // their owners come back here for a new one.
+        *slot = None;
+        let connect = Connection::connect(&self.shared.config.url, ConnectionProperties::default());
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| ConnectError::Timeout(CONNECT_TIMEOUT))??;
+        let connection = Arc::new(connection);
+        *slot = Some(connection.clone());
+        tracing::info!(exchange = %self.shared.config.exchange_name(), "connected to the message broker");
+        Ok(connection)
+    }
+}
+
+/// Publishes on one confirm-mode channel, reopened after any failure.
+#[derive(Debug)]
+struct AmqpPublisher {
+    bus: AmqpBus,
+    channel: tokio::sync::Mutex<Option<Channel>>,
+}
+
+#[async_trait::async_trait]
+impl Publisher for AmqpPublisher {
+    async fn publish(&self, batch: &[Event]) -> Result<(), PublishError> {
+        // Held for the whole batch: one batch at a time per channel keeps confirms simple.
+        let mut slot = self.channel.lock().await;
+        let result = self.publish_batch(&mut slot, batch).await;
+        if result.is_err() {
+            // Whatever failed, the next batch starts from a fresh channel (and, if the
+            // connection broke, a fresh connection).
+            if let Some(channel) = slot.take() {
+                let _ = channel.close(200, "publish failed".into()).await;
+            }
+        }
+        result
+    }
+}
+
+impl AmqpPublisher {
+    async fn publish_batch(
+        &self,
+        slot: &mut Option<Channel>,
+        batch: &[Event],
+    ) -> Result<(), PublishError> {
+        let channel = self.channel(slot).await?;
+        let exchange =
+            message::short(&self.bus.config().exchange_name()).map_err(PublishError::Invalid)?;
+        // Publish the whole batch first, then wait for the confirms: the broker confirms in
+        // bulk, so a batch costs about one round trip rather than one per event.
+        let mut confirms = Vec::with_capacity(batch.len());
+        for event in batch {
+            let routing_key = message::short(&event.event_type).map_err(PublishError::Invalid)?;
+            let confirm = channel
+                .basic_publish(
+                    exchange.clone(),
+                    routing_key,
+                    BasicPublishOptions::default(),
+                    &event.payload,
+                    message::properties(event),
+                )
+                .await
+                .map_err(|source| PublishError::Publish {
+                    event_id: event.id,
+                    source,
+                })?;
+            confirms.push((event.id, confirm));
+        }
+        for (event_id, confirm) in confirms {
+            let confirmation = confirm
+                .await
+                .map_err(|source| PublishError::Publish { event_id, source })?;
+            if confirmation.is_nack() {
+                return Err(PublishError::Nacked(event_id));
+            }
+        }
+        Ok(())
+    }
+
+    async fn channel(&self, slot: &mut Option<Channel>) -> Result<Channel, PublishError> {
+        if let Some(channel) = slot.as_ref()
+            && channel.status().connected()
+        {
+            return Ok(channel.clone());
+        }
+        let connection = self.bus.connection().await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(PublishError::Unavailable)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(PublishError::Unavailable)?;
+        // Publishing to a missing exchange would close the channel; declaring is idempotent.
+        let exchange =
+            message::short(&self.bus.config().exchange_name()).map_err(PublishError::Invalid)?;
+        topology::declare_exchange(&channel, &exchange)
+            .await
+            .map_err(PublishError::Unavailable)?;
+        *slot = Some(channel.clone());
+        Ok(channel)
+    }
+}

@@ -1,0 +1,292 @@
+//! The transport-agnostic consumer runtime: one event is handled in a transaction on the
+//! consumer's database together with its idempotency record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::{DbErr, EntityTrait, Set, TransactionTrait, TryInsertResult};
+use tenantry_platform::db::{Database, StoreError};
+use tenantry_platform::error::ErrorChain;
+
+use crate::entities::processed_events;
+use crate::{Event, HandlerError};
+
+/// What a consumer group does with one event. Runs inside a transaction on the consumer's own
+/// database that the runtime commits together with the processed-event record; the delivery is
+/// acknowledged only after that commit. An event id already recorded for the group is acked
+/// without calling the handler (idempotency).
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Handles `event` using `txn`; the runtime commits on Ok and rolls back on Err.
+    async fn handle(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        event: &Event,
+    ) -> Result<(), HandlerError>;
+
+    /// Called after a failed attempt was rolled back, outside any transaction: lets a handler record
+    /// the failure (e.g. an e-mail's delivery status). `dead_lettered` = no more retries. Default: nothing.
+    async fn failed(
+        &self,
+        _database: &sea_orm::DatabaseConnection,
+        _event: &Event,
+        _attempt: u32,
+        _error: &HandlerError,
+        _dead_lettered: bool,
+    ) {
+    }
+}
+
+/// A consumer group: its durable queue, the routing keys bound to it, and its handler.
+pub struct ConsumerSpec {
+    /// The group name, e.g. `tenantry.invitation.mailer` (= durable queue name).
+    pub group: String,
+    /// Routing keys (= event types), e.g. `["invitation.created", "invitation.resent"]`.
+    pub bindings: Vec<String>,
+    /// Where `processed_events` lives (the consumer service's database).
+    pub database: Database,
+    /// What the group does with each event.
+    pub handler: Arc<dyn Handler>,
+}
+
+impl std::fmt::Debug for ConsumerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerSpec")
+            .field("group", &self.group)
+            .field("bindings", &self.bindings)
+            .field("database", &self.database)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How often and how fast failed events are retried before they become dead letters.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Deliveries before an event is dead-lettered (default 5).
+    pub max_attempts: u32,
+    /// The delay after the first failure; doubled after each further one (default 500 ms).
+    pub base_delay: Duration,
+    /// The longest delay (default 30 s).
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after the `attempt`-th delivery failed: `base_delay * 2^(attempt-1)`, at most
+    /// `max_delay`.
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(31);
+        self.base_delay
+            .saturating_mul(1u32 << exponent)
+            .min(self.max_delay)
+    }
+
+    /// What to do after delivery `attempt` (1-based) of an event ended in `error`.
+    pub(crate) fn after_failure(&self, attempt: u32, error: &HandlerError) -> Disposition {
+        match error {
+            HandlerError::Permanent(_) => Disposition::Dead,
+            HandlerError::Transient(_) if attempt >= self.max_attempts.max(1) => Disposition::Dead,
+            HandlerError::Transient(_) => Disposition::Retry {
+                next_attempt: attempt.saturating_add(1),
+                delay: self.delay(attempt),
+            },
+        }
+    }
+}
+
+/// What a transport does with a delivery whose handler failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Disposition {
+    /// Deliver again after `delay`, as attempt `next_attempt`.
+    Retry { next_attempt: u32, delay: Duration },
+    /// Give up: into the group's dead letters.
+    Dead,
+}
+
+/// How handling one delivery ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The handler's work and the processed-event record were committed.
+    Handled,
+    /// The group had already handled this event id; the handler was not called.
+    Duplicate,
+    /// Nothing was committed.
+    Failed(HandlerError),
+}
+
+/// The name of the header carrying the delivery attempt (1 when absent).
+pub(crate) const ATTEMPT_HEADER: &str = "x-tenantry-attempt";
+
+/// Handles `event` for `group`: in one transaction on `database`, records the event id (the
+/// insert doubles as the idempotency check: a concurrent or earlier record makes it a no-op) and
+/// runs the handler; commits only if both succeeded.
+pub(crate) async fn process(
+    group: &str,
+    database: &Database,
+    handler: &dyn Handler,
+    event: &Event,
+) -> Outcome {
+    match try_process(group, database, handler, event).await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            // A database failure: the work may succeed later.
+            let error = StoreError::from(error);
+            Outcome::Failed(HandlerError::Transient(ErrorChain(&error).to_string()))
+        }
+    }
+}
+
+async fn try_process(
+    group: &str,
+    database: &Database,
+    handler: &dyn Handler,
+    event: &Event,
+) -> Result<Outcome, DbErr> {
+    let connection = match database.connection() {
+        Ok(connection) => connection,
+        Err(error) => {
+            return Ok(Outcome::Failed(HandlerError::Transient(
+                ErrorChain(&error).to_string(),
+            )));
+        }
+    };
+    let txn = connection.begin().await?;
+    // Inserting first (rather than SELECT then INSERT) means a replica handling a redelivered
+    // copy of the same event at the same time waits on the row lock (PostgreSQL) or the write
+    // lock (SQLite) and then sees the conflict, so the handler runs once even under races.
+    let record = processed_events::ActiveModel {
+        consumer_group: Set(group.to_string()),
+        event_id: Set(event.id.to_string()),
+        handled_time: Set(Utc::now()),
+    };
+    let inserted = processed_events::Entity::insert(record)
+        .on_conflict_do_nothing()
+        .exec_without_returning(&txn)
+        .await?;
+    if !matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
+        txn.rollback().await?;
+        return Ok(Outcome::Duplicate);
+    }
+    if let Err(error) = handler.handle(&txn, event).await {
+        txn.rollback().await?;
+        return Ok(Outcome::Failed(error));
+    }
+    txn.commit().await?;
+    Ok(Outcome::Handled)
+}
+
+/// Lets the handler record a failed attempt (e.g. an e-mail's delivery status) on a fresh
+/// connection: the attempt's own transaction was rolled back with everything it wrote.
+pub(crate) async fn report_failure(
+    database: &Database,
+    handler: &dyn Handler,
+    event: &Event,
+    attempt: u32,
+    error: &HandlerError,
+    disposition: &Disposition,
+) {
+    if let Ok(connection) = database.connection() {
+        let dead = matches!(disposition, Disposition::Dead);
+        handler
+            .failed(connection, event, attempt, error, dead)
+            .await;
+    }
+}
+
+/// Logs how a delivery ended (one place, so both transports log alike).
+pub(crate) fn log_outcome(group: &str, event: &Event, attempt: u32, outcome: &Outcome) {
+    match outcome {
+        Outcome::Handled => tracing::debug!(
+            group, event_id = %event.id, event_type = %event.event_type, attempt, "event handled"
+        ),
+        Outcome::Duplicate => tracing::info!(
+            group, event_id = %event.id, event_type = %event.event_type,
+            "event already handled by this group; acknowledged without handling"
+        ),
+        Outcome::Failed(error) => tracing::warn!(
+            group, event_id = %event.id, event_type = %event.event_type, attempt,
+            error = %ErrorChain(error), "event handler failed"
+        ),
+    }
+}
+
+/// Exponential back-off for reconnecting and relaying while a dependency is down.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            next: min,
+            min,
+            max,
+        }
+    }
+
+    /// The delay to wait now; the next one is twice as long (up to the maximum).
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = self.next.saturating_mul(2).min(self.max);
+        delay
+    }
+
+    /// Back to the shortest delay (the dependency answered again).
+    pub(crate) fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_up_to_the_maximum() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(500),
+        };
+        let delays: Vec<_> = (1..=5).map(|attempt| policy.delay(attempt)).collect();
+        assert_eq!(
+            delays,
+            [100, 200, 400, 500, 500]
+                .map(Duration::from_millis)
+                .to_vec()
+        );
+        assert_eq!(policy.delay(u32::MAX), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn gives_up_after_max_attempts_or_at_once_when_permanent() {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        let transient = HandlerError::Transient("down".into());
+        assert!(matches!(
+            policy.after_failure(1, &transient),
+            Disposition::Retry {
+                next_attempt: 2,
+                ..
+            }
+        ));
+        assert_eq!(policy.after_failure(3, &transient), Disposition::Dead);
+        let permanent = HandlerError::Permanent("bad".into());
+        assert_eq!(policy.after_failure(1, &permanent), Disposition::Dead);
+    }
+}

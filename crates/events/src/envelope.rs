@@ -1,0 +1,50 @@
+//! The event envelope: what the outbox stores and consumers receive.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::HandlerError;
+
+/// One event as appended to the outbox and delivered to consumers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// UUID v7 (time-ordered); the idempotency key for consumers.
+    pub id: Uuid,
+    /// The CloudEvents type, also the AMQP routing key, e.g. `account.created`.
+    pub event_type: String,
+    /// The CloudEvents source, e.g. `/tenantry/customer-registry`.
+    pub source: String,
+    /// When the event happened.
+    pub time: DateTime<Utc>,
+    /// The protobuf encoding of the `tenantry.events.v1` message.
+    pub payload: Vec<u8>,
+    /// W3C trace context, carried end to end.
+    pub traceparent: Option<String>,
+    /// W3C trace state, carried end to end.
+    pub tracestate: Option<String>,
+}
+
+impl Event {
+    /// A new event with a fresh v7 id and the current time.
+    pub fn new(event_type: &str, source: &str, payload: &impl prost::Message) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            event_type: event_type.to_string(),
+            source: source.to_string(),
+            time: Utc::now(),
+            payload: payload.encode_to_vec(),
+            traceparent: None,
+            tracestate: None,
+        }
+    }
+
+    /// Decodes the payload (a decode failure is a permanent handler error).
+    pub fn decode<M: prost::Message + Default>(&self) -> Result<M, HandlerError> {
+        M::decode(self.payload.as_slice()).map_err(|error| {
+            HandlerError::Permanent(format!(
+                "cannot decode the payload of {} event {}: {error}",
+                self.event_type, self.id
+            ))
+        })
+    }
+}

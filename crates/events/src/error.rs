@@ -1,0 +1,85 @@
+//! The errors of this crate, one enum per concern.
+
+use uuid::Uuid;
+
+/// Why a batch of events could not be published (the relay keeps the rows and retries).
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The broker cannot be reached (connect, channel or topology failure).
+    #[error("cannot reach the message broker")]
+    Unavailable(#[source] lapin::Error),
+    /// The broker refused or lost a publish of this event.
+    #[error("publishing event {event_id} failed")]
+    Publish {
+        /// The event that was being published.
+        event_id: Uuid,
+        /// The broker's error.
+        #[source]
+        source: lapin::Error,
+    },
+    /// The broker answered with a negative confirm: it did not take responsibility.
+    #[error("the broker did not confirm event {0} (nack)")]
+    Nacked(Uuid),
+    /// The broker took too long to confirm; the batch will be published again.
+    #[error("the broker did not confirm within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The in-process bus no longer accepts events (the process is shutting down).
+    #[error("the event bus is closed")]
+    Closed,
+    /// The event or the configuration cannot be expressed in AMQP (e.g. a name over 255 bytes).
+    #[error("cannot publish: {0}")]
+    Invalid(String),
+}
+
+/// Why a handler failed on one event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Retry later (database unavailable, SMTP down, peer service unavailable, …).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Never going to work (undecodable payload, …): straight to the dead-letter queue.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// Why connecting to the broker failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    #[error("cannot connect to the broker")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+impl From<ConnectError> for PublishError {
+    fn from(error: ConnectError) -> Self {
+        match error {
+            ConnectError::Broker(error) => Self::Unavailable(error),
+            ConnectError::Timeout(after) => Self::Timeout(after),
+        }
+    }
+}
+
+/// Why a consumer session ended (logged; the runtime reconnects with back-off).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConsumeError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The broker connection or channel failed.
+    #[error("broker connection or channel failed")]
+    Broker(#[from] lapin::Error),
+    /// The broker cancelled the consumer (e.g. its queue was deleted).
+    #[error("the broker cancelled the consumer")]
+    Cancelled,
+}
+
+/// Why a delivery could not be settled (acked, or moved to the retry or dead-letter queue).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SettleError {
+    #[error("the broker connection or channel failed")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker did not confirm the republish to {0} (nack)")]
+    Nacked(String),
+    #[error("the republish to {0} was unroutable (queue missing)")]
+    Unroutable(String),
+}

@@ -1,0 +1,25 @@
+//! Tenantry's events (DESIGN.md §6): a transactional outbox, a relay that publishes outbox rows
+//! with publisher confirms, and a consumer runtime with idempotency, retry through a delay
+//! queue and dead letters, over RabbitMQ ([`AmqpBus`]) or an in-process bus ([`InProcessBus`],
+//! for `tenantry up`). The outbox, relay and consumer logic is shared; only the transport differs.
+
+mod amqp;
+mod bus;
+mod consumer;
+mod entities;
+mod envelope;
+mod error;
+mod in_process;
+mod migrations;
+mod outbox;
+mod relay;
+
+pub use amqp::{AmqpBus, AmqpConfig};
+pub use bus::EventBus;
+pub use consumer::{ConsumerSpec, Handler, RetryPolicy};
+pub use envelope::Event;
+pub use error::{HandlerError, PublishError};
+pub use in_process::InProcessBus;
+pub use migrations::{outbox_migration, processed_events_migration};
+pub use outbox::Outbox;
+pub use relay::{Publisher, Relay};

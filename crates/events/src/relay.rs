@@ -1,0 +1,246 @@
+//! The relay: publishes a service's outbox rows and deletes them once confirmed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::sea_query::{LockBehavior, LockType};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
+};
+use tenantry_platform::db::{Database, StoreError};
+use tenantry_platform::error::ErrorChain;
+use tenantry_platform::server::Shutdown;
+use uuid::Uuid;
+
+use crate::consumer::Backoff;
+use crate::entities::outbox;
+use crate::{Event, Outbox, PublishError};
+
+/// How long one batch may take to be confirmed. On PostgreSQL the claimed rows stay locked
+/// meanwhile, so a broker that accepts the connection but never answers must not hold them for
+/// ever.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Publishes events to a transport.
+#[async_trait::async_trait]
+pub trait Publisher: Send + Sync + std::fmt::Debug {
+    /// Publishes every event of the batch; Ok only when all were confirmed by the transport.
+    async fn publish(&self, batch: &[Event]) -> Result<(), PublishError>;
+}
+
+/// Why one relay round failed (logged; the relay backs off and tries again).
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("cannot read or delete outbox rows")]
+    Store(#[from] StoreError),
+    #[error("cannot publish the batch")]
+    Publish(#[from] PublishError),
+    #[error("outbox row {seq} has a malformed event id {event_id:?}")]
+    Malformed { seq: i64, event_id: String },
+}
+
+impl From<DbErr> for RelayError {
+    fn from(error: DbErr) -> Self {
+        Self::Store(error.into())
+    }
+}
+
+/// Publishes a service's outbox rows in order, in batches, deleting rows only after the
+/// publisher confirmed them. On PostgreSQL rows are claimed with FOR UPDATE SKIP LOCKED so several
+/// replicas relay safely. Wakes on Outbox::committed() and otherwise polls every `idle_poll`
+/// (default 500 ms; rows written by another replica). Retries with back-off while the broker is down.
+pub struct Relay {
+    service: &'static str,
+    database: Database,
+    outbox: Outbox,
+    publisher: Arc<dyn Publisher>,
+    batch_size: usize,
+    idle_poll: Duration,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("service", &self.service)
+            .field("database", &self.database)
+            .field("publisher", &self.publisher)
+            .field("batch_size", &self.batch_size)
+            .field("idle_poll", &self.idle_poll)
+            .finish()
+    }
+}
+
+impl Relay {
+    /// A relay for `service`'s outbox in `database`, publishing through `publisher`.
+    pub fn new(
+        service: &'static str,
+        database: Database,
+        outbox: Outbox,
+        publisher: Arc<dyn Publisher>,
+    ) -> Self {
+        Self {
+            service,
+            database,
+            outbox,
+            publisher,
+            batch_size: 100,
+            idle_poll: Duration::from_millis(500),
+        }
+    }
+
+    /// At most `n` events per publish (default 100; at least 1).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// How often an idle relay looks for rows nobody woke it for (default 500 ms). Not in the
+    /// original contract: added so deployments and tests can tune the fallback poll (rows
+    /// committed by another replica, or before this relay started).
+    pub fn idle_poll(mut self, every: Duration) -> Self {
+        self.idle_poll = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Relays until `shutdown`; rows left over stay in the outbox for the next start.
+    pub async fn run(self, shutdown: Shutdown) {
+        let service = self.service;
+        tracing::info!(service, "outbox relay started");
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let mut failing = false;
+        while !shutdown.is_triggered() {
+            let wait = match self.relay_batch().await {
+                Ok(published) => {
+                    if failing {
+                        tracing::info!(service, "outbox relay recovered");
+                        failing = false;
+                    }
+                    backoff.reset();
+                    if published >= self.batch_size {
+                        continue; // more rows are probably waiting
+                    }
+                    None
+                }
+                Err(error) => {
+                    failing = true;
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        service, error = %ErrorChain(&error), retry_in = ?delay,
+                        "outbox relay failed; rows are kept"
+                    );
+                    Some(delay)
+                }
+            };
+            match wait {
+                // While failing, a commit does not cut the back-off short: a busy writer would
+                // otherwise hammer a broker that is down.
+                Some(delay) => tokio::select! {
+                    () = tokio::time::sleep(delay) => {},
+                    () = shutdown.wait() => {},
+                },
+                None => tokio::select! {
+                    () = self.outbox.wait() => {},
+                    () = tokio::time::sleep(self.idle_poll) => {},
+                    () = shutdown.wait() => {},
+                },
+            }
+        }
+        tracing::info!(service, "outbox relay stopped");
+    }
+
+    /// Publishes and deletes one batch; returns how many events it published.
+    async fn relay_batch(&self) -> Result<usize, RelayError> {
+        let connection = self.database.connection()?;
+        match connection.get_database_backend() {
+            DbBackend::Postgres => self.relay_batch_locked(connection).await,
+            _ => self.relay_batch_single(connection).await,
+        }
+    }
+
+    /// PostgreSQL: claim, publish and delete inside one transaction holding the row locks, so a
+    /// replica running the same relay skips these rows instead of publishing them again; if this
+    /// replica dies mid-batch, the locks go with its connection and another replica takes over.
+    async fn relay_batch_locked(
+        &self,
+        connection: &DatabaseConnection,
+    ) -> Result<usize, RelayError> {
+        let txn = connection.begin().await?;
+        let rows = outbox::Entity::find()
+            .order_by_asc(outbox::Column::Seq)
+            .limit(self.batch_size as u64)
+            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            .all(&txn)
+            .await?;
+        if rows.is_empty() {
+            txn.commit().await?;
+            return Ok(0);
+        }
+        // On failure the transaction is dropped, which rolls back and releases the locks.
+        let count = self.publish_and_delete(&txn, rows).await?;
+        txn.commit().await?;
+        Ok(count)
+    }
+
+    /// SQLite: one process owns the file, so there is no other relay to race with. The rows are
+    /// read and deleted outside a transaction, because the embedded database has a single
+    /// connection and holding it while the broker confirms would stall every request.
+    async fn relay_batch_single(
+        &self,
+        connection: &DatabaseConnection,
+    ) -> Result<usize, RelayError> {
+        let rows = outbox::Entity::find()
+            .order_by_asc(outbox::Column::Seq)
+            .limit(self.batch_size as u64)
+            .all(connection)
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        self.publish_and_delete(connection, rows).await
+    }
+
+    async fn publish_and_delete(
+        &self,
+        connection: &impl ConnectionTrait,
+        rows: Vec<outbox::Model>,
+    ) -> Result<usize, RelayError> {
+        let seqs: Vec<i64> = rows.iter().map(|row| row.seq).collect();
+        let events = rows
+            .into_iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publisher.publish(&events)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(PublishError::Timeout(PUBLISH_TIMEOUT).into()),
+        }
+        // Deleted only now that every event of the batch is confirmed. Should this delete fail,
+        // the batch is published again later: consumers are idempotent by event id.
+        outbox::Entity::delete_many()
+            .filter(outbox::Column::Seq.is_in(seqs))
+            .exec(connection)
+            .await?;
+        tracing::debug!(
+            service = self.service,
+            count = events.len(),
+            "relayed events"
+        );
+        Ok(events.len())
+    }
+}
+
+fn event_from_row(row: outbox::Model) -> Result<Event, RelayError> {
+    let id = Uuid::parse_str(&row.event_id).map_err(|_| RelayError::Malformed {
+        seq: row.seq,
+        event_id: row.event_id.clone(),
+    })?;
+    Ok(Event {
+        id,
+        event_type: row.event_type,
+        source: row.source,
+        time: row.time,
+        payload: row.payload,
+        traceparent: row.traceparent,
+        tracestate: row.tracestate,
+    })
+}

@@ -1,0 +1,329 @@
+//! The consumer runtime against the real broker: idempotency, retry through the delay queue,
+//! dead letters, and reconnection after the connection drops.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use lapin::message::BasicGetMessage;
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
+use lapin::types::AMQPValue;
+use lapin::types::FieldTable;
+use tenantry_events::{AmqpConfig, ConsumerSpec, EventBus, Handler, RetryPolicy};
+use tenantry_platform::db::Database;
+use tenantry_platform::server::Shutdown;
+
+const GROUP: &str = "tenantry.test.consumer";
+
+fn config(url: &str, prefix: &str, prefetch: u16, max_attempts: u32) -> AmqpConfig {
+    AmqpConfig {
+        url: url.to_string(),
+        queue_prefix: prefix.to_string(),
+        prefetch,
+        retry: RetryPolicy {
+            max_attempts,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(200),
+        },
+        ..AmqpConfig::default()
+    }
+}
+
+fn spec(database: &Database, handler: &Arc<Scripted>, bindings: &[&str]) -> ConsumerSpec {
+    ConsumerSpec {
+        group: GROUP.to_string(),
+        bindings: bindings.iter().map(|b| b.to_string()).collect(),
+        database: database.clone(),
+        handler: handler.clone() as Arc<dyn Handler>,
+    }
+}
+
+/// Waits until the consumer is consuming, which it does only after declaring and binding its
+/// whole topology (a passive declare on a fresh channel each time: a missing queue closes the
+/// channel it was asked on).
+async fn started(broker: &lapin::Connection, queue: &str) {
+    let declared = eventually(Duration::from_secs(10), || async {
+        let Ok(channel) = broker.create_channel().await else {
+            return false;
+        };
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(queue.into(), passive, FieldTable::default())
+            .await
+            .is_ok_and(|queue| queue.consumer_count() > 0)
+    })
+    .await;
+    assert!(declared, "consumer declared its queue");
+}
+
+/// Takes dead letters from `queue` until `count` arrived or 10 s passed.
+async fn dead_letters(channel: &lapin::Channel, queue: &str, count: usize) -> Vec<BasicGetMessage> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut found = Vec::new();
+    while found.len() < count && tokio::time::Instant::now() < deadline {
+        match channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .expect("basic_get")
+        {
+            Some(message) => {
+                message.ack(BasicAckOptions::default()).await.expect("ack");
+                found.push(message);
+            }
+            None => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+    found
+}
+
+fn header(message: &BasicGetMessage, key: &str) -> Option<AMQPValue> {
+    message
+        .properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(key)
+        .cloned()
+}
+
+#[tokio::test]
+async fn the_same_event_delivered_twice_is_handled_once_on_postgres() {
+    let Some(broker) = broker().await else { return };
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let prefix = prefix("idempotent");
+    let database = database(&pg.url).await;
+    let handler = Scripted::new();
+    // Prefetch 1: deliveries are handled one after the other, so when the marker is handled
+    // both copies before it were too.
+    let bus = EventBus::amqp(config(AMQP_URL, &prefix, 1, 5));
+    let shutdown = Shutdown::new();
+    let consumer = bus.spawn_consumer(spec(&database, &handler, &["test.dup"]), shutdown.clone());
+    let probe = broker.create_channel().await.expect("channel");
+    started(&broker, &format!("{prefix}{GROUP}")).await;
+
+    let publisher = bus.publisher();
+    let duplicate = event("test.dup", "ok");
+    let marker = event("test.dup", "ok");
+    publisher
+        .publish(std::slice::from_ref(&duplicate))
+        .await
+        .expect("publish");
+    publisher
+        .publish(std::slice::from_ref(&duplicate))
+        .await
+        .expect("publish again");
+    publisher
+        .publish(std::slice::from_ref(&marker))
+        .await
+        .expect("publish marker");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            handler.calls(marker.id) == 1
+        })
+        .await,
+        "marker handled"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(handler.calls(duplicate.id), 1, "handler called once");
+    assert_eq!(count(&database, "handled").await, 2);
+    assert_eq!(count(&database, "processed_events").await, 2);
+
+    shutdown.trigger();
+    consumer.await.expect("consumer stops");
+    cleanup(
+        &probe,
+        &format!("{prefix}tenantry.events"),
+        &[&format!("{prefix}{GROUP}")],
+    )
+    .await;
+    pg.drop_database(&[&database]).await;
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_through_the_delay_queue_and_dead_letters_do_not_block() {
+    let Some(broker) = broker().await else { return };
+    let prefix = prefix("retry");
+    let file = SqliteFile::new();
+    let database = database(&file.url).await;
+    let handler = Scripted::new();
+    let bus = EventBus::amqp(config(AMQP_URL, &prefix, 8, 3));
+    let shutdown = Shutdown::new();
+    let consumer = bus.spawn_consumer(
+        spec(&database, &handler, &["test.retry", "test.other"]),
+        shutdown.clone(),
+    );
+    let probe = broker.create_channel().await.expect("channel");
+    let queue = format!("{prefix}{GROUP}");
+    started(&broker, &queue).await;
+
+    let publisher = bus.publisher();
+    let flaky = event("test.retry", "fail-2");
+    let hopeless = event("test.retry", "always");
+    let broken = event("test.other", "permanent");
+    publisher
+        .publish(&[flaky.clone(), hopeless.clone(), broken.clone()])
+        .await
+        .expect("publish");
+
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            handler.calls(flaky.id) == 3
+        })
+        .await,
+        "two failures, then success on the third delivery"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            handler.calls(hopeless.id) == 3
+        })
+        .await,
+        "tried max_attempts times"
+    );
+
+    // Both failures end in {group}.dead, with the attempt count and the reason.
+    let dead = dead_letters(&probe, &format!("{queue}.dead"), 2).await;
+    assert_eq!(dead.len(), 2, "two dead letters");
+    for message in &dead {
+        let id = message
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        let attempt = header(message, "x-tenantry-attempt");
+        if id == hopeless.id.to_string() {
+            assert_eq!(attempt, Some(AMQPValue::LongUInt(3)));
+        } else {
+            assert_eq!(id, broken.id.to_string());
+            assert_eq!(attempt, Some(AMQPValue::LongUInt(1)));
+        }
+        assert!(header(message, "x-tenantry-error").is_some());
+        assert!(
+            header(message, "cloudEvents:type").is_some(),
+            "CloudEvents kept"
+        );
+        assert!(message.properties.expiration().is_none());
+    }
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        handler.calls(broken.id),
+        1,
+        "permanent failures are not retried"
+    );
+    assert_eq!(handler.calls(flaky.id), 3, "handled once it succeeded");
+
+    // The queue is not blocked: a later good event is handled.
+    let good = event("test.other", "ok");
+    publisher
+        .publish(std::slice::from_ref(&good))
+        .await
+        .expect("publish");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            handler.calls(good.id) == 1
+        })
+        .await
+    );
+    assert_eq!(count(&database, "handled").await, 2, "flaky and good");
+
+    shutdown.trigger();
+    consumer.await.expect("consumer stops");
+    cleanup(&probe, &format!("{prefix}tenantry.events"), &[&queue]).await;
+    file.remove();
+}
+
+#[tokio::test]
+async fn the_consumer_reconnects_redeclares_and_resumes_after_the_broker_goes_away() {
+    let Some(broker) = broker().await else { return };
+    let prefix = prefix("reconnect");
+    let file = SqliteFile::new();
+    let database = database(&file.url).await;
+    let handler = Scripted::new();
+    // The consumer reaches the broker through a proxy; dropping the proxy's connections is what
+    // a broker restart looks like from here.
+    let port = closed_port().await;
+    let proxy = Proxy::start(port, BROKER_ADDR).await;
+    let through_proxy = EventBus::amqp(config(
+        &format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+        &prefix,
+        8,
+        3,
+    ));
+    let direct = EventBus::amqp(config(AMQP_URL, &prefix, 8, 3));
+    let shutdown = Shutdown::new();
+    let consumer = through_proxy.spawn_consumer(
+        spec(&database, &handler, &["test.reconnect"]),
+        shutdown.clone(),
+    );
+    let queue = format!("{prefix}{GROUP}");
+    started(&broker, &queue).await;
+
+    let publisher = direct.publisher();
+    let before = event("test.reconnect", "ok");
+    publisher
+        .publish(std::slice::from_ref(&before))
+        .await
+        .expect("publish");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            handler.calls(before.id) == 1
+        })
+        .await
+    );
+
+    // The broker goes away for a while; events published meanwhile wait in the durable queue.
+    proxy.stop();
+    let during = event("test.reconnect", "ok");
+    publisher
+        .publish(std::slice::from_ref(&during))
+        .await
+        .expect("publish");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(handler.calls(during.id), 0);
+    let proxy = Proxy::start(port, BROKER_ADDR).await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            handler.calls(during.id) == 1
+        })
+        .await,
+        "handled after reconnecting"
+    );
+
+    // A channel error (the group queue deleted under the consumer) is survived too: the
+    // consumer is cancelled, reconnects and redeclares its topology.
+    let probe = broker.create_channel().await.expect("channel");
+    probe
+        .queue_delete(
+            queue.as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .expect("delete queue");
+    started(&broker, &queue).await;
+    let after = event("test.reconnect", "ok");
+    publisher
+        .publish(std::slice::from_ref(&after))
+        .await
+        .expect("publish");
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            handler.calls(after.id) == 1
+        })
+        .await,
+        "handled after redeclaring"
+    );
+
+    shutdown.trigger();
+    consumer.await.expect("consumer stops");
+    proxy.stop();
+    cleanup(&probe, &format!("{prefix}tenantry.events"), &[&queue]).await;
+    file.remove();
+}

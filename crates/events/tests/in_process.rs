@@ -1,0 +1,173 @@
+//! The in-process bus: the same outbox, relay, idempotency, retry and dead-letter behaviour
+//! with no broker (SQLite, as `tenantry up` runs it).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use sea_orm::TransactionTrait;
+use tenantry_events::{ConsumerSpec, EventBus, Handler, Outbox, Relay, RetryPolicy};
+use tenantry_platform::db::Database;
+use tenantry_platform::server::Shutdown;
+
+fn retry(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+    }
+}
+
+fn spec(
+    group: &str,
+    database: &Database,
+    handler: &Arc<Scripted>,
+    bindings: &[&str],
+) -> ConsumerSpec {
+    ConsumerSpec {
+        group: group.to_string(),
+        bindings: bindings.iter().map(|b| b.to_string()).collect(),
+        database: database.clone(),
+        handler: handler.clone() as Arc<dyn Handler>,
+    }
+}
+
+#[tokio::test]
+async fn outbox_to_consumer_end_to_end_with_routing_and_idempotency() {
+    let file = SqliteFile::new();
+    let database = database(&file.url).await;
+    // The auditor is another service: its own database (and `handled` table).
+    let auditor_file = SqliteFile::new();
+    let auditor_database = common::database(&auditor_file.url).await;
+    let bus = EventBus::in_process(retry(3));
+    let shutdown = Shutdown::new();
+    let mailer = Scripted::new();
+    let auditor = Scripted::new();
+    let consumers = [
+        bus.spawn_consumer(
+            spec("mailer", &database, &mailer, &["invitation.created"]),
+            shutdown.clone(),
+        ),
+        bus.spawn_consumer(
+            spec("auditor", &auditor_database, &auditor, &["invitation.#"]),
+            shutdown.clone(),
+        ),
+    ];
+    let outbox = Outbox::new();
+    let relay = Relay::new("test", database.clone(), outbox.clone(), bus.publisher())
+        .idle_poll(Duration::from_secs(60));
+    let relay = tokio::spawn(relay.run(shutdown.clone()));
+
+    let created = event("invitation.created", "ok");
+    let resent = event("invitation.resent", "ok");
+    let connection = database.connection().expect("connected");
+    let txn = connection.begin().await.expect("begin");
+    outbox.append(&txn, &created).await.expect("append");
+    outbox.append(&txn, &resent).await.expect("append");
+    txn.commit().await.expect("commit");
+    outbox.committed();
+
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            mailer.calls(created.id) == 1
+                && auditor.calls(created.id) == 1
+                && auditor.calls(resent.id) == 1
+        })
+        .await
+    );
+    assert_eq!(mailer.calls(resent.id), 0, "not bound");
+    assert_eq!(count(&database, "outbox").await, 0);
+
+    // The same event again (a relay that crashed after publishing, before deleting).
+    bus.publisher()
+        .publish(std::slice::from_ref(&created))
+        .await
+        .expect("publish");
+    let marker = event("invitation.created", "ok");
+    bus.publisher()
+        .publish(std::slice::from_ref(&marker))
+        .await
+        .expect("publish");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            mailer.calls(marker.id) == 1
+        })
+        .await
+    );
+    assert_eq!(mailer.calls(created.id), 1, "duplicate not handled again");
+
+    shutdown.trigger();
+    relay.await.expect("relay stops");
+    for consumer in consumers {
+        consumer.await.expect("consumer stops");
+    }
+    file.remove();
+    auditor_file.remove();
+}
+
+#[tokio::test]
+async fn retries_with_back_off_then_dead_letters_without_blocking_the_group() {
+    let file = SqliteFile::new();
+    let database = database(&file.url).await;
+    let EventBus::InProcess(in_process) = EventBus::in_process(retry(3)) else {
+        unreachable!("an in-process bus");
+    };
+    let bus = EventBus::InProcess(in_process.clone());
+    let shutdown = Shutdown::new();
+    let handler = Scripted::new();
+    let consumer = bus.spawn_consumer(
+        spec("worker", &database, &handler, &["job.run"]),
+        shutdown.clone(),
+    );
+    let publisher = bus.publisher();
+
+    let flaky = event("job.run", "fail-2");
+    let hopeless = event("job.run", "always");
+    let broken = event("job.run", "permanent");
+    let started = tokio::time::Instant::now();
+    publisher
+        .publish(&[flaky.clone(), hopeless.clone(), broken.clone()])
+        .await
+        .expect("publish");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            handler.calls(flaky.id) == 3
+        })
+        .await
+    );
+    // Two back-offs: 20 ms then 40 ms.
+    assert!(started.elapsed() >= Duration::from_millis(60));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            in_process.dead_letters("worker").len() == 2
+        })
+        .await
+    );
+    let dead: Vec<_> = in_process
+        .dead_letters("worker")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert!(dead.contains(&hopeless.id) && dead.contains(&broken.id));
+    assert_eq!(handler.calls(hopeless.id), 3, "max_attempts tries");
+    assert_eq!(handler.calls(broken.id), 1, "permanent: no retry");
+
+    let good = event("job.run", "ok");
+    publisher
+        .publish(std::slice::from_ref(&good))
+        .await
+        .expect("publish");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            handler.calls(good.id) == 1
+        })
+        .await
+    );
+    assert_eq!(count(&database, "handled").await, 2, "flaky and good");
+
+    shutdown.trigger();
+    consumer.await.expect("consumer stops");
+    file.remove();
+}

@@ -1,0 +1,391 @@
+//! The mailer against a real SQLite file and the `.eml` file transport.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sea_orm::TransactionTrait;
+use tenantry_platform::ApiError;
+
+use super::*;
+use crate::domain::DeliveryState;
+use crate::domain::secret::hash_token;
+use crate::mail::FileTransport;
+use crate::peers::AccountFacts;
+use crate::store::tests::{TempStore, new_invitation, outbox_rows, temp_store};
+
+#[derive(Debug)]
+struct FakeAccounts(Option<AccountFacts>);
+
+#[async_trait::async_trait]
+impl AccountDirectory for FakeAccounts {
+    async fn account(&self, _account_id: &str) -> Result<Option<AccountFacts>, ApiError> {
+        Ok(self.0.clone())
+    }
+}
+
+fn globex() -> Arc<dyn AccountDirectory> {
+    Arc::new(FakeAccounts(Some(AccountFacts {
+        display_name: "Globex Corporation".into(),
+        state: AccountState::Active,
+    })))
+}
+
+/// A transport that refuses every message, as an unreachable server would.
+#[derive(Debug, Default)]
+struct Unreachable {
+    tried: Mutex<usize>,
+}
+
+#[async_trait::async_trait]
+impl MailTransport for Unreachable {
+    async fn send(&self, _message: lettre::Message) -> Result<(), MailError> {
+        *self.tried.lock().unwrap() += 1;
+        Err(MailError::transient("connection refused (os error 111)"))
+    }
+}
+
+struct MailDir(PathBuf);
+
+impl MailDir {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!("invitation-mail-{}", uuid::Uuid::new_v4())))
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.0)
+            .map(|entries| entries.map(|entry| entry.unwrap().path()).collect())
+            .unwrap_or_default();
+        files.retain(|path| path.extension().is_some_and(|ext| ext == "eml"));
+        files.sort();
+        files
+    }
+}
+
+impl Drop for MailDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn mailer(accounts: Arc<dyn AccountDirectory>, mail: Arc<dyn MailTransport>) -> Mailer {
+    Mailer::new(
+        accounts,
+        mail,
+        "https://tenantry.example.com/",
+        "Tenantry <no-reply@tenantry.invalid>".parse().unwrap(),
+    )
+}
+
+/// Quoted-printable decoding of a whole file (enough to read the link back).
+fn unquote(raw: &str) -> String {
+    let unfolded = raw.replace("=\r\n", "").replace("=\n", "");
+    let bytes = unfolded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(byte) = u8::from_str_radix(&unfolded[i + 1..i + 3], 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Every token of an accept link in the e-mail.
+fn tokens_in(eml: &Path) -> Vec<String> {
+    let text = unquote(&std::fs::read_to_string(eml).unwrap());
+    text.match_indices("/invitations/accept?token=")
+        .map(|(at, marker)| text[at + marker.len()..].chars().take(43).collect())
+        .collect()
+}
+
+async fn handle(temp: &TempStore, mailer: &Mailer, event: &Event) -> Result<(), HandlerError> {
+    let connection = temp.database.connection().unwrap();
+    let txn = connection.begin().await.unwrap();
+    let result = mailer.handle(&txn, event).await;
+    if result.is_ok() {
+        txn.commit().await.unwrap();
+    }
+    result
+}
+
+/// Every byte the database keeps (main file and write-ahead log).
+fn database_bytes(temp: &TempStore) -> Vec<u8> {
+    let mut bytes = std::fs::read(&temp.path).unwrap();
+    bytes.extend(std::fs::read(format!("{}-wal", temp.path.display())).unwrap_or_default());
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn sends_a_real_eml_and_stores_only_the_hash() {
+    let temp = temp_store().await;
+    let dir = MailDir::new();
+    let mailer = mailer(globex(), Arc::new(FileTransport::new(&dir.0).unwrap()));
+    let now = tenantry_platform::time::now();
+    let invitation = temp
+        .store
+        .create(&new_invitation("globex", "Bob@Example.com", now), None, now)
+        .await
+        .unwrap();
+    let event = crate::events::created(&invitation, "users/alice", now);
+
+    handle(&temp, &mailer, &event).await.unwrap();
+
+    let files = dir.files();
+    assert_eq!(files.len(), 1, "one .eml written");
+    let raw = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(
+        raw.contains("Subject: Alice Admin invited you to Globex Corporation on Tenantry"),
+        "{raw}"
+    );
+    assert!(raw.contains(&format!(
+        "Message-ID: <invitation-{}@tenantry.invalid>",
+        event.id
+    )));
+    assert!(raw.contains("Bob@Example.com"));
+    let text = unquote(&raw);
+    assert!(text.contains("as Admin"));
+    assert!(
+        text.contains(
+            &invitation
+                .expire_time
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string()
+        )
+    );
+    let tokens = tokens_in(&files[0]);
+    assert_eq!(tokens.len(), 3, "text link, HTML href and HTML text");
+    assert!(tokens.iter().all(|token| token == &tokens[0]));
+    let token = &tokens[0];
+    assert_eq!(token.len(), 43);
+    assert!(text.contains(&format!(
+        "https://tenantry.example.com/invitations/accept?token={token}"
+    )));
+
+    // Only the hash is stored; the link finds the invitation through it.
+    let stored = crate::store::mailer::secret_hash(
+        temp.database.connection().unwrap(),
+        &invitation.invitation_id,
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored, Some(hash_token(token)));
+    let found = temp
+        .store
+        .find_by_secret_hash(&hash_token(token))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.invitation_id, invitation.invitation_id);
+    assert_eq!(found.delivery.state, DeliveryState::Sent);
+    assert_eq!(found.delivery.attempts, 1);
+    assert!(found.delivery.sent_time.is_some());
+    // The secret itself is nowhere in the database: not in a table, not in the outbox.
+    assert!(!contains(&database_bytes(&temp), token));
+    for (_, payload) in outbox_rows(&temp.database).await {
+        assert!(!contains(&payload, token));
+        assert!(!contains(&payload, &hash_token(token)));
+    }
+}
+
+#[tokio::test]
+async fn a_resend_supersedes_the_earlier_email() {
+    let temp = temp_store().await;
+    let dir = MailDir::new();
+    let mailer = mailer(globex(), Arc::new(FileTransport::new(&dir.0).unwrap()));
+    let now = tenantry_platform::time::now();
+    let invitation = temp
+        .store
+        .create(&new_invitation("globex", "bob@example.com", now), None, now)
+        .await
+        .unwrap();
+    let created = crate::events::created(&invitation, "users/alice", now);
+    handle(&temp, &mailer, &created).await.unwrap();
+    let first_token = tokens_in(&dir.files()[0])[0].clone();
+
+    let sent = temp
+        .store
+        .get(&invitation.invitation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let resent = temp
+        .store
+        .resend(&sent, "users/alice", chrono::Duration::days(7), now)
+        .await
+        .unwrap()
+        .unwrap();
+    // A late redelivery of the first event sends nothing.
+    handle(&temp, &mailer, &created).await.unwrap();
+    assert_eq!(dir.files().len(), 1);
+
+    handle(
+        &temp,
+        &mailer,
+        &crate::events::resent(&resent, "users/alice", now),
+    )
+    .await
+    .unwrap();
+    let files = dir.files();
+    assert_eq!(files.len(), 2);
+    let second_token = files
+        .iter()
+        .flat_map(|file| tokens_in(file))
+        .find(|token| token != &first_token)
+        .expect("a new secret");
+    assert!(
+        temp.store
+            .find_by_secret_hash(&hash_token(&first_token))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        temp.store
+            .find_by_secret_hash(&hash_token(&second_token))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // A revoked invitation gets no e-mail.
+    let current = temp
+        .store
+        .get(&invitation.invitation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let revoked = temp
+        .store
+        .revoke(&current, "users/alice", now)
+        .await
+        .unwrap()
+        .unwrap();
+    handle(
+        &temp,
+        &mailer,
+        &crate::events::resent(&revoked, "users/alice", now),
+    )
+    .await
+    .unwrap();
+    assert_eq!(dir.files().len(), 2);
+}
+
+#[tokio::test]
+async fn failures_are_retried_and_recorded_outside_the_transaction() {
+    let temp = temp_store().await;
+    let transport = Arc::new(Unreachable::default());
+    let mailer = mailer(globex(), transport.clone());
+    let now = tenantry_platform::time::now();
+    let invitation = temp
+        .store
+        .create(&new_invitation("globex", "bob@example.com", now), None, now)
+        .await
+        .unwrap();
+    let event = crate::events::created(&invitation, "users/alice", now);
+    let connection = temp.database.connection().unwrap();
+
+    let error = handle(&temp, &mailer, &event).await.unwrap_err();
+    assert!(matches!(error, HandlerError::Transient(_)), "{error:?}");
+    assert_eq!(*transport.tried.lock().unwrap(), 1);
+    mailer.failed(connection, &event, 1, &error, false).await;
+    let seen = temp
+        .store
+        .get(&invitation.invitation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.delivery.state, DeliveryState::Queued);
+    assert_eq!(seen.delivery.attempts, 1);
+    assert!(seen.delivery.failure_reason.contains("connection refused"));
+    assert_eq!(
+        crate::store::mailer::secret_hash(connection, &invitation.invitation_id)
+            .await
+            .unwrap(),
+        None,
+        "a failed attempt stores no hash"
+    );
+
+    let error = handle(&temp, &mailer, &event).await.unwrap_err();
+    mailer.failed(connection, &event, 2, &error, true).await;
+    let seen = temp
+        .store
+        .get(&invitation.invitation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.delivery.state, DeliveryState::Failed);
+    assert_eq!(seen.delivery.attempts, 2);
+    assert!(seen.delivery.last_attempt_time.is_some());
+}
+
+#[tokio::test]
+async fn an_unavailable_registry_is_transient_and_a_deleted_account_gets_no_email() {
+    #[derive(Debug)]
+    struct Down;
+    #[async_trait::async_trait]
+    impl AccountDirectory for Down {
+        async fn account(&self, _: &str) -> Result<Option<AccountFacts>, ApiError> {
+            Err(ApiError::unavailable(
+                "customer registry is unavailable; retry later",
+            ))
+        }
+    }
+    let temp = temp_store().await;
+    let dir = MailDir::new();
+    let transport = Arc::new(FileTransport::new(&dir.0).unwrap());
+    let now = tenantry_platform::time::now();
+    let invitation = temp
+        .store
+        .create(&new_invitation("globex", "bob@example.com", now), None, now)
+        .await
+        .unwrap();
+    let event = crate::events::created(&invitation, "users/alice", now);
+    let error = handle(&temp, &mailer(Arc::new(Down), transport.clone()), &event)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, HandlerError::Transient(_)));
+    let deleted = Arc::new(FakeAccounts(Some(AccountFacts {
+        display_name: "Globex".into(),
+        state: AccountState::Deleted,
+    })));
+    handle(&temp, &mailer(deleted, transport), &event)
+        .await
+        .unwrap();
+    assert!(dir.files().is_empty());
+    // Events of other types are ignored; a garbled payload is permanent.
+    let mut other = event.clone();
+    other.event_type = "member.added".into();
+    assert!(
+        handle(
+            &temp,
+            &mailer(globex(), Arc::new(Unreachable::default())),
+            &other
+        )
+        .await
+        .is_ok()
+    );
+    let mut garbled = event.clone();
+    garbled.payload = vec![0xff, 0xff, 0xff];
+    assert!(matches!(
+        handle(
+            &temp,
+            &mailer(globex(), Arc::new(Unreachable::default())),
+            &garbled
+        )
+        .await,
+        Err(HandlerError::Permanent(_))
+    ));
+}

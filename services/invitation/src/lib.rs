@@ -1,0 +1,299 @@
+//! Invitations: invite people by e-mail to become members of an account (DESIGN.md §4). The
+//! secret link is minted by the mailer when it sends the e-mail; only its SHA-256 is stored.
+//! Accepting makes the user a member at once through membership's `AddMember`.
+
+pub mod api;
+pub mod consumers;
+pub mod domain;
+pub mod events;
+pub mod mail;
+pub mod peers;
+pub mod store;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use tenantry_proto::invitation::v1::invitation_service_server::InvitationServiceServer;
+use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
+use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
+
+pub use store::migrations::Migrator;
+
+/// The gRPC service name, for health and reflection.
+pub const SERVICE_NAME: &str = "tenantry.invitation.v1.InvitationService";
+
+/// The sender when none is configured.
+pub const DEFAULT_MAIL_FROM: &str = "Tenantry <no-reply@tenantry.invalid>";
+/// Invitations expired per sweep transaction.
+const SWEEP_BATCH: u64 = 100;
+
+/// The invitation service's settings.
+#[derive(clap::Args, Clone, Debug)]
+#[group(id = "invitation")]
+pub struct Config {
+    /// Lifetime of a new or resent invitation, in hours.
+    #[arg(
+        long = "invitation-lifetime-hours",
+        env = "TENANTRY_INVITATION_LIFETIME_HOURS",
+        default_value_t = 168,
+        value_parser = clap::value_parser!(u32).range(1..=24 * 365)
+    )]
+    pub lifetime_hours: u32,
+    /// Shortest time between two resends of one invitation, in seconds.
+    #[arg(
+        long = "invitation-resend-interval-seconds",
+        env = "TENANTRY_INVITATION_RESEND_INTERVAL_SECONDS",
+        default_value_t = 60
+    )]
+    pub resend_interval_seconds: u64,
+    /// Whether accepting needs a token e-mail equal (case-insensitively) to the invitation's.
+    #[arg(
+        long = "invitation-require-matching-email",
+        env = "TENANTRY_INVITATION_REQUIRE_MATCHING_EMAIL",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub require_matching_email: bool,
+    /// Base URL of the accept page: links are {public_url}/invitations/accept?token=….
+    #[arg(
+        long = "public-url",
+        env = "TENANTRY_PUBLIC_URL",
+        default_value = "http://localhost:8080"
+    )]
+    pub public_url: String,
+    /// SMTP server, e.g. smtp://127.0.0.1:1025 (plain) or smtps://user:pass@host:465; unset =
+    /// write .eml files.
+    #[arg(long = "smtp-url", env = "TENANTRY_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender address of invitation e-mails.
+    #[arg(long = "mail-from", env = "TENANTRY_MAIL_FROM", default_value = DEFAULT_MAIL_FROM)]
+    pub mail_from: String,
+    /// How often pending invitations past their expiry are marked EXPIRED, in seconds.
+    #[arg(
+        long = "invitation-sweep-seconds",
+        env = "TENANTRY_INVITATION_SWEEP_SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub sweep_interval_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            lifetime_hours: 168,
+            resend_interval_seconds: 60,
+            require_matching_email: true,
+            public_url: "http://localhost:8080".into(),
+            smtp_url: None,
+            mail_from: DEFAULT_MAIL_FROM.into(),
+            sweep_interval_seconds: 60,
+        }
+    }
+}
+
+/// What the invitation service needs from its surroundings.
+#[derive(Clone, Debug)]
+pub struct Deps {
+    /// The service's own database.
+    pub database: tenantry_platform::db::Database,
+    /// Membership's `Authorize`.
+    pub authorizer: tenantry_platform::authz::Authorizer,
+    /// Membership (AddMember on acceptance, the e-mail and OWNER checks), with this service's
+    /// identity.
+    pub membership: MembershipServiceClient<tenantry_platform::clients::ServiceChannel>,
+    /// The customer registry (account display names and states), with this service's identity.
+    pub registry: CustomerRegistryServiceClient<tenantry_platform::clients::ServiceChannel>,
+    /// Signs and checks page tokens.
+    pub page_tokens: tenantry_platform::pagination::PageTokens,
+    /// Where state changes append their events.
+    pub outbox: tenantry_events::Outbox,
+}
+
+/// The gRPC service, refusing requests larger than `max_request_bytes`.
+pub fn grpc_service(
+    config: Config,
+    deps: Deps,
+    max_request_bytes: usize,
+) -> InvitationServiceServer<api::InvitationApi> {
+    InvitationServiceServer::new(api::InvitationApi::new(config, deps))
+        .max_decoding_message_size(max_request_bytes)
+}
+
+/// The consumer groups of this service: `tenantry.invitation.mailer` (invitation.created,
+/// invitation.resent), `tenantry.invitation.account-events` (account.deleted: pending
+/// invitations → REVOKED by services/invitation), `tenantry.invitation.member-events`
+/// (member.added: a PENDING invitation of the same account for the new member's e-mail →
+/// REVOKED by services/invitation, the proto's "invitee added directly").
+pub fn consumers(
+    config: &Config,
+    deps: &Deps,
+    mail: Arc<dyn mail::MailTransport>,
+) -> Vec<tenantry_events::ConsumerSpec> {
+    let accounts = Arc::new(peers::RegistryAccounts::new(deps.registry.clone()));
+    let mailer = consumers::Mailer::new(accounts, mail, &config.public_url, sender(config));
+    vec![
+        tenantry_events::ConsumerSpec {
+            group: consumers::MAILER_GROUP.into(),
+            bindings: vec![events::CREATED.into(), events::RESENT.into()],
+            database: deps.database.clone(),
+            handler: Arc::new(mailer),
+        },
+        tenantry_events::ConsumerSpec {
+            group: consumers::ACCOUNT_EVENTS_GROUP.into(),
+            bindings: vec![events::ACCOUNT_DELETED.into()],
+            database: deps.database.clone(),
+            handler: Arc::new(consumers::AccountEvents::new(deps.outbox.clone())),
+        },
+        tenantry_events::ConsumerSpec {
+            group: consumers::MEMBER_EVENTS_GROUP.into(),
+            bindings: vec![events::MEMBER_ADDED.into()],
+            database: deps.database.clone(),
+            handler: Arc::new(consumers::MemberEvents::new(deps.outbox.clone())),
+        },
+    ]
+}
+
+/// The configured sender; [`mail_transport`] refuses an invalid one at start-up, so the
+/// fallback only guards callers that skipped it.
+fn sender(config: &Config) -> Mailbox {
+    config.mail_from.parse().unwrap_or_else(|error| {
+        tracing::error!(%error, mail_from = %config.mail_from, "invalid sender; using the default");
+        DEFAULT_MAIL_FROM
+            .parse()
+            .expect("the default sender is a valid mailbox")
+    })
+}
+
+/// SMTP when `config.smtp_url` is set, else `.eml` files in `mail_dir` (created if missing).
+/// Also checks `config.mail_from`.
+pub fn mail_transport(
+    config: &Config,
+    mail_dir: &Path,
+) -> Result<Arc<dyn mail::MailTransport>, mail::MailSetupError> {
+    config
+        .mail_from
+        .parse::<Mailbox>()
+        .map_err(|error| mail::MailSetupError::From(error.to_string()))?;
+    match config
+        .smtp_url
+        .as_deref()
+        .filter(|url| !url.trim().is_empty())
+    {
+        Some(url) => Ok(Arc::new(mail::SmtpTransport::from_url(url.trim())?)),
+        None => Ok(Arc::new(mail::FileTransport::new(mail_dir)?)),
+    }
+}
+
+/// Marks expired PENDING invitations EXPIRED (with `invitation.expired` events) every sweep
+/// interval until shutdown. Waits quietly while the database is not ready.
+pub async fn run_expiry_sweep(
+    config: Config,
+    deps: Deps,
+    shutdown: tenantry_platform::server::Shutdown,
+) {
+    let store = store::Store::new(deps.database.clone(), deps.outbox.clone());
+    let interval = Duration::from_secs(config.sweep_interval_seconds.max(1));
+    loop {
+        if deps.database.is_ready() {
+            sweep_once(&store).await;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {},
+            () = shutdown.wait() => return,
+        }
+    }
+}
+
+/// Expires everything due now, batch by batch.
+async fn sweep_once(store: &store::Store) {
+    loop {
+        match store
+            .expire_due(tenantry_platform::time::now(), SWEEP_BATCH)
+            .await
+        {
+            Ok(expired) => {
+                if expired > 0 {
+                    tracing::info!(expired, "marked expired invitations");
+                }
+                if (expired as u64) < SWEEP_BATCH {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "invitation expiry sweep failed; retrying next interval");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn flags_and_defaults() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["invitation"]).unwrap();
+        let defaults = Config::default();
+        assert_eq!(cli.config.lifetime_hours, defaults.lifetime_hours);
+        assert_eq!(cli.config.resend_interval_seconds, 60);
+        assert!(cli.config.require_matching_email);
+        assert_eq!(cli.config.public_url, defaults.public_url);
+        assert_eq!(cli.config.mail_from, DEFAULT_MAIL_FROM);
+        assert_eq!(cli.config.sweep_interval_seconds, 60);
+        let cli = Cli::try_parse_from([
+            "invitation",
+            "--invitation-lifetime-hours",
+            "24",
+            "--invitation-require-matching-email",
+            "false",
+            "--smtp-url",
+            "smtp://127.0.0.1:1025",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.lifetime_hours, 24);
+        assert!(!cli.config.require_matching_email);
+        assert_eq!(
+            cli.config.smtp_url.as_deref(),
+            Some("smtp://127.0.0.1:1025")
+        );
+        assert!(Cli::try_parse_from(["invitation", "--invitation-lifetime-hours", "0"]).is_err());
+    }
+
+    #[test]
+    fn mail_transports_from_config() {
+        let dir = std::env::temp_dir().join(format!("invitation-mail-{}", uuid::Uuid::new_v4()));
+        let transport = mail_transport(&Config::default(), &dir).unwrap();
+        assert!(format!("{transport:?}").contains("FileTransport"));
+        assert!(dir.is_dir(), "the mail directory is created");
+        let smtp = Config {
+            smtp_url: Some("smtp://127.0.0.1:1025".into()),
+            ..Config::default()
+        };
+        let transport = mail_transport(&smtp, &dir).unwrap();
+        assert!(format!("{transport:?}").contains("SmtpTransport"));
+        let bad_url = Config {
+            smtp_url: Some("http://example.com".into()),
+            ..Config::default()
+        };
+        assert!(mail_transport(&bad_url, &dir).is_err());
+        let bad_from = Config {
+            mail_from: "not a mailbox".into(),
+            ..Config::default()
+        };
+        assert!(mail_transport(&bad_from, &dir).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,160 @@
+//! Sending e-mail: a small trait the mailer uses, with an SMTP transport (lettre, tokio; plain
+//! `smtp://` for local catchers, `smtps://` or `smtp://…?tls=required` with rustls) and a file
+//! transport that writes `.eml` files (the embedded default).
+
+pub mod render;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+/// How long one SMTP exchange may take before it counts as a (transient) failure.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why an e-mail could not be handed over. The reason never contains the message (so never
+/// the secret link).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct MailError {
+    /// What went wrong, for `EmailDelivery.failure_reason` and logs.
+    pub reason: String,
+    /// True when retrying cannot help (e.g. the server refused the recipient for good, 5xx).
+    pub permanent: bool,
+}
+
+impl MailError {
+    /// A failure that may go away (server unreachable, 4xx, timeout, disk full).
+    pub fn transient(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            permanent: false,
+        }
+    }
+
+    /// A failure that will not go away for this message.
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            permanent: true,
+        }
+    }
+}
+
+/// Why the mail transport could not be set up from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum MailSetupError {
+    /// The SMTP URL is not usable (the URL itself is not repeated: it may hold a password).
+    #[error("TENANTRY_SMTP_URL is not a usable SMTP URL: {0}")]
+    SmtpUrl(String),
+    /// The sender address does not parse.
+    #[error("TENANTRY_MAIL_FROM is not a valid mailbox: {0}")]
+    From(String),
+    /// The mail directory cannot be created.
+    #[error("cannot create the mail directory {path}")]
+    MailDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Hands an e-mail over for delivery.
+#[async_trait::async_trait]
+pub trait MailTransport: Send + Sync + std::fmt::Debug {
+    /// Sends `message`; Ok once the server (or the file system) took it.
+    async fn send(&self, message: Message) -> Result<(), MailError>;
+}
+
+/// SMTP through lettre's tokio transport.
+#[derive(Clone)]
+pub struct SmtpTransport {
+    inner: AsyncSmtpTransport<Tokio1Executor>,
+}
+
+impl std::fmt::Debug for SmtpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SmtpTransport")
+    }
+}
+
+impl SmtpTransport {
+    /// A transport for `url`: `smtp://host:port` (plain, for local servers),
+    /// `smtp://host?tls=required|opportunistic` (STARTTLS), `smtps://user:pass@host:465`
+    /// (implicit TLS). Connects lazily.
+    pub fn from_url(url: &str) -> Result<Self, MailSetupError> {
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|error| MailSetupError::SmtpUrl(error.to_string()))?;
+        Ok(Self {
+            inner: builder.timeout(Some(SMTP_TIMEOUT)).build(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl MailTransport for SmtpTransport {
+    async fn send(&self, message: Message) -> Result<(), MailError> {
+        match self.inner.send(message).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.is_permanent() => Err(MailError::permanent(format!(
+                "the mail server refused the message: {error}"
+            ))),
+            Err(error) => Err(MailError::transient(format!(
+                "the mail server could not take the message: {error}"
+            ))),
+        }
+    }
+}
+
+/// Writes each e-mail as `{uuid}.eml` into a directory (created if missing).
+#[derive(Clone)]
+pub struct FileTransport {
+    directory: PathBuf,
+    inner: AsyncFileTransport<Tokio1Executor>,
+}
+
+impl std::fmt::Debug for FileTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileTransport")
+            .field("directory", &self.directory)
+            .finish()
+    }
+}
+
+impl FileTransport {
+    /// A transport writing into `directory`, which is created now if missing.
+    pub fn new(directory: &Path) -> Result<Self, MailSetupError> {
+        std::fs::create_dir_all(directory).map_err(|source| MailSetupError::MailDir {
+            path: directory.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            directory: directory.to_path_buf(),
+            inner: AsyncFileTransport::new(directory),
+        })
+    }
+
+    /// Where the files go.
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+}
+
+#[async_trait::async_trait]
+impl MailTransport for FileTransport {
+    async fn send(&self, message: Message) -> Result<(), MailError> {
+        // The directory may have been removed since start-up (e.g. `rm -r data/mail`).
+        tokio::fs::create_dir_all(&self.directory)
+            .await
+            .map_err(|error| {
+                MailError::transient(format!("cannot create the mail directory: {error}"))
+            })?;
+        self.inner
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|error| MailError::transient(format!("cannot write the e-mail file: {error}")))
+    }
+}

@@ -1,0 +1,70 @@
+//! `invitations`: one row per invitation, in every state.
+
+use sea_orm::entity::prelude::*;
+
+/// An invitation row.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "invitations")]
+pub struct Model {
+    /// A UUID v7 (time-ordered: newest first = highest first).
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub invitation_id: String,
+    /// The account the invitee joins.
+    pub account_id: String,
+    /// The e-mail as given (trimmed).
+    pub email: String,
+    /// Lower-cased e-mail: the comparison key of the one-pending-per-e-mail index.
+    pub email_normalized: String,
+    /// Optional first name.
+    pub given_name: String,
+    /// Optional last name.
+    pub family_name: String,
+    /// `OWNER`, `ADMIN` or `EMPLOYEE`.
+    pub role: String,
+    /// `PENDING`, `ACCEPTED`, `REVOKED` or `EXPIRED` (a PENDING row past its expiry reads as
+    /// EXPIRED until the sweep marks it).
+    pub state: String,
+    /// `users/{sub}` of the creator.
+    pub inviter: String,
+    /// The creator's name at creation.
+    pub inviter_display_name: String,
+    /// When it was created.
+    pub create_time: DateTimeUtc,
+    /// When a PENDING invitation expires.
+    pub expire_time: DateTimeUtc,
+    /// When it was accepted.
+    pub accept_time: Option<DateTimeUtc>,
+    /// `users/{sub}` who accepted it.
+    pub accepted_by: Option<String>,
+    /// When it was revoked.
+    pub revoke_time: Option<DateTimeUtc>,
+    /// Who revoked it.
+    pub revoked_by: Option<String>,
+    /// SHA-256 hex of the current secret; NULL until the mailer sent the e-mail and again from
+    /// a resend until the next e-mail. The secret itself is never stored.
+    pub secret_hash: Option<String>,
+    /// `QUEUED`, `SENT` or `FAILED`.
+    pub delivery_state: String,
+    /// Send attempts of the current e-mail.
+    pub delivery_attempts: i32,
+    /// The last delivery error (no secrets), empty if none.
+    pub delivery_failure_reason: String,
+    /// When the last attempt was made.
+    pub delivery_last_attempt_time: Option<DateTimeUtc>,
+    /// When the current e-mail was sent.
+    pub delivery_sent_time: Option<DateTimeUtc>,
+    /// How often it was resent (the secret's generation).
+    pub resend_count: i32,
+    /// When the latest e-mail was requested.
+    pub last_sent_time: DateTimeUtc,
+    /// When the row last changed.
+    pub update_time: DateTimeUtc,
+    /// Starts at 1, +1 on every lifecycle change; the etag.
+    pub version: i64,
+}
+
+/// No relations are navigated.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

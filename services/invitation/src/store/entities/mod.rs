@@ -1,0 +1,4 @@
+//! sea-orm entities of the invitation service's tables.
+
+pub mod invitation;
+pub mod request_id;

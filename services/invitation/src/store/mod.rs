@@ -1,0 +1,561 @@
+//! The invitation service's persistence. Every state change is one transaction that also
+//! appends its `invitation.*` event to the outbox; `Outbox::committed` follows the commit.
+//! Lifecycle changes are conditional updates (`WHERE invitation_id = ? AND version = ? AND
+//! state = 'PENDING' AND expire_time > now`), so concurrent writers cannot both win.
+
+pub mod entities;
+pub mod mailer;
+pub mod migrations;
+#[cfg(test)]
+pub(crate) mod tests;
+#[cfg(test)]
+mod transition_tests;
+
+use std::future::Future;
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, UpdateMany,
+};
+use tenantry_events::Outbox;
+use tenantry_platform::db::{Database, StoreError};
+use tenantry_platform::idempotency::RequestKey;
+
+use crate::domain::{
+    Delivery, DeliveryState, Invitation, InvitationError, InvitationState, NewInvitation, Role,
+    normalize_email,
+};
+use crate::events;
+use entities::{invitation, request_id};
+
+/// A create's idempotency record: who asked what, and what it created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// Request id, caller, method and fingerprint.
+    pub key: RequestKey,
+    /// The created invitation's id.
+    pub invitation_id: String,
+}
+
+/// The invitation service's tables.
+#[derive(Clone, Debug)]
+pub struct Store {
+    database: Database,
+    outbox: Outbox,
+}
+
+impl Store {
+    /// A store over `database` (migrated with [`migrations::Migrator`]), publishing through
+    /// `outbox`.
+    pub fn new(database: Database, outbox: Outbox) -> Self {
+        Self { database, outbox }
+    }
+
+    fn connection(&self) -> Result<&DatabaseConnection, InvitationError> {
+        Ok(self.database.connection()?)
+    }
+
+    /// One invitation by id.
+    pub async fn get(&self, invitation_id: &str) -> Result<Option<Invitation>, InvitationError> {
+        load(self.connection()?, invitation_id).await
+    }
+
+    /// The invitation whose current secret has this hash.
+    pub async fn find_by_secret_hash(
+        &self,
+        secret_hash: &str,
+    ) -> Result<Option<Invitation>, InvitationError> {
+        invitation::Entity::find()
+            .filter(invitation::Column::SecretHash.eq(secret_hash))
+            .one(self.connection()?)
+            .await?
+            .map(to_invitation)
+            .transpose()
+    }
+
+    /// A page of the account's invitations, newest (highest id) first, below `before`, whose
+    /// state as seen at `now` is one of `states`.
+    pub async fn list(
+        &self,
+        account_id: &str,
+        states: &[InvitationState],
+        before: Option<&str>,
+        limit: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Invitation>, InvitationError> {
+        let mut query = invitation::Entity::find()
+            .filter(invitation::Column::AccountId.eq(account_id))
+            .filter(states_at(states, now));
+        if let Some(before) = before {
+            query = query.filter(invitation::Column::InvitationId.lt(before));
+        }
+        query
+            .order_by_desc(invitation::Column::InvitationId)
+            .limit(limit)
+            .all(self.connection()?)
+            .await?
+            .into_iter()
+            .map(to_invitation)
+            .collect()
+    }
+
+    /// The record of an earlier create with this request id.
+    pub async fn find_request(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<RequestRecord>, InvitationError> {
+        Ok(request_id::Entity::find_by_id(request_id.to_string())
+            .one(self.connection()?)
+            .await?
+            .map(|row| RequestRecord {
+                key: RequestKey {
+                    request_id: row.request_id,
+                    caller: row.caller,
+                    method: row.method,
+                    fingerprint: row.fingerprint,
+                },
+                invitation_id: row.resource_key,
+            }))
+    }
+
+    /// Creates a PENDING invitation (delivery QUEUED) with its `invitation.created` event and
+    /// the request record. A PENDING invitation for the same (account, e-mail) that is already
+    /// past its expiry is marked EXPIRED first (with its event), so it does not block. A lost
+    /// race on the one-pending-per-e-mail index (or the request id) is
+    /// [`InvitationError::AlreadyPending`].
+    pub async fn create(
+        &self,
+        new: &NewInvitation,
+        request: Option<&RequestKey>,
+        now: DateTime<Utc>,
+    ) -> Result<Invitation, InvitationError> {
+        let already = || InvitationError::AlreadyPending {
+            account_id: new.account_id.clone(),
+            email: new.email.clone(),
+        };
+        let email_normalized = normalize_email(&new.email);
+        let txn = self.connection()?.begin().await?;
+        let stale = invitation::Entity::find()
+            .filter(invitation::Column::AccountId.eq(&new.account_id))
+            .filter(invitation::Column::EmailNormalized.eq(&email_normalized))
+            .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
+            .filter(invitation::Column::ExpireTime.lte(now))
+            .all(&txn)
+            .await?;
+        for row in stale {
+            expire(&txn, &self.outbox, &to_invitation(row)?, now).await?;
+        }
+        let invitation_id = uuid::Uuid::now_v7().to_string();
+        let row = invitation::ActiveModel {
+            invitation_id: Set(invitation_id.clone()),
+            account_id: Set(new.account_id.clone()),
+            email: Set(new.email.clone()),
+            email_normalized: Set(email_normalized),
+            given_name: Set(new.given_name.clone()),
+            family_name: Set(new.family_name.clone()),
+            role: Set(new.role.as_str().to_string()),
+            state: Set(InvitationState::Pending.as_str().to_string()),
+            inviter: Set(new.inviter.clone()),
+            inviter_display_name: Set(new.inviter_display_name.clone()),
+            create_time: Set(now),
+            expire_time: Set(new.expire_time),
+            accept_time: Set(None),
+            accepted_by: Set(None),
+            revoke_time: Set(None),
+            revoked_by: Set(None),
+            secret_hash: Set(None),
+            delivery_state: Set(DeliveryState::Queued.as_str().to_string()),
+            delivery_attempts: Set(0),
+            delivery_failure_reason: Set(String::new()),
+            delivery_last_attempt_time: Set(None),
+            delivery_sent_time: Set(None),
+            resend_count: Set(0),
+            last_sent_time: Set(now),
+            update_time: Set(now),
+            version: Set(1),
+        };
+        invitation::Entity::insert(row)
+            .exec_without_returning(&txn)
+            .await
+            .map_err(|error| conflict_as(error, already))?;
+        if let Some(request) = request {
+            let row = request_id::ActiveModel {
+                request_id: Set(request.request_id.clone()),
+                caller: Set(request.caller.clone()),
+                method: Set(request.method.clone()),
+                fingerprint: Set(request.fingerprint.clone()),
+                resource_key: Set(invitation_id.clone()),
+                create_time: Set(now),
+            };
+            request_id::Entity::insert(row)
+                .exec_without_returning(&txn)
+                .await
+                .map_err(|error| conflict_as(error, already))?;
+        }
+        let created = load(&txn, &invitation_id)
+            .await?
+            .ok_or(InvitationError::ConcurrentChange)?;
+        self.outbox
+            .append(&txn, &events::created(&created, &new.inviter, now))
+            .await?;
+        txn.commit().await?;
+        self.outbox.committed();
+        Ok(created)
+    }
+
+    /// Revokes `current` (read and authorized by the caller, PENDING as seen at `now`).
+    pub async fn revoke(
+        &self,
+        current: &Invitation,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Invitation>, InvitationError> {
+        let txn = self.connection()?.begin().await?;
+        let update = pending_update(current, now)
+            .col_expr(
+                invitation::Column::State,
+                Expr::value(InvitationState::Revoked.as_str()),
+            )
+            .col_expr(invitation::Column::RevokeTime, Expr::value(now))
+            .col_expr(invitation::Column::RevokedBy, Expr::value(actor));
+        if update.exec(&txn).await?.rows_affected == 0 {
+            return Ok(None);
+        }
+        let revoked = load(&txn, &current.invitation_id)
+            .await?
+            .ok_or(InvitationError::ConcurrentChange)?;
+        self.outbox
+            .append(&txn, &events::revoked(&revoked, actor, now))
+            .await?;
+        txn.commit().await?;
+        self.outbox.committed();
+        Ok(Some(revoked))
+    }
+
+    /// Resends `current` (read, authorized and rate-checked by the caller): the stored hash is
+    /// cleared at once (the old link dies), the lifetime restarts at `now`, resend_count + 1,
+    /// delivery QUEUED again, and `invitation.resent` asks the mailer for a new secret.
+    /// `None` if `current` changed meanwhile.
+    pub async fn resend(
+        &self,
+        current: &Invitation,
+        actor: &str,
+        lifetime: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Invitation>, InvitationError> {
+        let txn = self.connection()?.begin().await?;
+        let queued = Delivery::queued();
+        let update = pending_update(current, now)
+            .col_expr(
+                invitation::Column::SecretHash,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(invitation::Column::ExpireTime, Expr::value(now + lifetime))
+            .col_expr(
+                invitation::Column::ResendCount,
+                Expr::value(current.resend_count + 1),
+            )
+            .col_expr(invitation::Column::LastSentTime, Expr::value(now))
+            .col_expr(
+                invitation::Column::DeliveryState,
+                Expr::value(queued.state.as_str()),
+            )
+            .col_expr(invitation::Column::DeliveryAttempts, Expr::value(0))
+            .col_expr(
+                invitation::Column::DeliveryFailureReason,
+                Expr::value(String::new()),
+            )
+            .col_expr(
+                invitation::Column::DeliveryLastAttemptTime,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                invitation::Column::DeliverySentTime,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            );
+        if update.exec(&txn).await?.rows_affected == 0 {
+            return Ok(None);
+        }
+        let resent = load(&txn, &current.invitation_id)
+            .await?
+            .ok_or(InvitationError::ConcurrentChange)?;
+        self.outbox
+            .append(&txn, &events::resent(&resent, actor, now))
+            .await?;
+        txn.commit().await?;
+        self.outbox.committed();
+        Ok(Some(resent))
+    }
+
+    /// Accepts `current` for `user` (`users/{sub}`), single use and race-safe: in ONE
+    /// transaction the conditional update PENDING → ACCEPTED, then `add_member` (the
+    /// synchronous AddMember, returning the membership's name and whatever the caller wants
+    /// back), then the `invitation.accepted` event; the transaction commits only if
+    /// `add_member` succeeded. `None` if the conditional update matched nothing (someone else
+    /// accepted, revoked, resent or it expired): the caller re-reads and explains.
+    pub async fn accept<T, F, Fut>(
+        &self,
+        current: &Invitation,
+        user: &str,
+        now: DateTime<Utc>,
+        add_member: F,
+    ) -> Result<Option<(Invitation, T)>, InvitationError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(String, T), InvitationError>>,
+    {
+        let txn = self.connection()?.begin().await?;
+        let update = pending_update(current, now)
+            .col_expr(
+                invitation::Column::State,
+                Expr::value(InvitationState::Accepted.as_str()),
+            )
+            .col_expr(invitation::Column::AcceptTime, Expr::value(now))
+            .col_expr(invitation::Column::AcceptedBy, Expr::value(user));
+        if update.exec(&txn).await?.rows_affected == 0 {
+            return Ok(None);
+        }
+        // Dropping `txn` on an error rolls the acceptance back.
+        let (member, answer) = add_member().await?;
+        let accepted = load(&txn, &current.invitation_id)
+            .await?
+            .ok_or(InvitationError::ConcurrentChange)?;
+        self.outbox
+            .append(&txn, &events::accepted(&accepted, &member, user, now))
+            .await?;
+        txn.commit().await?;
+        self.outbox.committed();
+        Ok(Some((accepted, answer)))
+    }
+
+    /// Marks up to `limit` PENDING invitations past their expiry EXPIRED (one transaction,
+    /// one `invitation.expired` event each). Returns how many it marked.
+    pub async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<usize, InvitationError> {
+        let txn = self.connection()?.begin().await?;
+        let due = invitation::Entity::find()
+            .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
+            .filter(invitation::Column::ExpireTime.lte(now))
+            .order_by_asc(invitation::Column::ExpireTime)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        let mut expired = 0;
+        for row in due {
+            if expire(&txn, &self.outbox, &to_invitation(row)?, now).await? {
+                expired += 1;
+            }
+        }
+        txn.commit().await?;
+        if expired > 0 {
+            self.outbox.committed();
+        }
+        Ok(expired)
+    }
+}
+
+/// Withdraws the account's PENDING invitations (account deleted): REVOKED by
+/// `services/invitation`, or EXPIRED for those already past their expiry; one event each.
+/// Runs in the consumer's transaction.
+pub async fn withdraw_account(
+    txn: &impl ConnectionTrait,
+    outbox: &Outbox,
+    account_id: &str,
+    now: DateTime<Utc>,
+) -> Result<usize, InvitationError> {
+    let pending = invitation::Entity::find()
+        .filter(invitation::Column::AccountId.eq(account_id))
+        .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
+        .all(txn)
+        .await?;
+    withdraw(txn, outbox, pending, now).await
+}
+
+/// Closes the account's PENDING invitation for `email` (its invitee became a member some other
+/// way): REVOKED by `services/invitation` (EXPIRED if already past its expiry). Runs in the
+/// consumer's transaction.
+pub async fn close_for_member(
+    txn: &impl ConnectionTrait,
+    outbox: &Outbox,
+    account_id: &str,
+    email: &str,
+    now: DateTime<Utc>,
+) -> Result<usize, InvitationError> {
+    let pending = invitation::Entity::find()
+        .filter(invitation::Column::AccountId.eq(account_id))
+        .filter(invitation::Column::EmailNormalized.eq(normalize_email(email)))
+        .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
+        .all(txn)
+        .await?;
+    withdraw(txn, outbox, pending, now).await
+}
+
+async fn withdraw(
+    txn: &impl ConnectionTrait,
+    outbox: &Outbox,
+    rows: Vec<invitation::Model>,
+    now: DateTime<Utc>,
+) -> Result<usize, InvitationError> {
+    let mut changed = 0;
+    for row in rows {
+        let current = to_invitation(row)?;
+        let done = if current.state_at(now) == InvitationState::Expired {
+            expire(txn, outbox, &current, now).await?
+        } else {
+            let update = pending_update(&current, now)
+                .col_expr(
+                    invitation::Column::State,
+                    Expr::value(InvitationState::Revoked.as_str()),
+                )
+                .col_expr(invitation::Column::RevokeTime, Expr::value(now))
+                .col_expr(
+                    invitation::Column::RevokedBy,
+                    Expr::value(events::SYSTEM_ACTOR),
+                );
+            if update.exec(txn).await?.rows_affected == 0 {
+                // Changed meanwhile (accepted, revoked, resent): its new state stands.
+                false
+            } else {
+                let revoked = load(txn, &current.invitation_id)
+                    .await?
+                    .ok_or(InvitationError::ConcurrentChange)?;
+                outbox
+                    .append(txn, &events::revoked(&revoked, events::SYSTEM_ACTOR, now))
+                    .await?;
+                true
+            }
+        };
+        changed += usize::from(done);
+    }
+    Ok(changed)
+}
+
+/// Marks `current` EXPIRED if it is still the PENDING version read (and past its expiry),
+/// appending `invitation.expired`. Returns whether it did.
+async fn expire(
+    txn: &impl ConnectionTrait,
+    outbox: &Outbox,
+    current: &Invitation,
+    now: DateTime<Utc>,
+) -> Result<bool, InvitationError> {
+    let result = invitation::Entity::update_many()
+        .col_expr(
+            invitation::Column::State,
+            Expr::value(InvitationState::Expired.as_str()),
+        )
+        .col_expr(invitation::Column::UpdateTime, Expr::value(now))
+        .col_expr(
+            invitation::Column::Version,
+            Expr::value(current.version + 1),
+        )
+        .filter(invitation::Column::InvitationId.eq(&current.invitation_id))
+        .filter(invitation::Column::Version.eq(current.version))
+        .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
+        .filter(invitation::Column::ExpireTime.lte(now))
+        .exec(txn)
+        .await?;
+    if result.rows_affected == 0 {
+        return Ok(false);
+    }
+    let expired = load(txn, &current.invitation_id)
+        .await?
+        .ok_or(InvitationError::ConcurrentChange)?;
+    outbox.append(txn, &events::expired(&expired, now)).await?;
+    Ok(true)
+}
+
+/// The conditional update of a lifecycle change: only the version read, only while PENDING
+/// and not yet expired at `now`; bumps version and update_time.
+fn pending_update(current: &Invitation, now: DateTime<Utc>) -> UpdateMany<invitation::Entity> {
+    invitation::Entity::update_many()
+        .col_expr(invitation::Column::UpdateTime, Expr::value(now))
+        .col_expr(
+            invitation::Column::Version,
+            Expr::value(current.version + 1),
+        )
+        .filter(invitation::Column::InvitationId.eq(&current.invitation_id))
+        .filter(invitation::Column::Version.eq(current.version))
+        .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
+        .filter(invitation::Column::ExpireTime.gt(now))
+}
+
+/// Rows whose state as seen at `now` is one of `states` (expiry applied on read).
+fn states_at(states: &[InvitationState], now: DateTime<Utc>) -> Condition {
+    let pending = InvitationState::Pending.as_str();
+    states
+        .iter()
+        .fold(Condition::any(), |any, state| match state {
+            InvitationState::Pending => any.add(
+                Condition::all()
+                    .add(invitation::Column::State.eq(pending))
+                    .add(invitation::Column::ExpireTime.gt(now)),
+            ),
+            InvitationState::Expired => any
+                .add(invitation::Column::State.eq(InvitationState::Expired.as_str()))
+                .add(
+                    Condition::all()
+                        .add(invitation::Column::State.eq(pending))
+                        .add(invitation::Column::ExpireTime.lte(now)),
+                ),
+            other => any.add(invitation::Column::State.eq(other.as_str())),
+        })
+}
+
+fn conflict_as(
+    error: sea_orm::DbErr,
+    conflict: impl FnOnce() -> InvitationError,
+) -> InvitationError {
+    match StoreError::from(error) {
+        StoreError::Conflict(_) => conflict(),
+        other => InvitationError::Store(other),
+    }
+}
+
+/// One invitation by id, on any connection or transaction.
+pub async fn load(
+    conn: &impl ConnectionTrait,
+    invitation_id: &str,
+) -> Result<Option<Invitation>, InvitationError> {
+    invitation::Entity::find_by_id(invitation_id.to_string())
+        .one(conn)
+        .await?
+        .map(to_invitation)
+        .transpose()
+}
+
+fn to_invitation(row: invitation::Model) -> Result<Invitation, InvitationError> {
+    let corrupt = |what: &str, value: &str| InvitationError::Corrupt(format!("{what} {value:?}"));
+    Ok(Invitation {
+        role: Role::parse(&row.role).ok_or_else(|| corrupt("role", &row.role))?,
+        state: InvitationState::parse(&row.state).ok_or_else(|| corrupt("state", &row.state))?,
+        delivery: Delivery {
+            state: DeliveryState::parse(&row.delivery_state)
+                .ok_or_else(|| corrupt("delivery state", &row.delivery_state))?,
+            attempts: row.delivery_attempts,
+            failure_reason: row.delivery_failure_reason,
+            last_attempt_time: row.delivery_last_attempt_time,
+            sent_time: row.delivery_sent_time,
+        },
+        invitation_id: row.invitation_id,
+        account_id: row.account_id,
+        email: row.email,
+        given_name: row.given_name,
+        family_name: row.family_name,
+        inviter: row.inviter,
+        inviter_display_name: row.inviter_display_name,
+        create_time: row.create_time,
+        expire_time: row.expire_time,
+        accept_time: row.accept_time,
+        accepted_by: row.accepted_by,
+        revoke_time: row.revoke_time,
+        revoked_by: row.revoked_by,
+        resend_count: row.resend_count,
+        last_sent_time: row.last_sent_time,
+        version: row.version,
+    })
+}

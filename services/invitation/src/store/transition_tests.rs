@@ -1,0 +1,256 @@
+//! Store tests of the lifecycle changes after creation: acceptance (single use, races,
+//! rollback), resend (rotation), and the mailer's delivery bookkeeping.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use prost::Message;
+use tenantry_proto::events::v1 as wire_events;
+
+use super::tests::{add_ok, at, new_invitation, outbox_rows, outbox_types, temp_store};
+use super::*;
+
+#[tokio::test]
+async fn acceptance_is_single_use() {
+    let temp = temp_store().await;
+    let store = &temp.store;
+    let invitation = store
+        .create(
+            &new_invitation("globex", "bob@example.com", at(0)),
+            None,
+            at(0),
+        )
+        .await
+        .unwrap();
+    let (accepted, member) = store
+        .accept(&invitation, "users/bob", at(10), || {
+            add_ok("accounts/globex/members/bob")
+        })
+        .await
+        .unwrap()
+        .expect("accepted");
+    assert_eq!(member, "accounts/globex/members/bob");
+    assert_eq!(accepted.state, InvitationState::Accepted);
+    assert_eq!(accepted.accepted_by.as_deref(), Some("users/bob"));
+    assert_eq!(accepted.accept_time, Some(at(10)));
+    assert_eq!(accepted.version, 2);
+    // Using it again — with the version read before, as a concurrent acceptance would — fails,
+    // and AddMember is not called.
+    let again: Option<(Invitation, ())> = store
+        .accept(&invitation, "users/mallory", at(11), || async {
+            panic!("AddMember must not be called for a used invitation")
+        })
+        .await
+        .unwrap();
+    assert!(again.is_none());
+    let rows = outbox_rows(&temp.database).await;
+    assert_eq!(rows.len(), 2);
+    let (event_type, payload) = &rows[1];
+    assert_eq!(event_type, "invitation.accepted");
+    let event = wire_events::InvitationAccepted::decode(payload.as_slice()).unwrap();
+    assert_eq!(event.member, "accounts/globex/members/bob");
+    assert_eq!(event.actor, "users/bob");
+}
+
+#[tokio::test]
+async fn concurrent_acceptances_have_one_winner() {
+    let temp = temp_store().await;
+    let store = Arc::new(temp.store.clone());
+    let invitation = store
+        .create(
+            &new_invitation("globex", "bob@example.com", at(0)),
+            None,
+            at(0),
+        )
+        .await
+        .unwrap();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let (store, invitation, calls) = (store.clone(), invitation.clone(), calls.clone());
+            tokio::spawn(async move {
+                store
+                    .accept(&invitation, &format!("users/u{i}"), at(5), || async move {
+                        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                        Ok((format!("accounts/globex/members/u{i}"), i))
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        if let Some((_, i)) = task.await.unwrap().unwrap() {
+            winners.push(i);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let stored = store.get(&invitation.invitation_id).await.unwrap().unwrap();
+    assert_eq!(stored.accepted_by, Some(format!("users/u{}", winners[0])));
+}
+
+#[tokio::test]
+async fn a_failed_add_member_rolls_the_acceptance_back() {
+    let temp = temp_store().await;
+    let store = &temp.store;
+    let invitation = store
+        .create(
+            &new_invitation("globex", "bob@example.com", at(0)),
+            None,
+            at(0),
+        )
+        .await
+        .unwrap();
+    let failed = store
+        .accept(&invitation, "users/bob", at(1), || async {
+            Err::<(String, ()), _>(InvitationError::OwnerLimit("globex".into()))
+        })
+        .await;
+    assert!(matches!(failed, Err(InvitationError::OwnerLimit(_))));
+    let stored = store.get(&invitation.invitation_id).await.unwrap().unwrap();
+    assert_eq!(stored, invitation, "unchanged");
+    assert_eq!(outbox_types(&temp.database).await, ["invitation.created"]);
+    // It can still be accepted.
+    assert!(
+        store
+            .accept(&invitation, "users/bob", at(2), || add_ok("m"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // An expired invitation cannot be accepted even before the sweep marked it.
+    let late = store
+        .create(
+            &new_invitation("globex", "late@example.com", at(0)),
+            None,
+            at(0),
+        )
+        .await
+        .unwrap();
+    let after = late.expire_time;
+    assert!(
+        store
+            .accept(&late, "users/late", after, || add_ok("m"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn resend_rotates_and_restarts() {
+    let temp = temp_store().await;
+    let store = &temp.store;
+    let invitation = store
+        .create(
+            &new_invitation("globex", "bob@example.com", at(0)),
+            None,
+            at(0),
+        )
+        .await
+        .unwrap();
+    let connection = temp.database.connection().unwrap();
+    assert!(
+        mailer::record_sent(connection, &invitation.invitation_id, 0, "hash-0", at(1))
+            .await
+            .unwrap()
+    );
+    let sent = store.get(&invitation.invitation_id).await.unwrap().unwrap();
+    assert_eq!(sent.delivery.state, DeliveryState::Sent);
+    assert_eq!(sent.delivery.attempts, 1);
+    assert_eq!(sent.version, 1, "delivery bookkeeping keeps the etag");
+    assert_eq!(
+        store
+            .find_by_secret_hash("hash-0")
+            .await
+            .unwrap()
+            .map(|i| i.invitation_id),
+        Some(invitation.invitation_id.clone())
+    );
+
+    let lifetime = Duration::hours(24);
+    let resent = store
+        .resend(&sent, "users/alice", lifetime, at(100))
+        .await
+        .unwrap()
+        .expect("resent");
+    assert_eq!(resent.resend_count, 1);
+    assert_eq!(resent.version, 2);
+    assert_eq!(resent.expire_time, at(100) + lifetime);
+    assert_eq!(resent.last_sent_time, at(100));
+    assert_eq!(resent.delivery, Delivery::queued());
+    // The old link died at once.
+    assert!(store.find_by_secret_hash("hash-0").await.unwrap().is_none());
+    assert_eq!(
+        mailer::secret_hash(connection, &invitation.invitation_id)
+            .await
+            .unwrap(),
+        None
+    );
+    // The mailer of the superseded e-mail can no longer write, the new one can.
+    assert!(
+        !mailer::record_sent(connection, &invitation.invitation_id, 0, "hash-0b", at(101))
+            .await
+            .unwrap()
+    );
+    assert!(
+        mailer::record_sent(connection, &invitation.invitation_id, 1, "hash-1", at(102))
+            .await
+            .unwrap()
+    );
+    // A resend with the version read before the first resend loses.
+    assert!(
+        store
+            .resend(&sent, "users/alice", lifetime, at(200))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let rows = outbox_rows(&temp.database).await;
+    let (event_type, payload) = rows.last().unwrap();
+    assert_eq!(event_type, "invitation.resent");
+    let event = wire_events::InvitationResent::decode(payload.as_slice()).unwrap();
+    assert_eq!(event.invitation.unwrap().resend_count, 1);
+}
+
+#[tokio::test]
+async fn failed_attempts_are_recorded_per_generation() {
+    let temp = temp_store().await;
+    let invitation = temp
+        .store
+        .create(
+            &new_invitation("globex", "bob@example.com", at(0)),
+            None,
+            at(0),
+        )
+        .await
+        .unwrap();
+    let connection = temp.database.connection().unwrap();
+    let id = &invitation.invitation_id;
+    assert!(
+        mailer::record_failed_attempt(connection, id, 0, "connection refused", false, at(1))
+            .await
+            .unwrap()
+    );
+    let seen = temp.store.get(id).await.unwrap().unwrap();
+    assert_eq!(seen.delivery.state, DeliveryState::Queued);
+    assert_eq!(seen.delivery.attempts, 1);
+    assert_eq!(seen.delivery.failure_reason, "connection refused");
+    assert!(
+        mailer::record_failed_attempt(connection, id, 0, "still refused", true, at(2))
+            .await
+            .unwrap()
+    );
+    let seen = temp.store.get(id).await.unwrap().unwrap();
+    assert_eq!(seen.delivery.state, DeliveryState::Failed);
+    assert_eq!(seen.delivery.attempts, 2);
+    assert_eq!(seen.delivery.last_attempt_time, Some(at(2)));
+    // Another generation's failure is ignored.
+    assert!(
+        !mailer::record_failed_attempt(connection, id, 7, "x", true, at(3))
+            .await
+            .unwrap()
+    );
+}

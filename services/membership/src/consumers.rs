@@ -1,0 +1,97 @@
+//! What membership consumes (DESIGN.md §2, §6): the registry's `account.*` events keep the
+//! account replica, and `account.deleted` drops the deleted account's memberships.
+
+use tenantry_events::{Event, Handler, HandlerError};
+use tenantry_platform::error::ErrorChain;
+use tenantry_proto::events::v1 as pb;
+use tenantry_proto::registry::v1::Account;
+
+use crate::accounts::versioned_facts_of;
+use crate::domain::MembershipError;
+use crate::store::replica;
+
+/// The consumer group (= durable queue) keeping the account replica.
+pub const ACCOUNTS_GROUP: &str = "tenantry.membership.accounts";
+
+/// The routing keys [`ACCOUNTS_GROUP`] is bound to.
+pub const ACCOUNT_EVENTS: [&str; 6] = [
+    "account.created",
+    "account.updated",
+    "account.promoted_to_partner",
+    "account.disabled",
+    "account.enabled",
+    "account.deleted",
+];
+
+/// Keeps `account_replica` from the `account.*` events: a row is replaced only by a newer
+/// registry version (deliveries may come late or twice after retries), and `account.deleted`
+/// drops the account's memberships and counters (no `member.removed` is published for them:
+/// consumers of `member.*` handle `account.deleted` themselves).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AccountReplicaHandler;
+
+#[async_trait::async_trait]
+impl Handler for AccountReplicaHandler {
+    async fn handle(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
+        let (account, deleted) = account_of(event)?;
+        let account = account.ok_or_else(|| {
+            HandlerError::Permanent(format!(
+                "{} event {} has no account",
+                event.event_type, event.id
+            ))
+        })?;
+        let fetched = versioned_facts_of(account)
+            .map_err(|error| HandlerError::Permanent(format!("event {}: {error}", event.id)))?;
+        let written = replica::save(txn, &fetched).await.map_err(transient)?;
+        let account_id = &fetched.facts.account_id;
+        if deleted {
+            // Deleting is final, so this holds whatever order the events came in.
+            let dropped = replica::drop_members(txn, account_id)
+                .await
+                .map_err(transient)?;
+            tracing::info!(
+                account_id,
+                dropped,
+                "dropped the members of a deleted account"
+            );
+        }
+        tracing::debug!(
+            event_type = %event.event_type,
+            account_id,
+            version = fetched.version,
+            written,
+            "account replica"
+        );
+        Ok(())
+    }
+}
+
+/// The account an `account.*` event carries, and whether the event is `account.deleted`.
+fn account_of(event: &Event) -> Result<(Option<Account>, bool), HandlerError> {
+    let account = match event.event_type.as_str() {
+        "account.created" => event.decode::<pb::AccountCreated>()?.account,
+        "account.updated" => event.decode::<pb::AccountUpdated>()?.account,
+        "account.promoted_to_partner" => event.decode::<pb::AccountPromotedToPartner>()?.account,
+        "account.disabled" => event.decode::<pb::AccountDisabled>()?.account,
+        "account.enabled" => event.decode::<pb::AccountEnabled>()?.account,
+        "account.deleted" => return Ok((event.decode::<pb::AccountDeleted>()?.account, true)),
+        other => {
+            return Err(HandlerError::Permanent(format!(
+                "{ACCOUNTS_GROUP} does not handle {other} events"
+            )));
+        }
+    };
+    Ok((account, false))
+}
+
+/// A database failure: the event may be handled on a later attempt.
+fn transient(error: MembershipError) -> HandlerError {
+    HandlerError::Transient(ErrorChain(&error).to_string())
+}
+
+#[cfg(test)]
+mod tests;

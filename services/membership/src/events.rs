@@ -1,0 +1,59 @@
+//! The `member.*` events membership publishes (DESIGN.md §6), built from the membership as it
+//! is after the change (as it was, for a removal), inside the transaction that made the change.
+
+use tenantry_events::Event;
+use tenantry_proto::events::v1 as pb;
+
+use crate::api::convert::{member_to_wire, role_to_wire};
+use crate::domain::{Member, Role};
+
+/// The CloudEvents `source` of every membership event.
+pub const SOURCE: &str = "/tenantry/membership";
+
+/// What happened to a membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberChange {
+    /// AddMember, AddMyself (when it created the membership) or an accepted invitation.
+    Added,
+    /// The role changed from `previous_role`.
+    Updated {
+        /// The role before the change.
+        previous_role: Role,
+    },
+    /// RemoveMember.
+    Removed,
+}
+
+/// The event announcing `change` of `member` (with its directory entry), made by `actor`
+/// (`users/{sub}` or `services/{name}`).
+pub fn member_event(change: MemberChange, member: &Member, actor: &str) -> Event {
+    let wire = Some(member_to_wire(member));
+    let actor = actor.to_string();
+    match change {
+        MemberChange::Added => Event::new(
+            "member.added",
+            SOURCE,
+            &pb::MemberAdded {
+                member: wire,
+                actor,
+            },
+        ),
+        MemberChange::Updated { previous_role } => Event::new(
+            "member.updated",
+            SOURCE,
+            &pb::MemberUpdated {
+                member: wire,
+                previous_role: role_to_wire(Some(previous_role)),
+                actor,
+            },
+        ),
+        MemberChange::Removed => Event::new(
+            "member.removed",
+            SOURCE,
+            &pb::MemberRemoved {
+                member: wire,
+                actor,
+            },
+        ),
+    }
+}

@@ -1,0 +1,95 @@
+//! The account replica: account facts copied from the registry's `account.*` events (and from
+//! reads through to the registry on a miss). A row is only ever replaced by a newer registry
+//! version, so late or repeated deliveries cannot bring back old facts.
+
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+
+use super::entities::{account_member_count as counts, account_replica, member};
+use crate::domain::{AccountFacts, AccountState, MembershipError, VersionedFacts};
+
+/// The replicated facts of `account_id`, `None` if the replica does not know the account.
+pub async fn load(
+    conn: &impl ConnectionTrait,
+    account_id: &str,
+) -> Result<Option<VersionedFacts>, MembershipError> {
+    let Some(row) = account_replica::Entity::find_by_id(account_id.to_string())
+        .one(conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let state = AccountState::parse(&row.state)
+        .ok_or_else(|| MembershipError::Corrupt(format!("account state {:?}", row.state)))?;
+    Ok(Some(VersionedFacts {
+        facts: AccountFacts {
+            account_id: row.account_id,
+            display_name: row.display_name,
+            partner: row.partner,
+            managed_by: row.managed_by,
+            state,
+        },
+        version: row.registry_version,
+        update_time: row.update_time,
+    }))
+}
+
+/// Stores `account` unless the replica already holds this or a newer version of it, in one
+/// statement (an upsert whose update is conditional on the stored version), so concurrent
+/// writers cannot interleave. Returns whether the row was written.
+pub async fn save(
+    conn: &impl ConnectionTrait,
+    account: &VersionedFacts,
+) -> Result<bool, MembershipError> {
+    let facts = &account.facts;
+    let row = account_replica::ActiveModel {
+        account_id: Set(facts.account_id.clone()),
+        display_name: Set(facts.display_name.clone()),
+        partner: Set(facts.partner),
+        managed_by: Set(facts.managed_by.clone()),
+        state: Set(facts.state.as_str().to_string()),
+        registry_version: Set(account.version),
+        update_time: Set(account.update_time),
+    };
+    let written = account_replica::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(account_replica::Column::AccountId)
+                .update_columns([
+                    account_replica::Column::DisplayName,
+                    account_replica::Column::Partner,
+                    account_replica::Column::ManagedBy,
+                    account_replica::Column::State,
+                    account_replica::Column::RegistryVersion,
+                    account_replica::Column::UpdateTime,
+                ])
+                .action_and_where(
+                    Expr::col((
+                        account_replica::Entity,
+                        account_replica::Column::RegistryVersion,
+                    ))
+                    .lt(account.version),
+                )
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(written > 0)
+}
+
+/// Drops every membership of `account_id` and its counters (the account was deleted).
+/// Returns how many memberships were dropped.
+pub async fn drop_members(
+    conn: &impl ConnectionTrait,
+    account_id: &str,
+) -> Result<u64, MembershipError> {
+    let dropped = member::Entity::delete_many()
+        .filter(member::Column::AccountId.eq(account_id))
+        .exec(conn)
+        .await?
+        .rows_affected;
+    counts::Entity::delete_many()
+        .filter(counts::Column::AccountId.eq(account_id))
+        .exec(conn)
+        .await?;
+    Ok(dropped)
+}
