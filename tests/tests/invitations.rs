@@ -391,3 +391,85 @@ async fn invitation_refusals() {
     );
     cluster.stop().await;
 }
+
+/// The invitation service follows the other services' events: a pending invitation of someone
+/// added directly is closed (`member.added`), and a deleted account's pending invitations are
+/// withdrawn (`account.deleted`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_invitations_follow_member_and_account_events() {
+    let cluster = TestCluster::start(Backend::Sqlite).await;
+    let operator = TestUser::operator("ops");
+    let (partner, customer) =
+        partner_admin_in_customer(&cluster, &operator, "acme", "globex").await;
+    let alice = &partner.owner;
+    // Read as the operator: once the customer is deleted its members are gone.
+    let state_of = async |name: &str| {
+        cluster
+            .invitation_as(&operator)
+            .get_invitation(GetInvitationRequest {
+                name: name.to_string(),
+            })
+            .await
+            .expect("get")
+            .into_inner()
+            .invitation
+            .expect("invitation")
+            .state
+    };
+    let eventually_revoked = async |name: &str| {
+        for _ in 0..200 {
+            if state_of(name).await == InvitationState::Revoked as i32 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{name} was not withdrawn");
+    };
+
+    // Gina logs in once (the user directory learns her e-mail), is invited, and is then added
+    // directly: her pending invitation is closed.
+    let gina = TestUser::new("gina");
+    cluster
+        .membership_as(&gina)
+        .list_my_accounts(ListMyAccountsRequest::default())
+        .await
+        .expect("gina logs in");
+    let invitation = invite(&cluster, alice, &customer.name, &gina.email, Role::Employee)
+        .await
+        .expect("invite gina");
+    tenantry_e2e::add_member(&cluster, alice, &customer.name, &gina, Role::Employee)
+        .await
+        .expect("add gina directly");
+    eventually_revoked(&invitation.name).await;
+
+    // Deleting the customer withdraws what is still pending.
+    let pending = invite(
+        &cluster,
+        alice,
+        &customer.name,
+        "henry@example.com",
+        Role::Employee,
+    )
+    .await
+    .expect("invite henry");
+    let current = cluster
+        .registry_as(alice)
+        .get_account(tenantry_proto::registry::v1::GetAccountRequest {
+            name: customer.name.clone(),
+        })
+        .await
+        .expect("read customer")
+        .into_inner()
+        .account
+        .expect("account");
+    cluster
+        .registry_as(alice)
+        .delete_account(tenantry_proto::registry::v1::DeleteAccountRequest {
+            name: customer.name.clone(),
+            etag: current.etag,
+        })
+        .await
+        .expect("the partner deletes the customer");
+    eventually_revoked(&pending.name).await;
+    cluster.stop().await;
+}

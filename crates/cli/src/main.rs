@@ -225,6 +225,7 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
             (*kind, format!("sqlite://{}?mode=rwc", file.display()))
         })
         .collect();
+    let smtp = args.invitation.smtp_url.clone();
     let spec = NodeSpec {
         services,
         auth: args.auth,
@@ -261,6 +262,13 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
     println!(
         "  call:          grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{}}' {addr} tenantry.registry.v1.CustomerRegistryService/ListAccounts"
     );
+    match &smtp {
+        Some(_) => println!("  e-mails:       sent through TENANTRY_SMTP_URL"),
+        None => println!(
+            "  e-mails:       written to {} (set TENANTRY_SMTP_URL to send them)",
+            data_dir.join("mail").display()
+        ),
+    }
     println!("Stop with Ctrl-C.");
     node.wait().await?;
     tracing::info!("stopped");
