@@ -5,7 +5,9 @@ use std::sync::Arc;
 use tenantry_platform::server::Shutdown;
 use tokio::task::JoinHandle;
 
-use crate::{AmqpBus, AmqpConfig, ConsumerSpec, InProcessBus, Publisher, RetryPolicy};
+use crate::{
+    AmqpBus, AmqpConfig, ConsumerSpec, InProcessBus, Publisher, RetryPolicy, Subscription,
+};
 
 /// The event transport of a process: RabbitMQ in production, in-process for `tenantry up`.
 #[derive(Clone, Debug)]
@@ -42,6 +44,31 @@ impl EventBus {
         match self {
             Self::InProcess(bus) => bus.spawn_consumer(spec, shutdown),
             Self::Amqp(bus) => bus.spawn_consumer(spec, shutdown),
+        }
+    }
+
+    /// A broadcast subscription for live pushes (e.g. `WatchInbox`): every event published from
+    /// now on whose type matches one of `bindings` (routing keys; `*` = one word, `#` = zero or
+    /// more), delivered to THIS process — every replica (every subscription) gets its own copy,
+    /// unlike a consumer group whose replicas share the work.
+    ///
+    /// - RabbitMQ: a per-subscription exclusive, auto-delete, non-durable classic queue
+    ///   `{prefix}{name}.{uuid}` bound with `bindings`, consumed with auto-ack (no
+    ///   redelivery). After a broker failure it reconnects with back-off and binds a new queue;
+    ///   events published meanwhile are missed (subscribers resynchronise from the database,
+    ///   e.g. `WatchInbox` clients get a fresh snapshot).
+    /// - In-process: a copy of every matching event as it is published.
+    ///
+    /// `name` (e.g. `tenantry.notification.inbox`) names the queue and appears in logs.
+    /// Events are buffered up to 1024; beyond that new ones are dropped with a warning rather
+    /// than holding up the broker. [`Subscription::ready`] completes once the subscription is
+    /// bound (at once in-process; after the queue is declared, bound and consumed on RabbitMQ).
+    /// The stream ([`Subscription::events`]) ends (`None`) on `shutdown`; dropping the
+    /// subscription stops it. Must be called within a tokio runtime.
+    pub fn subscribe(&self, name: &str, bindings: Vec<String>, shutdown: Shutdown) -> Subscription {
+        match self {
+            Self::InProcess(bus) => bus.subscribe(name, bindings, shutdown),
+            Self::Amqp(bus) => bus.subscribe(name, bindings, shutdown),
         }
     }
 }

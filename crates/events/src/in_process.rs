@@ -2,7 +2,8 @@
 //! RabbitMQ with no broker. Routing follows the AMQP topic exchange (a queue bound with several
 //! matching keys gets one copy), each consumer group has one queue that its consumers share,
 //! failed events come back after the same back-off, and dead letters are kept in memory and
-//! logged. Nothing survives the process: events already taken from the outbox but not yet
+//! logged. Broadcast subscriptions ([`InProcessBus::subscribe`]) get a copy of every matching
+//! event as it is published. Nothing survives the process: events already taken from the outbox but not yet
 //! handled are lost on exit (the embedded default trades this for needing no broker).
 
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use tenantry_platform::server::Shutdown;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::broadcast::{Feed, Offer, Subscription};
 use crate::consumer::{self, Disposition, Outcome};
 use crate::{ConsumerSpec, Event, PublishError, Publisher, RetryPolicy};
 
@@ -35,6 +37,16 @@ struct State {
     queues: HashMap<String, Queue>,
     /// Dead letters per group, for operators (logged) and tests.
     dead: HashMap<String, Vec<Event>>,
+    /// Live broadcast subscriptions by id; each gets a copy of every matching event.
+    subscribers: HashMap<u64, Subscriber>,
+    /// The id of the next subscription.
+    next_subscriber: u64,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    bindings: Vec<String>,
+    feed: Feed,
 }
 
 #[derive(Debug)]
@@ -93,6 +105,39 @@ impl InProcessBus {
             retries.abort_all();
             tracing::info!(group = %spec.group, "in-process consumer stopped");
         })
+    }
+
+    /// A broadcast subscription; see [`crate::EventBus::subscribe`]. It is bound when this
+    /// returns (already [`Subscription::ready`]): every event published afterwards whose type
+    /// matches one of `bindings` is offered to it. It ends on `shutdown` or when the
+    /// subscription is dropped.
+    pub fn subscribe(&self, name: &str, bindings: Vec<String>, shutdown: Shutdown) -> Subscription {
+        let (subscription, feed) = Subscription::new(name);
+        feed.set_ready(true);
+        let watcher = feed.closed_signal();
+        let id = {
+            let mut state = self.state();
+            let id = state.next_subscriber;
+            state.next_subscriber += 1;
+            state.subscribers.insert(id, Subscriber { bindings, feed });
+            id
+        };
+        tracing::info!(subscription = %name, "in-process subscription started");
+        let bus = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown.wait() => {},
+                () = watcher.closed() => {},
+            }
+            // Dropping the feed (and then the watcher) ends the subscriber's stream.
+            let removed = bus.state().subscribers.remove(&id);
+            if let Some(subscriber) = removed {
+                subscriber.feed.set_ready(false);
+            }
+            tracing::info!(subscription = %name, "in-process subscription stopped");
+        });
+        subscription
     }
 
     /// The dead letters of `group` so far, oldest first (operators and tests inspect them).
@@ -199,10 +244,20 @@ struct InProcessPublisher {
 
 #[async_trait::async_trait]
 impl Publisher for InProcessPublisher {
-    /// "Confirmed" once every matching group's queue holds the event.
+    /// "Confirmed" once every matching group's queue holds the event (and every matching
+    /// subscription was offered a copy).
     async fn publish(&self, batch: &[Event]) -> Result<(), PublishError> {
-        let state = self.bus.state();
+        let mut state = self.bus.state();
         for event in batch {
+            // Offering never waits (a full subscription drops the event), so the lock is held
+            // only briefly; subscribers found gone are forgotten.
+            state.subscribers.retain(|_, subscriber| {
+                let routed = subscriber
+                    .bindings
+                    .iter()
+                    .any(|binding| topic_matches(binding, &event.event_type));
+                !routed || subscriber.feed.offer(event.clone()) == Offer::Taken
+            });
             for queue in state.queues.values() {
                 let routed = queue
                     .bindings

@@ -1,9 +1,11 @@
 //! Tenantry's events (DESIGN.md §6): a transactional outbox, a relay that publishes outbox rows
 //! with publisher confirms, and a consumer runtime with idempotency, retry through a delay
 //! queue and dead letters, over RabbitMQ ([`AmqpBus`]) or an in-process bus ([`InProcessBus`],
-//! for `tenantry up`). The outbox, relay and consumer logic is shared; only the transport differs.
+//! for `tenantry up`), plus broadcast subscriptions ([`EventBus::subscribe`]) for live pushes.
+//! The outbox, relay and consumer logic is shared; only the transport differs.
 
 mod amqp;
+mod broadcast;
 mod bus;
 mod consumer;
 mod entities;
@@ -15,6 +17,7 @@ mod outbox;
 mod relay;
 
 pub use amqp::{AmqpBus, AmqpConfig};
+pub use broadcast::Subscription;
 pub use bus::EventBus;
 pub use consumer::{ConsumerSpec, Handler, RetryPolicy};
 pub use envelope::Event;

@@ -4,8 +4,10 @@
 //! One AMQP connection per [`AmqpBus`] (shared by its publishers and consumers, each with its
 //! own channel). A connection found not connected is replaced on next use; a publisher whose
 //! channel failed opens a new one on its next batch; a consumer whose channel or connection
-//! failed reconnects, redeclares its topology and consumes again (see `consumer.rs`).
+//! failed reconnects, redeclares its topology and consumes again (see `consumer.rs`); a
+//! broadcast subscription likewise reconnects, on a new exclusive queue (see `broadcast.rs`).
 
+mod broadcast;
 mod consumer;
 mod message;
 mod topology;
@@ -19,7 +21,7 @@ use tenantry_platform::server::Shutdown;
 use tokio::task::JoinHandle;
 
 use crate::error::ConnectError;
-use crate::{ConsumerSpec, Event, PublishError, Publisher, RetryPolicy};
+use crate::{ConsumerSpec, Event, PublishError, Publisher, RetryPolicy, Subscription};
 
 /// How long connecting (TCP, TLS, AMQP handshake) may take before it counts as a failure; a
 /// black-holed broker address would otherwise hang the relay and the consumers.
@@ -117,6 +119,27 @@ impl AmqpBus {
     /// Starts a consumer group; see [`crate::EventBus::spawn_consumer`].
     pub fn spawn_consumer(&self, spec: ConsumerSpec, shutdown: Shutdown) -> JoinHandle<()> {
         tokio::spawn(consumer::run(self.clone(), spec, shutdown))
+    }
+
+    /// A broadcast subscription; see [`crate::EventBus::subscribe`]. Runs in a task of its own
+    /// on a channel of this bus's connection: an exclusive, auto-delete, non-durable classic
+    /// queue `{prefix}{name}.{uuid}` bound to the exchange with each of `bindings`, consumed
+    /// with auto-ack; a new such queue after each reconnection. Not bound yet when this
+    /// returns: await [`Subscription::ready`] before relying on it.
+    pub fn subscribe(&self, name: &str, bindings: Vec<String>, shutdown: Shutdown) -> Subscription {
+        let (subscription, feed) = Subscription::new(name);
+        let config = self.config();
+        match broadcast::Names::new(&config.queue_prefix, &config.exchange, name, &bindings) {
+            Ok(names) => {
+                tokio::spawn(broadcast::run(self.clone(), names, feed, shutdown));
+            }
+            Err(reason) => {
+                // A configuration defect: retrying cannot help. Dropping the feed ends the
+                // subscriber's stream at once.
+                tracing::error!(subscription = %name, reason, "subscription not started: invalid names");
+            }
+        }
+        subscription
     }
 
     /// The shared connection, (re)connecting when there is none or it is no longer connected.
