@@ -189,3 +189,106 @@ pub async fn invite(
         .await
         .map(|response| response.into_inner().invitation.expect("invitation"))
 }
+
+/// Loads `count` EMPLOYEE members `{prefix}-{n}` into `account_id` straight into membership's
+/// database (a fixture: adding tens of thousands of members one RPC at a time would only
+/// measure the test's patience). The rows are the same as `AddMember` writes.
+pub async fn load_members(cluster: &TestCluster, account_id: &str, prefix: &str, count: usize) {
+    use sea_orm::ConnectionTrait;
+    let url = cluster.database_url(tenantry_testkit::ServiceKind::Membership);
+    let database = sea_orm::Database::connect(url)
+        .await
+        .expect("connect to membership's database");
+    let now = "2026-01-01 00:00:00+00:00";
+    for start in (0..count).step_by(1000) {
+        let rows: Vec<String> = (start..(start + 1000).min(count))
+            .map(|n| {
+                format!(
+                    "('{account_id}', '{prefix}-{n}', 'EMPLOYEE', 'DIRECT', 'users/fixture', '{now}', '{now}', 1)"
+                )
+            })
+            .collect();
+        database
+            .execute_unprepared(&format!(
+                "INSERT INTO members (account_id, user_id, role, source, added_by, create_time, update_time, version) VALUES {}",
+                rows.join(", ")
+            ))
+            .await
+            .expect("load members");
+    }
+    let _ = database.close().await;
+}
+
+/// `actor` sends a message from `partner` to `recipients` (empty: all customers).
+pub async fn send_message(
+    cluster: &TestCluster,
+    actor: &TestUser,
+    partner: &str,
+    recipients: &[&str],
+    title: &str,
+    policy: tenantry_proto::notification::v1::ReadPolicy,
+) -> Result<tenantry_proto::notification::v1::Message, tonic::Status> {
+    cluster
+        .notification_as(actor)
+        .send_message(tenantry_proto::notification::v1::SendMessageRequest {
+            parent: partner.to_string(),
+            title: title.to_string(),
+            body: format!("{title}: please read this at login."),
+            read_policy: policy as i32,
+            recipients: recipients.iter().map(|r| r.to_string()).collect(),
+            all_customers: recipients.is_empty(),
+            ..Default::default()
+        })
+        .await
+        .map(|response| response.into_inner().message.expect("message"))
+}
+
+/// The names of the messages in `user`'s login inbox, newest first (all pages).
+pub async fn inbox(
+    cluster: &TestCluster,
+    user: &TestUser,
+) -> Vec<tenantry_proto::notification::v1::InboxItem> {
+    let mut items = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = cluster
+            .notification_as(user)
+            .list_pending_messages(
+                tenantry_proto::notification::v1::ListPendingMessagesRequest {
+                    page_size: 100,
+                    page_token: token,
+                },
+            )
+            .await
+            .expect("list pending messages")
+            .into_inner();
+        items.extend(page.items);
+        if page.next_page_token.is_empty() {
+            return items;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// Waits until `user`'s inbox satisfies `condition` (fan-out and withdrawals are asynchronous).
+pub async fn inbox_until(
+    cluster: &TestCluster,
+    user: &TestUser,
+    what: &str,
+    condition: impl Fn(&[tenantry_proto::notification::v1::InboxItem]) -> bool,
+) -> Vec<tenantry_proto::notification::v1::InboxItem> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let items = inbox(cluster, user).await;
+        if condition(&items) {
+            return items;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}'s inbox never got {what}: {:?}",
+            user.sub,
+            items.iter().map(|item| &item.title).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}

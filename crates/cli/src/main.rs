@@ -58,6 +58,8 @@ struct UpArgs {
     #[command(flatten)]
     invitation: tenantry_invitation::Config,
     #[command(flatten)]
+    notification: tenantry_notification::Config,
+    #[command(flatten)]
     events: EventsArgs,
 }
 
@@ -85,6 +87,8 @@ struct ServeArgs {
     membership: tenantry_membership::Config,
     #[command(flatten)]
     invitation: tenantry_invitation::Config,
+    #[command(flatten)]
+    notification: tenantry_notification::Config,
     #[command(flatten)]
     events: EventsArgs,
     /// Where invitation e-mails are written as `.eml` files when no SMTP URL is set.
@@ -235,6 +239,7 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
         registry: args.registry,
         membership: args.membership,
         invitation: args.invitation,
+        notification: args.notification,
         events: args.events.spec(),
         mail_dir: data_dir.join("mail"),
     };
@@ -287,11 +292,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let needs_membership = matches!(
         args.service,
-        ServiceKind::CustomerRegistry | ServiceKind::Invitation
+        ServiceKind::CustomerRegistry | ServiceKind::Invitation | ServiceKind::Notification
     );
     let needs_registry = matches!(
         args.service,
-        ServiceKind::Membership | ServiceKind::Invitation
+        ServiceKind::Membership | ServiceKind::Invitation | ServiceKind::Notification
     );
     if needs_membership && peers.membership.is_none() {
         bail!("{} needs TENANTRY_MEMBERSHIP_URL", args.service.name());
@@ -313,6 +318,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry: args.registry,
         membership: args.membership,
         invitation: args.invitation,
+        notification: args.notification,
         events: args.events.spec(),
         mail_dir: args.mail_dir,
     };
@@ -335,6 +341,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         ServiceKind::CustomerRegistry => tenantry_registry::Migrator::up(&connection, None).await,
         ServiceKind::Membership => tenantry_membership::Migrator::up(&connection, None).await,
         ServiceKind::Invitation => tenantry_invitation::Migrator::up(&connection, None).await,
+        ServiceKind::Notification => tenantry_notification::Migrator::up(&connection, None).await,
     }
     .with_context(|| format!("migrations of {} failed", args.service.name()))?;
     println!("{}: migrations applied", args.service.name());

@@ -32,14 +32,17 @@ pub enum ServiceKind {
     Membership,
     /// Invitations by e-mail, and their mailer.
     Invitation,
+    /// Partner messages, their fan-out and the login inbox.
+    Notification,
 }
 
 impl ServiceKind {
     /// Every service, in start order.
-    pub const ALL: [ServiceKind; 3] = [
+    pub const ALL: [ServiceKind; 4] = [
         ServiceKind::CustomerRegistry,
         ServiceKind::Membership,
         ServiceKind::Invitation,
+        ServiceKind::Notification,
     ];
 
     /// The name used on the command line, in file names and in service tokens.
@@ -48,6 +51,7 @@ impl ServiceKind {
             ServiceKind::CustomerRegistry => "customer-registry",
             ServiceKind::Membership => "membership",
             ServiceKind::Invitation => "invitation",
+            ServiceKind::Notification => "notification",
         }
     }
 
@@ -57,6 +61,7 @@ impl ServiceKind {
             ServiceKind::CustomerRegistry => tenantry_registry::SERVICE_NAME,
             ServiceKind::Membership => tenantry_membership::SERVICE_NAME,
             ServiceKind::Invitation => tenantry_invitation::SERVICE_NAME,
+            ServiceKind::Notification => tenantry_notification::SERVICE_NAME,
         }
     }
 }
@@ -89,6 +94,8 @@ pub struct NodeSpec {
     pub membership: tenantry_membership::Config,
     /// Invitation settings (lifetime, SMTP, public URL, …).
     pub invitation: tenantry_invitation::Config,
+    /// Notification settings (fan-out batch, expiry sweep, inbox snapshot).
+    pub notification: tenantry_notification::Config,
     /// How events travel between services.
     pub events: EventsSpec,
     /// Where invitation e-mails are written as `.eml` files when no SMTP URL is configured.
@@ -277,6 +284,56 @@ impl Node {
                     ));
                     background.push(tokio::spawn(server::follow_database::<
                         tenantry_invitation::Migrator,
+                    >(
+                        database,
+                        probes.readiness.clone(),
+                        kind.grpc_name(),
+                        shutdown.clone(),
+                    )));
+                }
+                ServiceKind::Notification => {
+                    let membership_channel = peer(&spec.peers.membership, *kind)?;
+                    let deps = tenantry_notification::Deps {
+                        database: database.clone(),
+                        authorizer: Authorizer::new(membership_channel.clone()),
+                        membership: MembershipServiceClient::new(membership_channel),
+                        registry: CustomerRegistryServiceClient::new(peer(
+                            &spec.peers.registry,
+                            *kind,
+                        )?),
+                        page_tokens: page_tokens.clone(),
+                        outbox,
+                    };
+                    let config = &spec.notification;
+                    for consumer in tenantry_notification::consumers(config, &deps) {
+                        background.push(bus.spawn_consumer(consumer, shutdown.clone()));
+                    }
+                    background.push(tokio::spawn(tenantry_notification::run_fanout_worker(
+                        config.clone(),
+                        deps.clone(),
+                        shutdown.clone(),
+                    )));
+                    background.push(tokio::spawn(tenantry_notification::run_expiry_sweep(
+                        config.clone(),
+                        deps.clone(),
+                        shutdown.clone(),
+                    )));
+                    // Every replica sees every inbox change, for its own WatchInbox streams.
+                    let hub = tenantry_notification::InboxHub::new();
+                    let subscription = bus.subscribe(
+                        "tenantry.notification.inbox",
+                        tenantry_notification::inbox_bindings(),
+                        shutdown.clone(),
+                    );
+                    background.push(tokio::spawn(hub.clone().run(subscription)));
+                    routes = routes.add_service(tenantry_notification::grpc_service(
+                        config.clone(),
+                        deps,
+                        hub,
+                        spec.max_request_bytes,
+                    ));
+                    background.push(tokio::spawn(server::follow_database::<
+                        tenantry_notification::Migrator,
                     >(
                         database,
                         probes.readiness.clone(),

@@ -19,6 +19,7 @@ use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
 use tenantry_platform::config::AuthConfig;
 use tenantry_proto::invitation::v1::invitation_service_client::InvitationServiceClient;
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
+use tenantry_proto::notification::v1::notification_service_client::NotificationServiceClient;
 use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
@@ -70,11 +71,14 @@ pub fn amqp_url() -> Option<String> {
 }
 
 /// The consumer groups of the cluster (their queues are deleted when a test cluster stops).
-pub const CONSUMER_GROUPS: [&str; 4] = [
+pub const CONSUMER_GROUPS: [&str; 7] = [
     "tenantry.membership.accounts",
     "tenantry.invitation.mailer",
     "tenantry.invitation.account-events",
     "tenantry.invitation.member-events",
+    "tenantry.notification.fanout",
+    "tenantry.notification.membership-events",
+    "tenantry.notification.account-events",
 ];
 
 /// How a test cluster is put together.
@@ -119,6 +123,7 @@ pub struct TestCluster {
     cleanup: Cleanup,
     mail_dir: PathBuf,
     amqp: Option<AmqpConfig>,
+    spec: NodeSpec,
 }
 
 #[derive(Debug)]
@@ -155,6 +160,8 @@ pub type RegistryClient = CustomerRegistryServiceClient<InterceptedService<Chann
 pub type MembershipClient = MembershipServiceClient<InterceptedService<Channel, Bearer>>;
 /// An invitation client calling as one identity.
 pub type InvitationClient = InvitationServiceClient<InterceptedService<Channel, Bearer>>;
+/// A notification client calling as one identity.
+pub type NotificationClient = NotificationServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A user token for tests.
 #[derive(Clone, Debug)]
@@ -303,6 +310,7 @@ impl TestCluster {
             registry: tenantry_registry::Config::default(),
             membership: tenantry_membership::Config::default(),
             invitation: options.invitation.clone(),
+            notification: tenantry_notification::Config::default(),
             events: EventsSpec {
                 amqp: amqp.clone(),
                 retry: options.retry.clone(),
@@ -312,7 +320,9 @@ impl TestCluster {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
-        let node = Node::start(spec, listener).await.expect("start node");
+        let node = Node::start(spec.clone(), listener)
+            .await
+            .expect("start node");
         if wait_ready {
             assert!(
                 node.wait_ready(Duration::from_secs(60)).await,
@@ -332,7 +342,43 @@ impl TestCluster {
             cleanup,
             mail_dir,
             amqp,
+            spec,
         }
+    }
+
+    /// The database URL of one service (for tests that load fixtures or count rows).
+    pub fn database_url(&self, kind: ServiceKind) -> &str {
+        self.spec
+            .services
+            .iter()
+            .find(|(service, _)| *service == kind)
+            .map(|(_, url)| url.as_str())
+            .expect("the cluster runs this service")
+    }
+
+    /// Stops every service (as a crash or a deployment would, with the same databases and
+    /// queues left behind) and starts them again on a new port; waits until they are ready.
+    pub async fn restart(&mut self) {
+        if let Some(node) = self.node.take() {
+            let _ = node.stop().await;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let node = Node::start(self.spec.clone(), listener)
+            .await
+            .expect("restart node");
+        assert!(
+            node.wait_ready(Duration::from_secs(60)).await,
+            "cluster did not become ready again"
+        );
+        self.addr = node.local_addr();
+        self.channel = Channel::from_shared(format!("http://{}", self.addr))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        self.node = Some(node);
     }
 
     /// The cluster's address.
@@ -371,6 +417,14 @@ impl TestCluster {
     /// An invitation client acting as `user`.
     pub fn invitation_as(&self, user: &TestUser) -> InvitationClient {
         self.invitation(Some(&user.token()))
+    }
+
+    /// A notification client acting as `user`.
+    pub fn notification_as(&self, user: &TestUser) -> NotificationClient {
+        NotificationServiceClient::with_interceptor(
+            self.channel(),
+            Self::bearer(Some(&user.token())),
+        )
     }
 
     /// Where the cluster writes `.eml` files when it has no SMTP server.

@@ -1,0 +1,215 @@
+//! Notifications (DESIGN.md §4): a partner sends short messages to the users of its managed
+//! customers; each recipient sees them in a login inbox until acknowledged (ALL_MUST_READ) or
+//! until someone in the same recipient account acknowledged (SINGLE_READ_ONLY).
+//!
+//! SendMessage stores the message, its recipient accounts and `message.sent` in one
+//! transaction. The `message.sent` consumer records one fan-out job per recipient account; the
+//! fan-out worker pages through each account's members and writes their deliveries page by
+//! page (bounded memory, resumable, duplicate-free). Live inbox pushes (WatchInbox) come from
+//! `inbox.changed` events through the per-replica [`InboxHub`].
+
+pub mod api;
+pub mod consumers;
+pub mod domain;
+pub mod events;
+pub mod hub;
+pub mod peers;
+pub mod store;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tenantry_platform::server::Shutdown;
+use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
+use tenantry_proto::notification::v1::notification_service_server::NotificationServiceServer;
+use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
+
+pub use hub::InboxHub;
+pub use store::migrations::Migrator;
+
+/// The gRPC service name, for health and reflection.
+pub const SERVICE_NAME: &str = "tenantry.notification.v1.NotificationService";
+
+/// Deliveries expired per sweep transaction (and messages per sweep transaction).
+const SWEEP_BATCH: u64 = 500;
+
+/// The notification service's settings.
+#[derive(clap::Args, Clone, Debug)]
+#[group(id = "notification")]
+pub struct Config {
+    /// Members read per membership page and deliveries written per fan-out transaction.
+    #[arg(
+        long = "fanout-batch",
+        env = "TENANTRY_FANOUT_BATCH",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub fanout_batch: u32,
+    /// How often expired messages are removed from inboxes, in seconds.
+    #[arg(
+        long = "message-sweep-seconds",
+        env = "TENANTRY_MESSAGE_SWEEP_SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub sweep_interval_seconds: u64,
+    /// Most items in a WatchInbox snapshot (more → `truncated`).
+    #[arg(
+        long = "max-inbox-snapshot",
+        env = "TENANTRY_MAX_INBOX_SNAPSHOT",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub max_inbox_snapshot: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            fanout_batch: 500,
+            sweep_interval_seconds: 60,
+            max_inbox_snapshot: 1000,
+        }
+    }
+}
+
+/// What the notification service needs from its surroundings.
+#[derive(Clone, Debug)]
+pub struct Deps {
+    /// The service's own database.
+    pub database: tenantry_platform::db::Database,
+    /// Membership's `Authorize`.
+    pub authorizer: tenantry_platform::authz::Authorizer,
+    /// Membership (ListMembers for the fan-out), with this service's identity.
+    pub membership: MembershipServiceClient<tenantry_platform::clients::ServiceChannel>,
+    /// The customer registry (the partner and its customers), with this service's identity.
+    pub registry: CustomerRegistryServiceClient<tenantry_platform::clients::ServiceChannel>,
+    /// Signs and checks page tokens.
+    pub page_tokens: tenantry_platform::pagination::PageTokens,
+    /// Where state changes append their events.
+    pub outbox: tenantry_events::Outbox,
+}
+
+/// The gRPC service, refusing requests larger than `max_request_bytes`; WatchInbox streams
+/// are fed by `inbox` (run it with [`InboxHub::run`] on the `inbox.changed` subscription).
+pub fn grpc_service(
+    config: Config,
+    deps: Deps,
+    inbox: InboxHub,
+    max_request_bytes: usize,
+) -> NotificationServiceServer<api::NotificationApi> {
+    NotificationServiceServer::new(api::NotificationApi::new(config, deps, inbox))
+        .max_decoding_message_size(max_request_bytes)
+}
+
+/// The consumer groups of this service: `tenantry.notification.fanout` (message.sent → record
+/// fan-out jobs), `tenantry.notification.membership-events` (member.removed → withdraw),
+/// `tenantry.notification.account-events` (account.deleted, account.disabled → withdraw).
+pub fn consumers(_config: &Config, deps: &Deps) -> Vec<tenantry_events::ConsumerSpec> {
+    vec![
+        tenantry_events::ConsumerSpec {
+            group: consumers::FANOUT_GROUP.into(),
+            bindings: vec![events::MESSAGE_SENT.into()],
+            database: deps.database.clone(),
+            handler: Arc::new(consumers::FanoutJobs::new(worker::FanoutWake)),
+        },
+        tenantry_events::ConsumerSpec {
+            group: consumers::MEMBERSHIP_EVENTS_GROUP.into(),
+            bindings: vec![events::MEMBER_REMOVED.into()],
+            database: deps.database.clone(),
+            handler: Arc::new(consumers::MembershipEvents::new(deps.outbox.clone())),
+        },
+        tenantry_events::ConsumerSpec {
+            group: consumers::ACCOUNT_EVENTS_GROUP.into(),
+            bindings: vec![
+                events::ACCOUNT_DELETED.into(),
+                events::ACCOUNT_DISABLED.into(),
+            ],
+            database: deps.database.clone(),
+            handler: Arc::new(consumers::AccountEvents::new(deps.outbox.clone())),
+        },
+    ]
+}
+
+/// The routing keys WatchInbox needs on the per-replica broadcast subscription.
+pub fn inbox_bindings() -> Vec<String> {
+    vec![events::INBOX_CHANGED.into()]
+}
+
+/// The fan-out worker: claims pending fan-out jobs and writes deliveries in batches until
+/// shutdown. Waits quietly while the database is not ready.
+pub async fn run_fanout_worker(config: Config, deps: Deps, shutdown: Shutdown) {
+    let store = store::Store::new(deps.database.clone(), deps.outbox.clone());
+    let members = Arc::new(peers::Membership::new(deps.membership.clone()));
+    worker::run_fanout(store, members, config.fanout_batch, shutdown).await;
+}
+
+/// Marks expired messages and removes them from inboxes (`message.expired` +
+/// `inbox.changed`) every sweep interval until shutdown.
+pub async fn run_expiry_sweep(config: Config, deps: Deps, shutdown: Shutdown) {
+    let store = store::Store::new(deps.database.clone(), deps.outbox.clone());
+    let interval = Duration::from_secs(config.sweep_interval_seconds.max(1));
+    loop {
+        if deps.database.is_ready() {
+            sweep_once(&store).await;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {},
+            () = shutdown.wait() => return,
+        }
+    }
+}
+
+/// Expires everything due now, batch by batch.
+async fn sweep_once(store: &store::Store) {
+    let now = tenantry_platform::time::now();
+    loop {
+        match store.expire_due_messages(now, SWEEP_BATCH).await {
+            Ok(count) if count < SWEEP_BATCH => break,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "message expiry sweep failed; retrying next interval");
+                return;
+            }
+        }
+    }
+    loop {
+        match store.expire_due_deliveries(now, SWEEP_BATCH).await {
+            Ok(count) if count < SWEEP_BATCH => return,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "delivery expiry sweep failed; retrying next interval");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn flags_and_defaults() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["notification"]).unwrap();
+        let defaults = Config::default();
+        assert_eq!(cli.config.fanout_batch, defaults.fanout_batch);
+        assert_eq!(cli.config.fanout_batch, 500);
+        assert_eq!(cli.config.sweep_interval_seconds, 60);
+        assert_eq!(cli.config.max_inbox_snapshot, 1000);
+        let cli = Cli::try_parse_from(["notification", "--fanout-batch", "100"]).unwrap();
+        assert_eq!(cli.config.fanout_batch, 100);
+        assert!(Cli::try_parse_from(["notification", "--fanout-batch", "0"]).is_err());
+        assert!(Cli::try_parse_from(["notification", "--fanout-batch", "5000"]).is_err());
+    }
+}

@@ -1,0 +1,218 @@
+//! The other services this one calls, with this service's identity: the customer registry
+//! (the sender is an ACTIVE partner; its customers and their states) and membership (the
+//! members of a recipient account, page by page, for the fan-out).
+
+use tenantry_platform::ApiError;
+use tenantry_platform::clients::ServiceChannel;
+use tenantry_platform::error::from_upstream;
+use tenantry_platform::names::{account_name, parse_user};
+use tenantry_proto::membership::v1 as membership;
+use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
+use tenantry_proto::registry::v1 as registry;
+use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
+use tonic::Code;
+
+use crate::api::convert::role_to_wire;
+use crate::domain::Role;
+
+/// Customers read per ListManagedCustomers page.
+const CUSTOMER_PAGE: i32 = 1000;
+
+/// An account's lifecycle state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountState {
+    /// In normal use.
+    Active,
+    /// Suspended.
+    Disabled,
+    /// Soft-deleted.
+    Deleted,
+}
+
+/// What this service needs to know about an account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountFacts {
+    /// Display name.
+    pub display_name: String,
+    /// Whether it is a partner.
+    pub partner: bool,
+    /// The managing partner's id, if managed.
+    pub managed_by: Option<String>,
+    /// Its state.
+    pub state: AccountState,
+}
+
+fn facts_of(account: registry::Account) -> AccountFacts {
+    let state = match registry::AccountState::try_from(account.state) {
+        Ok(registry::AccountState::Active) => AccountState::Active,
+        Ok(registry::AccountState::Deleted) => AccountState::Deleted,
+        _ => AccountState::Disabled,
+    };
+    AccountFacts {
+        display_name: account.display_name,
+        partner: account.partner,
+        managed_by: account
+            .managed_by
+            .strip_prefix("accounts/")
+            .map(str::to_string),
+        state,
+    }
+}
+
+/// The customer registry, asked with this service's identity.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    client: CustomerRegistryServiceClient<ServiceChannel>,
+}
+
+impl Registry {
+    /// Calls through `client`.
+    pub fn new(client: CustomerRegistryServiceClient<ServiceChannel>) -> Self {
+        Self { client }
+    }
+
+    /// The account, `None` if it does not exist.
+    pub async fn account(&self, account_id: &str) -> Result<Option<AccountFacts>, ApiError> {
+        let response = self
+            .client
+            .clone()
+            .get_account(registry::GetAccountRequest {
+                name: account_name(account_id),
+            })
+            .await;
+        match response {
+            Ok(response) => Ok(Some(facts_of(
+                response.into_inner().account.unwrap_or_default(),
+            ))),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(from_upstream("customer registry", &status)),
+        }
+    }
+
+    /// Every not-deleted customer of the partner: `(account_id, state)`, by id, paging.
+    pub async fn customers(
+        &self,
+        partner_id: &str,
+    ) -> Result<Vec<(String, AccountState)>, ApiError> {
+        let mut customers = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .client
+                .clone()
+                .list_managed_customers(registry::ListManagedCustomersRequest {
+                    parent: account_name(partner_id),
+                    page_size: CUSTOMER_PAGE,
+                    page_token: page_token.clone(),
+                    state: registry::AccountState::Unspecified as i32,
+                })
+                .await
+                .map_err(|status| from_upstream("customer registry", &status))?
+                .into_inner();
+            for account in page.accounts {
+                let id = account.account_id.clone();
+                customers.push((id, facts_of(account).state));
+            }
+            if page.next_page_token.is_empty() || page.next_page_token == page_token {
+                return Ok(customers);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+}
+
+/// One page of an account's members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberPage {
+    /// User ids (`sub`).
+    pub users: Vec<String>,
+    /// Token of the next page; empty on the last.
+    pub next_page_token: String,
+}
+
+/// Why a page could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberPageError {
+    /// The account is gone (deleted, unknown) or the cursor no longer works: nothing more to
+    /// fan out to.
+    #[error("the account's members cannot be listed any more: {0}")]
+    Gone(String),
+    /// Try again later.
+    #[error("membership unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where the fan-out reads members from (membership; a fake in tests).
+#[async_trait::async_trait]
+pub trait MemberSource: Send + Sync + std::fmt::Debug {
+    /// One page of the members of `account_id` with one of `roles` (empty = all).
+    async fn page(
+        &self,
+        account_id: &str,
+        roles: &[Role],
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<MemberPage, MemberPageError>;
+}
+
+/// Membership's ListMembers with this service's identity.
+#[derive(Clone, Debug)]
+pub struct Membership {
+    client: MembershipServiceClient<ServiceChannel>,
+}
+
+impl Membership {
+    /// Calls through `client`.
+    pub fn new(client: MembershipServiceClient<ServiceChannel>) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait::async_trait]
+impl MemberSource for Membership {
+    async fn page(
+        &self,
+        account_id: &str,
+        roles: &[Role],
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<MemberPage, MemberPageError> {
+        let response = self
+            .client
+            .clone()
+            .list_members(membership::ListMembersRequest {
+                parent: account_name(account_id),
+                page_size,
+                page_token: page_token.to_string(),
+                roles: roles.iter().copied().map(role_to_wire).collect(),
+                email: String::new(),
+            })
+            .await;
+        match response {
+            Ok(response) => {
+                let page = response.into_inner();
+                Ok(MemberPage {
+                    users: page
+                        .members
+                        .iter()
+                        .filter_map(|member| parse_user("user", &member.user).ok())
+                        .collect(),
+                    next_page_token: page.next_page_token,
+                })
+            }
+            Err(status)
+                if matches!(
+                    status.code(),
+                    Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument
+                ) =>
+            {
+                Err(MemberPageError::Gone(status.message().to_string()))
+            }
+            Err(status) => Err(MemberPageError::Unavailable(format!(
+                "{:?}: {}",
+                status.code(),
+                status.message()
+            ))),
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Fan-out jobs: one per (message, recipient account). The `message.sent` consumer records
+//! them; the worker claims one, reads a page of the account's members and writes that page's
+//! deliveries, counters, `inbox.changed` event and the job's next cursor in ONE transaction.
+//! Re-applying a page adds nothing (unique (message, account, user), counters bumped by what
+//! was inserted), so a crash anywhere resumes from the cursor with exact counts.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use tenantry_events::Outbox;
+
+use super::entities::{delivery, fanout_job, message, recipient_account};
+use super::inbox::pending_accounts_of;
+use super::{CHUNK, Store, bump, load_message, settle_all_must_read};
+use crate::api::convert::inbox_item;
+use crate::domain::{DeliveryState, Message, MessageState, NotificationError};
+use crate::events::{self, InboxChange};
+
+/// How long a claimed job stays with its worker without progress before another may take it.
+pub const LEASE: Duration = Duration::seconds(60);
+
+/// A claimed fan-out job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    /// The message.
+    pub message_id: String,
+    /// The recipient account.
+    pub account_id: String,
+    /// ListMembers token of the next page; empty = first page.
+    pub page_token: String,
+}
+
+/// What applying a page did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PageOutcome {
+    /// The page was written: `inserted` new deliveries; `done` = it was the last page.
+    Applied {
+        /// Deliveries that did not exist yet.
+        inserted: u64,
+        /// No further page.
+        done: bool,
+    },
+    /// The job moved on meanwhile (another worker, or it was stopped): nothing written.
+    Stale,
+}
+
+/// Records one job per recipient account of a sent message (idempotent), in the consumer's
+/// transaction.
+pub async fn record_jobs(
+    conn: &impl ConnectionTrait,
+    message_id: &str,
+    account_ids: &[String],
+    now: DateTime<Utc>,
+) -> Result<(), NotificationError> {
+    let rows: Vec<_> = account_ids
+        .iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|account_id| fanout_job::ActiveModel {
+            message_id: Set(message_id.to_string()),
+            account_id: Set(account_id.clone()),
+            page_token: Set(String::new()),
+            done: Set(false),
+            pages: Set(0),
+            lease_until: Set(None),
+            update_time: Set(now),
+        })
+        .collect();
+    for chunk in rows.chunks(CHUNK) {
+        fanout_job::Entity::insert_many(chunk.to_vec())
+            .on_conflict_do_nothing_on([
+                fanout_job::Column::MessageId,
+                fanout_job::Column::AccountId,
+            ])
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Whether the job of (message, account) is done (a missing job counts as done).
+pub(crate) async fn job_done(
+    conn: &impl ConnectionTrait,
+    message_id: &str,
+    account_id: &str,
+) -> Result<bool, NotificationError> {
+    Ok(
+        fanout_job::Entity::find_by_id((message_id.to_string(), account_id.to_string()))
+            .one(conn)
+            .await?
+            .is_none_or(|job| job.done),
+    )
+}
+
+/// Ends the open jobs matching `condition` (account withdrawn, message expired) and marks their
+/// messages DELIVERED where nothing else is open.
+pub(crate) async fn stop_jobs(
+    conn: &impl ConnectionTrait,
+    condition: Condition,
+    now: DateTime<Utc>,
+) -> Result<(), NotificationError> {
+    let open: Vec<String> = fanout_job::Entity::find()
+        .select_only()
+        .column(fanout_job::Column::MessageId)
+        .filter(condition.clone())
+        .filter(fanout_job::Column::Done.eq(false))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    if open.is_empty() {
+        return Ok(());
+    }
+    fanout_job::Entity::update_many()
+        .col_expr(fanout_job::Column::Done, Expr::value(true))
+        .col_expr(fanout_job::Column::UpdateTime, Expr::value(now))
+        .filter(condition)
+        .filter(fanout_job::Column::Done.eq(false))
+        .exec(conn)
+        .await?;
+    for message_id in open.into_iter().collect::<BTreeSet<_>>() {
+        mark_delivered_if_complete(conn, &message_id, now).await?;
+    }
+    Ok(())
+}
+
+/// QUEUED → DELIVERED once no job of the message is open.
+async fn mark_delivered_if_complete(
+    conn: &impl ConnectionTrait,
+    message_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), NotificationError> {
+    let open = fanout_job::Entity::find()
+        .filter(fanout_job::Column::MessageId.eq(message_id))
+        .filter(fanout_job::Column::Done.eq(false))
+        .count(conn)
+        .await?;
+    if open == 0 {
+        message::Entity::update_many()
+            .col_expr(
+                message::Column::State,
+                Expr::value(MessageState::Delivered.as_str()),
+            )
+            .col_expr(message::Column::UpdateTime, Expr::value(now))
+            .col_expr(
+                message::Column::Version,
+                Expr::col(message::Column::Version).add(1),
+            )
+            .filter(message::Column::MessageId.eq(message_id))
+            .filter(message::Column::State.eq(MessageState::Queued.as_str()))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Claims an open job nobody holds (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so replicas
+    /// never take the same job; SQLite: one process, one writer), leasing it for [`LEASE`].
+    pub async fn claim_job(&self, now: DateTime<Utc>) -> Result<Option<Job>, NotificationError> {
+        let conn = self.connection()?;
+        let txn = conn.begin().await?;
+        let mut query = fanout_job::Entity::find()
+            .filter(fanout_job::Column::Done.eq(false))
+            .filter(
+                Condition::any()
+                    .add(fanout_job::Column::LeaseUntil.is_null())
+                    .add(fanout_job::Column::LeaseUntil.lt(now)),
+            )
+            .order_by_asc(fanout_job::Column::UpdateTime)
+            .limit(1);
+        if txn.get_database_backend() == DbBackend::Postgres {
+            query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let Some(job) = query.one(&txn).await? else {
+            txn.commit().await?;
+            return Ok(None);
+        };
+        fanout_job::Entity::update_many()
+            .col_expr(fanout_job::Column::LeaseUntil, Expr::value(now + LEASE))
+            .filter(fanout_job::Column::MessageId.eq(&job.message_id))
+            .filter(fanout_job::Column::AccountId.eq(&job.account_id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(Some(Job {
+            message_id: job.message_id,
+            account_id: job.account_id,
+            page_token: job.page_token,
+        }))
+    }
+
+    /// Gives a claimed job back at once (its page failed; another attempt may take it).
+    pub async fn release_job(&self, job: &Job) -> Result<(), NotificationError> {
+        fanout_job::Entity::update_many()
+            .col_expr(
+                fanout_job::Column::LeaseUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(fanout_job::Column::MessageId.eq(&job.message_id))
+            .filter(fanout_job::Column::AccountId.eq(&job.account_id))
+            .exec(self.connection()?)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes one page of `job` in one transaction: advances the cursor from `job.page_token`
+    /// to `next_page_token` (done when empty) only if it is still there, inserts the
+    /// deliveries of `users` that do not exist yet, bumps `recipient_count` by that number,
+    /// and appends `inbox.changed` (one event for the page; a separate one for each user who
+    /// already has the message through another account, with all their accounts). Nothing is
+    /// inserted for a message that has expired.
+    pub async fn apply_page(
+        &self,
+        job: &Job,
+        users: &[String],
+        next_page_token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<PageOutcome, NotificationError> {
+        let outbox = self.outbox();
+        let txn = self.connection()?.begin().await?;
+        let Some(message) = load_message(&txn, &job.message_id).await? else {
+            return Err(NotificationError::Corrupt(format!(
+                "fan-out job of missing message {}",
+                job.message_id
+            )));
+        };
+        let expired = message.state_at(now) == MessageState::Expired;
+        let done = next_page_token.is_empty() || expired;
+        let advanced = fanout_job::Entity::update_many()
+            .col_expr(fanout_job::Column::PageToken, Expr::value(next_page_token))
+            .col_expr(fanout_job::Column::Done, Expr::value(done))
+            .col_expr(
+                fanout_job::Column::Pages,
+                Expr::col(fanout_job::Column::Pages).add(1),
+            )
+            .col_expr(fanout_job::Column::LeaseUntil, Expr::value(now + LEASE))
+            .col_expr(fanout_job::Column::UpdateTime, Expr::value(now))
+            .filter(fanout_job::Column::MessageId.eq(&job.message_id))
+            .filter(fanout_job::Column::AccountId.eq(&job.account_id))
+            .filter(fanout_job::Column::PageToken.eq(&job.page_token))
+            .filter(fanout_job::Column::Done.eq(false))
+            .exec(&txn)
+            .await?;
+        if advanced.rows_affected == 0 {
+            return Ok(PageOutcome::Stale);
+        }
+        let inserted = if expired {
+            0
+        } else {
+            insert_page(&txn, outbox, &message, &job.account_id, users, now).await?
+        };
+        if done {
+            settle_all_must_read(&txn, outbox, &message, &job.account_id, now).await?;
+            mark_delivered_if_complete(&txn, &job.message_id, now).await?;
+        }
+        txn.commit().await?;
+        outbox.committed();
+        Ok(PageOutcome::Applied { inserted, done })
+    }
+}
+
+/// Inserts the deliveries of `users` through `account_id` that do not exist yet and announces
+/// them; returns how many were inserted.
+async fn insert_page(
+    conn: &impl ConnectionTrait,
+    outbox: &Outbox,
+    message: &Message,
+    account_id: &str,
+    users: &[String],
+    now: DateTime<Utc>,
+) -> Result<u64, NotificationError> {
+    let mut inserted_total = 0u64;
+    let unique: Vec<String> = users
+        .iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for chunk in unique.chunks(CHUNK) {
+        let existing: BTreeSet<String> = delivery::Entity::find()
+            .select_only()
+            .column(delivery::Column::UserId)
+            .filter(delivery::Column::MessageId.eq(&message.message_id))
+            .filter(delivery::Column::AccountId.eq(account_id))
+            .filter(delivery::Column::UserId.is_in(chunk.to_vec()))
+            .into_tuple::<String>()
+            .all(conn)
+            .await?
+            .into_iter()
+            .collect();
+        let fresh: Vec<String> = chunk
+            .iter()
+            .filter(|user| !existing.contains(*user))
+            .cloned()
+            .collect();
+        if fresh.is_empty() {
+            continue;
+        }
+        let rows = fresh.iter().map(|user_id| delivery::ActiveModel {
+            message_id: Set(message.message_id.clone()),
+            account_id: Set(account_id.to_string()),
+            user_id: Set(user_id.clone()),
+            state: Set(DeliveryState::Pending.as_str().to_string()),
+            message_create_time: Set(message.create_time),
+            message_expire_time: Set(message.expire_time),
+            create_time: Set(now),
+            ack_time: Set(None),
+            update_time: Set(now),
+        });
+        delivery::Entity::insert_many(rows)
+            .on_conflict_do_nothing_on([
+                delivery::Column::MessageId,
+                delivery::Column::AccountId,
+                delivery::Column::UserId,
+            ])
+            .exec_without_returning(conn)
+            .await?;
+        let count = fresh.len() as u64;
+        bump(
+            conn,
+            &message.message_id,
+            account_id,
+            recipient_account::Column::RecipientCount,
+            count,
+        )
+        .await?;
+        inserted_total += count;
+        // Users who already have the message through another account get their full item.
+        let elsewhere =
+            pending_accounts_of(conn, &message.message_id, &fresh, Some(account_id)).await?;
+        let plain: Vec<String> = fresh
+            .iter()
+            .filter(|user| !elsewhere.contains_key(*user))
+            .cloned()
+            .collect();
+        let item = inbox_item(message, &[account_id.to_string()]);
+        if let Some(event) = events::inbox_changed(&plain, InboxChange::Arrived(item)) {
+            outbox.append(conn, &event).await?;
+        }
+        for (user, mut accounts) in elsewhere {
+            accounts.push(account_id.to_string());
+            accounts.sort();
+            let item = inbox_item(message, &accounts);
+            if let Some(event) = events::inbox_changed(&[user], InboxChange::Arrived(item)) {
+                outbox.append(conn, &event).await?;
+            }
+        }
+    }
+    Ok(inserted_total)
+}

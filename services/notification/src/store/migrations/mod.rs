@@ -1,0 +1,26 @@
+//! The notification service's schema, built with the backend-agnostic schema builder (SQLite
+//! and PostgreSQL), followed by the events crate's `outbox` and `processed_events`.
+
+use sea_orm_migration::prelude::*;
+
+mod m0001_initial;
+
+/// Applies the notification service's migrations; its bookkeeping table is
+/// `notification_migrations`.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m0001_initial::Migration),
+            tenantry_events::outbox_migration(),
+            tenantry_events::processed_events_migration(),
+        ]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "notification_migrations".into_iden()
+    }
+}

@@ -1,0 +1,152 @@
+//! The fan-out worker and the expiry sweep.
+//!
+//! The worker claims an open fan-out job, reads one page of the recipient account's members
+//! (at most `batch` users) and writes it in one transaction, until the job is done; memory is
+//! bounded by the batch whatever the number of recipients. It is woken at once by the
+//! `message.sent` consumer and polls briefly when idle.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use tenantry_platform::server::Shutdown;
+use tokio::sync::watch;
+
+use crate::domain::NotificationError;
+use crate::peers::{MemberPageError, MemberSource};
+use crate::store::Store;
+use crate::store::fanout::{Job, PageOutcome};
+
+/// How long an idle worker waits before looking again without being woken.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// The wait after a failure (database or membership unavailable).
+const FAILURE_PAUSE: Duration = Duration::from_secs(1);
+
+/// Process-wide: the consumer and the worker are built separately from the same `Deps`, so
+/// the wake signal cannot travel inside them. A wake of an unrelated worker in the same process
+/// only makes it look once more.
+static WAKE: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+
+/// Wakes the fan-out workers of this process.
+#[derive(Clone, Debug, Default)]
+pub struct FanoutWake;
+
+impl FanoutWake {
+    /// Wakes the workers now.
+    pub fn wake(&self) {
+        WAKE.send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
+    /// Wakes the workers now and again shortly (for callers inside a transaction that commits
+    /// after they return).
+    pub fn wake_soon(&self) {
+        self.wake();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let this = self.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                this.wake();
+            });
+        }
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        WAKE.subscribe()
+    }
+}
+
+/// Runs fan-out jobs until `shutdown`.
+pub async fn run_fanout(
+    store: Store,
+    members: Arc<dyn MemberSource>,
+    batch: u32,
+    shutdown: Shutdown,
+) {
+    let mut wake = FanoutWake.subscribe();
+    let batch = i32::try_from(batch.clamp(1, 1000)).unwrap_or(1000);
+    loop {
+        if shutdown.is_triggered() {
+            return;
+        }
+        let worked = match store.claim_job(tenantry_platform::time::now()).await {
+            Ok(Some(job)) => {
+                if let Err(error) = run_job(&store, members.as_ref(), job, batch, &shutdown).await {
+                    tracing::warn!(%error, "fan-out page failed; retrying");
+                    pause(FAILURE_PAUSE, &shutdown).await;
+                }
+                true
+            }
+            Ok(None) => false,
+            Err(NotificationError::Store(tenantry_platform::db::StoreError::NotReady)) => false,
+            Err(error) => {
+                tracing::warn!(%error, "claiming a fan-out job failed");
+                pause(FAILURE_PAUSE, &shutdown).await;
+                false
+            }
+        };
+        if !worked {
+            tokio::select! {
+                _ = wake.changed() => {},
+                () = tokio::time::sleep(IDLE_POLL) => {},
+                () = shutdown.wait() => return,
+            }
+        }
+    }
+}
+
+async fn pause(duration: Duration, shutdown: &Shutdown) {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => {},
+        () = shutdown.wait() => {},
+    }
+}
+
+/// Writes pages of `job` until it is done, it moved on elsewhere, or shutdown.
+pub async fn run_job(
+    store: &Store,
+    members: &dyn MemberSource,
+    mut job: Job,
+    batch: i32,
+    shutdown: &Shutdown,
+) -> Result<(), NotificationError> {
+    let Some(message) = store.message(&job.message_id).await? else {
+        return Ok(());
+    };
+    loop {
+        if shutdown.is_triggered() {
+            // Give the job back so a restart (or another replica) resumes from its cursor.
+            store.release_job(&job).await?;
+            return Ok(());
+        }
+        let page = match members
+            .page(&job.account_id, &message.roles, batch, &job.page_token)
+            .await
+        {
+            Ok(page) => page,
+            Err(MemberPageError::Gone(why)) => {
+                tracing::info!(account = %job.account_id, message = %job.message_id, %why, "recipient account gone; fan-out ends");
+                crate::peers::MemberPage {
+                    users: Vec::new(),
+                    next_page_token: String::new(),
+                }
+            }
+            Err(MemberPageError::Unavailable(why)) => {
+                store.release_job(&job).await?;
+                return Err(NotificationError::Upstream(
+                    tenantry_platform::ApiError::unavailable(why),
+                ));
+            }
+        };
+        let next = page.next_page_token.clone();
+        match store
+            .apply_page(&job, &page.users, &next, tenantry_platform::time::now())
+            .await
+        {
+            Ok(PageOutcome::Applied { done: true, .. }) | Ok(PageOutcome::Stale) => return Ok(()),
+            Ok(PageOutcome::Applied { done: false, .. }) => job.page_token = next,
+            Err(error) => {
+                store.release_job(&job).await.ok();
+                return Err(error);
+            }
+        }
+    }
+}
