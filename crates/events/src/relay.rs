@@ -110,6 +110,15 @@ impl Relay {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         let mut failing = false;
         while !shutdown.is_triggered() {
+            // Until the service has migrated its database there is nothing to relay; waiting
+            // quietly keeps start-up logs free of expected failures.
+            if !self.database.is_ready() {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {},
+                    () = shutdown.wait() => {},
+                }
+                continue;
+            }
             let wait = match self.relay_batch().await {
                 Ok(published) => {
                     if failing {

@@ -48,6 +48,7 @@ pub struct Config {
     pub fanout_batch: u32,
     /// How often expired messages are removed from inboxes, in seconds.
     #[arg(
+        id = "message_sweep_seconds",
         long = "message-sweep-seconds",
         env = "TENANTRY_MESSAGE_SWEEP_SECONDS",
         default_value_t = 60,
