@@ -85,6 +85,23 @@ impl From<RequestIdReused> for ApiError {
     }
 }
 
+/// The table in which a service remembers the request ids of its creates (each service owns one
+/// in its own database, named after it, e.g. `invitation_request_ids`): the request id, who sent
+/// it, for which method, the request's fingerprint, what it created, and when.
+pub fn request_ids_table(name: &str) -> sea_orm_migration::prelude::TableCreateStatement {
+    use sea_orm_migration::prelude::Table;
+    use sea_orm_migration::schema::{string, timestamp_with_time_zone};
+    Table::create()
+        .table(sea_orm_migration::prelude::Alias::new(name))
+        .col(string("request_id").primary_key())
+        .col(string("caller"))
+        .col(string("method"))
+        .col(string("fingerprint"))
+        .col(string("resource_key"))
+        .col(timestamp_with_time_zone("create_time"))
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use tonic::Code;

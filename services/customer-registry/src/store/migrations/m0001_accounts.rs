@@ -22,17 +22,6 @@ enum Accounts {
     DeleteTime,
 }
 
-#[derive(DeriveIden)]
-enum RegistryRequestIds {
-    Table,
-    RequestId,
-    Caller,
-    Method,
-    Fingerprint,
-    ResourceKey,
-    CreateTime,
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -67,24 +56,15 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_table(
-                Table::create()
-                    .table(RegistryRequestIds::Table)
-                    .if_not_exists()
-                    .col(string_len(RegistryRequestIds::RequestId, 36).primary_key())
-                    .col(string_len(RegistryRequestIds::Caller, 300))
-                    .col(string_len(RegistryRequestIds::Method, 64))
-                    .col(string_len(RegistryRequestIds::Fingerprint, 64))
-                    .col(string_len(RegistryRequestIds::ResourceKey, 64))
-                    .col(timestamp_with_time_zone(RegistryRequestIds::CreateTime))
-                    .to_owned(),
-            )
+            .create_table(tenantry_platform::idempotency::request_ids_table(
+                "registry_request_ids",
+            ))
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .drop_table(Table::drop().table(RegistryRequestIds::Table).to_owned())
+            .drop_table(Table::drop().table("registry_request_ids").to_owned())
             .await?;
         manager
             .drop_table(Table::drop().table(Accounts::Table).to_owned())

@@ -68,17 +68,9 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_table(
-                Table::create()
-                    .table("membership_request_ids")
-                    .col(string("request_id").primary_key())
-                    .col(string("caller"))
-                    .col(string("method"))
-                    .col(string("fingerprint"))
-                    .col(string("resource_key"))
-                    .col(timestamp_with_time_zone("create_time"))
-                    .to_owned(),
-            )
+            .create_table(tenantry_platform::idempotency::request_ids_table(
+                "membership_request_ids",
+            ))
             .await?;
         Ok(())
     }
