@@ -650,3 +650,77 @@ async fn fan_out_of_20000_deliveries_survives_a_restart() {
     let _ = notification_db.close().await;
     cluster.stop().await;
 }
+
+/// Two replicas of every service on PostgreSQL + RabbitMQ: a user watching their inbox on one
+/// replica sees the arrival and the removal caused through the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_sees_every_inbox_change() {
+    if postgres_url().is_none() || amqp_url().is_none() {
+        eprintln!("skipped: needs PostgreSQL and RabbitMQ");
+        return;
+    }
+    let mut options = ClusterOptions::new(Backend::Postgres);
+    options.amqp = true;
+    let cluster = TestCluster::start_with(options).await;
+    let replica = cluster.start_replica().await;
+    let operator = TestUser::operator("ops");
+    let partner = partner_with_owner(&cluster, &operator, "acme", "alice").await;
+    let globex = create_customer(&cluster, &partner.owner, &partner.account.name, "globex")
+        .await
+        .expect("globex");
+    let wanda = TestUser::new("wanda");
+    add_member(&cluster, &operator, &globex.name, &wanda, Role::Employee)
+        .await
+        .expect("wanda");
+
+    // Wanda watches through the replica; everything else goes through the first process.
+    let mut watch = replica
+        .notification_as(&wanda)
+        .watch_inbox(WatchInboxRequest {})
+        .await
+        .expect("watch")
+        .into_inner();
+    let snapshot = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("a snapshot first")
+        .expect("open")
+        .expect("ok");
+    assert!(matches!(
+        snapshot.event,
+        Some(watch_inbox_response::Event::Snapshot(_))
+    ));
+    let message = send_message(
+        &cluster,
+        &partner.owner,
+        &partner.account.name,
+        &[&globex.name],
+        "Both",
+        ReadPolicy::AllMustRead,
+    )
+    .await
+    .expect("send");
+    let arrived = tokio::time::timeout(Duration::from_secs(20), watch.next())
+        .await
+        .expect("an arrival")
+        .expect("open")
+        .expect("ok");
+    assert!(
+        matches!(arrived.event, Some(watch_inbox_response::Event::Arrived(ref item)) if item.message == message.name),
+        "{arrived:?}"
+    );
+    acknowledge(&cluster, &wanda, &message.name)
+        .await
+        .expect("ack on the first process");
+    let removed = tokio::time::timeout(Duration::from_secs(20), watch.next())
+        .await
+        .expect("a removal")
+        .expect("open")
+        .expect("ok");
+    assert!(
+        matches!(removed.event, Some(watch_inbox_response::Event::Removed(ref name)) if *name == message.name),
+        "{removed:?}"
+    );
+    drop(watch);
+    replica.stop().await;
+    cluster.stop().await;
+}

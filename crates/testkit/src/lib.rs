@@ -381,6 +381,28 @@ impl TestCluster {
         self.node = Some(node);
     }
 
+    /// Starts another replica of every service on a new port, sharing this cluster's
+    /// databases and broker (the production shape with two pods per service). Stop it with
+    /// [`Replica::stop`] before the cluster.
+    pub async fn start_replica(&self) -> Replica {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let node = Node::start(self.spec.clone(), listener)
+            .await
+            .expect("start replica");
+        assert!(
+            node.wait_ready(Duration::from_secs(60)).await,
+            "replica did not become ready"
+        );
+        let channel = Channel::from_shared(format!("http://{}", node.local_addr()))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        Replica { node, channel }
+    }
+
     /// The cluster's address.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.addr
@@ -490,6 +512,28 @@ impl TestCluster {
                 }
             }
         }
+    }
+}
+
+/// A second process of the same cluster (see [`TestCluster::start_replica`]).
+#[derive(Debug)]
+pub struct Replica {
+    node: Node,
+    channel: Channel,
+}
+
+impl Replica {
+    /// A notification client acting as `user`, talking to this replica.
+    pub fn notification_as(&self, user: &TestUser) -> NotificationClient {
+        NotificationServiceClient::with_interceptor(
+            self.channel.clone(),
+            TestCluster::bearer(Some(&user.token())),
+        )
+    }
+
+    /// Stops the replica.
+    pub async fn stop(self) {
+        let _ = self.node.stop().await;
     }
 }
 
