@@ -23,6 +23,13 @@ use crate::store::replica;
 pub trait AccountDirectory: Send + Sync + std::fmt::Debug {
     /// The account's facts, None if it does not exist.
     async fn account(&self, account_id: &str) -> Result<Option<AccountFacts>, ApiError>;
+
+    /// The account's facts from the source of record, bypassing any replica: for a decision
+    /// that a replica lagging behind a change (e.g. a promotion to partner a moment ago) would
+    /// get wrong. Default: [`AccountDirectory::account`].
+    async fn refresh(&self, account_id: &str) -> Result<Option<AccountFacts>, ApiError> {
+        self.account(account_id).await
+    }
 }
 
 /// The source of record for accounts, answering with the registry's version of each, so a
@@ -55,6 +62,11 @@ impl<S: AccountSource> AccountDirectory for ReplicatedAccounts<S> {
         if let Some(known) = replica::load(connection, account_id).await? {
             return Ok(Some(known.facts));
         }
+        self.refresh(account_id).await
+    }
+
+    async fn refresh(&self, account_id: &str) -> Result<Option<AccountFacts>, ApiError> {
+        let connection = self.database.connection().map_err(ApiError::from)?;
         let Some(fetched) = self.registry.fetch(account_id).await? else {
             return Ok(None);
         };

@@ -21,7 +21,8 @@ use tonic::{Request, Response, Status};
 use crate::accounts::AccountDirectory;
 use crate::domain::owners::MAX_OWNERS;
 use crate::domain::{
-    AccountState, Caller, Member, MembershipError, NewMember, Permission, Role, validate_email,
+    AccountFacts, AccountState, Caller, Member, MembershipError, NewMember, Permission, Role,
+    validate_email,
 };
 use crate::store::{RequestRecord, Store};
 use crate::{Config, Deps};
@@ -82,6 +83,32 @@ impl MembershipApi {
     /// The caller's standing in `account_id`.
     async fn access(&self, caller: &Caller, account_id: &str) -> Result<Access, ApiError> {
         let facts = self.accounts.account(account_id).await?;
+        self.access_with(caller, account_id, facts).await
+    }
+
+    /// Like [`Self::access`], but a refusal is checked once more against the registry's own
+    /// facts: the replica follows `account.*` events a moment behind, and a partner promoted
+    /// (or a customer enabled) just now must not be refused for that.
+    async fn access_for(
+        &self,
+        caller: &Caller,
+        account_id: &str,
+        permission: Permission,
+    ) -> Result<Access, ApiError> {
+        let access = self.access(caller, account_id).await?;
+        if access.allows(permission) || access.facts.is_none() {
+            return Ok(access);
+        }
+        let facts = self.accounts.refresh(account_id).await?;
+        self.access_with(caller, account_id, facts).await
+    }
+
+    async fn access_with(
+        &self,
+        caller: &Caller,
+        account_id: &str,
+        facts: Option<AccountFacts>,
+    ) -> Result<Access, ApiError> {
         let mut access = Access {
             caller: caller.clone(),
             facts,
@@ -247,10 +274,20 @@ impl MembershipApi {
             user_id: user.sub.clone(),
             operator: false,
         };
-        let access = self.access(&caller, &account_id).await?;
+        let access = self
+            .access_for(&caller, &account_id, Permission::AddMyself)
+            .await?;
         access.require(Permission::AddMyself)?;
         let account = access.existing(&account_id)?;
-        if account.state != AccountState::Active {
+        // A customer enabled a moment ago may still be DISABLED in the replica: ask the
+        // registry before refusing.
+        if account.state != AccountState::Active
+            && self
+                .accounts
+                .refresh(&account_id)
+                .await?
+                .is_none_or(|fresh| fresh.state != AccountState::Active)
+        {
             return Err(MembershipError::AccountNotActive(account_id).into());
         }
         let new = NewMember {
@@ -507,7 +544,7 @@ impl MembershipApi {
             user_id,
             operator: subject.platform_operator,
         };
-        let access = self.access(&caller, &account_id).await?;
+        let access = self.access_for(&caller, &account_id, permission).await?;
         let decision = access.decide(permission);
         tracing::debug!(
             %service,

@@ -13,11 +13,23 @@ use crate::domain::AccountFacts;
 use crate::store::migrations::Migrator;
 
 #[derive(Debug, Default)]
-struct FakeAccounts(Mutex<HashMap<String, AccountFacts>>);
+struct FakeAccounts(
+    Mutex<HashMap<String, AccountFacts>>,
+    Arc<Mutex<HashMap<String, AccountFacts>>>,
+);
 
+/// `account` answers from the replica (`.1`, the lagging copy, when it has an entry), `refresh`
+/// from the source of record (`.0`).
 #[async_trait::async_trait]
 impl AccountDirectory for FakeAccounts {
     async fn account(&self, account_id: &str) -> Result<Option<AccountFacts>, ApiError> {
+        if let Some(stale) = self.1.lock().unwrap().get(account_id) {
+            return Ok(Some(stale.clone()));
+        }
+        Ok(self.0.lock().unwrap().get(account_id).cloned())
+    }
+
+    async fn refresh(&self, account_id: &str) -> Result<Option<AccountFacts>, ApiError> {
         Ok(self.0.lock().unwrap().get(account_id).cloned())
     }
 }
@@ -25,6 +37,8 @@ impl AccountDirectory for FakeAccounts {
 struct Harness {
     api: MembershipApi,
     path: std::path::PathBuf,
+    /// Lagging replica entries that shadow the source of record in `account` lookups.
+    stale: Arc<Mutex<HashMap<String, AccountFacts>>>,
 }
 
 impl Drop for Harness {
@@ -65,6 +79,7 @@ async fn harness() -> Harness {
             .unwrap()
             .insert(facts.account_id.clone(), facts);
     }
+    let stale = accounts.1.clone();
     let deps = Deps {
         database,
         accounts: Arc::new(accounts),
@@ -74,6 +89,7 @@ async fn harness() -> Harness {
     Harness {
         api: MembershipApi::new(Config::default(), deps),
         path,
+        stale,
     }
 }
 
@@ -551,4 +567,42 @@ async fn lists_page_and_hide_deleted_accounts() {
         .0,
         Code::PermissionDenied
     );
+}
+
+/// The replica lags behind a promotion: Authorize checks a refusal against the registry, so a
+/// partner's OWNER may create customers right after the operator promoted the account.
+#[tokio::test]
+async fn a_lagging_replica_does_not_refuse_a_fresh_partner() {
+    let h = harness().await;
+    h.seed("partner", "pam", wire::Role::Owner).await;
+    h.stale.lock().unwrap().insert(
+        "partner".into(),
+        account("partner", false, None, AccountState::Active),
+    );
+    let ask = wire::AuthorizeRequest {
+        subject: Some(wire::Subject {
+            user: "users/pam".into(),
+            ..Default::default()
+        }),
+        account: "accounts/partner".into(),
+        permission: wire::Permission::CustomersCreate as i32,
+    };
+    let answer = h.api.authorize(as_(&service(), ask)).await.unwrap();
+    assert!(answer.allowed, "{answer:?}");
+    // A customer the replica still believes DISABLED can be joined once the registry says ACTIVE.
+    h.stale.lock().unwrap().insert(
+        "acme".into(),
+        account("acme", false, Some("partner"), AccountState::Disabled),
+    );
+    let added = h
+        .api
+        .add_myself(as_(
+            &person("pam", false),
+            wire::AddMyselfRequest {
+                account: "accounts/acme".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(added.created);
 }
