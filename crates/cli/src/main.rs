@@ -242,6 +242,7 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
         notification: args.notification,
         events: args.events.spec(),
         mail_dir: data_dir.join("mail"),
+        admin_listen: args.server.admin_listen,
     };
     let listener = tokio::net::TcpListener::bind(args.server.listen)
         .await
@@ -273,6 +274,9 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
             "  e-mails:       written to {} (set TENANTRY_SMTP_URL to send them)",
             data_dir.join("mail").display()
         ),
+    }
+    if let Some(admin) = node.admin_addr() {
+        println!("  metrics:       http://{admin}/metrics (probes: /livez, /readyz)");
     }
     println!("Stop with Ctrl-C.");
     node.wait().await?;
@@ -321,13 +325,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         notification: args.notification,
         events: args.events.spec(),
         mail_dir: args.mail_dir,
+        admin_listen: args.server.admin_listen,
     };
     let listener = tokio::net::TcpListener::bind(args.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.server.listen))?;
     let node = Node::start(spec, listener).await?;
     node.shutdown_handle().trigger_on_signals();
-    tracing::info!(service = args.service.name(), address = %node.local_addr(), "serving");
+    tracing::info!(
+        service = args.service.name(),
+        address = %node.local_addr(),
+        admin = ?node.admin_addr(),
+        "serving"
+    );
     node.wait().await?;
     tracing::info!("stopped");
     Ok(())

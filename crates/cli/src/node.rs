@@ -1,4 +1,5 @@
-//! A node: one gRPC listener serving a set of enabled services plus health and reflection.
+//! A node: one gRPC listener serving a set of enabled services plus health and reflection, and
+//! optionally an admin HTTP port with the node's Prometheus metrics and HTTP probes.
 //!
 //! Every service gets its own database and its own health status, which follows that database
 //! (NOT_SERVING until it is reachable and migrated). Services find each other through
@@ -16,6 +17,7 @@ use tenantry_platform::authz::Authorizer;
 use tenantry_platform::clients::{self, InvalidServiceUrl, ServiceChannel};
 use tenantry_platform::config::AuthConfig;
 use tenantry_platform::db::Database;
+use tenantry_platform::metrics::{self, Metrics};
 use tenantry_platform::pagination::PageTokens;
 use tenantry_platform::server::{self, Probes, Shutdown};
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
@@ -100,6 +102,8 @@ pub struct NodeSpec {
     pub events: EventsSpec,
     /// Where invitation e-mails are written as `.eml` files when no SMTP URL is configured.
     pub mail_dir: std::path::PathBuf,
+    /// The admin HTTP port (`/metrics`, `/livez`, `/readyz`), if any.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// The event transport: RabbitMQ when `amqp` is set, otherwise an in-process bus (which only
@@ -130,6 +134,9 @@ pub enum NodeError {
     /// The listener's address is unknown.
     #[error("cannot read the listening address")]
     Listener(#[source] std::io::Error),
+    /// The admin port cannot be opened.
+    #[error("cannot listen on the admin port {0}")]
+    AdminListener(SocketAddr, #[source] std::io::Error),
     /// The gRPC server failed.
     #[error("the gRPC server failed")]
     Server(#[from] tonic::transport::Error),
@@ -145,6 +152,8 @@ pub enum NodeError {
 #[derive(Debug)]
 pub struct Node {
     local_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    metrics: Metrics,
     shutdown: Shutdown,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     background: Vec<JoinHandle<()>>,
@@ -184,10 +193,25 @@ impl Node {
                 Ok(clients::channel(&url, minter)?)
             };
 
+        // One registry per node, handed down to everything that records.
+        let metrics = Metrics::new();
+        let admin = match spec.admin_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| NodeError::AdminListener(addr, error))?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|error| NodeError::AdminListener(addr, error))?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
         let bus = match &spec.events.amqp {
             Some(amqp) => EventBus::amqp(amqp.clone()),
             None => EventBus::in_process(spec.events.retry.clone()),
-        };
+        }
+        .with_metrics(metrics.clone());
 
         for (kind, database_url) in &spec.services {
             let database = Database::new(database_url);
@@ -200,6 +224,7 @@ impl Node {
                     outbox.clone(),
                     bus.publisher(),
                 )
+                .metrics(metrics.clone())
                 .run(shutdown.clone()),
             ));
             match kind {
@@ -266,6 +291,7 @@ impl Node {
                         )?),
                         page_tokens: page_tokens.clone(),
                         outbox,
+                        metrics: metrics.clone(),
                     };
                     let mail =
                         tenantry_invitation::mail_transport(&spec.invitation, &spec.mail_dir)?;
@@ -303,6 +329,7 @@ impl Node {
                         )?),
                         page_tokens: page_tokens.clone(),
                         outbox,
+                        metrics: metrics.clone(),
                     };
                     let config = &spec.notification;
                     for consumer in tenantry_notification::consumers(config, &deps) {
@@ -344,15 +371,34 @@ impl Node {
             }
         }
 
-        let server = tokio::spawn(server::serve(
+        let admin_addr = match admin {
+            Some((admin_listener, bound)) => {
+                let readiness = probes.readiness.clone();
+                let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
+                background.push(tokio::spawn(async move {
+                    tracing::info!(address = %bound, "admin port serving /metrics, /livez, /readyz");
+                    if let Err(error) =
+                        metrics::serve_admin(admin_listener, metrics, readiness, shutdown).await
+                    {
+                        tracing::error!(error = %error, "the admin port failed");
+                    }
+                }));
+                Some(bound)
+            }
+            None => None,
+        };
+        let server = tokio::spawn(server::serve_with_metrics(
             listener,
             routes,
             authenticator,
             shutdown.clone(),
             spec.shutdown_grace,
+            metrics.clone(),
         ));
         Ok(Node {
             local_addr,
+            admin_addr,
+            metrics,
             shutdown,
             server,
             background,
@@ -362,6 +408,16 @@ impl Node {
     /// The address the node listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the admin port (`/metrics`, `/livez`, `/readyz`), if it serves one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The node's metrics (what `/metrics` serves).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// A handle that stops the node when triggered.

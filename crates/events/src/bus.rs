@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use tenantry_platform::metrics::Metrics;
 use tenantry_platform::server::Shutdown;
 use tokio::task::JoinHandle;
 
@@ -27,6 +28,16 @@ impl EventBus {
     /// A RabbitMQ bus; connects lazily, reconnects after broker restarts.
     pub fn amqp(config: AmqpConfig) -> Self {
         Self::Amqp(AmqpBus::new(config))
+    }
+
+    /// Records consumer metrics (`tenantry_consumer_deliveries_total`,
+    /// `tenantry_consumer_retries_total`, `tenantry_consumer_dead_letters_total`) in `metrics`
+    /// (default: none). Call before spawning consumers.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        match self {
+            Self::InProcess(bus) => Self::InProcess(bus.with_metrics(metrics)),
+            Self::Amqp(bus) => Self::Amqp(bus.with_metrics(metrics)),
+        }
     }
 
     /// The publisher the relays use.

@@ -8,6 +8,7 @@ use chrono::Utc;
 use sea_orm::{DbErr, EntityTrait, Set, TransactionTrait, TryInsertResult};
 use tenantry_platform::db::{Database, StoreError};
 use tenantry_platform::error::ErrorChain;
+use tenantry_platform::metrics::{DeliveryOutcome, Metrics};
 
 use crate::entities::processed_events;
 use crate::{Event, HandlerError};
@@ -217,6 +218,30 @@ pub(crate) fn log_outcome(group: &str, event: &Event, attempt: u32, outcome: &Ou
             group, event_id = %event.id, event_type = %event.event_type, attempt,
             error = %ErrorChain(error), "event handler failed"
         ),
+    }
+}
+
+/// Records how a delivery ended and what happens next in `metrics`, if any: one
+/// `tenantry_consumer_deliveries_total` by outcome, plus a retry or a dead letter for a failure.
+pub(crate) fn record_outcome(
+    metrics: Option<&Metrics>,
+    group: &str,
+    outcome: &Outcome,
+    disposition: Option<&Disposition>,
+) {
+    let Some(metrics) = metrics else {
+        return;
+    };
+    let label = match outcome {
+        Outcome::Handled => DeliveryOutcome::Handled,
+        Outcome::Duplicate => DeliveryOutcome::Duplicate,
+        Outcome::Failed(_) => DeliveryOutcome::Failed,
+    };
+    metrics.consumer_delivery(group, label);
+    match disposition {
+        Some(Disposition::Retry { .. }) => metrics.consumer_retry(group),
+        Some(Disposition::Dead) => metrics.consumer_dead_letter(group),
+        None => {}
     }
 }
 

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tenantry_platform::metrics::Metrics;
 use tenantry_platform::server::Shutdown;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
@@ -28,6 +29,7 @@ pub struct InProcessBus {
 struct Inner {
     retry: RetryPolicy,
     state: Mutex<State>,
+    metrics: std::sync::OnceLock<Metrics>,
 }
 
 #[derive(Debug, Default)]
@@ -70,8 +72,17 @@ impl InProcessBus {
             inner: Arc::new(Inner {
                 retry,
                 state: Mutex::new(State::default()),
+                metrics: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Records consumer metrics (deliveries by outcome, retries, dead letters) in `metrics`.
+    /// Set once: later calls, and calls on clones of a bus that already has metrics, keep the
+    /// first.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        let _ = self.inner.metrics.set(metrics);
+        self
     }
 
     /// The publisher the relays use.
@@ -83,6 +94,9 @@ impl InProcessBus {
     /// bindings exist when this returns, so events relayed afterwards reach it.
     pub fn spawn_consumer(&self, spec: ConsumerSpec, shutdown: Shutdown) -> JoinHandle<()> {
         let (sender, receiver) = self.declare(&spec);
+        if let Some(metrics) = self.inner.metrics.get() {
+            metrics.consumer_started(&spec.group);
+        }
         let retry = self.inner.retry.clone();
         let bus = self.clone();
         tokio::spawn(async move {
@@ -192,16 +206,19 @@ impl InProcessBus {
         let Message { event, attempt } = message;
         let outcome = consumer::process(&spec.group, &spec.database, &*spec.handler, &event).await;
         consumer::log_outcome(&spec.group, &event, attempt, &outcome);
-        let Outcome::Failed(error) = outcome else {
+        let metrics = self.inner.metrics.get();
+        let Outcome::Failed(error) = &outcome else {
+            consumer::record_outcome(metrics, &spec.group, &outcome, None);
             return;
         };
-        let disposition = retry.after_failure(attempt, &error);
+        let disposition = retry.after_failure(attempt, error);
+        consumer::record_outcome(metrics, &spec.group, &outcome, Some(&disposition));
         consumer::report_failure(
             &spec.database,
             &*spec.handler,
             &event,
             attempt,
-            &error,
+            error,
             &disposition,
         )
         .await;
@@ -224,7 +241,7 @@ impl InProcessBus {
             Disposition::Dead => {
                 tracing::error!(
                     group = %spec.group, event_id = %event.id, event_type = %event.event_type,
-                    attempt, error = %tenantry_platform::error::ErrorChain(&error),
+                    attempt, error = %tenantry_platform::error::ErrorChain(error),
                     "event dead-lettered (kept in memory)"
                 );
                 self.state()

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tenantry_platform::db::{Database, StoreError};
 use tenantry_platform::error::ErrorChain;
+use tenantry_platform::metrics::Metrics;
 use tenantry_platform::server::Shutdown;
 use uuid::Uuid;
 
@@ -57,6 +58,7 @@ pub struct Relay {
     publisher: Arc<dyn Publisher>,
     batch_size: usize,
     idle_poll: Duration,
+    metrics: Option<Metrics>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -67,6 +69,7 @@ impl std::fmt::Debug for Relay {
             .field("publisher", &self.publisher)
             .field("batch_size", &self.batch_size)
             .field("idle_poll", &self.idle_poll)
+            .field("metrics", &self.metrics.is_some())
             .finish()
     }
 }
@@ -86,7 +89,16 @@ impl Relay {
             publisher,
             batch_size: 100,
             idle_poll: Duration::from_millis(500),
+            metrics: None,
         }
+    }
+
+    /// Records `tenantry_events_published_total`, `tenantry_outbox_backlog` and
+    /// `tenantry_relay_lag_seconds` (labelled with this relay's service) in `metrics`; the
+    /// backlog and lag are sampled once per cycle (default: no metrics, no sampling).
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// At most `n` events per publish (default 100; at least 1).
@@ -109,6 +121,7 @@ impl Relay {
         tracing::info!(service, "outbox relay started");
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         let mut failing = false;
+        let mut last_sample: Option<tokio::time::Instant> = None;
         while !shutdown.is_triggered() {
             // Until the service has migrated its database there is nothing to relay; waiting
             // quietly keeps start-up logs free of expected failures.
@@ -119,7 +132,9 @@ impl Relay {
                 }
                 continue;
             }
-            let wait = match self.relay_batch().await {
+            let result = self.relay_batch().await;
+            self.sample_backlog(&result, &mut last_sample).await;
+            let wait = match result {
                 Ok(published) => {
                     if failing {
                         tracing::info!(service, "outbox relay recovered");
@@ -156,6 +171,52 @@ impl Relay {
             }
         }
         tracing::info!(service, "outbox relay stopped");
+    }
+
+    /// Samples the rows waiting and the age of the oldest into the metrics, if any, after a
+    /// cycle that ended in `result`. A cycle that drained the outbox (fewer rows than a batch)
+    /// records an empty backlog without a query, so sampling never delays the next publish;
+    /// otherwise (a full batch, or publishing failed) the outbox is counted, at most once a
+    /// second. A failed count (the database is down) leaves the last sample in place.
+    async fn sample_backlog(
+        &self,
+        result: &Result<usize, RelayError>,
+        last_sample: &mut Option<tokio::time::Instant>,
+    ) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        if matches!(result, Ok(published) if *published < self.batch_size) {
+            metrics.set_outbox(self.service, 0, Duration::ZERO);
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if last_sample.is_some_and(|last| now.duration_since(last) < Duration::from_secs(1)) {
+            return;
+        }
+        *last_sample = Some(now);
+        let Ok(connection) = self.database.connection() else {
+            return;
+        };
+        let sample = async {
+            let backlog = outbox::Entity::find().count(connection).await?;
+            let oldest = outbox::Entity::find()
+                .order_by_asc(outbox::Column::Seq)
+                .one(connection)
+                .await?;
+            Ok::<_, DbErr>((backlog, oldest))
+        };
+        match sample.await {
+            Ok((backlog, oldest)) => {
+                let lag = oldest
+                    .and_then(|row| (chrono::Utc::now() - row.create_time).to_std().ok())
+                    .unwrap_or_default();
+                metrics.set_outbox(self.service, backlog, lag);
+            }
+            Err(error) => {
+                tracing::debug!(service = self.service, %error, "cannot sample the outbox backlog");
+            }
+        }
     }
 
     /// Publishes and deletes one batch; returns how many events it published.
@@ -234,6 +295,9 @@ impl Relay {
             count = events.len(),
             "relayed events"
         );
+        if let Some(metrics) = &self.metrics {
+            metrics.events_published(self.service, events.len() as u64);
+        }
         Ok(events.len())
     }
 }

@@ -112,6 +112,10 @@ pub struct ServerConfig {
         default_value_t = 20
     )]
     pub shutdown_grace_seconds: u64,
+    /// Address of the admin HTTP port (`/metrics`, `/livez`, `/readyz`); none by default (use
+    /// `0.0.0.0:9090` in a container).
+    #[arg(long = "admin-listen", env = "TENANTRY_ADMIN_LISTEN")]
+    pub admin_listen: Option<std::net::SocketAddr>,
 }
 
 /// Where the data of the embedded default lives.

@@ -1,7 +1,8 @@
 //! What every Tenantry service shares, written once: configuration, logging, the gRPC server
 //! bootstrap (health, reflection, limits, graceful shutdown), authentication, the mapping from
-//! errors to `tonic::Status`, the database handle and migrations, page tokens, resource names,
-//! the `request_id` idempotency rules, and the client side of membership's `Authorize`.
+//! errors to `tonic::Status`, Prometheus metrics and the admin port, the database handle and
+//! migrations, page tokens, resource names, the `request_id` idempotency rules, and the client
+//! side of membership's `Authorize`.
 
 pub mod auth;
 pub mod authz;
@@ -10,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod idempotency;
+pub mod metrics;
 pub mod names;
 pub mod pagination;
 pub mod server;

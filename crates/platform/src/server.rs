@@ -1,7 +1,7 @@
 //! The gRPC server bootstrap shared by every process: one listener serving the enabled services
 //! plus gRPC health and reflection v1, an edge layer that authenticates every call (health and
-//! reflection stay open for probes and tooling), a request size limit, readiness that follows
-//! the database, and graceful shutdown on SIGTERM or Ctrl-C.
+//! reflection stay open for probes and tooling) and records per-call metrics, a request size
+//! limit, readiness that follows the database, and graceful shutdown on SIGTERM or Ctrl-C.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
@@ -23,6 +23,7 @@ use tonic_health::server::HealthReporter;
 use crate::auth::Authenticator;
 use crate::db::Database;
 use crate::error::{ApiError, ErrorChain};
+use crate::metrics::Metrics;
 
 /// Why reflection could not be built.
 pub use tonic_reflection::server::Error as ReflectionError;
@@ -144,6 +145,13 @@ impl Readiness {
         self.health.set_service_status("", status(all)).await;
     }
 
+    /// Whether the node is ready: at least one service is registered and every one is SERVING
+    /// (the admin port's `/readyz`).
+    pub async fn is_ready(&self) -> bool {
+        let services = self.services.lock().await;
+        !services.is_empty() && services.values().all(|serving| *serving)
+    }
+
     /// Marks every service NOT_SERVING (shutdown: load balancers stop sending calls).
     pub async fn not_serving_any_more(&self) {
         let names: Vec<&'static str> = self.services.lock().await.keys().copied().collect();
@@ -256,7 +264,8 @@ pub async fn follow_database<M: MigratorTrait>(
 }
 
 /// Serves `routes` on `listener` until `shutdown`, then stops accepting and drains in-flight
-/// calls for at most `grace`.
+/// calls for at most `grace`. Per-call metrics go to a registry nobody scrapes; see
+/// [`serve_with_metrics`].
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
@@ -264,12 +273,36 @@ pub async fn serve(
     shutdown: Shutdown,
     grace: Duration,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with_metrics(
+        listener,
+        routes,
+        authenticator,
+        shutdown,
+        grace,
+        Metrics::default(),
+    )
+    .await
+}
+
+/// [`serve`], recording `tenantry_grpc_requests_total` and
+/// `tenantry_grpc_request_duration_seconds` in `metrics`.
+pub async fn serve_with_metrics(
+    listener: TcpListener,
+    routes: Routes,
+    authenticator: Arc<Authenticator>,
+    shutdown: Shutdown,
+    grace: Duration,
+    metrics: Metrics,
+) -> Result<(), tonic::transport::Error> {
     let incoming = TcpListenerStream::new(listener);
     let stop = shutdown.clone();
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .tcp_nodelay(true)
-        .layer(EdgeLayer { authenticator })
+        .layer(EdgeLayer {
+            authenticator,
+            metrics,
+        })
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, async move { stop.wait().await });
     tokio::pin!(server);
@@ -285,10 +318,18 @@ pub async fn serve(
     }
 }
 
-/// Authenticates every call and normalises transport-level statuses.
+/// Authenticates every call, normalises transport-level statuses and records per-call
+/// metrics.
+///
+/// Metrics: the duration is measured to the response headers (for a unary call, the time the
+/// handler took; for a server stream, the time to open it). The code is the final status: the
+/// `grpc-status` header of a trailers-only response (every error of a unary call), else the
+/// `grpc-status` trailer when the body ends; a stream whose body is dropped before its trailers
+/// (the client went away) counts as CANCELLED.
 #[derive(Clone)]
 struct EdgeLayer {
     authenticator: Arc<Authenticator>,
+    metrics: Metrics,
 }
 
 impl<S> tower::Layer<S> for EdgeLayer {
@@ -298,6 +339,7 @@ impl<S> tower::Layer<S> for EdgeLayer {
         EdgeService {
             inner,
             authenticator: self.authenticator.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -306,6 +348,7 @@ impl<S> tower::Layer<S> for EdgeLayer {
 struct EdgeService<S> {
     inner: S,
     authenticator: Arc<Authenticator>,
+    metrics: Metrics,
 }
 
 impl<S> tower::Service<http::Request<Body>> for EdgeService<S>
@@ -329,19 +372,123 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let authenticator = self.authenticator.clone();
+        let metrics = self.metrics.clone();
         Box::pin(async move {
+            let started = Instant::now();
+            let (service, method) = crate::metrics::rpc_labels(request.uri().path());
             let path = request.uri().path();
-            if !OPEN_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+            let open = OPEN_PREFIXES.iter().any(|prefix| path.starts_with(prefix));
+            let refused = if open {
+                None
+            } else {
                 match authenticator.authenticate(request.headers()).await {
                     Ok(principal) => {
                         request.extensions_mut().insert(principal);
+                        None
                     }
-                    Err(error) => return Ok(tonic::Status::from(error).into_http()),
+                    Err(error) => Some(tonic::Status::from(error).into_http()),
+                }
+            };
+            let response = match refused {
+                Some(response) => response,
+                None => oversize_as_resource_exhausted(inner.call(request).await?),
+            };
+            metrics.observe_rpc_duration(&service, &method, started.elapsed());
+            let call = RpcCall {
+                metrics,
+                service,
+                method,
+            };
+            // A trailers-only response carries the final status in its headers.
+            if let Some(code) = grpc_status(response.headers()) {
+                call.finish(code);
+                return Ok(response);
+            }
+            Ok(response.map(|body| {
+                Body::new(ObservedBody {
+                    inner: body,
+                    call: Some(call),
+                })
+            }))
+        })
+    }
+}
+
+/// The labels of one call whose status is not known yet.
+struct RpcCall {
+    metrics: Metrics,
+    service: String,
+    method: String,
+}
+
+impl RpcCall {
+    fn finish(self, code: tonic::Code) {
+        self.metrics.record_rpc(&self.service, &self.method, code);
+    }
+}
+
+fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
+    let value = headers.get("grpc-status")?;
+    let code = std::str::from_utf8(value.as_bytes())
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
+    Some(tonic::Code::from_i32(code))
+}
+
+/// A response body that records the call's status when its trailers pass (or, if it is
+/// dropped before, CANCELLED).
+struct ObservedBody {
+    inner: Body,
+    call: Option<RpcCall>,
+}
+
+impl http_body::Body for ObservedBody {
+    type Data = <Body as http_body::Body>::Data;
+    type Error = <Body as http_body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref()
+                    && let Some(call) = self.call.take()
+                {
+                    call.finish(grpc_status(trailers).unwrap_or(tonic::Code::Ok));
                 }
             }
-            let response = inner.call(request).await?;
-            Ok(oversize_as_resource_exhausted(response))
-        })
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(call) = self.call.take() {
+                    call.finish(tonic::Code::Internal);
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(call) = self.call.take() {
+                    call.finish(tonic::Code::Ok);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            call.finish(tonic::Code::Cancelled);
+        }
     }
 }
 

@@ -316,6 +316,7 @@ impl TestCluster {
                 retry: options.retry.clone(),
             },
             mail_dir: mail_dir.clone(),
+            admin_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -406,6 +407,15 @@ impl TestCluster {
     /// The cluster's address.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.addr
+    }
+
+    /// The address of the cluster's admin HTTP port (`/metrics`, `/livez`, `/readyz`); it
+    /// changes on [`TestCluster::restart`].
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        self.node
+            .as_ref()
+            .and_then(Node::admin_addr)
+            .expect("the test node serves an admin port")
     }
 
     /// A raw channel to the cluster (for health, reflection, or custom metadata).

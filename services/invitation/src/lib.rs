@@ -110,6 +110,9 @@ pub struct Deps {
     pub page_tokens: tenantry_platform::pagination::PageTokens,
     /// Where state changes append their events.
     pub outbox: tenantry_events::Outbox,
+    /// Where the mailer counts `tenantry_emails_sent_total` / `tenantry_emails_failed_total`
+    /// (`Metrics::default()`: a registry nobody scrapes).
+    pub metrics: tenantry_platform::metrics::Metrics,
 }
 
 /// The gRPC service, refusing requests larger than `max_request_bytes`.
@@ -133,7 +136,8 @@ pub fn consumers(
     mail: Arc<dyn mail::MailTransport>,
 ) -> Vec<tenantry_events::ConsumerSpec> {
     let accounts = Arc::new(peers::RegistryAccounts::new(deps.registry.clone()));
-    let mailer = consumers::Mailer::new(accounts, mail, &config.public_url, sender(config));
+    let mailer = consumers::Mailer::new(accounts, mail, &config.public_url, sender(config))
+        .with_metrics(deps.metrics.clone());
     vec![
         tenantry_events::ConsumerSpec {
             group: consumers::MAILER_GROUP.into(),

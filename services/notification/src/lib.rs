@@ -90,6 +90,9 @@ pub struct Deps {
     pub page_tokens: tenantry_platform::pagination::PageTokens,
     /// Where state changes append their events.
     pub outbox: tenantry_events::Outbox,
+    /// Where the fan-out counts `tenantry_deliveries_written_total` (`Metrics::default()`: a
+    /// registry nobody scrapes).
+    pub metrics: tenantry_platform::metrics::Metrics,
 }
 
 /// The gRPC service, refusing requests larger than `max_request_bytes`; WatchInbox streams
@@ -143,7 +146,14 @@ pub fn inbox_bindings() -> Vec<String> {
 pub async fn run_fanout_worker(config: Config, deps: Deps, shutdown: Shutdown) {
     let store = store::Store::new(deps.database.clone(), deps.outbox.clone());
     let members = Arc::new(peers::Membership::new(deps.membership.clone()));
-    worker::run_fanout(store, members, config.fanout_batch, shutdown).await;
+    worker::run_fanout(
+        store,
+        members,
+        config.fanout_batch,
+        shutdown,
+        deps.metrics.clone(),
+    )
+    .await;
 }
 
 /// Marks expired messages and removes them from inboxes (`message.expired` +

@@ -8,6 +8,7 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use tenantry_platform::metrics::Metrics;
 use tenantry_platform::server::Shutdown;
 use tokio::sync::watch;
 
@@ -54,12 +55,13 @@ impl FanoutWake {
     }
 }
 
-/// Runs fan-out jobs until `shutdown`.
+/// Runs fan-out jobs until `shutdown`, counting the deliveries written in `metrics`.
 pub async fn run_fanout(
     store: Store,
     members: Arc<dyn MemberSource>,
     batch: u32,
     shutdown: Shutdown,
+    metrics: Metrics,
 ) {
     let mut wake = FanoutWake.subscribe();
     let batch = i32::try_from(batch.clamp(1, 1000)).unwrap_or(1000);
@@ -69,7 +71,16 @@ pub async fn run_fanout(
         }
         let worked = match store.claim_job(tenantry_platform::time::now()).await {
             Ok(Some(job)) => {
-                if let Err(error) = run_job(&store, members.as_ref(), job, batch, &shutdown).await {
+                let result = run_job_counted(
+                    &store,
+                    members.as_ref(),
+                    job,
+                    batch,
+                    &shutdown,
+                    Some(&metrics),
+                )
+                .await;
+                if let Err(error) = result {
                     tracing::warn!(%error, "fan-out page failed; retrying");
                     pause(FAILURE_PAUSE, &shutdown).await;
                 }
@@ -104,9 +115,21 @@ async fn pause(duration: Duration, shutdown: &Shutdown) {
 pub async fn run_job(
     store: &Store,
     members: &dyn MemberSource,
+    job: Job,
+    batch: i32,
+    shutdown: &Shutdown,
+) -> Result<(), NotificationError> {
+    run_job_counted(store, members, job, batch, shutdown, None).await
+}
+
+/// [`run_job`], counting the deliveries written in `metrics`.
+async fn run_job_counted(
+    store: &Store,
+    members: &dyn MemberSource,
     mut job: Job,
     batch: i32,
     shutdown: &Shutdown,
+    metrics: Option<&Metrics>,
 ) -> Result<(), NotificationError> {
     let Some(message) = store.message(&job.message_id).await? else {
         return Ok(());
@@ -137,10 +160,13 @@ pub async fn run_job(
             }
         };
         let next = page.next_page_token.clone();
-        match store
+        let applied = store
             .apply_page(&job, &page.users, &next, tenantry_platform::time::now())
-            .await
-        {
+            .await;
+        if let (Ok(PageOutcome::Applied { inserted, .. }), Some(metrics)) = (&applied, metrics) {
+            metrics.deliveries_written(*inserted);
+        }
+        match applied {
             Ok(PageOutcome::Applied { done: true, .. }) | Ok(PageOutcome::Stale) => return Ok(()),
             Ok(PageOutcome::Applied { done: false, .. }) => job.page_token = next,
             Err(error) => {

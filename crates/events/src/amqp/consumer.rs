@@ -26,6 +26,7 @@ use super::{AmqpBus, message};
 use crate::ConsumerSpec;
 use crate::consumer::{self, Backoff, Disposition, Outcome};
 use crate::error::{ConsumeError, SettleError};
+use tenantry_platform::metrics::DeliveryOutcome;
 
 /// Runs `spec`'s consumer until `shutdown`, reconnecting after any broker failure.
 pub(super) async fn run(bus: AmqpBus, spec: ConsumerSpec, shutdown: Shutdown) {
@@ -148,6 +149,10 @@ impl Context {
         ) {
             Err(reason) => {
                 tracing::error!(group, reason, "malformed message; dead-lettered");
+                if let Some(metrics) = self.bus.metrics() {
+                    metrics.consumer_delivery(group, DeliveryOutcome::Failed);
+                    metrics.consumer_dead_letter(group);
+                }
                 self.dead_letter(&delivery, attempt, &reason).await
             }
             Ok(event) => {
@@ -155,20 +160,25 @@ impl Context {
                 let outcome =
                     consumer::process(group, &spec.database, &*spec.handler, &event).await;
                 consumer::log_outcome(group, &event, attempt, &outcome);
-                match outcome {
-                    Outcome::Handled | Outcome::Duplicate => delivery
-                        .ack(BasicAckOptions::default())
-                        .await
-                        .map(drop)
-                        .map_err(Into::into),
+                let metrics = self.bus.metrics();
+                match &outcome {
+                    Outcome::Handled | Outcome::Duplicate => {
+                        consumer::record_outcome(metrics, group, &outcome, None);
+                        delivery
+                            .ack(BasicAckOptions::default())
+                            .await
+                            .map(drop)
+                            .map_err(Into::into)
+                    }
                     Outcome::Failed(error) => {
-                        let disposition = self.bus.config().retry.after_failure(attempt, &error);
+                        let disposition = self.bus.config().retry.after_failure(attempt, error);
+                        consumer::record_outcome(metrics, group, &outcome, Some(&disposition));
                         consumer::report_failure(
                             &spec.database,
                             &*spec.handler,
                             &event,
                             attempt,
-                            &error,
+                            error,
                             &disposition,
                         )
                         .await;
@@ -180,7 +190,7 @@ impl Context {
                             Disposition::Dead => {
                                 tracing::error!(
                                     group, event_id = %event.id, event_type = %event.event_type,
-                                    attempt, error = %ErrorChain(&error),
+                                    attempt, error = %ErrorChain(error),
                                     "event dead-lettered to {}", self.names.dead
                                 );
                                 self.dead_letter(&delivery, attempt, &error.to_string())

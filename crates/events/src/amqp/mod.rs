@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{Channel, Connection, ConnectionProperties};
+use tenantry_platform::metrics::Metrics;
 use tenantry_platform::server::Shutdown;
 use tokio::task::JoinHandle;
 
@@ -78,6 +79,7 @@ pub struct AmqpBus {
 struct Shared {
     config: AmqpConfig,
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    metrics: std::sync::OnceLock<Metrics>,
 }
 
 impl std::fmt::Debug for AmqpBus {
@@ -99,8 +101,22 @@ impl AmqpBus {
             shared: Arc::new(Shared {
                 config,
                 connection: tokio::sync::Mutex::new(None),
+                metrics: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Records consumer metrics (deliveries by outcome, retries, dead letters) in `metrics`.
+    /// Set once: later calls, and calls on clones of a bus that already has metrics, keep the
+    /// first.
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        let _ = self.shared.metrics.set(metrics);
+        self
+    }
+
+    /// The metrics consumers record in, if any.
+    pub(crate) fn metrics(&self) -> Option<&Metrics> {
+        self.shared.metrics.get()
     }
 
     /// The configuration this bus was made with.
@@ -118,6 +134,9 @@ impl AmqpBus {
 
     /// Starts a consumer group; see [`crate::EventBus::spawn_consumer`].
     pub fn spawn_consumer(&self, spec: ConsumerSpec, shutdown: Shutdown) -> JoinHandle<()> {
+        if let Some(metrics) = self.metrics() {
+            metrics.consumer_started(&spec.group);
+        }
         tokio::spawn(consumer::run(self.clone(), spec, shutdown))
     }
 

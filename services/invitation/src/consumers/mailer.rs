@@ -13,6 +13,7 @@ use std::sync::Arc;
 use lettre::message::Mailbox;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use tenantry_events::{Event, Handler, HandlerError};
+use tenantry_platform::metrics::Metrics;
 use tenantry_proto::events::v1 as events;
 use tenantry_proto::invitation::v1 as wire;
 
@@ -32,6 +33,7 @@ pub struct Mailer {
     mail: Arc<dyn MailTransport>,
     public_url: String,
     from: Mailbox,
+    metrics: Metrics,
 }
 
 impl Mailer {
@@ -47,7 +49,14 @@ impl Mailer {
             mail,
             public_url: public_url.to_string(),
             from,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts e-mails sent and failed in `metrics` (default: a registry nobody scrapes).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -145,7 +154,11 @@ impl Handler for Mailer {
         let message = render::render(&email, &self.from)
             .map_err(|error| HandlerError::Permanent(error.to_string()))?;
         drop(email);
-        self.mail.send(message).await.map_err(mail_error)?;
+        if let Err(error) = self.mail.send(message).await {
+            self.metrics.email_failed();
+            return Err(mail_error(error));
+        }
+        self.metrics.email_sent();
         let recorded =
             delivery::record_sent(txn, &invitation_id, generation, &secret.hash(), now())
                 .await
