@@ -84,6 +84,28 @@ impl Store {
         Ok(())
     }
 
+    /// Applies a planned change (if any) to the locked `account`, appends its event, commits,
+    /// and returns the account as it now is: the common tail of every update path.
+    async fn finish(
+        &self,
+        txn: DatabaseTransaction,
+        account: Account,
+        planned: Option<(Update, AccountChange)>,
+        etag: &str,
+        actor: &str,
+    ) -> Result<Account, RegistryError> {
+        let result = match planned {
+            None => account,
+            Some((update, change)) => {
+                let updated = apply(&txn, account, update, etag).await?;
+                self.publish(&txn, Some((change, &updated)), actor).await?;
+                updated
+            }
+        };
+        self.commit(txn).await?;
+        Ok(result)
+    }
+
     /// Commits `txn` and wakes the relay.
     async fn commit(&self, txn: DatabaseTransaction) -> Result<(), RegistryError> {
         txn.commit().await?;
@@ -251,17 +273,11 @@ impl Store {
         let txn = self.begin().await?;
         let account = load_locked(&txn, id).await?;
         account.check_etag(etag)?;
-        let (result, change) = match domain::promote(&account)? {
-            Change::Unchanged => (account, None),
-            Change::To(_) => (
-                apply(&txn, account, Update::Partner, etag).await?,
-                Some(AccountChange::PromotedToPartner),
-            ),
+        let planned = match domain::promote(&account)? {
+            Change::Unchanged => None,
+            Change::To(_) => Some((Update::Partner, AccountChange::PromotedToPartner)),
         };
-        self.publish(&txn, change.map(|change| (change, &result)), actor)
-            .await?;
-        self.commit(txn).await?;
-        Ok(result)
+        self.finish(txn, account, planned, etag, actor).await
     }
 
     /// Changes the display name (unchanged when equal).
@@ -275,17 +291,11 @@ impl Store {
         let txn = self.begin().await?;
         let account = load_locked(&txn, id).await?;
         account.check_etag(etag)?;
-        let (result, change) = match domain::rename(&account, name)? {
-            Change::Unchanged => (account, None),
-            Change::To(name) => (
-                apply(&txn, account, Update::DisplayName(name), etag).await?,
-                Some(AccountChange::Updated),
-            ),
+        let planned = match domain::rename(&account, name)? {
+            Change::Unchanged => None,
+            Change::To(name) => Some((Update::DisplayName(name), AccountChange::Updated)),
         };
-        self.publish(&txn, change.map(|change| (change, &result)), actor)
-            .await?;
-        self.commit(txn).await?;
-        Ok(result)
+        self.finish(txn, account, planned, etag, actor).await
     }
 
     /// ACTIVE → DISABLED (idempotent).
@@ -298,17 +308,11 @@ impl Store {
         let txn = self.begin().await?;
         let account = load_locked(&txn, id).await?;
         account.check_etag(etag)?;
-        let (result, change) = match domain::disable(&account)? {
-            Change::Unchanged => (account, None),
-            Change::To(state) => (
-                apply(&txn, account, Update::State(state), etag).await?,
-                Some(AccountChange::Disabled),
-            ),
+        let planned = match domain::disable(&account)? {
+            Change::Unchanged => None,
+            Change::To(state) => Some((Update::State(state), AccountChange::Disabled)),
         };
-        self.publish(&txn, change.map(|change| (change, &result)), actor)
-            .await?;
-        self.commit(txn).await?;
-        Ok(result)
+        self.finish(txn, account, planned, etag, actor).await
     }
 
     /// DISABLED → ACTIVE (idempotent).
@@ -321,17 +325,11 @@ impl Store {
         let txn = self.begin().await?;
         let account = load_locked(&txn, id).await?;
         account.check_etag(etag)?;
-        let (result, change) = match domain::enable(&account)? {
-            Change::Unchanged => (account, None),
-            Change::To(state) => (
-                apply(&txn, account, Update::State(state), etag).await?,
-                Some(AccountChange::Enabled),
-            ),
+        let planned = match domain::enable(&account)? {
+            Change::Unchanged => None,
+            Change::To(state) => Some((Update::State(state), AccountChange::Enabled)),
         };
-        self.publish(&txn, change.map(|change| (change, &result)), actor)
-            .await?;
-        self.commit(txn).await?;
-        Ok(result)
+        self.finish(txn, account, planned, etag, actor).await
     }
 
     /// Soft-deletes the account (idempotent); refused for a partner with live customers.
@@ -353,17 +351,11 @@ impl Store {
                 .count(&txn)
                 .await?
         };
-        let (result, change) = match domain::delete(&account, live_customers)? {
-            Change::Unchanged => (account, None),
-            Change::To(state) => (
-                apply(&txn, account, Update::State(state), etag).await?,
-                Some(AccountChange::Deleted),
-            ),
+        let planned = match domain::delete(&account, live_customers)? {
+            Change::Unchanged => None,
+            Change::To(state) => Some((Update::State(state), AccountChange::Deleted)),
         };
-        self.publish(&txn, change.map(|change| (change, &result)), actor)
-            .await?;
-        self.commit(txn).await?;
-        Ok(result)
+        self.finish(txn, account, planned, etag, actor).await
     }
 }
 
