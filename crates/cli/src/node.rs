@@ -215,6 +215,12 @@ impl Node {
 
         for (kind, database_url) in &spec.services {
             let database = Database::new(database_url);
+            background.push(follow_database(
+                *kind,
+                database.clone(),
+                probes.readiness.clone(),
+                shutdown.clone(),
+            ));
             // Every service publishes through its own outbox and relay.
             let outbox = Outbox::new();
             background.push(tokio::spawn(
@@ -240,14 +246,6 @@ impl Node {
                         deps,
                         spec.max_request_bytes,
                     ));
-                    background.push(tokio::spawn(server::follow_database::<
-                        tenantry_registry::Migrator,
-                    >(
-                        database,
-                        probes.readiness.clone(),
-                        kind.grpc_name(),
-                        shutdown.clone(),
-                    )));
                 }
                 ServiceKind::Membership => {
                     let registry = tenantry_membership::RegistryAccounts::new(peer(
@@ -270,14 +268,6 @@ impl Node {
                         deps,
                         spec.max_request_bytes,
                     ));
-                    background.push(tokio::spawn(server::follow_database::<
-                        tenantry_membership::Migrator,
-                    >(
-                        database,
-                        probes.readiness.clone(),
-                        kind.grpc_name(),
-                        shutdown.clone(),
-                    )));
                 }
                 ServiceKind::Invitation => {
                     let membership_channel = peer(&spec.peers.membership, *kind)?;
@@ -308,14 +298,6 @@ impl Node {
                         deps,
                         spec.max_request_bytes,
                     ));
-                    background.push(tokio::spawn(server::follow_database::<
-                        tenantry_invitation::Migrator,
-                    >(
-                        database,
-                        probes.readiness.clone(),
-                        kind.grpc_name(),
-                        shutdown.clone(),
-                    )));
                 }
                 ServiceKind::Notification => {
                     let membership_channel = peer(&spec.peers.membership, *kind)?;
@@ -359,14 +341,6 @@ impl Node {
                         hub,
                         spec.max_request_bytes,
                     ));
-                    background.push(tokio::spawn(server::follow_database::<
-                        tenantry_notification::Migrator,
-                    >(
-                        database,
-                        probes.readiness.clone(),
-                        kind.grpc_name(),
-                        shutdown.clone(),
-                    )));
                 }
             }
         }
@@ -455,6 +429,32 @@ impl Node {
     pub async fn stop(self) -> Result<(), NodeError> {
         self.shutdown.trigger();
         self.wait().await
+    }
+}
+
+/// Keeps `kind`'s health in step with its database (migrated with that service's migrator).
+fn follow_database(
+    kind: ServiceKind,
+    database: Database,
+    readiness: server::Readiness,
+    shutdown: Shutdown,
+) -> JoinHandle<()> {
+    let name = kind.grpc_name();
+    match kind {
+        ServiceKind::CustomerRegistry => {
+            tokio::spawn(server::follow_database::<tenantry_registry::Migrator>(
+                database, readiness, name, shutdown,
+            ))
+        }
+        ServiceKind::Membership => tokio::spawn(server::follow_database::<
+            tenantry_membership::Migrator,
+        >(database, readiness, name, shutdown)),
+        ServiceKind::Invitation => tokio::spawn(server::follow_database::<
+            tenantry_invitation::Migrator,
+        >(database, readiness, name, shutdown)),
+        ServiceKind::Notification => tokio::spawn(server::follow_database::<
+            tenantry_notification::Migrator,
+        >(database, readiness, name, shutdown)),
     }
 }
 
