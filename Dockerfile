@@ -10,7 +10,7 @@
 # then the workspace) → runtime (debian bookworm-slim, CA certificates, the binary, uid 10001).
 # No protoc is needed: crates/proto compiles the .proto files with protox.
 
-# At least the highest rust-version in Cargo.lock (sqlx 0.9 needs 1.94).
+# At least the workspace rust-version in Cargo.toml: the highest in Cargo.lock (sqlx 0.9, 1.94).
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
 
