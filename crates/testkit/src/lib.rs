@@ -15,7 +15,7 @@ use sea_orm::ConnectionTrait;
 pub use tenantry_cli::ServiceKind;
 use tenantry_cli::{EventsSpec, Node, NodeSpec, PeerUrls};
 use tenantry_events::{AmqpConfig, RetryPolicy};
-use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
+use tenantry_platform::auth::{DevTokenClaims, ServiceTokenMinter, mint_user_token, unix_now};
 use tenantry_platform::config::AuthConfig;
 use tenantry_proto::invitation::v1::invitation_service_client::InvitationServiceClient;
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
@@ -204,6 +204,16 @@ impl TestUser {
 
     /// A token for this user with adjusted claims (expired, wrong audience, …).
     pub fn token_with(&self, adjust: impl FnOnce(&mut DevTokenClaims)) -> String {
+        self.token_signed_with(TEST_JWT_SECRET, adjust)
+    }
+
+    /// A token for this user signed with `secret` instead of the one test clusters trust (a
+    /// forged token, when `secret` differs), with adjusted claims.
+    pub fn token_signed_with(
+        &self,
+        secret: &str,
+        adjust: impl FnOnce(&mut DevTokenClaims),
+    ) -> String {
         let now = unix_now();
         let mut claims = DevTokenClaims {
             sub: self.sub.clone(),
@@ -221,7 +231,7 @@ impl TestUser {
             iat: now,
         };
         adjust(&mut claims);
-        mint_user_token(TEST_JWT_SECRET, &claims).expect("mint token")
+        mint_user_token(secret, &claims).expect("mint token")
     }
 }
 
@@ -451,12 +461,23 @@ impl TestCluster {
         self.invitation(Some(&user.token()))
     }
 
+    /// A notification client presenting `token` (`None`: no token at all).
+    pub fn notification(&self, token: Option<&str>) -> NotificationClient {
+        NotificationServiceClient::with_interceptor(self.channel(), Self::bearer(token))
+    }
+
     /// A notification client acting as `user`.
     pub fn notification_as(&self, user: &TestUser) -> NotificationClient {
-        NotificationServiceClient::with_interceptor(
-            self.channel(),
-            Self::bearer(Some(&user.token())),
-        )
+        self.notification(Some(&user.token()))
+    }
+
+    /// A token of the cluster's own service identity `service` (e.g. `invitation`), minted
+    /// with the internal secret the way the services present themselves to each other.
+    pub fn service_token(&self, service: &str) -> String {
+        ServiceTokenMinter::new(service, TEST_INTERNAL_SECRET)
+            .expect("service token minter")
+            .token()
+            .expect("mint service token")
     }
 
     /// Where the cluster writes `.eml` files when it has no SMTP server.
