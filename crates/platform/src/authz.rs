@@ -9,7 +9,7 @@ use tenantry_proto::membership::v1::{
     AuthorizeRequest, Permission, Role, Subject, membership_service_client::MembershipServiceClient,
 };
 
-use crate::auth::Principal;
+use crate::auth::{Principal, UserIdentity};
 use crate::clients::ServiceChannel;
 use crate::error::{ApiError, from_upstream};
 
@@ -31,14 +31,18 @@ pub struct Authorizer {
 /// The protobuf `Subject` for a user principal.
 pub fn subject_of(principal: &Principal) -> Option<Subject> {
     match principal {
-        Principal::User(user) => Some(Subject {
-            user: user.resource_name(),
-            email: user.email.clone().unwrap_or_default(),
-            given_name: user.given_name.clone().unwrap_or_default(),
-            family_name: user.family_name.clone().unwrap_or_default(),
-            platform_operator: user.operator,
-        }),
+        Principal::User(user) => Some(subject_of_user(user)),
         Principal::Service(_) => None,
+    }
+}
+
+fn subject_of_user(user: &UserIdentity) -> Subject {
+    Subject {
+        user: user.resource_name(),
+        email: user.email.clone().unwrap_or_default(),
+        given_name: user.given_name.clone().unwrap_or_default(),
+        family_name: user.family_name.clone().unwrap_or_default(),
+        platform_operator: user.operator,
     }
 }
 
@@ -50,20 +54,49 @@ impl Authorizer {
         }
     }
 
-    /// Allows the call, or fails with the error the caller may see. Services of the cluster are
-    /// trusted: they act on behalf of a caller they have already authorized.
+    /// Allows a person the authorization table allows, or fails with the error the caller may
+    /// see. A service identity is refused (PERMISSION_DENIED): these calls act for a person,
+    /// and a service may only make the calls the API names it as a caller of (see
+    /// [`Self::require_or_service`]).
     pub async fn require(
         &self,
         principal: &Principal,
         account_id: &str,
         permission: Permission,
     ) -> Result<Grant, ApiError> {
-        let Some(subject) = subject_of(principal) else {
-            return Ok(Grant {
+        let user = principal.user()?;
+        self.ask(subject_of_user(user), account_id, permission)
+            .await
+    }
+
+    /// Like [`Self::require`], but lets the cluster's own services through: for the reads the
+    /// API names service identities as callers of (a peer acts for a caller it has already
+    /// authorized).
+    pub async fn require_or_service(
+        &self,
+        principal: &Principal,
+        account_id: &str,
+        permission: Permission,
+    ) -> Result<Grant, ApiError> {
+        match principal {
+            Principal::Service(_) => Ok(Grant {
                 role: None,
                 partner_role: None,
-            });
-        };
+            }),
+            Principal::User(user) => {
+                self.ask(subject_of_user(user), account_id, permission)
+                    .await
+            }
+        }
+    }
+
+    /// Membership's decision about `subject`, as the error the caller may see.
+    async fn ask(
+        &self,
+        subject: Subject,
+        account_id: &str,
+        permission: Permission,
+    ) -> Result<Grant, ApiError> {
         let response = self
             .client
             .clone()
@@ -93,5 +126,48 @@ impl Authorizer {
             role: role(response.role),
             partner_role: role(response.partner_role),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{ServiceIdentity, ServiceTokenMinter};
+
+    /// An authorizer whose membership is never dialled: these callers are answered locally.
+    fn offline() -> Authorizer {
+        let minter = ServiceTokenMinter::new("registry", "internal-secret").expect("minter");
+        Authorizer::new(crate::clients::channel("http://127.0.0.1:9", minter).expect("channel"))
+    }
+
+    fn service() -> Principal {
+        Principal::Service(ServiceIdentity {
+            name: "notification".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn services_are_refused_where_a_person_must_act() {
+        let refused = offline()
+            .require(&service(), "acme", Permission::MessagesList)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert_eq!(refused.reason(), "USER_REQUIRED");
+    }
+
+    #[tokio::test]
+    async fn services_pass_where_the_api_names_them() {
+        let grant = offline()
+            .require_or_service(&service(), "acme", Permission::AccountRead)
+            .await
+            .expect("a service reads accounts");
+        assert_eq!(
+            grant,
+            Grant {
+                role: None,
+                partner_role: None
+            }
+        );
     }
 }

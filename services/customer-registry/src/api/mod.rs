@@ -238,8 +238,9 @@ impl CustomerRegistryService for RegistryApi {
             let page = self
                 .page_tokens
                 .request(&scope, request.page_size, &request.page_token)?;
+            // Peers list a partner's customers (notification resolves recipients).
             self.authorizer
-                .require(&principal, &parent, Permission::CustomersList)
+                .require_or_service(&principal, &parent, Permission::CustomersList)
                 .await?;
             // Allowed callers may learn that the parent does not exist.
             self.store.get(&parent).await?;
@@ -272,8 +273,9 @@ impl CustomerRegistryService for RegistryApi {
         answer(async {
             let principal = Principal::of(&request)?;
             let id = parse_account("name", &request.get_ref().name)?;
+            // Peers read accounts (display names, partner and state checks).
             self.authorizer
-                .require(&principal, &id, Permission::AccountRead)
+                .require_or_service(&principal, &id, Permission::AccountRead)
                 .await?;
             let account = self.store.get(&id).await?;
             Ok(pb::GetAccountResponse {
