@@ -337,6 +337,8 @@ impl MembershipApi {
             ));
         }
         let role = convert::role_from_wire("member.role", changed.role)?;
+        // Roles are changed by people: no peer service needs to, so none may.
+        principal.user()?;
 
         let access = self.access(&caller, &account_id).await?;
         access.require(Permission::MembersList)?;
@@ -376,6 +378,8 @@ impl MembershipApi {
         let caller = self.caller(&principal).await?;
         let request = request.into_inner();
         let (account_id, user_id) = parse_member("name", &request.name)?;
+        // Members are removed by people (or leave): no peer service needs to, so none may.
+        principal.user()?;
         let access = self.access(&caller, &account_id).await?;
         let may_list = access.allows(Permission::MembersList);
         let is_self = caller.user_id() == Some(user_id.as_str());

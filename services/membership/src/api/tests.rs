@@ -381,6 +381,39 @@ async fn add_myself_is_for_partner_members_and_idempotent() {
 }
 
 #[tokio::test]
+async fn services_neither_change_roles_nor_remove_members() {
+    let h = harness().await;
+    h.seed("solo", "eve", wire::Role::Employee).await;
+    let name = "accounts/solo/members/eve".to_string();
+    let update = wire::UpdateMemberRequest {
+        member: Some(wire::Member {
+            name: name.clone(),
+            role: wire::Role::Admin as i32,
+            ..Default::default()
+        }),
+        update_mask: None,
+    };
+    assert_eq!(
+        code(h.api.update_member(as_(&service(), update)).await),
+        (Code::PermissionDenied, "USER_REQUIRED")
+    );
+    let remove = wire::RemoveMemberRequest {
+        name,
+        etag: String::new(),
+    };
+    assert_eq!(
+        code(h.api.remove_member(as_(&service(), remove)).await),
+        (Code::PermissionDenied, "USER_REQUIRED")
+    );
+    // Eve is still an EMPLOYEE.
+    let get = wire::GetMemberRequest {
+        name: "accounts/solo/members/eve".into(),
+    };
+    let eve = h.api.get_member(as_(&service(), get)).await.unwrap();
+    assert_eq!(eve.role, Role::Employee);
+}
+
+#[tokio::test]
 async fn update_and_remove_protect_owners() {
     let h = harness().await;
     h.seed("solo", "olga", wire::Role::Owner).await;
