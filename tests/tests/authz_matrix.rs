@@ -1,0 +1,374 @@
+//! The authorization matrix: every RPC of the four services, called as every kind of caller,
+//! checked against DESIGN.md §5 and the callers each RPC's proto comment names.
+//!
+//! One table below holds the whole contract. A refusal must reveal nothing: the same RPC about
+//! a resource that does not exist gets the very same answer (code, message and details), and
+//! no refusal carries a display name, an e-mail address or a message text. A new RPC without a
+//! row fails the test (the rows are compared with the API's descriptors).
+
+#[path = "authz_matrix/calls.rs"]
+mod calls;
+#[path = "authz_matrix/world.rs"]
+mod world;
+
+use std::collections::BTreeSet;
+
+use prost::Message as _;
+use tenantry_testkit::{Backend, ClusterOptions, TestCluster, postgres_url};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use world::{Setup, Target, World};
+
+/// What one caller gets from one RPC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cell {
+    /// Allowed: the call succeeds.
+    A,
+    /// PERMISSION_DENIED — and the very same answer about a resource that does not exist.
+    D,
+    /// PERMISSION_DENIED for a caller who may list the account's members: the same answer
+    /// about a missing account, but NOT_FOUND about a missing member (membership.proto: such a
+    /// caller can see who is a member anyway, so that answer tells them nothing new).
+    Dm,
+    /// PERMISSION_DENIED for an invitation link sent to someone else's e-mail address; an
+    /// unknown link is NOT_FOUND for every user (invitation.proto: holding the 256-bit secret
+    /// is what grants the call, so its existence is no secret to whoever holds it).
+    Ds,
+    /// UNAUTHENTICATED, whatever the call is about.
+    U,
+}
+use Cell::{A, D, Dm, Ds, U};
+
+/// The variants of a refused call that must answer alike (see [`Target`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Twin {
+    /// The accounts named do not exist (for invitation links: an unknown link; for
+    /// CreateAccount: the identifier is taken).
+    MissingAccount,
+    /// The account exists; the member, invitation or message named does not.
+    MissingChild,
+}
+
+/// Calls that name no resource: nothing to compare.
+const NONE: &[Twin] = &[];
+const ACCOUNT: &[Twin] = &[Twin::MissingAccount];
+const CHILD: &[Twin] = &[Twin::MissingAccount, Twin::MissingChild];
+
+const R: &str = "tenantry.registry.v1.CustomerRegistryService";
+const M: &str = "tenantry.membership.v1.MembershipService";
+const I: &str = "tenantry.invitation.v1.InvitationService";
+const N: &str = "tenantry.notification.v1.NotificationService";
+
+/// The columns, in the order of [`World::identities`]: "partner" is alpha, which manages the
+/// "customer" every account-scoped call is about; the "other partner" (bravo) manages the
+/// "other customer". The four broken tokens are the customer OWNER's.
+const COLUMNS: [&str; 17] = [
+    "operator",
+    "partner OWNER",
+    "partner ADMIN",
+    "partner EMPLOYEE",
+    "other partner OWNER",
+    "other partner ADMIN",
+    "other partner EMPLOYEE",
+    "customer OWNER",
+    "customer ADMIN",
+    "customer EMPLOYEE",
+    "other customer OWNER",
+    "no membership",
+    "service identity",
+    "no token",
+    "expired token",
+    "wrong signing key",
+    "wrong audience",
+];
+
+type Row = (
+    &'static str,
+    &'static str,
+    Setup,
+    &'static [Twin],
+    [Cell; 17],
+);
+
+/// Setups: `World` calls run against the shared world; the others build a fresh target per
+/// cell (`Solo` a standalone account, `Cust` a customer of alpha peopled like the world's,
+/// `Off` the same disabled, `Inv` with a pending invitation, `Link` with the outsider's
+/// e-mailed invitation link), so nothing a cell changes reaches another cell.
+///
+/// Choices where DESIGN.md §5 is silent, following the proto comments:
+/// - Service identities may call only what a peer needs (GetAccount, ListManagedCustomers,
+///   AddMember, GetMember, ListMembers, Authorize); everything else refuses them, as does
+///   every RPC that acts for a person (ListMyAccounts, the inbox, invitation links).
+/// - Managing a customer's members and invitations is for its own OWNER/ADMIN (and
+///   operators): partner people join it first (AddMyself).
+/// - Operators cannot AddMyself (they use AddMember), cannot call Authorize, and cannot
+///   acknowledge someone else's inbox item.
+/// - "Other customer OWNER" is the strongest role elsewhere; "no membership" is also the
+///   invitee of the AcceptInvitation targets, so only they accept.
+#[rustfmt::skip]
+const MATRIX: &[Row] = &[
+    //                                                  op  | partner  | other p. | customer   | oc | no | svc| none exp key aud
+    (R, "CreateAccount",         Setup::World, ACCOUNT, [A,  D, D, D,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
+    (R, "PromoteToPartner",      Setup::Solo,  ACCOUNT, [A,  D, D, D,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
+    (R, "CreateManagedCustomer", Setup::World, ACCOUNT, [A,  A, A, D,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
+    (R, "ListManagedCustomers",  Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   D, D, D,     D,   D,   A,   U, U, U, U]),
+    (R, "GetAccount",            Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   A, A, A,     D,   D,   A,   U, U, U, U]),
+    (R, "ListAccounts",          Setup::World, NONE,    [A,  D, D, D,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
+    (R, "UpdateAccount",         Setup::Cust,  ACCOUNT, [A,  A, A, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
+    (R, "DisableAccount",        Setup::Cust,  ACCOUNT, [A,  A, A, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
+    (R, "EnableAccount",         Setup::Off,   ACCOUNT, [A,  A, A, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
+    (R, "DeleteAccount",         Setup::Cust,  ACCOUNT, [A,  A, A, D,   D, D, D,   A, D, D,     D,   D,   D,   U, U, U, U]),
+    (M, "AddMember",             Setup::World, ACCOUNT, [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   A,   U, U, U, U]),
+    (M, "AddMyself",             Setup::Cust,  ACCOUNT, [D,  A, A, A,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
+    (M, "GetMember",             Setup::World, CHILD,   [A,  A, A, A,   D, D, D,   A, A, A,     D,   D,   A,   U, U, U, U]),
+    (M, "UpdateMember",          Setup::Cust,  CHILD,   [A,  Dm,Dm,Dm,  D, D, D,   A, A, Dm,    D,   D,   D,   U, U, U, U]),
+    (M, "RemoveMember",          Setup::Cust,  CHILD,   [A,  Dm,Dm,Dm,  D, D, D,   A, A, Dm,    D,   D,   D,   U, U, U, U]),
+    (M, "ListMembers",           Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   A, A, A,     D,   D,   A,   U, U, U, U]),
+    (M, "ListMyAccounts",        Setup::World, NONE,    [A,  A, A, A,   A, A, A,   A, A, A,     A,   A,   D,   U, U, U, U]),
+    (M, "Authorize",             Setup::World, ACCOUNT, [D,  D, D, D,   D, D, D,   D, D, D,     D,   D,   A,   U, U, U, U]),
+    (I, "CreateInvitation",      Setup::World, ACCOUNT, [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
+    (I, "ListInvitations",       Setup::World, ACCOUNT, [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
+    (I, "GetInvitation",         Setup::World, CHILD,   [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
+    (I, "RevokeInvitation",      Setup::Inv,   CHILD,   [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
+    (I, "ResendInvitation",      Setup::Inv,   CHILD,   [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
+    (I, "LookupInvitation",      Setup::World, ACCOUNT, [A,  A, A, A,   A, A, A,   A, A, A,     A,   A,   D,   U, U, U, U]),
+    (I, "AcceptInvitation",      Setup::Link,  ACCOUNT, [Ds, Ds,Ds,Ds,  Ds,Ds,Ds,  Ds,Ds,Ds,    Ds,  A,   D,   U, U, U, U]),
+    (N, "SendMessage",           Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
+    (N, "ListMessages",          Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
+    (N, "GetMessage",            Setup::World, CHILD,   [A,  A, A, A,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
+    (N, "ListMessageReceipts",   Setup::World, CHILD,   [A,  A, A, A,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
+    (N, "ListPendingMessages",   Setup::World, NONE,    [A,  A, A, A,   A, A, A,   A, A, A,     A,   A,   D,   U, U, U, U]),
+    (N, "AcknowledgeMessage",    Setup::World, CHILD,   [D,  D, D, D,   D, D, D,   A, A, A,     D,   D,   D,   U, U, U, U]),
+    (N, "WatchInbox",            Setup::World, NONE,    [A,  A, A, A,   A, A, A,   A, A, A,     A,   A,   D,   U, U, U, U]),
+];
+
+/// Every RPC of the four services, from the descriptors the servers are built from.
+fn rpcs_of_the_api() -> BTreeSet<String> {
+    let files = prost_types::FileDescriptorSet::decode(tenantry_proto::FILE_DESCRIPTOR_SET)
+        .expect("the API's descriptor set");
+    let mut rpcs = BTreeSet::new();
+    for file in files.file {
+        let package = file.package();
+        if !package.starts_with("tenantry.") {
+            continue;
+        }
+        for service in &file.service {
+            for method in &service.method {
+                rpcs.insert(format!("{package}.{}/{}", service.name(), method.name()));
+            }
+        }
+    }
+    rpcs
+}
+
+/// Why a refusal says more than it may: missing ErrorInfo, or a secret of the world in its
+/// message or details.
+fn leaks(status: &Status, secrets: &[String]) -> Option<String> {
+    let domain = status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.domain.clone());
+    if domain.as_deref() != Some("tenantry") {
+        return Some(format!("no ErrorInfo with domain tenantry ({domain:?})"));
+    }
+    let details = String::from_utf8_lossy(status.details());
+    secrets
+        .iter()
+        .find(|secret| status.message().contains(*secret) || details.contains(*secret))
+        .map(|secret| format!("the refusal carries {secret:?}"))
+}
+
+fn describe(result: &Result<(), Status>) -> String {
+    match result {
+        Ok(()) => "OK".to_string(),
+        Err(status) => format!("{:?} {:?}", status.code(), status.message()),
+    }
+}
+
+/// Whether two refusals are indistinguishable.
+fn same_answer(one: &Status, other: &Status) -> bool {
+    one.code() == other.code()
+        && one.message() == other.message()
+        && one.details() == other.details()
+}
+
+/// Checks one cell; returns what disagrees with the table.
+async fn check_cell(
+    cluster: &TestCluster,
+    world: &World,
+    (method, twins): (&str, &[Twin]),
+    token: Option<&str>,
+    expected: Cell,
+    target: &Target,
+) -> (Vec<String>, usize) {
+    let secrets: Vec<String> = world
+        .secrets
+        .iter()
+        .chain(&target.secrets)
+        .cloned()
+        .collect();
+    let real = calls::call(cluster, method, token, target).await;
+    let code = match expected {
+        A => {
+            return match real {
+                Ok(()) => (Vec::new(), 0),
+                Err(_) => (
+                    vec![format!("expected allowed, got {}", describe(&real))],
+                    0,
+                ),
+            };
+        }
+        D | Dm | Ds => Code::PermissionDenied,
+        U => Code::Unauthenticated,
+    };
+    let status = match real {
+        Err(status) if status.code() == code => status,
+        other => {
+            return (
+                vec![format!("expected {code:?}, got {}", describe(&other))],
+                0,
+            );
+        }
+    };
+    let mut problems: Vec<String> = leaks(&status, &secrets).into_iter().collect();
+    for twin in twins {
+        let variant = match twin {
+            Twin::MissingAccount => target.missing_account(&world.taken_id),
+            Twin::MissingChild => target.missing_child(),
+        };
+        let answer = calls::call(cluster, method, token, &variant).await;
+        let not_found_expected = matches!(
+            (expected, twin),
+            (Dm, Twin::MissingChild) | (Ds, Twin::MissingAccount)
+        );
+        match &answer {
+            Err(other) if not_found_expected && other.code() == Code::NotFound => {}
+            Err(other) if !not_found_expected && same_answer(&status, other) => {}
+            _ => problems.push(format!(
+                "{twin:?}: expected {}, got {} (the real one: {})",
+                if not_found_expected {
+                    "NotFound"
+                } else {
+                    "the same answer"
+                },
+                describe(&answer),
+                describe(&Err(status.clone())),
+            )),
+        }
+        if let Err(other) = &answer {
+            problems.extend(leaks(other, &secrets).map(|leak| format!("{twin:?}: {leak}")));
+        }
+    }
+    (problems, twins.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_answers_every_identity_as_the_design_says() {
+    let covered: BTreeSet<String> = MATRIX
+        .iter()
+        .map(|(service, method, ..)| format!("{service}/{method}"))
+        .collect();
+    assert_eq!(covered.len(), MATRIX.len(), "one row per RPC");
+    assert_eq!(
+        covered,
+        rpcs_of_the_api(),
+        "the matrix has exactly one row per RPC of the API"
+    );
+
+    // PostgreSQL when configured (the production shape), else the embedded default.
+    let backend = match postgres_url() {
+        Some(_) => Backend::Postgres,
+        None => Backend::Sqlite,
+    };
+    let mut options = ClusterOptions::new(backend);
+    // Resends are limited per invitation; the matrix resends fresh invitations at once.
+    options.invitation.resend_interval_seconds = 0;
+    let cluster = TestCluster::start_with(options).await;
+    let world = World::build(&cluster).await;
+    let identities = world.identities(&cluster);
+    let labels: Vec<&str> = identities.iter().map(|identity| identity.label).collect();
+    assert_eq!(labels, COLUMNS);
+
+    let mut problems = Vec::new();
+    let mut twin_calls = 0;
+    for (service, method, setup, twins, cells) in MATRIX {
+        for (identity, expected) in identities.iter().zip(cells) {
+            let target = world.target(&cluster, *setup).await;
+            let (found, twins_called) = check_cell(
+                &cluster,
+                &world,
+                (method, twins),
+                identity.token.as_deref(),
+                *expected,
+                &target,
+            )
+            .await;
+            twin_calls += twins_called;
+            problems.extend(
+                found
+                    .into_iter()
+                    .map(|problem| format!("{service}/{method} as {}: {problem}", identity.label)),
+            );
+        }
+    }
+    cluster.stop().await;
+
+    let count = |cell: Cell| {
+        MATRIX
+            .iter()
+            .flat_map(|row| row.4)
+            .filter(|c| *c == cell)
+            .count()
+    };
+    println!(
+        "authorization matrix: {} RPCs × {} identities = {} cells ({} allowed, {} denied, {} \
+         unauthenticated; {twin_calls} calls about missing resources; {} on {backend:?})",
+        MATRIX.len(),
+        COLUMNS.len(),
+        MATRIX.len() * COLUMNS.len(),
+        count(A),
+        count(D) + count(Dm) + count(Ds),
+        count(U),
+        if problems.is_empty() {
+            "all agree"
+        } else {
+            "DISAGREEMENTS"
+        },
+    );
+    assert!(
+        problems.is_empty(),
+        "{} disagreements with DESIGN.md §5:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// The refusal checks themselves can fail: a secret in the message or in the details, or a
+/// status without ErrorInfo, is caught, and different messages are different answers.
+#[test]
+fn the_refusal_checks_catch_what_they_look_for() {
+    use std::collections::HashMap;
+    use tonic_types::ErrorDetails;
+    let secrets = vec!["Alpha Customer Display".to_string()];
+    let refusal = |message: &str, metadata: HashMap<String, String>| {
+        Status::with_error_details(
+            Code::PermissionDenied,
+            message,
+            ErrorDetails::with_error_info("PERMISSION_DENIED", "tenantry", metadata),
+        )
+    };
+    let clean = refusal("not allowed", HashMap::new());
+    assert_eq!(leaks(&clean, &secrets), None);
+    let named = refusal("Alpha Customer Display is not yours", HashMap::new());
+    assert!(leaks(&named, &secrets).is_some());
+    let detailed = refusal(
+        "not allowed",
+        HashMap::from([("account".to_string(), secrets[0].clone())]),
+    );
+    assert!(leaks(&detailed, &secrets).is_some());
+    assert!(leaks(&Status::permission_denied("bare"), &secrets).is_some());
+    assert!(same_answer(&clean, &refusal("not allowed", HashMap::new())));
+    assert!(!same_answer(&clean, &named));
+    assert!(!same_answer(&clean, &detailed));
+}

@@ -1,0 +1,275 @@
+//! One call per RPC of the four services, about a [`Target`], with a given bearer token. Each
+//! sends a request that would succeed for an allowed caller, so a refusal can only come from
+//! who is calling.
+
+use prost_types::FieldMask;
+use tenantry_e2e::fresh_id;
+use tenantry_proto::invitation::v1 as invitation;
+use tenantry_proto::membership::v1 as membership;
+use tenantry_proto::notification::v1 as notification;
+use tenantry_proto::registry::v1 as registry;
+use tenantry_testkit::{TestCluster, TestUser};
+use tonic::Status;
+
+use super::world::Target;
+
+/// Calls `method` (its name is unique across the four services) as the holder of `token`.
+pub async fn call(
+    cluster: &TestCluster,
+    method: &str,
+    token: Option<&str>,
+    target: &Target,
+) -> Result<(), Status> {
+    let account = || target.account.clone();
+    let partner = || target.partner.clone();
+    let mut registry = cluster.registry(token);
+    let mut members = cluster.membership(token);
+    let mut invitations = cluster.invitation(token);
+    let mut messages = cluster.notification(token);
+    match method {
+        "CreateAccount" => registry
+            .create_account(registry::CreateAccountRequest {
+                account_id: target.create_id.clone().unwrap_or_else(|| fresh_id("made")),
+                display_name: "Matrix Account".into(),
+                request_id: String::new(),
+            })
+            .await
+            .map(drop),
+        "PromoteToPartner" => registry
+            .promote_to_partner(registry::PromoteToPartnerRequest {
+                name: account(),
+                etag: String::new(),
+            })
+            .await
+            .map(drop),
+        "CreateManagedCustomer" => registry
+            .create_managed_customer(registry::CreateManagedCustomerRequest {
+                parent: partner(),
+                customer_id: fresh_id("made"),
+                display_name: "Matrix Customer".into(),
+                request_id: String::new(),
+            })
+            .await
+            .map(drop),
+        "ListManagedCustomers" => registry
+            .list_managed_customers(registry::ListManagedCustomersRequest {
+                parent: partner(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "GetAccount" => registry
+            .get_account(registry::GetAccountRequest { name: account() })
+            .await
+            .map(drop),
+        "ListAccounts" => registry
+            .list_accounts(registry::ListAccountsRequest::default())
+            .await
+            .map(drop),
+        "UpdateAccount" => registry
+            .update_account(registry::UpdateAccountRequest {
+                account: Some(registry::Account {
+                    name: account(),
+                    display_name: "Renamed By The Matrix".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["display_name".into()],
+                }),
+            })
+            .await
+            .map(drop),
+        "DisableAccount" => registry
+            .disable_account(registry::DisableAccountRequest {
+                name: account(),
+                etag: String::new(),
+            })
+            .await
+            .map(drop),
+        "EnableAccount" => registry
+            .enable_account(registry::EnableAccountRequest {
+                name: account(),
+                etag: String::new(),
+            })
+            .await
+            .map(drop),
+        "DeleteAccount" => registry
+            .delete_account(registry::DeleteAccountRequest {
+                name: account(),
+                etag: String::new(),
+            })
+            .await
+            .map(drop),
+
+        "AddMember" => members
+            .add_member(membership::AddMemberRequest {
+                parent: account(),
+                principal: Some(membership::add_member_request::Principal::User(
+                    TestUser::new("added").resource_name(),
+                )),
+                role: membership::Role::Employee as i32,
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "AddMyself" => members
+            .add_myself(membership::AddMyselfRequest { account: account() })
+            .await
+            .map(drop),
+        "GetMember" => members
+            .get_member(membership::GetMemberRequest {
+                name: target.member.clone(),
+            })
+            .await
+            .map(drop),
+        "UpdateMember" => members
+            .update_member(membership::UpdateMemberRequest {
+                member: Some(membership::Member {
+                    name: target.member.clone(),
+                    role: membership::Role::Admin as i32,
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["role".into()],
+                }),
+            })
+            .await
+            .map(drop),
+        "RemoveMember" => members
+            .remove_member(membership::RemoveMemberRequest {
+                name: target.member.clone(),
+                etag: String::new(),
+            })
+            .await
+            .map(drop),
+        "ListMembers" => members
+            .list_members(membership::ListMembersRequest {
+                parent: account(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "ListMyAccounts" => members
+            .list_my_accounts(membership::ListMyAccountsRequest::default())
+            .await
+            .map(drop),
+        "Authorize" => members
+            .authorize(membership::AuthorizeRequest {
+                subject: Some(membership::Subject {
+                    user: "users/matrix-subject".into(),
+                    ..Default::default()
+                }),
+                account: account(),
+                permission: membership::Permission::AccountRead as i32,
+            })
+            .await
+            .map(drop),
+
+        "CreateInvitation" => invitations
+            .create_invitation(invitation::CreateInvitationRequest {
+                parent: account(),
+                email: format!("{}@example.com", fresh_id("guest")),
+                role: membership::Role::Employee as i32,
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "ListInvitations" => invitations
+            .list_invitations(invitation::ListInvitationsRequest {
+                parent: account(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "GetInvitation" => invitations
+            .get_invitation(invitation::GetInvitationRequest {
+                name: target.invitation.clone(),
+            })
+            .await
+            .map(drop),
+        "RevokeInvitation" => invitations
+            .revoke_invitation(invitation::RevokeInvitationRequest {
+                name: target.invitation.clone(),
+                etag: String::new(),
+            })
+            .await
+            .map(drop),
+        "ResendInvitation" => invitations
+            .resend_invitation(invitation::ResendInvitationRequest {
+                name: target.invitation.clone(),
+                etag: String::new(),
+            })
+            .await
+            .map(drop),
+        "LookupInvitation" => invitations
+            .lookup_invitation(invitation::LookupInvitationRequest {
+                token: target.link.clone(),
+            })
+            .await
+            .map(drop),
+        "AcceptInvitation" => invitations
+            .accept_invitation(invitation::AcceptInvitationRequest {
+                token: target.link.clone(),
+            })
+            .await
+            .map(drop),
+
+        "SendMessage" => messages
+            .send_message(notification::SendMessageRequest {
+                parent: partner(),
+                title: "Matrix note".into(),
+                body: "Sent by the authorization matrix.".into(),
+                read_policy: notification::ReadPolicy::AllMustRead as i32,
+                recipients: vec![account()],
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "ListMessages" => messages
+            .list_messages(notification::ListMessagesRequest {
+                parent: partner(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "GetMessage" => messages
+            .get_message(notification::GetMessageRequest {
+                name: target.message.clone(),
+            })
+            .await
+            .map(drop),
+        "ListMessageReceipts" => messages
+            .list_message_receipts(notification::ListMessageReceiptsRequest {
+                name: target.message.clone(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "ListPendingMessages" => messages
+            .list_pending_messages(notification::ListPendingMessagesRequest::default())
+            .await
+            .map(drop),
+        "AcknowledgeMessage" => messages
+            .acknowledge_message(notification::AcknowledgeMessageRequest {
+                name: target.message.clone(),
+            })
+            .await
+            .map(drop),
+        "WatchInbox" => {
+            let mut stream = messages
+                .watch_inbox(notification::WatchInboxRequest {})
+                .await?
+                .into_inner();
+            let first = stream.message().await?;
+            assert!(
+                matches!(
+                    first.and_then(|response| response.event),
+                    Some(notification::watch_inbox_response::Event::Snapshot(_))
+                ),
+                "WatchInbox opens with a snapshot"
+            );
+            Ok(())
+        }
+        other => panic!("the matrix has no call for {other}"),
+    }
+}
