@@ -1,0 +1,330 @@
+//! SIGTERM to `tenantry serve invitation` while its mailer is busy sending: the e-mails being
+//! sent finish and their deliveries are acknowledged, the process exits 0 within its grace
+//! period, and a new process on the same database and queues sends every remaining e-mail —
+//! each invitation gets exactly one e-mail, none lost, none twice.
+//!
+//! Real processes: customer-registry and membership (the mailer reads the account's display name
+//! from the registry; invitations are authorized by membership), then two generations of
+//! invitation. The SMTP server is aiosmtpd with a handler that takes `SMTP_DELAY` before it
+//! answers DATA, so the deliveries being handled stay unacknowledged while the signal lands. It
+//! logs when DATA arrived (`begin`) and how it ended: `accepted` (it answered 250) or `abandoned`
+//! (the client hung up first, so, as with an MTA that never replied, nothing was delivered).
+//! The invitation database is PostgreSQL as in production: the mailer sends inside its
+//! transaction, and SQLite's single connection would serialize the sends.
+//!
+//! Needs TENANTRY_TEST_AMQP_URL, TENANTRY_TEST_POSTGRES_URL and aiosmtpd (`pip install
+//! aiosmtpd`); under CI=true a missing one is a failure.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sea_orm::ConnectionTrait;
+use support::{
+    ServeProcess, SlowSmtpServer, SmtpEvent, TestResources, aiosmtpd_available, authorized,
+    backend_url, free_port, with_database,
+};
+use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
+use tenantry_proto::invitation::v1::invitation_service_client::InvitationServiceClient;
+use tenantry_proto::invitation::v1::{
+    CreateInvitationRequest, EmailDeliveryState, ListInvitationsRequest,
+};
+use tenantry_proto::membership::v1::Role;
+use tenantry_proto::registry::v1::CreateAccountRequest;
+use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
+
+const JWT_SECRET: &str = "consumer-shutdown-test-secret";
+const INTERNAL_SECRET: &str = "consumer-shutdown-internal";
+/// Invitations created, so e-mails expected.
+const INVITATIONS: usize = 12;
+/// Unacknowledged deliveries the mailer may hold (TENANTRY_AMQP_PREFETCH): the e-mails in
+/// flight when SIGTERM lands.
+const PREFETCH: usize = 4;
+/// How long the SMTP server takes to accept each message.
+const SMTP_DELAY: Duration = Duration::from_millis(1500);
+/// TENANTRY_SHUTDOWN_GRACE_SECONDS of every process.
+const GRACE_SECONDS: u64 = 5;
+/// How long the test waits for an exit after SIGTERM before it fails (the grace is asserted
+/// separately).
+const EXIT_TIMEOUT: Duration = Duration::from_secs(GRACE_SECONDS * 4);
+
+fn operator_token() -> String {
+    let now = unix_now();
+    mint_user_token(
+        JWT_SECRET,
+        &DevTokenClaims {
+            sub: "ops".into(),
+            email: Some("ops@example.com".into()),
+            given_name: Some("Olivia".into()),
+            family_name: None,
+            roles: vec!["tenantry-operator".into()],
+            iss: "tenantry".into(),
+            aud: "tenantry".into(),
+            exp: now + 600,
+            iat: now,
+        },
+    )
+    .expect("token")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_mails_in_flight_and_a_new_process_sends_the_rest_once() {
+    let (Some(amqp), Some(postgres)) = (
+        backend_url("TENANTRY_TEST_AMQP_URL"),
+        backend_url("TENANTRY_TEST_POSTGRES_URL"),
+    ) else {
+        eprintln!("skipped: set TENANTRY_TEST_AMQP_URL and TENANTRY_TEST_POSTGRES_URL");
+        return;
+    };
+    if !aiosmtpd_available() {
+        eprintln!("skipped: aiosmtpd is not installed");
+        return;
+    }
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    // Declared before the processes, so dropped after them: also on a failed assertion.
+    let resources = TestResources {
+        dir: std::env::temp_dir().join(format!("tenantry-consumer-shutdown-{tag}")),
+        amqp_url: amqp.clone(),
+        prefix: format!("consumer-shutdown-{}.", &tag[..8]),
+        postgres_url: postgres.clone(),
+        database: format!("t_consumer_shutdown_{}", &tag[..12]),
+    };
+    let (dir, prefix) = (&resources.dir, &resources.prefix);
+    std::fs::create_dir_all(dir).expect("temp dir");
+    let admin = sea_orm::Database::connect(postgres.as_str())
+        .await
+        .expect("connect to PostgreSQL");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{}\"", resources.database))
+        .await
+        .expect("create the invitation database");
+    let _ = admin.close().await;
+    let invitation_database_url = with_database(&postgres, &resources.database);
+    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.join(name).display());
+    let smtp = SlowSmtpServer::start(dir, SMTP_DELAY).await;
+
+    // The peers listen on ports chosen up front, since each names the other.
+    let registry_port = free_port();
+    let membership_port = free_port();
+    let registry_url = format!("http://127.0.0.1:{registry_port}");
+    let membership_url = format!("http://127.0.0.1:{membership_port}");
+    let shared = |extra: &[(&'static str, String)]| {
+        let mut settings = vec![
+            ("TENANTRY_JWT_SECRET", JWT_SECRET.to_string()),
+            ("TENANTRY_INTERNAL_SECRET", INTERNAL_SECRET.to_string()),
+            ("TENANTRY_SHUTDOWN_GRACE_SECONDS", GRACE_SECONDS.to_string()),
+            ("TENANTRY_AMQP_URL", amqp.clone()),
+            ("TENANTRY_AMQP_PREFIX", prefix.clone()),
+            ("TENANTRY_REGISTRY_URL", registry_url.clone()),
+            ("TENANTRY_MEMBERSHIP_URL", membership_url.clone()),
+        ];
+        settings.extend_from_slice(extra);
+        settings
+    };
+    let registry_settings = shared(&[("TENANTRY_DATABASE_URL", sqlite("registry.db"))]);
+    let membership_settings = shared(&[("TENANTRY_DATABASE_URL", sqlite("membership.db"))]);
+    let (registry, membership) = tokio::join!(
+        ServeProcess::start(
+            "customer-registry",
+            "tenantry.registry.v1.CustomerRegistryService",
+            registry_port,
+            dir,
+            "registry",
+            &registry_settings,
+        ),
+        ServeProcess::start(
+            "membership",
+            "tenantry.membership.v1.MembershipService",
+            membership_port,
+            dir,
+            "membership",
+            &membership_settings,
+        ),
+    );
+    let invitation_settings = shared(&[
+        ("TENANTRY_DATABASE_URL", invitation_database_url.clone()),
+        ("TENANTRY_SMTP_URL", smtp.url()),
+        ("TENANTRY_AMQP_PREFETCH", PREFETCH.to_string()),
+    ]);
+    let start_invitation = |log_name: &'static str| {
+        ServeProcess::start(
+            "invitation",
+            "tenantry.invitation.v1.InvitationService",
+            free_port(),
+            dir,
+            log_name,
+            &invitation_settings,
+        )
+    };
+    let first = start_invitation("invitation-1").await;
+
+    let token = operator_token();
+    CustomerRegistryServiceClient::new(registry.channel().await)
+        .create_account(authorized(
+            CreateAccountRequest {
+                account_id: "globex".into(),
+                display_name: "Globex Corporation".into(),
+                request_id: String::new(),
+            },
+            &token,
+        ))
+        .await
+        .expect("create the account");
+    let mut invitations = InvitationServiceClient::new(first.channel().await);
+    let invitees: Vec<String> = (0..INVITATIONS)
+        .map(|index| format!("invitee-{index}@globex.example"))
+        .collect();
+    for email in &invitees {
+        invitations
+            .create_invitation(authorized(
+                CreateInvitationRequest {
+                    parent: "accounts/globex".into(),
+                    email: email.clone(),
+                    role: Role::Employee as i32,
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await
+            .expect("create an invitation");
+    }
+
+    // The mailer holds PREFETCH deliveries, each waiting for the slow SMTP server's answer.
+    smtp.wait_for("begin", PREFETCH, Duration::from_secs(20))
+        .await;
+    let in_flight = smtp.count("begin") - smtp.count("accepted");
+    let (exited_zero, took) = first.terminate(EXIT_TIMEOUT).await;
+    let after_first = smtp.events();
+    let count = |events: &[SmtpEvent], outcome: &str| {
+        events
+            .iter()
+            .filter(|event| event.outcome == outcome)
+            .count()
+    };
+    let (begun_first, accepted_first) = (
+        count(&after_first, "begin"),
+        count(&after_first, "accepted"),
+    );
+    assert!(exited_zero, "the first invitation process exited non-zero");
+    assert!(
+        took < Duration::from_secs(GRACE_SECONDS),
+        "exit took {took:?}, grace is {GRACE_SECONDS}s"
+    );
+    assert!(
+        in_flight >= 2,
+        "several e-mails were in flight at SIGTERM: {in_flight}"
+    );
+    assert_eq!(
+        count(&after_first, "abandoned"),
+        0,
+        "every e-mail in flight at SIGTERM was finished: {after_first:#?}"
+    );
+    assert_eq!(
+        accepted_first, begun_first,
+        "every e-mail begun was accepted"
+    );
+    assert!(
+        accepted_first < INVITATIONS,
+        "the first process stopped before sending everything ({accepted_first} sent)"
+    );
+
+    // Same database, same queues: the rest (queued, or delivered but unacknowledged) is sent.
+    let second = start_invitation("invitation-2").await;
+    smtp.wait_for("accepted", INVITATIONS, Duration::from_secs(30))
+        .await;
+    // A duplicate would begin within a delivery round; give it one.
+    tokio::time::sleep(SMTP_DELAY + Duration::from_millis(500)).await;
+    let events = smtp.events();
+    let mut per_recipient: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut per_message_id: BTreeMap<&str, usize> = BTreeMap::new();
+    for event in events.iter().filter(|event| event.outcome == "accepted") {
+        *per_recipient.entry(event.recipients.as_str()).or_default() += 1;
+        *per_message_id.entry(event.message_id.as_str()).or_default() += 1;
+    }
+    assert_eq!(
+        count(&events, "begin"),
+        INVITATIONS,
+        "no e-mail was sent twice: {events:#?}"
+    );
+    assert_eq!(count(&events, "abandoned"), 0);
+    assert_eq!(
+        per_message_id.len(),
+        INVITATIONS,
+        "one Message-ID per event"
+    );
+    for email in &invitees {
+        assert_eq!(
+            per_recipient.get(email.as_str()),
+            Some(&1),
+            "{email} got exactly one e-mail: {events:#?}"
+        );
+    }
+
+    // The invitations agree: every one SENT, on the first attempt.
+    let listed = InvitationServiceClient::new(second.channel().await)
+        .list_invitations(authorized(
+            ListInvitationsRequest {
+                parent: "accounts/globex".into(),
+                page_size: 100,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .expect("list invitations")
+        .into_inner()
+        .invitations;
+    assert_eq!(listed.len(), INVITATIONS);
+    for invitation in &listed {
+        let delivery = invitation.delivery.clone().unwrap_or_default();
+        assert_eq!(
+            (delivery.state, delivery.attempts),
+            (EmailDeliveryState::Sent as i32, 1),
+            "{} {delivery:?}",
+            invitation.email
+        );
+    }
+
+    // Nothing is left in the mailer's queue, and nothing was dead-lettered.
+    let connection = lapin::Connection::connect(&amqp, lapin::ConnectionProperties::default())
+        .await
+        .expect("connect to RabbitMQ");
+    let channel = connection.create_channel().await.expect("channel");
+    let mailer_group = tenantry_invitation::consumers::MAILER_GROUP;
+    for (queue, what) in [
+        (format!("{prefix}{mailer_group}"), "queued mail events"),
+        (format!("{prefix}{mailer_group}.dead"), "dead letters"),
+    ] {
+        let declared = channel
+            .queue_declare(
+                queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("the queue exists");
+        assert_eq!(declared.message_count(), 0, "{what} in {queue}");
+    }
+
+    let (second_exited_zero, second_took) = second.terminate(EXIT_TIMEOUT).await;
+    assert!(
+        second_exited_zero,
+        "the second invitation process exited non-zero"
+    );
+    eprintln!(
+        "SIGTERM with {in_flight} e-mails in flight: first process sent {accepted_first} and exited 0 \
+         after {took:?} (grace {GRACE_SECONDS}s); second sent {} more, exited 0 after \
+         {second_took:?}; {INVITATIONS} invitations, {INVITATIONS} e-mails, none twice",
+        INVITATIONS - accepted_first
+    );
+
+    let _ = connection.close(0, "done".into()).await;
+    for peer in [registry, membership] {
+        let (exited_zero, _) = peer.terminate(EXIT_TIMEOUT).await;
+        assert!(exited_zero, "a peer exited non-zero");
+    }
+}
