@@ -192,13 +192,19 @@ struct TokenArgs {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tenantry_platform::telemetry::init(&cli.log);
+    // One process per service names itself after it in traces (OTEL_SERVICE_NAME wins).
+    let process_name = match &cli.command {
+        Command::Serve(args) => args.service.name(),
+        _ => "tenantry",
+    };
+    let telemetry = tenantry_platform::telemetry::init(&cli.log, process_name);
     let result = match cli.command {
         Command::Up(args) => up(args).await,
         Command::Serve(args) => serve(args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Token(args) => token(args),
     };
+    telemetry.shutdown();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

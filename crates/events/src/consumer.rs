@@ -9,6 +9,8 @@ use sea_orm::{DbErr, EntityTrait, Set, TransactionTrait, TryInsertResult};
 use tenantry_platform::db::{Database, StoreError};
 use tenantry_platform::error::ErrorChain;
 use tenantry_platform::metrics::{DeliveryOutcome, Metrics};
+use tenantry_platform::telemetry;
+use tracing::Instrument;
 
 use crate::entities::processed_events;
 use crate::{Event, HandlerError};
@@ -130,21 +132,47 @@ pub(crate) const ATTEMPT_HEADER: &str = "x-tenantry-attempt";
 
 /// Handles `event` for `group`: in one transaction on `database`, records the event id (the
 /// insert doubles as the idempotency check: a concurrent or earlier record makes it a no-op) and
-/// runs the handler; commits only if both succeeded.
+/// runs the handler; commits only if both succeeded. Logs the outcome of this `attempt`.
 pub(crate) async fn process(
     group: &str,
     database: &Database,
     handler: &dyn Handler,
     event: &Event,
+    attempt: u32,
 ) -> Outcome {
-    match try_process(group, database, handler, event).await {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            // A database failure: the work may succeed later.
-            let error = StoreError::from(error);
-            Outcome::Failed(HandlerError::Transient(ErrorChain(&error).to_string()))
-        }
+    // The handler's work joins the trace of whoever caused the event (through the relay's
+    // publish span); events it appends in turn carry this span's context.
+    let span = tracing::info_span!(
+        parent: None,
+        "event.process",
+        otel.name = %format_args!("{} process", event.event_type),
+        otel.kind = "consumer",
+        messaging.operation.type = "process",
+        messaging.destination.name = %event.event_type,
+        messaging.consumer.group.name = group,
+        messaging.message.id = %event.id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    telemetry::continue_trace(
+        &span,
+        event.traceparent.as_deref(),
+        event.tracestate.as_deref(),
+    );
+    async {
+        let outcome = match try_process(group, database, handler, event).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // A database failure: the work may succeed later.
+                let error = StoreError::from(error);
+                Outcome::Failed(HandlerError::Transient(ErrorChain(&error).to_string()))
+            }
+        };
+        log_outcome(group, event, attempt, &outcome);
+        outcome
     }
+    .instrument(span)
+    .await
 }
 
 async fn try_process(
@@ -205,7 +233,7 @@ pub(crate) async fn report_failure(
 }
 
 /// Logs how a delivery ended (one place, so both transports log alike).
-pub(crate) fn log_outcome(group: &str, event: &Event, attempt: u32, outcome: &Outcome) {
+fn log_outcome(group: &str, event: &Event, attempt: u32, outcome: &Outcome) {
     match outcome {
         Outcome::Handled => tracing::debug!(
             group, event_id = %event.id, event_type = %event.event_type, attempt, "event handled"

@@ -25,16 +25,19 @@ pub struct Event {
 }
 
 impl Event {
-    /// A new event with a fresh v7 id and the current time.
+    /// A new event with a fresh v7 id and the current time, carrying the trace context of the
+    /// current span (the call or event handler that caused it), so its consumers join that
+    /// trace.
     pub fn new(event_type: &str, source: &str, payload: &impl prost::Message) -> Self {
+        let trace = tenantry_platform::telemetry::trace_headers(&tracing::Span::current());
         Self {
             id: Uuid::now_v7(),
             event_type: event_type.to_string(),
             source: source.to_string(),
             time: Utc::now(),
             payload: payload.encode_to_vec(),
-            traceparent: None,
-            tracestate: None,
+            traceparent: trace.traceparent,
+            tracestate: trace.tracestate,
         }
     }
 

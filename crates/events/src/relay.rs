@@ -12,6 +12,7 @@ use tenantry_platform::db::{Database, StoreError};
 use tenantry_platform::error::ErrorChain;
 use tenantry_platform::metrics::Metrics;
 use tenantry_platform::server::Shutdown;
+use tenantry_platform::telemetry;
 use uuid::Uuid;
 
 use crate::consumer::Backoff;
@@ -276,10 +277,12 @@ impl Relay {
         rows: Vec<outbox::Model>,
     ) -> Result<usize, RelayError> {
         let seqs: Vec<i64> = rows.iter().map(|row| row.seq).collect();
-        let events = rows
+        let mut events = rows
             .into_iter()
             .map(event_from_row)
             .collect::<Result<Vec<_>, _>>()?;
+        // Held until the batch is confirmed, so each span covers its event's publication.
+        let _spans = publish_spans(self.service, &mut events);
         match tokio::time::timeout(PUBLISH_TIMEOUT, self.publisher.publish(&events)).await {
             Ok(result) => result?,
             Err(_) => return Err(PublishError::Timeout(PUBLISH_TIMEOUT).into()),
@@ -300,6 +303,42 @@ impl Relay {
         }
         Ok(events.len())
     }
+}
+
+/// One `outbox.publish` span per event that belongs to a trace (a child of the span that wrote
+/// it), whose context replaces the event's: consumers then see the hop through the relay.
+/// Events written outside any trace stay untraced.
+fn publish_spans(service: &str, events: &mut [Event]) -> Vec<tracing::Span> {
+    let mut spans = Vec::new();
+    for event in events.iter_mut() {
+        if event.traceparent.is_none() {
+            continue;
+        }
+        let span = tracing::info_span!(
+            parent: None,
+            "outbox.publish",
+            otel.name = %format_args!("{} publish", event.event_type),
+            otel.kind = "producer",
+            messaging.operation.type = "send",
+            messaging.destination.name = %event.event_type,
+            messaging.message.id = %event.id,
+            service,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        telemetry::continue_trace(
+            &span,
+            event.traceparent.as_deref(),
+            event.tracestate.as_deref(),
+        );
+        let trace = telemetry::trace_headers(&span);
+        if trace.traceparent.is_some() {
+            event.traceparent = trace.traceparent;
+            event.tracestate = trace.tracestate;
+        }
+        spans.push(span);
+    }
+    spans
 }
 
 fn event_from_row(row: outbox::Model) -> Result<Event, RelayError> {

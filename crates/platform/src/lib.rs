@@ -9,6 +9,7 @@ pub mod authz;
 pub mod clients;
 pub mod config;
 pub mod db;
+mod edge;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;

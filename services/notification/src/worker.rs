@@ -11,6 +11,7 @@ use std::time::Duration;
 use tenantry_platform::metrics::Metrics;
 use tenantry_platform::server::Shutdown;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::domain::NotificationError;
 use crate::peers::{MemberPageError, MemberSource};
@@ -122,8 +123,35 @@ pub async fn run_job(
     run_job_counted(store, members, job, batch, shutdown, None).await
 }
 
-/// [`run_job`], counting the deliveries written in `metrics`.
+/// [`run_job`], counting the deliveries written in `metrics`, in a `fanout.job` span that
+/// continues the trace of the SendMessage that caused the job.
 async fn run_job_counted(
+    store: &Store,
+    members: &dyn MemberSource,
+    job: Job,
+    batch: i32,
+    shutdown: &Shutdown,
+    metrics: Option<&Metrics>,
+) -> Result<(), NotificationError> {
+    let span = tracing::info_span!(
+        parent: None,
+        "fanout.job",
+        message = %job.message_id,
+        account = %job.account_id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    tenantry_platform::telemetry::continue_trace(
+        &span,
+        job.trace.traceparent.as_deref(),
+        job.trace.tracestate.as_deref(),
+    );
+    write_pages(store, members, job, batch, shutdown, metrics)
+        .instrument(span)
+        .await
+}
+
+async fn write_pages(
     store: &Store,
     members: &dyn MemberSource,
     mut job: Job,

@@ -158,8 +158,7 @@ impl Context {
             Ok(event) => {
                 let spec = &self.spec;
                 let outcome =
-                    consumer::process(group, &spec.database, &*spec.handler, &event).await;
-                consumer::log_outcome(group, &event, attempt, &outcome);
+                    consumer::process(group, &spec.database, &*spec.handler, &event, attempt).await;
                 let metrics = self.bus.metrics();
                 match &outcome {
                     Outcome::Handled | Outcome::Duplicate => {

@@ -95,6 +95,11 @@ impl SmtpTransport {
 
 #[async_trait::async_trait]
 impl MailTransport for SmtpTransport {
+    #[tracing::instrument(
+        name = "smtp.send",
+        skip_all,
+        fields(otel.kind = "client", server.protocol = "smtp")
+    )]
     async fn send(&self, message: Message) -> Result<(), MailError> {
         match self.inner.send(message).await {
             Ok(_) => Ok(()),
@@ -144,6 +149,7 @@ impl FileTransport {
 
 #[async_trait::async_trait]
 impl MailTransport for FileTransport {
+    #[tracing::instrument(name = "mail.write_file", skip_all)]
     async fn send(&self, message: Message) -> Result<(), MailError> {
         // The directory may have been removed since start-up (e.g. `rm -r data/mail`).
         tokio::fs::create_dir_all(&self.directory)

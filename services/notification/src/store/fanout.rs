@@ -13,6 +13,7 @@ use sea_orm::{
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tenantry_events::Outbox;
+use tenantry_platform::telemetry::TraceHeaders;
 
 use super::entities::{delivery, fanout_job, message, recipient_account};
 use super::inbox::pending_accounts_of;
@@ -33,6 +34,8 @@ pub struct Job {
     pub account_id: String,
     /// ListMembers token of the next page; empty = first page.
     pub page_token: String,
+    /// The trace of the SendMessage that caused the job, continued by the worker.
+    pub trace: TraceHeaders,
 }
 
 /// What applying a page did.
@@ -57,6 +60,7 @@ pub async fn record_jobs(
     account_ids: &[String],
     now: DateTime<Utc>,
 ) -> Result<(), NotificationError> {
+    let trace = tenantry_platform::telemetry::trace_headers(&tracing::Span::current());
     let rows: Vec<_> = account_ids
         .iter()
         .collect::<BTreeSet<_>>()
@@ -69,6 +73,8 @@ pub async fn record_jobs(
             pages: Set(0),
             lease_until: Set(None),
             update_time: Set(now),
+            traceparent: Set(trace.traceparent.clone()),
+            tracestate: Set(trace.tracestate.clone()),
         })
         .collect();
     for chunk in rows.chunks(CHUNK) {
@@ -191,6 +197,10 @@ impl Store {
             message_id: job.message_id,
             account_id: job.account_id,
             page_token: job.page_token,
+            trace: TraceHeaders {
+                traceparent: job.traceparent,
+                tracestate: job.tracestate,
+            },
         }))
     }
 

@@ -23,6 +23,10 @@ pub struct Model {
     pub lease_until: Option<DateTimeUtc>,
     /// When the row last changed.
     pub update_time: DateTimeUtc,
+    /// W3C `traceparent` of the consumer that recorded the job (the SendMessage's trace).
+    pub traceparent: Option<String>,
+    /// W3C `tracestate` to go with it.
+    pub tracestate: Option<String>,
 }
 
 /// No relations are navigated.

@@ -4,6 +4,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m0001_initial;
+mod m0002_fanout_trace_context;
 
 /// Applies the notification service's migrations; its bookkeeping table is
 /// `notification_migrations`.
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_initial::Migration),
             tenantry_events::outbox_migration(),
             tenantry_events::processed_events_migration(),
+            Box::new(m0002_fanout_trace_context::Migration),
         ]
     }
 
