@@ -254,9 +254,15 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.server.listen))?;
     let node = Node::start(spec, listener).await?;
-    node.shutdown_handle().trigger_on_signals();
+    let shutdown = node.shutdown_handle();
+    shutdown.trigger_on_signals();
     let addr = node.local_addr();
     if !node.wait_ready(Duration::from_secs(60)).await {
+        if shutdown.is_triggered() {
+            // Stopped while starting: drain what was accepted and exit normally.
+            node.wait().await?;
+            return Ok(());
+        }
         bail!("the services did not become ready within 60 s");
     }
     let me = std::env::current_exe()

@@ -155,6 +155,7 @@ pub struct Node {
     admin_addr: Option<SocketAddr>,
     metrics: Metrics,
     shutdown: Shutdown,
+    shutdown_grace: Duration,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     background: Vec<JoinHandle<()>>,
 }
@@ -374,6 +375,7 @@ impl Node {
             admin_addr,
             metrics,
             shutdown,
+            shutdown_grace: spec.shutdown_grace,
             server,
             background,
         })
@@ -399,7 +401,8 @@ impl Node {
         self.shutdown.clone()
     }
 
-    /// Waits until every service of the node reports SERVING, or `timeout` passes.
+    /// Waits until every service of the node reports SERVING, or `timeout` passes, or shutdown
+    /// is triggered (a SIGTERM during start-up must not wait out the timeout).
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let url = format!("http://{}", reachable(self.local_addr));
         let deadline = tokio::time::Instant::now() + timeout;
@@ -407,19 +410,35 @@ impl Node {
             if overall_serving(&url).await {
                 return true;
             }
-            if tokio::time::Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline || self.shutdown.is_triggered() {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// Runs until shutdown is triggered and in-flight calls have drained.
+    /// Runs until shutdown is triggered and in-flight calls and event handlers have drained,
+    /// or the grace period (counted from the trigger) is over: background work still running
+    /// then is aborted. An aborted handler's transaction rolls back and its message was never
+    /// acknowledged, so the broker delivers it again to the next process.
     pub async fn wait(self) -> Result<(), NodeError> {
         let result = self.server.await;
         self.shutdown.trigger();
-        for task in self.background {
-            let _ = task.await;
+        let deadline = self
+            .shutdown
+            .triggered_at()
+            .unwrap_or_else(tokio::time::Instant::now)
+            + self.shutdown_grace;
+        for mut task in self.background {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::warn!(
+                    grace = ?self.shutdown_grace,
+                    "background work still running after the grace period; aborting it \
+                     (unacknowledged events are delivered again)"
+                );
+                task.abort();
+                let _ = task.await;
+            }
         }
         result??;
         Ok(())

@@ -4,42 +4,33 @@
 //! limit, readiness that follows the database, and graceful shutdown on SIGTERM or Ctrl-C.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::body::Body;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::auth::Authenticator;
 use crate::db::Database;
-use crate::error::{ApiError, ErrorChain};
+use crate::edge::EdgeLayer;
+use crate::error::ErrorChain;
 use crate::metrics::Metrics;
 
 /// Why reflection could not be built.
 pub use tonic_reflection::server::Error as ReflectionError;
-
-/// Paths served without authentication: Kubernetes probes and `grpcurl list` need no token.
-const OPEN_PREFIXES: [&str; 3] = [
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1.ServerReflection/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
-];
 
 /// A shutdown signal that many tasks can wait on.
 #[derive(Clone, Debug)]
 pub struct Shutdown {
     sender: Arc<watch::Sender<bool>>,
     receiver: watch::Receiver<bool>,
+    /// When it was first triggered: the grace period counts from there.
+    triggered_at: Arc<std::sync::OnceLock<tokio::time::Instant>>,
 }
 
 impl Default for Shutdown {
@@ -55,12 +46,19 @@ impl Shutdown {
         Self {
             sender: Arc::new(sender),
             receiver,
+            triggered_at: Arc::default(),
         }
     }
 
     /// Tells every waiter to stop.
     pub fn trigger(&self) {
+        self.triggered_at.get_or_init(tokio::time::Instant::now);
         let _ = self.sender.send(true);
+    }
+
+    /// When the signal was first triggered, if it was.
+    pub fn triggered_at(&self) -> Option<tokio::time::Instant> {
+        self.triggered_at.get().copied()
     }
 
     /// Whether the signal was triggered.

@@ -124,7 +124,8 @@ async fn session(
     }
     while in_flight.join_next().await.is_some() {}
     if result.is_ok() {
-        // Prefetched deliveries not yet started return to the queue with the channel.
+        // Every delivery received was started at once; those the client still buffered after
+        // the cancel were never acknowledged and return to the queue with the channel.
         let _ = channel.close(200, "consumer stopped".into()).await;
     }
     result
