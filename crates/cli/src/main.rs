@@ -236,6 +236,12 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
         })
         .collect();
     let smtp = args.invitation.smtp_url.clone();
+    let tls = args.server.tls.load()?;
+    let (plaintext, buf_target) = if tls.serves_tls() {
+        ("", "--list-methods https")
+    } else {
+        ("-plaintext ", "--http2-prior-knowledge --list-methods http")
+    };
     let spec = NodeSpec {
         services,
         auth: args.auth,
@@ -253,7 +259,7 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.server.listen))?;
-    let node = Node::start(spec, listener).await?;
+    let node = Node::start_with_tls(spec, listener, tls).await?;
     let shutdown = node.shutdown_handle();
     shutdown.trigger_on_signals();
     let addr = node.local_addr();
@@ -272,13 +278,13 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
         "Tenantry is up on {addr} (all services; data in {})",
         data_dir.display()
     );
-    println!("  list the API:  grpcurl -plaintext {addr} list");
+    println!("  list the API:  grpcurl {plaintext}{addr} list");
     println!(
-        "       or:       buf curl --protocol grpc --http2-prior-knowledge --list-methods http://{addr}"
+        "       or:       buf curl --protocol grpc {buf_target}://{addr}"
     );
     println!("  get a token:   TOKEN=$({me} token --sub ops --email ops@example.com --operator)");
     println!(
-        "  call:          grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{}}' {addr} tenantry.registry.v1.CustomerRegistryService/ListAccounts"
+        "  call:          grpcurl {plaintext}-H \"authorization: Bearer $TOKEN\" -d '{{}}' {addr} tenantry.registry.v1.CustomerRegistryService/ListAccounts"
     );
     match &smtp {
         Some(_) => println!("  e-mails:       sent through TENANTRY_SMTP_URL"),
@@ -339,10 +345,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         mail_dir: args.mail_dir,
         admin_listen: args.server.admin_listen,
     };
+    let tls = args.server.tls.load()?;
     let listener = tokio::net::TcpListener::bind(args.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.server.listen))?;
-    let node = Node::start(spec, listener).await?;
+    let node = Node::start_with_tls(spec, listener, tls).await?;
     node.shutdown_handle().trigger_on_signals();
     tracing::info!(
         service = args.service.name(),

@@ -20,6 +20,7 @@ use tenantry_platform::db::Database;
 use tenantry_platform::metrics::{self, Metrics};
 use tenantry_platform::pagination::PageTokens;
 use tenantry_platform::server::{self, Probes, Shutdown};
+use tenantry_platform::tls::{NodeTls, OWN_SERVER_NAME};
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
 use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 use tokio::net::TcpListener;
@@ -143,6 +144,9 @@ pub enum NodeError {
     /// The mail transport cannot be set up.
     #[error("cannot set up e-mail delivery")]
     Mail(#[from] tenantry_invitation::mail::MailSetupError),
+    /// TLS cannot be set up.
+    #[error(transparent)]
+    Tls(#[from] tenantry_platform::tls::TlsSetupError),
     /// The server task panicked or was cancelled.
     #[error("the server task ended abnormally")]
     Join(#[from] tokio::task::JoinError),
@@ -154,6 +158,10 @@ pub struct Node {
     local_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     metrics: Metrics,
+    bus: EventBus,
+    /// How the node reaches its own port (health checks): URL and client TLS.
+    own_url: String,
+    own_tls: Option<tonic::transport::ClientTlsConfig>,
     shutdown: Shutdown,
     shutdown_grace: Duration,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -173,6 +181,17 @@ impl Node {
     /// Starts serving `spec` on `listener`. Returns as soon as the port accepts calls; each
     /// service turns SERVING once its database is ready (see [`Node::wait_ready`]).
     pub async fn start(spec: NodeSpec, listener: TcpListener) -> Result<Node, NodeError> {
+        Self::start_with_tls(spec, listener, NodeTls::default()).await
+    }
+
+    /// [`Node::start`] with TLS as `tls` says: the port accepts TLS only when `tls.server` is
+    /// set, and the node then calls its own services at `https://` expecting the certificate to
+    /// name [`OWN_SERVER_NAME`]; `https://` peer URLs are verified against `tls.ca`.
+    pub async fn start_with_tls(
+        spec: NodeSpec,
+        listener: TcpListener,
+        tls: NodeTls,
+    ) -> Result<Node, NodeError> {
         let local_addr = listener.local_addr().map_err(NodeError::Listener)?;
         let internal_secret = spec
             .auth
@@ -186,12 +205,16 @@ impl Node {
         let mut routes = probes.routes();
         let mut background = Vec::new();
 
-        let own_url = format!("http://{}", reachable(local_addr));
+        let scheme = if tls.serves_tls() { "https" } else { "http" };
+        let own_url = format!("{scheme}://{}", reachable(local_addr));
+        let own_tls = tls.client_for(&own_url, Some(OWN_SERVER_NAME));
         let peer =
             |configured: &Option<String>, kind: ServiceKind| -> Result<ServiceChannel, NodeError> {
-                let url = configured.clone().unwrap_or_else(|| own_url.clone());
                 let minter = ServiceTokenMinter::new(kind.name(), &internal_secret)?;
-                Ok(clients::channel(&url, minter)?)
+                Ok(match configured {
+                    Some(url) => clients::channel_with_tls(url, minter, tls.client_for(url, None))?,
+                    None => clients::channel_with_tls(&own_url, minter, own_tls.clone())?,
+                })
             };
 
         // One registry per node, handed down to everything that records.
@@ -362,18 +385,22 @@ impl Node {
             }
             None => None,
         };
-        let server = tokio::spawn(server::serve_with_metrics(
+        let server = tokio::spawn(server::serve_with_tls(
             listener,
             routes,
             authenticator,
             shutdown.clone(),
             spec.shutdown_grace,
             metrics.clone(),
+            tls.server.clone(),
         ));
         Ok(Node {
             local_addr,
             admin_addr,
             metrics,
+            bus,
+            own_url,
+            own_tls,
             shutdown,
             shutdown_grace: spec.shutdown_grace,
             server,
@@ -396,6 +423,17 @@ impl Node {
         &self.metrics
     }
 
+    /// A copy of every event published from now on whose type matches `bindings`, through the
+    /// node's own transport (see [`EventBus::subscribe`]); it ends when the node stops. For
+    /// tests and tools that watch what the services announce.
+    pub fn subscribe_events(
+        &self,
+        name: &str,
+        bindings: Vec<String>,
+    ) -> tenantry_events::Subscription {
+        self.bus.subscribe(name, bindings, self.shutdown.clone())
+    }
+
     /// A handle that stops the node when triggered.
     pub fn shutdown_handle(&self) -> Shutdown {
         self.shutdown.clone()
@@ -404,10 +442,9 @@ impl Node {
     /// Waits until every service of the node reports SERVING, or `timeout` passes, or shutdown
     /// is triggered (a SIGTERM during start-up must not wait out the timeout).
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
-        let url = format!("http://{}", reachable(self.local_addr));
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if overall_serving(&url).await {
+            if overall_serving(&self.own_url, self.own_tls.clone()).await {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline || self.shutdown.is_triggered() {
@@ -489,12 +526,18 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
     addr
 }
 
-async fn overall_serving(url: &str) -> bool {
+async fn overall_serving(url: &str, tls: Option<tonic::transport::ClientTlsConfig>) -> bool {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
-    let Ok(channel) = tonic::transport::Endpoint::from_shared(url.to_string()) else {
+    let Ok(mut channel) = tonic::transport::Endpoint::from_shared(url.to_string()) else {
         return false;
     };
+    if let Some(tls) = tls {
+        let Ok(with_tls) = channel.tls_config(tls) else {
+            return false;
+        };
+        channel = with_tls;
+    }
     let Ok(channel) = channel.connect().await else {
         return false;
     };

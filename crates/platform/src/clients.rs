@@ -58,11 +58,24 @@ pub struct InvalidServiceUrl {
 /// A lazily connected channel to `url` with sensible timeouts; the first call connects, and a
 /// peer that is down makes calls fail with UNAVAILABLE instead of blocking start-up.
 pub fn channel(url: &str, minter: ServiceTokenMinter) -> Result<ServiceChannel, InvalidServiceUrl> {
-    let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|source| InvalidServiceUrl {
-            url: url.to_string(),
-            source,
-        })?
+    channel_with_tls(url, minter, None)
+}
+
+/// [`channel`] over TLS as `tls` says (see [`crate::tls::NodeTls::client_for`]).
+pub fn channel_with_tls(
+    url: &str,
+    minter: ServiceTokenMinter,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<ServiceChannel, InvalidServiceUrl> {
+    let invalid = |source| InvalidServiceUrl {
+        url: url.to_string(),
+        source,
+    };
+    let mut endpoint = Endpoint::from_shared(url.to_string()).map_err(invalid)?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).map_err(invalid)?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(10))
         .tcp_nodelay(true)

@@ -116,6 +116,35 @@ pub struct ServerConfig {
     /// `0.0.0.0:9090` in a container).
     #[arg(long = "admin-listen", env = "TENANTRY_ADMIN_LISTEN")]
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// TLS on the gRPC port and towards peers.
+    #[command(flatten)]
+    pub tls: TlsConfig,
+}
+
+/// TLS (see [`crate::tls`]): the gRPC port's certificate and key, and the CA that `https://`
+/// peers are verified against.
+#[derive(Args, Clone, Debug, Default)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the gRPC port; with --tls-key the port accepts TLS only.
+    #[arg(
+        id = "tls_cert",
+        long = "tls-cert",
+        env = "TENANTRY_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(
+        id = "tls_key",
+        long = "tls-key",
+        env = "TENANTRY_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub key: Option<PathBuf>,
+    /// PEM CA bundle for `https://` peer URLs (and this process's own port); default: the
+    /// system roots.
+    #[arg(id = "tls_ca", long = "tls-ca", env = "TENANTRY_TLS_CA")]
+    pub ca: Option<PathBuf>,
 }
 
 /// Where the data of the embedded default lives.

@@ -18,6 +18,7 @@ pub mod pagination;
 pub mod server;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 
 pub use auth::{Authenticator, Principal, ServiceIdentity, UserIdentity};
 pub use error::ApiError;

@@ -292,9 +292,36 @@ pub async fn serve_with_metrics(
     grace: Duration,
     metrics: Metrics,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with_tls(
+        listener,
+        routes,
+        authenticator,
+        shutdown,
+        grace,
+        metrics,
+        None,
+    )
+    .await
+}
+
+/// [`serve_with_metrics`], accepting only TLS connections (rustls) when `tls` is set. A client
+/// that fails the handshake (e.g. plaintext) is dropped; the server goes on.
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    routes: Routes,
+    authenticator: Arc<Authenticator>,
+    shutdown: Shutdown,
+    grace: Duration,
+    metrics: Metrics,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<(), tonic::transport::Error> {
     let incoming = TcpListenerStream::new(listener);
     let stop = shutdown.clone();
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .tcp_nodelay(true)
         .layer(EdgeLayer::new(authenticator, metrics))
