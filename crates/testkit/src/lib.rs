@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
 pub use tenantry_cli::ServiceKind;
+pub use tenantry_events::{Event, Subscription};
 use tenantry_cli::{EventsSpec, Node, NodeSpec, PeerUrls};
 use tenantry_events::{AmqpConfig, RetryPolicy};
 use tenantry_platform::auth::{DevTokenClaims, ServiceTokenMinter, mint_user_token, unix_now};
@@ -499,6 +500,19 @@ impl TestCluster {
             .filter_map(|path| std::fs::read(path).ok())
             .filter_map(|raw| smtp::parse(&raw))
             .collect()
+    }
+
+    /// Every event the cluster publishes from now on whose type matches one of `bindings`
+    /// (routing keys, `#` for all), through the cluster's own bus (in-process or RabbitMQ);
+    /// returns once the subscription is bound. It ends when the cluster stops or restarts.
+    pub async fn subscribe_events(&self, bindings: &[&str]) -> tenantry_events::Subscription {
+        let node = self.node.as_ref().expect("the cluster is running");
+        let mut subscription = node.subscribe_events(
+            "tenantry.test.observer",
+            bindings.iter().map(|binding| binding.to_string()).collect(),
+        );
+        assert!(subscription.ready().await, "the event subscription is bound");
+        subscription
     }
 
     /// The broker settings of the cluster, when it uses RabbitMQ.

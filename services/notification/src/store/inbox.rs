@@ -185,6 +185,11 @@ impl Store {
                             newly.push(row.account_id.clone());
                             outcome.acknowledged_accounts.push(row.account_id.clone());
                             first_ack = Some(first_ack.map_or(now, |first| first.min(now)));
+                        } else if let Some(time) = own_ack_time(&txn, row).await? {
+                            // ALL_MUST_READ: a concurrent call of this user acknowledged it
+                            // between our read and our update.
+                            outcome.acknowledged_accounts.push(row.account_id.clone());
+                            first_ack = Some(first_ack.map_or(time, |first| first.min(time)));
                         }
                         match message.read_policy {
                             ReadPolicy::AllMustRead => {
@@ -208,6 +213,12 @@ impl Store {
                                     .await?;
                             }
                         }
+                    } else if let Some(time) = own_ack_time(&txn, row).await? {
+                        // A concurrent call of this same user (a retry, a double click)
+                        // resolved it first: that acknowledgement is the answer, as it is for
+                        // a retry that comes later — not "resolved by someone else".
+                        outcome.acknowledged_accounts.push(row.account_id.clone());
+                        first_ack = Some(first_ack.map_or(time, |first| first.min(time)));
                     } else {
                         // Someone else resolved it first: nothing is recorded for the caller.
                         set_state(&txn, row, DeliveryState::Resolved, now).await?;
@@ -283,6 +294,24 @@ async fn set_state(
         .exec(conn)
         .await?;
     Ok(result.rows_affected > 0)
+}
+
+/// When the caller's own delivery `row` was acknowledged, if it was — read again now, so on
+/// PostgreSQL it sees a concurrent acknowledgement that committed while this one waited for
+/// its row lock.
+async fn own_ack_time(
+    conn: &impl ConnectionTrait,
+    row: &delivery::Model,
+) -> Result<Option<DateTime<Utc>>, NotificationError> {
+    let current = delivery::Entity::find()
+        .filter(delivery::Column::MessageId.eq(&row.message_id))
+        .filter(delivery::Column::AccountId.eq(&row.account_id))
+        .filter(delivery::Column::UserId.eq(&row.user_id))
+        .one(conn)
+        .await?;
+    Ok(current
+        .filter(|current| current.state == DeliveryState::Acknowledged.as_str())
+        .and_then(|current| current.ack_time))
 }
 
 /// Records the receipt and counts the acknowledgement.
