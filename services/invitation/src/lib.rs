@@ -78,6 +78,32 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub sweep_interval_seconds: u64,
+    /// Unknown invitation secrets one caller (token `sub`) may try per guess window before
+    /// LookupInvitation/AcceptInvitation answer RESOURCE_EXHAUSTED.
+    #[arg(
+        long = "invitation-guesses-per-caller",
+        env = "TENANTRY_INVITATION_GUESSES_PER_CALLER",
+        default_value_t = domain::limits::MAX_UNKNOWN_SECRETS,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub guesses_per_caller: usize,
+    /// Unknown invitation secrets one network address (the peer IP) may try per guess window,
+    /// whoever it logs in as.
+    #[arg(
+        long = "invitation-guesses-per-address",
+        env = "TENANTRY_INVITATION_GUESSES_PER_ADDRESS",
+        default_value_t = domain::limits::MAX_UNKNOWN_SECRETS_PER_ADDRESS,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub guesses_per_address: usize,
+    /// The window of both guess limits, in seconds.
+    #[arg(
+        long = "invitation-guess-window-seconds",
+        env = "TENANTRY_INVITATION_GUESS_WINDOW_SECONDS",
+        default_value_t = domain::limits::UNKNOWN_SECRET_WINDOW.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub guess_window_seconds: u64,
 }
 
 impl Default for Config {
@@ -90,6 +116,9 @@ impl Default for Config {
             smtp_url: None,
             mail_from: DEFAULT_MAIL_FROM.into(),
             sweep_interval_seconds: 60,
+            guesses_per_caller: domain::limits::MAX_UNKNOWN_SECRETS,
+            guesses_per_address: domain::limits::MAX_UNKNOWN_SECRETS_PER_ADDRESS,
+            guess_window_seconds: domain::limits::UNKNOWN_SECRET_WINDOW.as_secs(),
         }
     }
 }
@@ -257,6 +286,9 @@ mod tests {
         assert_eq!(cli.config.public_url, defaults.public_url);
         assert_eq!(cli.config.mail_from, DEFAULT_MAIL_FROM);
         assert_eq!(cli.config.sweep_interval_seconds, 60);
+        assert_eq!(cli.config.guesses_per_caller, defaults.guesses_per_caller);
+        assert_eq!(cli.config.guesses_per_address, defaults.guesses_per_address);
+        assert_eq!(cli.config.guess_window_seconds, 600);
         let cli = Cli::try_parse_from([
             "invitation",
             "--invitation-lifetime-hours",
@@ -265,8 +297,14 @@ mod tests {
             "false",
             "--smtp-url",
             "smtp://127.0.0.1:1025",
+            "--invitation-guesses-per-address",
+            "7",
         ])
         .unwrap();
+        assert_eq!(cli.config.guesses_per_address, 7);
+        assert!(
+            Cli::try_parse_from(["invitation", "--invitation-guesses-per-caller", "0"]).is_err()
+        );
         assert_eq!(cli.config.lifetime_hours, 24);
         assert!(!cli.config.require_matching_email);
         assert_eq!(

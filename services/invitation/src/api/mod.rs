@@ -4,9 +4,10 @@
 
 pub mod convert;
 pub mod errors;
+pub mod guesses;
 
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::Duration;
 use tenantry_platform::authz::Authorizer;
@@ -20,7 +21,6 @@ use tenantry_proto::invitation::v1::invitation_service_server::InvitationService
 use tenantry_proto::membership::v1::{Member as WireMember, Permission};
 use tonic::{Request, Response, Status};
 
-use crate::domain::limits::GuessLimiter;
 use crate::domain::secret::{hash_token, plausible_token};
 use crate::domain::{
     self, Invitation, InvitationError, InvitationState, NewInvitation, RevokeDecision, Role,
@@ -31,6 +31,7 @@ use crate::store::Store;
 use crate::{Config, Deps};
 use convert::{etag_allows, invitation_to_wire, parse_invitation_name};
 use errors::Failure;
+use guesses::GuessGuard;
 
 const CREATE_INVITATION: &str = "CreateInvitation";
 
@@ -43,7 +44,7 @@ pub struct InvitationApi {
     members: Members,
     accounts: Arc<dyn AccountDirectory>,
     page_tokens: PageTokens,
-    guesses: Mutex<GuessLimiter>,
+    guesses: GuessGuard,
 }
 
 impl InvitationApi {
@@ -55,7 +56,11 @@ impl InvitationApi {
             members: Members::new(deps.membership),
             accounts: Arc::new(RegistryAccounts::new(deps.registry)),
             page_tokens: deps.page_tokens,
-            guesses: Mutex::new(GuessLimiter::default()),
+            guesses: GuessGuard::new(
+                config.guesses_per_caller,
+                config.guesses_per_address,
+                std::time::Duration::from_secs(config.guess_window_seconds),
+            ),
             config,
         }
     }
@@ -347,8 +352,14 @@ impl InvitationApi {
             .ok_or_else(|| InvitationError::NotFound(current.name()))
     }
 
-    /// The invitation holding `token`, under the per-user limit on unknown secrets.
-    async fn by_token(&self, user: &UserIdentity, token: &str) -> Result<Invitation, Failure> {
+    /// The invitation holding `token`, under the limits on unknown secrets per caller and per
+    /// `address` (the peer's IP).
+    async fn by_token(
+        &self,
+        user: &UserIdentity,
+        address: Option<IpAddr>,
+        token: &str,
+    ) -> Result<Invitation, Failure> {
         if token.is_empty() {
             return Err(ApiError::invalid_field(
                 "token",
@@ -356,14 +367,7 @@ impl InvitationApi {
             )
             .into());
         }
-        let limited = self
-            .guesses
-            .lock()
-            .map(|mut limiter| limiter.check(&user.sub, Instant::now()))
-            .unwrap_or(None);
-        if let Some(retry_after) = limited {
-            return Err(InvitationError::TooManyGuesses { retry_after }.into());
-        }
+        self.guesses.check(&user.sub, address)?;
         let found = if plausible_token(token) {
             self.store.find_by_secret_hash(&hash_token(token)).await?
         } else {
@@ -372,9 +376,7 @@ impl InvitationApi {
         match found {
             Some(invitation) => Ok(invitation),
             None => {
-                if let Ok(mut limiter) = self.guesses.lock() {
-                    limiter.record_failure(&user.sub, Instant::now());
-                }
+                self.guesses.record_failure(&user.sub, address);
                 Err(InvitationError::SecretNotFound.into())
             }
         }
@@ -391,7 +393,8 @@ impl InvitationApi {
     ) -> Result<wire::LookupInvitationResponse, Failure> {
         let principal = Principal::of(&request)?;
         let user = principal.user()?;
-        let invitation = self.by_token(user, &request.get_ref().token).await?;
+        let address = peer_ip(&request);
+        let invitation = self.by_token(user, address, &request.get_ref().token).await?;
         let account_display_name = self
             .accounts
             .account(&invitation.account_id)
@@ -417,8 +420,9 @@ impl InvitationApi {
     ) -> Result<WireMember, Failure> {
         let principal = Principal::of(&request)?;
         let user = principal.user()?;
+        let address = peer_ip(&request);
         let token = &request.get_ref().token;
-        let invitation = self.by_token(user, token).await?;
+        let invitation = self.by_token(user, address, token).await?;
         if let Some(member) = self.already_accepted_by(&invitation, user).await? {
             return Ok(member);
         }
@@ -443,7 +447,7 @@ impl InvitationApi {
         }
         // Lost a race: a concurrent acceptance (maybe our own retry), revocation, resend
         // (this secret is superseded) or expiry.
-        let latest = self.by_token(user, token).await?;
+        let latest = self.by_token(user, address, token).await?;
         if let Some(member) = self.already_accepted_by(&latest, user).await? {
             return Ok(member);
         }
@@ -466,6 +470,11 @@ impl InvitationApi {
         }
         Ok(None)
     }
+}
+
+/// The IP address the call came from (`None` when the transport does not tell).
+fn peer_ip<T>(request: &Request<T>) -> Option<IpAddr> {
+    request.remote_addr().map(|addr| addr.ip())
 }
 
 /// AcceptInvitation's state rule, told apart: accepted by someone else, or not PENDING.

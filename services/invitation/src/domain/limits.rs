@@ -1,4 +1,4 @@
-//! Rate limits: resends per invitation, and unknown secrets per user.
+//! Rate limits: resends per invitation, and unknown secrets per caller and per address.
 
 use std::collections::HashMap;
 use std::time::{Duration as StdDuration, Instant};
@@ -25,14 +25,17 @@ pub fn resend_wait(
 /// Unknown secrets a user may try per window before LookupInvitation and AcceptInvitation
 /// answer RESOURCE_EXHAUSTED.
 pub const MAX_UNKNOWN_SECRETS: usize = 20;
+/// Unknown secrets one network address may try per window, whoever it logs in as (a guesser
+/// with many accounts is still one address).
+pub const MAX_UNKNOWN_SECRETS_PER_ADDRESS: usize = 100;
 /// The window of [`MAX_UNKNOWN_SECRETS`].
 pub const UNKNOWN_SECRET_WINDOW: StdDuration = StdDuration::from_secs(600);
-/// Users tracked at most (oldest entries are dropped beyond this, bounding memory).
+/// Keys tracked at most (oldest entries are dropped beyond this, bounding memory).
 const MAX_TRACKED_USERS: usize = 100_000;
 
-/// Counts each user's recent unknown secrets (per process: a brute-force guard, not an
-/// accounting system; 256-bit secrets make guessing hopeless anyway, the limit just stops
-/// a client from hammering the database).
+/// Counts each key's (a user, an address) recent unknown secrets (per process: a brute-force
+/// guard, not an accounting system; 256-bit secrets make guessing hopeless anyway, the limit
+/// just stops a client from hammering the database).
 #[derive(Debug)]
 pub struct GuessLimiter {
     max: usize,

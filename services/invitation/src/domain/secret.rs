@@ -1,6 +1,11 @@
 //! The invitation secret: 256 random bits, base64url without padding, minted by the mailer
 //! when it sends the e-mail. Only its SHA-256 (hex) is stored; the secret itself lives only in
 //! the e-mail link.
+//!
+//! Timing: a presented token is hashed first and the hash is the lookup key, so how long the
+//! database index takes depends on the hash, which a guesser cannot steer without breaking
+//! SHA-256. The row found is then confirmed with [`hash_matches`], a constant-time comparison,
+//! so no code path compares secret material byte by byte with an early exit.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -52,6 +57,12 @@ pub fn hash_token(token: &str) -> String {
         .collect()
 }
 
+/// Whether `presented` (the SHA-256 hex of a presented token) equals `stored`, in time that
+/// depends only on the lengths (`subtle`), never on where the first difference is.
+pub fn hash_matches(stored: &str, presented: &str) -> bool {
+    subtle::ConstantTimeEq::ct_eq(stored.as_bytes(), presented.as_bytes()).into()
+}
+
 /// Whether a token is worth looking up: non-empty (checked by the caller) and not absurdly
 /// long. Malformed tokens are simply unknown (NOT_FOUND), so this only bounds the work.
 pub fn plausible_token(token: &str) -> bool {
@@ -94,6 +105,19 @@ mod tests {
         let secret = Secret::mint();
         assert_eq!(secret.hash(), hash_token(secret.token()));
         assert!(!secret.hash().contains(secret.token()));
+    }
+
+    #[test]
+    fn hashes_are_compared_whole() {
+        let secret = Secret::mint();
+        assert!(hash_matches(&secret.hash(), &hash_token(secret.token())));
+        let mut other = secret.hash().into_bytes();
+        let last = other.len() - 1;
+        other[last] = if other[last] == b'0' { b'1' } else { b'0' };
+        let other = String::from_utf8(other).unwrap();
+        assert!(!hash_matches(&secret.hash(), &other));
+        assert!(!hash_matches(&secret.hash(), &secret.hash()[..63]));
+        assert!(!hash_matches(&secret.hash(), ""));
     }
 
     #[test]

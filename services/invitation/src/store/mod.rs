@@ -27,6 +27,7 @@ use crate::domain::{
     Delivery, DeliveryState, Invitation, InvitationError, InvitationState, NewInvitation, Role,
     normalize_email,
 };
+use crate::domain::secret::hash_matches;
 use crate::events;
 use entities::{invitation, request_id};
 
@@ -62,7 +63,8 @@ impl Store {
         load(self.connection()?, invitation_id).await
     }
 
-    /// The invitation whose current secret has this hash.
+    /// The invitation whose current secret has this hash. The index finds the row; the hash it
+    /// holds is then confirmed in constant time (see `domain::secret`).
     pub async fn find_by_secret_hash(
         &self,
         secret_hash: &str,
@@ -71,6 +73,11 @@ impl Store {
             .filter(invitation::Column::SecretHash.eq(secret_hash))
             .one(self.connection()?)
             .await?
+            .filter(|row| {
+                row.secret_hash
+                    .as_deref()
+                    .is_some_and(|stored| hash_matches(stored, secret_hash))
+            })
             .map(to_invitation)
             .transpose()
     }
