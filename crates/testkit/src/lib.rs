@@ -141,6 +141,17 @@ enum Cleanup {
 #[derive(Clone, Debug)]
 pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
 
+impl Bearer {
+    /// `authorization: Bearer {token}` on every call (`None`: no header at all).
+    pub fn new(token: Option<&str>) -> Self {
+        Self(token.map(|token| {
+            format!("Bearer {token}")
+                .parse()
+                .expect("token is a valid header")
+        }))
+    }
+}
+
 impl Interceptor for Bearer {
     fn call(
         &mut self,
@@ -435,11 +446,7 @@ impl TestCluster {
     }
 
     fn bearer(token: Option<&str>) -> Bearer {
-        Bearer(token.map(|token| {
-            format!("Bearer {token}")
-                .parse()
-                .expect("token is a valid header")
-        }))
+        Bearer::new(token)
     }
 
     /// A registry client presenting `token` (`None`: no token at all).
