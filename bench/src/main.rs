@@ -1,0 +1,172 @@
+//! `tenantry-bench`: the cluster's hot paths measured against ceilings taken in the same run.
+//!
+//! ```text
+//! cargo build --release --bin tenantry
+//! TENANTRY_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//! TENANTRY_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f \
+//!   cargo run --release -p tenantry-bench -- [--quick] [--in-flight 32] [--json PATH] [--only a,b]
+//! ```
+//!
+//! It starts the cluster in-process against PostgreSQL and RabbitMQ (fresh databases and
+//! queues, removed at the end), loads data, drives each workload and its ceiling alternately
+//! with a fixed number of calls in flight, prints one table and writes it as JSON. It exits
+//! non-zero only when something fails, never because a goal was missed.
+
+mod cluster;
+mod load;
+mod report;
+mod smtp_sink;
+mod workloads;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use crate::report::{Report, Row};
+use crate::workloads::Workload;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tenantry-bench",
+    about = "Benchmarks as ratios to same-run ceilings"
+)]
+struct Args {
+    /// Small sizes and short windows (CI: under two minutes after compilation).
+    #[arg(long)]
+    quick: bool,
+    /// Calls kept in flight by every workload and ceiling.
+    #[arg(long, default_value_t = 32)]
+    in_flight: usize,
+    /// Where the JSON result goes.
+    #[arg(long, default_value = "target/bench/latest.json")]
+    json: PathBuf,
+    /// Only these workloads (comma-separated: get-account, create-customer, pending-messages,
+    /// fan-out, invitation, footprint).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Workload>,
+    /// The `tenantry` binary for the footprint workload (default: next to this program).
+    #[arg(long)]
+    tenantry_bin: Option<PathBuf>,
+}
+
+/// The sizes and windows of a run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `quick` or `full`.
+    pub mode: &'static str,
+    /// Calls in flight.
+    pub in_flight: usize,
+    /// Alternating rounds of ceiling and workload.
+    pub rounds: usize,
+    /// Warm-up per round.
+    pub warmup: Duration,
+    /// Measured window per round.
+    pub window: Duration,
+    /// Deliveries stored for ListPendingMessages.
+    pub stored_deliveries: usize,
+    /// Fan-out recipients: customers × members.
+    pub fanout_customers: usize,
+    /// Members per fan-out customer.
+    pub fanout_members: usize,
+    /// Invitations measured (after a warm-up of a tenth as many).
+    pub invitations: u64,
+    /// The `tenantry` binary (footprint).
+    pub tenantry_bin: PathBuf,
+}
+
+impl Settings {
+    fn from(args: &Args) -> anyhow::Result<Self> {
+        let tenantry_bin = match &args.tenantry_bin {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .map(|dir| dir.join("tenantry"))
+                .ok_or_else(|| anyhow::anyhow!("cannot locate the tenantry binary"))?,
+        };
+        Ok(if args.quick {
+            Self {
+                mode: "quick",
+                in_flight: args.in_flight,
+                rounds: 1,
+                warmup: Duration::from_millis(500),
+                window: Duration::from_secs(2),
+                stored_deliveries: 50_000,
+                fanout_customers: 10,
+                fanout_members: 100,
+                invitations: 200,
+                tenantry_bin,
+            }
+        } else {
+            Self {
+                mode: "full",
+                in_flight: args.in_flight,
+                rounds: 2,
+                warmup: Duration::from_secs(2),
+                window: Duration::from_secs(5),
+                stored_deliveries: 1_000_000,
+                fanout_customers: 100,
+                fanout_members: 1_000,
+                invitations: 2_000,
+                tenantry_bin,
+            }
+        })
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // The machine has few cores; the runtime uses all of them, shared by the load generator
+    // and the in-process cluster alike (for the workload and its ceiling).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let settings = Settings::from(&args)?;
+    let selected: Vec<Workload> = if args.only.is_empty() {
+        Workload::ALL.to_vec()
+    } else {
+        args.only.clone()
+    };
+    eprintln!(
+        "tenantry-bench {} mode, {} in flight, on {}",
+        settings.mode,
+        settings.in_flight,
+        report::machine()
+    );
+    let mut rows: Vec<Row> = Vec::new();
+    let needs_cluster = selected.iter().any(|w| *w != Workload::Footprint);
+    if needs_cluster {
+        let bench = cluster::Bench::start(&settings).await?;
+        let outcome = workloads::run_in_cluster(&bench, &selected, &mut rows).await;
+        bench.stop().await;
+        outcome?;
+    }
+    if selected.contains(&Workload::Footprint) {
+        eprintln!("\n== Footprint");
+        rows.extend(workloads::footprint::run(&settings).await?);
+    }
+
+    println!("\n{}", report::table(&rows));
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let report = Report {
+        mode: settings.mode,
+        in_flight: settings.in_flight,
+        command,
+        machine: report::machine(),
+        finished_at: chrono::Utc::now().to_rfc3339(),
+        duration_seconds: started.elapsed().as_secs_f64(),
+        rows: &rows,
+    };
+    report::write_json(&args.json, &report)?;
+    eprintln!(
+        "wrote {} ({:.0} s in all)",
+        args.json.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

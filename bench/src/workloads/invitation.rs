@@ -1,0 +1,247 @@
+//! Invitation to e-mail: `CreateInvitation` by an ADMIN of a customer, timed until the SMTP
+//! server has the e-mail (transaction with outbox row → relay publishes with confirms →
+//! RabbitMQ quorum queue → mailer: load, account name from the registry, mint the secret,
+//! render, SMTP, commit → ack). Ceiling: the same transport steps without Tenantry — publish a
+//! persistent message with confirm to a quorum queue, consume it (same prefetch as the
+//! cluster's consumers), send an e-mail of similar size with lettre to the same SMTP server,
+//! ack. Both keep the same number of messages in flight, each timed from start to receipt.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lettre::message::{MultiPart, SinglePart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tenantry_proto::invitation::v1::CreateInvitationRequest;
+use tenantry_proto::invitation::v1::invitation_service_client::InvitationServiceClient;
+use tenantry_proto::membership::v1::{AddMyselfRequest, Role};
+
+use crate::cluster::{Bench, bearer, with_token};
+use crate::load::{self, Phase};
+use crate::report::{Goal, Row};
+use crate::smtp_sink::SmtpSink;
+
+/// Unacknowledged deliveries per consumer in the test cluster (crates/testkit).
+const CONSUMER_PREFETCH: u16 = 16;
+/// Longest wait for one e-mail.
+const MAIL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Measures invitation → e-mail against publish + consume + SMTP.
+pub async fn run(bench: &Bench) -> anyhow::Result<Row> {
+    let settings = &bench.settings;
+    let customer = bench.create_customer(&format!("iv-{}", bench.tag)).await?;
+    bench
+        .cluster
+        .membership_as(&bench.owner)
+        .add_myself(AddMyselfRequest {
+            account: customer.clone(),
+        })
+        .await
+        .context("AddMyself")?;
+    let token = bearer(&bench.owner)?;
+    let client = InvitationServiceClient::new(bench.channel().await?);
+    let next = Arc::new(AtomicU64::new(0));
+    let workload = {
+        let (sink, tag, next) = (bench.sink.clone(), bench.tag.clone(), next.clone());
+        move |_n: u64| {
+            let mut client = client.clone();
+            let address = format!(
+                "iv-{tag}-{}@example.com",
+                next.fetch_add(1, Ordering::Relaxed)
+            );
+            let arrived = sink.expect(&address);
+            let request = with_token(
+                CreateInvitationRequest {
+                    parent: customer.clone(),
+                    email: address.clone(),
+                    given_name: "Ivy".into(),
+                    family_name: "Invitee".into(),
+                    role: Role::Employee as i32,
+                    request_id: String::new(),
+                    expire_time: None,
+                },
+                &token,
+            );
+            async move {
+                client.create_invitation(request).await?;
+                tokio::time::timeout(MAIL_TIMEOUT, arrived)
+                    .await
+                    .with_context(|| format!("no e-mail to {address}"))??;
+                Ok(())
+            }
+        }
+    };
+
+    let amqp_url = tenantry_testkit::amqp_url().context("RabbitMQ URL")?;
+    let queue = format!("bench-{}.mail-ceiling", bench.tag);
+    let ceiling = TransportCeiling::start(&amqp_url, &queue, &bench.sink).await?;
+    let ceiling_op = {
+        let (ceiling, tag) = (ceiling.clone(), bench.tag.clone());
+        move |_n: u64| {
+            let ceiling = ceiling.clone();
+            let address = format!(
+                "ic-{tag}-{}@example.com",
+                next.fetch_add(1, Ordering::Relaxed)
+            );
+            async move { ceiling.round_trip(&address).await }
+        }
+    };
+    let count = settings.invitations;
+    let phase = Phase::counted(settings.in_flight, (count / 10).max(10), count);
+    let outcome = load::alternate("invitation → e-mail", 1, phase, ceiling_op, workload).await;
+    ceiling.stop().await;
+    let (ceiling_measured, measured) = outcome?;
+    Ok(Row::rated(
+        &format!("invitation → e-mail received ({count} invitations)"),
+        &measured,
+        &ceiling_measured,
+        Goal {
+            ratio: 0.5,
+            p50: Some(Duration::from_millis(50)),
+            p99: None,
+        },
+        format!(
+            "ceiling p50 {:.2} ms, p99 {:.2} ms; {} e-mails received in all",
+            super::get_account::ms(ceiling_measured.quantile(0.5)),
+            super::get_account::ms(ceiling_measured.quantile(0.99)),
+            bench.sink.received()
+        ),
+    ))
+}
+
+/// Publish with confirm → quorum queue → consumer → SMTP, without Tenantry.
+#[derive(Clone)]
+struct TransportCeiling {
+    connection: Arc<Connection>,
+    publisher: lapin::Channel,
+    queue: ShortString,
+    sink: SmtpSink,
+}
+
+impl TransportCeiling {
+    async fn start(url: &str, queue: &str, sink: &SmtpSink) -> anyhow::Result<Self> {
+        let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+        let publisher = connection.create_channel().await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(LongString::from(b"quorum".to_vec())),
+        );
+        let queue = ShortString::from(queue);
+        publisher
+            .queue_declare(
+                queue.clone(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                arguments,
+            )
+            .await?;
+        let consumer_channel = connection.create_channel().await?;
+        consumer_channel
+            .basic_qos(CONSUMER_PREFETCH, BasicQosOptions::default())
+            .await?;
+        let mut deliveries = consumer_channel
+            .basic_consume(
+                queue.clone(),
+                ShortString::from("bench-ceiling"),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&sink.url())?
+            .timeout(Some(Duration::from_secs(20)))
+            .build();
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = deliveries.next().await {
+                let transport = transport.clone();
+                tokio::spawn(async move {
+                    let address = String::from_utf8_lossy(&delivery.data).to_string();
+                    match email_to(&address) {
+                        Ok(message) => {
+                            if let Err(error) = transport.send(message).await {
+                                eprintln!("  ceiling: SMTP failed: {error}");
+                            }
+                        }
+                        Err(error) => eprintln!("  ceiling: cannot build the e-mail: {error}"),
+                    }
+                    let _ = delivery.ack(BasicAckOptions::default()).await;
+                });
+            }
+        });
+        Ok(Self {
+            connection: Arc::new(connection),
+            publisher,
+            queue,
+            sink: sink.clone(),
+        })
+    }
+
+    async fn round_trip(&self, address: &str) -> anyhow::Result<()> {
+        let arrived = self.sink.expect(address);
+        let confirmation = self
+            .publisher
+            .basic_publish(
+                ShortString::from(""),
+                self.queue.clone(),
+                BasicPublishOptions::default(),
+                address.as_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await?
+            .await?;
+        anyhow::ensure!(!confirmation.is_nack(), "the broker refused the message");
+        tokio::time::timeout(MAIL_TIMEOUT, arrived)
+            .await
+            .with_context(|| format!("no e-mail to {address}"))??;
+        Ok(())
+    }
+
+    async fn stop(&self) {
+        let _ = self
+            .publisher
+            .queue_delete(self.queue.clone(), QueueDeleteOptions::default())
+            .await;
+        let _ = self.connection.close(0, "bench done".into()).await;
+    }
+}
+
+/// An e-mail of about the size of an invitation (text and HTML alternatives with a link).
+fn email_to(address: &str) -> anyhow::Result<Message> {
+    let link = format!(
+        "http://localhost:8080/invitations/accept?token={}",
+        "x".repeat(43)
+    );
+    let text = format!(
+        "Hello Ivy,\n\nAlice Admin invited you to join Customer iv as an employee.\n\n\
+         Accept the invitation: {link}\n\nThe link works once and expires in 7 days.\n\
+         If you did not expect this e-mail, ignore it.\n"
+    );
+    let html = format!(
+        "<!doctype html><html><body><p>Hello Ivy,</p><p>Alice Admin invited you to join \
+         <strong>Customer iv</strong> as an employee.</p><p><a href=\"{link}\">Accept the \
+         invitation</a></p><p>The link works once and expires in 7 days. If you did not \
+         expect this e-mail, ignore it.</p></body></html>"
+    );
+    Ok(Message::builder()
+        .from("Tenantry <no-reply@tenantry.invalid>".parse()?)
+        .to(format!("Ivy Invitee <{address}>").parse()?)
+        .subject("You are invited to Customer iv")
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(SinglePart::plain(text))
+                .singlepart(SinglePart::html(html)),
+        )?)
+}
