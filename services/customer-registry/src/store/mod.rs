@@ -208,9 +208,12 @@ impl Store {
             return Ok(account);
         }
         if let Some(parent) = &new.managed_by {
-            // Locked so a concurrent DeleteAccount/DisableAccount of the parent serializes
-            // with this create (PostgreSQL; SQLite has a single writer anyway).
-            let parent = load_locked(&txn, parent.as_str()).await?;
+            // Share-locked so a concurrent DeleteAccount/DisableAccount of the parent (an
+            // UPDATE, which waits for share locks) serializes with this create, while creates
+            // under the same partner do not wait for each other (PostgreSQL; SQLite has a
+            // single writer anyway). An exclusive lock here made every create of a partner
+            // queue behind the previous one's commit.
+            let parent = load_shared(&txn, parent.as_str()).await?;
             domain::check_can_manage_customers(&parent)?;
         }
         let now = tenantry_platform::time::now();
@@ -360,6 +363,18 @@ impl Store {
 }
 
 /// Reads an account inside `txn`, locking its row where the database can (PostgreSQL).
+/// The account `id` under a share lock (`FOR SHARE` on PostgreSQL): it cannot change until
+/// the transaction ends, and other share lockers are not blocked.
+async fn load_shared(txn: &DatabaseTransaction, id: &str) -> Result<Account, RegistryError> {
+    account::Entity::find_by_id(id.to_string())
+        .lock_shared()
+        .one(txn)
+        .await?
+        .map(to_domain)
+        .transpose()?
+        .ok_or_else(|| RegistryError::AccountNotFound(id.to_string()))
+}
+
 async fn load_locked(txn: &DatabaseTransaction, id: &str) -> Result<Account, RegistryError> {
     account::Entity::find_by_id(id.to_string())
         .lock_exclusive()
