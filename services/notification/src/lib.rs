@@ -141,19 +141,28 @@ pub fn inbox_bindings() -> Vec<String> {
     vec![events::INBOX_CHANGED.into()]
 }
 
-/// The fan-out worker: claims pending fan-out jobs and writes deliveries in batches until
-/// shutdown. Waits quietly while the database is not ready.
+/// Fan-out workers per process. A message to many accounts is one job per account; one
+/// worker wrote them one page after another, waiting on membership and on each commit in turn,
+/// while the database and membership sat mostly idle. Several workers write different jobs at
+/// once (claims skip jobs another worker holds).
+pub const FANOUT_WORKERS: usize = 4;
+
+/// The fan-out workers: claim pending fan-out jobs and write deliveries in batches until
+/// shutdown. Wait quietly while the database is not ready.
 pub async fn run_fanout_worker(config: Config, deps: Deps, shutdown: Shutdown) {
     let store = store::Store::new(deps.database.clone(), deps.outbox.clone());
-    let members = Arc::new(peers::Membership::new(deps.membership.clone()));
-    worker::run_fanout(
-        store,
-        members,
-        config.fanout_batch,
-        shutdown,
-        deps.metrics.clone(),
-    )
-    .await;
+    let members: Arc<dyn peers::MemberSource> =
+        Arc::new(peers::Membership::new(deps.membership.clone()));
+    let workers = (0..FANOUT_WORKERS).map(|_| {
+        worker::run_fanout(
+            store.clone(),
+            members.clone(),
+            config.fanout_batch,
+            shutdown.clone(),
+            deps.metrics.clone(),
+        )
+    });
+    futures::future::join_all(workers).await;
 }
 
 /// Marks expired messages and removes them from inboxes (`message.expired` +

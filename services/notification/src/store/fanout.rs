@@ -135,11 +135,25 @@ pub(crate) async fn stop_jobs(
 }
 
 /// QUEUED → DELIVERED once no job of the message is open.
+///
+/// On PostgreSQL the message row is locked first: two workers finishing the last two jobs of
+/// a message at once would otherwise each count the other's job as still open (neither has
+/// committed) and neither would mark it. With the lock the second waits for the first to
+/// commit and then sees its job done.
 async fn mark_delivered_if_complete(
     conn: &impl ConnectionTrait,
     message_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), NotificationError> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        message::Entity::find_by_id(message_id.to_string())
+            .select_only()
+            .column(message::Column::MessageId)
+            .lock(LockType::Update)
+            .into_tuple::<String>()
+            .one(conn)
+            .await?;
+    }
     let open = fanout_job::Entity::find()
         .filter(fanout_job::Column::MessageId.eq(message_id))
         .filter(fanout_job::Column::Done.eq(false))

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 use tenantry_events::Outbox;
 
@@ -421,25 +421,77 @@ pub(crate) async fn pending_accounts_of(
     users: &[String],
     except_account: Option<&str>,
 ) -> Result<BTreeMap<String, Vec<String>>, NotificationError> {
-    let mut query = delivery::Entity::find()
-        .select_only()
-        .column(delivery::Column::UserId)
-        .column(delivery::Column::AccountId)
-        .filter(delivery::Column::MessageId.eq(message_id))
-        .filter(delivery::Column::UserId.is_in(users.to_vec()))
-        .filter(delivery::Column::State.eq(pending()));
-    if let Some(account) = except_account {
-        query = query.filter(delivery::Column::AccountId.ne(account));
-    }
-    let rows: Vec<(String, String)> = query
-        .order_by_asc(delivery::Column::UserId)
-        .order_by_asc(delivery::Column::AccountId)
-        .into_tuple()
-        .all(conn)
-        .await?;
+    let rows = if conn.get_database_backend() == DbBackend::Postgres {
+        pending_accounts_by_user(conn, message_id, users, except_account).await?
+    } else {
+        let mut query = delivery::Entity::find()
+            .select_only()
+            .column(delivery::Column::UserId)
+            .column(delivery::Column::AccountId)
+            .filter(delivery::Column::MessageId.eq(message_id))
+            .filter(delivery::Column::UserId.is_in(users.to_vec()))
+            .filter(delivery::Column::State.eq(pending()));
+        if let Some(account) = except_account {
+            query = query.filter(delivery::Column::AccountId.ne(account));
+        }
+        query
+            .order_by_asc(delivery::Column::UserId)
+            .order_by_asc(delivery::Column::AccountId)
+            .into_tuple()
+            .all(conn)
+            .await?
+    };
     let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (user, account) in rows {
         by_user.entry(user).or_default().push(account);
     }
     Ok(by_user)
+}
+
+/// [`pending_accounts_of`] on PostgreSQL: one probe of `deliveries_by_user_message` per user.
+///
+/// Written as a LATERAL join over the users (OFFSET 0 keeps the planner from flattening it)
+/// because the plain `message_id = ? AND user_id IN (…)` was planned, while a fan-out fills a
+/// table its statistics still call small, as a scan of every delivery of the message: each
+/// fan-out page took longer than the one before (1.2 s per 500-user page at 100,000
+/// deliveries; 0.7 ms this way).
+async fn pending_accounts_by_user(
+    conn: &impl ConnectionTrait,
+    message_id: &str,
+    users: &[String],
+    except_account: Option<&str>,
+) -> Result<Vec<(String, String)>, NotificationError> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: Vec<String> = (0..users.len()).map(|i| format!("(${})", i + 4)).collect();
+    let sql = format!(
+        "SELECT found.user_id, found.account_id \
+         FROM (VALUES {}) AS wanted(user_id) \
+         CROSS JOIN LATERAL ( \
+             SELECT deliveries.user_id, deliveries.account_id FROM deliveries \
+             WHERE deliveries.user_id = wanted.user_id AND deliveries.message_id = $1 \
+               AND deliveries.state = $2 \
+               AND ($3::text IS NULL OR deliveries.account_id <> $3) \
+             OFFSET 0 \
+         ) AS found \
+         ORDER BY found.user_id, found.account_id",
+        wanted.join(", ")
+    );
+    let mut values: Vec<sea_orm::Value> = vec![
+        message_id.into(),
+        pending().into(),
+        except_account.map(str::to_string).into(),
+    ];
+    values.extend(users.iter().map(|user| user.clone().into()));
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
+        .collect()
 }
