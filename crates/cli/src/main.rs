@@ -279,9 +279,7 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
     println!("  list the API:  grpcurl {plaintext}{addr} list");
-    println!(
-        "       or:       buf curl --protocol grpc {buf_target}://{addr}"
-    );
+    println!("       or:       buf curl --protocol grpc {buf_target}://{addr}");
     println!("  get a token:   TOKEN=$({me} token --sub ops --email ops@example.com --operator)");
     println!(
         "  call:          grpcurl {plaintext}-H \"authorization: Bearer $TOKEN\" -d '{{}}' {addr} tenantry.registry.v1.CustomerRegistryService/ListAccounts"

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
 pub use tenantry_cli::ServiceKind;
-pub use tenantry_events::{Event, Subscription};
 use tenantry_cli::{EventsSpec, Node, NodeSpec, PeerUrls};
 use tenantry_events::{AmqpConfig, RetryPolicy};
+pub use tenantry_events::{Event, Subscription};
 use tenantry_platform::auth::{DevTokenClaims, ServiceTokenMinter, mint_user_token, unix_now};
 use tenantry_platform::config::AuthConfig;
 use tenantry_proto::invitation::v1::invitation_service_client::InvitationServiceClient;
@@ -518,7 +518,10 @@ impl TestCluster {
             "tenantry.test.observer",
             bindings.iter().map(|binding| binding.to_string()).collect(),
         );
-        assert!(subscription.ready().await, "the event subscription is bound");
+        assert!(
+            subscription.ready().await,
+            "the event subscription is bound"
+        );
         subscription
     }
 

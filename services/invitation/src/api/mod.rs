@@ -394,7 +394,9 @@ impl InvitationApi {
         let principal = Principal::of(&request)?;
         let user = principal.user()?;
         let address = peer_ip(&request);
-        let invitation = self.by_token(user, address, &request.get_ref().token).await?;
+        let invitation = self
+            .by_token(user, address, &request.get_ref().token)
+            .await?;
         let account_display_name = self
             .accounts
             .account(&invitation.account_id)

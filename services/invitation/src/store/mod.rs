@@ -23,11 +23,11 @@ use tenantry_events::Outbox;
 use tenantry_platform::db::{Database, StoreError};
 use tenantry_platform::idempotency::RequestKey;
 
+use crate::domain::secret::hash_matches;
 use crate::domain::{
     Delivery, DeliveryState, Invitation, InvitationError, InvitationState, NewInvitation, Role,
     normalize_email,
 };
-use crate::domain::secret::hash_matches;
 use crate::events;
 use entities::{invitation, request_id};
 
