@@ -56,6 +56,12 @@ impl ApiError {
         error
     }
 
+    /// INVALID_ARGUMENT for a request that cannot be read at all, so no field can be named (a
+    /// body that is not protobuf).
+    pub fn malformed_request(message: impl Into<String>) -> Self {
+        Self::new(Code::InvalidArgument, "MALFORMED_REQUEST", message)
+    }
+
     /// UNAUTHENTICATED: no usable credentials.
     pub fn unauthenticated(message: impl Into<String>) -> Self {
         Self::new(Code::Unauthenticated, "UNAUTHENTICATED", message)

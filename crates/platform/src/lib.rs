@@ -10,6 +10,7 @@ pub mod clients;
 pub mod config;
 pub mod db;
 mod edge;
+pub mod email;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;
@@ -17,6 +18,7 @@ pub mod names;
 pub mod pagination;
 pub mod server;
 pub mod telemetry;
+pub mod text;
 pub mod time;
 pub mod tls;
 

@@ -1,21 +1,32 @@
 //! Resource names (AIP-122) shared by every service: `accounts/{account_id}`,
-//! `accounts/{account_id}/members/{user_id}`, `users/{sub}`. Parsing checks the shape only;
-//! the identifier rules themselves belong to the customer registry, and a well-shaped name of
-//! an account that does not exist is answered by authorization, not here.
+//! `accounts/{account_id}/members/{user_id}`, `users/{sub}`, and the children with
+//! server-assigned UUIDs, `accounts/{account_id}/{collection}/{uuid}`. Parsing checks the shape:
+//! an account id must be one the identifier rules allow (so a name no account can ever have is
+//! INVALID_ARGUMENT, not NOT_FOUND), and a UUID must be in the form the services issue. A
+//! well-shaped name of an account that does not exist is answered by authorization, not here.
 
 use crate::error::ApiError;
 
-/// Longest identifier segment accepted in a name (the registry's rules are stricter).
-const MAX_SEGMENT: usize = 64;
+/// Shortest account identifier.
+pub const MIN_ACCOUNT_ID_LENGTH: usize = 3;
+/// Longest account identifier the platform accepts (deployments may configure a lower limit
+/// for new identifiers; names are checked against this one).
+pub const MAX_ACCOUNT_ID_LENGTH: usize = 32;
 /// Longest user id (`sub`) accepted in a name.
 const MAX_USER_ID: usize = 255;
 
-fn plausible_account_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_SEGMENT
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+/// Whether `id` satisfies the account identifier rules: lower-case ASCII letters, digits and
+/// single hyphens, a letter first, a letter or digit last, 3 to 32 characters. The customer
+/// registry reports which rule a new identifier breaks; every name is checked with this.
+pub fn is_account_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    (MIN_ACCOUNT_ID_LENGTH..=MAX_ACCOUNT_ID_LENGTH).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes[bytes.len() - 1] != b'-'
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && !id.contains("--")
 }
 
 fn plausible_user_id(id: &str) -> bool {
@@ -34,10 +45,11 @@ pub fn parse_account(field: &str, name: &str) -> Result<String, ApiError> {
         ));
     }
     match name.strip_prefix("accounts/") {
-        Some(id) if plausible_account_id(id) => Ok(id.to_string()),
+        Some(id) if is_account_id(id) => Ok(id.to_string()),
         _ => Err(ApiError::invalid_field(
             field,
-            "must be an account name `accounts/{account_id}` (lower-case letters, digits, hyphens)",
+            "must be an account name `accounts/{account_id}` (3 to 32 lower-case letters, \
+             digits and single hyphens, starting with a letter)",
         )),
     }
 }
@@ -63,10 +75,40 @@ pub fn parse_member(field: &str, name: &str) -> Result<(String, String), ApiErro
     };
     let rest = name.strip_prefix("accounts/").ok_or_else(invalid)?;
     let (account, user) = rest.split_once("/members/").ok_or_else(invalid)?;
-    if !plausible_account_id(account) || !plausible_user_id(user) {
+    if !is_account_id(account) || !plausible_user_id(user) {
         return Err(invalid());
     }
     Ok((account.to_string(), user.to_string()))
+}
+
+/// `(account_id, uuid)` in `accounts/{account_id}/{collection}/{uuid}`, the name of a child
+/// whose id the service assigned (an invitation, a message). The UUID must be in the form the
+/// services issue — lower-case and hyphenated — so every child has exactly one name; anything
+/// else is INVALID_ARGUMENT naming `field`.
+pub fn parse_account_child(
+    field: &str,
+    name: &str,
+    collection: &str,
+) -> Result<(String, String), ApiError> {
+    let invalid = |what: &str| {
+        ApiError::invalid_field(
+            field,
+            format!(
+                "{what}a name `accounts/{{account_id}}/{collection}/{{id}}` with the id a \
+                 lower-case hyphenated UUID"
+            ),
+        )
+    };
+    if name.is_empty() {
+        return Err(invalid("required: "));
+    }
+    let parsed = name.strip_prefix("accounts/").and_then(|rest| {
+        let (account, id) = rest.split_once('/')?;
+        let id = id.strip_prefix(collection)?.strip_prefix('/')?;
+        let canonical = uuid::Uuid::try_parse(id).ok()?.hyphenated().to_string();
+        (is_account_id(account) && canonical == id).then(|| (account.to_string(), canonical))
+    });
+    parsed.ok_or_else(|| invalid("must be "))
 }
 
 /// `accounts/{account_id}`.
@@ -86,6 +128,8 @@ pub fn member_name(account_id: &str, user_id: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -94,7 +138,7 @@ mod tests {
         assert!(parse_account("name", "accounts/").is_err());
         assert!(parse_account("name", "accounts/ACME").is_err());
         assert!(parse_account("name", "account/acme").is_err());
-        assert!(parse_account("name", "accounts/a/b").is_err());
+        assert!(parse_account("name", "accounts/acme/b").is_err());
         assert_eq!(
             parse_member("name", "accounts/acme/members/u-1").unwrap(),
             ("acme".into(), "u-1".into())
@@ -102,5 +146,140 @@ mod tests {
         assert!(parse_member("name", "accounts/acme/members/").is_err());
         assert_eq!(parse_user("user", "users/u|1").unwrap(), "u|1");
         assert!(parse_user("user", "users/a/b").is_err());
+    }
+
+    #[test]
+    fn account_ids_follow_the_identifier_rules() {
+        let longest = format!("a{}", "b".repeat(31));
+        for good in ["abc", "a-1", "acme-cloud-2", longest.as_str()] {
+            assert!(is_account_id(good), "{good:?}");
+        }
+        let too_long = format!("a{}", "b".repeat(32));
+        for bad in [
+            "",
+            "ab",
+            "1abc",
+            "-abc",
+            "abc-",
+            "a--b",
+            "Abc",
+            "ab_c",
+            "ab c",
+            "äbc",
+            too_long.as_str(),
+        ] {
+            assert!(!is_account_id(bad), "{bad:?}");
+            assert!(
+                parse_account("name", &format!("accounts/{bad}")).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn child_names_need_the_canonical_uuid() {
+        let id = "0190f7a4-1234-7abc-8def-0123456789ab";
+        assert_eq!(
+            parse_account_child(
+                "name",
+                &format!("accounts/acme/invitations/{id}"),
+                "invitations"
+            )
+            .unwrap(),
+            ("acme".to_string(), id.to_string())
+        );
+        for bad in [
+            String::new(),
+            format!("accounts/acme/messages/{id}"),
+            format!("accounts/acme/invitations/{}", id.to_uppercase()),
+            format!("accounts/acme/invitations/{{{id}}}"),
+            format!("accounts/acme/invitations/urn:uuid:{id}"),
+            format!("accounts/acme/invitations/{}", id.replace('-', "")),
+            format!("accounts/acme/invitations/{id}/x"),
+            format!("accounts/a--b/invitations/{id}"),
+            format!("accounts/acme/invitations{id}"),
+        ] {
+            let error = parse_account_child("name", &bad, "invitations").unwrap_err();
+            assert_eq!(error.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        }
+    }
+
+    /// Identifiers the rules allow.
+    fn account_id() -> impl Strategy<Value = String> {
+        "[a-z](-?[a-z0-9]){2,31}".prop_filter("at most 32 characters", |id| id.len() <= 32)
+    }
+
+    /// User ids as identity providers issue them (no `/`, no control characters).
+    fn user_id() -> impl Strategy<Value = String> {
+        "[^/\\p{Cc}]{1,60}"
+    }
+
+    proptest! {
+        /// Every identifier the rules accept round-trips through the account and member names.
+        #[test]
+        fn valid_identifiers_round_trip(id in account_id(), user in user_id()) {
+            prop_assert!(is_account_id(&id));
+            prop_assert_eq!(parse_account("name", &account_name(&id)).unwrap(), id.clone());
+            prop_assert_eq!(
+                parse_member("name", &member_name(&id, &user)).unwrap(),
+                (id.clone(), user.clone())
+            );
+            prop_assert_eq!(parse_user("user", &user_name(&user)).unwrap(), user);
+        }
+
+        /// Child names round-trip for every UUID, and only its canonical spelling is a name.
+        #[test]
+        fn child_names_round_trip(id in account_id(), bits in any::<u128>()) {
+            let uuid = uuid::Uuid::from_u128(bits);
+            let name = format!("accounts/{id}/messages/{}", uuid.hyphenated());
+            prop_assert_eq!(
+                parse_account_child("name", &name, "messages").unwrap(),
+                (id.clone(), uuid.hyphenated().to_string())
+            );
+            for other in [
+                uuid.simple().to_string(),
+                uuid.braced().to_string(),
+                uuid.urn().to_string(),
+            ] {
+                let alias = format!("accounts/{id}/messages/{other}");
+                prop_assert!(parse_account_child("name", &alias, "messages").is_err());
+            }
+        }
+
+        /// No input makes a parser panic; whatever one accepts renders back to the very same
+        /// name (one name per resource), and every refusal is INVALID_ARGUMENT.
+        #[test]
+        fn parsers_accept_only_canonical_names(raw in "(accounts/|users/)?\\PC{0,80}", any_text in any::<String>()) {
+            for name in [raw.as_str(), any_text.as_str()] {
+                match parse_account("f", name) {
+                    Ok(id) => prop_assert_eq!(account_name(&id), name),
+                    Err(error) => prop_assert_eq!(error.code(), tonic::Code::InvalidArgument),
+                }
+                match parse_user("f", name) {
+                    Ok(id) => prop_assert_eq!(user_name(&id), name),
+                    Err(error) => prop_assert_eq!(error.code(), tonic::Code::InvalidArgument),
+                }
+                match parse_member("f", name) {
+                    Ok((account, user)) => prop_assert_eq!(member_name(&account, &user), name),
+                    Err(error) => prop_assert_eq!(error.code(), tonic::Code::InvalidArgument),
+                }
+                match parse_account_child("f", name, "invitations") {
+                    Ok((account, id)) => {
+                        prop_assert_eq!(format!("accounts/{account}/invitations/{id}"), name)
+                    }
+                    Err(error) => prop_assert_eq!(error.code(), tonic::Code::InvalidArgument),
+                }
+            }
+        }
+
+        /// An identifier with any character outside the rules' alphabet is refused.
+        #[test]
+        fn foreign_characters_are_refused(id in account_id(), at in 0usize..32, foreign in "[^a-z0-9-]") {
+            let at = at.min(id.len());
+            let mut tampered = id.clone();
+            tampered.insert_str(at, &foreign);
+            prop_assert!(!is_account_id(&tampered));
+            prop_assert!(parse_account("name", &account_name(&tampered)).is_err());
+        }
     }
 }

@@ -135,6 +135,8 @@ impl PageTokens {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -174,5 +176,100 @@ mod tests {
                 .finish("q", &request, &mut items, |s| s.to_string())
                 .is_empty()
         );
+    }
+
+    proptest! {
+        /// Every token decodes to the cursor it was made from, for any scope and cursor.
+        #[test]
+        fn tokens_round_trip(scope in any::<String>(), cursor in any::<String>()) {
+            let tokens = PageTokens::new(b"key");
+            let token = tokens.encode(&scope, &cursor);
+            prop_assert_eq!(tokens.decode(&scope, &token).unwrap(), Some(cursor));
+        }
+
+        /// A token altered in any one byte — to any other ASCII character — is refused.
+        #[test]
+        fn a_token_altered_in_any_byte_is_refused(
+            cursor in "\\PC{0,40}",
+            at in any::<prop::sample::Index>(),
+            replacement in 0x20u8..0x7f,
+        ) {
+            let tokens = PageTokens::new(b"key");
+            let token = tokens.encode("q", &cursor);
+            let at = at.index(token.len());
+            prop_assume!(token.as_bytes()[at] != replacement);
+            let mut altered = token.into_bytes();
+            altered[at] = replacement;
+            let altered = String::from_utf8(altered).expect("ASCII");
+            let error = tokens.decode("q", &altered).unwrap_err();
+            prop_assert_eq!(error.code(), tonic::Code::InvalidArgument);
+        }
+
+        /// Every proper prefix of a token, and the token under another scope or key, is refused.
+        #[test]
+        fn truncated_or_foreign_tokens_are_refused(cursor in "\\PC{0,40}", scope in "[a-z|]{1,12}") {
+            let tokens = PageTokens::new(b"key");
+            let token = tokens.encode(&scope, &cursor);
+            for end in 1..token.len() {
+                prop_assert!(tokens.decode(&scope, &token[..end]).is_err());
+            }
+            let other_scope = format!("{scope}x");
+            prop_assert!(tokens.decode(&other_scope, &token).is_err());
+            prop_assert!(PageTokens::new(b"other key").decode(&scope, &token).is_err());
+        }
+
+        /// No input makes decoding panic; whatever it accepts is exactly the token it would
+        /// issue (no second spelling of a page), every refusal names `page_token`.
+        #[test]
+        fn decoding_accepts_only_issued_tokens(token in any::<String>()) {
+            let tokens = PageTokens::new(b"key");
+            match tokens.decode("q", &token) {
+                Ok(None) => prop_assert!(token.is_empty()),
+                Ok(Some(cursor)) => prop_assert_eq!(tokens.encode("q", &cursor), token),
+                Err(error) => prop_assert!(error.message().starts_with("page_token:")),
+            }
+        }
+
+        /// Negative sizes are refused naming `page_size`; 0 is the default; the rest is capped.
+        #[test]
+        fn page_sizes_are_checked_and_capped(size in any::<i32>()) {
+            let tokens = PageTokens::new(b"key");
+            match tokens.request("q", size, "") {
+                Ok(page) => {
+                    prop_assert!(size >= 0);
+                    let expected = if size == 0 { DEFAULT_PAGE_SIZE } else { (size as u64).min(MAX_PAGE_SIZE) };
+                    prop_assert_eq!(page.size, expected);
+                }
+                Err(error) => {
+                    prop_assert!(size < 0);
+                    prop_assert!(error.message().starts_with("page_size:"));
+                }
+            }
+        }
+
+        /// A page holds at most `size` items and continues after its last one.
+        #[test]
+        fn finish_pages_through_everything(count in 0usize..40, size in 1i32..10) {
+            let tokens = PageTokens::new(b"key");
+            let all: Vec<String> = (0..count).map(|n| format!("{n:03}")).collect();
+            let mut seen = Vec::new();
+            let mut token = String::new();
+            loop {
+                let page = tokens.request("q", size, &token).unwrap();
+                let mut items: Vec<String> = all
+                    .iter()
+                    .filter(|item| page.after.as_ref().is_none_or(|after| *item > after))
+                    .take(page.size as usize + 1)
+                    .cloned()
+                    .collect();
+                token = tokens.finish("q", &page, &mut items, Clone::clone);
+                prop_assert!(items.len() <= size as usize);
+                seen.extend(items);
+                if token.is_empty() {
+                    break;
+                }
+            }
+            prop_assert_eq!(seen, all);
+        }
     }
 }

@@ -21,3 +21,75 @@ pub fn now() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
+
+/// The first second a `google.protobuf.Timestamp` may hold: 0001-01-01T00:00:00Z.
+const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+/// The last second a `google.protobuf.Timestamp` may hold: 9999-12-31T23:59:59Z.
+const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+
+/// The time a request's timestamp in `field` names. Values outside what a
+/// `google.protobuf.Timestamp` may hold (0001-01-01 to 9999-12-31, nanos 0 to 999,999,999) are
+/// INVALID_ARGUMENT naming `field`.
+pub fn from_timestamp(
+    field: &str,
+    timestamp: &prost_types::Timestamp,
+) -> Result<DateTime<Utc>, crate::ApiError> {
+    let in_range = (MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&timestamp.seconds);
+    u32::try_from(timestamp.nanos)
+        .ok()
+        .filter(|nanos| in_range && *nanos < 1_000_000_000)
+        .and_then(|nanos| DateTime::from_timestamp(timestamp.seconds, nanos))
+        .ok_or_else(|| {
+            crate::ApiError::invalid_field(
+                field,
+                "not a valid timestamp (0001-01-01 to 9999-12-31, nanos below one second)",
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn timestamps_within_the_protobuf_range() {
+        let at = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
+        assert_eq!(
+            from_timestamp("t", &at(1_700_000_000, 5))
+                .unwrap()
+                .timestamp(),
+            1_700_000_000
+        );
+        for (seconds, nanos) in [
+            (MIN_TIMESTAMP_SECONDS, 0),
+            (MAX_TIMESTAMP_SECONDS, 999_999_999),
+        ] {
+            assert!(from_timestamp("t", &at(seconds, nanos)).is_ok());
+        }
+        for (seconds, nanos) in [
+            (0, -1),
+            (0, 1_000_000_000),
+            (MAX_TIMESTAMP_SECONDS + 1, 0),
+            (MIN_TIMESTAMP_SECONDS - 1, 0),
+            (i64::MAX, 0),
+            (i64::MIN, 0),
+        ] {
+            let error = from_timestamp("t", &at(seconds, nanos)).unwrap_err();
+            assert!(error.message().starts_with("t:"), "{seconds} {nanos}");
+        }
+    }
+
+    proptest! {
+        /// Every value is either refused naming the field or converts back to itself.
+        #[test]
+        fn timestamps_round_trip_or_are_refused(seconds in any::<i64>(), nanos in any::<i32>()) {
+            let timestamp = prost_types::Timestamp { seconds, nanos };
+            match from_timestamp("t", &timestamp) {
+                Ok(time) => prop_assert_eq!(to_timestamp(time), timestamp),
+                Err(error) => prop_assert_eq!(error.code(), tonic::Code::InvalidArgument),
+            }
+        }
+    }
+}
