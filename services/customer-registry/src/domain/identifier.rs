@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use tenantry_platform::text::is_forbidden_in_line;
+
 /// Shortest identifier accepted.
 pub const MIN_ACCOUNT_ID_LENGTH: usize = 3;
 /// Longest identifier the platform ever accepts; deployments may lower it down to
@@ -84,7 +86,9 @@ impl fmt::Display for AccountId {
     }
 }
 
-/// A valid display name: trimmed, 1..=120 characters, no control characters.
+/// A valid display name: trimmed, 1..=120 characters, in any script, without control
+/// characters, line separators, bidirectional controls or invisible characters
+/// ([`tenantry_platform::text::is_forbidden_in_line`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DisplayName(String);
 
@@ -104,9 +108,12 @@ impl DisplayName {
                 "must be at most {MAX_DISPLAY_NAME_CHARS} characters long (is {length})"
             ));
         }
-        if trimmed.chars().any(char::is_control) {
-            problems
-                .push("must not contain control characters (such as line breaks or tabs)".into());
+        if trimmed.chars().any(is_forbidden_in_line) {
+            problems.push(
+                "must not contain control characters (such as line breaks or tabs), \
+                 bidirectional controls or invisible characters"
+                    .into(),
+            );
         }
         if problems.is_empty() {
             Ok(Self(trimmed.to_string()))
@@ -255,6 +262,10 @@ mod tests {
             ("Acme\nCorp", Err("control characters")),
             ("Acme\u{7}", Err("control characters")),
             ("Ac\u{0}me", Err("control characters")),
+            ("Acme\u{2028}Corp", Err("control characters")),
+            ("Acme \u{202e}proC", Err("bidirectional controls")),
+            ("Ac\u{200b}me", Err("invisible characters")),
+            ("Gl\u{43e}bex", Ok("Gl\u{43e}bex")),
         ];
         for (input, expected) in cases {
             match (DisplayName::parse(input), expected) {
@@ -272,5 +283,55 @@ mod tests {
     fn display_name_trims_before_counting() {
         let padded = format!("   {}   ", "y".repeat(120));
         assert_eq!(DisplayName::parse(&padded).unwrap().as_str().len(), 120);
+    }
+
+    proptest::proptest! {
+        /// The identifier rules are the platform's: an identifier is accepted exactly when
+        /// `accounts/{id}` is a name the platform parses (up to the configured maximum length),
+        /// and every accepted identifier round-trips through the name.
+        #[test]
+        fn identifiers_agree_with_the_name_parser(
+            raw in "[a-z0-9A-Z_ä-]{0,40}",
+            any_text in proptest::prelude::any::<String>(),
+            max in MIN_CONFIGURABLE_MAX_ACCOUNT_ID_LENGTH..=MAX_ACCOUNT_ID_LENGTH,
+        ) {
+            for candidate in [raw.as_str(), any_text.as_str()] {
+                let accepted = AccountId::parse(candidate, max);
+                let name = tenantry_platform::names::account_name(candidate);
+                let parsed = tenantry_platform::names::parse_account("name", &name);
+                proptest::prop_assert_eq!(
+                    accepted.is_ok(),
+                    parsed.is_ok() && candidate.chars().count() <= max,
+                    "{:?} (max {})", candidate, max
+                );
+                if let Ok(id) = accepted {
+                    proptest::prop_assert_eq!(parsed.unwrap(), id.as_str());
+                }
+            }
+        }
+
+        /// Refusals always say why: one or more problems, never an empty description.
+        #[test]
+        fn refusals_explain_themselves(raw in proptest::prelude::any::<String>()) {
+            if let Err(invalid) = AccountId::parse(&raw, MAX_ACCOUNT_ID_LENGTH) {
+                proptest::prop_assert!(!invalid.problems.is_empty());
+            }
+            if let Err(invalid) = DisplayName::parse(&raw) {
+                proptest::prop_assert!(!invalid.description().is_empty());
+            }
+        }
+
+        /// An accepted display name is trimmed, 1 to 120 characters, holds nothing the platform
+        /// forbids in a line, and is accepted again unchanged.
+        #[test]
+        fn display_names_are_normalised_once(raw in "\\s{0,2}\\PC{0,130}\\s{0,2}") {
+            if let Ok(name) = DisplayName::parse(&raw) {
+                let text = name.as_str();
+                proptest::prop_assert_eq!(text.trim(), text);
+                proptest::prop_assert!((1..=MAX_DISPLAY_NAME_CHARS).contains(&text.chars().count()));
+                proptest::prop_assert!(!text.chars().any(is_forbidden_in_line));
+                proptest::prop_assert_eq!(DisplayName::parse(text).unwrap(), name.clone());
+            }
+        }
     }
 }

@@ -112,37 +112,19 @@ pub fn invitation_to_wire(invitation: &Invitation, now: DateTime<Utc>) -> wire::
 }
 
 /// `(account_id, invitation_id)` in `accounts/{account_id}/invitations/{invitation_id}`; the
-/// id must be a UUID (the only ids this service assigns). INVALID_ARGUMENT naming `field`.
+/// id must be a UUID in the form this service assigns (lower-case, hyphenated).
+/// INVALID_ARGUMENT naming `field`.
 pub fn parse_invitation_name(field: &str, name: &str) -> Result<(String, String), ApiError> {
-    let invalid = || {
-        ApiError::invalid_field(
-            field,
-            "must be an invitation name `accounts/{account_id}/invitations/{invitation_id}`",
-        )
-    };
-    if name.is_empty() {
-        return Err(ApiError::invalid_field(
-            field,
-            "required: an invitation name `accounts/{account_id}/invitations/{invitation_id}`",
-        ));
-    }
-    let (account, id) = name.split_once("/invitations/").ok_or_else(invalid)?;
-    let account_id =
-        tenantry_platform::names::parse_account(field, account).map_err(|_| invalid())?;
-    let id = uuid::Uuid::parse_str(id).map_err(|_| invalid())?;
-    Ok((account_id, id.hyphenated().to_string()))
+    tenantry_platform::names::parse_account_child(field, name, "invitations")
 }
 
-/// A request timestamp; out-of-range values are INVALID_ARGUMENT naming `field`.
+/// A request timestamp; values no `google.protobuf.Timestamp` may hold are INVALID_ARGUMENT
+/// naming `field`.
 pub fn time_from_wire(
     field: &str,
     timestamp: &prost_types::Timestamp,
 ) -> Result<DateTime<Utc>, ApiError> {
-    u32::try_from(timestamp.nanos)
-        .ok()
-        .filter(|nanos| *nanos < 1_000_000_000)
-        .and_then(|nanos| DateTime::from_timestamp(timestamp.seconds, nanos))
-        .ok_or_else(|| ApiError::invalid_field(field, "not a valid timestamp"))
+    tenantry_platform::time::from_timestamp(field, timestamp)
 }
 
 /// Whether a request etag allows the change: empty (no check) or the current version.
@@ -168,6 +150,8 @@ mod tests {
             "accounts/globex/invitations/not-a-uuid",
             "accounts/GLOBEX/invitations/0190f7a4-1234-7abc-8def-0123456789ab",
             "accounts/globex/members/0190f7a4-1234-7abc-8def-0123456789ab",
+            "accounts/globex/invitations/0190F7A4-1234-7ABC-8DEF-0123456789AB",
+            "accounts/globex/invitations/urn:uuid:0190f7a4-1234-7abc-8def-0123456789ab",
         ] {
             let error = parse_invitation_name("name", bad).unwrap_err();
             assert_eq!(error.code(), tonic::Code::InvalidArgument, "{bad:?}");

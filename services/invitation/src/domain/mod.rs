@@ -1,15 +1,14 @@
 //! The invitation rules, without I/O: value types, the lifecycle with expiry applied on read,
 //! e-mail and name validation, the secret, and the rate limits.
 
-pub mod email;
 pub mod error;
 pub mod limits;
 pub mod secret;
 
 use chrono::{DateTime, Duration, Utc};
 
-pub use email::{normalize_email, validate_email};
 pub use error::InvitationError;
+pub use tenantry_platform::email::{normalize_email, validate_email};
 
 /// The longest a caller may ask an invitation to live (CreateInvitationRequest.expire_time).
 pub const MAX_REQUESTED_LIFETIME: Duration = Duration::days(30);
@@ -290,15 +289,22 @@ pub fn email_matches(invitation_email: &str, token_email: Option<&str>) -> bool 
     })
 }
 
-/// An optional given or family name: trimmed, at most [`MAX_NAME_CHARS`] characters, no
-/// control characters.
+/// An optional given or family name: trimmed, at most [`MAX_NAME_CHARS`] characters, in any
+/// script, without control characters, line separators, bidirectional controls or invisible
+/// characters ([`tenantry_platform::text::is_forbidden_in_line`]).
 pub fn validate_name(raw: &str) -> Result<String, String> {
     let name = raw.trim();
     if name.chars().count() > MAX_NAME_CHARS {
         return Err(format!("at most {MAX_NAME_CHARS} characters"));
     }
-    if name.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
+    if name
+        .chars()
+        .any(tenantry_platform::text::is_forbidden_in_line)
+    {
+        return Err(
+            "must not contain control characters, bidirectional controls or invisible characters"
+                .into(),
+        );
     }
     Ok(name.to_string())
 }

@@ -150,6 +150,10 @@ fn names_and_expiry_of_new_invitations() {
     assert!(validate_name(&"x".repeat(121)).is_err());
     assert!(validate_name(&"é".repeat(120)).is_ok());
     assert!(validate_name("Bo\nb").is_err());
+    for hidden in ["Bob \u{202e}nitraM", "Bo\u{200b}b", "Bob\u{2028}Martin"] {
+        assert!(validate_name(hidden).is_err(), "{hidden:?}");
+    }
+    assert_eq!(validate_name("Борис").unwrap(), "Борис");
 
     let week = Duration::days(7);
     assert_eq!(expiry_of_new(None, week, at(0)).unwrap(), at(0) + week);
@@ -198,4 +202,30 @@ fn stored_forms_round_trip() {
         assert_eq!(DeliveryState::parse(state.as_str()), Some(state));
     }
     assert_eq!(Role::parse("owner"), None);
+}
+
+proptest::proptest! {
+    /// An accepted name is trimmed, at most 120 characters, holds nothing the platform forbids
+    /// in a line, and is accepted again unchanged.
+    #[test]
+    fn names_are_normalised_once(raw in "\\s{0,2}\\PC{0,125}\\s{0,2}") {
+        if let Ok(name) = validate_name(&raw) {
+            proptest::prop_assert_eq!(name.trim(), name.as_str());
+            proptest::prop_assert!(name.chars().count() <= MAX_NAME_CHARS);
+            proptest::prop_assert!(!name.chars().any(tenantry_platform::text::is_forbidden_in_line));
+            proptest::prop_assert_eq!(validate_name(&name), Ok(name.clone()));
+        }
+    }
+
+    /// A requested expiry is taken as is when it lies in (now, now + 30 days], refused
+    /// otherwise; without one the lifetime applies.
+    #[test]
+    fn requested_expiries_lie_within_thirty_days(offset in -100_000_000i64..100_000_000, lifetime_hours in 1i64..10_000) {
+        let now = at(0);
+        let lifetime = Duration::hours(lifetime_hours);
+        let requested = now + Duration::seconds(offset);
+        let within = offset > 0 && Duration::seconds(offset) <= MAX_REQUESTED_LIFETIME;
+        proptest::prop_assert_eq!(expiry_of_new(Some(requested), lifetime, now).is_ok(), within);
+        proptest::prop_assert_eq!(expiry_of_new(None, lifetime, now), Ok(now + lifetime));
+    }
 }

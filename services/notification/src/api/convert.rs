@@ -16,23 +16,10 @@ pub fn message_name(partner_id: &str, message_id: &str) -> String {
     format!("accounts/{partner_id}/messages/{message_id}")
 }
 
-/// `(partner_id, message_id)` of a message name; INVALID_ARGUMENT naming `field` otherwise.
+/// `(partner_id, message_id)` of a message name; the id must be a UUID in the form this service
+/// assigns (lower-case, hyphenated). INVALID_ARGUMENT naming `field` otherwise.
 pub fn parse_message_name(field: &str, name: &str) -> Result<(String, String), ApiError> {
-    let invalid = || {
-        ApiError::invalid_field(
-            field,
-            "must be a message name `accounts/{partner_id}/messages/{message_id}`",
-        )
-    };
-    let rest = name.strip_prefix("accounts/").ok_or_else(invalid)?;
-    let (partner, message) = rest.split_once("/messages/").ok_or_else(invalid)?;
-    let partner_id = tenantry_platform::names::parse_account(field, &account_name(partner))
-        .map_err(|_| invalid())?;
-    let message_id = uuid::Uuid::parse_str(message)
-        .map_err(|_| invalid())?
-        .hyphenated()
-        .to_string();
-    Ok((partner_id, message_id))
+    tenantry_platform::names::parse_account_child(field, name, "messages")
 }
 
 /// A required read policy; UNSPECIFIED or unknown values are refused.
@@ -86,15 +73,13 @@ pub fn state_to_wire(state: MessageState) -> i32 {
     }
 }
 
-/// A timestamp from the wire; out-of-range values are INVALID_ARGUMENT naming `field`.
+/// A timestamp from the wire; values no `google.protobuf.Timestamp` may hold are
+/// INVALID_ARGUMENT naming `field`.
 pub fn time_from_wire(
     field: &str,
     timestamp: &prost_types::Timestamp,
 ) -> Result<DateTime<Utc>, ApiError> {
-    u32::try_from(timestamp.nanos)
-        .ok()
-        .and_then(|nanos| DateTime::from_timestamp(timestamp.seconds, nanos))
-        .ok_or_else(|| ApiError::invalid_field(field, "not a valid timestamp"))
+    tenantry_platform::time::from_timestamp(field, timestamp)
 }
 
 /// Statistics of one recipient account on the wire.
@@ -206,6 +191,8 @@ mod tests {
             "accounts/acme/messages/not-a-uuid",
             "accounts/ACME/messages/0190a6a8-7c2b-7d3e-8f40-1234567890ab",
             "messages/0190a6a8-7c2b-7d3e-8f40-1234567890ab",
+            "accounts/acme/messages/{0190a6a8-7c2b-7d3e-8f40-1234567890ab}",
+            "accounts/acme/messages/0190a6a87c2b7d3e8f401234567890ab",
         ] {
             assert!(parse_message_name("name", bad).is_err(), "{bad:?}");
         }

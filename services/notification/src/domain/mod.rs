@@ -275,7 +275,8 @@ pub struct AckOutcome {
     pub already_resolved_accounts: Vec<String>,
 }
 
-/// The trimmed title, or why it is refused.
+/// The trimmed title (1 to 120 characters, in any script, without control characters, line
+/// separators, bidirectional controls or invisible characters), or why it is refused.
 pub fn validate_title(title: &str) -> Result<String, String> {
     let title = title.trim();
     let chars = title.chars().count();
@@ -287,13 +288,20 @@ pub fn validate_title(title: &str) -> Result<String, String> {
             "must be at most {MAX_TITLE_CHARS} characters (has {chars})"
         ));
     }
-    if title.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
+    if title
+        .chars()
+        .any(tenantry_platform::text::is_forbidden_in_line)
+    {
+        return Err(
+            "must not contain control characters, bidirectional controls or invisible characters"
+                .into(),
+        );
     }
     Ok(title.to_string())
 }
 
-/// The body as given (line breaks kept), or why it is refused.
+/// The body as given (1 to 2000 characters, line breaks and tabs kept, no other control
+/// characters, bidirectional controls or invisible characters), or why it is refused.
 pub fn validate_body(body: &str) -> Result<String, String> {
     let chars = body.chars().count();
     if body.trim().is_empty() {
@@ -306,9 +314,13 @@ pub fn validate_body(body: &str) -> Result<String, String> {
     }
     if body
         .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+        .any(tenantry_platform::text::is_forbidden_in_text)
     {
-        return Err("must not contain control characters other than line breaks and tabs".into());
+        return Err(
+            "must not contain control characters other than line breaks and tabs, \
+             bidirectional controls or invisible characters"
+                .into(),
+        );
     }
     Ok(body.to_string())
 }

@@ -16,6 +16,9 @@ fn titles_count_characters_not_bytes() {
     assert!(validate_title(&format!("{emoji}x")).is_err());
     assert!(validate_title("a\nb").is_err());
     assert!(validate_title("a\u{7}b").is_err());
+    for hidden in ["Update \u{202e}etadpu", "Up\u{200b}date", "Up\u{2028}date"] {
+        assert!(validate_title(hidden).is_err(), "{hidden:?}");
+    }
 }
 
 #[test]
@@ -29,6 +32,12 @@ fn bodies_keep_line_breaks_and_count_characters() {
     assert!(validate_body(&"x".repeat(2001)).is_err());
     assert!(validate_body("bell\u{7}").is_err());
     assert!(validate_body("nul\0").is_err());
+    assert!(validate_body("escape \u{1b}[2J").is_err());
+    assert!(validate_body("read \u{202e}ylno").is_err());
+    assert_eq!(
+        validate_body("para\u{2028}graph").unwrap(),
+        "para\u{2028}graph"
+    );
 }
 
 #[test]
@@ -104,4 +113,38 @@ fn all_must_read_resolves_when_nobody_is_left() {
         "fan-out still running"
     );
     assert!(!all_must_read_resolved(true, 0, 0), "reached nobody");
+}
+
+proptest::proptest! {
+    /// An accepted title is trimmed, 1 to 120 characters, holds nothing forbidden in a line and
+    /// is accepted again unchanged.
+    #[test]
+    fn titles_are_normalised_once(raw in "\\s{0,2}\\PC{0,125}\\s{0,2}") {
+        if let Ok(title) = validate_title(&raw) {
+            proptest::prop_assert_eq!(title.trim(), title.as_str());
+            proptest::prop_assert!((1..=MAX_TITLE_CHARS).contains(&title.chars().count()));
+            proptest::prop_assert!(!title.chars().any(tenantry_platform::text::is_forbidden_in_line));
+            proptest::prop_assert_eq!(validate_title(&title), Ok(title.clone()));
+        }
+    }
+
+    /// A body is kept exactly as given (line breaks and all) or refused; never more than 2000
+    /// characters, never blank.
+    #[test]
+    fn bodies_are_kept_as_given(raw in "[\\PC\n\r\t]{0,40}", long in 1990usize..2010) {
+        for body in [raw.clone(), "é".repeat(long)] {
+            match validate_body(&body) {
+                Ok(kept) => {
+                    proptest::prop_assert_eq!(&kept, &body);
+                    proptest::prop_assert!(!kept.trim().is_empty());
+                    proptest::prop_assert!(kept.chars().count() <= MAX_BODY_CHARS);
+                }
+                Err(_) => proptest::prop_assert!(
+                    body.trim().is_empty()
+                        || body.chars().count() > MAX_BODY_CHARS
+                        || body.chars().any(tenantry_platform::text::is_forbidden_in_text)
+                ),
+            }
+        }
+    }
 }
