@@ -116,7 +116,9 @@ where
                 };
                 let response = match refused {
                     Some(response) => response,
-                    None => oversize_as_resource_exhausted(inner.call(request).await?),
+                    None => undecodable_as_invalid_argument(oversize_as_resource_exhausted(
+                        inner.call(request).await?,
+                    )),
                 };
                 metrics.observe_rpc_duration(&service, &method, started.elapsed());
                 let call = RpcCall {
@@ -276,4 +278,122 @@ fn oversize_as_resource_exhausted(response: http::Response<Body>) -> http::Respo
         "the request message is larger than this server accepts",
     ))
     .into_http()
+}
+
+/// How tonic's protobuf codec starts the INTERNAL status of a request body it cannot decode
+/// (prost's `DecodeError` message).
+const DECODE_ERROR_PREFIX: &str = "failed to decode Protobuf message: ";
+
+/// tonic answers a request body that is not valid protobuf for its type (invalid UTF-8 in a
+/// string, a wrong wire type, a truncated field) with INTERNAL. The caller sent it, so it is
+/// INVALID_ARGUMENT, with a `BadRequest` naming the field the decoder stopped at when it says
+/// which (for a field of a `oneof`, the `oneof`). Framing violations below protobuf (a
+/// compressed flag without an encoding, a truncated frame) stay INTERNAL, as the gRPC
+/// specification asks.
+fn undecodable_as_invalid_argument(response: http::Response<Body>) -> http::Response<Body> {
+    let internal = (tonic::Code::Internal as i32).to_string();
+    let is_internal = response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|value| value.as_bytes() == internal.as_bytes());
+    if !is_internal {
+        return response;
+    }
+    let message = match response.extensions().get::<tonic::Status>() {
+        Some(status) => status.message().to_string(),
+        None => tonic::Status::from_header_map(response.headers())
+            .map(|status| status.message().to_string())
+            .unwrap_or_default(),
+    };
+    let Some(detail) = message.strip_prefix(DECODE_ERROR_PREFIX) else {
+        return response;
+    };
+    let (field, description) = undecodable_field(detail);
+    let description = format!("cannot be decoded: {description}");
+    let error = match field {
+        Some(field) => ApiError::invalid_field(field, description),
+        None => ApiError::malformed_request(format!("the request {description}")),
+    };
+    tonic::Status::from(error).into_http()
+}
+
+/// The field path and the cause in the detail of a prost decode error, which lists the
+/// `Message.field` it was decoding from the innermost out (`Subject.user: AuthorizeRequest.subject:
+/// invalid string value: …` is `subject.user`).
+fn undecodable_field(detail: &str) -> (Option<String>, &str) {
+    let mut fields = Vec::new();
+    let mut rest = detail;
+    while let Some((segment, after)) = rest.split_once(": ") {
+        let Some((message, field)) = segment.split_once('.') else {
+            break;
+        };
+        let is_identifier = |text: &str| {
+            !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        let field = field.strip_prefix("r#").unwrap_or(field);
+        if !is_identifier(message) || !is_identifier(field) {
+            break;
+        }
+        fields.push(field);
+        rest = after;
+    }
+    fields.reverse();
+    ((!fields.is_empty()).then(|| fields.join(".")), rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_errors_name_the_field_path() {
+        assert_eq!(
+            undecodable_field(
+                "Subject.user: AuthorizeRequest.subject: invalid string value: data is not UTF-8 encoded"
+            ),
+            (
+                Some("subject.user".to_string()),
+                "invalid string value: data is not UTF-8 encoded"
+            )
+        );
+        assert_eq!(
+            undecodable_field(
+                "GetAccountRequest.name: invalid wire type: ThirtyTwoBit (expected LengthDelimited)"
+            ),
+            (
+                Some("name".to_string()),
+                "invalid wire type: ThirtyTwoBit (expected LengthDelimited)"
+            )
+        );
+        assert_eq!(
+            undecodable_field("invalid varint"),
+            (None, "invalid varint")
+        );
+        assert_eq!(
+            undecodable_field("buffer underflow: x.y"),
+            (None, "buffer underflow: x.y")
+        );
+    }
+
+    #[test]
+    fn undecodable_requests_become_invalid_argument() {
+        use prost::Message as _;
+        // `name` (field 1) holding bytes that are not UTF-8: the error tonic's codec reports.
+        let decode_error =
+            tenantry_proto::registry::v1::GetAccountRequest::decode(&[0x0a, 0x02, 0xc3, 0x28][..])
+                .expect_err("not UTF-8");
+        let internal = tonic::Status::internal(decode_error.to_string());
+        let response = undecodable_as_invalid_argument(internal.into_http());
+        let status = tonic::Status::from_header_map(response.headers()).expect("a status");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        let details = tonic_types::StatusExt::get_error_details(&status);
+        let bad_request = details.bad_request().expect("a BadRequest");
+        assert_eq!(bad_request.field_violations[0].field, "name");
+        // Other INTERNAL statuses are left alone.
+        let response = undecodable_as_invalid_argument(
+            tonic::Status::internal("Unexpected EOF decoding stream.").into_http(),
+        );
+        let status = tonic::Status::from_header_map(response.headers()).expect("a status");
+        assert_eq!(status.code(), tonic::Code::Internal);
+    }
 }
