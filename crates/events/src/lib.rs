@@ -16,7 +16,7 @@ mod migrations;
 mod outbox;
 mod relay;
 
-pub use amqp::{AmqpBus, AmqpConfig};
+pub use amqp::{AmqpBus, AmqpConfig, event_from_amqp};
 pub use broadcast::Subscription;
 pub use bus::EventBus;
 pub use consumer::{ConsumerSpec, Handler, RetryPolicy};

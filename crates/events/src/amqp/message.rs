@@ -94,8 +94,13 @@ pub(crate) fn attempt(properties: &BasicProperties) -> u32 {
         .max(1)
 }
 
-/// Reads the event back from a delivery; Err names what is missing or malformed.
-pub(crate) fn event(
+/// Reads the event back from a delivery — what every consumer and broadcast subscription does
+/// with a message taken off RabbitMQ: the CloudEvents attributes from the headers (the id may
+/// come from `message_id` instead; the type falls back to `routing_key`, as it must for a
+/// retried message), the body as the payload. Err names what is missing or malformed; nothing
+/// a delivery carries makes it panic. Public so the event decoding can be fuzzed
+/// (`fuzz/fuzz_targets/event_decode.rs`).
+pub fn event(
     routing_key: &str,
     properties: &BasicProperties,
     data: &[u8],

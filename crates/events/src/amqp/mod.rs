@@ -12,6 +12,8 @@ mod consumer;
 mod message;
 mod topology;
 
+pub use message::event as event_from_amqp;
+
 use std::sync::Arc;
 use std::time::Duration;
 
