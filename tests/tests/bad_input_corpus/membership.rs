@@ -1,0 +1,393 @@
+//! Membership's tables.
+
+use prost_types::FieldMask;
+use tenantry_proto::membership::v1 as pb;
+use tenantry_proto::membership::v1::add_member_request::Principal;
+use tenantry_testkit::TestCluster;
+use tonic::Code;
+
+use super::values::{
+    UNKNOWN_ENUMS, bad_emails, bad_member_names, bad_request_ids, bad_user_names, oversized,
+};
+use super::{Case, M, Tally, World, accepted, code, invalid, named, page_entries};
+
+pub async fn run(cluster: &TestCluster, world: &World, tally: &mut Tally) {
+    let client = |rpc: &str| cluster.membership(Some(&world.caller_of(&format!("{M}/{rpc}"))));
+
+    let membership = client("AddMember");
+    tally
+        .run(&format!("{M}/AddMember"), add_member(world), |request| {
+            let mut membership = membership.clone();
+            async move { membership.add_member(request).await.map(drop) }
+        })
+        .await;
+
+    let membership = client("AddMyself");
+    let mut cases = named("account", |account| pb::AddMyselfRequest { account });
+    // AddMyself answers PERMISSION_DENIED for unknown accounts (no existence leaks to partner
+    // people), so the last entry of `named` is that.
+    if let Some(unknown) = cases.last_mut() {
+        unknown.expect = super::Expect::Code(Code::PermissionDenied);
+    }
+    tally
+        .run(&format!("{M}/AddMyself"), cases, |request| {
+            let mut membership = membership.clone();
+            async move { membership.add_myself(request).await.map(drop) }
+        })
+        .await;
+
+    let membership = client("GetMember");
+    let cases = member_named(world, "name", |name| pb::GetMemberRequest { name });
+    tally
+        .run(&format!("{M}/GetMember"), cases, |request| {
+            let mut membership = membership.clone();
+            async move { membership.get_member(request).await.map(drop) }
+        })
+        .await;
+
+    let membership = client("UpdateMember");
+    tally
+        .run(
+            &format!("{M}/UpdateMember"),
+            update_member(world),
+            |request| {
+                let mut membership = membership.clone();
+                async move { membership.update_member(request).await.map(drop) }
+            },
+        )
+        .await;
+
+    let membership = client("RemoveMember");
+    let mut cases = member_named(world, "name", |name| pb::RemoveMemberRequest {
+        name,
+        etag: String::new(),
+    });
+    cases.push(code(
+        "an etag that is not the current one",
+        Code::Aborted,
+        pb::RemoveMemberRequest {
+            name: world.member.clone(),
+            etag: "0".into(),
+        },
+    ));
+    tally
+        .run(&format!("{M}/RemoveMember"), cases, |request| {
+            let mut membership = membership.clone();
+            async move { membership.remove_member(request).await.map(drop) }
+        })
+        .await;
+
+    let membership = client("ListMembers");
+    tally
+        .run(
+            &format!("{M}/ListMembers"),
+            list_members(world),
+            |request| {
+                let mut membership = membership.clone();
+                async move { membership.list_members(request).await.map(drop) }
+            },
+        )
+        .await;
+
+    let membership = client("ListMyAccounts");
+    let mut cases = page_entries(
+        |page_size, page_token| pb::ListMyAccountsRequest {
+            page_size,
+            page_token,
+        },
+        &world.foreign_token,
+    );
+    cases.push(code(
+        "oversized request",
+        Code::ResourceExhausted,
+        pb::ListMyAccountsRequest {
+            page_size: 0,
+            page_token: oversized(),
+        },
+    ));
+    tally
+        .run(&format!("{M}/ListMyAccounts"), cases, |request| {
+            let mut membership = membership.clone();
+            async move { membership.list_my_accounts(request).await.map(drop) }
+        })
+        .await;
+
+    let membership = client("Authorize");
+    tally
+        .run(&format!("{M}/Authorize"), authorize(world), |request| {
+            let mut membership = membership.clone();
+            async move { membership.authorize(request).await.map(drop) }
+        })
+        .await;
+}
+
+/// The entries of a call about one member named in `field`: every malformed name, an oversized
+/// one, and a well-formed name of a user who is not a member (NOT_FOUND for the operator).
+fn member_named<Req>(world: &World, field: &str, make: impl Fn(String) -> Req) -> Vec<Case<Req>> {
+    let mut cases: Vec<Case<Req>> = bad_member_names(&world.customer)
+        .into_iter()
+        .map(|(what, name)| invalid(format!("{field}: {what}"), field, make(name)))
+        .collect();
+    cases.push(code(
+        format!("{field}: oversized request"),
+        Code::ResourceExhausted,
+        make(format!("{}/members/{}", world.customer, oversized())),
+    ));
+    cases.push(code(
+        format!("{field}: a user who is not a member"),
+        Code::NotFound,
+        make(format!("{}/members/nobody-here", world.customer)),
+    ));
+    cases
+}
+
+fn add_member(world: &World) -> Vec<Case<pb::AddMemberRequest>> {
+    let base = || pb::AddMemberRequest {
+        parent: world.customer.clone(),
+        principal: Some(Principal::User("users/newcomer".into())),
+        role: pb::Role::Employee as i32,
+        source: 0,
+        request_id: String::new(),
+    };
+    let mut cases = named("parent", |parent| pb::AddMemberRequest { parent, ..base() });
+    cases.push(invalid(
+        "neither user nor email",
+        "user",
+        pb::AddMemberRequest {
+            principal: None,
+            ..base()
+        },
+    ));
+    for (what, user) in bad_user_names() {
+        cases.push(invalid(
+            format!("user: {what}"),
+            "user",
+            pb::AddMemberRequest {
+                principal: Some(Principal::User(user)),
+                ..base()
+            },
+        ));
+    }
+    for (what, email) in bad_emails() {
+        cases.push(invalid(
+            format!("email: {what}"),
+            "email",
+            pb::AddMemberRequest {
+                principal: Some(Principal::Email(email)),
+                ..base()
+            },
+        ));
+    }
+    cases.push(code(
+        "email: an address no known user has",
+        Code::NotFound,
+        pb::AddMemberRequest {
+            principal: Some(Principal::Email("nobody@example.com".into())),
+            ..base()
+        },
+    ));
+    for (what, role) in [("UNSPECIFIED", 0)].into_iter().chain(UNKNOWN_ENUMS) {
+        cases.push(invalid(
+            format!("role {what}"),
+            "role",
+            pb::AddMemberRequest { role, ..base() },
+        ));
+    }
+    for (what, source) in [
+        (
+            "SELF_ASSIGNED (AddMyself only)",
+            pb::MemberSource::SelfAssigned as i32,
+        ),
+        (
+            "INVITATION from a person",
+            pb::MemberSource::Invitation as i32,
+        ),
+    ]
+    .into_iter()
+    .chain(UNKNOWN_ENUMS)
+    {
+        cases.push(invalid(
+            format!("source {what}"),
+            "source",
+            pb::AddMemberRequest { source, ..base() },
+        ));
+    }
+    for (what, request_id) in bad_request_ids() {
+        cases.push(invalid(
+            format!("request_id: {what}"),
+            "request_id",
+            pb::AddMemberRequest {
+                request_id,
+                ..base()
+            },
+        ));
+    }
+    cases.push(code(
+        "oversized request",
+        Code::ResourceExhausted,
+        pb::AddMemberRequest {
+            principal: Some(Principal::User(format!("users/{}", oversized()))),
+            ..base()
+        },
+    ));
+    cases
+}
+
+fn update_member(world: &World) -> Vec<Case<pb::UpdateMemberRequest>> {
+    let make = |name: &str, role: i32, etag: &str, paths: &[&str]| pb::UpdateMemberRequest {
+        member: Some(pb::Member {
+            name: name.into(),
+            role,
+            etag: etag.into(),
+            ..Default::default()
+        }),
+        update_mask: (!paths.is_empty()).then(|| FieldMask {
+            paths: paths.iter().map(|path| path.to_string()).collect(),
+        }),
+    };
+    let admin = pb::Role::Admin as i32;
+    let mut cases = vec![invalid(
+        "no member",
+        "member",
+        pb::UpdateMemberRequest {
+            member: None,
+            update_mask: None,
+        },
+    )];
+    cases.extend(member_named(world, "member.name", |name| {
+        make(&name, admin, "", &[])
+    }));
+    for (what, paths) in [
+        ("user", vec!["user"]),
+        ("source", vec!["source"]),
+        ("role and email", vec!["role", "email"]),
+        ("an empty path", vec![""]),
+    ] {
+        cases.push(invalid(
+            format!("update_mask: {what}"),
+            "update_mask",
+            make(&world.member, admin, "", &paths),
+        ));
+    }
+    for (what, role) in [("UNSPECIFIED", 0)].into_iter().chain(UNKNOWN_ENUMS) {
+        cases.push(invalid(
+            format!("member.role {what}"),
+            "member.role",
+            make(&world.member, role, "", &["role"]),
+        ));
+    }
+    cases.push(code(
+        "an etag that is not the current one",
+        Code::Aborted,
+        make(&world.member, admin, "abc", &["role"]),
+    ));
+    cases
+}
+
+fn list_members(world: &World) -> Vec<Case<pb::ListMembersRequest>> {
+    let mut cases = named("parent", |parent| pb::ListMembersRequest {
+        parent,
+        ..Default::default()
+    });
+    cases.extend(page_entries(
+        |page_size, page_token| pb::ListMembersRequest {
+            parent: world.customer.clone(),
+            page_size,
+            page_token,
+            ..Default::default()
+        },
+        &world.foreign_token,
+    ));
+    for (what, roles) in [
+        ("UNSPECIFIED", vec![0]),
+        ("99", vec![1, 99]),
+        ("-1", vec![-1]),
+    ] {
+        cases.push(invalid(
+            format!("roles {what}"),
+            "roles",
+            pb::ListMembersRequest {
+                parent: world.customer.clone(),
+                roles,
+                ..Default::default()
+            },
+        ));
+    }
+    for (what, email) in [
+        ("255 characters", format!("i@{}.com", "e".repeat(249))),
+        ("a newline", "erin@example.com\n x".to_string()),
+        ("NUL", "erin@exa\u{0}mple.com".to_string()),
+    ] {
+        cases.push(invalid(
+            format!("email: {what}"),
+            "email",
+            pb::ListMembersRequest {
+                parent: world.customer.clone(),
+                email,
+                ..Default::default()
+            },
+        ));
+    }
+    // The e-mail is an equality filter, not an address to send to: any text matches nobody.
+    cases.push(accepted(
+        "email: not an address (matches nobody)",
+        pb::ListMembersRequest {
+            parent: world.customer.clone(),
+            email: "not an address".into(),
+            ..Default::default()
+        },
+    ));
+    cases
+}
+
+fn authorize(world: &World) -> Vec<Case<pb::AuthorizeRequest>> {
+    let subject = |user: &str| {
+        Some(pb::Subject {
+            user: user.into(),
+            ..Default::default()
+        })
+    };
+    let base = || pb::AuthorizeRequest {
+        subject: subject("users/erin"),
+        account: world.customer.clone(),
+        permission: pb::Permission::AccountRead as i32,
+    };
+    let mut cases = vec![invalid(
+        "no subject",
+        "subject",
+        pb::AuthorizeRequest {
+            subject: None,
+            ..base()
+        },
+    )];
+    for (what, user) in bad_user_names() {
+        cases.push(invalid(
+            format!("subject.user: {what}"),
+            "subject.user",
+            pb::AuthorizeRequest {
+                subject: subject(&user),
+                ..base()
+            },
+        ));
+    }
+    let mut accounts = named("account", |account| pb::AuthorizeRequest {
+        account,
+        ..base()
+    });
+    // An unknown account is an answer, not an error: `account_exists` false.
+    if let Some(unknown) = accounts.last_mut() {
+        unknown.expect = super::Expect::Accepted;
+    }
+    cases.extend(accounts);
+    for (what, permission) in [("UNSPECIFIED", 0)].into_iter().chain(UNKNOWN_ENUMS) {
+        cases.push(invalid(
+            format!("permission {what}"),
+            "permission",
+            pb::AuthorizeRequest {
+                permission,
+                ..base()
+            },
+        ));
+    }
+    cases
+}
