@@ -11,6 +11,12 @@ use sea_orm_migration::MigratorTrait;
 
 use crate::error::{ApiError, ErrorChain};
 
+/// How long [`Database::ping`] waits for an answer. A ping needs a pooled connection, and
+/// while the server refuses connections (stopped, restarting) the pool keeps retrying until
+/// its acquire timeout: unbounded, a ping during an outage shorter than that timeout waits for
+/// the database to come back and reports it healthy, so health never leaves SERVING.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A database that may not be reachable yet. The server starts (and answers health checks with
 /// NOT_SERVING) before the database is up; [`Database::connection`] is UNAVAILABLE until then.
 #[derive(Clone)]
@@ -70,10 +76,13 @@ impl Database {
         Ok(())
     }
 
-    /// Whether the database answers right now.
+    /// Whether the database answers right now, within [`PING_TIMEOUT`].
     pub async fn ping(&self) -> bool {
         match self.connection.get() {
-            Some(connection) => connection.ping().await.is_ok(),
+            Some(connection) => matches!(
+                tokio::time::timeout(PING_TIMEOUT, connection.ping()).await,
+                Ok(Ok(()))
+            ),
             None => false,
         }
     }
