@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sea_orm::{DbErr, EntityTrait, Set, TransactionTrait, TryInsertResult};
+use sea_orm::{EntityTrait, Set, TransactionTrait, TryInsertResult};
 use tenantry_platform::db::{Database, StoreError};
 use tenantry_platform::error::ErrorChain;
 use tenantry_platform::metrics::{DeliveryOutcome, Metrics};
+use tenantry_platform::server::Shutdown;
 use tenantry_platform::telemetry;
 use tracing::Instrument;
 
@@ -125,7 +126,14 @@ pub(crate) enum Outcome {
     Duplicate,
     /// Nothing was committed.
     Failed(HandlerError),
+    /// Shutdown came while the consumer waited for its database: nothing was committed and no
+    /// attempt was used; the transport leaves the delivery to be delivered again.
+    Interrupted,
 }
+
+/// How long a consumer waits before trying its unreachable database again: the first wait,
+/// doubled after each further failure, up to the longest.
+const DATABASE_WAIT: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
 
 /// The name of the header carrying the delivery attempt (1 when absent).
 pub(crate) const ATTEMPT_HEADER: &str = "x-tenantry-attempt";
@@ -133,12 +141,18 @@ pub(crate) const ATTEMPT_HEADER: &str = "x-tenantry-attempt";
 /// Handles `event` for `group`: in one transaction on `database`, records the event id (the
 /// insert doubles as the idempotency check: a concurrent or earlier record makes it a no-op) and
 /// runs the handler; commits only if both succeeded. Logs the outcome of this `attempt`.
+///
+/// While `database` cannot be reached (not up yet, restarting, failing over) the event waits
+/// for it, with back-off, until `shutdown`: the event is not at fault, and counting such
+/// failures as attempts would retry it into the dead letters within seconds of an outage — lost
+/// to the service until an operator replays it.
 pub(crate) async fn process(
     group: &str,
     database: &Database,
     handler: &dyn Handler,
     event: &Event,
     attempt: u32,
+    shutdown: &Shutdown,
 ) -> Outcome {
     // The handler's work joins the trace of whoever caused the event (through the relay's
     // publish span); events it appends in turn carry this span's context.
@@ -160,12 +174,27 @@ pub(crate) async fn process(
         event.tracestate.as_deref(),
     );
     async {
-        let outcome = match try_process(group, database, handler, event).await {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                // A database failure: the work may succeed later.
-                let error = StoreError::from(error);
-                Outcome::Failed(HandlerError::Transient(ErrorChain(&error).to_string()))
+        let mut waiting: Option<Backoff> = None;
+        let outcome = loop {
+            match try_process(group, database, handler, event).await {
+                Ok(outcome) => break outcome,
+                Err(error @ (StoreError::NotReady | StoreError::Unavailable(_))) => {
+                    let backoff = waiting.get_or_insert_with(|| {
+                        tracing::warn!(
+                            group, event_id = %event.id, error = %ErrorChain(&error),
+                            "the consumer's database is unreachable; the event waits for it"
+                        );
+                        Backoff::new(DATABASE_WAIT.0, DATABASE_WAIT.1)
+                    });
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff.next_delay()) => {},
+                        () = shutdown.wait() => break Outcome::Interrupted,
+                    }
+                }
+                // Any other database failure: the work may succeed on a later attempt.
+                Err(error) => {
+                    break Outcome::Failed(HandlerError::Transient(ErrorChain(&error).to_string()));
+                }
             }
         };
         log_outcome(group, event, attempt, &outcome);
@@ -175,20 +204,15 @@ pub(crate) async fn process(
     .await
 }
 
+/// One try in one transaction. Err: the runtime's own statements failed (begin, the
+/// processed-event record, rollback, commit); the handler's failures are `Outcome::Failed`.
 async fn try_process(
     group: &str,
     database: &Database,
     handler: &dyn Handler,
     event: &Event,
-) -> Result<Outcome, DbErr> {
-    let connection = match database.connection() {
-        Ok(connection) => connection,
-        Err(error) => {
-            return Ok(Outcome::Failed(HandlerError::Transient(
-                ErrorChain(&error).to_string(),
-            )));
-        }
-    };
+) -> Result<Outcome, StoreError> {
+    let connection = database.connection()?;
     let txn = connection.begin().await?;
     // Inserting first (rather than SELECT then INSERT) means a replica handling a redelivered
     // copy of the same event at the same time waits on the row lock (PostgreSQL) or the write
@@ -246,6 +270,10 @@ fn log_outcome(group: &str, event: &Event, attempt: u32, outcome: &Outcome) {
             group, event_id = %event.id, event_type = %event.event_type, attempt,
             error = %ErrorChain(error), "event handler failed"
         ),
+        Outcome::Interrupted => tracing::info!(
+            group, event_id = %event.id, event_type = %event.event_type,
+            "shutting down while the database is unreachable; the event is left for redelivery"
+        ),
     }
 }
 
@@ -264,6 +292,7 @@ pub(crate) fn record_outcome(
         Outcome::Handled => DeliveryOutcome::Handled,
         Outcome::Duplicate => DeliveryOutcome::Duplicate,
         Outcome::Failed(_) => DeliveryOutcome::Failed,
+        Outcome::Interrupted => return,
     };
     metrics.consumer_delivery(group, label);
     match disposition {

@@ -204,8 +204,15 @@ impl InProcessBus {
         shutdown: &Shutdown,
     ) {
         let Message { event, attempt } = message;
-        let outcome =
-            consumer::process(&spec.group, &spec.database, &*spec.handler, &event, attempt).await;
+        let outcome = consumer::process(
+            &spec.group,
+            &spec.database,
+            &*spec.handler,
+            &event,
+            attempt,
+            shutdown,
+        )
+        .await;
         let metrics = self.inner.metrics.get();
         let Outcome::Failed(error) = &outcome else {
             consumer::record_outcome(metrics, &spec.group, &outcome, None);

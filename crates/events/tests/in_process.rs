@@ -171,3 +171,53 @@ async fn retries_with_back_off_then_dead_letters_without_blocking_the_group() {
     consumer.await.expect("consumer stops");
     file.remove();
 }
+
+/// A consumer whose own database cannot be reached (not up yet, restarting, failing over) waits
+/// for it: the event is not at fault, so no attempt is used up and nothing ends in the dead
+/// letters; once the database answers, the event is handled once.
+#[tokio::test]
+async fn waits_for_its_database_instead_of_using_up_attempts() {
+    let file = SqliteFile::new();
+    // Not connected yet: every transaction fails as with a database that is down.
+    let database = Database::new(&file.url);
+    let EventBus::InProcess(in_process) = EventBus::in_process(retry(3)) else {
+        unreachable!("an in-process bus");
+    };
+    let bus = EventBus::InProcess(in_process.clone());
+    let shutdown = Shutdown::new();
+    let handler = Scripted::new();
+    let consumer = bus.spawn_consumer(
+        spec("worker", &database, &handler, &["job.run"]),
+        shutdown.clone(),
+    );
+    let waiting = event("job.run", "ok");
+    bus.publisher()
+        .publish(std::slice::from_ref(&waiting))
+        .await
+        .expect("publish");
+    // Three attempts with back-offs of 20 and 40 ms would be over long before this.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        in_process.dead_letters("worker").is_empty(),
+        "an unreachable database dead-lettered the event"
+    );
+    assert_eq!(handler.calls(waiting.id), 0);
+
+    database
+        .connect_and_migrate::<TestMigrator>()
+        .await
+        .expect("the database comes up");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            handler.calls(waiting.id) == 1
+        })
+        .await,
+        "handled once the database answers"
+    );
+    assert_eq!(count(&database, "handled").await, 1);
+    assert!(in_process.dead_letters("worker").is_empty());
+
+    shutdown.trigger();
+    consumer.await.expect("consumer stops");
+    file.remove();
+}

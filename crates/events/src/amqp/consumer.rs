@@ -97,6 +97,9 @@ async fn session(
     tracing::info!(group = %spec.group, queue = %names.queue, "consuming");
 
     let mut in_flight = JoinSet::new();
+    // Ends the waits of deliveries whose handler waits for its database once this session is
+    // over (shutdown, or the channel is gone and its deliveries will come again anyway).
+    let session_over = Shutdown::new();
     let result = loop {
         tokio::select! {
             () = shutdown.wait() => break Ok(()),
@@ -108,6 +111,7 @@ async fn session(
                         spec: spec.clone(),
                         names: names.clone(),
                         bus: bus.clone(),
+                        session_over: session_over.clone(),
                     };
                     in_flight.spawn(async move { context.handle(delivery).await });
                 }
@@ -122,6 +126,7 @@ async fn session(
             .basic_cancel(deliveries.tag(), BasicCancelOptions::default())
             .await;
     }
+    session_over.trigger();
     while in_flight.join_next().await.is_some() {}
     if result.is_ok() {
         // Every delivery received was started at once; those the client still buffered after
@@ -137,6 +142,7 @@ struct Context {
     spec: Arc<ConsumerSpec>,
     names: Names,
     bus: AmqpBus,
+    session_over: Shutdown,
 }
 
 impl Context {
@@ -158,10 +164,19 @@ impl Context {
             }
             Ok(event) => {
                 let spec = &self.spec;
-                let outcome =
-                    consumer::process(group, &spec.database, &*spec.handler, &event, attempt).await;
+                let outcome = consumer::process(
+                    group,
+                    &spec.database,
+                    &*spec.handler,
+                    &event,
+                    attempt,
+                    &self.session_over,
+                )
+                .await;
                 let metrics = self.bus.metrics();
                 match &outcome {
+                    // Unacknowledged: the broker delivers it again once the channel is closed.
+                    Outcome::Interrupted => Ok(()),
                     Outcome::Handled | Outcome::Duplicate => {
                         consumer::record_outcome(metrics, group, &outcome, None);
                         delivery
