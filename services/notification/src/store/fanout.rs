@@ -23,7 +23,11 @@ use crate::domain::{DeliveryState, Message, MessageState, NotificationError};
 use crate::events::{self, InboxChange};
 
 /// How long a claimed job stays with its worker without progress before another may take it.
-pub const LEASE: Duration = Duration::seconds(60);
+/// Each page renews it. It is what a crashed worker's job waits before another process takes
+/// it over (a worker that stops cleanly releases its job at once), so it is short: a page
+/// takes well under a second, and a worker that outlives its lease only loses a race, since a
+/// page is written only if the job's cursor is still where the worker read it.
+pub const LEASE: Duration = Duration::seconds(15);
 
 /// A claimed fan-out job.
 #[derive(Clone, Debug, PartialEq, Eq)]
