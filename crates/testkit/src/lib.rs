@@ -92,6 +92,9 @@ pub struct ClusterOptions {
     pub amqp: bool,
     /// Overrides the broker URL (e.g. a proxy in front of RabbitMQ that a test cuts).
     pub amqp_url: Option<String>,
+    /// Overrides the PostgreSQL server of [`Backend::Postgres`] (e.g. a proxy in front of it
+    /// that a test cuts); the databases are created and dropped through it.
+    pub postgres_url: Option<String>,
     /// Invitation settings; `smtp_url` None writes `.eml` files into the cluster's mail dir.
     pub invitation: tenantry_invitation::Config,
     /// Handler retries (short, so tests of retries are fast).
@@ -105,6 +108,7 @@ impl ClusterOptions {
             backend,
             amqp: false,
             amqp_url: None,
+            postgres_url: None,
             invitation: tenantry_invitation::Config::default(),
             retry: RetryPolicy {
                 max_attempts: 3,
@@ -273,7 +277,11 @@ impl TestCluster {
                 (services, Cleanup::Files(dir))
             }
             Backend::Postgres => {
-                let admin_url = postgres_url().expect("PostgreSQL URL");
+                let admin_url = options
+                    .postgres_url
+                    .clone()
+                    .or_else(postgres_url)
+                    .expect("PostgreSQL URL");
                 let admin = sea_orm::Database::connect(&admin_url)
                     .await
                     .expect("connect to PostgreSQL");

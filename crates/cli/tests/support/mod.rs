@@ -1,6 +1,9 @@
 //! Helpers of the tests that run real `tenantry serve` processes: backends from the
 //! environment (a failure under CI=true when missing), a process with its log in a file, a slow
 //! SMTP server, and the clean-up of what a test created outside its processes.
+//!
+//! Each test binary uses the part it needs.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -254,6 +257,22 @@ impl ServeProcess {
         }
     }
 
+    /// Sends SIGKILL (no clean-up of any kind, as a crash or an OOM kill) and waits until the
+    /// process is gone.
+    pub async fn kill(mut self) {
+        let pid = self.child.id().expect("pid").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -KILL {pid}");
+        let exit = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("the process is gone within 10 s of SIGKILL")
+            .expect("exit status");
+        assert!(!exit.success(), "a killed process does not exit 0");
+    }
+
     /// Sends SIGTERM and waits for the exit (panics after `timeout`); returns whether it
     /// exited 0 and how long it took.
     pub async fn terminate(mut self, timeout: Duration) -> (bool, Duration) {
@@ -338,8 +357,7 @@ impl Drop for TestResources {
     }
 }
 
-/// Deletes the queues (customer-registry, membership and invitation consumer groups) and the
-/// exchange declared under `prefix`.
+/// Deletes the queues (every consumer group's) and the exchange declared under `prefix`.
 pub async fn delete_topology(connection: &lapin::Connection, prefix: &str) {
     let Ok(channel) = connection.create_channel().await else {
         return;
@@ -349,6 +367,9 @@ pub async fn delete_topology(connection: &lapin::Connection, prefix: &str) {
         tenantry_invitation::consumers::MAILER_GROUP,
         tenantry_invitation::consumers::ACCOUNT_EVENTS_GROUP,
         tenantry_invitation::consumers::MEMBER_EVENTS_GROUP,
+        tenantry_notification::consumers::FANOUT_GROUP,
+        tenantry_notification::consumers::MEMBERSHIP_EVENTS_GROUP,
+        tenantry_notification::consumers::ACCOUNT_EVENTS_GROUP,
     ];
     for group in groups {
         for suffix in ["", ".retry", ".dead"] {
