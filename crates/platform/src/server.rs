@@ -200,6 +200,10 @@ impl Probes {
     }
 }
 
+/// How often a serving service pings its database: an outage shows as NOT_SERVING within
+/// this plus the ping's own time limit (a `SELECT 1` a second costs nothing).
+const DATABASE_PING_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Keeps a service's health in step with its database: NOT_SERVING until the database is
 /// reached and migrated (retrying with back-off), then SERVING while it answers pings, and
 /// NOT_SERVING again whenever it does not.
@@ -242,7 +246,7 @@ pub async fn follow_database<M: MigratorTrait>(
     let mut serving = true;
     loop {
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(5)) => {},
+            () = tokio::time::sleep(DATABASE_PING_INTERVAL) => {},
             () = shutdown.wait() => {
                 readiness.set(service_name, false).await;
                 return;
