@@ -20,7 +20,7 @@ pub struct Access {
     pub role: Option<Role>,
     /// The caller's role in the account's managing partner.
     pub partner_role: Option<Role>,
-    /// Whether the account has an OWNER.
+    /// Whether the account has an OWNER (only looked up where a decision depends on it).
     pub has_owner: bool,
 }
 
