@@ -48,7 +48,21 @@ struct Args {
     /// The `tenantry` binary for the footprint workload (default: next to this program).
     #[arg(long)]
     tenantry_bin: Option<PathBuf>,
+    /// Measured seconds per round of the timed workloads (default: 2 quick, 5 full); longer
+    /// windows leave time to attach a profiler.
+    #[arg(long)]
+    window_seconds: Option<u64>,
+    /// Alternating rounds of ceiling and workload (default: 1 quick, 2 full).
+    #[arg(long)]
+    rounds: Option<usize>,
 }
+
+/// The cargo profile this program was built with: only release figures mean anything.
+const BUILD: &str = if cfg!(debug_assertions) {
+    "debug"
+} else {
+    "release"
+};
 
 /// The sizes and windows of a run.
 #[derive(Clone, Debug)]
@@ -84,7 +98,7 @@ impl Settings {
                 .map(|dir| dir.join("tenantry"))
                 .ok_or_else(|| anyhow::anyhow!("cannot locate the tenantry binary"))?,
         };
-        Ok(if args.quick {
+        let settings = if args.quick {
             Self {
                 mode: "quick",
                 in_flight: args.in_flight,
@@ -110,6 +124,13 @@ impl Settings {
                 invitations: 2_000,
                 tenantry_bin,
             }
+        };
+        Ok(Self {
+            window: args
+                .window_seconds
+                .map_or(settings.window, Duration::from_secs),
+            rounds: args.rounds.unwrap_or(settings.rounds),
+            ..settings
         })
     }
 }
@@ -133,11 +154,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.only.clone()
     };
     eprintln!(
-        "tenantry-bench {} mode, {} in flight, on {}",
+        "tenantry-bench {} mode, {} build, {} in flight, on {}",
         settings.mode,
+        BUILD,
         settings.in_flight,
         report::machine()
     );
+    if BUILD == "debug" {
+        eprintln!("  (a debug build: the figures only show that every workload runs)");
+    }
     let mut rows: Vec<Row> = Vec::new();
     let needs_cluster = selected.iter().any(|w| *w != Workload::Footprint);
     if needs_cluster {
@@ -155,6 +180,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let report = Report {
         mode: settings.mode,
+        build: BUILD,
         in_flight: settings.in_flight,
         command,
         machine: report::machine(),

@@ -168,6 +168,8 @@ pub fn table(rows: &[Row]) -> String {
 pub struct Report<'a> {
     /// `quick` or `full`.
     pub mode: &'a str,
+    /// `release` or `debug` (debug figures are not comparable).
+    pub build: &'a str,
     /// Operations in flight.
     pub in_flight: usize,
     /// The command line.
