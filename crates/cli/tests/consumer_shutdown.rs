@@ -23,9 +23,8 @@ use std::time::Duration;
 use sea_orm::ConnectionTrait;
 use support::{
     ServeProcess, SlowSmtpServer, SmtpEvent, TestResources, aiosmtpd_available, authorized,
-    backend_url, free_port, with_database,
+    backend_url, free_port, operator_token, with_database,
 };
-use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
 use tenantry_proto::invitation::v1::invitation_service_client::InvitationServiceClient;
 use tenantry_proto::invitation::v1::{
     CreateInvitationRequest, EmailDeliveryState, ListInvitationsRequest,
@@ -48,25 +47,6 @@ const GRACE_SECONDS: u64 = 5;
 /// How long the test waits for an exit after SIGTERM before it fails (the grace is asserted
 /// separately).
 const EXIT_TIMEOUT: Duration = Duration::from_secs(GRACE_SECONDS * 4);
-
-fn operator_token() -> String {
-    let now = unix_now();
-    mint_user_token(
-        JWT_SECRET,
-        &DevTokenClaims {
-            sub: "ops".into(),
-            email: Some("ops@example.com".into()),
-            given_name: Some("Olivia".into()),
-            family_name: None,
-            roles: vec!["tenantry-operator".into()],
-            iss: "tenantry".into(),
-            aud: "tenantry".into(),
-            exp: now + 600,
-            iat: now,
-        },
-    )
-    .expect("token")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_mails_in_flight_and_a_new_process_sends_the_rest_once() {
@@ -159,7 +139,7 @@ async fn sigterm_finishes_the_mails_in_flight_and_a_new_process_sends_the_rest_o
     };
     let first = start_invitation("invitation-1").await;
 
-    let token = operator_token();
+    let token = operator_token(JWT_SECRET);
     CustomerRegistryServiceClient::new(registry.channel().await)
         .create_account(authorized(
             CreateAccountRequest {

@@ -2,10 +2,12 @@
 //! accepted complete, later ones are refused cleanly (UNAVAILABLE, never CANCELLED or INTERNAL),
 //! and the process exits 0 well within its grace period.
 
+mod support;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
+use support::operator_token;
 use tenantry_proto::registry::v1::CreateAccountRequest;
 use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 use tonic::Code;
@@ -20,25 +22,6 @@ fn amqp_url() -> Option<String> {
         }
         _ => None,
     }
-}
-
-fn operator_token() -> String {
-    let now = unix_now();
-    mint_user_token(
-        SECRET,
-        &DevTokenClaims {
-            sub: "ops".into(),
-            email: Some("ops@example.com".into()),
-            given_name: None,
-            family_name: None,
-            roles: vec!["tenantry-operator".into()],
-            iss: "tenantry".into(),
-            aud: "tenantry".into(),
-            exp: now + 600,
-            iat: now,
-        },
-    )
-    .expect("token")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +85,7 @@ async fn sigterm_drains_in_flight_calls_and_exits_zero() {
     };
 
     // 300 creates at once: SQLite serializes them, so many are in flight when SIGTERM lands.
-    let token: tonic::metadata::MetadataValue<_> = format!("Bearer {}", operator_token())
+    let token: tonic::metadata::MetadataValue<_> = format!("Bearer {}", operator_token(SECRET))
         .parse()
         .expect("header");
     let calls: Vec<_> = (0..300)

@@ -3,6 +3,8 @@
 //! caused, in one trace, under the process's service name; the JSON log lines written inside
 //! those spans carry the same trace id; without the variable nothing is exported.
 
+mod support;
+
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +16,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
+use support::{free_port, operator_token};
 use tenantry_proto::registry::v1::CreateAccountRequest;
 use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 use tokio::io::AsyncBufReadExt;
@@ -71,32 +73,6 @@ impl TraceService for Collector {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port")
-        .port()
-}
-
-fn operator_token() -> String {
-    let now = unix_now();
-    mint_user_token(
-        SECRET,
-        &DevTokenClaims {
-            sub: "ops".into(),
-            email: Some("ops@example.com".into()),
-            given_name: None,
-            family_name: None,
-            roles: vec!["tenantry-operator".into()],
-            iss: "tenantry".into(),
-            aud: "tenantry".into(),
-            exp: now + 600,
-            iat: now,
-        },
-    )
-    .expect("token")
-}
-
 /// Runs `tenantry up` with `otel_endpoint` (if any), creates one account, waits `settle`, stops
 /// the process with SIGTERM and returns its JSON log lines.
 async fn run_once(otel_endpoint: Option<&str>, settle: impl AsyncFn() -> bool) -> Vec<String> {
@@ -135,7 +111,7 @@ async fn run_once(otel_endpoint: Option<&str>, settle: impl AsyncFn() -> bool) -
         all
     });
 
-    let token: tonic::metadata::MetadataValue<_> = format!("Bearer {}", operator_token())
+    let token: tonic::metadata::MetadataValue<_> = format!("Bearer {}", operator_token(SECRET))
         .parse()
         .expect("header");
     let url = format!("http://127.0.0.1:{port}");

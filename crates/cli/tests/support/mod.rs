@@ -84,6 +84,28 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A token of the operator `ops`, signed with the HS256 user secret `jwt_secret`, valid for
+/// ten minutes.
+pub fn operator_token(jwt_secret: &str) -> String {
+    use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
+    let now = unix_now();
+    mint_user_token(
+        jwt_secret,
+        &DevTokenClaims {
+            sub: "ops".into(),
+            email: Some("ops@example.com".into()),
+            given_name: Some("Olivia".into()),
+            family_name: None,
+            roles: vec!["tenantry-operator".into()],
+            iss: "tenantry".into(),
+            aud: "tenantry".into(),
+            exp: now + 600,
+            iat: now,
+        },
+    )
+    .expect("token")
+}
+
 /// `message` with `authorization: Bearer {token}`.
 pub fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
