@@ -73,9 +73,10 @@ impl TraceService for Collector {
     }
 }
 
-/// Runs `tenantry up` with `otel_endpoint` (if any), creates one account, waits `settle`, stops
-/// the process with SIGTERM and returns its JSON log lines.
-async fn run_once(otel_endpoint: Option<&str>, settle: impl AsyncFn() -> bool) -> Vec<String> {
+/// Runs `tenantry up` with `otel_endpoint` (if any), creates one account, waits until `settle`
+/// says so (given the log lines so far; at most 20 s), stops the process with SIGTERM and
+/// returns its JSON log lines.
+async fn run_once(otel_endpoint: Option<&str>, settle: impl Fn(&[String]) -> bool) -> Vec<String> {
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("tenantry-otlp-{}", uuid::Uuid::new_v4().simple()));
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantry"));
@@ -102,13 +103,15 @@ async fn run_once(otel_endpoint: Option<&str>, settle: impl AsyncFn() -> bool) -
     }
     let mut child = command.spawn().expect("start tenantry up");
     let stdout = child.stdout.take().expect("stdout");
-    let lines = tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let mut all = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            all.push(line);
+    let logged = Arc::new(Mutex::new(Vec::new()));
+    let reader = tokio::spawn({
+        let logged = logged.clone();
+        async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                logged.lock().expect("lock").push(line);
+            }
         }
-        all
     });
 
     let token: tonic::metadata::MetadataValue<_> = format!("Bearer {}", operator_token(SECRET))
@@ -148,7 +151,7 @@ async fn run_once(otel_endpoint: Option<&str>, settle: impl AsyncFn() -> bool) -
     }
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !settle().await && tokio::time::Instant::now() < deadline {
+    while !settle(&logged.lock().expect("lock")) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let pid = child.id().expect("pid").to_string();
@@ -160,7 +163,8 @@ async fn run_once(otel_endpoint: Option<&str>, settle: impl AsyncFn() -> bool) -
     let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
     let _ = child.start_kill();
     let _ = std::fs::remove_dir_all(&dir);
-    let lines = lines.await.expect("log reader");
+    reader.await.expect("log reader");
+    let lines = std::mem::take(&mut *logged.lock().expect("lock"));
     match exit {
         Ok(Ok(status)) if status.success() => lines,
         other => panic!(
@@ -186,7 +190,7 @@ async fn traces_are_exported_over_otlp_and_logs_carry_their_ids() {
     let create = "tenantry.registry.v1.CustomerRegistryService/CreateAccount";
     let consumed = "account.created process";
     let spans = collector.spans.clone();
-    let logs = run_once(Some(&endpoint), async || {
+    let logs = run_once(Some(&endpoint), |_| {
         let spans = spans.lock().expect("lock");
         let trace_of = |name: &str| {
             spans
@@ -250,7 +254,12 @@ async fn traces_are_exported_over_otlp_and_logs_carry_their_ids() {
 
     // Without an endpoint nothing is sent (the collector sees no new span).
     let before = collector.spans.lock().expect("lock").len();
-    let logs = run_once(None, async || true).await;
+    let logs = run_once(None, |lines| {
+        lines
+            .iter()
+            .any(|line| line.contains("event handled") && line.contains("\"trace_id\":\""))
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(collector.spans.lock().expect("lock").len(), before);
     assert!(
