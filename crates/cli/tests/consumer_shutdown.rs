@@ -20,7 +20,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sea_orm::ConnectionTrait;
 use support::{
     ServeProcess, SlowSmtpServer, SmtpEvent, TestResources, aiosmtpd_available, authorized,
     backend_url, free_port, operator_token, with_database,
@@ -61,25 +60,9 @@ async fn sigterm_finishes_the_mails_in_flight_and_a_new_process_sends_the_rest_o
         eprintln!("skipped: aiosmtpd is not installed");
         return;
     }
-    let tag = uuid::Uuid::new_v4().simple().to_string();
     // Declared before the processes, so dropped after them: also on a failed assertion.
-    let resources = TestResources {
-        dir: std::env::temp_dir().join(format!("tenantry-consumer-shutdown-{tag}")),
-        amqp_url: amqp.clone(),
-        prefix: format!("consumer-shutdown-{}.", &tag[..8]),
-        postgres_url: postgres.clone(),
-        database: format!("t_consumer_shutdown_{}", &tag[..12]),
-    };
+    let resources = TestResources::create("consumer-shutdown", &amqp, &postgres).await;
     let (dir, prefix) = (&resources.dir, &resources.prefix);
-    std::fs::create_dir_all(dir).expect("temp dir");
-    let admin = sea_orm::Database::connect(postgres.as_str())
-        .await
-        .expect("connect to PostgreSQL");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{}\"", resources.database))
-        .await
-        .expect("create the invitation database");
-    let _ = admin.close().await;
     let invitation_database_url = with_database(&postgres, &resources.database);
     let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.join(name).display());
     let smtp = SlowSmtpServer::start(dir, SMTP_DELAY).await;

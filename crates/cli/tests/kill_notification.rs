@@ -126,25 +126,9 @@ async fn sigkill_in_the_middle_of_a_fan_out_loses_and_duplicates_nothing() {
         eprintln!("skipped: set TENANTRY_TEST_AMQP_URL and TENANTRY_TEST_POSTGRES_URL");
         return;
     };
-    let tag = uuid::Uuid::new_v4().simple().to_string();
     // Declared before the processes, so dropped after them: also on a failed assertion.
-    let resources = TestResources {
-        dir: std::env::temp_dir().join(format!("tenantry-kill-notification-{tag}")),
-        amqp_url: amqp.clone(),
-        prefix: format!("kill-notification-{}.", &tag[..8]),
-        postgres_url: postgres.clone(),
-        database: format!("t_kill_notification_{}", &tag[..12]),
-    };
+    let resources = TestResources::create("kill-notification", &amqp, &postgres).await;
     let (dir, prefix) = (&resources.dir, &resources.prefix);
-    std::fs::create_dir_all(dir).expect("temp dir");
-    let admin = sea_orm::Database::connect(postgres.as_str())
-        .await
-        .expect("connect to PostgreSQL");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE \"{}\"", resources.database))
-        .await
-        .expect("create the notification database");
-    let _ = admin.close().await;
     let notification_database_url = with_database(&postgres, &resources.database);
     let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.join(name).display());
 

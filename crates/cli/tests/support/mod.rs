@@ -343,6 +343,31 @@ pub struct TestResources {
     pub database: String,
 }
 
+impl TestResources {
+    /// Fresh resources for the test called `name`: its temporary directory created, a new
+    /// PostgreSQL database on `postgres_url`, and an AMQP prefix of its own.
+    pub async fn create(name: &str, amqp_url: &str, postgres_url: &str) -> Self {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let resources = Self {
+            dir: std::env::temp_dir().join(format!("tenantry-{name}-{tag}")),
+            amqp_url: amqp_url.to_string(),
+            prefix: format!("{name}-{}.", &tag[..8]),
+            postgres_url: postgres_url.to_string(),
+            database: format!("t_{}_{}", name.replace('-', "_"), &tag[..12]),
+        };
+        std::fs::create_dir_all(&resources.dir).expect("temp dir");
+        let admin = sea_orm::Database::connect(postgres_url)
+            .await
+            .expect("connect to PostgreSQL");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{}\"", resources.database))
+            .await
+            .expect("create the test database");
+        let _ = admin.close().await;
+        resources
+    }
+}
+
 impl Drop for TestResources {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
