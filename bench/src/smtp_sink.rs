@@ -47,6 +47,11 @@ impl SmtpSink {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
+    /// The loopback address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
     /// Messages received so far.
     pub fn received(&self) -> u64 {
         self.state.received.load(Ordering::Relaxed)

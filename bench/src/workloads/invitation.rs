@@ -18,8 +18,10 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lettre::Message;
 use lettre::message::{MultiPart, SinglePart};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::extension::ClientId;
 use tenantry_proto::invitation::v1::CreateInvitationRequest;
 use tenantry_proto::invitation::v1::invitation_service_client::InvitationServiceClient;
 use tenantry_proto::membership::v1::{AddMyselfRequest, Role};
@@ -161,18 +163,15 @@ impl TransportCeiling {
                 FieldTable::default(),
             )
             .await?;
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&sink.url())?
-            .timeout(Some(Duration::from_secs(20)))
-            .build();
+        let smtp_addr = sink.addr();
         tokio::spawn(async move {
             while let Some(Ok(delivery)) = deliveries.next().await {
-                let transport = transport.clone();
                 tokio::spawn(async move {
                     let address = String::from_utf8_lossy(&delivery.data).to_string();
                     match email_to(&address) {
                         Ok(message) => {
-                            if let Err(error) = transport.send(message).await {
-                                eprintln!("  ceiling: SMTP failed: {error}");
+                            if let Err(error) = send_bare(smtp_addr, &message).await {
+                                eprintln!("  ceiling: SMTP failed: {error:#}");
                             }
                         }
                         Err(error) => eprintln!("  ceiling: cannot build the e-mail: {error}"),
@@ -216,6 +215,21 @@ impl TransportCeiling {
             .await;
         let _ = self.connection.close(0, "bench done".into()).await;
     }
+}
+
+/// lettre's SMTP exchange over a new `TCP_NODELAY` connection, as the mailer does (one
+/// connection per e-mail; lettre's own transport would add Nagle's 40 ms stall).
+async fn send_bare(addr: std::net::SocketAddr, message: &Message) -> anyhow::Result<()> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let mut connection =
+        AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &ClientId::default()).await?;
+    let sent = connection
+        .send(message.envelope(), &message.formatted())
+        .await;
+    connection.abort().await;
+    sent?;
+    Ok(())
 }
 
 /// An e-mail of about the size of an invitation (text and HTML alternatives with a link).

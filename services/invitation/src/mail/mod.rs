@@ -3,11 +3,12 @@
 //! transport that writes `.eml` files (the embedded default).
 
 pub mod render;
+mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 
 /// How long one SMTP exchange may take before it counts as a (transient) failure.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -68,10 +69,11 @@ pub trait MailTransport: Send + Sync + std::fmt::Debug {
     async fn send(&self, message: Message) -> Result<(), MailError>;
 }
 
-/// SMTP through lettre's tokio transport.
+/// SMTP: lettre's protocol over a connection opened with `TCP_NODELAY` (see [`smtp`]), one
+/// connection per e-mail.
 #[derive(Clone)]
 pub struct SmtpTransport {
-    inner: AsyncSmtpTransport<Tokio1Executor>,
+    endpoint: smtp::SmtpEndpoint,
 }
 
 impl std::fmt::Debug for SmtpTransport {
@@ -85,10 +87,8 @@ impl SmtpTransport {
     /// `smtp://host?tls=required|opportunistic` (STARTTLS), `smtps://user:pass@host:465`
     /// (implicit TLS). Connects lazily.
     pub fn from_url(url: &str) -> Result<Self, MailSetupError> {
-        let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|error| MailSetupError::SmtpUrl(error.to_string()))?;
         Ok(Self {
-            inner: builder.timeout(Some(SMTP_TIMEOUT)).build(),
+            endpoint: smtp::SmtpEndpoint::parse(url, SMTP_TIMEOUT)?,
         })
     }
 }
@@ -101,15 +101,7 @@ impl MailTransport for SmtpTransport {
         fields(otel.kind = "client", server.protocol = "smtp")
     )]
     async fn send(&self, message: Message) -> Result<(), MailError> {
-        match self.inner.send(message).await {
-            Ok(_) => Ok(()),
-            Err(error) if error.is_permanent() => Err(MailError::permanent(format!(
-                "the mail server refused the message: {error}"
-            ))),
-            Err(error) => Err(MailError::transient(format!(
-                "the mail server could not take the message: {error}"
-            ))),
-        }
+        self.endpoint.send(&message).await
     }
 }
 
