@@ -162,35 +162,37 @@ async fn write_pages(
     let Some(message) = store.message(&job.message_id).await? else {
         return Ok(());
     };
+    let fetch = |token: String| {
+        let (account_id, roles) = (job.account_id.clone(), message.roles.clone());
+        async move { fetch_page(members, &account_id, &roles, batch, &token).await }
+    };
+    let mut page = match fetch(job.page_token.clone()).await {
+        Ok(page) => page,
+        Err(error) => {
+            store.release_job(&job).await?;
+            return Err(error);
+        }
+    };
     loop {
         if shutdown.is_triggered() {
             // Give the job back so a restart (or another replica) resumes from its cursor.
             store.release_job(&job).await?;
             return Ok(());
         }
-        let page = match members
-            .page(&job.account_id, &message.roles, batch, &job.page_token)
-            .await
-        {
-            Ok(page) => page,
-            Err(MemberPageError::Gone(why)) => {
-                tracing::info!(account = %job.account_id, message = %job.message_id, %why, "recipient account gone; fan-out ends");
-                crate::peers::MemberPage {
-                    users: Vec::new(),
-                    next_page_token: String::new(),
-                }
-            }
-            Err(MemberPageError::Unavailable(why)) => {
-                store.release_job(&job).await?;
-                return Err(NotificationError::Upstream(
-                    tenantry_platform::ApiError::unavailable(why),
-                ));
+        let next = page.next_page_token.clone();
+        // The next page is read from membership while this one is written: the two round
+        // trips overlap instead of taking turns (a page write waits on PostgreSQL's commit, a
+        // page read on membership's query). Should the write fail or turn out stale, the page
+        // read ahead is dropped.
+        let read_ahead = async {
+            if next.is_empty() {
+                None
+            } else {
+                Some(fetch(next.clone()).await)
             }
         };
-        let next = page.next_page_token.clone();
-        let applied = store
-            .apply_page(&job, &page.users, &next, tenantry_platform::time::now())
-            .await;
+        let apply = store.apply_page(&job, &page.users, &next, tenantry_platform::time::now());
+        let (applied, read_ahead) = tokio::join!(apply, read_ahead);
         if let (Ok(PageOutcome::Applied { inserted, .. }), Some(metrics)) = (&applied, metrics) {
             metrics.deliveries_written(*inserted);
         }
@@ -202,5 +204,38 @@ async fn write_pages(
                 return Err(error);
             }
         }
+        page = match read_ahead {
+            Some(Ok(page)) => page,
+            Some(Err(error)) => {
+                store.release_job(&job).await?;
+                return Err(error);
+            }
+            // Not done with an empty cursor cannot happen: `apply_page` marks it done.
+            None => return Ok(()),
+        };
+    }
+}
+
+/// One page of the recipient account's members. An account that is gone has no more members
+/// (the fan-out ends); membership being unavailable is an error, and the job is given back.
+async fn fetch_page(
+    members: &dyn MemberSource,
+    account_id: &str,
+    roles: &[crate::domain::Role],
+    batch: i32,
+    page_token: &str,
+) -> Result<crate::peers::MemberPage, NotificationError> {
+    match members.page(account_id, roles, batch, page_token).await {
+        Ok(page) => Ok(page),
+        Err(MemberPageError::Gone(why)) => {
+            tracing::info!(account = %account_id, %why, "recipient account gone; fan-out ends");
+            Ok(crate::peers::MemberPage {
+                users: Vec::new(),
+                next_page_token: String::new(),
+            })
+        }
+        Err(MemberPageError::Unavailable(why)) => Err(NotificationError::Upstream(
+            tenantry_platform::ApiError::unavailable(why),
+        )),
     }
 }
