@@ -135,7 +135,13 @@ impl Settings {
     }
 }
 
+/// The memory set-up of the `tenantry` binary, so the in-process cluster runs as it does in
+/// production (the ceilings share it).
+#[global_allocator]
+static ALLOCATOR: tenantry_cli::memory::Allocator = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
+    tenantry_cli::memory::disable_transparent_huge_pages();
     let args = Args::parse();
     // The machine has few cores; the runtime uses all of them, shared by the load generator
     // and the in-process cluster alike (for the workload and its ceiling).

@@ -189,9 +189,25 @@ struct TokenArgs {
     auth: AuthConfig,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+/// mimalloc, without transparent huge pages (see [`tenantry_cli::memory`]).
+#[global_allocator]
+static ALLOCATOR: tenantry_cli::memory::Allocator = mimalloc::MiMalloc;
+
+fn main() -> std::process::ExitCode {
+    tenantry_cli::memory::disable_transparent_huge_pages();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run(Cli::parse())),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> std::process::ExitCode {
     // One process per service names itself after it in traces (OTEL_SERVICE_NAME wins).
     let process_name = match &cli.command {
         Command::Serve(args) => args.service.name(),
