@@ -105,10 +105,12 @@ fn tokens_in(eml: &Path) -> Vec<String> {
         .collect()
 }
 
+/// As the consumer runtime does: prepare outside the transaction, then handle inside it.
 async fn handle(temp: &TempStore, mailer: &Mailer, event: &Event) -> Result<(), HandlerError> {
     let connection = temp.database.connection().unwrap();
+    let prepared = mailer.prepare(connection, event).await?;
     let txn = connection.begin().await.unwrap();
-    let result = mailer.handle(&txn, event).await;
+    let result = mailer.handle_prepared(&txn, event, prepared).await;
     if result.is_ok() {
         txn.commit().await.unwrap();
     }
