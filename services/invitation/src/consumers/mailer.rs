@@ -1,5 +1,6 @@
 //! The mailer: for `invitation.created` and `invitation.resent` it mints the secret, sends the
-//! e-mail with the accept link, and stores only the secret's SHA-256 and the SENT state in the
+//! e-mail with the accept link, and stores only the secret's SHA-256: before the e-mail goes
+//! out, so the link works the moment the e-mail arrives; the SENT state follows in the
 //! runtime's transaction. The sending happens in the runtime's prepare step, before that
 //! transaction opens, so no pooled connection waits on the mail server. A failed send is a
 //! failed attempt (the runtime retries, and `failed` records it); a redelivered event finds
@@ -173,8 +174,25 @@ impl Mailer {
         let message = render::render(&email, &self.from)
             .map_err(|error| HandlerError::Permanent(error.to_string()))?;
         drop(email);
+        // The hash goes in before the e-mail goes out (committed at once when `conn` is the
+        // pool, as in the prepare step), so the link works as soon as the mail server has it.
+        // Should the send fail, the next attempt replaces it: that secret reached nobody.
+        let stored =
+            delivery::store_secret_hash(conn, &invitation_id, generation, &secret.hash(), now())
+                .await
+                .map_err(handler_error)?;
+        if !stored {
+            tracing::info!(invitation = %invitation.name(), event = %event.id, "the invitation changed before its e-mail was sent; no e-mail");
+            return Ok(None);
+        }
         if let Err(error) = self.mail.send(message).await {
             self.metrics.email_failed();
+            // Best effort: were it kept, it would still be the hash of a secret nobody has.
+            if let Err(forget) =
+                delivery::forget_secret_hash(conn, &invitation_id, &secret.hash()).await
+            {
+                tracing::warn!(invitation = %invitation.name(), error = %forget, "cannot forget the hash of an unsent secret");
+            }
             return Err(mail_error(error));
         }
         self.metrics.email_sent();

@@ -11,6 +11,47 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use super::entities::invitation;
 use crate::domain::{DeliveryState, InvitationError, InvitationState};
 
+/// Stores the hash of the secret the e-mail of generation `resend_count` is about to carry, so
+/// the link works from the moment the mail server has the e-mail. Returns false (send
+/// nothing) if the invitation moved on: revoked, accepted, resent or expired meanwhile.
+pub async fn store_secret_hash(
+    conn: &impl ConnectionTrait,
+    invitation_id: &str,
+    resend_count: i32,
+    secret_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, InvitationError> {
+    let result = invitation::Entity::update_many()
+        .col_expr(invitation::Column::SecretHash, Expr::value(secret_hash))
+        .col_expr(invitation::Column::UpdateTime, Expr::value(now))
+        .filter(invitation::Column::InvitationId.eq(invitation_id))
+        .filter(invitation::Column::ResendCount.eq(resend_count))
+        .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
+        .filter(invitation::Column::ExpireTime.gt(now))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Forgets `secret_hash` after its e-mail could not be sent (unless another attempt has
+/// replaced it since): the link of an e-mail nobody received must not stay valid.
+pub async fn forget_secret_hash(
+    conn: &impl ConnectionTrait,
+    invitation_id: &str,
+    secret_hash: &str,
+) -> Result<(), InvitationError> {
+    invitation::Entity::update_many()
+        .col_expr(
+            invitation::Column::SecretHash,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(invitation::Column::InvitationId.eq(invitation_id))
+        .filter(invitation::Column::SecretHash.eq(secret_hash))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 /// Records the e-mail of generation `resend_count` as SENT and stores the hash of the secret it
 /// carried (the secret itself is never stored). Returns false if the invitation moved on.
 pub async fn record_sent(

@@ -202,6 +202,75 @@ async fn sends_a_real_eml_and_stores_only_the_hash() {
     }
 }
 
+/// The link works from the moment the e-mail is out: the hash is committed before the send,
+/// while the SENT state waits for the runtime's transaction.
+#[tokio::test]
+async fn the_link_works_as_soon_as_the_email_is_out() {
+    let temp = temp_store().await;
+    let dir = MailDir::new();
+    let mailer = mailer(globex(), Arc::new(FileTransport::new(&dir.0).unwrap()));
+    let now = tenantry_platform::time::now();
+    let invitation = temp
+        .store
+        .create(&new_invitation("globex", "eve@example.com", now), None, now)
+        .await
+        .unwrap();
+    let event = crate::events::created(&invitation, "users/alice", now);
+
+    let prepared = mailer
+        .prepare(temp.database.connection().unwrap(), &event)
+        .await
+        .unwrap();
+    let files = dir.files();
+    assert_eq!(files.len(), 1, "sent in the prepare step");
+    let token = tokens_in(&files[0]).remove(0);
+    let found = temp
+        .store
+        .find_by_secret_hash(&hash_token(&token))
+        .await
+        .unwrap()
+        .expect("the link finds the invitation before SENT is recorded");
+    assert_eq!(found.delivery.state, DeliveryState::Queued);
+
+    let connection = temp.database.connection().unwrap();
+    let txn = connection.begin().await.unwrap();
+    mailer
+        .handle_prepared(&txn, &event, prepared)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let found = temp
+        .store
+        .find_by_secret_hash(&hash_token(&token))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.delivery.state, DeliveryState::Sent);
+}
+
+/// An invitation revoked after its event was published gets no e-mail, even when the event
+/// arrives later.
+#[tokio::test]
+async fn a_revoked_invitation_gets_no_email() {
+    let temp = temp_store().await;
+    let dir = MailDir::new();
+    let mailer = mailer(globex(), Arc::new(FileTransport::new(&dir.0).unwrap()));
+    let now = tenantry_platform::time::now();
+    let invitation = temp
+        .store
+        .create(&new_invitation("globex", "fay@example.com", now), None, now)
+        .await
+        .unwrap();
+    let event = crate::events::created(&invitation, "users/alice", now);
+    temp.store
+        .revoke(&invitation, "users/alice", now)
+        .await
+        .unwrap();
+
+    handle(&temp, &mailer, &event).await.unwrap();
+    assert!(dir.files().is_empty());
+}
+
 #[tokio::test]
 async fn a_resend_supersedes_the_earlier_email() {
     let temp = temp_store().await;
