@@ -105,6 +105,38 @@ fn tokens_in(eml: &Path) -> Vec<String> {
         .collect()
 }
 
+/// One invitation to `email` in a fresh store, its `invitation.created` event, and a mailer
+/// writing `.eml` files into a fresh directory.
+struct Invited {
+    temp: TempStore,
+    dir: MailDir,
+    mailer: Mailer,
+    invitation: crate::domain::Invitation,
+    event: Event,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+async fn invited(email: &str) -> Invited {
+    let temp = temp_store().await;
+    let dir = MailDir::new();
+    let mailer = mailer(globex(), Arc::new(FileTransport::new(&dir.0).unwrap()));
+    let now = tenantry_platform::time::now();
+    let invitation = temp
+        .store
+        .create(&new_invitation("globex", email, now), None, now)
+        .await
+        .unwrap();
+    let event = crate::events::created(&invitation, "users/alice", now);
+    Invited {
+        temp,
+        dir,
+        mailer,
+        invitation,
+        event,
+        now,
+    }
+}
+
 /// As the consumer runtime does: prepare outside the transaction, then handle inside it.
 async fn handle(temp: &TempStore, mailer: &Mailer, event: &Event) -> Result<(), HandlerError> {
     let connection = temp.database.connection().unwrap();
@@ -132,16 +164,14 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[tokio::test]
 async fn sends_a_real_eml_and_stores_only_the_hash() {
-    let temp = temp_store().await;
-    let dir = MailDir::new();
-    let mailer = mailer(globex(), Arc::new(FileTransport::new(&dir.0).unwrap()));
-    let now = tenantry_platform::time::now();
-    let invitation = temp
-        .store
-        .create(&new_invitation("globex", "Bob@Example.com", now), None, now)
-        .await
-        .unwrap();
-    let event = crate::events::created(&invitation, "users/alice", now);
+    let Invited {
+        temp,
+        dir,
+        mailer,
+        invitation,
+        event,
+        now: _,
+    } = invited("Bob@Example.com").await;
 
     handle(&temp, &mailer, &event).await.unwrap();
 
@@ -206,16 +236,14 @@ async fn sends_a_real_eml_and_stores_only_the_hash() {
 /// while the SENT state waits for the runtime's transaction.
 #[tokio::test]
 async fn the_link_works_as_soon_as_the_email_is_out() {
-    let temp = temp_store().await;
-    let dir = MailDir::new();
-    let mailer = mailer(globex(), Arc::new(FileTransport::new(&dir.0).unwrap()));
-    let now = tenantry_platform::time::now();
-    let invitation = temp
-        .store
-        .create(&new_invitation("globex", "eve@example.com", now), None, now)
-        .await
-        .unwrap();
-    let event = crate::events::created(&invitation, "users/alice", now);
+    let Invited {
+        temp,
+        dir,
+        mailer,
+        invitation: _,
+        event,
+        now: _,
+    } = invited("eve@example.com").await;
 
     let prepared = mailer
         .prepare(temp.database.connection().unwrap(), &event)
@@ -252,16 +280,14 @@ async fn the_link_works_as_soon_as_the_email_is_out() {
 /// arrives later.
 #[tokio::test]
 async fn a_revoked_invitation_gets_no_email() {
-    let temp = temp_store().await;
-    let dir = MailDir::new();
-    let mailer = mailer(globex(), Arc::new(FileTransport::new(&dir.0).unwrap()));
-    let now = tenantry_platform::time::now();
-    let invitation = temp
-        .store
-        .create(&new_invitation("globex", "fay@example.com", now), None, now)
-        .await
-        .unwrap();
-    let event = crate::events::created(&invitation, "users/alice", now);
+    let Invited {
+        temp,
+        dir,
+        mailer,
+        invitation,
+        event,
+        now,
+    } = invited("fay@example.com").await;
     temp.store
         .revoke(&invitation, "users/alice", now)
         .await
@@ -273,16 +299,14 @@ async fn a_revoked_invitation_gets_no_email() {
 
 #[tokio::test]
 async fn a_resend_supersedes_the_earlier_email() {
-    let temp = temp_store().await;
-    let dir = MailDir::new();
-    let mailer = mailer(globex(), Arc::new(FileTransport::new(&dir.0).unwrap()));
-    let now = tenantry_platform::time::now();
-    let invitation = temp
-        .store
-        .create(&new_invitation("globex", "bob@example.com", now), None, now)
-        .await
-        .unwrap();
-    let created = crate::events::created(&invitation, "users/alice", now);
+    let Invited {
+        temp,
+        dir,
+        mailer,
+        invitation,
+        event: created,
+        now,
+    } = invited("bob@example.com").await;
     handle(&temp, &mailer, &created).await.unwrap();
     let first_token = tokens_in(&dir.files()[0])[0].clone();
 
