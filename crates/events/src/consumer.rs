@@ -20,9 +20,6 @@ use crate::{Event, HandlerError};
 /// database that the runtime commits together with the processed-event record; the delivery is
 /// acknowledged only after that commit. An event id already recorded for the group is acked
 /// without calling the handler (idempotency).
-///
-/// The runtime calls [`Self::prepare`] first, outside any transaction, then
-/// [`Self::handle_prepared`] inside it (by default [`Self::handle`]).
 #[async_trait::async_trait]
 pub trait Handler: Send + Sync + 'static {
     /// Handles `event` using `txn`; the runtime commits on Ok and rolls back on Err.
@@ -31,29 +28,6 @@ pub trait Handler: Send + Sync + 'static {
         txn: &sea_orm::DatabaseTransaction,
         event: &Event,
     ) -> Result<(), HandlerError>;
-
-    /// Work done before the transaction opens: calls to other services, sending e-mail. A
-    /// transaction held open across them keeps one of the service's pooled connections idle
-    /// for as long as the peer takes, which starves the service's API under load. It may run
-    /// for an event that turns out to be a duplicate, and again on redelivery, so it must be
-    /// safe to repeat; an Err counts as a failed attempt. Default: nothing.
-    async fn prepare(
-        &self,
-        _database: &sea_orm::DatabaseConnection,
-        _event: &Event,
-    ) -> Result<Prepared, HandlerError> {
-        Ok(Prepared::nothing())
-    }
-
-    /// [`Self::handle`] with what [`Self::prepare`] returned. Default: `handle`, ignoring it.
-    async fn handle_prepared(
-        &self,
-        txn: &sea_orm::DatabaseTransaction,
-        event: &Event,
-        _prepared: Prepared,
-    ) -> Result<(), HandlerError> {
-        self.handle(txn, event).await
-    }
 
     /// Called after a failed attempt was rolled back, outside any transaction: lets a handler record
     /// the failure (e.g. an e-mail's delivery status). `dead_lettered` = no more retries. Default: nothing.
@@ -65,38 +39,6 @@ pub trait Handler: Send + Sync + 'static {
         _error: &HandlerError,
         _dead_lettered: bool,
     ) {
-    }
-}
-
-/// What [`Handler::prepare`] found or did, for [`Handler::handle_prepared`] (each handler knows
-/// its own type).
-#[derive(Default)]
-pub struct Prepared(Option<Box<dyn std::any::Any + Send + Sync>>);
-
-impl Prepared {
-    /// Nothing prepared.
-    pub fn nothing() -> Self {
-        Self(None)
-    }
-
-    /// `value`, for `handle_prepared` to take back.
-    pub fn new<T: std::any::Any + Send + Sync>(value: T) -> Self {
-        Self(Some(Box::new(value)))
-    }
-
-    /// The value, if one of type `T` was prepared.
-    pub fn take<T: std::any::Any>(self) -> Option<T> {
-        self.0?.downcast::<T>().ok().map(|value| *value)
-    }
-}
-
-impl std::fmt::Debug for Prepared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Prepared(..)"
-        } else {
-            "Prepared(nothing)"
-        })
     }
 }
 
@@ -271,17 +213,6 @@ async fn try_process(
     event: &Event,
 ) -> Result<Outcome, StoreError> {
     let connection = database.connection()?;
-    let prepared = match handler.prepare(connection, event).await {
-        Ok(prepared) => prepared,
-        // A database that went away is not the event's fault: like a failed BEGIN below, it
-        // makes the event wait for the database instead of counting an attempt.
-        Err(_) if !database.ping().await => {
-            return Err(StoreError::Unavailable(sea_orm::DbErr::Custom(
-                "the database did not answer while the event was prepared".into(),
-            )));
-        }
-        Err(error) => return Ok(Outcome::Failed(error)),
-    };
     let txn = connection.begin().await?;
     // Inserting first (rather than SELECT then INSERT) means a replica handling a redelivered
     // copy of the same event at the same time waits on the row lock (PostgreSQL) or the write
@@ -299,7 +230,7 @@ async fn try_process(
         txn.rollback().await?;
         return Ok(Outcome::Duplicate);
     }
-    if let Err(error) = handler.handle_prepared(&txn, event, prepared).await {
+    if let Err(error) = handler.handle(&txn, event).await {
         txn.rollback().await?;
         return Ok(Outcome::Failed(error));
     }

@@ -19,7 +19,7 @@ mod relay;
 pub use amqp::{AmqpBus, AmqpConfig, event_from_amqp};
 pub use broadcast::Subscription;
 pub use bus::EventBus;
-pub use consumer::{ConsumerSpec, Handler, Prepared, RetryPolicy};
+pub use consumer::{ConsumerSpec, Handler, RetryPolicy};
 pub use envelope::Event;
 pub use error::{HandlerError, PublishError};
 pub use in_process::InProcessBus;

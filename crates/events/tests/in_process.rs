@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm::TransactionTrait;
 use tenantry_events::{ConsumerSpec, EventBus, Handler, Outbox, Relay, RetryPolicy};
 use tenantry_platform::db::Database;
 use tenantry_platform::server::Shutdown;
@@ -217,123 +217,6 @@ async fn waits_for_its_database_instead_of_using_up_attempts() {
     assert_eq!(count(&database, "handled").await, 1);
     assert!(in_process.dead_letters("worker").is_empty());
 
-    shutdown.trigger();
-    consumer.await.expect("consumer stops");
-    file.remove();
-}
-
-/// A handler that does its slow part in `prepare`: records whether a transaction was open
-/// on the database while it prepared, and hands a value to `handle_prepared`.
-#[derive(Default)]
-struct Preparing {
-    /// Payloads handed from `prepare` to `handle_prepared`, in order.
-    handed: std::sync::Mutex<Vec<String>>,
-    /// Prepare calls that failed on purpose (`"fail-once"` fails the first).
-    failed: std::sync::atomic::AtomicU32,
-}
-
-#[async_trait::async_trait]
-impl Handler for Preparing {
-    async fn handle(
-        &self,
-        _txn: &sea_orm::DatabaseTransaction,
-        _event: &tenantry_events::Event,
-    ) -> Result<(), tenantry_events::HandlerError> {
-        panic!("the runtime calls handle_prepared");
-    }
-
-    async fn prepare(
-        &self,
-        database: &sea_orm::DatabaseConnection,
-        event: &tenantry_events::Event,
-    ) -> Result<tenantry_events::Prepared, tenantry_events::HandlerError> {
-        let script: String = event.decode()?;
-        if script == "fail-once"
-            && self
-                .failed
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                == 0
-        {
-            return Err(tenantry_events::HandlerError::Transient(
-                "prepare failed".into(),
-            ));
-        }
-        // SQLite has one pooled connection: were the runtime's transaction open, this read
-        // would wait for it forever (the test would time out).
-        let open = database
-            .query_one_raw(sea_orm::Statement::from_string(
-                database.get_database_backend(),
-                "SELECT 1",
-            ))
-            .await
-            .map_err(|error| tenantry_events::HandlerError::Transient(error.to_string()))?;
-        assert!(open.is_some());
-        Ok(tenantry_events::Prepared::new(format!("prepared {script}")))
-    }
-
-    async fn handle_prepared(
-        &self,
-        _txn: &sea_orm::DatabaseTransaction,
-        _event: &tenantry_events::Event,
-        prepared: tenantry_events::Prepared,
-    ) -> Result<(), tenantry_events::HandlerError> {
-        let value = prepared.take::<String>().expect("what prepare returned");
-        self.handed.lock().expect("lock").push(value);
-        Ok(())
-    }
-}
-
-/// `prepare` runs outside the transaction (on SQLite's single connection, too), its value
-/// reaches `handle_prepared`, and a failed prepare is a failed attempt that is retried.
-#[tokio::test]
-async fn prepare_runs_before_the_transaction_and_hands_its_value_over() {
-    let file = SqliteFile::new();
-    let database = database(&file.url).await;
-    let bus = EventBus::in_process(retry(3));
-    let shutdown = Shutdown::new();
-    let handler = Arc::new(Preparing::default());
-    let consumer = bus.spawn_consumer(
-        ConsumerSpec {
-            group: "preparer".into(),
-            bindings: vec!["job.run".into()],
-            database: database.clone(),
-            handler: handler.clone() as Arc<dyn Handler>,
-        },
-        shutdown.clone(),
-    );
-    bus.publisher()
-        .publish(&[event("job.run", "fail-once"), event("job.run", "ok")])
-        .await
-        .expect("publish");
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            handler.handed.lock().expect("lock").len() == 2
-        })
-        .await,
-        "both events handled: {:?}",
-        handler.handed.lock().expect("lock")
-    );
-    let mut handed = handler.handed.lock().expect("lock").clone();
-    handed.sort();
-    assert_eq!(handed, ["prepared fail-once", "prepared ok"]);
-    assert_eq!(
-        handler.failed.load(std::sync::atomic::Ordering::SeqCst),
-        2,
-        "the failed prepare was retried"
-    );
-    let processed = database
-        .connection()
-        .expect("ready")
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Sqlite,
-            "SELECT COUNT(*) AS n FROM processed_events WHERE consumer_group = 'preparer'",
-        ))
-        .await
-        .expect("count")
-        .expect("a row")
-        .try_get::<i64>("", "n")
-        .expect("n");
-    assert_eq!(processed, 2);
     shutdown.trigger();
     consumer.await.expect("consumer stops");
     file.remove();

@@ -1,10 +1,7 @@
 //! The mailer: for `invitation.created` and `invitation.resent` it mints the secret, sends the
-//! e-mail with the accept link, and stores only the secret's SHA-256: before the e-mail goes
-//! out, so the link works the moment the e-mail arrives; the SENT state follows in the
-//! runtime's transaction. The sending happens in the runtime's prepare step, before that
-//! transaction opens, so no pooled connection waits on the mail server. A failed send is a
-//! failed attempt (the runtime retries, and `failed` records it); a redelivered event finds
-//! the invitation SENT and sends nothing.
+//! e-mail with the accept link and stores only the secret's SHA-256, all in the runtime's
+//! transaction (a failed send rolls back; the runtime retries, and `failed` records the
+//! attempt outside the rolled-back transaction).
 //!
 //! Superseded e-mails: the event's `invitation.resend_count` (the secret's generation) must
 //! equal the row's; an older event (a resend happened since) is skipped, as is an event for
@@ -14,8 +11,8 @@
 use std::sync::Arc;
 
 use lettre::message::Mailbox;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
-use tenantry_events::{Event, Handler, HandlerError, Prepared};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use tenantry_events::{Event, Handler, HandlerError};
 use tenantry_platform::metrics::Metrics;
 use tenantry_proto::events::v1 as events;
 use tenantry_proto::invitation::v1 as wire;
@@ -108,39 +105,22 @@ fn mail_error(error: MailError) -> HandlerError {
     }
 }
 
-/// What the mailer did before the transaction: the e-mail it sent, whose secret's hash the
-/// transaction stores.
-#[derive(Debug)]
-struct Sent {
-    invitation_id: String,
-    generation: i32,
-    invitation_name: String,
-    secret_hash: String,
-}
-
-impl Mailer {
-    /// Everything up to and including the SMTP exchange: load the invitation, skip what needs
-    /// no e-mail, read the account's name, mint the secret, render and send. Reads through
-    /// `conn` only (no writes), so it runs outside the runtime's transaction and no pooled
-    /// connection waits on the mail server or the registry.
-    async fn send_email(
-        &self,
-        conn: &impl ConnectionTrait,
-        event: &Event,
-    ) -> Result<Option<Sent>, HandlerError> {
+#[async_trait::async_trait]
+impl Handler for Mailer {
+    async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
         let Some((invitation_id, generation)) = requested(event)? else {
-            return Ok(None);
+            return Ok(());
         };
-        let Some(invitation) = store::load(conn, &invitation_id)
+        let Some(invitation) = store::load(txn, &invitation_id)
             .await
             .map_err(handler_error)?
         else {
             tracing::warn!(invitation_id, event = %event.id, "no such invitation; nothing to send");
-            return Ok(None);
+            return Ok(());
         };
         if let Some(reason) = skip_reason(&invitation, generation) {
             tracing::debug!(invitation = %invitation.name(), event = %event.id, reason, "no e-mail");
-            return Ok(None);
+            return Ok(());
         }
         let account = self
             .accounts
@@ -153,7 +133,7 @@ impl Mailer {
             Some(account) if account.state != AccountState::Deleted => account,
             _ => {
                 tracing::info!(invitation = %invitation.name(), "the account is gone; no e-mail");
-                return Ok(None);
+                return Ok(());
             }
         };
         let secret = Secret::mint();
@@ -174,95 +154,21 @@ impl Mailer {
         let message = render::render(&email, &self.from)
             .map_err(|error| HandlerError::Permanent(error.to_string()))?;
         drop(email);
-        // The hash goes in before the e-mail goes out (committed at once when `conn` is the
-        // pool, as in the prepare step), so the link works as soon as the mail server has it.
-        // Should the send fail, the next attempt replaces it: that secret reached nobody.
-        let stored =
-            delivery::store_secret_hash(conn, &invitation_id, generation, &secret.hash(), now())
-                .await
-                .map_err(handler_error)?;
-        if !stored {
-            tracing::info!(invitation = %invitation.name(), event = %event.id, "the invitation changed before its e-mail was sent; no e-mail");
-            return Ok(None);
-        }
         if let Err(error) = self.mail.send(message).await {
             self.metrics.email_failed();
-            // Best effort: were it kept, it would still be the hash of a secret nobody has.
-            if let Err(forget) =
-                delivery::forget_secret_hash(conn, &invitation_id, &secret.hash()).await
-            {
-                tracing::warn!(invitation = %invitation.name(), error = %forget, "cannot forget the hash of an unsent secret");
-            }
             return Err(mail_error(error));
         }
         self.metrics.email_sent();
-        Ok(Some(Sent {
-            invitation_id,
-            generation,
-            invitation_name: invitation.name(),
-            secret_hash: secret.hash(),
-        }))
-    }
-
-    /// Stores the sent secret's hash and the SENT state, if the invitation is still the one
-    /// the e-mail was for.
-    async fn record(
-        &self,
-        txn: &DatabaseTransaction,
-        event: &Event,
-        sent: Sent,
-    ) -> Result<(), HandlerError> {
-        let recorded = delivery::record_sent(
-            txn,
-            &sent.invitation_id,
-            sent.generation,
-            &sent.secret_hash,
-            now(),
-        )
-        .await
-        .map_err(handler_error)?;
+        let recorded =
+            delivery::record_sent(txn, &invitation_id, generation, &secret.hash(), now())
+                .await
+                .map_err(handler_error)?;
         if recorded {
-            tracing::info!(invitation = %sent.invitation_name, event = %event.id, "invitation e-mail sent");
+            tracing::info!(invitation = %invitation.name(), event = %event.id, "invitation e-mail sent");
         } else {
-            tracing::info!(invitation = %sent.invitation_name, "invitation changed while its e-mail was sent; its link is void");
+            tracing::info!(invitation = %invitation.name(), "invitation changed while its e-mail was sent; its link is void");
         }
         Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl Handler for Mailer {
-    /// Everything in the runtime's transaction (for callers without a prepare step).
-    async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
-        match self.send_email(txn, event).await? {
-            Some(sent) => self.record(txn, event, sent).await,
-            None => Ok(()),
-        }
-    }
-
-    /// Sends the e-mail before the transaction opens (see [`Mailer::send_email`]); a
-    /// redelivered event finds the invitation SENT and sends nothing.
-    async fn prepare(
-        &self,
-        database: &DatabaseConnection,
-        event: &Event,
-    ) -> Result<Prepared, HandlerError> {
-        Ok(match self.send_email(database, event).await? {
-            Some(sent) => Prepared::new(sent),
-            None => Prepared::nothing(),
-        })
-    }
-
-    async fn handle_prepared(
-        &self,
-        txn: &DatabaseTransaction,
-        event: &Event,
-        prepared: Prepared,
-    ) -> Result<(), HandlerError> {
-        match prepared.take::<Sent>() {
-            Some(sent) => self.record(txn, event, sent).await,
-            None => Ok(()),
-        }
     }
 
     async fn failed(

@@ -6,58 +6,10 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::entities::invitation;
 use crate::domain::{DeliveryState, InvitationError, InvitationState};
-
-/// The invitation's row while the e-mail of generation `resend_count` is still the one to
-/// send: still PENDING and not resent since.
-fn current_email(invitation_id: &str, resend_count: i32) -> Condition {
-    Condition::all()
-        .add(invitation::Column::InvitationId.eq(invitation_id))
-        .add(invitation::Column::ResendCount.eq(resend_count))
-        .add(invitation::Column::State.eq(InvitationState::Pending.as_str()))
-}
-
-/// Stores the hash of the secret the e-mail of generation `resend_count` is about to carry, so
-/// the link works from the moment the mail server has the e-mail. Returns false (send
-/// nothing) if the invitation moved on: revoked, accepted, resent or expired meanwhile.
-pub async fn store_secret_hash(
-    conn: &impl ConnectionTrait,
-    invitation_id: &str,
-    resend_count: i32,
-    secret_hash: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, InvitationError> {
-    let result = invitation::Entity::update_many()
-        .col_expr(invitation::Column::SecretHash, Expr::value(secret_hash))
-        .col_expr(invitation::Column::UpdateTime, Expr::value(now))
-        .filter(current_email(invitation_id, resend_count))
-        .filter(invitation::Column::ExpireTime.gt(now))
-        .exec(conn)
-        .await?;
-    Ok(result.rows_affected == 1)
-}
-
-/// Forgets `secret_hash` after its e-mail could not be sent (unless another attempt has
-/// replaced it since): the link of an e-mail nobody received must not stay valid.
-pub async fn forget_secret_hash(
-    conn: &impl ConnectionTrait,
-    invitation_id: &str,
-    secret_hash: &str,
-) -> Result<(), InvitationError> {
-    invitation::Entity::update_many()
-        .col_expr(
-            invitation::Column::SecretHash,
-            Expr::value(Option::<String>::None),
-        )
-        .filter(invitation::Column::InvitationId.eq(invitation_id))
-        .filter(invitation::Column::SecretHash.eq(secret_hash))
-        .exec(conn)
-        .await?;
-    Ok(())
-}
 
 /// Records the e-mail of generation `resend_count` as SENT and stores the hash of the secret it
 /// carried (the secret itself is never stored). Returns false if the invitation moved on.
@@ -88,7 +40,9 @@ pub async fn record_sent(
         )
         .col_expr(invitation::Column::DeliverySentTime, Expr::value(now))
         .col_expr(invitation::Column::UpdateTime, Expr::value(now))
-        .filter(current_email(invitation_id, resend_count))
+        .filter(invitation::Column::InvitationId.eq(invitation_id))
+        .filter(invitation::Column::ResendCount.eq(resend_count))
+        .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
         .exec(conn)
         .await?;
     Ok(result.rows_affected == 1)
@@ -128,7 +82,9 @@ pub async fn record_failed_attempt(
             Expr::value(now),
         )
         .col_expr(invitation::Column::UpdateTime, Expr::value(now))
-        .filter(current_email(invitation_id, resend_count))
+        .filter(invitation::Column::InvitationId.eq(invitation_id))
+        .filter(invitation::Column::ResendCount.eq(resend_count))
+        .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
         .filter(invitation::Column::DeliveryState.ne(DeliveryState::Sent.as_str()))
         .exec(conn)
         .await?;

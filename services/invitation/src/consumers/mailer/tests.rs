@@ -105,44 +105,10 @@ fn tokens_in(eml: &Path) -> Vec<String> {
         .collect()
 }
 
-/// One invitation to `email` in a fresh store, its `invitation.created` event, and a mailer
-/// writing `.eml` files into a fresh directory.
-struct Invited {
-    temp: TempStore,
-    dir: MailDir,
-    mailer: Mailer,
-    invitation: crate::domain::Invitation,
-    event: Event,
-    now: chrono::DateTime<chrono::Utc>,
-}
-
-async fn invited(email: &str) -> Invited {
-    let temp = temp_store().await;
-    let dir = MailDir::new();
-    let mailer = mailer(globex(), Arc::new(FileTransport::new(&dir.0).unwrap()));
-    let now = tenantry_platform::time::now();
-    let invitation = temp
-        .store
-        .create(&new_invitation("globex", email, now), None, now)
-        .await
-        .unwrap();
-    let event = crate::events::created(&invitation, "users/alice", now);
-    Invited {
-        temp,
-        dir,
-        mailer,
-        invitation,
-        event,
-        now,
-    }
-}
-
-/// As the consumer runtime does: prepare outside the transaction, then handle inside it.
 async fn handle(temp: &TempStore, mailer: &Mailer, event: &Event) -> Result<(), HandlerError> {
     let connection = temp.database.connection().unwrap();
-    let prepared = mailer.prepare(connection, event).await?;
     let txn = connection.begin().await.unwrap();
-    let result = mailer.handle_prepared(&txn, event, prepared).await;
+    let result = mailer.handle(&txn, event).await;
     if result.is_ok() {
         txn.commit().await.unwrap();
     }
@@ -164,14 +130,16 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[tokio::test]
 async fn sends_a_real_eml_and_stores_only_the_hash() {
-    let Invited {
-        temp,
-        dir,
-        mailer,
-        invitation,
-        event,
-        now: _,
-    } = invited("Bob@Example.com").await;
+    let temp = temp_store().await;
+    let dir = MailDir::new();
+    let mailer = mailer(globex(), Arc::new(FileTransport::new(&dir.0).unwrap()));
+    let now = tenantry_platform::time::now();
+    let invitation = temp
+        .store
+        .create(&new_invitation("globex", "Bob@Example.com", now), None, now)
+        .await
+        .unwrap();
+    let event = crate::events::created(&invitation, "users/alice", now);
 
     handle(&temp, &mailer, &event).await.unwrap();
 
@@ -232,81 +200,18 @@ async fn sends_a_real_eml_and_stores_only_the_hash() {
     }
 }
 
-/// The link works from the moment the e-mail is out: the hash is committed before the send,
-/// while the SENT state waits for the runtime's transaction.
-#[tokio::test]
-async fn the_link_works_as_soon_as_the_email_is_out() {
-    let Invited {
-        temp,
-        dir,
-        mailer,
-        invitation: _,
-        event,
-        now: _,
-    } = invited("eve@example.com").await;
-
-    let prepared = mailer
-        .prepare(temp.database.connection().unwrap(), &event)
-        .await
-        .unwrap();
-    let files = dir.files();
-    assert_eq!(files.len(), 1, "sent in the prepare step");
-    let token = tokens_in(&files[0]).remove(0);
-    let found = temp
-        .store
-        .find_by_secret_hash(&hash_token(&token))
-        .await
-        .unwrap()
-        .expect("the link finds the invitation before SENT is recorded");
-    assert_eq!(found.delivery.state, DeliveryState::Queued);
-
-    let connection = temp.database.connection().unwrap();
-    let txn = connection.begin().await.unwrap();
-    mailer
-        .handle_prepared(&txn, &event, prepared)
-        .await
-        .unwrap();
-    txn.commit().await.unwrap();
-    let found = temp
-        .store
-        .find_by_secret_hash(&hash_token(&token))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(found.delivery.state, DeliveryState::Sent);
-}
-
-/// An invitation revoked after its event was published gets no e-mail, even when the event
-/// arrives later.
-#[tokio::test]
-async fn a_revoked_invitation_gets_no_email() {
-    let Invited {
-        temp,
-        dir,
-        mailer,
-        invitation,
-        event,
-        now,
-    } = invited("fay@example.com").await;
-    temp.store
-        .revoke(&invitation, "users/alice", now)
-        .await
-        .unwrap();
-
-    handle(&temp, &mailer, &event).await.unwrap();
-    assert!(dir.files().is_empty());
-}
-
 #[tokio::test]
 async fn a_resend_supersedes_the_earlier_email() {
-    let Invited {
-        temp,
-        dir,
-        mailer,
-        invitation,
-        event: created,
-        now,
-    } = invited("bob@example.com").await;
+    let temp = temp_store().await;
+    let dir = MailDir::new();
+    let mailer = mailer(globex(), Arc::new(FileTransport::new(&dir.0).unwrap()));
+    let now = tenantry_platform::time::now();
+    let invitation = temp
+        .store
+        .create(&new_invitation("globex", "bob@example.com", now), None, now)
+        .await
+        .unwrap();
+    let created = crate::events::created(&invitation, "users/alice", now);
     handle(&temp, &mailer, &created).await.unwrap();
     let first_token = tokens_in(&dir.files()[0])[0].clone();
 
