@@ -50,12 +50,70 @@ pub(super) struct SmtpEndpoint {
     security: Security,
     credentials: Option<Credentials>,
     hello_name: ClientId,
-    /// Roots for verifying the server's certificate with `smtps://`: the system's, plus any
-    /// added (tests). STARTTLS goes through lettre, which loads the system roots itself.
-    roots: Arc<rustls::RootCertStore>,
-    /// Certificate authorities trusted besides the system's (DER; tests).
-    extra_roots: Vec<Vec<u8>>,
+    /// Built once: loading the system's certificates reads files, not a thing to repeat for
+    /// every e-mail.
+    tls: TlsSetup,
     timeout: Duration,
+}
+
+/// What securing a connection needs, per [`Security`].
+#[derive(Clone)]
+enum TlsSetup {
+    None,
+    /// For lettre's STARTTLS.
+    StartTls(TlsParameters),
+    /// For the handshake of `smtps://`.
+    Implicit {
+        connector: tokio_rustls::TlsConnector,
+        server_name: rustls::pki_types::ServerName<'static>,
+    },
+}
+
+impl TlsSetup {
+    /// Verifies servers named `host` against the system's roots plus `extra_roots`.
+    fn new(
+        host: &str,
+        security: &Security,
+        extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<Self, String> {
+        match security {
+            Security::Plain => Ok(Self::None),
+            Security::StartTls { .. } => {
+                let mut parameters = TlsParameters::builder(host.to_owned());
+                for root in extra_roots {
+                    let root = Certificate::from_der(root.to_vec()).map_err(|e| e.to_string())?;
+                    parameters = parameters.add_root_certificate(root);
+                }
+                parameters
+                    .build_rustls()
+                    .map(Self::StartTls)
+                    .map_err(|error| error.to_string())
+            }
+            Security::Implicit => {
+                let mut roots = rustls::RootCertStore::empty();
+                // Unreadable system certificates are skipped, as lettre does; a server that
+                // needs one of them then fails its handshake with a clear error.
+                for root in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(root);
+                }
+                for root in extra_roots {
+                    roots.add(root.clone()).map_err(|error| error.to_string())?;
+                }
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|error| error.to_string())?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                let server_name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                    .map_err(|error| error.to_string())?;
+                Ok(Self::Implicit {
+                    connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+                    server_name,
+                })
+            }
+        }
+    }
 }
 
 impl SmtpEndpoint {
@@ -104,33 +162,25 @@ impl SmtpEndpoint {
                 Some(Credentials::new(decode(url.username())?, decode(password)?))
             }
         };
-        let mut roots = rustls::RootCertStore::empty();
-        if security == Security::Implicit {
-            // Unreadable system certificates are skipped, as lettre does; a server that needs
-            // one of them then fails its handshake with a clear error.
-            for certificate in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(certificate);
-            }
-        }
+        let tls = TlsSetup::new(&host, &security, &[])
+            .map_err(|why| invalid(&format!("cannot set up TLS: {why}")))?;
         Ok(Self {
             port: url.port().unwrap_or(default_port),
             host,
             security,
             credentials,
             hello_name,
-            roots: Arc::new(roots),
-            extra_roots: Vec::new(),
+            tls,
             timeout,
         })
     }
 
-    /// Also trusts `certificate` (a DER certificate authority), besides the system roots.
+    /// Trusts `certificate` (a certificate authority) besides the system roots, instead of any
+    /// trusted this way before.
     #[cfg(test)]
     pub(super) fn trust(&mut self, certificate: rustls::pki_types::CertificateDer<'static>) {
-        self.extra_roots.push(certificate.to_vec());
-        Arc::make_mut(&mut self.roots)
-            .add(certificate)
-            .expect("a valid test CA");
+        self.tls =
+            TlsSetup::new(&self.host, &self.security, &[certificate]).expect("a valid test CA");
     }
 
     /// Sends one message over a new connection, all of it within the timeout.
@@ -172,28 +222,28 @@ impl SmtpEndpoint {
                 "cannot set TCP_NODELAY on the SMTP socket: {error}"
             ))
         })?;
-        let stream: Box<dyn AsyncTokioStream> = match self.security {
-            Security::Implicit => Box::new(self.handshake(tcp).await?),
-            Security::Plain | Security::StartTls { .. } => Box::new(tcp),
+        let stream: Box<dyn AsyncTokioStream> = match &self.tls {
+            TlsSetup::Implicit {
+                connector,
+                server_name,
+            } => {
+                let stream = connector
+                    .connect(server_name.clone(), tcp)
+                    .await
+                    .map_err(|error| MailError::transient(format!("SMTP TLS: {error}")))?;
+                Box::new(ImplicitTls(stream))
+            }
+            TlsSetup::None | TlsSetup::StartTls(_) => Box::new(tcp),
         };
         let mut connection = AsyncSmtpConnection::connect_with_transport(stream, &self.hello_name)
             .await
             .map_err(|error| smtp_failure(&error))?;
-        if let Security::StartTls { required } = self.security
-            && (required || connection.can_starttls())
+        if let (Security::StartTls { required }, TlsSetup::StartTls(parameters)) =
+            (&self.security, &self.tls)
+            && (*required || connection.can_starttls())
         {
-            let setup_failed = |error: lettre::transport::smtp::Error| {
-                MailError::transient(format!("cannot set up TLS for SMTP: {error}"))
-            };
-            let mut parameters = TlsParameters::builder(self.host.clone());
-            for der in &self.extra_roots {
-                parameters = parameters.add_root_certificate(
-                    Certificate::from_der(der.clone()).map_err(setup_failed)?,
-                );
-            }
-            let parameters = parameters.build_rustls().map_err(setup_failed)?;
             connection
-                .starttls(parameters, &self.hello_name)
+                .starttls(parameters.clone(), &self.hello_name)
                 .await
                 .map_err(|error| smtp_failure(&error))?;
         }
@@ -204,25 +254,6 @@ impl SmtpEndpoint {
                 .map_err(|error| smtp_failure(&error))?;
         }
         Ok(connection)
-    }
-
-    /// The TLS handshake of `smtps://`, verifying the server's name against the roots.
-    async fn handshake(&self, tcp: TcpStream) -> Result<ImplicitTls, MailError> {
-        let failed =
-            |error: &dyn std::fmt::Display| MailError::transient(format!("SMTP TLS: {error}"));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|error| failed(&error))?
-            .with_root_certificates(self.roots.clone())
-            .with_no_client_auth();
-        let server_name = rustls::pki_types::ServerName::try_from(self.host.clone())
-            .map_err(|error| failed(&error))?;
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(server_name, tcp)
-            .await
-            .map_err(|error| failed(&error))?;
-        Ok(ImplicitTls(stream))
     }
 }
 
