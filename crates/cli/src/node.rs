@@ -6,23 +6,24 @@
 //! [`PeerUrls`]; a peer that runs in this very node is called through the node's own address,
 //! so the code path is the same in one process and in many.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tenantry_events::{AmqpConfig, EventBus, Outbox, Relay, RetryPolicy};
+use tenantry_events::kernel::{PeerConnector, merge_routes};
+use tenantry_events::{
+    AmqpConfig, EventBus, Outbox, Peer, Relay, RetryPolicy, ServiceContext, StartError, Started,
+};
 use tenantry_platform::auth::{AuthSetupError, Authenticator, ServiceTokenMinter};
-use tenantry_platform::authz::Authorizer;
-use tenantry_platform::clients::{self, InvalidServiceUrl, ServiceChannel};
+use tenantry_platform::clients::{self, InvalidServiceUrl};
 use tenantry_platform::config::AuthConfig;
 use tenantry_platform::db::Database;
-use tenantry_platform::metrics::{self, Metrics};
+use tenantry_platform::metrics::Metrics;
 use tenantry_platform::pagination::PageTokens;
 use tenantry_platform::server::{self, Probes, Shutdown};
 use tenantry_platform::tls::{NodeTls, OWN_SERVER_NAME};
-use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
-use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -55,6 +56,20 @@ impl ServiceKind {
             ServiceKind::Membership => "membership",
             ServiceKind::Invitation => "invitation",
             ServiceKind::Notification => "notification",
+        }
+    }
+
+    /// Starts the service in `context`, with its settings from `spec`.
+    fn start(self, spec: &NodeSpec, context: &ServiceContext) -> Result<Started, StartError> {
+        match self {
+            ServiceKind::CustomerRegistry => {
+                tenantry_registry::start(spec.registry.clone(), context)
+            }
+            ServiceKind::Membership => tenantry_membership::start(spec.membership.clone(), context),
+            ServiceKind::Invitation => tenantry_invitation::start(spec.invitation.clone(), context),
+            ServiceKind::Notification => {
+                tenantry_notification::start(spec.notification.clone(), context)
+            }
         }
     }
 
@@ -141,9 +156,9 @@ pub enum NodeError {
     /// The gRPC server failed.
     #[error("the gRPC server failed")]
     Server(#[from] tonic::transport::Error),
-    /// The mail transport cannot be set up.
-    #[error("cannot set up e-mail delivery")]
-    Mail(#[from] tenantry_invitation::mail::MailSetupError),
+    /// A service cannot start.
+    #[error(transparent)]
+    Start(#[from] StartError),
     /// TLS cannot be set up.
     #[error(transparent)]
     Tls(#[from] tenantry_platform::tls::TlsSetupError),
@@ -208,14 +223,6 @@ impl Node {
         let scheme = if tls.serves_tls() { "https" } else { "http" };
         let own_url = format!("{scheme}://{}", reachable(local_addr));
         let own_tls = tls.client_for(&own_url, Some(OWN_SERVER_NAME));
-        let peer =
-            |configured: &Option<String>, kind: ServiceKind| -> Result<ServiceChannel, NodeError> {
-                let minter = ServiceTokenMinter::new(kind.name(), &internal_secret)?;
-                Ok(match configured {
-                    Some(url) => clients::channel_with_tls(url, minter, tls.client_for(url, None))?,
-                    None => clients::channel_with_tls(&own_url, minter, own_tls.clone())?,
-                })
-            };
 
         // One registry per node, handed down to everything that records.
         let metrics = Metrics::new();
@@ -237,14 +244,35 @@ impl Node {
         }
         .with_metrics(metrics.clone());
 
+        // Each service calls its peers under its own identity.
+        let mut minters = HashMap::new();
+        for (kind, _) in &spec.services {
+            minters.insert(
+                kind.name(),
+                ServiceTokenMinter::new(kind.name(), &internal_secret)?,
+            );
+        }
+        let peers: PeerConnector = {
+            let (peers, tls, own_url, own_tls) = (
+                spec.peers.clone(),
+                tls.clone(),
+                own_url.clone(),
+                own_tls.clone(),
+            );
+            Arc::new(move |peer: Peer, caller: &'static str| {
+                let minter = minters[caller].clone();
+                let configured = match peer {
+                    Peer::Registry => &peers.registry,
+                    Peer::Membership => &peers.membership,
+                };
+                match configured {
+                    Some(url) => clients::channel_with_tls(url, minter, tls.client_for(url, None)),
+                    None => clients::channel_with_tls(&own_url, minter, own_tls.clone()),
+                }
+            })
+        };
         for (kind, database_url) in &spec.services {
             let database = Database::new(database_url);
-            background.push(follow_database(
-                *kind,
-                database.clone(),
-                probes.readiness.clone(),
-                shutdown.clone(),
-            ));
             // Every service publishes through its own outbox and relay.
             let outbox = Outbox::new();
             background.push(tokio::spawn(
@@ -257,116 +285,22 @@ impl Node {
                 .metrics(metrics.clone())
                 .run(shutdown.clone()),
             ));
-            match kind {
-                ServiceKind::CustomerRegistry => {
-                    let deps = tenantry_registry::Deps {
-                        database: database.clone(),
-                        authorizer: Authorizer::new(peer(&spec.peers.membership, *kind)?),
-                        page_tokens: page_tokens.clone(),
-                        outbox,
-                    };
-                    routes = routes.add_service(tenantry_registry::grpc_service(
-                        spec.registry.clone(),
-                        deps,
-                        spec.max_request_bytes,
-                    ));
-                }
-                ServiceKind::Membership => {
-                    let registry = tenantry_membership::RegistryAccounts::new(peer(
-                        &spec.peers.registry,
-                        *kind,
-                    )?);
-                    let accounts =
-                        tenantry_membership::ReplicatedAccounts::new(database.clone(), registry);
-                    let deps = tenantry_membership::Deps {
-                        database: database.clone(),
-                        accounts: Arc::new(accounts),
-                        page_tokens: page_tokens.clone(),
-                        outbox,
-                    };
-                    for consumer in tenantry_membership::consumers(&deps) {
-                        background.push(bus.spawn_consumer(consumer, shutdown.clone()));
-                    }
-                    routes = routes.add_service(tenantry_membership::grpc_service(
-                        spec.membership.clone(),
-                        deps,
-                        spec.max_request_bytes,
-                    ));
-                }
-                ServiceKind::Invitation => {
-                    let membership_channel = peer(&spec.peers.membership, *kind)?;
-                    let deps = tenantry_invitation::Deps {
-                        database: database.clone(),
-                        authorizer: Authorizer::new(membership_channel.clone()),
-                        membership: MembershipServiceClient::new(membership_channel),
-                        registry: CustomerRegistryServiceClient::new(peer(
-                            &spec.peers.registry,
-                            *kind,
-                        )?),
-                        page_tokens: page_tokens.clone(),
-                        outbox,
-                        metrics: metrics.clone(),
-                    };
-                    let mail =
-                        tenantry_invitation::mail_transport(&spec.invitation, &spec.mail_dir)?;
-                    for consumer in tenantry_invitation::consumers(&spec.invitation, &deps, mail) {
-                        background.push(bus.spawn_consumer(consumer, shutdown.clone()));
-                    }
-                    background.push(tokio::spawn(tenantry_invitation::run_expiry_sweep(
-                        spec.invitation.clone(),
-                        deps.clone(),
-                        shutdown.clone(),
-                    )));
-                    routes = routes.add_service(tenantry_invitation::grpc_service(
-                        spec.invitation.clone(),
-                        deps,
-                        spec.max_request_bytes,
-                    ));
-                }
-                ServiceKind::Notification => {
-                    let membership_channel = peer(&spec.peers.membership, *kind)?;
-                    let deps = tenantry_notification::Deps {
-                        database: database.clone(),
-                        authorizer: Authorizer::new(membership_channel.clone()),
-                        membership: MembershipServiceClient::new(membership_channel),
-                        registry: CustomerRegistryServiceClient::new(peer(
-                            &spec.peers.registry,
-                            *kind,
-                        )?),
-                        page_tokens: page_tokens.clone(),
-                        outbox,
-                        metrics: metrics.clone(),
-                    };
-                    let config = &spec.notification;
-                    for consumer in tenantry_notification::consumers(config, &deps) {
-                        background.push(bus.spawn_consumer(consumer, shutdown.clone()));
-                    }
-                    background.push(tokio::spawn(tenantry_notification::run_fanout_worker(
-                        config.clone(),
-                        deps.clone(),
-                        shutdown.clone(),
-                    )));
-                    background.push(tokio::spawn(tenantry_notification::run_expiry_sweep(
-                        config.clone(),
-                        deps.clone(),
-                        shutdown.clone(),
-                    )));
-                    // Every replica sees every inbox change, for its own WatchInbox streams.
-                    let hub = tenantry_notification::InboxHub::new();
-                    let subscription = bus.subscribe(
-                        "tenantry.notification.inbox",
-                        tenantry_notification::inbox_bindings(),
-                        shutdown.clone(),
-                    );
-                    background.push(tokio::spawn(hub.clone().run(subscription)));
-                    routes = routes.add_service(tenantry_notification::grpc_service(
-                        config.clone(),
-                        deps,
-                        hub,
-                        spec.max_request_bytes,
-                    ));
-                }
-            }
+            let context = ServiceContext::new(
+                kind.name(),
+                database,
+                outbox,
+                bus.clone(),
+                shutdown.clone(),
+                metrics.clone(),
+                probes.readiness.clone(),
+                page_tokens.clone(),
+                spec.max_request_bytes,
+                spec.mail_dir.clone(),
+                peers.clone(),
+            );
+            let started = kind.start(&spec, &context)?;
+            routes = merge_routes(routes, started.routes);
+            background.extend(started.tasks);
         }
 
         let admin_addr = match admin {
@@ -376,7 +310,7 @@ impl Node {
                 background.push(tokio::spawn(async move {
                     tracing::info!(address = %bound, "admin port serving /metrics, /livez, /readyz");
                     if let Err(error) =
-                        metrics::serve_admin(admin_listener, metrics, readiness, shutdown).await
+                        tenantry_platform::admin::serve_admin(admin_listener, metrics, readiness, shutdown).await
                     {
                         tracing::error!(error = %error, "the admin port failed");
                     }
@@ -485,32 +419,6 @@ impl Node {
     pub async fn stop(self) -> Result<(), NodeError> {
         self.shutdown.trigger();
         self.wait().await
-    }
-}
-
-/// Keeps `kind`'s health in step with its database (migrated with that service's migrator).
-fn follow_database(
-    kind: ServiceKind,
-    database: Database,
-    readiness: server::Readiness,
-    shutdown: Shutdown,
-) -> JoinHandle<()> {
-    let name = kind.grpc_name();
-    match kind {
-        ServiceKind::CustomerRegistry => {
-            tokio::spawn(server::follow_database::<tenantry_registry::Migrator>(
-                database, readiness, name, shutdown,
-            ))
-        }
-        ServiceKind::Membership => tokio::spawn(server::follow_database::<
-            tenantry_membership::Migrator,
-        >(database, readiness, name, shutdown)),
-        ServiceKind::Invitation => tokio::spawn(server::follow_database::<
-            tenantry_invitation::Migrator,
-        >(database, readiness, name, shutdown)),
-        ServiceKind::Notification => tokio::spawn(server::follow_database::<
-            tenantry_notification::Migrator,
-        >(database, readiness, name, shutdown)),
     }
 }
 

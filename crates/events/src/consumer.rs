@@ -14,7 +14,7 @@ use tenantry_platform::telemetry;
 use tracing::Instrument;
 
 use crate::entities::processed_events;
-use crate::{Event, HandlerError};
+use crate::{Event, HandlerError, Outbox};
 
 /// What a consumer group does with one event. Runs inside a transaction on the consumer's own
 /// database that the runtime commits together with the processed-event record; the delivery is
@@ -22,12 +22,18 @@ use crate::{Event, HandlerError};
 /// without calling the handler (idempotency).
 #[async_trait::async_trait]
 pub trait Handler: Send + Sync + 'static {
-    /// Handles `event` using `txn`; the runtime commits on Ok and rolls back on Err.
+    /// Handles `event` using `txn`; the runtime commits on Ok and rolls back on Err. Events
+    /// it appends to the service's outbox (in `txn`) are relayed once the runtime committed.
+    /// A type it does not handle is [`HandlerError::unknown_type`], never a silent `Ok`.
     async fn handle(
         &self,
         txn: &sea_orm::DatabaseTransaction,
         event: &Event,
     ) -> Result<(), HandlerError>;
+
+    /// Called once the runtime committed the work of [`Handler::handle`] for `event` (never
+    /// before, never after a rollback): wake whatever waits for that work. Default: nothing.
+    async fn after_commit(&self, _event: &Event) {}
 
     /// Called after a failed attempt was rolled back, outside any transaction: lets a handler record
     /// the failure (e.g. an e-mail's delivery status). `dead_lettered` = no more retries. Default: nothing.
@@ -52,6 +58,9 @@ pub struct ConsumerSpec {
     pub database: Database,
     /// What the group does with each event.
     pub handler: Arc<dyn Handler>,
+    /// The service's outbox, woken after each commit so the events the handler appended are
+    /// relayed at once; `None` for a handler that appends none.
+    pub outbox: Option<Outbox>,
 }
 
 impl std::fmt::Debug for ConsumerSpec {
@@ -98,7 +107,7 @@ impl RetryPolicy {
     /// What to do after delivery `attempt` (1-based) of an event ended in `error`.
     pub(crate) fn after_failure(&self, attempt: u32, error: &HandlerError) -> Disposition {
         match error {
-            HandlerError::Permanent(_) => Disposition::Dead,
+            HandlerError::Permanent(_) | HandlerError::UnknownType(_) => Disposition::Dead,
             HandlerError::Transient(_) if attempt >= self.max_attempts.max(1) => Disposition::Dead,
             HandlerError::Transient(_) => Disposition::Retry {
                 next_attempt: attempt.saturating_add(1),
@@ -124,6 +133,8 @@ pub(crate) enum Outcome {
     Handled,
     /// The group had already handled this event id; the handler was not called.
     Duplicate,
+    /// The handler does not handle this event type; recorded as handled so it is not retried.
+    UnknownType,
     /// Nothing was committed.
     Failed(HandlerError),
     /// Shutdown came while the consumer waited for its database: nothing was committed and no
@@ -150,6 +161,7 @@ pub(crate) async fn process(
     group: &str,
     database: &Database,
     handler: &dyn Handler,
+    outbox: Option<&Outbox>,
     event: &Event,
     attempt: u32,
     shutdown: &Shutdown,
@@ -176,7 +188,7 @@ pub(crate) async fn process(
     async {
         let mut waiting: Option<Backoff> = None;
         let outcome = loop {
-            match try_process(group, database, handler, event).await {
+            match try_process(group, database, handler, outbox, event).await {
                 Ok(outcome) => break outcome,
                 Err(error @ (StoreError::NotReady | StoreError::Unavailable(_))) => {
                     let backoff = waiting.get_or_insert_with(|| {
@@ -210,6 +222,7 @@ async fn try_process(
     group: &str,
     database: &Database,
     handler: &dyn Handler,
+    outbox: Option<&Outbox>,
     event: &Event,
 ) -> Result<Outcome, StoreError> {
     let connection = database.connection()?;
@@ -230,11 +243,24 @@ async fn try_process(
         txn.rollback().await?;
         return Ok(Outcome::Duplicate);
     }
-    if let Err(error) = handler.handle(&txn, event).await {
-        txn.rollback().await?;
-        return Ok(Outcome::Failed(error));
+    match handler.handle(&txn, event).await {
+        Ok(()) => {}
+        // Committed with the processed-event record: a redelivery is then a duplicate, not
+        // another warning.
+        Err(HandlerError::UnknownType(_)) => {
+            txn.commit().await?;
+            return Ok(Outcome::UnknownType);
+        }
+        Err(error) => {
+            txn.rollback().await?;
+            return Ok(Outcome::Failed(error));
+        }
     }
     txn.commit().await?;
+    if let Some(outbox) = outbox {
+        outbox.wake();
+    }
+    handler.after_commit(event).await;
     Ok(Outcome::Handled)
 }
 
@@ -270,6 +296,10 @@ fn log_outcome(group: &str, event: &Event, attempt: u32, outcome: &Outcome) {
             group, event_id = %event.id, event_type = %event.event_type, attempt,
             error = %ErrorChain(error), "event handler failed"
         ),
+        Outcome::UnknownType => tracing::warn!(
+            group, event_id = %event.id, event_type = %event.event_type,
+            "the group does not handle this event type; acknowledged without effect"
+        ),
         Outcome::Interrupted => tracing::info!(
             group, event_id = %event.id, event_type = %event.event_type,
             "shutting down while the database is unreachable; the event is left for redelivery"
@@ -291,6 +321,7 @@ pub(crate) fn record_outcome(
     let label = match outcome {
         Outcome::Handled => DeliveryOutcome::Handled,
         Outcome::Duplicate => DeliveryOutcome::Duplicate,
+        Outcome::UnknownType => DeliveryOutcome::UnknownType,
         Outcome::Failed(_) => DeliveryOutcome::Failed,
         Outcome::Interrupted => return,
     };

@@ -41,6 +41,17 @@ impl Event {
         }
     }
 
+    /// A new event carrying `payload`, under the one type declared for it (see
+    /// [`tenantry_proto::EventType`]).
+    pub fn of<P: tenantry_proto::EventPayload>(source: &str, payload: &P) -> Self {
+        Self::new(P::TYPE.as_str(), source, payload)
+    }
+
+    /// The declared type of this event, `None` for a type this build does not know.
+    pub fn known_type(&self) -> Option<tenantry_proto::EventType> {
+        tenantry_proto::EventType::parse(&self.event_type)
+    }
+
     /// Decodes the payload (a decode failure is a permanent handler error).
     pub fn decode<M: prost::Message + Default>(&self) -> Result<M, HandlerError> {
         M::decode(self.payload.as_slice()).map_err(|error| {

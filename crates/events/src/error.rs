@@ -40,6 +40,18 @@ pub enum HandlerError {
     /// Never going to work (undecodable payload, …): straight to the dead-letter queue.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The handler has nothing to do with this event type (it was bound to the group by
+    /// mistake, or added by a publisher the consumer does not know yet). Not retried: the
+    /// runtime records the event as handled, counts it (`outcome="unknown_type"`) and warns.
+    #[error("no handling for event type {0:?}")]
+    UnknownType(String),
+}
+
+impl HandlerError {
+    /// The error for an event whose type `event` the handler does not handle.
+    pub fn unknown_type(event: &crate::Event) -> Self {
+        Self::UnknownType(event.event_type.clone())
+    }
 }
 
 /// Why connecting to the broker failed.

@@ -208,6 +208,7 @@ impl InProcessBus {
             &spec.group,
             &spec.database,
             &*spec.handler,
+            spec.outbox.as_ref(),
             &event,
             attempt,
             shutdown,

@@ -1,9 +1,21 @@
-//! The write side: events go into the `outbox` table in the caller's transaction.
+//! The write side: events go into the `outbox` table in the transaction of the state change
+//! they announce, and the relay is woken once that transaction committed.
+//!
+//! A service writes through [`Outbox::write`] (or [`Outbox::begin`] … [`OutboxTransaction::commit`]),
+//! which owns begin, append, commit and the wake-up; a consumer's handler appends in the
+//! runtime's transaction, and the runtime wakes the outbox after its own commit
+//! ([`crate::ConsumerSpec::outbox`]). Nobody wakes the relay by hand, and never before a commit.
 
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::Utc;
-use sea_orm::{ActiveValue::NotSet, ConnectionTrait, DbErr, EntityTrait, Set};
+use sea_orm::{
+    ActiveValue::NotSet, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, Set, TransactionTrait,
+};
 use tokio::sync::Notify;
 
 use crate::Event;
@@ -24,8 +36,46 @@ impl Outbox {
         Self::default()
     }
 
+    /// Begins a transaction on `connection` whose events are relayed once it commits.
+    pub async fn begin(&self, connection: &DatabaseConnection) -> Result<OutboxTransaction, DbErr> {
+        Ok(OutboxTransaction {
+            txn: connection.begin().await?,
+            outbox: self.clone(),
+        })
+    }
+
+    /// Runs `work` in one transaction on `connection` and commits it if `work` succeeded, then
+    /// wakes the relay; rolls back (dropping the events `work` appended) if it failed.
+    ///
+    /// ```ignore
+    /// outbox.write(connection, |tx| Box::pin(async move {
+    ///     insert_row(tx, &row).await?;
+    ///     tx.append(&event).await?;
+    ///     Ok(row)
+    /// })).await
+    /// ```
+    pub async fn write<T, E, F>(&self, connection: &DatabaseConnection, work: F) -> Result<T, E>
+    where
+        F: for<'t> FnOnce(&'t OutboxTransaction) -> WriteFuture<'t, T, E>,
+        E: From<DbErr>,
+    {
+        let tx = self.begin(connection).await?;
+        match work(&tx).await {
+            Ok(value) => {
+                tx.commit().await?;
+                Ok(value)
+            }
+            Err(error) => {
+                // An explicit rollback reports a broken connection; the work's error matters more.
+                let _ = tx.rollback().await;
+                Err(error)
+            }
+        }
+    }
+
     /// Inserts `event` using `txn` (the same transaction as the state change). Nothing is
-    /// published until the transaction commits and the relay picks the row up.
+    /// published until the transaction commits and the relay picks the row up. Outside a
+    /// consumer's handler, use [`OutboxTransaction::append`], which also wakes the relay.
     pub async fn append<C: ConnectionTrait>(&self, txn: &C, event: &Event) -> Result<(), DbErr> {
         // Refused here, in the writer's transaction, rather than by the broker later: a row the
         // relay can never publish would block every row behind it.
@@ -52,16 +102,61 @@ impl Outbox {
         Ok(())
     }
 
-    /// Call after the transaction committed: wakes the relay at once (no multi-second poll).
+    /// Transitional: the services still waking by hand. Removed once they all write through
+    /// [`Outbox::write`] / [`Outbox::begin`].
+    #[doc(hidden)]
     pub fn committed(&self) {
+        self.wake();
+    }
+
+    /// Wakes the relay at once (no multi-second poll); called after a commit only.
+    pub(crate) fn wake(&self) {
         // notify_one stores a permit when the relay is busy, so a commit during a batch is not
         // missed: the relay looks again right after the batch.
         self.notify.notify_one();
     }
 
-    /// Completes at the next [`Outbox::committed`] (or at once if one happened since the last
-    /// wait).
+    /// Completes at the next wake-up (or at once if one happened since the last wait).
     pub(crate) async fn wait(&self) {
         self.notify.notified().await;
+    }
+}
+
+/// What [`Outbox::write`]'s work returns: a boxed future borrowing the transaction.
+pub type WriteFuture<'t, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 't>>;
+
+/// A transaction whose appended events are relayed once it commits. It dereferences to the
+/// [`DatabaseTransaction`], so queries run on it as on any connection; dropped without
+/// [`OutboxTransaction::commit`] it rolls back, events included.
+#[derive(Debug)]
+pub struct OutboxTransaction {
+    txn: DatabaseTransaction,
+    outbox: Outbox,
+}
+
+impl OutboxTransaction {
+    /// Appends `event` in this transaction.
+    pub async fn append(&self, event: &Event) -> Result<(), DbErr> {
+        self.outbox.append(&self.txn, event).await
+    }
+
+    /// Commits, then wakes the relay.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await?;
+        self.outbox.wake();
+        Ok(())
+    }
+
+    /// Rolls back: nothing written in it, events included, remains.
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
+}
+
+impl Deref for OutboxTransaction {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
     }
 }

@@ -50,7 +50,7 @@ impl From<DbErr> for RelayError {
 
 /// Publishes a service's outbox rows in order, in batches, deleting rows only after the
 /// publisher confirmed them. On PostgreSQL rows are claimed with FOR UPDATE SKIP LOCKED so several
-/// replicas relay safely. Wakes on Outbox::committed() and otherwise polls every `idle_poll`
+/// replicas relay safely. Woken after every commit that appended events, and otherwise polls every `idle_poll`
 /// (default 500 ms; rows written by another replica). Retries with back-off while the broker is down.
 pub struct Relay {
     service: &'static str,

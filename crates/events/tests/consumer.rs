@@ -37,6 +37,7 @@ fn spec(database: &Database, handler: &Arc<Scripted>, bindings: &[&str]) -> Cons
         bindings: bindings.iter().map(|b| b.to_string()).collect(),
         database: database.clone(),
         handler: handler.clone() as Arc<dyn Handler>,
+        outbox: None,
     }
 }
 

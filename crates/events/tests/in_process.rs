@@ -31,6 +31,7 @@ fn spec(
         bindings: bindings.iter().map(|b| b.to_string()).collect(),
         database: database.clone(),
         handler: handler.clone() as Arc<dyn Handler>,
+        outbox: None,
     }
 }
 

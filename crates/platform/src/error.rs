@@ -155,6 +155,14 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The `(field, description)` pairs of an INVALID_ARGUMENT (empty for other errors).
+    pub fn field_violations(&self) -> Vec<(String, String)> {
+        self.field_violations
+            .iter()
+            .map(|violation| (violation.field.clone(), violation.description.clone()))
+            .collect()
+    }
 }
 
 impl fmt::Display for ApiError {

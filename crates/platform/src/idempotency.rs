@@ -2,9 +2,12 @@
 //! fingerprint of a request, and the decision whether a call under a seen `request_id` is a
 //! retry (answered with the first call's result) or a reuse for another request (refused).
 //!
-//! Storing the record is each service's business: it is written in the same transaction as
-//! the row the request created, in the service's own table.
+//! Each service keeps the records in its own database, in a table made by [`request_ids_table`];
+//! [`RequestIds`] reads and writes it. A record is written in the same transaction as the row
+//! the request created, so a create and its record exist together or not at all.
 
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+use sea_orm::{ConnectionTrait, DbErr};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -102,6 +105,119 @@ pub fn request_ids_table(name: &str) -> sea_orm_migration::prelude::TableCreateS
         .to_owned()
 }
 
+/// What a service remembers of a create: who asked what under the request id, and the key of
+/// the resource it created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// Who asked what.
+    pub key: RequestKey,
+    /// The key of the created resource (an account id, an invitation id, …).
+    pub resource_key: String,
+}
+
+/// Why a request id could not be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The id was recorded for another caller, method or request.
+    #[error(transparent)]
+    Reused(#[from] RequestIdReused),
+    /// The table could not be read.
+    #[error("cannot read the request id records")]
+    Database(#[from] DbErr),
+}
+
+/// One service's request-id table (see [`request_ids_table`]): find, record and replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestIds {
+    table: &'static str,
+}
+
+/// The columns, in the order [`RequestIds::record`] writes them.
+const COLUMNS: [&str; 6] = [
+    "request_id",
+    "caller",
+    "method",
+    "fingerprint",
+    "resource_key",
+    "create_time",
+];
+
+fn columns(count: usize) -> impl Iterator<Item = Alias> {
+    COLUMNS[..count].iter().map(|name| Alias::new(*name))
+}
+
+impl RequestIds {
+    /// The records in `table` (e.g. `invitation_request_ids`).
+    pub const fn new(table: &'static str) -> Self {
+        Self { table }
+    }
+
+    /// The record of an earlier create under `request_id`, if any.
+    pub async fn find<C: ConnectionTrait>(
+        &self,
+        connection: &C,
+        request_id: &str,
+    ) -> Result<Option<RequestRecord>, DbErr> {
+        let query = Query::select()
+            .columns(columns(5))
+            .from(Alias::new(self.table))
+            .and_where(Expr::col(Alias::new("request_id")).eq(Expr::val(request_id)))
+            .to_owned();
+        let Some(row) = connection.query_one(&query).await? else {
+            return Ok(None);
+        };
+        let column = |name: &str| row.try_get::<String>("", name);
+        Ok(Some(RequestRecord {
+            key: RequestKey {
+                request_id: column("request_id")?,
+                caller: column("caller")?,
+                method: column("method")?,
+                fingerprint: column("fingerprint")?,
+            },
+            resource_key: column("resource_key")?,
+        }))
+    }
+
+    /// The key of what an earlier call under `key.request_id` created, if that call was this
+    /// same request (a retry); [`ReplayError::Reused`] if it was another; `None` if the id is new.
+    pub async fn replay<C: ConnectionTrait>(
+        &self,
+        connection: &C,
+        key: &RequestKey,
+    ) -> Result<Option<String>, ReplayError> {
+        let Some(earlier) = self.find(connection, &key.request_id).await? else {
+            return Ok(None);
+        };
+        key.check_retry_of(&earlier.key)?;
+        Ok(Some(earlier.resource_key))
+    }
+
+    /// Remembers that `key` created `resource_key`; call it in the transaction that created
+    /// it. A concurrent create under the same id makes this fail with a unique violation
+    /// (see [`crate::db::is_unique_violation`]).
+    pub async fn record<C: ConnectionTrait>(
+        &self,
+        connection: &C,
+        key: &RequestKey,
+        resource_key: &str,
+    ) -> Result<(), DbErr> {
+        let insert = Query::insert()
+            .into_table(Alias::new(self.table))
+            .columns(columns(6))
+            .values_panic([
+                key.request_id.clone().into(),
+                key.caller.clone().into(),
+                key.method.clone().into(),
+                key.fingerprint.clone().into(),
+                resource_key.into(),
+                crate::time::now().into(),
+            ])
+            .to_owned();
+        connection.execute(&insert).await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tonic::Code;
@@ -189,5 +305,42 @@ mod tests {
             "{}",
             error.message()
         );
+    }
+
+    #[tokio::test]
+    async fn records_are_found_replayed_and_refused_for_another_request() {
+        use sea_orm_migration::prelude::SchemaManager;
+        let connection = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        SchemaManager::new(&connection)
+            .create_table(request_ids_table("test_request_ids"))
+            .await
+            .unwrap();
+        let records = RequestIds::new("test_request_ids");
+        let first = key("users/op", "CreateAccount", "fp");
+        assert_eq!(records.replay(&connection, &first).await.unwrap(), None);
+        records.record(&connection, &first, "acme").await.unwrap();
+        let found = records
+            .find(&connection, &first.request_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (found.key, found.resource_key.as_str()),
+            (first.clone(), "acme")
+        );
+        assert_eq!(
+            records.replay(&connection, &first).await.unwrap(),
+            Some("acme".to_string())
+        );
+        let other = key("users/op", "CreateAccount", "fp-2");
+        assert!(matches!(
+            records.replay(&connection, &other).await,
+            Err(ReplayError::Reused(_))
+        ));
+        let again = records
+            .record(&connection, &first, "acme")
+            .await
+            .unwrap_err();
+        assert!(crate::db::is_unique_violation(&again), "{again}");
     }
 }

@@ -4,6 +4,7 @@
 //! migrations, page tokens, resource names, the `request_id` idempotency rules, and the client
 //! side of membership's `Authorize`.
 
+pub mod admin;
 pub mod auth;
 pub mod authz;
 pub mod clients;
@@ -12,15 +13,23 @@ pub mod db;
 mod edge;
 pub mod email;
 pub mod error;
+pub mod etag;
 pub mod idempotency;
 pub mod metrics;
 pub mod names;
 pub mod pagination;
+pub mod role;
 pub mod server;
+pub mod sweep;
 pub mod telemetry;
+pub mod testing;
 pub mod text;
 pub mod time;
 pub mod tls;
+pub mod validation;
 
 pub use auth::{Authenticator, Principal, ServiceIdentity, UserIdentity};
 pub use error::ApiError;
+pub use names::{AccountId, UserId};
+pub use role::Role;
+pub use validation::Violations;

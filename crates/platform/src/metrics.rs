@@ -3,7 +3,7 @@
 //! Every process (node) owns ONE [`Metrics`]: an explicit `prometheus::Registry` with Tenantry's
 //! metric families, handed down to the gRPC server, the relays, the event bus and the services
 //! (no global registry, so several nodes in one test binary never mix their numbers). The
-//! admin port ([`serve_admin`]) serves:
+//! admin port ([`crate::admin::serve_admin`]) serves:
 //!
 //! - `GET /metrics`: the text exposition format;
 //! - `GET /livez`: 200 while the process runs;
@@ -19,7 +19,7 @@
 //! | `tenantry_outbox_backlog` | gauge | `service` |
 //! | `tenantry_relay_lag_seconds` | gauge | `service` |
 //! | `tenantry_events_published_total` | counter | `service` |
-//! | `tenantry_consumer_deliveries_total` | counter | `group`, `outcome` (`handled`, `duplicate`, `failed`) |
+//! | `tenantry_consumer_deliveries_total` | counter | `group`, `outcome` (`handled`, `duplicate`, `failed`, `unknown_type`) |
 //! | `tenantry_consumer_retries_total` | counter | `group` |
 //! | `tenantry_consumer_dead_letters_total` | counter | `group` |
 //! | `tenantry_emails_sent_total`, `tenantry_emails_failed_total` | counter | — |
@@ -34,9 +34,6 @@ use prometheus::{
     TextEncoder,
 };
 use prost::Message as _;
-use tokio::net::TcpListener;
-
-use crate::server::{Readiness, Shutdown};
 
 /// The metrics of one process: a registry and Tenantry's metric families in it. Cheap to
 /// clone (shared). [`Metrics::default`] is a fresh registry nobody scrapes (for tests and
@@ -82,12 +79,16 @@ pub enum DeliveryOutcome {
     Duplicate,
     /// Nothing was committed (retried or dead-lettered).
     Failed,
+    /// The group has no handling for the event's type: recorded as handled and acknowledged,
+    /// and logged at WARN (a publisher/consumer mismatch, e.g. a type added on one side only).
+    UnknownType,
 }
 
 impl DeliveryOutcome {
     fn label(self) -> &'static str {
         match self {
             Self::Handled => "handled",
+            Self::UnknownType => "unknown_type",
             Self::Duplicate => "duplicate",
             Self::Failed => "failed",
         }
@@ -371,51 +372,6 @@ pub fn rpc_labels(path: &str) -> (String, String) {
         }
     }
     ("unknown".to_string(), "unknown".to_string())
-}
-
-/// Serves the admin port on `listener` until `shutdown`: `/metrics`, `/livez`, `/readyz`.
-pub async fn serve_admin(
-    listener: TcpListener,
-    metrics: Metrics,
-    readiness: Readiness,
-    shutdown: Shutdown,
-) -> std::io::Result<()> {
-    use axum::http::{StatusCode, header};
-    use axum::routing::get;
-
-    let router = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        metrics.render(),
-                    )
-                }
-            }),
-        )
-        .route("/livez", get(|| async { (StatusCode::OK, "ok\n") }))
-        .route(
-            "/readyz",
-            get(move || {
-                let readiness = readiness.clone();
-                async move {
-                    if readiness.is_ready().await {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-                    }
-                }
-            }),
-        );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
 }
 
 #[cfg(test)]

@@ -111,6 +111,119 @@ pub fn parse_account_child(
     parsed.ok_or_else(|| invalid("must be "))
 }
 
+/// An account identifier that passed the identifier rules (or came from a table that only holds
+/// such ids). Handlers parse names into it at the edge, so nothing behind them handles an
+/// unchecked `String`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(String);
+
+impl AccountId {
+    /// The id in the account name `name` (`accounts/{account_id}`), or INVALID_ARGUMENT naming
+    /// `field`.
+    pub fn from_name(field: &str, name: &str) -> Result<Self, ApiError> {
+        parse_account(field, name).map(Self)
+    }
+
+    /// `id` itself, if it satisfies the identifier rules.
+    pub fn parse(id: &str) -> Option<Self> {
+        is_account_id(id).then(|| Self(id.to_string()))
+    }
+
+    /// An id read back from a table or an event of Tenantry's own, checked when it was first
+    /// accepted.
+    pub fn trusted(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The resource name, `accounts/{account_id}`.
+    pub fn name(&self) -> String {
+        account_name(&self.0)
+    }
+
+    /// The id as a `String`.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A user id (the `sub` of their token) that passed the name rules.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(String);
+
+impl UserId {
+    /// The id in the user name `name` (`users/{sub}`), or INVALID_ARGUMENT naming `field`.
+    pub fn from_name(field: &str, name: &str) -> Result<Self, ApiError> {
+        parse_user(field, name).map(Self)
+    }
+
+    /// An id read back from a table, an event or a verified token.
+    pub fn trusted(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The resource name, `users/{user_id}`.
+    pub fn name(&self) -> String {
+        user_name(&self.0)
+    }
+
+    /// The id as a `String`.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+macro_rules! id_as_str {
+    ($($id:ty),*) => {$(
+        impl std::ops::Deref for $id {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl AsRef<str> for $id {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl std::fmt::Display for $id {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl From<$id> for String {
+            fn from(id: $id) -> String {
+                id.0
+            }
+        }
+        impl PartialEq<str> for $id {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+        impl PartialEq<&str> for $id {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    )*};
+}
+id_as_str!(AccountId, UserId);
+
+/// `(account, user)` in `accounts/{account_id}/members/{user_id}`, typed.
+pub fn parse_member_ids(field: &str, name: &str) -> Result<(AccountId, UserId), ApiError> {
+    parse_member(field, name).map(|(account, user)| (AccountId(account), UserId(user)))
+}
+
 /// `accounts/{account_id}`.
 pub fn account_name(account_id: &str) -> String {
     format!("accounts/{account_id}")
@@ -131,6 +244,22 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn typed_ids() {
+        let account = AccountId::from_name("parent", "accounts/acme").unwrap();
+        assert_eq!(
+            (account.as_str(), account.name()),
+            ("acme", "accounts/acme".into())
+        );
+        assert!(AccountId::from_name("parent", "accounts/A").is_err());
+        assert_eq!(AccountId::parse("acme"), Some(account.clone()));
+        assert_eq!(AccountId::parse("a"), None);
+        let user = UserId::from_name("user", "users/u-1").unwrap();
+        assert_eq!(user.name(), "users/u-1");
+        let (a, u) = parse_member_ids("name", "accounts/acme/members/u-1").unwrap();
+        assert_eq!((a, u), (account, user));
+    }
 
     #[test]
     fn parses_names() {

@@ -9,6 +9,10 @@
     missing_docs
 )]
 
+mod event_types;
+
+pub use event_types::{EventPayload, EventType};
+
 /// Encoded `google.protobuf.FileDescriptorSet` of the whole v1 API, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/tenantry_descriptor.bin"));

@@ -73,3 +73,20 @@ pub fn grpc_service(
     );
     CustomerRegistryServiceServer::new(api).max_decoding_message_size(max_request_bytes)
 }
+
+/// Starts the registry in `ctx`'s node: its handlers, and its health following its database.
+pub fn start(
+    config: Config,
+    ctx: &tenantry_events::ServiceContext,
+) -> Result<tenantry_events::Started, tenantry_events::StartError> {
+    use tenantry_events::Peer;
+    let deps = Deps {
+        database: ctx.database.clone(),
+        authorizer: tenantry_platform::authz::Authorizer::new(ctx.peer(Peer::Membership)?),
+        page_tokens: ctx.page_tokens.clone(),
+        outbox: ctx.outbox.clone(),
+    };
+    let routes = tonic::service::Routes::new(grpc_service(config, deps, ctx.max_request_bytes));
+    Ok(tenantry_events::Started::serving(routes)
+        .with_tasks([ctx.follow_database::<Migrator>(SERVICE_NAME)]))
+}

@@ -173,18 +173,21 @@ pub fn consumers(
             bindings: vec![events::CREATED.into(), events::RESENT.into()],
             database: deps.database.clone(),
             handler: Arc::new(mailer),
+            outbox: None,
         },
         tenantry_events::ConsumerSpec {
             group: consumers::ACCOUNT_EVENTS_GROUP.into(),
             bindings: vec![events::ACCOUNT_DELETED.into()],
             database: deps.database.clone(),
             handler: Arc::new(consumers::AccountEvents::new(deps.outbox.clone())),
+            outbox: None,
         },
         tenantry_events::ConsumerSpec {
             group: consumers::MEMBER_EVENTS_GROUP.into(),
             bindings: vec![events::MEMBER_ADDED.into()],
             database: deps.database.clone(),
             handler: Arc::new(consumers::MemberEvents::new(deps.outbox.clone())),
+            outbox: None,
         },
     ]
 }
@@ -261,6 +264,39 @@ async fn sweep_once(store: &store::Store) {
             }
         }
     }
+}
+
+/// Starts the invitation service in `ctx`'s node: its handlers, the mailer and the event
+/// consumers, the expiry sweep, and its health following its database.
+pub fn start(
+    config: Config,
+    ctx: &tenantry_events::ServiceContext,
+) -> Result<tenantry_events::Started, tenantry_events::StartError> {
+    use tenantry_events::Peer;
+    let membership_channel = ctx.peer(Peer::Membership)?;
+    let deps = Deps {
+        database: ctx.database.clone(),
+        authorizer: tenantry_platform::authz::Authorizer::new(membership_channel.clone()),
+        membership: MembershipServiceClient::new(membership_channel),
+        registry: CustomerRegistryServiceClient::new(ctx.peer(Peer::Registry)?),
+        page_tokens: ctx.page_tokens.clone(),
+        outbox: ctx.outbox.clone(),
+        metrics: ctx.metrics.clone(),
+    };
+    let mail = mail_transport(&config, &ctx.mail_dir).map_err(|error| ctx.setup_error(error))?;
+    let mut tasks = vec![ctx.follow_database::<Migrator>(SERVICE_NAME)];
+    tasks.extend(
+        consumers(&config, &deps, mail)
+            .into_iter()
+            .map(|spec| ctx.consume(spec)),
+    );
+    tasks.push(ctx.spawn(run_expiry_sweep(
+        config.clone(),
+        deps.clone(),
+        ctx.shutdown.clone(),
+    )));
+    let routes = tonic::service::Routes::new(grpc_service(config, deps, ctx.max_request_bytes));
+    Ok(tenantry_events::Started::serving(routes).with_tasks(tasks))
 }
 
 #[cfg(test)]

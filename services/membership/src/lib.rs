@@ -103,7 +103,28 @@ pub fn consumers(deps: &Deps) -> Vec<tenantry_events::ConsumerSpec> {
             .collect(),
         database: deps.database.clone(),
         handler: Arc::new(consumers::AccountReplicaHandler),
+        outbox: None,
     }]
+}
+
+/// Starts membership in `ctx`'s node: its handlers, the account replica's consumer, and its
+/// health following its database.
+pub fn start(
+    config: Config,
+    ctx: &tenantry_events::ServiceContext,
+) -> Result<tenantry_events::Started, tenantry_events::StartError> {
+    use tenantry_events::Peer;
+    let registry = RegistryAccounts::new(ctx.peer(Peer::Registry)?);
+    let deps = Deps {
+        database: ctx.database.clone(),
+        accounts: Arc::new(ReplicatedAccounts::new(ctx.database.clone(), registry)),
+        page_tokens: ctx.page_tokens.clone(),
+        outbox: ctx.outbox.clone(),
+    };
+    let mut tasks = vec![ctx.follow_database::<Migrator>(SERVICE_NAME)];
+    tasks.extend(consumers(&deps).into_iter().map(|spec| ctx.consume(spec)));
+    let routes = tonic::service::Routes::new(grpc_service(config, deps, ctx.max_request_bytes));
+    Ok(tenantry_events::Started::serving(routes).with_tasks(tasks))
 }
 
 #[cfg(test)]

@@ -117,12 +117,14 @@ pub fn consumers(_config: &Config, deps: &Deps) -> Vec<tenantry_events::Consumer
             bindings: vec![events::MESSAGE_SENT.into()],
             database: deps.database.clone(),
             handler: Arc::new(consumers::FanoutJobs::new(worker::FanoutWake)),
+            outbox: None,
         },
         tenantry_events::ConsumerSpec {
             group: consumers::MEMBERSHIP_EVENTS_GROUP.into(),
             bindings: vec![events::MEMBER_REMOVED.into()],
             database: deps.database.clone(),
             handler: Arc::new(consumers::MembershipEvents::new(deps.outbox.clone())),
+            outbox: None,
         },
         tenantry_events::ConsumerSpec {
             group: consumers::ACCOUNT_EVENTS_GROUP.into(),
@@ -132,6 +134,7 @@ pub fn consumers(_config: &Config, deps: &Deps) -> Vec<tenantry_events::Consumer
             ],
             database: deps.database.clone(),
             handler: Arc::new(consumers::AccountEvents::new(deps.outbox.clone())),
+            outbox: None,
         },
     ]
 }
@@ -204,6 +207,49 @@ async fn sweep_once(store: &store::Store) {
             }
         }
     }
+}
+
+/// Starts the notification service in `ctx`'s node: its handlers, the event consumers, the
+/// fan-out worker, the expiry sweep, the per-replica inbox hub for WatchInbox, and its health
+/// following its database.
+pub fn start(
+    config: Config,
+    ctx: &tenantry_events::ServiceContext,
+) -> Result<tenantry_events::Started, tenantry_events::StartError> {
+    use tenantry_events::Peer;
+    let membership_channel = ctx.peer(Peer::Membership)?;
+    let deps = Deps {
+        database: ctx.database.clone(),
+        authorizer: tenantry_platform::authz::Authorizer::new(membership_channel.clone()),
+        membership: MembershipServiceClient::new(membership_channel),
+        registry: CustomerRegistryServiceClient::new(ctx.peer(Peer::Registry)?),
+        page_tokens: ctx.page_tokens.clone(),
+        outbox: ctx.outbox.clone(),
+        metrics: ctx.metrics.clone(),
+    };
+    let mut tasks = vec![ctx.follow_database::<Migrator>(SERVICE_NAME)];
+    tasks.extend(
+        consumers(&config, &deps)
+            .into_iter()
+            .map(|spec| ctx.consume(spec)),
+    );
+    tasks.push(ctx.spawn(run_fanout_worker(
+        config.clone(),
+        deps.clone(),
+        ctx.shutdown.clone(),
+    )));
+    tasks.push(ctx.spawn(run_expiry_sweep(
+        config.clone(),
+        deps.clone(),
+        ctx.shutdown.clone(),
+    )));
+    // Every replica sees every inbox change, for its own WatchInbox streams.
+    let hub = InboxHub::new();
+    let subscription = ctx.subscribe("tenantry.notification.inbox", inbox_bindings());
+    tasks.push(ctx.spawn(hub.clone().run(subscription)));
+    let routes =
+        tonic::service::Routes::new(grpc_service(config, deps, hub, ctx.max_request_bytes));
+    Ok(tenantry_events::Started::serving(routes).with_tasks(tasks))
 }
 
 #[cfg(test)]

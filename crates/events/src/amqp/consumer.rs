@@ -168,6 +168,7 @@ impl Context {
                     group,
                     &spec.database,
                     &*spec.handler,
+                    spec.outbox.as_ref(),
                     &event,
                     attempt,
                     &self.session_over,
@@ -177,7 +178,7 @@ impl Context {
                 match &outcome {
                     // Unacknowledged: the broker delivers it again once the channel is closed.
                     Outcome::Interrupted => Ok(()),
-                    Outcome::Handled | Outcome::Duplicate => {
+                    Outcome::Handled | Outcome::Duplicate | Outcome::UnknownType => {
                         consumer::record_outcome(metrics, group, &outcome, None);
                         delivery
                             .ack(BasicAckOptions::default())

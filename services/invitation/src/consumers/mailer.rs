@@ -183,7 +183,9 @@ impl Handler for Mailer {
             return;
         };
         let reason = match error {
-            HandlerError::Transient(reason) | HandlerError::Permanent(reason) => reason.as_str(),
+            HandlerError::Transient(reason)
+            | HandlerError::Permanent(reason)
+            | HandlerError::UnknownType(reason) => reason.as_str(),
         };
         let result = delivery::record_failed_attempt(
             database,

@@ -656,4 +656,23 @@ impl MembershipService for MembershipApi {
             MembershipApi::authorize(self, request).await?,
         ))
     }
+
+    async fn get_owner_capacity(
+        &self,
+        request: Request<wire::GetOwnerCapacityRequest>,
+    ) -> Result<Response<wire::GetOwnerCapacityResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.service()?;
+        let account_id = parse_account("account", &request.get_ref().account)?;
+        let owners = self
+            .store
+            .owner_count(&account_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(wire::GetOwnerCapacityResponse {
+            owner_count: i32::try_from(owners).unwrap_or(i32::MAX),
+            max_owners: MAX_OWNERS as i32,
+            has_room: owners < MAX_OWNERS,
+        }))
+    }
 }
