@@ -4,8 +4,8 @@
 use tenantry_events::Event;
 use tenantry_proto::events::v1 as pb;
 
-use crate::api::convert::account_to_proto;
 use crate::domain::Account;
+use crate::wire::account_to_proto;
 
 /// The CloudEvents `source` of every registry event.
 pub const SOURCE: &str = "/tenantry/customer-registry";
@@ -28,40 +28,64 @@ pub enum AccountChange {
 }
 
 /// The event announcing `change` of `account`, made by `actor` (`users/{sub}` or
-/// `services/{name}`).
+/// `services/{name}`), under its payload's declared type.
 pub fn account_event(change: AccountChange, account: &Account, actor: &str) -> Event {
     let account = Some(account_to_proto(account.clone()));
     let actor = actor.to_string();
     match change {
-        AccountChange::Created => Event::new(
-            "account.created",
-            SOURCE,
-            &pb::AccountCreated { account, actor },
-        ),
-        AccountChange::Updated => Event::new(
-            "account.updated",
-            SOURCE,
-            &pb::AccountUpdated { account, actor },
-        ),
-        AccountChange::PromotedToPartner => Event::new(
-            "account.promoted_to_partner",
-            SOURCE,
-            &pb::AccountPromotedToPartner { account, actor },
-        ),
-        AccountChange::Disabled => Event::new(
-            "account.disabled",
-            SOURCE,
-            &pb::AccountDisabled { account, actor },
-        ),
-        AccountChange::Enabled => Event::new(
-            "account.enabled",
-            SOURCE,
-            &pb::AccountEnabled { account, actor },
-        ),
-        AccountChange::Deleted => Event::new(
-            "account.deleted",
-            SOURCE,
-            &pb::AccountDeleted { account, actor },
-        ),
+        AccountChange::Created => Event::of(SOURCE, &pb::AccountCreated { account, actor }),
+        AccountChange::Updated => Event::of(SOURCE, &pb::AccountUpdated { account, actor }),
+        AccountChange::PromotedToPartner => {
+            Event::of(SOURCE, &pb::AccountPromotedToPartner { account, actor })
+        }
+        AccountChange::Disabled => Event::of(SOURCE, &pb::AccountDisabled { account, actor }),
+        AccountChange::Enabled => Event::of(SOURCE, &pb::AccountEnabled { account, actor }),
+        AccountChange::Deleted => Event::of(SOURCE, &pb::AccountDeleted { account, actor }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tenantry_proto::EventType;
+
+    use super::*;
+    use crate::domain::{AccountId, AccountState, DisplayName};
+
+    #[test]
+    fn each_change_is_published_under_its_type() {
+        let now = tenantry_platform::time::now();
+        let account = Account {
+            id: AccountId::trusted("acme"),
+            display_name: DisplayName::trusted("Acme".into()),
+            partner: false,
+            managed_by: None,
+            state: AccountState::Active,
+            creator: "users/op".into(),
+            version: 1,
+            create_time: now,
+            update_time: now,
+            delete_time: None,
+        };
+        let cases = [
+            (AccountChange::Created, EventType::AccountCreated),
+            (AccountChange::Updated, EventType::AccountUpdated),
+            (
+                AccountChange::PromotedToPartner,
+                EventType::AccountPromotedToPartner,
+            ),
+            (AccountChange::Disabled, EventType::AccountDisabled),
+            (AccountChange::Enabled, EventType::AccountEnabled),
+            (AccountChange::Deleted, EventType::AccountDeleted),
+        ];
+        for (change, event_type) in cases {
+            let event = account_event(change, &account, "users/op");
+            assert_eq!(event.known_type(), Some(event_type), "{change:?}");
+            assert_eq!(event.source, SOURCE);
+        }
+        let created = account_event(AccountChange::Created, &account, "users/op")
+            .decode::<pb::AccountCreated>()
+            .unwrap();
+        assert_eq!(created.actor, "users/op");
+        assert_eq!(created.account.unwrap().name, "accounts/acme");
     }
 }

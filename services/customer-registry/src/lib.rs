@@ -9,6 +9,7 @@ pub mod api;
 pub mod domain;
 pub mod events;
 pub mod store;
+pub mod wire;
 
 pub use store::migrations::Migrator;
 
@@ -41,25 +42,17 @@ impl Default for Config {
     }
 }
 
-/// What the registry needs from its surroundings.
-#[derive(Clone, Debug)]
-pub struct Deps {
-    /// The registry's own database (migrated with [`Migrator`]).
-    pub database: tenantry_platform::db::Database,
-    /// Membership's `Authorize`, for account-scoped calls.
-    pub authorizer: tenantry_platform::authz::Authorizer,
-    /// Signs and checks page tokens.
-    pub page_tokens: tenantry_platform::pagination::PageTokens,
-    /// Where `account.*` events are appended, in the transaction of each change.
-    pub outbox: tenantry_events::Outbox,
-}
+/// The event types the registry consumes: none (it only publishes `account.*`).
+pub const CONSUMES: &[tenantry_proto::EventType] = &[];
 
-/// The gRPC service, refusing requests larger than `max_request_bytes`.
-pub fn grpc_service(
+/// Starts the registry in `ctx`'s node: its handlers (account-scoped calls authorized by
+/// membership, changes published through the node's outbox), and its health following its
+/// database.
+pub fn start(
     config: Config,
-    deps: Deps,
-    max_request_bytes: usize,
-) -> CustomerRegistryServiceServer<api::RegistryApi> {
+    ctx: &tenantry_events::ServiceContext,
+) -> Result<tenantry_events::Started, tenantry_events::StartError> {
+    use tenantry_events::Peer;
     // Clap enforces the range; a Config built in code is clamped to it.
     let max_account_id_length = usize::from(config.max_account_id_length).clamp(
         MIN_CONFIGURABLE_MAX_ACCOUNT_ID_LENGTH,
@@ -67,26 +60,14 @@ pub fn grpc_service(
     );
     let api = api::RegistryApi::new(
         max_account_id_length,
-        store::Store::new(deps.database, deps.outbox),
-        deps.authorizer,
-        deps.page_tokens,
+        store::Store::new(ctx.database.clone(), ctx.outbox.clone()),
+        tenantry_platform::authz::Authorizer::new(ctx.peer(Peer::Membership)?),
+        ctx.page_tokens.clone(),
     );
-    CustomerRegistryServiceServer::new(api).max_decoding_message_size(max_request_bytes)
-}
-
-/// Starts the registry in `ctx`'s node: its handlers, and its health following its database.
-pub fn start(
-    config: Config,
-    ctx: &tenantry_events::ServiceContext,
-) -> Result<tenantry_events::Started, tenantry_events::StartError> {
-    use tenantry_events::Peer;
-    let deps = Deps {
-        database: ctx.database.clone(),
-        authorizer: tenantry_platform::authz::Authorizer::new(ctx.peer(Peer::Membership)?),
-        page_tokens: ctx.page_tokens.clone(),
-        outbox: ctx.outbox.clone(),
-    };
-    let routes = tonic::service::Routes::new(grpc_service(config, deps, ctx.max_request_bytes));
-    Ok(tenantry_events::Started::serving(routes)
-        .with_tasks([ctx.follow_database::<Migrator>(SERVICE_NAME)]))
+    let service =
+        CustomerRegistryServiceServer::new(api).max_decoding_message_size(ctx.max_request_bytes);
+    Ok(
+        tenantry_events::Started::serving(tonic::service::Routes::new(service))
+            .with_tasks([ctx.follow_database::<Migrator>(SERVICE_NAME)]),
+    )
 }

@@ -2,17 +2,15 @@
 
 use tenantry_platform::ApiError;
 use tenantry_platform::idempotency::RequestIdReused;
-use tenantry_platform::names::account_name;
 
 use crate::domain::RegistryError;
 
 impl From<RegistryError> for ApiError {
     fn from(error: RegistryError) -> Self {
         match error {
-            RegistryError::AccountNotFound(id) => ApiError::not_found(
-                "ACCOUNT_NOT_FOUND",
-                format!("{} does not exist", account_name(&id)),
-            ),
+            RegistryError::AccountNotFound(id) => {
+                ApiError::not_found("ACCOUNT_NOT_FOUND", format!("{} does not exist", id.name()))
+            }
             RegistryError::AccountIdTaken(id) => ApiError::already_exists(
                 "ACCOUNT_ID_TAKEN",
                 format!(
@@ -20,13 +18,13 @@ impl From<RegistryError> for ApiError {
                      are never reused); choose another"
                 ),
             ),
-            RegistryError::StaleEtag(id) => ApiError::stale_etag(&account_name(&id)),
+            RegistryError::StaleEtag(id) => ApiError::stale_etag(&id.name()),
             RegistryError::ConcurrentChange(id) => ApiError::concurrent_change(format!(
                 "{} was changed concurrently; retry the call",
-                account_name(&id)
+                id.name()
             )),
             RegistryError::AccountDeleted(id) => {
-                let name = account_name(&id);
+                let name = id.name();
                 ApiError::failed_precondition(
                     "ACCOUNT_DELETED",
                     name.clone(),
@@ -34,7 +32,7 @@ impl From<RegistryError> for ApiError {
                 )
             }
             RegistryError::ParentNotPartner(id) => {
-                let name = account_name(&id);
+                let name = id.name();
                 ApiError::failed_precondition(
                     "PARENT_NOT_PARTNER",
                     name.clone(),
@@ -45,7 +43,7 @@ impl From<RegistryError> for ApiError {
                 )
             }
             RegistryError::ParentNotActive(id) => {
-                let name = account_name(&id);
+                let name = id.name();
                 ApiError::failed_precondition(
                     "PARENT_NOT_ACTIVE",
                     name.clone(),
@@ -53,7 +51,7 @@ impl From<RegistryError> for ApiError {
                 )
             }
             RegistryError::ManagedCannotBePartner(id) => {
-                let name = account_name(&id);
+                let name = id.name();
                 ApiError::failed_precondition(
                     "MANAGED_ACCOUNT",
                     name.clone(),
@@ -61,7 +59,7 @@ impl From<RegistryError> for ApiError {
                 )
             }
             RegistryError::PartnerHasCustomers { account, customers } => {
-                let name = account_name(&account);
+                let name = account.name();
                 ApiError::failed_precondition(
                     "PARTNER_HAS_CUSTOMERS",
                     name.clone(),
@@ -83,36 +81,32 @@ mod tests {
     use tonic::Code;
 
     use super::*;
+    use crate::domain::AccountId;
 
     #[test]
     fn codes() {
+        let a = || AccountId::trusted("a");
         let cases = [
-            (RegistryError::AccountNotFound("a".into()), Code::NotFound),
+            (RegistryError::AccountNotFound(a()), Code::NotFound),
+            (RegistryError::AccountIdTaken(a()), Code::AlreadyExists),
+            (RegistryError::StaleEtag(a()), Code::Aborted),
+            (RegistryError::ConcurrentChange(a()), Code::Aborted),
+            (RegistryError::AccountDeleted(a()), Code::FailedPrecondition),
             (
-                RegistryError::AccountIdTaken("a".into()),
-                Code::AlreadyExists,
-            ),
-            (RegistryError::StaleEtag("a".into()), Code::Aborted),
-            (RegistryError::ConcurrentChange("a".into()), Code::Aborted),
-            (
-                RegistryError::AccountDeleted("a".into()),
+                RegistryError::ParentNotPartner(a()),
                 Code::FailedPrecondition,
             ),
             (
-                RegistryError::ParentNotPartner("a".into()),
+                RegistryError::ParentNotActive(a()),
                 Code::FailedPrecondition,
             ),
             (
-                RegistryError::ParentNotActive("a".into()),
-                Code::FailedPrecondition,
-            ),
-            (
-                RegistryError::ManagedCannotBePartner("a".into()),
+                RegistryError::ManagedCannotBePartner(a()),
                 Code::FailedPrecondition,
             ),
             (
                 RegistryError::PartnerHasCustomers {
-                    account: "a".into(),
+                    account: a(),
                     customers: 1,
                 },
                 Code::FailedPrecondition,
@@ -131,7 +125,7 @@ mod tests {
             assert_eq!(ApiError::from(error).code(), code, "{text}");
         }
         assert_eq!(
-            ApiError::from(RegistryError::AccountIdTaken("a".into())).reason(),
+            ApiError::from(RegistryError::AccountIdTaken(a())).reason(),
             "ACCOUNT_ID_TAKEN"
         );
     }

@@ -3,7 +3,7 @@
 //! end-to-end tests.
 
 use tenantry_platform::auth::{ServiceTokenMinter, UserIdentity};
-use tenantry_platform::db::{self, Database};
+use tenantry_platform::testing::TempDatabase;
 use tenantry_platform::{ServiceIdentity, clients};
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -12,40 +12,25 @@ use super::*;
 
 struct Harness {
     api: RegistryApi,
-    path: std::path::PathBuf,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut file = self.path.clone().into_os_string();
-            file.push(suffix);
-            let _ = std::fs::remove_file(file);
-        }
-    }
+    /// Keeps the database file until the test ends.
+    _database: TempDatabase,
 }
 
 async fn harness() -> Harness {
-    use sea_orm_migration::MigratorTrait;
-    let path = std::env::temp_dir().join(format!("registry-api-{}.db", uuid::Uuid::new_v4()));
-    let url = format!("sqlite://{}", path.display());
-    let connection = db::connect(&url).await.expect("connect");
-    crate::Migrator::up(&connection, None)
-        .await
-        .expect("migrate");
+    let database = TempDatabase::new::<crate::Migrator>("registry-api").await;
     let minter = ServiceTokenMinter::new("registry", "internal-secret").expect("minter");
     // Never dialled: these tests only use callers the authorizer answers without membership.
     let channel = clients::channel("http://127.0.0.1:9", minter).expect("channel");
     let api = RegistryApi::new(
         32,
-        Store::new(
-            Database::connected(&url, connection),
-            tenantry_events::Outbox::new(),
-        ),
+        Store::new(database.database.clone(), tenantry_events::Outbox::new()),
         Authorizer::new(channel),
         PageTokens::new(b"test-key"),
     );
-    Harness { api, path }
+    Harness {
+        api,
+        _database: database,
+    }
 }
 
 fn user(sub: &str, operator: bool) -> Principal {

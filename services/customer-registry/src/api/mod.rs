@@ -2,25 +2,20 @@
 //! store. Shape errors come first (they reveal nothing); existence is only revealed after
 //! authorization passed.
 
-pub mod convert;
 pub mod errors;
 
 use tenantry_platform::authz::Authorizer;
 use tenantry_platform::idempotency::{REQUEST_ID_FIELD, RequestKey, fingerprint, parse_request_id};
-use tenantry_platform::names::parse_account;
 use tenantry_platform::pagination::PageTokens;
-use tenantry_platform::{ApiError, Principal};
+use tenantry_platform::{ApiError, Principal, Violations};
 use tenantry_proto::membership::v1::Permission;
 use tenantry_proto::registry::v1 as pb;
 use tenantry_proto::registry::v1::customer_registry_service_server::CustomerRegistryService;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{AccountId, DisplayName};
+use crate::domain::{AccountId, DisplayName, NewAccountId, update};
 use crate::store::{ListQuery, NewAccount, Store};
-use convert::{account_to_proto, state_filter};
-
-/// The only path UpdateAccount's `update_mask` may name.
-const DISPLAY_NAME_PATH: &str = "display_name";
+use crate::wire::{account_to_proto, state_filter};
 
 /// The registry's gRPC service.
 #[derive(Clone, Debug)]
@@ -47,62 +42,76 @@ impl RegistryApi {
         }
     }
 
-    fn account_id(
+    /// The identifier of a new account in `field`, checked against the creation rules (its
+    /// violation recorded).
+    fn new_account_id(
         &self,
+        violations: &mut Violations,
         field: &str,
         raw: &str,
-        violations: &mut Vec<(String, String)>,
-    ) -> Option<AccountId> {
-        AccountId::parse(raw, self.max_account_id_length)
-            .map_err(|invalid| violations.push((field.to_string(), invalid.description())))
-            .ok()
+    ) -> Option<NewAccountId> {
+        violations.check(field, NewAccountId::parse(raw, self.max_account_id_length))
     }
-}
-
-/// Parses one field, recording its violation instead of failing, so a request's problems are
-/// reported all at once.
-fn display_name(
-    field: &str,
-    raw: &str,
-    violations: &mut Vec<(String, String)>,
-) -> Option<DisplayName> {
-    DisplayName::parse(raw)
-        .map_err(|invalid| violations.push((field.to_string(), invalid.description())))
-        .ok()
-}
-
-/// An account name parsed with the platform's parser, its violation recorded.
-fn account_ref(field: &str, raw: &str, violations: &mut Vec<(String, String)>) -> Option<String> {
-    parse_account(field, raw)
-        .map_err(|error| violations.push(violation_of(field, &error)))
-        .ok()
-}
-
-/// The `(field, description)` of a single-field INVALID_ARGUMENT from the platform.
-fn violation_of(field: &str, error: &ApiError) -> (String, String) {
-    let prefix = format!("{field}: ");
-    let description = error
-        .message()
-        .strip_prefix(&prefix)
-        .unwrap_or(error.message());
-    (field.to_string(), description.to_string())
 }
 
 /// A canonical request_id (see [`parse_request_id`]), `None` when empty or invalid (its
 /// violation recorded).
-fn request_id(raw: &str, violations: &mut Vec<(String, String)>) -> Option<String> {
-    parse_request_id(REQUEST_ID_FIELD, raw)
-        .map_err(|error| violations.push(violation_of(REQUEST_ID_FIELD, &error)))
-        .ok()
+fn request_id(violations: &mut Violations, raw: &str) -> Option<String> {
+    violations
+        .check_api(REQUEST_ID_FIELD, parse_request_id(REQUEST_ID_FIELD, raw))
         .flatten()
 }
 
-fn finish_validation(violations: Vec<(String, String)>) -> Result<(), ApiError> {
-    if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_fields(violations))
+/// What a create sent with `request_id` is remembered under: the caller, `method`, and the
+/// fingerprint of `method` and the request's canonical `fields`.
+fn request_key(
+    request_id: Option<String>,
+    principal: &Principal,
+    method: &str,
+    fields: &[&str],
+) -> Option<RequestKey> {
+    request_id.map(|request_id| RequestKey {
+        request_id,
+        caller: principal.resource_name(),
+        method: method.into(),
+        fingerprint: fingerprint(&[&[method], fields].concat()),
+    })
+}
+
+/// The account an UpdateAccount names and its new display name, every problem of the request
+/// reported at once: only the display name may change (see [`update`]).
+fn parse_update(
+    account: &pb::Account,
+    mask: Option<&prost_types::FieldMask>,
+) -> Result<(AccountId, DisplayName), ApiError> {
+    let mut violations = Violations::new();
+    let id = violations.check_api(
+        "account.name",
+        AccountId::from_name("account.name", &account.name),
+    );
+    let paths = mask.map(|mask| mask.paths.as_slice()).unwrap_or_default();
+    for why in update::refused_paths(paths) {
+        violations.add("update_mask.paths", why);
     }
+    if let Some(id) = &id
+        && let Err(why) = update::check_id_unchanged(id, &account.account_id)
+    {
+        violations.add("account.account_id", why);
+    }
+    // A mask without display_name named another path, already refused.
+    let name = update::updates_display_name(paths)
+        .then(|| {
+            violations.check(
+                "account.display_name",
+                DisplayName::parse(&account.display_name),
+            )
+        })
+        .flatten();
+    let (Some(id), Some(name)) = (id, name) else {
+        return Err(violations.into_error());
+    };
+    violations.finish()?;
+    Ok((id, name))
 }
 
 fn require_operator(principal: &Principal) -> Result<(), ApiError> {
@@ -130,23 +139,19 @@ impl CustomerRegistryService for RegistryApi {
         answer(async {
             let principal = Principal::of(&request)?;
             let request = request.get_ref();
-            let mut violations = Vec::new();
-            let id = self.account_id("account_id", &request.account_id, &mut violations);
-            let name = display_name("display_name", &request.display_name, &mut violations);
-            let request_id = request_id(&request.request_id, &mut violations);
+            let mut violations = Violations::new();
+            let id = self.new_account_id(&mut violations, "account_id", &request.account_id);
+            let name = violations.check("display_name", DisplayName::parse(&request.display_name));
+            let request_id = request_id(&mut violations, &request.request_id);
             let (Some(id), Some(name)) = (id, name) else {
-                return Err(ApiError::invalid_fields(violations));
+                return Err(violations.into_error());
             };
-            finish_validation(violations)?;
+            violations.finish()?;
             require_operator(&principal)?;
-            let key = request_id.map(|request_id| RequestKey {
-                request_id,
-                caller: principal.resource_name(),
-                method: "CreateAccount".into(),
-                fingerprint: fingerprint(&["CreateAccount", id.as_str(), name.as_str()]),
-            });
+            let fields = [id.as_str(), name.as_str()];
+            let key = request_key(request_id, &principal, "CreateAccount", &fields);
             let new = NewAccount {
-                id,
+                id: id.into(),
                 display_name: name,
                 managed_by: None,
                 creator: principal.resource_name(),
@@ -166,7 +171,7 @@ impl CustomerRegistryService for RegistryApi {
         answer(async {
             let principal = Principal::of(&request)?;
             let request = request.get_ref();
-            let id = parse_account("name", &request.name)?;
+            let id = AccountId::from_name("name", &request.name)?;
             require_operator(&principal)?;
             let account = self
                 .store
@@ -186,35 +191,27 @@ impl CustomerRegistryService for RegistryApi {
         answer(async {
             let principal = Principal::of(&request)?;
             let request = request.get_ref();
-            let mut violations = Vec::new();
-            let parent = account_ref("parent", &request.parent, &mut violations);
-            let id = self.account_id("customer_id", &request.customer_id, &mut violations);
-            let name = display_name("display_name", &request.display_name, &mut violations);
-            let request_id = request_id(&request.request_id, &mut violations);
+            let mut violations = Violations::new();
+            let parent =
+                violations.check_api("parent", AccountId::from_name("parent", &request.parent));
+            let id = self.new_account_id(&mut violations, "customer_id", &request.customer_id);
+            let name = violations.check("display_name", DisplayName::parse(&request.display_name));
+            let request_id = request_id(&mut violations, &request.request_id);
             let (Some(parent), Some(id), Some(name)) = (parent, id, name) else {
-                return Err(ApiError::invalid_fields(violations));
+                return Err(violations.into_error());
             };
-            finish_validation(violations)?;
+            violations.finish()?;
             // A customer is created for a person; its creator is `users/{sub}`.
             principal.user()?;
             self.authorizer
                 .require(&principal, &parent, Permission::CustomersCreate)
                 .await?;
-            let key = request_id.map(|request_id| RequestKey {
-                request_id,
-                caller: principal.resource_name(),
-                method: "CreateManagedCustomer".into(),
-                fingerprint: fingerprint(&[
-                    "CreateManagedCustomer",
-                    &parent,
-                    id.as_str(),
-                    name.as_str(),
-                ]),
-            });
+            let fields = [parent.as_str(), id.as_str(), name.as_str()];
+            let key = request_key(request_id, &principal, "CreateManagedCustomer", &fields);
             let new = NewAccount {
-                id,
+                id: id.into(),
                 display_name: name,
-                managed_by: Some(AccountId::trusted(parent)),
+                managed_by: Some(parent),
                 creator: principal.resource_name(),
             };
             let account = self.store.create_account(new, key).await?;
@@ -232,7 +229,7 @@ impl CustomerRegistryService for RegistryApi {
         answer(async {
             let principal = Principal::of(&request)?;
             let request = request.get_ref();
-            let parent = parse_account("parent", &request.parent)?;
+            let parent = AccountId::from_name("parent", &request.parent)?;
             let states = state_filter("state", request.state)?;
             let scope = format!("ListManagedCustomers|{parent}|{}", states.label());
             let page = self
@@ -272,7 +269,7 @@ impl CustomerRegistryService for RegistryApi {
     ) -> Result<Response<pb::GetAccountResponse>, Status> {
         answer(async {
             let principal = Principal::of(&request)?;
-            let id = parse_account("name", &request.get_ref().name)?;
+            let id = AccountId::from_name("name", &request.get_ref().name)?;
             // Peers read accounts (display names, partner and state checks).
             self.authorizer
                 .require_or_service(&principal, &id, Permission::AccountRead)
@@ -337,53 +334,7 @@ impl CustomerRegistryService for RegistryApi {
                     "required: the account with `name` and the new `display_name`",
                 ));
             };
-            let mut violations = Vec::new();
-            let id = account_ref("account.name", &account.name, &mut violations);
-            let paths: Vec<&str> = request
-                .update_mask
-                .as_ref()
-                .map(|mask| mask.paths.iter().map(String::as_str).collect())
-                .unwrap_or_default();
-            for path in &paths {
-                if *path == DISPLAY_NAME_PATH {
-                    continue;
-                }
-                let why = if *path == "account_id" || *path == "name" {
-                    format!(
-                        "`{path}` cannot be updated: the account identifier can never be changed; \
-                         only `display_name` may be updated"
-                    )
-                } else {
-                    format!("`{path}` cannot be updated; only `display_name` may be updated")
-                };
-                violations.push(("update_mask.paths".into(), why));
-            }
-            if let Some(id) = &id
-                && !account.account_id.is_empty()
-                && account.account_id != *id
-            {
-                violations.push((
-                    "account.account_id".into(),
-                    format!(
-                        "must be empty or equal the id in `account.name` (`{id}`): the account \
-                         identifier can never be changed"
-                    ),
-                ));
-            }
-            // Empty mask = display_name. A mask without it named another path, already refused.
-            let name = (paths.is_empty() || paths.contains(&DISPLAY_NAME_PATH))
-                .then(|| {
-                    display_name(
-                        "account.display_name",
-                        &account.display_name,
-                        &mut violations,
-                    )
-                })
-                .flatten();
-            let (Some(id), Some(name)) = (id, name) else {
-                return Err(ApiError::invalid_fields(violations));
-            };
-            finish_validation(violations)?;
+            let (id, name) = parse_update(account, request.update_mask.as_ref())?;
             principal.user()?;
             self.authorizer
                 .require(&principal, &id, Permission::AccountUpdate)
@@ -406,7 +357,7 @@ impl CustomerRegistryService for RegistryApi {
         answer(async {
             let principal = Principal::of(&request)?;
             let request = request.get_ref();
-            let id = parse_account("name", &request.name)?;
+            let id = AccountId::from_name("name", &request.name)?;
             principal.user()?;
             self.authorizer
                 .require(&principal, &id, Permission::AccountUpdate)
@@ -429,7 +380,7 @@ impl CustomerRegistryService for RegistryApi {
         answer(async {
             let principal = Principal::of(&request)?;
             let request = request.get_ref();
-            let id = parse_account("name", &request.name)?;
+            let id = AccountId::from_name("name", &request.name)?;
             principal.user()?;
             self.authorizer
                 .require(&principal, &id, Permission::AccountUpdate)
@@ -452,7 +403,7 @@ impl CustomerRegistryService for RegistryApi {
         answer(async {
             let principal = Principal::of(&request)?;
             let request = request.get_ref();
-            let id = parse_account("name", &request.name)?;
+            let id = AccountId::from_name("name", &request.name)?;
             principal.user()?;
             self.authorizer
                 .require(&principal, &id, Permission::AccountDelete)
@@ -481,27 +432,47 @@ mod tests {
 
     #[test]
     fn request_ids_must_be_uuids() {
-        let mut violations = Vec::new();
-        assert_eq!(request_id("", &mut violations), None);
+        let mut violations = Violations::new();
+        assert_eq!(request_id(&mut violations, ""), None);
         assert_eq!(
-            request_id("3F1C9A2E-5B7D-4E8F-9A0B-1C2D3E4F5A6B", &mut violations).as_deref(),
+            request_id(&mut violations, "3F1C9A2E-5B7D-4E8F-9A0B-1C2D3E4F5A6B").as_deref(),
             Some("3f1c9a2e-5b7d-4e8f-9a0b-1c2d3e4f5a6b")
         );
         assert!(violations.is_empty());
-        assert_eq!(request_id("not-a-uuid", &mut violations), None);
-        assert_eq!(violations[0].0, "request_id");
+        assert_eq!(request_id(&mut violations, "not-a-uuid"), None);
+        assert_eq!(
+            violations.into_error().field_violations()[0].0,
+            "request_id"
+        );
     }
 
     #[test]
     fn platform_name_errors_keep_their_description() {
-        let mut violations = Vec::new();
-        assert!(account_ref("parent", "acme", &mut violations).is_none());
+        let mut violations = Violations::new();
+        assert!(
+            violations
+                .check_api("parent", AccountId::from_name("parent", "acme"))
+                .is_none()
+        );
+        let violations = violations.into_error().field_violations();
         assert_eq!(violations[0].0, "parent");
         assert!(
             !violations[0].1.starts_with("parent:"),
             "{:?}",
             violations[0]
         );
+    }
+
+    #[test]
+    fn request_keys_fingerprint_the_method_and_fields() {
+        let principal = Principal::Service(tenantry_platform::ServiceIdentity {
+            name: "notification".into(),
+        });
+        assert_eq!(request_key(None, &principal, "CreateAccount", &["a"]), None);
+        let key = request_key(Some("r".into()), &principal, "CreateAccount", &["a", "b"]).unwrap();
+        assert_eq!(key.caller, "services/notification");
+        assert_eq!(key.method, "CreateAccount");
+        assert_eq!(key.fingerprint, fingerprint(&["CreateAccount", "a", "b"]));
     }
 }
 

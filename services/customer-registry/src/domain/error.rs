@@ -1,5 +1,6 @@
 //! The one error enum of the registry's rules and storage.
 
+use tenantry_platform::AccountId;
 use tenantry_platform::db::StoreError;
 
 /// Why a registry operation did not happen.
@@ -7,33 +8,33 @@ use tenantry_platform::db::StoreError;
 pub enum RegistryError {
     /// The account does not exist (reported only to callers allowed to know).
     #[error("accounts/{0} does not exist")]
-    AccountNotFound(String),
+    AccountNotFound(AccountId),
     /// The identifier is, or once was, used by another account.
     #[error("the account id `{0}` is already taken")]
-    AccountIdTaken(String),
+    AccountIdTaken(AccountId),
     /// The caller's etag is not the current version of the account.
     #[error("accounts/{0} was changed since it was read")]
-    StaleEtag(String),
+    StaleEtag(AccountId),
     /// A concurrent writer changed the account between our read and our write.
     #[error("accounts/{0} was changed concurrently")]
-    ConcurrentChange(String),
+    ConcurrentChange(AccountId),
     /// The account is DELETED, which is final.
     #[error("accounts/{0} is deleted")]
-    AccountDeleted(String),
+    AccountDeleted(AccountId),
     /// The parent of a new customer is not a partner account.
     #[error("accounts/{0} is not a partner account")]
-    ParentNotPartner(String),
+    ParentNotPartner(AccountId),
     /// The parent of a new customer is a partner but not ACTIVE.
     #[error("accounts/{0} is not active")]
-    ParentNotActive(String),
+    ParentNotActive(AccountId),
     /// A managed customer cannot become a partner.
     #[error("accounts/{0} is a managed customer")]
-    ManagedCannotBePartner(String),
+    ManagedCannotBePartner(AccountId),
     /// A partner that still manages customers that are not deleted cannot be deleted.
     #[error("accounts/{account} still manages {customers} customers that are not deleted")]
     PartnerHasCustomers {
         /// The partner.
-        account: String,
+        account: AccountId,
         /// How many of its customers are not DELETED.
         customers: u64,
     },

@@ -16,8 +16,11 @@ pub const MIN_CONFIGURABLE_MAX_ACCOUNT_ID_LENGTH: usize = 16;
 /// Longest display name, in characters.
 pub const MAX_DISPLAY_NAME_CHARS: usize = 120;
 
-/// A valid account identifier: lower-case ASCII letters, digits and single hyphens, starting
-/// with a letter, ending with a letter or digit, 3 to the configured maximum characters.
+/// A valid identifier for a new account: lower-case ASCII letters, digits and single hyphens,
+/// starting with a letter, ending with a letter or digit, 3 to the configured maximum
+/// characters. These are the creation rules, reported rule by rule; once accepted, the
+/// identifier travels as a [`tenantry_platform::AccountId`] (see the `From` below), like every
+/// identifier parsed from a resource name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AccountId(String);
 
@@ -69,11 +72,6 @@ impl AccountId {
         }
     }
 
-    /// An identifier read back from storage, where it was validated when it was written.
-    pub fn trusted(stored: String) -> Self {
-        Self(stored)
-    }
-
     /// The identifier as a string.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -83,6 +81,14 @@ impl AccountId {
 impl fmt::Display for AccountId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// Every identifier the creation rules accept is one the platform's name rules accept (the
+/// creation rules only add a configurable, lower maximum length), so the conversion is exact.
+impl From<AccountId> for tenantry_platform::AccountId {
+    fn from(id: AccountId) -> Self {
+        tenantry_platform::AccountId::trusted(id.0)
     }
 }
 
@@ -306,6 +312,10 @@ mod tests {
                 );
                 if let Ok(id) = accepted {
                     proptest::prop_assert_eq!(parsed.unwrap(), id.as_str());
+                    proptest::prop_assert_eq!(
+                        tenantry_platform::AccountId::parse(candidate),
+                        Some(tenantry_platform::AccountId::from(id))
+                    );
                 }
             }
         }

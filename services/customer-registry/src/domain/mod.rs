@@ -1,13 +1,20 @@
-//! The registry's rules, without I/O: identifiers, display names, account states and the
-//! transitions between them.
+//! The registry's rules, without I/O: identifiers, display names, account states, the
+//! transitions between them, and what an update may change.
+//!
+//! Identifiers travel as the platform's [`AccountId`]; a new one is first checked against the
+//! registry's creation rules ([`NewAccountId`], with a configurable maximum length and a reason
+//! per broken rule) and then converted.
 
 pub mod error;
 pub mod identifier;
+pub mod update;
 
 use chrono::{DateTime, Utc};
+use tenantry_platform::etag::{etag, etag_allows};
 
 pub use error::RegistryError;
-pub use identifier::{AccountId, DisplayName, InvalidValue};
+pub use identifier::{AccountId as NewAccountId, DisplayName, InvalidValue};
+pub use tenantry_platform::AccountId;
 
 /// Lifecycle state of an account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -96,15 +103,15 @@ pub struct Account {
 impl Account {
     /// The etag clients send back: the version as a string.
     pub fn etag(&self) -> String {
-        self.version.to_string()
+        etag(self.version)
     }
 
     /// Fails with [`RegistryError::StaleEtag`] when `etag` is set and not the current one.
     pub fn check_etag(&self, etag: &str) -> Result<(), RegistryError> {
-        if etag.is_empty() || etag == self.etag() {
+        if etag_allows(etag, self.version) {
             Ok(())
         } else {
-            Err(RegistryError::StaleEtag(self.id.to_string()))
+            Err(RegistryError::StaleEtag(self.id.clone()))
         }
     }
 }
@@ -123,7 +130,7 @@ pub fn disable(account: &Account) -> Result<Change<AccountState>, RegistryError>
     match account.state {
         AccountState::Active => Ok(Change::To(AccountState::Disabled)),
         AccountState::Disabled => Ok(Change::Unchanged),
-        AccountState::Deleted => Err(RegistryError::AccountDeleted(account.id.to_string())),
+        AccountState::Deleted => Err(RegistryError::AccountDeleted(account.id.clone())),
     }
 }
 
@@ -132,7 +139,7 @@ pub fn enable(account: &Account) -> Result<Change<AccountState>, RegistryError> 
     match account.state {
         AccountState::Disabled => Ok(Change::To(AccountState::Active)),
         AccountState::Active => Ok(Change::Unchanged),
-        AccountState::Deleted => Err(RegistryError::AccountDeleted(account.id.to_string())),
+        AccountState::Deleted => Err(RegistryError::AccountDeleted(account.id.clone())),
     }
 }
 
@@ -147,7 +154,7 @@ pub fn delete(
     }
     if live_customers > 0 {
         return Err(RegistryError::PartnerHasCustomers {
-            account: account.id.to_string(),
+            account: account.id.clone(),
             customers: live_customers,
         });
     }
@@ -157,12 +164,10 @@ pub fn delete(
 /// Sets `partner`; refused for managed customers and deleted accounts.
 pub fn promote(account: &Account) -> Result<Change<bool>, RegistryError> {
     if account.state == AccountState::Deleted {
-        return Err(RegistryError::AccountDeleted(account.id.to_string()));
+        return Err(RegistryError::AccountDeleted(account.id.clone()));
     }
     if account.managed_by.is_some() {
-        return Err(RegistryError::ManagedCannotBePartner(
-            account.id.to_string(),
-        ));
+        return Err(RegistryError::ManagedCannotBePartner(account.id.clone()));
     }
     if account.partner {
         return Ok(Change::Unchanged);
@@ -173,7 +178,7 @@ pub fn promote(account: &Account) -> Result<Change<bool>, RegistryError> {
 /// Changes the display name; refused for deleted accounts, unchanged when equal.
 pub fn rename(account: &Account, name: &DisplayName) -> Result<Change<DisplayName>, RegistryError> {
     if account.state == AccountState::Deleted {
-        return Err(RegistryError::AccountDeleted(account.id.to_string()));
+        return Err(RegistryError::AccountDeleted(account.id.clone()));
     }
     if &account.display_name == name {
         return Ok(Change::Unchanged);
@@ -184,10 +189,10 @@ pub fn rename(account: &Account, name: &DisplayName) -> Result<Change<DisplayNam
 /// Checks that `parent` may get a new managed customer: an ACTIVE partner.
 pub fn check_can_manage_customers(parent: &Account) -> Result<(), RegistryError> {
     if !parent.partner {
-        return Err(RegistryError::ParentNotPartner(parent.id.to_string()));
+        return Err(RegistryError::ParentNotPartner(parent.id.clone()));
     }
     if parent.state != AccountState::Active {
-        return Err(RegistryError::ParentNotActive(parent.id.to_string()));
+        return Err(RegistryError::ParentNotActive(parent.id.clone()));
     }
     Ok(())
 }
@@ -199,10 +204,10 @@ mod tests {
     fn account(state: AccountState, partner: bool, managed: bool) -> Account {
         let now = Utc::now();
         Account {
-            id: AccountId::trusted("acme".into()),
+            id: AccountId::trusted("acme"),
             display_name: DisplayName::trusted("Acme".into()),
             partner,
-            managed_by: managed.then(|| AccountId::trusted("partner".into())),
+            managed_by: managed.then(|| AccountId::trusted("partner")),
             state,
             creator: "users/u".into(),
             version: 3,

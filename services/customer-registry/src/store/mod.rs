@@ -1,8 +1,9 @@
-//! The registry's storage. Every state change is one database transaction in one function
-//! (`create_account`, `promote_to_partner`, `rename_account`, `disable_account`,
-//! `enable_account`, `delete_account`) that also appends the change's `account.*` event to the
-//! outbox, so an event is published if and only if its change committed. Reads never run inside a transaction they did not open:
-//! the SQLite pool has one connection.
+//! The registry's storage. Every state change is one database transaction, written through
+//! the outbox's writer ([`Outbox::write`]), that also appends the change's `account.*` event,
+//! so an event is published if and only if its change committed: creates in
+//! [`Store::create_account`], every other change in one path ([`Store::change`]) that locks the
+//! account, checks its etag, asks the domain rule, and writes the result. Reads never run
+//! inside a transaction they did not open: the SQLite pool has one connection.
 
 pub mod entities;
 pub mod migrations;
@@ -12,23 +13,27 @@ mod tests;
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use tenantry_events::Outbox;
 use tenantry_platform::db::{Database, StoreError};
-use tenantry_platform::idempotency::RequestKey;
+use tenantry_platform::idempotency::{ReplayError, RequestIds, RequestKey};
 
 use crate::domain::{
     self, Account, AccountId, AccountState, Change, DisplayName, RegistryError, StateFilter,
 };
 use crate::events::{AccountChange, account_event};
-use entities::{account, request_id};
+use entities::account;
+
+/// The `request_id`s of creates, remembered in the transaction of the created account so a
+/// retried create returns the first result.
+const REQUEST_IDS: RequestIds = RequestIds::new("registry_request_ids");
 
 /// A new account to insert.
 #[derive(Clone, Debug)]
 pub struct NewAccount {
-    /// Its identifier.
+    /// Its identifier (accepted by the creation rules, [`domain::NewAccountId`]).
     pub id: AccountId,
     /// Its display name.
     pub display_name: DisplayName,
@@ -42,11 +47,52 @@ pub struct NewAccount {
 #[derive(Clone, Debug)]
 pub struct ListQuery {
     /// Only the customers of this partner, if set.
-    pub managed_by: Option<String>,
+    pub managed_by: Option<AccountId>,
     /// Which states.
     pub states: StateFilter,
     /// Only partner accounts.
     pub partners_only: bool,
+}
+
+/// A change of an existing account, decided by its domain rule on the locked account.
+enum Operation {
+    Promote,
+    Rename(DisplayName),
+    Disable,
+    Enable,
+    Delete,
+}
+
+impl Operation {
+    /// The row update and event of the change, `None` when the account already is as asked
+    /// (`live_customers`: how many of its customers are not deleted, counted for deletes).
+    fn plan(
+        self,
+        account: &Account,
+        live_customers: u64,
+    ) -> Result<Option<(Update, AccountChange)>, RegistryError> {
+        fn changed<T>(change: Change<T>) -> Option<T> {
+            match change {
+                Change::Unchanged => None,
+                Change::To(value) => Some(value),
+            }
+        }
+        let state = |state| Update::State(state);
+        Ok(match self {
+            Operation::Promote => changed(domain::promote(account)?)
+                .map(|_| (Update::Partner, AccountChange::PromotedToPartner)),
+            Operation::Rename(name) => changed(domain::rename(account, &name)?)
+                .map(|name| (Update::DisplayName(name), AccountChange::Updated)),
+            Operation::Disable => {
+                changed(domain::disable(account)?).map(|s| (state(s), AccountChange::Disabled))
+            }
+            Operation::Enable => {
+                changed(domain::enable(account)?).map(|s| (state(s), AccountChange::Enabled))
+            }
+            Operation::Delete => changed(domain::delete(account, live_customers)?)
+                .map(|s| (state(s), AccountChange::Deleted)),
+        })
+    }
 }
 
 /// One change to an account row (besides the version and update time every change bumps).
@@ -64,77 +110,25 @@ pub struct Store {
 }
 
 impl Store {
-    /// A store over `database`.
+    /// A store over `database`, appending its events to `outbox`.
     pub fn new(database: Database, outbox: Outbox) -> Self {
         Self { database, outbox }
-    }
-
-    /// Appends the event of a change that happened (nothing for an unchanged account).
-    async fn publish(
-        &self,
-        txn: &DatabaseTransaction,
-        change: Option<(AccountChange, &Account)>,
-        actor: &str,
-    ) -> Result<(), RegistryError> {
-        if let Some((change, account)) = change {
-            self.outbox
-                .append(txn, &account_event(change, account, actor))
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Applies a planned change (if any) to the locked `account`, appends its event, commits,
-    /// and returns the account as it now is: the common tail of every update path.
-    async fn finish(
-        &self,
-        txn: DatabaseTransaction,
-        account: Account,
-        planned: Option<(Update, AccountChange)>,
-        etag: &str,
-        actor: &str,
-    ) -> Result<Account, RegistryError> {
-        let result = match planned {
-            None => account,
-            Some((update, change)) => {
-                let updated = apply(&txn, account, update, etag).await?;
-                self.publish(&txn, Some((change, &updated)), actor).await?;
-                updated
-            }
-        };
-        self.commit(txn).await?;
-        Ok(result)
-    }
-
-    /// Commits `txn` and wakes the relay.
-    async fn commit(&self, txn: DatabaseTransaction) -> Result<(), RegistryError> {
-        txn.commit().await?;
-        self.outbox.committed();
-        Ok(())
     }
 
     fn connection(&self) -> Result<&DatabaseConnection, RegistryError> {
         Ok(self.database.connection()?)
     }
 
-    async fn begin(&self) -> Result<DatabaseTransaction, RegistryError> {
-        Ok(self.connection()?.begin().await?)
-    }
-
     /// The account `id`, or `None`.
-    pub async fn find(&self, id: &str) -> Result<Option<Account>, RegistryError> {
-        account::Entity::find_by_id(id.to_string())
-            .one(self.connection()?)
-            .await?
-            .map(to_domain)
-            .transpose()
+    pub async fn find(&self, id: &AccountId) -> Result<Option<Account>, RegistryError> {
+        find(self.connection()?, id).await
     }
 
     /// The account `id`, or [`RegistryError::AccountNotFound`].
-    pub async fn get(&self, id: &str) -> Result<Account, RegistryError> {
+    pub async fn get(&self, id: &AccountId) -> Result<Account, RegistryError> {
         self.find(id)
             .await?
-            .ok_or_else(|| RegistryError::AccountNotFound(id.to_string()))
+            .ok_or_else(|| RegistryError::AccountNotFound(id.clone()))
     }
 
     /// Up to `limit` accounts matching `query` with an id after `after`, ordered by id.
@@ -178,211 +172,225 @@ impl Store {
         new: NewAccount,
         key: Option<RequestKey>,
     ) -> Result<Account, RegistryError> {
-        match self.create_account_txn(&new, key.as_ref()).await {
+        match self.insert_account(new, key.clone()).await {
             Err(
                 error @ (RegistryError::AccountIdTaken(_)
                 | RegistryError::Store(StoreError::Conflict(_))),
-            ) if key.is_some() => {
+            ) => {
                 // A concurrent call with the same request_id may have won the race: answer as
-                // its retry would be answered.
+                // its retry would be answered. (The record and the account it points at were
+                // committed together and are never removed, so no transaction is needed.)
                 let Some(key) = key else { return Err(error) };
-                let txn = self.begin().await?;
-                let replayed = replay(&txn, &key).await?;
-                txn.commit().await?;
-                replayed.ok_or(error)
+                replay(self.connection()?, &key).await?.ok_or(error)
             }
             other => other,
         }
     }
 
-    async fn create_account_txn(
+    async fn insert_account(
         &self,
-        new: &NewAccount,
-        key: Option<&RequestKey>,
+        new: NewAccount,
+        key: Option<RequestKey>,
     ) -> Result<Account, RegistryError> {
-        let txn = self.begin().await?;
-        if let Some(key) = key
-            && let Some(account) = replay(&txn, key).await?
-        {
-            txn.commit().await?;
-            return Ok(account);
-        }
-        if let Some(parent) = &new.managed_by {
-            // Share-locked so a concurrent DeleteAccount/DisableAccount of the parent (an
-            // UPDATE, which waits for share locks) serializes with this create, while creates
-            // under the same partner do not wait for each other (PostgreSQL; SQLite has a
-            // single writer anyway). An exclusive lock here made every create of a partner
-            // queue behind the previous one's commit.
-            let parent = load_shared(&txn, parent.as_str()).await?;
-            domain::check_can_manage_customers(&parent)?;
-        }
-        let now = tenantry_platform::time::now();
-        let row = account::ActiveModel {
-            account_id: Set(new.id.to_string()),
-            display_name: Set(new.display_name.to_string()),
-            partner: Set(false),
-            managed_by: Set(new.managed_by.as_ref().map(ToString::to_string)),
-            state: Set(AccountState::Active.as_db_str().to_string()),
-            creator: Set(new.creator.clone()),
-            version: Set(1),
-            create_time: Set(now),
-            update_time: Set(now),
-            delete_time: Set(None),
-        };
-        account::Entity::insert(row)
-            .exec_without_returning(&txn)
-            .await
-            .map_err(|error| match StoreError::from(error) {
-                StoreError::Conflict(_) => RegistryError::AccountIdTaken(new.id.to_string()),
-                other => RegistryError::Store(other),
-            })?;
-        if let Some(key) = key {
-            request_id::Entity::insert(request_id::ActiveModel {
-                request_id: Set(key.request_id.clone()),
-                caller: Set(key.caller.clone()),
-                method: Set(key.method.clone()),
-                fingerprint: Set(key.fingerprint.clone()),
-                resource_key: Set(new.id.to_string()),
-                create_time: Set(now),
+        self.outbox
+            .write(self.connection()?, move |tx| {
+                Box::pin(async move {
+                    if let Some(key) = &key
+                        && let Some(account) = replay(&**tx, key).await?
+                    {
+                        return Ok(account);
+                    }
+                    if let Some(parent) = &new.managed_by {
+                        // Share-locked so a concurrent DeleteAccount/DisableAccount of the parent
+                        // (an UPDATE, which waits for share locks) serializes with this create,
+                        // while creates under the same partner do not wait for each other
+                        // (PostgreSQL; SQLite has a single writer anyway). An exclusive lock
+                        // here made every create of a partner queue behind the previous one's
+                        // commit.
+                        let parent = load_shared(tx, parent).await?;
+                        domain::check_can_manage_customers(&parent)?;
+                    }
+                    let created = insert(tx, new).await?;
+                    if let Some(key) = &key {
+                        REQUEST_IDS.record(&**tx, key, created.id.as_str()).await?;
+                    }
+                    tx.append(&account_event(
+                        AccountChange::Created,
+                        &created,
+                        &created.creator,
+                    ))
+                    .await?;
+                    Ok(created)
+                })
             })
-            .exec_without_returning(&txn)
-            .await?;
-        }
-        let created = Account {
-            id: new.id.clone(),
-            display_name: new.display_name.clone(),
-            partner: false,
-            managed_by: new.managed_by.clone(),
-            state: AccountState::Active,
-            creator: new.creator.clone(),
-            version: 1,
-            create_time: now,
-            update_time: now,
-            delete_time: None,
-        };
-        self.publish(&txn, Some((AccountChange::Created, &created)), &new.creator)
-            .await?;
-        self.commit(txn).await?;
-        Ok(created)
+            .await
     }
 
     /// Makes the account a partner (idempotent).
     pub async fn promote_to_partner(
         &self,
-        id: &str,
+        id: &AccountId,
         etag: &str,
         actor: &str,
     ) -> Result<Account, RegistryError> {
-        let txn = self.begin().await?;
-        let account = load_locked(&txn, id).await?;
-        account.check_etag(etag)?;
-        let planned = match domain::promote(&account)? {
-            Change::Unchanged => None,
-            Change::To(_) => Some((Update::Partner, AccountChange::PromotedToPartner)),
-        };
-        self.finish(txn, account, planned, etag, actor).await
+        self.change(id, Operation::Promote, etag, actor).await
     }
 
     /// Changes the display name (unchanged when equal).
     pub async fn rename_account(
         &self,
-        id: &str,
+        id: &AccountId,
         name: &DisplayName,
         etag: &str,
         actor: &str,
     ) -> Result<Account, RegistryError> {
-        let txn = self.begin().await?;
-        let account = load_locked(&txn, id).await?;
-        account.check_etag(etag)?;
-        let planned = match domain::rename(&account, name)? {
-            Change::Unchanged => None,
-            Change::To(name) => Some((Update::DisplayName(name), AccountChange::Updated)),
-        };
-        self.finish(txn, account, planned, etag, actor).await
+        self.change(id, Operation::Rename(name.clone()), etag, actor)
+            .await
     }
 
     /// ACTIVE → DISABLED (idempotent).
     pub async fn disable_account(
         &self,
-        id: &str,
+        id: &AccountId,
         etag: &str,
         actor: &str,
     ) -> Result<Account, RegistryError> {
-        let txn = self.begin().await?;
-        let account = load_locked(&txn, id).await?;
-        account.check_etag(etag)?;
-        let planned = match domain::disable(&account)? {
-            Change::Unchanged => None,
-            Change::To(state) => Some((Update::State(state), AccountChange::Disabled)),
-        };
-        self.finish(txn, account, planned, etag, actor).await
+        self.change(id, Operation::Disable, etag, actor).await
     }
 
     /// DISABLED → ACTIVE (idempotent).
     pub async fn enable_account(
         &self,
-        id: &str,
+        id: &AccountId,
         etag: &str,
         actor: &str,
     ) -> Result<Account, RegistryError> {
-        let txn = self.begin().await?;
-        let account = load_locked(&txn, id).await?;
-        account.check_etag(etag)?;
-        let planned = match domain::enable(&account)? {
-            Change::Unchanged => None,
-            Change::To(state) => Some((Update::State(state), AccountChange::Enabled)),
-        };
-        self.finish(txn, account, planned, etag, actor).await
+        self.change(id, Operation::Enable, etag, actor).await
     }
 
     /// Soft-deletes the account (idempotent); refused for a partner with live customers.
     pub async fn delete_account(
         &self,
-        id: &str,
+        id: &AccountId,
         etag: &str,
         actor: &str,
     ) -> Result<Account, RegistryError> {
-        let txn = self.begin().await?;
-        let account = load_locked(&txn, id).await?;
-        account.check_etag(etag)?;
-        let live_customers = if account.state == AccountState::Deleted {
-            0
-        } else {
-            account::Entity::find()
-                .filter(account::Column::ManagedBy.eq(id))
-                .filter(account::Column::State.ne(AccountState::Deleted.as_db_str()))
-                .count(&txn)
-                .await?
-        };
-        let planned = match domain::delete(&account, live_customers)? {
-            Change::Unchanged => None,
-            Change::To(state) => Some((Update::State(state), AccountChange::Deleted)),
-        };
-        self.finish(txn, account, planned, etag, actor).await
+        self.change(id, Operation::Delete, etag, actor).await
+    }
+
+    /// In one transaction: locks the account, checks `etag`, plans `operation` with its domain
+    /// rule, and applies the planned change (if any) with its event. Returns the account as it
+    /// now is.
+    async fn change(
+        &self,
+        id: &AccountId,
+        operation: Operation,
+        etag: &str,
+        actor: &str,
+    ) -> Result<Account, RegistryError> {
+        let (id, etag, actor) = (id.clone(), etag.to_string(), actor.to_string());
+        self.outbox
+            .write(self.connection()?, move |tx| {
+                Box::pin(async move {
+                    let account = load_locked(tx, &id).await?;
+                    account.check_etag(&etag)?;
+                    let live_customers = match operation {
+                        Operation::Delete if account.state != AccountState::Deleted => {
+                            live_customers(tx, &id).await?
+                        }
+                        _ => 0,
+                    };
+                    let Some((update, change)) = operation.plan(&account, live_customers)? else {
+                        return Ok(account);
+                    };
+                    let updated = apply(tx, account, update, &etag).await?;
+                    tx.append(&account_event(change, &updated, &actor)).await?;
+                    Ok(updated)
+                })
+            })
+            .await
     }
 }
 
-/// Reads an account inside `txn`, locking its row where the database can (PostgreSQL).
+/// The account `id`, or `None`.
+async fn find<C: ConnectionTrait>(
+    connection: &C,
+    id: &AccountId,
+) -> Result<Option<Account>, RegistryError> {
+    account::Entity::find_by_id(id.as_str())
+        .one(connection)
+        .await?
+        .map(to_domain)
+        .transpose()
+}
+
 /// The account `id` under a share lock (`FOR SHARE` on PostgreSQL): it cannot change until
 /// the transaction ends, and other share lockers are not blocked.
-async fn load_shared(txn: &DatabaseTransaction, id: &str) -> Result<Account, RegistryError> {
-    account::Entity::find_by_id(id.to_string())
+async fn load_shared(txn: &DatabaseTransaction, id: &AccountId) -> Result<Account, RegistryError> {
+    account::Entity::find_by_id(id.as_str())
         .lock_shared()
         .one(txn)
         .await?
         .map(to_domain)
         .transpose()?
-        .ok_or_else(|| RegistryError::AccountNotFound(id.to_string()))
+        .ok_or_else(|| RegistryError::AccountNotFound(id.clone()))
 }
 
-async fn load_locked(txn: &DatabaseTransaction, id: &str) -> Result<Account, RegistryError> {
-    account::Entity::find_by_id(id.to_string())
+/// The account `id` inside `txn`, its row locked where the database can (PostgreSQL).
+async fn load_locked(txn: &DatabaseTransaction, id: &AccountId) -> Result<Account, RegistryError> {
+    account::Entity::find_by_id(id.as_str())
         .lock_exclusive()
         .one(txn)
         .await?
         .map(to_domain)
         .transpose()?
-        .ok_or_else(|| RegistryError::AccountNotFound(id.to_string()))
+        .ok_or_else(|| RegistryError::AccountNotFound(id.clone()))
+}
+
+/// How many customers of the partner `id` are not deleted.
+async fn live_customers(txn: &DatabaseTransaction, id: &AccountId) -> Result<u64, RegistryError> {
+    Ok(account::Entity::find()
+        .filter(account::Column::ManagedBy.eq(id.as_str()))
+        .filter(account::Column::State.ne(AccountState::Deleted.as_db_str()))
+        .count(txn)
+        .await?)
+}
+
+/// Inserts the row of `new`, ACTIVE at version 1, and returns the account;
+/// [`RegistryError::AccountIdTaken`] when its id is or was in use.
+async fn insert(txn: &DatabaseTransaction, new: NewAccount) -> Result<Account, RegistryError> {
+    let now = tenantry_platform::time::now();
+    let row = account::ActiveModel {
+        account_id: Set(new.id.to_string()),
+        display_name: Set(new.display_name.to_string()),
+        partner: Set(false),
+        managed_by: Set(new.managed_by.as_ref().map(ToString::to_string)),
+        state: Set(AccountState::Active.as_db_str().to_string()),
+        creator: Set(new.creator.clone()),
+        version: Set(1),
+        create_time: Set(now),
+        update_time: Set(now),
+        delete_time: Set(None),
+    };
+    account::Entity::insert(row)
+        .exec_without_returning(txn)
+        .await
+        .map_err(|error| match StoreError::from(error) {
+            StoreError::Conflict(_) => RegistryError::AccountIdTaken(new.id.clone()),
+            other => RegistryError::Store(other),
+        })?;
+    Ok(Account {
+        id: new.id,
+        display_name: new.display_name,
+        partner: false,
+        managed_by: new.managed_by,
+        state: AccountState::Active,
+        creator: new.creator,
+        version: 1,
+        create_time: now,
+        update_time: now,
+        delete_time: None,
+    })
 }
 
 /// Writes `update` to `account` if its version is still the one read, and returns the result.
@@ -420,7 +428,7 @@ async fn apply(
         .exec(txn)
         .await?;
     if result.rows_affected != 1 {
-        let id = account.id.to_string();
+        let id = account.id.clone();
         return Err(if etag.is_empty() {
             RegistryError::ConcurrentChange(id)
         } else {
@@ -444,42 +452,25 @@ async fn apply(
 
 /// The account a remembered request created, if `key.request_id` was seen before; an error if
 /// it was used by another caller or for another request.
-async fn replay(
-    txn: &DatabaseTransaction,
+async fn replay<C: ConnectionTrait>(
+    connection: &C,
     key: &RequestKey,
 ) -> Result<Option<Account>, RegistryError> {
-    let Some(seen) = request_id::Entity::find_by_id(key.request_id.clone())
-        .one(txn)
-        .await?
-    else {
-        return Ok(None);
+    let resource_key = match REQUEST_IDS.replay(connection, key).await {
+        Ok(Some(resource_key)) => resource_key,
+        Ok(None) => return Ok(None),
+        Err(ReplayError::Reused(_)) => {
+            return Err(RegistryError::RequestIdReused(key.request_id.clone()));
+        }
+        Err(ReplayError::Database(error)) => return Err(error.into()),
     };
-    let request_id::Model {
-        request_id,
-        caller,
-        method,
-        fingerprint,
-        resource_key,
-        create_time: _,
-    } = seen;
-    let earlier = RequestKey {
-        request_id,
-        caller,
-        method,
-        fingerprint,
-    };
-    key.check_retry_of(&earlier)
-        .map_err(|_| RegistryError::RequestIdReused(key.request_id.clone()))?;
-    account::Entity::find_by_id(resource_key.clone())
-        .one(txn)
-        .await?
-        .map(to_domain)
-        .transpose()?
-        .map(Some)
-        .ok_or(RegistryError::CorruptRow(format!(
-            "request {} points at missing account {resource_key}",
-            earlier.request_id
-        )))
+    let id = AccountId::trusted(resource_key);
+    find(connection, &id).await?.map(Some).ok_or_else(|| {
+        RegistryError::CorruptRow(format!(
+            "request {} points at missing account {id}",
+            key.request_id
+        ))
+    })
 }
 
 fn to_domain(row: account::Model) -> Result<Account, RegistryError> {

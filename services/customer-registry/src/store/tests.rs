@@ -1,51 +1,39 @@
 //! Store tests, each on a fresh SQLite file.
 
-use std::path::PathBuf;
-
-use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, Statement};
 use sea_orm_migration::MigratorTrait;
 use tenantry_platform::db::{self, Database};
+use tenantry_platform::testing::TempDatabase;
 
 use super::*;
 use crate::Migrator;
+use crate::domain::NewAccountId;
 
-/// A migrated database in a temporary file, removed when dropped.
+/// A store over a migrated database in a temporary file, removed when dropped.
 struct TestDb {
-    path: PathBuf,
     store: Store,
-    database: Database,
+    temp: TempDatabase,
 }
 
 impl TestDb {
     async fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("registry-test-{}.db", uuid::Uuid::new_v4()));
-        let url = format!("sqlite://{}", path.display());
-        let connection = db::connect(&url).await.expect("connect");
-        Migrator::up(&connection, None).await.expect("migrate");
-        let database = Database::connected(&url, connection);
+        let temp = TempDatabase::new::<Migrator>("registry-store").await;
         Self {
-            path,
-            store: Store::new(database.clone(), tenantry_events::Outbox::new()),
-            database,
+            store: Store::new(temp.database.clone(), tenantry_events::Outbox::new()),
+            temp,
         }
     }
 }
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut file = self.path.clone().into_os_string();
-            file.push(suffix);
-            let _ = std::fs::remove_file(file);
-        }
-    }
+fn id(raw: &str) -> AccountId {
+    AccountId::trusted(raw)
 }
 
 fn new_account(id: &str, managed_by: Option<&str>) -> NewAccount {
     NewAccount {
-        id: AccountId::parse(id, 32).expect("valid id"),
+        id: NewAccountId::parse(id, 32).expect("valid id").into(),
         display_name: DisplayName::parse(&format!("  {id} Inc  ")).expect("valid name"),
-        managed_by: managed_by.map(|parent| AccountId::trusted(parent.into())),
+        managed_by: managed_by.map(AccountId::trusted),
         creator: "users/op".into(),
     }
 }
@@ -78,10 +66,10 @@ async fn creates_and_reads_back() {
     assert_eq!(created.display_name.as_str(), "acme Inc");
     assert_eq!(created.version, 1);
     assert_eq!(created.state, AccountState::Active);
-    let read = db.store.get("acme").await.unwrap();
+    let read = db.store.get(&id("acme")).await.unwrap();
     assert_eq!(read, created);
     assert!(matches!(
-        db.store.get("nope").await,
+        db.store.get(&id("nope")).await,
         Err(RegistryError::AccountNotFound(id)) if id == "nope"
     ));
 }
@@ -89,7 +77,7 @@ async fn creates_and_reads_back() {
 #[tokio::test]
 async fn migrations_use_their_own_table_and_rerun_cleanly() {
     let db = TestDb::new().await;
-    let connection = db.database.connection().unwrap();
+    let connection = db.temp.database.connection().unwrap();
     Migrator::up(connection, None)
         .await
         .expect("second run is a no-op");
@@ -147,7 +135,7 @@ async fn soft_delete_keeps_the_id_taken() {
         .unwrap();
     let deleted = db
         .store
-        .delete_account("gone", "", "users/test")
+        .delete_account(&id("gone"), "", "users/test")
         .await
         .unwrap();
     assert_eq!(deleted.state, AccountState::Deleted);
@@ -156,12 +144,12 @@ async fn soft_delete_keeps_the_id_taken() {
     // Idempotent, and still readable.
     assert_eq!(
         db.store
-            .delete_account("gone", "", "users/test")
+            .delete_account(&id("gone"), "", "users/test")
             .await
             .unwrap(),
         deleted
     );
-    assert_eq!(db.store.get("gone").await.unwrap(), deleted);
+    assert_eq!(db.store.get(&id("gone")).await.unwrap(), deleted);
     let reuse = db
         .store
         .create_account(new_account("gone", None), None)
@@ -169,11 +157,13 @@ async fn soft_delete_keeps_the_id_taken() {
     assert!(matches!(reuse, Err(RegistryError::AccountIdTaken(_))));
     // Deleted is final.
     assert!(matches!(
-        db.store.enable_account("gone", "", "users/test").await,
+        db.store.enable_account(&id("gone"), "", "users/test").await,
         Err(RegistryError::AccountDeleted(_))
     ));
     assert!(matches!(
-        db.store.disable_account("gone", "", "users/test").await,
+        db.store
+            .disable_account(&id("gone"), "", "users/test")
+            .await,
         Err(RegistryError::AccountDeleted(_))
     ));
 }
@@ -188,7 +178,7 @@ async fn stale_etags_and_versions_fail() {
     let name = DisplayName::parse("Acme 2").unwrap();
     let renamed = db
         .store
-        .rename_account("acme", &name, "1", "users/test")
+        .rename_account(&id("acme"), &name, "1", "users/test")
         .await
         .unwrap();
     assert_eq!(renamed.version, 2);
@@ -197,7 +187,7 @@ async fn stale_etags_and_versions_fail() {
     let stale = db
         .store
         .rename_account(
-            "acme",
+            &id("acme"),
             &DisplayName::parse("Acme 3").unwrap(),
             "1",
             "users/test",
@@ -207,7 +197,7 @@ async fn stale_etags_and_versions_fail() {
     // Same name again: unchanged, version kept.
     assert_eq!(
         db.store
-            .rename_account("acme", &name, "", "users/test")
+            .rename_account(&id("acme"), &name, "", "users/test")
             .await
             .unwrap()
             .version,
@@ -215,18 +205,22 @@ async fn stale_etags_and_versions_fail() {
     );
 
     // The conditional write itself refuses a version that changed after it was read.
-    let read = db.store.get("acme").await.unwrap();
+    let read = db.store.get(&id("acme")).await.unwrap();
     db.store
-        .disable_account("acme", "", "users/test")
+        .disable_account(&id("acme"), "", "users/test")
         .await
         .unwrap();
-    let txn = db.database.connection().unwrap().begin().await.unwrap();
+    let connection = db.temp.database.connection().unwrap();
+    let txn = tenantry_events::Outbox::new()
+        .begin(connection)
+        .await
+        .unwrap();
     let lost = apply(&txn, read.clone(), Update::Partner, "").await;
     assert!(matches!(lost, Err(RegistryError::ConcurrentChange(_))));
     let lost = apply(&txn, read, Update::Partner, "2").await;
     assert!(matches!(lost, Err(RegistryError::StaleEtag(_))));
     txn.rollback().await.unwrap();
-    let now = db.store.get("acme").await.unwrap();
+    let now = db.store.get(&id("acme")).await.unwrap();
     assert!(!now.partner);
     assert_eq!(now.state, AccountState::Disabled);
     assert_eq!(now.version, 3);
@@ -241,7 +235,7 @@ async fn state_changes_are_idempotent() {
         .unwrap();
     let disabled = db
         .store
-        .disable_account("acme", "1", "users/test")
+        .disable_account(&id("acme"), "1", "users/test")
         .await
         .unwrap();
     assert_eq!(
@@ -250,7 +244,7 @@ async fn state_changes_are_idempotent() {
     );
     assert_eq!(
         db.store
-            .disable_account("acme", "", "users/test")
+            .disable_account(&id("acme"), "", "users/test")
             .await
             .unwrap()
             .version,
@@ -258,20 +252,22 @@ async fn state_changes_are_idempotent() {
     );
     let enabled = db
         .store
-        .enable_account("acme", "2", "users/test")
+        .enable_account(&id("acme"), "2", "users/test")
         .await
         .unwrap();
     assert_eq!((enabled.state, enabled.version), (AccountState::Active, 3));
     assert_eq!(
         db.store
-            .enable_account("acme", "", "users/test")
+            .enable_account(&id("acme"), "", "users/test")
             .await
             .unwrap()
             .version,
         3
     );
     assert!(matches!(
-        db.store.disable_account("missing", "", "users/test").await,
+        db.store
+            .disable_account(&id("missing"), "", "users/test")
+            .await,
         Err(RegistryError::AccountNotFound(_))
     ));
 }
@@ -298,14 +294,14 @@ async fn managed_customers_need_an_active_partner() {
     ));
     assert!(
         store
-            .promote_to_partner("partner", "", "users/test")
+            .promote_to_partner(&id("partner"), "", "users/test")
             .await
             .unwrap()
             .partner
     );
     assert_eq!(
         store
-            .promote_to_partner("partner", "", "users/test")
+            .promote_to_partner(&id("partner"), "", "users/test")
             .await
             .unwrap()
             .version,
@@ -321,11 +317,13 @@ async fn managed_customers_need_an_active_partner() {
     );
     assert!(!customer.partner);
     assert!(matches!(
-        store.promote_to_partner("cust-a", "", "users/test").await,
+        store
+            .promote_to_partner(&id("cust-a"), "", "users/test")
+            .await,
         Err(RegistryError::ManagedCannotBePartner(_))
     ));
     store
-        .disable_account("partner", "", "users/test")
+        .disable_account(&id("partner"), "", "users/test")
         .await
         .unwrap();
     assert!(matches!(
@@ -336,16 +334,16 @@ async fn managed_customers_need_an_active_partner() {
     ));
     // A partner with live customers cannot be deleted; once they are gone it can.
     assert!(matches!(
-        store.delete_account("partner", "", "users/test").await,
+        store.delete_account(&id("partner"), "", "users/test").await,
         Err(RegistryError::PartnerHasCustomers { customers: 1, .. })
     ));
     store
-        .delete_account("cust-a", "", "users/test")
+        .delete_account(&id("cust-a"), "", "users/test")
         .await
         .unwrap();
     assert_eq!(
         store
-            .delete_account("partner", "", "users/test")
+            .delete_account(&id("partner"), "", "users/test")
             .await
             .unwrap()
             .state,
@@ -362,7 +360,7 @@ async fn lists_page_by_id_and_filter() {
         .await
         .unwrap();
     store
-        .promote_to_partner("partner", "", "users/test")
+        .promote_to_partner(&id("partner"), "", "users/test")
         .await
         .unwrap();
     for id in ["cust-c", "cust-a", "cust-b", "cust-d"] {
@@ -376,16 +374,16 @@ async fn lists_page_by_id_and_filter() {
         .await
         .unwrap();
     store
-        .disable_account("cust-b", "", "users/test")
+        .disable_account(&id("cust-b"), "", "users/test")
         .await
         .unwrap();
     store
-        .delete_account("cust-d", "", "users/test")
+        .delete_account(&id("cust-d"), "", "users/test")
         .await
         .unwrap();
 
     let customers = |states| ListQuery {
-        managed_by: Some("partner".into()),
+        managed_by: Some(id("partner")),
         states,
         partners_only: false,
     };
@@ -449,7 +447,7 @@ async fn request_ids_replay_the_first_result() {
         .await
         .unwrap();
     store
-        .disable_account("acme", "", "users/test")
+        .disable_account(&id("acme"), "", "users/test")
         .await
         .unwrap();
     // Same caller, same request: the account as it is now, not ALREADY_EXISTS.
@@ -475,7 +473,7 @@ async fn request_ids_replay_the_first_result() {
             .await,
         Err(RegistryError::RequestIdReused(_))
     ));
-    assert!(store.find("other").await.unwrap().is_none());
+    assert!(store.find(&id("other")).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -508,7 +506,7 @@ async fn unmigrated_database_is_not_ready() {
         tenantry_events::Outbox::new(),
     );
     assert!(matches!(
-        store.get("acme").await,
+        store.get(&id("acme")).await,
         Err(RegistryError::Store(db::StoreError::NotReady))
     ));
 }

@@ -1,7 +1,7 @@
-//! Wire ↔ domain mapping.
+//! The whole wire ↔ domain mapping of the registry: accounts and states as the API and the
+//! `account.*` events carry them, and the API's state filter.
 
 use tenantry_platform::ApiError;
-use tenantry_platform::names::account_name;
 use tenantry_platform::time::{to_optional_timestamp, to_timestamp};
 use tenantry_proto::registry::v1 as pb;
 
@@ -10,14 +10,14 @@ use crate::domain::{Account, AccountState, StateFilter};
 /// The wire form of an account.
 pub fn account_to_proto(account: Account) -> pb::Account {
     pb::Account {
-        name: account_name(account.id.as_str()),
+        name: account.id.name(),
         etag: account.etag(),
-        account_id: account.id.to_string(),
+        account_id: account.id.into(),
         display_name: account.display_name.to_string(),
         partner: account.partner,
         managed_by: account
             .managed_by
-            .map(|parent| account_name(parent.as_str()))
+            .map(|parent| parent.name())
             .unwrap_or_default(),
         state: state_to_proto(account.state) as i32,
         create_time: Some(to_timestamp(account.create_time)),
@@ -61,10 +61,10 @@ mod tests {
     fn maps_accounts_and_filters() {
         let now = tenantry_platform::time::now();
         let wire = account_to_proto(Account {
-            id: AccountId::trusted("cust".into()),
+            id: AccountId::trusted("cust"),
             display_name: DisplayName::trusted("Customer".into()),
             partner: false,
-            managed_by: Some(AccountId::trusted("part".into())),
+            managed_by: Some(AccountId::trusted("part")),
             state: AccountState::Disabled,
             creator: "users/u1".into(),
             version: 4,
