@@ -1,32 +1,18 @@
 //! The `invitation.*` events (tenantry.events.v1), built from the domain type so they can never
-//! carry the secret or its hash.
+//! carry the secret or its hash. Each is published under the type declared for its payload
+//! (`tenantry_proto::EventType`).
 
 use chrono::{DateTime, Utc};
 use tenantry_events::Event;
 use tenantry_proto::events::v1 as events;
 
-use crate::api::convert::invitation_to_wire;
 use crate::domain::Invitation;
+use crate::wire::invitation_to_wire;
 
 /// The CloudEvents source of every event this service publishes.
 pub const SOURCE: &str = "/tenantry/invitation";
 /// The actor of changes the service makes on its own (expiry, withdrawals).
 pub const SYSTEM_ACTOR: &str = "services/invitation";
-
-/// Routing key of [`events::InvitationCreated`].
-pub const CREATED: &str = "invitation.created";
-/// Routing key of [`events::InvitationResent`].
-pub const RESENT: &str = "invitation.resent";
-/// Routing key of [`events::InvitationAccepted`].
-pub const ACCEPTED: &str = "invitation.accepted";
-/// Routing key of [`events::InvitationRevoked`].
-pub const REVOKED: &str = "invitation.revoked";
-/// Routing key of [`events::InvitationExpired`].
-pub const EXPIRED: &str = "invitation.expired";
-/// Routing key of the registry's `AccountDeleted`.
-pub const ACCOUNT_DELETED: &str = "account.deleted";
-/// Routing key of membership's `MemberAdded`.
-pub const MEMBER_ADDED: &str = "member.added";
 
 /// `invitation.created`: the mailer sends the first e-mail.
 pub fn created(invitation: &Invitation, actor: &str, now: DateTime<Utc>) -> Event {
@@ -34,7 +20,7 @@ pub fn created(invitation: &Invitation, actor: &str, now: DateTime<Utc>) -> Even
         invitation: Some(invitation_to_wire(invitation, now)),
         actor: actor.to_string(),
     };
-    Event::new(CREATED, SOURCE, &payload)
+    Event::of(SOURCE, &payload)
 }
 
 /// `invitation.resent`: the mailer sends a new e-mail with a new secret. The payload's
@@ -44,7 +30,7 @@ pub fn resent(invitation: &Invitation, actor: &str, now: DateTime<Utc>) -> Event
         invitation: Some(invitation_to_wire(invitation, now)),
         actor: actor.to_string(),
     };
-    Event::new(RESENT, SOURCE, &payload)
+    Event::of(SOURCE, &payload)
 }
 
 /// `invitation.accepted`, with the resulting membership's name.
@@ -54,7 +40,7 @@ pub fn accepted(invitation: &Invitation, member: &str, actor: &str, now: DateTim
         member: member.to_string(),
         actor: actor.to_string(),
     };
-    Event::new(ACCEPTED, SOURCE, &payload)
+    Event::of(SOURCE, &payload)
 }
 
 /// `invitation.revoked`, by a user or by [`SYSTEM_ACTOR`].
@@ -63,7 +49,7 @@ pub fn revoked(invitation: &Invitation, actor: &str, now: DateTime<Utc>) -> Even
         invitation: Some(invitation_to_wire(invitation, now)),
         actor: actor.to_string(),
     };
-    Event::new(REVOKED, SOURCE, &payload)
+    Event::of(SOURCE, &payload)
 }
 
 /// `invitation.expired`.
@@ -71,5 +57,5 @@ pub fn expired(invitation: &Invitation, now: DateTime<Utc>) -> Event {
     let payload = events::InvitationExpired {
         invitation: Some(invitation_to_wire(invitation, now)),
     };
-    Event::new(EXPIRED, SOURCE, &payload)
+    Event::of(SOURCE, &payload)
 }

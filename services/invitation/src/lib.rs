@@ -9,12 +9,17 @@ pub mod events;
 pub mod mail;
 pub mod peers;
 pub mod store;
+pub mod wire;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::Mailbox;
+use tenantry_events::ConsumerSpec;
+use tenantry_platform::sweep;
+use tenantry_platform::time::now;
+use tenantry_proto::EventType;
 use tenantry_proto::invitation::v1::invitation_service_server::InvitationServiceServer;
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
 use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
@@ -23,6 +28,14 @@ pub use store::migrations::Migrator;
 
 /// The gRPC service name, for health and reflection.
 pub const SERVICE_NAME: &str = "tenantry.invitation.v1.InvitationService";
+
+/// Every event type this service's consumer groups bind.
+pub const CONSUMES: &[EventType] = &[
+    EventType::InvitationCreated,
+    EventType::InvitationResent,
+    EventType::AccountDeleted,
+    EventType::MemberAdded,
+];
 
 /// The sender when none is configured.
 pub const DEFAULT_MAIL_FROM: &str = "Tenantry <no-reply@tenantry.invalid>";
@@ -130,8 +143,8 @@ pub struct Deps {
     pub database: tenantry_platform::db::Database,
     /// Membership's `Authorize`.
     pub authorizer: tenantry_platform::authz::Authorizer,
-    /// Membership (AddMember on acceptance, the e-mail and OWNER checks), with this service's
-    /// identity.
+    /// Membership (AddMember on acceptance, the e-mail check, the OWNER capacity), with this
+    /// service's identity.
     pub membership: MembershipServiceClient<tenantry_platform::clients::ServiceChannel>,
     /// The customer registry (account display names and states), with this service's identity.
     pub registry: CustomerRegistryServiceClient<tenantry_platform::clients::ServiceChannel>,
@@ -145,7 +158,7 @@ pub struct Deps {
 }
 
 /// The gRPC service, refusing requests larger than `max_request_bytes`.
-pub fn grpc_service(
+fn grpc_service(
     config: Config,
     deps: Deps,
     max_request_bytes: usize,
@@ -159,37 +172,56 @@ pub fn grpc_service(
 /// invitations → REVOKED by services/invitation), `tenantry.invitation.member-events`
 /// (member.added: a PENDING invitation of the same account for the new member's e-mail →
 /// REVOKED by services/invitation, the proto's "invitee added directly").
-pub fn consumers(
+fn consumer_groups(
     config: &Config,
     deps: &Deps,
     mail: Arc<dyn mail::MailTransport>,
-) -> Vec<tenantry_events::ConsumerSpec> {
+) -> Vec<ConsumerSpec> {
     let accounts = Arc::new(peers::RegistryAccounts::new(deps.registry.clone()));
     let mailer = consumers::Mailer::new(accounts, mail, &config.public_url, sender(config))
         .with_metrics(deps.metrics.clone());
+    let account_events = consumers::AccountEvents::new(deps.outbox.clone());
+    let member_events = consumers::MemberEvents::new(deps.outbox.clone());
     vec![
-        tenantry_events::ConsumerSpec {
-            group: consumers::MAILER_GROUP.into(),
-            bindings: vec![events::CREATED.into(), events::RESENT.into()],
-            database: deps.database.clone(),
-            handler: Arc::new(mailer),
-            outbox: None,
-        },
-        tenantry_events::ConsumerSpec {
-            group: consumers::ACCOUNT_EVENTS_GROUP.into(),
-            bindings: vec![events::ACCOUNT_DELETED.into()],
-            database: deps.database.clone(),
-            handler: Arc::new(consumers::AccountEvents::new(deps.outbox.clone())),
-            outbox: None,
-        },
-        tenantry_events::ConsumerSpec {
-            group: consumers::MEMBER_EVENTS_GROUP.into(),
-            bindings: vec![events::MEMBER_ADDED.into()],
-            database: deps.database.clone(),
-            handler: Arc::new(consumers::MemberEvents::new(deps.outbox.clone())),
-            outbox: None,
-        },
+        group(
+            deps,
+            consumers::MAILER_GROUP,
+            consumers::MAILER_TYPES,
+            mailer,
+        ),
+        group(
+            deps,
+            consumers::ACCOUNT_EVENTS_GROUP,
+            consumers::ACCOUNT_EVENT_TYPES,
+            account_events,
+        ),
+        group(
+            deps,
+            consumers::MEMBER_EVENTS_GROUP,
+            consumers::MEMBER_EVENT_TYPES,
+            member_events,
+        ),
     ]
+}
+
+/// The consumer group `name` on this service's database, bound to `types`.
+fn group(
+    deps: &Deps,
+    name: &str,
+    types: &[EventType],
+    handler: impl tenantry_events::Handler,
+) -> ConsumerSpec {
+    ConsumerSpec {
+        group: name.into(),
+        bindings: types
+            .iter()
+            .map(|event_type| event_type.as_str().to_string())
+            .collect(),
+        database: deps.database.clone(),
+        handler: Arc::new(handler),
+        // `ServiceContext::consume` sets the service's outbox, woken after each commit.
+        outbox: None,
+    }
 }
 
 /// The configured sender; [`mail_transport`] refuses an invalid one at start-up, so the
@@ -224,46 +256,24 @@ pub fn mail_transport(
 }
 
 /// Marks expired PENDING invitations EXPIRED (with `invitation.expired` events) every sweep
-/// interval until shutdown. Waits quietly while the database is not ready.
-pub async fn run_expiry_sweep(
+/// interval until shutdown, batch by batch. Waits quietly while the database is not ready.
+async fn run_expiry_sweep(
     config: Config,
     deps: Deps,
     shutdown: tenantry_platform::server::Shutdown,
 ) {
     let store = store::Store::new(deps.database.clone(), deps.outbox.clone());
-    let interval = Duration::from_secs(config.sweep_interval_seconds.max(1));
-    loop {
-        if deps.database.is_ready() {
-            sweep_once(&store).await;
+    let interval = Duration::from_secs(config.sweep_interval_seconds);
+    sweep::run_every(interval, deps.database, shutdown, move || {
+        let store = store.clone();
+        async move {
+            sweep::drain("invitations", SWEEP_BATCH, |limit| {
+                store.expire_due(now(), limit)
+            })
+            .await;
         }
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {},
-            () = shutdown.wait() => return,
-        }
-    }
-}
-
-/// Expires everything due now, batch by batch.
-async fn sweep_once(store: &store::Store) {
-    loop {
-        match store
-            .expire_due(tenantry_platform::time::now(), SWEEP_BATCH)
-            .await
-        {
-            Ok(expired) => {
-                if expired > 0 {
-                    tracing::info!(expired, "marked expired invitations");
-                }
-                if (expired as u64) < SWEEP_BATCH {
-                    return;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(error = %error, "invitation expiry sweep failed; retrying next interval");
-                return;
-            }
-        }
-    }
+    })
+    .await;
 }
 
 /// Starts the invitation service in `ctx`'s node: its handlers, the mailer and the event
@@ -286,7 +296,7 @@ pub fn start(
     let mail = mail_transport(&config, &ctx.mail_dir).map_err(|error| ctx.setup_error(error))?;
     let mut tasks = vec![ctx.follow_database::<Migrator>(SERVICE_NAME)];
     tasks.extend(
-        consumers(&config, &deps, mail)
+        consumer_groups(&config, &deps, mail)
             .into_iter()
             .map(|spec| ctx.consume(spec)),
     );

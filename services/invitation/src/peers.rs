@@ -1,19 +1,19 @@
 //! The other services this one calls, behind small interfaces: account facts from the
 //! customer registry (the e-mail's display name, the ACTIVE checks, the accept page), and
-//! membership's member operations (AddMember on acceptance, the e-mail and OWNER checks).
+//! membership's member operations (AddMember on acceptance, the e-mail check, the OWNER
+//! capacity).
 //! Both carry this service's identity.
 
-use tenantry_platform::ApiError;
 use tenantry_platform::clients::ServiceChannel;
 use tenantry_platform::error::from_upstream;
-use tenantry_platform::names::{account_name, user_name};
+use tenantry_platform::names::member_name;
+use tenantry_platform::{AccountId, ApiError, UserId};
 use tenantry_proto::membership::v1 as membership;
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
 use tenantry_proto::registry::v1 as registry;
 use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 use tonic::Code;
 
-use crate::api::convert::role_to_wire;
 use crate::domain::{InvitationError, Role, normalize_email};
 
 /// An account's lifecycle state.
@@ -40,7 +40,7 @@ pub struct AccountFacts {
 #[async_trait::async_trait]
 pub trait AccountDirectory: Send + Sync + std::fmt::Debug {
     /// The account, `None` if it does not exist.
-    async fn account(&self, account_id: &str) -> Result<Option<AccountFacts>, ApiError>;
+    async fn account(&self, account_id: &AccountId) -> Result<Option<AccountFacts>, ApiError>;
 }
 
 /// Account facts from the registry's `GetAccount`, asked with this service's identity.
@@ -58,12 +58,12 @@ impl RegistryAccounts {
 
 #[async_trait::async_trait]
 impl AccountDirectory for RegistryAccounts {
-    async fn account(&self, account_id: &str) -> Result<Option<AccountFacts>, ApiError> {
+    async fn account(&self, account_id: &AccountId) -> Result<Option<AccountFacts>, ApiError> {
         let response = self
             .client
             .clone()
             .get_account(registry::GetAccountRequest {
-                name: account_name(account_id),
+                name: account_id.name(),
             })
             .await;
         let account = match response {
@@ -105,7 +105,7 @@ impl Members {
     /// gives the right answer.
     pub async fn has_member_with_email(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         email: &str,
     ) -> Result<bool, InvitationError> {
         let wanted = normalize_email(email);
@@ -115,7 +115,7 @@ impl Members {
                 .client
                 .clone()
                 .list_members(membership::ListMembersRequest {
-                    parent: account_name(account_id),
+                    parent: account_id.name(),
                     page_size: MEMBER_PAGE,
                     page_token: page_token.clone(),
                     roles: Vec::new(),
@@ -139,41 +139,38 @@ impl Members {
         Ok(false)
     }
 
-    /// How many OWNERs the account has (up to 3; more is never possible).
-    pub async fn owner_count(&self, account_id: &str) -> Result<usize, InvitationError> {
-        let page = self
+    /// Whether the account has room for one more OWNER now (membership's internal
+    /// `GetOwnerCapacity`; membership keeps the limit).
+    pub async fn has_owner_room(&self, account_id: &AccountId) -> Result<bool, InvitationError> {
+        let capacity = self
             .client
             .clone()
-            .list_members(membership::ListMembersRequest {
-                parent: account_name(account_id),
-                page_size: 3,
-                page_token: String::new(),
-                roles: vec![membership::Role::Owner as i32],
-                email: String::new(),
+            .get_owner_capacity(membership::GetOwnerCapacityRequest {
+                account: account_id.name(),
             })
             .await
             .map_err(|status| upstream(&status))?
             .into_inner();
-        Ok(page.members.len())
+        Ok(capacity.has_room)
     }
 
     /// Makes `user_id` a member with `role`, source INVITATION. If they already are a member
     /// their existing membership is returned unchanged.
     pub async fn add_invited(
         &self,
-        account_id: &str,
-        user_id: &str,
+        account_id: &AccountId,
+        user_id: &UserId,
         role: Role,
     ) -> Result<membership::Member, InvitationError> {
         let added = self
             .client
             .clone()
             .add_member(membership::AddMemberRequest {
-                parent: account_name(account_id),
-                principal: Some(membership::add_member_request::Principal::User(user_name(
-                    user_id,
-                ))),
-                role: role_to_wire(role),
+                parent: account_id.name(),
+                principal: Some(membership::add_member_request::Principal::User(
+                    user_id.name(),
+                )),
+                role: role.to_wire(),
                 source: membership::MemberSource::Invitation as i32,
                 request_id: String::new(),
             })
@@ -196,13 +193,13 @@ impl Members {
     /// One membership.
     pub async fn get(
         &self,
-        account_id: &str,
-        user_id: &str,
+        account_id: &AccountId,
+        user_id: &UserId,
     ) -> Result<membership::Member, InvitationError> {
         self.client
             .clone()
             .get_member(membership::GetMemberRequest {
-                name: tenantry_platform::names::member_name(account_id, user_id),
+                name: member_name(account_id, user_id),
             })
             .await
             .map_err(|status| upstream(&status))?
@@ -214,16 +211,16 @@ impl Members {
 
 /// Membership's FAILED_PRECONDITION on AddMember: the OWNER limit, or an account that cannot
 /// take members (deleted).
-fn owner_limit_or_inactive(account_id: &str, status: &tonic::Status) -> InvitationError {
+fn owner_limit_or_inactive(account_id: &AccountId, status: &tonic::Status) -> InvitationError {
     use tonic_types::StatusExt;
     let reason = status
         .get_details_error_info()
         .map(|info| info.reason)
         .unwrap_or_default();
     if reason == "OWNER_LIMIT" {
-        InvitationError::OwnerLimit(account_id.to_string())
+        InvitationError::OwnerLimit(account_id.clone())
     } else {
-        InvitationError::AccountNotActive(account_id.to_string())
+        InvitationError::AccountNotActive(account_id.clone())
     }
 }
 

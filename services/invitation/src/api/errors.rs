@@ -166,6 +166,8 @@ impl From<Failure> for Status {
 mod tests {
     use std::time::Duration;
 
+    use tenantry_platform::AccountId;
+
     use super::*;
 
     #[test]
@@ -188,7 +190,7 @@ mod tests {
             ),
             (
                 InvitationError::AlreadyPending {
-                    account_id: "a".into(),
+                    account_id: AccountId::trusted("a"),
                     email: "x@y.z".into(),
                 },
                 Code::AlreadyExists,
@@ -196,7 +198,7 @@ mod tests {
             ),
             (
                 InvitationError::AlreadyMember {
-                    account_id: "a".into(),
+                    account_id: AccountId::trusted("a"),
                     email: "x@y.z".into(),
                 },
                 Code::AlreadyExists,
@@ -216,7 +218,7 @@ mod tests {
                 "INVITATION_ACCEPTED",
             ),
             (
-                InvitationError::OwnerLimit("a".into()),
+                InvitationError::OwnerLimit(AccountId::trusted("a")),
                 Code::FailedPrecondition,
                 "OWNER_LIMIT",
             ),

@@ -2,7 +2,6 @@
 //! with the domain rules, call the store and the peers, map back. The secret of a request is
 //! hashed at once and never logged.
 
-pub mod convert;
 pub mod errors;
 pub mod guesses;
 
@@ -11,29 +10,24 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use tenantry_platform::authz::Authorizer;
-use tenantry_platform::idempotency::{RequestKey, fingerprint, parse_request_id};
-use tenantry_platform::names::{parse_account, user_name};
+use tenantry_platform::idempotency::{RequestKey, parse_request_id};
 use tenantry_platform::pagination::PageTokens;
 use tenantry_platform::time::{now, to_timestamp};
-use tenantry_platform::{ApiError, Principal, UserIdentity};
-use tenantry_proto::invitation::v1 as wire;
+use tenantry_platform::{AccountId, ApiError, Principal, UserId, UserIdentity};
+use tenantry_proto::invitation::v1 as pb;
 use tenantry_proto::invitation::v1::invitation_service_server::InvitationService;
-use tenantry_proto::membership::v1::{Member as WireMember, Permission};
+use tenantry_proto::membership::v1::Member as WireMember;
 use tonic::{Request, Response, Status};
 
+use crate::domain::create::{CreateInvitation, Requested};
 use crate::domain::secret::{hash_token, plausible_token};
-use crate::domain::{
-    self, Invitation, InvitationError, InvitationState, NewInvitation, RevokeDecision, Role,
-    normalize_email,
-};
+use crate::domain::{self, Invitation, InvitationError, RevokeDecision, Role};
 use crate::peers::{AccountDirectory, AccountState, Members, RegistryAccounts};
 use crate::store::Store;
+use crate::wire::{self, invitation_to_wire, parse_invitation_name};
 use crate::{Config, Deps};
-use convert::{etag_allows, invitation_to_wire, parse_invitation_name};
 use errors::Failure;
 use guesses::GuessGuard;
-
-const CREATE_INVITATION: &str = "CreateInvitation";
 
 /// The invitation service.
 #[derive(Debug)]
@@ -77,15 +71,12 @@ impl InvitationApi {
     async fn authorize(
         &self,
         principal: &Principal,
-        account_id: &str,
+        account_id: &AccountId,
         role: Option<Role>,
     ) -> Result<(), ApiError> {
-        self.authorizer
-            .require(principal, account_id, Permission::InvitationsManage)
-            .await?;
-        if role == Some(Role::Owner) {
+        for permission in domain::permissions_to_manage(role) {
             self.authorizer
-                .require(principal, account_id, Permission::OwnersManage)
+                .require(principal, account_id, *permission)
                 .await?;
         }
         Ok(())
@@ -113,10 +104,10 @@ impl InvitationApi {
         Ok(invitation)
     }
 
-    async fn account_must_be_active(&self, account_id: &str) -> Result<String, Failure> {
+    async fn account_must_be_active(&self, account_id: &AccountId) -> Result<String, Failure> {
         match self.accounts.account(account_id).await? {
             Some(facts) if facts.state == AccountState::Active => Ok(facts.display_name),
-            Some(_) => Err(InvitationError::AccountNotActive(account_id.to_string()).into()),
+            Some(_) => Err(InvitationError::AccountNotActive(account_id.clone()).into()),
             None => Err(ApiError::not_found(
                 "ACCOUNT_NOT_FOUND",
                 format!("accounts/{account_id} does not exist"),
@@ -125,128 +116,93 @@ impl InvitationApi {
         }
     }
 
+    /// CreateInvitation's fields, validated by the domain rule (every bad field at once).
+    fn parse_create(
+        &self,
+        request: &pb::CreateInvitationRequest,
+        user: &UserIdentity,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<CreateInvitation, ApiError> {
+        let account_id = AccountId::from_name("parent", &request.parent)?;
+        let expire_time = match &request.expire_time {
+            Some(timestamp) => Some(wire::time_from_wire("expire_time", timestamp)?),
+            None => None,
+        };
+        let requested = Requested {
+            account_id,
+            email: &request.email,
+            given_name: &request.given_name,
+            family_name: &request.family_name,
+            role: wire::role_from_wire(request.role),
+            expire_time,
+            inviter: user.resource_name(),
+            inviter_display_name: inviter_name(user),
+        };
+        CreateInvitation::validate(requested, self.lifetime(), now)
+    }
+
     async fn create(
         &self,
-        request: Request<wire::CreateInvitationRequest>,
-    ) -> Result<wire::Invitation, Failure> {
+        request: Request<pb::CreateInvitationRequest>,
+    ) -> Result<pb::Invitation, Failure> {
         let principal = Principal::of(&request)?;
         let user = principal.user()?.clone();
         let request = request.into_inner();
-        let account_id = parse_account("parent", &request.parent)?;
         let now = now();
-        let mut violations = Vec::new();
-        let email = checked(
-            &mut violations,
-            "email",
-            domain::validate_email(&request.email),
-        );
-        let given_name = checked(
-            &mut violations,
-            "given_name",
-            domain::validate_name(&request.given_name),
-        );
-        let family_name = checked(
-            &mut violations,
-            "family_name",
-            domain::validate_name(&request.family_name),
-        );
-        let role = convert::role_from_wire(request.role)
-            .map_err(|why| violations.push(("role".into(), why)))
-            .ok();
-        let requested_expiry = match &request.expire_time {
-            Some(timestamp) => Some(convert::time_from_wire("expire_time", timestamp)?),
-            None => None,
-        };
-        let expire_time = domain::expiry_of_new(requested_expiry, self.lifetime(), now)
-            .map_err(|why| violations.push(("expire_time".into(), why)))
-            .ok();
-        let (Some(role), Some(expire_time), true) = (role, expire_time, violations.is_empty())
-        else {
-            return Err(ApiError::invalid_fields(violations).into());
-        };
+        let create = self.parse_create(&request, &user, now)?;
         let request_id = parse_request_id("request_id", &request.request_id)?;
-
-        self.authorize(&principal, &account_id, Some(role)).await?;
-
-        let key = request_id.map(|request_id| RequestKey {
-            request_id,
-            caller: principal.resource_name(),
-            method: CREATE_INVITATION.to_string(),
-            fingerprint: fingerprint(&[
-                CREATE_INVITATION,
-                &account_id,
-                &normalize_email(&email),
-                &given_name,
-                &family_name,
-                role.as_str(),
-                &requested_expiry
-                    .map(|time| time.to_rfc3339())
-                    .unwrap_or_default(),
-            ]),
-        });
-        if let Some(key) = &key
-            && let Some(earlier) = self.replay(key).await?
-        {
+        let new = &create.new;
+        self.authorize(&principal, &new.account_id, Some(new.role))
+            .await?;
+        let key = request_id.map(|id| create.request_key(id, principal.resource_name()));
+        if let Some(earlier) = self.replay(key.as_ref()).await? {
             return Ok(invitation_to_wire(&earlier, now));
         }
-        self.account_must_be_active(&account_id).await?;
-        if role == Role::Owner && self.members.owner_count(&account_id).await? >= domain::MAX_OWNERS
-        {
-            return Err(InvitationError::OwnerLimit(account_id).into());
-        }
-        if self
-            .members
-            .has_member_with_email(&account_id, &email)
-            .await?
-        {
-            return Err(InvitationError::AlreadyMember { account_id, email }.into());
-        }
-        let new = NewInvitation {
-            account_id,
-            email,
-            given_name,
-            family_name,
-            role,
-            inviter: user.resource_name(),
-            inviter_display_name: inviter_name(&user),
-            expire_time,
-        };
-        match self.store.create(&new, key.as_ref(), now).await {
-            Ok(created) => Ok(invitation_to_wire(&created, now)),
+        self.check_invitable(&create).await?;
+        let created = match self.store.create(new, key.as_ref(), now).await {
+            // A concurrent call with the same request id may have won.
             Err(error @ InvitationError::AlreadyPending { .. }) => {
-                // A concurrent call with the same request id may have won.
-                if let Some(key) = &key
-                    && let Some(earlier) = self.replay(key).await?
-                {
-                    return Ok(invitation_to_wire(&earlier, now));
-                }
-                Err(error.into())
+                self.replay(key.as_ref()).await?.ok_or(error)?
             }
-            Err(error) => Err(error.into()),
+            other => other?,
+        };
+        Ok(invitation_to_wire(&created, now))
+    }
+
+    /// The invitation an earlier call under the request's id created, if there was one.
+    async fn replay(
+        &self,
+        key: Option<&RequestKey>,
+    ) -> Result<Option<Invitation>, InvitationError> {
+        match key {
+            Some(key) => self.store.replay(key).await,
+            None => Ok(None),
         }
     }
 
-    /// The invitation an earlier call with this request id created, if there was one.
-    async fn replay(&self, key: &RequestKey) -> Result<Option<Invitation>, InvitationError> {
-        let Some(earlier) = self.store.find_request(&key.request_id).await? else {
-            return Ok(None);
-        };
-        key.check_retry_of(&earlier.key)?;
-        self.store
-            .get(&earlier.invitation_id)
-            .await?
-            .map(Some)
-            .ok_or_else(|| InvitationError::Corrupt(format!("request {}", key.request_id)))
+    /// CreateInvitation's checks against the other services: the account is ACTIVE, an OWNER
+    /// invitation fits under the OWNER limit, and no member has the e-mail already.
+    async fn check_invitable(&self, create: &CreateInvitation) -> Result<(), Failure> {
+        let new = &create.new;
+        self.account_must_be_active(&new.account_id).await?;
+        if create.invites_owner() {
+            create.check_owner_room(self.members.has_owner_room(&new.account_id).await?)?;
+        }
+        let is_member = self
+            .members
+            .has_member_with_email(&new.account_id, &new.email)
+            .await?;
+        Ok(create.check_not_member(is_member)?)
     }
 
     async fn list(
         &self,
-        request: Request<wire::ListInvitationsRequest>,
-    ) -> Result<wire::ListInvitationsResponse, Failure> {
+        request: Request<pb::ListInvitationsRequest>,
+    ) -> Result<pb::ListInvitationsResponse, Failure> {
         let principal = Principal::of(&request)?;
         let request = request.into_inner();
-        let account_id = parse_account("parent", &request.parent)?;
-        let states = convert::states_filter(&request.states)?;
+        let account_id = AccountId::from_name("parent", &request.parent)?;
+        let states = wire::states_filter(&request.states)?;
         let scope = format!(
             "ListInvitations|{account_id}|{}",
             states
@@ -270,10 +226,10 @@ impl InvitationApi {
                 now,
             )
             .await?;
-        let next_page_token = self
-            .page_tokens
-            .finish(&scope, &page, &mut rows, |row| row.invitation_id.clone());
-        Ok(wire::ListInvitationsResponse {
+        let next_page_token = self.page_tokens.finish(&scope, &page, &mut rows, |row| {
+            row.invitation_id.to_string()
+        });
+        Ok(pb::ListInvitationsResponse {
             invitations: rows
                 .iter()
                 .map(|row| invitation_to_wire(row, now))
@@ -284,8 +240,8 @@ impl InvitationApi {
 
     async fn revoke(
         &self,
-        request: Request<wire::RevokeInvitationRequest>,
-    ) -> Result<wire::Invitation, Failure> {
+        request: Request<pb::RevokeInvitationRequest>,
+    ) -> Result<pb::Invitation, Failure> {
         let principal = Principal::of(&request)?;
         let actor = principal.user()?.resource_name();
         let request = request.into_inner();
@@ -293,7 +249,7 @@ impl InvitationApi {
             .authorized_invitation(&principal, &request.name, true)
             .await?;
         let now = now();
-        if decide_revoke(&current, &request.etag, now)? == RevokeDecision::Unchanged {
+        if domain::decide_revoke(&current, &request.etag, now)? == RevokeDecision::Unchanged {
             return Ok(invitation_to_wire(&current, now));
         }
         if let Some(revoked) = self.store.revoke(&current, &actor, now).await? {
@@ -302,7 +258,7 @@ impl InvitationApi {
         // Lost a race: explain with the invitation as it is now.
         let now = tenantry_platform::time::now();
         let latest = self.reload(&current).await?;
-        match decide_revoke(&latest, &request.etag, now)? {
+        match domain::decide_revoke(&latest, &request.etag, now)? {
             RevokeDecision::Unchanged => Ok(invitation_to_wire(&latest, now)),
             RevokeDecision::Revoke => Err(InvitationError::ConcurrentChange.into()),
         }
@@ -310,8 +266,8 @@ impl InvitationApi {
 
     async fn resend(
         &self,
-        request: Request<wire::ResendInvitationRequest>,
-    ) -> Result<wire::Invitation, Failure> {
+        request: Request<pb::ResendInvitationRequest>,
+    ) -> Result<pb::Invitation, Failure> {
         let principal = Principal::of(&request)?;
         let actor = principal.user()?.resource_name();
         let request = request.into_inner();
@@ -339,10 +295,7 @@ impl InvitationApi {
         etag: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), InvitationError> {
-        if !etag_allows(etag, invitation.version) {
-            return Err(InvitationError::StaleEtag(invitation.name()));
-        }
-        domain::check_resend(invitation, self.resend_interval(), now)
+        domain::check_resend_request(invitation, etag, self.resend_interval(), now)
     }
 
     async fn reload(&self, current: &Invitation) -> Result<Invitation, InvitationError> {
@@ -389,8 +342,8 @@ impl InvitationApi {
 
     async fn lookup(
         &self,
-        request: Request<wire::LookupInvitationRequest>,
-    ) -> Result<wire::LookupInvitationResponse, Failure> {
+        request: Request<pb::LookupInvitationRequest>,
+    ) -> Result<pb::LookupInvitationResponse, Failure> {
         let principal = Principal::of(&request)?;
         let user = principal.user()?;
         let address = peer_ip(&request);
@@ -404,21 +357,21 @@ impl InvitationApi {
             .map(|facts| facts.display_name)
             .unwrap_or_default();
         let now = now();
-        Ok(wire::LookupInvitationResponse {
-            account: tenantry_platform::names::account_name(&invitation.account_id),
+        Ok(pb::LookupInvitationResponse {
+            account: invitation.account_id.name(),
             account_display_name,
             inviter_display_name: invitation.inviter_display_name.clone(),
-            role: convert::role_to_wire(invitation.role),
+            role: invitation.role.to_wire(),
             email: invitation.email.clone(),
             expire_time: Some(to_timestamp(invitation.expire_time)),
-            state: convert::state_to_wire(invitation.state_at(now)),
+            state: wire::state_to_wire(invitation.state_at(now)),
             email_matches: self.email_matches(&invitation, user),
         })
     }
 
     async fn accept(
         &self,
-        request: Request<wire::AcceptInvitationRequest>,
+        request: Request<pb::AcceptInvitationRequest>,
     ) -> Result<WireMember, Failure> {
         let principal = Principal::of(&request)?;
         let user = principal.user()?;
@@ -432,14 +385,15 @@ impl InvitationApi {
             return Err(InvitationError::EmailMismatch.into());
         }
         let now = now();
-        check_acceptable(&invitation, now)?;
+        domain::check_accept(&invitation, now)?;
         self.account_must_be_active(&invitation.account_id).await?;
+        let user_id = UserId::trusted(user.sub.clone());
         let accepted = self
             .store
-            .accept(&invitation, &user_name(&user.sub), now, || async {
+            .accept(&invitation, &user_id, now, || async {
                 let member = self
                     .members
-                    .add_invited(&invitation.account_id, &user.sub, invitation.role)
+                    .add_invited(&invitation.account_id, &user_id, invitation.role)
                     .await?;
                 Ok((member.name.clone(), member))
             })
@@ -453,7 +407,7 @@ impl InvitationApi {
         if let Some(member) = self.already_accepted_by(&latest, user).await? {
             return Ok(member);
         }
-        check_acceptable(&latest, tenantry_platform::time::now())?;
+        domain::check_accept(&latest, tenantry_platform::time::now())?;
         Err(InvitationError::ConcurrentChange.into())
     }
 
@@ -463,11 +417,10 @@ impl InvitationApi {
         invitation: &Invitation,
         user: &UserIdentity,
     ) -> Result<Option<WireMember>, InvitationError> {
-        if invitation.state == InvitationState::Accepted
-            && invitation.accepted_by.as_deref() == Some(user_name(&user.sub).as_str())
-        {
+        let user_id = UserId::trusted(user.sub.clone());
+        if invitation.accepted_by_user(&user_id) {
             return Ok(Some(
-                self.members.get(&invitation.account_id, &user.sub).await?,
+                self.members.get(&invitation.account_id, &user_id).await?,
             ));
         }
         Ok(None)
@@ -477,46 +430,6 @@ impl InvitationApi {
 /// The IP address the call came from (`None` when the transport does not tell).
 fn peer_ip<T>(request: &Request<T>) -> Option<IpAddr> {
     request.remote_addr().map(|addr| addr.ip())
-}
-
-/// AcceptInvitation's state rule, told apart: accepted by someone else, or not PENDING.
-fn check_acceptable(
-    invitation: &Invitation,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), InvitationError> {
-    if invitation.state == InvitationState::Accepted {
-        return Err(InvitationError::AcceptedByAnother(invitation.name()));
-    }
-    domain::check_acceptable(invitation, now)
-}
-
-/// RevokeInvitation's order: an already REVOKED invitation is returned whatever the etag (a
-/// retried revoke succeeds), then the etag, then the state.
-fn decide_revoke(
-    invitation: &Invitation,
-    etag: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<RevokeDecision, InvitationError> {
-    let decision = domain::revoke_decision(invitation, now);
-    if matches!(decision, Ok(RevokeDecision::Unchanged)) {
-        return decision;
-    }
-    if !etag_allows(etag, invitation.version) {
-        return Err(InvitationError::StaleEtag(invitation.name()));
-    }
-    decision
-}
-
-/// The value, or an empty string after noting the violation of `field`.
-fn checked(
-    violations: &mut Vec<(String, String)>,
-    field: &str,
-    result: Result<String, String>,
-) -> String {
-    result.unwrap_or_else(|why| {
-        violations.push((field.to_string(), why));
-        String::new()
-    })
 }
 
 fn inviter_name(user: &UserIdentity) -> String {
@@ -532,67 +445,67 @@ fn inviter_name(user: &UserIdentity) -> String {
 impl InvitationService for InvitationApi {
     async fn create_invitation(
         &self,
-        request: Request<wire::CreateInvitationRequest>,
-    ) -> Result<Response<wire::CreateInvitationResponse>, Status> {
+        request: Request<pb::CreateInvitationRequest>,
+    ) -> Result<Response<pb::CreateInvitationResponse>, Status> {
         let invitation = self.create(request).await?;
-        Ok(Response::new(wire::CreateInvitationResponse {
+        Ok(Response::new(pb::CreateInvitationResponse {
             invitation: Some(invitation),
         }))
     }
 
     async fn list_invitations(
         &self,
-        request: Request<wire::ListInvitationsRequest>,
-    ) -> Result<Response<wire::ListInvitationsResponse>, Status> {
+        request: Request<pb::ListInvitationsRequest>,
+    ) -> Result<Response<pb::ListInvitationsResponse>, Status> {
         Ok(Response::new(self.list(request).await?))
     }
 
     async fn get_invitation(
         &self,
-        request: Request<wire::GetInvitationRequest>,
-    ) -> Result<Response<wire::GetInvitationResponse>, Status> {
+        request: Request<pb::GetInvitationRequest>,
+    ) -> Result<Response<pb::GetInvitationResponse>, Status> {
         let principal = Principal::of(&request).map_err(Failure::from)?;
         let invitation = self
             .authorized_invitation(&principal, &request.get_ref().name, false)
             .await?;
-        Ok(Response::new(wire::GetInvitationResponse {
+        Ok(Response::new(pb::GetInvitationResponse {
             invitation: Some(invitation_to_wire(&invitation, now())),
         }))
     }
 
     async fn revoke_invitation(
         &self,
-        request: Request<wire::RevokeInvitationRequest>,
-    ) -> Result<Response<wire::RevokeInvitationResponse>, Status> {
+        request: Request<pb::RevokeInvitationRequest>,
+    ) -> Result<Response<pb::RevokeInvitationResponse>, Status> {
         let invitation = self.revoke(request).await?;
-        Ok(Response::new(wire::RevokeInvitationResponse {
+        Ok(Response::new(pb::RevokeInvitationResponse {
             invitation: Some(invitation),
         }))
     }
 
     async fn resend_invitation(
         &self,
-        request: Request<wire::ResendInvitationRequest>,
-    ) -> Result<Response<wire::ResendInvitationResponse>, Status> {
+        request: Request<pb::ResendInvitationRequest>,
+    ) -> Result<Response<pb::ResendInvitationResponse>, Status> {
         let invitation = self.resend(request).await?;
-        Ok(Response::new(wire::ResendInvitationResponse {
+        Ok(Response::new(pb::ResendInvitationResponse {
             invitation: Some(invitation),
         }))
     }
 
     async fn lookup_invitation(
         &self,
-        request: Request<wire::LookupInvitationRequest>,
-    ) -> Result<Response<wire::LookupInvitationResponse>, Status> {
+        request: Request<pb::LookupInvitationRequest>,
+    ) -> Result<Response<pb::LookupInvitationResponse>, Status> {
         Ok(Response::new(self.lookup(request).await?))
     }
 
     async fn accept_invitation(
         &self,
-        request: Request<wire::AcceptInvitationRequest>,
-    ) -> Result<Response<wire::AcceptInvitationResponse>, Status> {
+        request: Request<pb::AcceptInvitationRequest>,
+    ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
         let member = self.accept(request).await?;
-        Ok(Response::new(wire::AcceptInvitationResponse {
+        Ok(Response::new(pb::AcceptInvitationResponse {
             member: Some(member),
         }))
     }

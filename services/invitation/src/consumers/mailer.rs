@@ -14,17 +14,19 @@ use lettre::message::Mailbox;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use tenantry_events::{Event, Handler, HandlerError};
 use tenantry_platform::metrics::Metrics;
+use tenantry_platform::time::now;
+use tenantry_proto::EventType;
 use tenantry_proto::events::v1 as events;
 use tenantry_proto::invitation::v1 as wire;
 
-use super::{handler_error, now};
-use crate::api::convert::parse_invitation_name;
+use super::handler_error;
 use crate::domain::secret::{Secret, accept_link};
-use crate::domain::{Invitation, InvitationState};
+use crate::domain::{Invitation, InvitationId, InvitationState};
 use crate::mail::render::{self, InvitationEmail};
 use crate::mail::{MailError, MailTransport};
 use crate::peers::{AccountDirectory, AccountState};
 use crate::store::{self, mailer as delivery};
+use crate::wire::parse_invitation_name;
 
 /// Sends invitation e-mails.
 #[derive(Debug)]
@@ -61,12 +63,14 @@ impl Mailer {
 }
 
 /// The invitation an `invitation.created` / `invitation.resent` event is about: its id and the
-/// generation of the e-mail asked for. `None` for other event types.
-fn requested(event: &Event) -> Result<Option<(String, i32)>, HandlerError> {
-    let invitation: Option<wire::Invitation> = match event.event_type.as_str() {
-        crate::events::CREATED => event.decode::<events::InvitationCreated>()?.invitation,
-        crate::events::RESENT => event.decode::<events::InvitationResent>()?.invitation,
-        _ => return Ok(None),
+/// generation of the e-mail asked for. Other types are [`HandlerError::unknown_type`].
+fn requested(event: &Event) -> Result<(InvitationId, i32), HandlerError> {
+    let invitation: Option<wire::Invitation> = match event.known_type() {
+        Some(EventType::InvitationCreated) => {
+            event.decode::<events::InvitationCreated>()?.invitation
+        }
+        Some(EventType::InvitationResent) => event.decode::<events::InvitationResent>()?.invitation,
+        _ => return Err(HandlerError::unknown_type(event)),
     };
     let invitation = invitation.ok_or_else(|| {
         HandlerError::Permanent(format!(
@@ -81,7 +85,7 @@ fn requested(event: &Event) -> Result<Option<(String, i32)>, HandlerError> {
                 event.event_type, event.id
             ))
         })?;
-    Ok(Some((invitation_id, invitation.resend_count)))
+    Ok((invitation_id, invitation.resend_count))
 }
 
 /// Why this event needs no e-mail, if it does not.
@@ -108,14 +112,12 @@ fn mail_error(error: MailError) -> HandlerError {
 #[async_trait::async_trait]
 impl Handler for Mailer {
     async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
-        let Some((invitation_id, generation)) = requested(event)? else {
-            return Ok(());
-        };
+        let (invitation_id, generation) = requested(event)?;
         let Some(invitation) = store::load(txn, &invitation_id)
             .await
             .map_err(handler_error)?
         else {
-            tracing::warn!(invitation_id, event = %event.id, "no such invitation; nothing to send");
+            tracing::warn!(invitation_id = %invitation_id, event = %event.id, "no such invitation; nothing to send");
             return Ok(());
         };
         if let Some(reason) = skip_reason(&invitation, generation) {
@@ -179,7 +181,7 @@ impl Handler for Mailer {
         error: &HandlerError,
         dead_lettered: bool,
     ) {
-        let Ok(Some((invitation_id, generation))) = requested(event) else {
+        let Ok((invitation_id, generation)) = requested(event) else {
             return;
         };
         let reason = match error {
@@ -198,7 +200,7 @@ impl Handler for Mailer {
         .await;
         match result {
             Ok(_) => tracing::warn!(
-                invitation_id,
+                invitation_id = %invitation_id,
                 event = %event.id,
                 attempt,
                 dead_lettered,
@@ -206,7 +208,7 @@ impl Handler for Mailer {
                 "invitation e-mail not sent"
             ),
             Err(error) => tracing::warn!(
-                invitation_id,
+                invitation_id = %invitation_id,
                 event = %event.id,
                 error = %error,
                 "cannot record the failed e-mail attempt"

@@ -7,16 +7,20 @@
 //!   new member's e-mail (they joined some other way).
 //!
 //! Each handler runs in the runtime's transaction on this service's database; the events they
-//! write go into the outbox in that transaction. `Outbox::committed` is called before the
-//! runtime commits (the handler cannot see the commit), so the relay may find the rows only on
-//! its next idle poll (≤ 500 ms) instead of at once.
+//! write go into the outbox in that transaction, and the runtime wakes the relay once it
+//! committed. A type a handler does not handle is refused with
+//! [`HandlerError::unknown_type`].
 
 pub mod mailer;
+#[cfg(test)]
+mod tests;
 
-use chrono::Utc;
 use sea_orm::DatabaseTransaction;
 use tenantry_events::{Event, Handler, HandlerError, Outbox};
-use tenantry_platform::names::{parse_account, parse_member};
+use tenantry_platform::AccountId;
+use tenantry_platform::names::parse_member_ids;
+use tenantry_platform::time::now;
+use tenantry_proto::EventType;
 use tenantry_proto::events::v1 as events;
 
 use crate::domain::InvitationError;
@@ -31,16 +35,19 @@ pub const ACCOUNT_EVENTS_GROUP: &str = "tenantry.invitation.account-events";
 /// Group reacting to member events.
 pub const MEMBER_EVENTS_GROUP: &str = "tenantry.invitation.member-events";
 
+/// The types the mailer handles.
+pub const MAILER_TYPES: &[EventType] = &[EventType::InvitationCreated, EventType::InvitationResent];
+/// The types [`AccountEvents`] handles.
+pub const ACCOUNT_EVENT_TYPES: &[EventType] = &[EventType::AccountDeleted];
+/// The types [`MemberEvents`] handles.
+pub const MEMBER_EVENT_TYPES: &[EventType] = &[EventType::MemberAdded];
+
 /// A store failure inside a handler: retry (database trouble passes), except a corrupt row.
 pub(crate) fn handler_error(error: InvitationError) -> HandlerError {
     match error {
         InvitationError::Corrupt(what) => HandlerError::Permanent(format!("corrupt row: {what}")),
         other => HandlerError::Transient(other.to_string()),
     }
-}
-
-fn now() -> chrono::DateTime<Utc> {
-    tenantry_platform::time::now()
 }
 
 /// `account.deleted` → the account's PENDING invitations become REVOKED by
@@ -55,20 +62,18 @@ impl AccountEvents {
     pub fn new(outbox: Outbox) -> Self {
         Self { outbox }
     }
-}
 
-#[async_trait::async_trait]
-impl Handler for AccountEvents {
-    async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
-        if event.event_type != crate::events::ACCOUNT_DELETED {
-            return Ok(());
-        }
+    async fn account_deleted(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
         let deleted: events::AccountDeleted = event.decode()?;
         let name = deleted
             .account
             .map(|account| account.name)
             .unwrap_or_default();
-        let account_id = parse_account("account.name", &name).map_err(|_| {
+        let account_id = AccountId::from_name("account.name", &name).map_err(|_| {
             HandlerError::Permanent(format!("account.deleted {} names no account", event.id))
         })?;
         let withdrawn = store::withdraw_account(txn, &self.outbox, &account_id, now())
@@ -76,9 +81,18 @@ impl Handler for AccountEvents {
             .map_err(handler_error)?;
         if withdrawn > 0 {
             tracing::info!(account = %name, withdrawn, "withdrew the pending invitations of a deleted account");
-            self.outbox.committed();
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for AccountEvents {
+    async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
+        match event.known_type() {
+            Some(EventType::AccountDeleted) => self.account_deleted(txn, event).await,
+            _ => Err(HandlerError::unknown_type(event)),
+        }
     }
 }
 
@@ -96,14 +110,12 @@ impl MemberEvents {
     pub fn new(outbox: Outbox) -> Self {
         Self { outbox }
     }
-}
 
-#[async_trait::async_trait]
-impl Handler for MemberEvents {
-    async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
-        if event.event_type != crate::events::MEMBER_ADDED {
-            return Ok(());
-        }
+    async fn member_added(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &Event,
+    ) -> Result<(), HandlerError> {
         let added: events::MemberAdded = event.decode()?;
         let Some(member) = added.member else {
             return Err(HandlerError::Permanent(format!(
@@ -115,7 +127,7 @@ impl Handler for MemberEvents {
             // A user who never called Tenantry: no e-mail to match.
             return Ok(());
         }
-        let (account_id, _) = parse_member("member.name", &member.name).map_err(|_| {
+        let (account_id, _) = parse_member_ids("member.name", &member.name).map_err(|_| {
             HandlerError::Permanent(format!("member.added {} names no member", event.id))
         })?;
         let closed = store::close_for_member(txn, &self.outbox, &account_id, &member.email, now())
@@ -123,8 +135,17 @@ impl Handler for MemberEvents {
             .map_err(handler_error)?;
         if closed > 0 {
             tracing::info!(member = %member.name, "closed the pending invitation of a member added directly");
-            self.outbox.committed();
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for MemberEvents {
+    async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
+        match event.known_type() {
+            Some(EventType::MemberAdded) => self.member_added(txn, event).await,
+            _ => Err(HandlerError::unknown_type(event)),
+        }
     }
 }

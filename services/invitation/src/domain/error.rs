@@ -1,7 +1,7 @@
 //! The one error enum of the invitation service; `api::errors` maps it to the API.
 
-use tenantry_platform::ApiError;
 use tenantry_platform::db::StoreError;
+use tenantry_platform::{AccountId, ApiError};
 
 use super::InvitationState;
 
@@ -24,7 +24,7 @@ pub enum InvitationError {
     #[error("a pending invitation for {email} exists in accounts/{account_id}")]
     AlreadyPending {
         /// The account.
-        account_id: String,
+        account_id: AccountId,
         /// The e-mail as requested.
         email: String,
     },
@@ -32,7 +32,7 @@ pub enum InvitationError {
     #[error("a member of accounts/{account_id} has the e-mail {email}")]
     AlreadyMember {
         /// The account.
-        account_id: String,
+        account_id: AccountId,
         /// The e-mail as requested.
         email: String,
     },
@@ -49,10 +49,10 @@ pub enum InvitationError {
     AcceptedByAnother(String),
     /// The account is not ACTIVE.
     #[error("accounts/{0} is not ACTIVE")]
-    AccountNotActive(String),
+    AccountNotActive(AccountId),
     /// The account already has the most OWNERs it may have.
     #[error("accounts/{0} already has 2 OWNERs")]
-    OwnerLimit(String),
+    OwnerLimit(AccountId),
     /// ResendInvitation came too soon after the last e-mail.
     #[error("{name} was sent less than the resend interval ago")]
     ResendTooSoon {

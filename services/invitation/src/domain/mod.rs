@@ -1,51 +1,63 @@
 //! The invitation rules, without I/O: value types, the lifecycle with expiry applied on read,
 //! e-mail and name validation, the secret, and the rate limits.
 
+pub mod create;
 pub mod error;
 pub mod limits;
 pub mod secret;
 
 use chrono::{DateTime, Duration, Utc};
+use tenantry_platform::etag::etag_allows;
+use tenantry_proto::membership::v1::Permission;
 
+pub use create::CreateInvitation;
 pub use error::InvitationError;
 pub use tenantry_platform::email::{normalize_email, validate_email};
+pub use tenantry_platform::{AccountId, Role, UserId};
 
 /// The longest a caller may ask an invitation to live (CreateInvitationRequest.expire_time).
 pub const MAX_REQUESTED_LIFETIME: Duration = Duration::days(30);
-/// The most OWNERs an account may have (membership enforces it; invitations check it early).
-pub const MAX_OWNERS: usize = 2;
 /// The longest given or family name, in characters.
 pub const MAX_NAME_CHARS: usize = 120;
 
-/// The role the invitee gets on acceptance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Full control; at most 2 per account; only an OWNER invites an OWNER.
-    Owner,
-    /// Manages the account, its members and invitations.
-    Admin,
-    /// Reads the account.
-    Employee,
-}
+/// An invitation's id: a UUID v7 this service assigned (time-ordered, so "newest first" is
+/// "highest id first"), or one parsed from a name in the form it issues.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InvitationId(String);
 
-impl Role {
-    /// The stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "OWNER",
-            Role::Admin => "ADMIN",
-            Role::Employee => "EMPLOYEE",
-        }
+impl InvitationId {
+    /// A fresh id for a new invitation.
+    pub fn mint() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
     }
 
-    /// The role stored as `text`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "OWNER" => Some(Role::Owner),
-            "ADMIN" => Some(Role::Admin),
-            "EMPLOYEE" => Some(Role::Employee),
-            _ => None,
-        }
+    /// An id read back from this service's own table or events, or one a name parser checked.
+    pub fn trusted(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for InvitationId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for InvitationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<InvitationId> for String {
+    fn from(id: InvitationId) -> String {
+        id.0
     }
 }
 
@@ -150,9 +162,9 @@ impl Delivery {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Invitation {
     /// A UUID v7: time-ordered, so "newest first" is "highest id first".
-    pub invitation_id: String,
+    pub invitation_id: InvitationId,
     /// The account the invitee joins.
-    pub account_id: String,
+    pub account_id: AccountId,
     /// The e-mail address as given (trimmed).
     pub email: String,
     /// Optional first name.
@@ -201,6 +213,12 @@ impl Invitation {
     pub fn name(&self) -> String {
         invitation_name(&self.account_id, &self.invitation_id)
     }
+
+    /// Whether `user` accepted it (a retried acceptance).
+    pub fn accepted_by_user(&self, user: &UserId) -> bool {
+        self.state == InvitationState::Accepted
+            && self.accepted_by.as_deref() == Some(user.name().as_str())
+    }
 }
 
 /// `accounts/{account_id}/invitations/{invitation_id}`.
@@ -218,6 +236,17 @@ pub fn effective_state(
         InvitationState::Expired
     } else {
         stored
+    }
+}
+
+/// The permissions a caller needs on the account to manage its invitations for `role`:
+/// INVITATIONS_MANAGE, and for an OWNER invitation also OWNERS_MANAGE (only an OWNER invites,
+/// revokes or resends an OWNER invitation).
+pub fn permissions_to_manage(role: Option<Role>) -> &'static [Permission] {
+    if role == Some(Role::Owner) {
+        &[Permission::InvitationsManage, Permission::OwnersManage]
+    } else {
+        &[Permission::InvitationsManage]
     }
 }
 
@@ -257,6 +286,44 @@ pub fn check_acceptable(
             state,
         }),
     }
+}
+
+/// AcceptInvitation's state rule, told apart: accepted by someone else, or not PENDING.
+pub fn check_accept(invitation: &Invitation, now: DateTime<Utc>) -> Result<(), InvitationError> {
+    if invitation.state == InvitationState::Accepted {
+        return Err(InvitationError::AcceptedByAnother(invitation.name()));
+    }
+    check_acceptable(invitation, now)
+}
+
+/// RevokeInvitation's order: an already REVOKED invitation is returned whatever the etag (a
+/// retried revoke succeeds), then the etag, then the state.
+pub fn decide_revoke(
+    invitation: &Invitation,
+    etag: &str,
+    now: DateTime<Utc>,
+) -> Result<RevokeDecision, InvitationError> {
+    let decision = revoke_decision(invitation, now);
+    if matches!(decision, Ok(RevokeDecision::Unchanged)) {
+        return decision;
+    }
+    if !etag_allows(etag, invitation.version) {
+        return Err(InvitationError::StaleEtag(invitation.name()));
+    }
+    decision
+}
+
+/// ResendInvitation's order: the etag, then [`check_resend`].
+pub fn check_resend_request(
+    invitation: &Invitation,
+    etag: &str,
+    interval: Duration,
+    now: DateTime<Utc>,
+) -> Result<(), InvitationError> {
+    if !etag_allows(etag, invitation.version) {
+        return Err(InvitationError::StaleEtag(invitation.name()));
+    }
+    check_resend(invitation, interval, now)
 }
 
 /// ResendInvitation's rules: only PENDING (as seen now), and not sooner than `interval` after
@@ -356,7 +423,7 @@ pub fn inviter_display_name(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewInvitation {
     /// The account.
-    pub account_id: String,
+    pub account_id: AccountId,
     /// Validated, trimmed e-mail.
     pub email: String,
     /// Validated given name (may be empty).

@@ -10,8 +10,8 @@ fn at(seconds: i64) -> DateTime<Utc> {
 
 fn pending(expire_in: i64) -> Invitation {
     Invitation {
-        invitation_id: "0190f7a4-0000-7000-8000-000000000001".into(),
-        account_id: "globex".into(),
+        invitation_id: InvitationId::trusted("0190f7a4-0000-7000-8000-000000000001"),
+        account_id: AccountId::trusted("globex"),
         email: "Bob@Example.com".into(),
         given_name: "Bob".into(),
         family_name: String::new(),
@@ -107,6 +107,46 @@ fn only_pending_unexpired_invitations_are_acceptable() {
 }
 
 #[test]
+fn requests_check_the_etag_in_their_order() {
+    let invitation = pending(10_000);
+    // A retried revoke succeeds whatever the etag; otherwise the etag comes first.
+    let revoked = Invitation {
+        state: InvitationState::Revoked,
+        ..pending(10_000)
+    };
+    assert_eq!(
+        decide_revoke(&revoked, "7", at(1)).unwrap(),
+        RevokeDecision::Unchanged
+    );
+    assert_eq!(
+        decide_revoke(&invitation, "1", at(1)).unwrap(),
+        RevokeDecision::Revoke
+    );
+    assert!(matches!(
+        decide_revoke(&invitation, "2", at(1)),
+        Err(InvitationError::StaleEtag(_))
+    ));
+    assert!(matches!(
+        check_resend_request(&invitation, "2", Duration::seconds(60), at(600)),
+        Err(InvitationError::StaleEtag(_))
+    ));
+    assert!(check_resend_request(&invitation, "", Duration::seconds(60), at(600)).is_ok());
+    // Accepted by someone else is told apart from other final states.
+    let accepted = Invitation {
+        state: InvitationState::Accepted,
+        accepted_by: Some("users/bob".into()),
+        ..pending(10_000)
+    };
+    assert!(matches!(
+        check_accept(&accepted, at(1)),
+        Err(InvitationError::AcceptedByAnother(_))
+    ));
+    assert!(accepted.accepted_by_user(&UserId::trusted("bob")));
+    assert!(!accepted.accepted_by_user(&UserId::trusted("mallory")));
+    assert!(check_accept(&invitation, at(1)).is_ok());
+}
+
+#[test]
 fn resend_is_rate_limited_and_needs_pending() {
     let minute = Duration::seconds(60);
     let invitation = pending(10_000);
@@ -179,6 +219,17 @@ fn inviter_names_fall_back_to_email_then_user() {
         "a@x.io"
     );
     assert_eq!(inviter_display_name(None, None, None, "users/a"), "users/a");
+}
+
+#[test]
+fn only_owner_invitations_need_owners_manage() {
+    assert_eq!(
+        permissions_to_manage(Some(Role::Owner)),
+        [Permission::InvitationsManage, Permission::OwnersManage]
+    );
+    for role in [None, Some(Role::Admin), Some(Role::Employee)] {
+        assert_eq!(permissions_to_manage(role), [Permission::InvitationsManage]);
+    }
 }
 
 #[test]

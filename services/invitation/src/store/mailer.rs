@@ -9,13 +9,13 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::entities::invitation;
-use crate::domain::{DeliveryState, InvitationError, InvitationState};
+use crate::domain::{DeliveryState, InvitationError, InvitationId, InvitationState};
 
 /// Records the e-mail of generation `resend_count` as SENT and stores the hash of the secret it
 /// carried (the secret itself is never stored). Returns false if the invitation moved on.
 pub async fn record_sent(
     conn: &impl ConnectionTrait,
-    invitation_id: &str,
+    invitation_id: &InvitationId,
     resend_count: i32,
     secret_hash: &str,
     now: DateTime<Utc>,
@@ -40,7 +40,7 @@ pub async fn record_sent(
         )
         .col_expr(invitation::Column::DeliverySentTime, Expr::value(now))
         .col_expr(invitation::Column::UpdateTime, Expr::value(now))
-        .filter(invitation::Column::InvitationId.eq(invitation_id))
+        .filter(invitation::Column::InvitationId.eq(invitation_id.as_str()))
         .filter(invitation::Column::ResendCount.eq(resend_count))
         .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
         .exec(conn)
@@ -53,7 +53,7 @@ pub async fn record_sent(
 /// invitation moved on or the e-mail was sent meanwhile.
 pub async fn record_failed_attempt(
     conn: &impl ConnectionTrait,
-    invitation_id: &str,
+    invitation_id: &InvitationId,
     resend_count: i32,
     reason: &str,
     gave_up: bool,
@@ -82,7 +82,7 @@ pub async fn record_failed_attempt(
             Expr::value(now),
         )
         .col_expr(invitation::Column::UpdateTime, Expr::value(now))
-        .filter(invitation::Column::InvitationId.eq(invitation_id))
+        .filter(invitation::Column::InvitationId.eq(invitation_id.as_str()))
         .filter(invitation::Column::ResendCount.eq(resend_count))
         .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
         .filter(invitation::Column::DeliveryState.ne(DeliveryState::Sent.as_str()))
@@ -94,7 +94,7 @@ pub async fn record_failed_attempt(
 /// The stored secret hash of an invitation (tests and diagnostics; never returned by the API).
 pub async fn secret_hash(
     conn: &impl ConnectionTrait,
-    invitation_id: &str,
+    invitation_id: &InvitationId,
 ) -> Result<Option<String>, InvitationError> {
     Ok(invitation::Entity::find_by_id(invitation_id.to_string())
         .one(conn)

@@ -1,5 +1,6 @@
 //! The invitation service's persistence. Every state change is one transaction that also
-//! appends its `invitation.*` event to the outbox; `Outbox::committed` follows the commit.
+//! appends its `invitation.*` event to the outbox (an [`Outbox::begin`] transaction, whose
+//! commit wakes the relay; consumers append in the runtime's transaction).
 //! Lifecycle changes are conditional updates (`WHERE invitation_id = ? AND version = ? AND
 //! state = 'PENDING' AND expire_time > now`), so concurrent writers cannot both win.
 
@@ -17,28 +18,22 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, UpdateMany,
+    QueryFilter, QueryOrder, QuerySelect, UpdateMany,
 };
 use tenantry_events::Outbox;
 use tenantry_platform::db::{Database, StoreError};
-use tenantry_platform::idempotency::RequestKey;
+use tenantry_platform::idempotency::{ReplayError, RequestIds, RequestKey};
 
 use crate::domain::secret::hash_matches;
 use crate::domain::{
-    Delivery, DeliveryState, Invitation, InvitationError, InvitationState, NewInvitation, Role,
-    normalize_email,
+    AccountId, Delivery, DeliveryState, Invitation, InvitationError, InvitationId, InvitationState,
+    NewInvitation, Role, UserId, normalize_email,
 };
 use crate::events;
-use entities::{invitation, request_id};
+use entities::invitation;
 
-/// A create's idempotency record: who asked what, and what it created.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestRecord {
-    /// Request id, caller, method and fingerprint.
-    pub key: RequestKey,
-    /// The created invitation's id.
-    pub invitation_id: String,
-}
+/// The request ids of CreateInvitation, written with the invitation they created.
+pub const REQUEST_IDS: RequestIds = RequestIds::new("invitation_request_ids");
 
 /// The invitation service's tables.
 #[derive(Clone, Debug)]
@@ -59,7 +54,10 @@ impl Store {
     }
 
     /// One invitation by id.
-    pub async fn get(&self, invitation_id: &str) -> Result<Option<Invitation>, InvitationError> {
+    pub async fn get(
+        &self,
+        invitation_id: &InvitationId,
+    ) -> Result<Option<Invitation>, InvitationError> {
         load(self.connection()?, invitation_id).await
     }
 
@@ -86,14 +84,14 @@ impl Store {
     /// state as seen at `now` is one of `states`.
     pub async fn list(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         states: &[InvitationState],
         before: Option<&str>,
         limit: u64,
         now: DateTime<Utc>,
     ) -> Result<Vec<Invitation>, InvitationError> {
         let mut query = invitation::Entity::find()
-            .filter(invitation::Column::AccountId.eq(account_id))
+            .filter(invitation::Column::AccountId.eq(account_id.as_str()))
             .filter(states_at(states, now));
         if let Some(before) = before {
             query = query.filter(invitation::Column::InvitationId.lt(before));
@@ -108,23 +106,24 @@ impl Store {
             .collect()
     }
 
-    /// The record of an earlier create with this request id.
-    pub async fn find_request(
-        &self,
-        request_id: &str,
-    ) -> Result<Option<RequestRecord>, InvitationError> {
-        Ok(request_id::Entity::find_by_id(request_id.to_string())
-            .one(self.connection()?)
+    /// The invitation an earlier create under `key.request_id` made, if that call was this
+    /// same request (a retry); [`InvitationError::RequestIdReused`] if it was another.
+    pub async fn replay(&self, key: &RequestKey) -> Result<Option<Invitation>, InvitationError> {
+        let connection = self.connection()?;
+        let earlier = REQUEST_IDS
+            .replay(connection, key)
+            .await
+            .map_err(|error| match error {
+                ReplayError::Reused(_) => InvitationError::RequestIdReused,
+                ReplayError::Database(error) => error.into(),
+            })?;
+        let Some(invitation_id) = earlier else {
+            return Ok(None);
+        };
+        load(connection, &InvitationId::trusted(invitation_id))
             .await?
-            .map(|row| RequestRecord {
-                key: RequestKey {
-                    request_id: row.request_id,
-                    caller: row.caller,
-                    method: row.method,
-                    fingerprint: row.fingerprint,
-                },
-                invitation_id: row.resource_key,
-            }))
+            .map(Some)
+            .ok_or_else(|| InvitationError::Corrupt(format!("request {}", key.request_id)))
     }
 
     /// Creates a PENDING invitation (delivery QUEUED) with its `invitation.created` event and
@@ -143,21 +142,21 @@ impl Store {
             email: new.email.clone(),
         };
         let email_normalized = normalize_email(&new.email);
-        let txn = self.connection()?.begin().await?;
+        let tx = self.outbox.begin(self.connection()?).await?;
         let stale = invitation::Entity::find()
-            .filter(invitation::Column::AccountId.eq(&new.account_id))
+            .filter(invitation::Column::AccountId.eq(new.account_id.as_str()))
             .filter(invitation::Column::EmailNormalized.eq(&email_normalized))
             .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
             .filter(invitation::Column::ExpireTime.lte(now))
-            .all(&txn)
+            .all(&*tx)
             .await?;
         for row in stale {
-            expire(&txn, &self.outbox, &to_invitation(row)?, now).await?;
+            expire(&*tx, &self.outbox, &to_invitation(row)?, now).await?;
         }
-        let invitation_id = uuid::Uuid::now_v7().to_string();
+        let invitation_id = InvitationId::mint();
         let row = invitation::ActiveModel {
-            invitation_id: Set(invitation_id.clone()),
-            account_id: Set(new.account_id.clone()),
+            invitation_id: Set(invitation_id.to_string()),
+            account_id: Set(new.account_id.to_string()),
             email: Set(new.email.clone()),
             email_normalized: Set(email_normalized),
             given_name: Set(new.given_name.clone()),
@@ -184,31 +183,21 @@ impl Store {
             version: Set(1),
         };
         invitation::Entity::insert(row)
-            .exec_without_returning(&txn)
+            .exec_without_returning(&*tx)
             .await
             .map_err(|error| conflict_as(error, already))?;
         if let Some(request) = request {
-            let row = request_id::ActiveModel {
-                request_id: Set(request.request_id.clone()),
-                caller: Set(request.caller.clone()),
-                method: Set(request.method.clone()),
-                fingerprint: Set(request.fingerprint.clone()),
-                resource_key: Set(invitation_id.clone()),
-                create_time: Set(now),
-            };
-            request_id::Entity::insert(row)
-                .exec_without_returning(&txn)
+            REQUEST_IDS
+                .record(&*tx, request, &invitation_id)
                 .await
                 .map_err(|error| conflict_as(error, already))?;
         }
-        let created = load(&txn, &invitation_id)
+        let created = load(&*tx, &invitation_id)
             .await?
             .ok_or(InvitationError::ConcurrentChange)?;
-        self.outbox
-            .append(&txn, &events::created(&created, &new.inviter, now))
+        tx.append(&events::created(&created, &new.inviter, now))
             .await?;
-        txn.commit().await?;
-        self.outbox.committed();
+        tx.commit().await?;
         Ok(created)
     }
 
@@ -219,7 +208,7 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Invitation>, InvitationError> {
-        let txn = self.connection()?.begin().await?;
+        let tx = self.outbox.begin(self.connection()?).await?;
         let update = pending_update(current, now)
             .col_expr(
                 invitation::Column::State,
@@ -227,17 +216,14 @@ impl Store {
             )
             .col_expr(invitation::Column::RevokeTime, Expr::value(now))
             .col_expr(invitation::Column::RevokedBy, Expr::value(actor));
-        if update.exec(&txn).await?.rows_affected == 0 {
+        if update.exec(&*tx).await?.rows_affected == 0 {
             return Ok(None);
         }
-        let revoked = load(&txn, &current.invitation_id)
+        let revoked = load(&*tx, &current.invitation_id)
             .await?
             .ok_or(InvitationError::ConcurrentChange)?;
-        self.outbox
-            .append(&txn, &events::revoked(&revoked, actor, now))
-            .await?;
-        txn.commit().await?;
-        self.outbox.committed();
+        tx.append(&events::revoked(&revoked, actor, now)).await?;
+        tx.commit().await?;
         Ok(Some(revoked))
     }
 
@@ -252,7 +238,7 @@ impl Store {
         lifetime: Duration,
         now: DateTime<Utc>,
     ) -> Result<Option<Invitation>, InvitationError> {
-        let txn = self.connection()?.begin().await?;
+        let tx = self.outbox.begin(self.connection()?).await?;
         let queued = Delivery::queued();
         let update = pending_update(current, now)
             .col_expr(
@@ -282,21 +268,18 @@ impl Store {
                 invitation::Column::DeliverySentTime,
                 Expr::value(Option::<DateTime<Utc>>::None),
             );
-        if update.exec(&txn).await?.rows_affected == 0 {
+        if update.exec(&*tx).await?.rows_affected == 0 {
             return Ok(None);
         }
-        let resent = load(&txn, &current.invitation_id)
+        let resent = load(&*tx, &current.invitation_id)
             .await?
             .ok_or(InvitationError::ConcurrentChange)?;
-        self.outbox
-            .append(&txn, &events::resent(&resent, actor, now))
-            .await?;
-        txn.commit().await?;
-        self.outbox.committed();
+        tx.append(&events::resent(&resent, actor, now)).await?;
+        tx.commit().await?;
         Ok(Some(resent))
     }
 
-    /// Accepts `current` for `user` (`users/{sub}`), single use and race-safe: in ONE
+    /// Accepts `current` for `user`, single use and race-safe: in ONE
     /// transaction the conditional update PENDING → ACCEPTED, then `add_member` (the
     /// synchronous AddMember, returning the membership's name and whatever the caller wants
     /// back), then the `invitation.accepted` event; the transaction commits only if
@@ -305,7 +288,7 @@ impl Store {
     pub async fn accept<T, F, Fut>(
         &self,
         current: &Invitation,
-        user: &str,
+        user: &UserId,
         now: DateTime<Utc>,
         add_member: F,
     ) -> Result<Option<(Invitation, T)>, InvitationError>
@@ -313,55 +296,47 @@ impl Store {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(String, T), InvitationError>>,
     {
-        let txn = self.connection()?.begin().await?;
+        let user = user.name();
+        let tx = self.outbox.begin(self.connection()?).await?;
         let update = pending_update(current, now)
             .col_expr(
                 invitation::Column::State,
                 Expr::value(InvitationState::Accepted.as_str()),
             )
             .col_expr(invitation::Column::AcceptTime, Expr::value(now))
-            .col_expr(invitation::Column::AcceptedBy, Expr::value(user));
-        if update.exec(&txn).await?.rows_affected == 0 {
+            .col_expr(invitation::Column::AcceptedBy, Expr::value(user.as_str()));
+        if update.exec(&*tx).await?.rows_affected == 0 {
             return Ok(None);
         }
-        // Dropping `txn` on an error rolls the acceptance back.
+        // Dropping `tx` on an error rolls the acceptance back.
         let (member, answer) = add_member().await?;
-        let accepted = load(&txn, &current.invitation_id)
+        let accepted = load(&*tx, &current.invitation_id)
             .await?
             .ok_or(InvitationError::ConcurrentChange)?;
-        self.outbox
-            .append(&txn, &events::accepted(&accepted, &member, user, now))
+        tx.append(&events::accepted(&accepted, &member, &user, now))
             .await?;
-        txn.commit().await?;
-        self.outbox.committed();
+        tx.commit().await?;
         Ok(Some((accepted, answer)))
     }
 
     /// Marks up to `limit` PENDING invitations past their expiry EXPIRED (one transaction,
     /// one `invitation.expired` event each). Returns how many it marked.
-    pub async fn expire_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: u64,
-    ) -> Result<usize, InvitationError> {
-        let txn = self.connection()?.begin().await?;
+    pub async fn expire_due(&self, now: DateTime<Utc>, limit: u64) -> Result<u64, InvitationError> {
+        let tx = self.outbox.begin(self.connection()?).await?;
         let due = invitation::Entity::find()
             .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
             .filter(invitation::Column::ExpireTime.lte(now))
             .order_by_asc(invitation::Column::ExpireTime)
             .limit(limit)
-            .all(&txn)
+            .all(&*tx)
             .await?;
         let mut expired = 0;
         for row in due {
-            if expire(&txn, &self.outbox, &to_invitation(row)?, now).await? {
+            if expire(&*tx, &self.outbox, &to_invitation(row)?, now).await? {
                 expired += 1;
             }
         }
-        txn.commit().await?;
-        if expired > 0 {
-            self.outbox.committed();
-        }
+        tx.commit().await?;
         Ok(expired)
     }
 }
@@ -372,11 +347,11 @@ impl Store {
 pub async fn withdraw_account(
     txn: &impl ConnectionTrait,
     outbox: &Outbox,
-    account_id: &str,
+    account_id: &AccountId,
     now: DateTime<Utc>,
 ) -> Result<usize, InvitationError> {
     let pending = invitation::Entity::find()
-        .filter(invitation::Column::AccountId.eq(account_id))
+        .filter(invitation::Column::AccountId.eq(account_id.as_str()))
         .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
         .all(txn)
         .await?;
@@ -389,12 +364,12 @@ pub async fn withdraw_account(
 pub async fn close_for_member(
     txn: &impl ConnectionTrait,
     outbox: &Outbox,
-    account_id: &str,
+    account_id: &AccountId,
     email: &str,
     now: DateTime<Utc>,
 ) -> Result<usize, InvitationError> {
     let pending = invitation::Entity::find()
-        .filter(invitation::Column::AccountId.eq(account_id))
+        .filter(invitation::Column::AccountId.eq(account_id.as_str()))
         .filter(invitation::Column::EmailNormalized.eq(normalize_email(email)))
         .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
         .all(txn)
@@ -460,7 +435,7 @@ async fn expire(
             invitation::Column::Version,
             Expr::value(current.version + 1),
         )
-        .filter(invitation::Column::InvitationId.eq(&current.invitation_id))
+        .filter(invitation::Column::InvitationId.eq(current.invitation_id.as_str()))
         .filter(invitation::Column::Version.eq(current.version))
         .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
         .filter(invitation::Column::ExpireTime.lte(now))
@@ -485,7 +460,7 @@ fn pending_update(current: &Invitation, now: DateTime<Utc>) -> UpdateMany<invita
             invitation::Column::Version,
             Expr::value(current.version + 1),
         )
-        .filter(invitation::Column::InvitationId.eq(&current.invitation_id))
+        .filter(invitation::Column::InvitationId.eq(current.invitation_id.as_str()))
         .filter(invitation::Column::Version.eq(current.version))
         .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
         .filter(invitation::Column::ExpireTime.gt(now))
@@ -526,7 +501,7 @@ fn conflict_as(
 /// One invitation by id, on any connection or transaction.
 pub async fn load(
     conn: &impl ConnectionTrait,
-    invitation_id: &str,
+    invitation_id: &InvitationId,
 ) -> Result<Option<Invitation>, InvitationError> {
     invitation::Entity::find_by_id(invitation_id.to_string())
         .one(conn)
@@ -548,8 +523,8 @@ fn to_invitation(row: invitation::Model) -> Result<Invitation, InvitationError> 
             last_attempt_time: row.delivery_last_attempt_time,
             sent_time: row.delivery_sent_time,
         },
-        invitation_id: row.invitation_id,
-        account_id: row.account_id,
+        invitation_id: InvitationId::trusted(row.invitation_id),
+        account_id: AccountId::trusted(row.account_id),
         email: row.email,
         given_name: row.given_name,
         family_name: row.family_name,

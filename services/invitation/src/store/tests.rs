@@ -1,12 +1,13 @@
 //! Store tests on a fresh SQLite file each.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use prost::Message;
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 use tenantry_platform::db::Database;
+use tenantry_platform::testing::TempDatabase;
 use tenantry_proto::events::v1 as wire_events;
 
 use super::*;
@@ -17,31 +18,36 @@ pub(crate) struct TempStore {
     pub(crate) store: Store,
     pub(crate) database: Database,
     pub(crate) outbox: Outbox,
-    pub(crate) path: PathBuf,
+    temp: TempDatabase,
 }
 
-impl Drop for TempStore {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
-        }
+impl TempStore {
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        self.temp.path()
     }
 }
 
 pub(crate) async fn temp_store() -> TempStore {
-    let path = std::env::temp_dir().join(format!("invitation-test-{}.db", uuid::Uuid::new_v4()));
-    let database = Database::new(&format!("sqlite://{}?mode=rwc", path.display()));
-    database
-        .connect_and_migrate::<Migrator>()
-        .await
-        .expect("migrate");
+    let temp = TempDatabase::new::<Migrator>("invitation-test").await;
+    let database = temp.database.clone();
     let outbox = Outbox::new();
     TempStore {
         store: Store::new(database.clone(), outbox.clone()),
         database,
         outbox,
-        path,
+        temp,
     }
+}
+
+/// The account `id`.
+pub(crate) fn account(id: &str) -> AccountId {
+    AccountId::trusted(id)
+}
+
+/// The user `id`.
+pub(crate) fn user(id: &str) -> UserId {
+    UserId::trusted(id)
 }
 
 pub(crate) fn at(seconds: i64) -> DateTime<Utc> {
@@ -50,7 +56,7 @@ pub(crate) fn at(seconds: i64) -> DateTime<Utc> {
 
 pub(crate) fn new_invitation(account_id: &str, email: &str, now: DateTime<Utc>) -> NewInvitation {
     NewInvitation {
-        account_id: account_id.into(),
+        account_id: account(account_id),
         email: email.into(),
         given_name: "Bob".into(),
         family_name: "Builder".into(),
@@ -187,7 +193,13 @@ async fn concurrent_creates_for_one_email_make_one_invitation() {
     }
     assert_eq!(created, 1);
     let pending = store
-        .list("globex", &[InvitationState::Pending], None, 10, at(1))
+        .list(
+            &account("globex"),
+            &[InvitationState::Pending],
+            None,
+            10,
+            at(1),
+        )
         .await
         .unwrap();
     assert_eq!(pending.len(), 1);
@@ -252,14 +264,26 @@ async fn request_ids_are_recorded_with_the_invitation() {
         )
         .await
         .unwrap();
-    let record = temp
-        .store
-        .find_request(&key.request_id)
+    let record = REQUEST_IDS
+        .find(temp.database.connection().unwrap(), &key.request_id)
         .await
         .unwrap()
         .expect("recorded");
     assert_eq!(record.key, key);
-    assert_eq!(record.invitation_id, created.invitation_id);
+    assert_eq!(record.resource_key, created.invitation_id.as_str());
+    assert_eq!(
+        temp.store.replay(&key).await.unwrap(),
+        Some(created.clone()),
+        "a retry finds the invitation"
+    );
+    let reused = RequestKey {
+        fingerprint: "another".into(),
+        ..key.clone()
+    };
+    assert!(matches!(
+        temp.store.replay(&reused).await,
+        Err(InvitationError::RequestIdReused)
+    ));
     // The same request id cannot create a second invitation.
     let again = temp
         .store
@@ -272,7 +296,13 @@ async fn request_ids_are_recorded_with_the_invitation() {
     assert!(matches!(again, Err(InvitationError::AlreadyPending { .. })));
     assert!(
         temp.store
-            .list("globex", &[InvitationState::Pending], None, 10, at(1))
+            .list(
+                &account("globex"),
+                &[InvitationState::Pending],
+                None,
+                10,
+                at(1)
+            )
             .await
             .unwrap()
             .iter()
@@ -305,7 +335,7 @@ async fn the_sweep_expires_what_is_due() {
         .await
         .unwrap();
     store
-        .accept(&accepted, "users/acc", at(1), || add_ok("m"))
+        .accept(&accepted, &user("acc"), at(1), || add_ok("m"))
         .await
         .unwrap()
         .unwrap();
@@ -313,7 +343,13 @@ async fn the_sweep_expires_what_is_due() {
     assert_eq!(store.expire_due(at(59), 100).await.unwrap(), 0);
     // Expired on read before the sweep: listed as EXPIRED, not PENDING.
     let pending = store
-        .list("globex", &[InvitationState::Pending], None, 10, at(61))
+        .list(
+            &account("globex"),
+            &[InvitationState::Pending],
+            None,
+            10,
+            at(61),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -321,7 +357,13 @@ async fn the_sweep_expires_what_is_due() {
         ["long@example.com"]
     );
     let expired = store
-        .list("globex", &[InvitationState::Expired], None, 10, at(61))
+        .list(
+            &account("globex"),
+            &[InvitationState::Expired],
+            None,
+            10,
+            at(61),
+        )
         .await
         .unwrap();
     assert_eq!(expired.len(), 1);
@@ -370,7 +412,13 @@ async fn lists_newest_first_with_pages_and_state_filters() {
         .unwrap()
         .unwrap();
     let first = store
-        .list("globex", &[InvitationState::Pending], None, 2, at(20))
+        .list(
+            &account("globex"),
+            &[InvitationState::Pending],
+            None,
+            2,
+            at(20),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -379,9 +427,9 @@ async fn lists_newest_first_with_pages_and_state_filters() {
     );
     let second = store
         .list(
-            "globex",
+            &account("globex"),
             &[InvitationState::Pending],
-            Some(&ids[3]),
+            Some(ids[3].as_str()),
             10,
             at(20),
         )
@@ -393,7 +441,7 @@ async fn lists_newest_first_with_pages_and_state_filters() {
     );
     let all = store
         .list(
-            "globex",
+            &account("globex"),
             &[InvitationState::Pending, InvitationState::Revoked],
             None,
             10,
@@ -404,7 +452,13 @@ async fn lists_newest_first_with_pages_and_state_filters() {
     assert_eq!(all.len(), 5);
     assert!(
         store
-            .list("initech", &[InvitationState::Pending], None, 10, at(20))
+            .list(
+                &account("initech"),
+                &[InvitationState::Pending],
+                None,
+                10,
+                at(20)
+            )
             .await
             .unwrap()
             .is_empty()
@@ -443,9 +497,15 @@ async fn withdrawals_by_the_system() {
 
     // member.added for A@example.com in globex closes only that invitation.
     let txn = connection.begin().await.unwrap();
-    let closed = close_for_member(&txn, &temp.outbox, "globex", "A@Example.com", at(5))
-        .await
-        .unwrap();
+    let closed = close_for_member(
+        &txn,
+        &temp.outbox,
+        &account("globex"),
+        "A@Example.com",
+        at(5),
+    )
+    .await
+    .unwrap();
     txn.commit().await.unwrap();
     assert_eq!(closed, 1);
     let a = store.get(&a.invitation_id).await.unwrap().unwrap();
@@ -464,7 +524,7 @@ async fn withdrawals_by_the_system() {
     // account.deleted withdraws the rest of globex, once.
     for expected in [1, 0] {
         let txn = connection.begin().await.unwrap();
-        let withdrawn = withdraw_account(&txn, &temp.outbox, "globex", at(6))
+        let withdrawn = withdraw_account(&txn, &temp.outbox, &account("globex"), at(6))
             .await
             .unwrap();
         txn.commit().await.unwrap();

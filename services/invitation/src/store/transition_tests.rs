@@ -7,7 +7,7 @@ use chrono::Duration;
 use prost::Message;
 use tenantry_proto::events::v1 as wire_events;
 
-use super::tests::{add_ok, at, new_invitation, outbox_rows, outbox_types, temp_store};
+use super::tests::{add_ok, at, new_invitation, outbox_rows, outbox_types, temp_store, user};
 use super::*;
 
 #[tokio::test]
@@ -23,7 +23,7 @@ async fn acceptance_is_single_use() {
         .await
         .unwrap();
     let (accepted, member) = store
-        .accept(&invitation, "users/bob", at(10), || {
+        .accept(&invitation, &user("bob"), at(10), || {
             add_ok("accounts/globex/members/bob")
         })
         .await
@@ -37,7 +37,7 @@ async fn acceptance_is_single_use() {
     // Using it again — with the version read before, as a concurrent acceptance would — fails,
     // and AddMember is not called.
     let again: Option<(Invitation, ())> = store
-        .accept(&invitation, "users/mallory", at(11), || async {
+        .accept(&invitation, &user("mallory"), at(11), || async {
             panic!("AddMember must not be called for a used invitation")
         })
         .await
@@ -70,7 +70,7 @@ async fn concurrent_acceptances_have_one_winner() {
             let (store, invitation, calls) = (store.clone(), invitation.clone(), calls.clone());
             tokio::spawn(async move {
                 store
-                    .accept(&invitation, &format!("users/u{i}"), at(5), || async move {
+                    .accept(&invitation, &user(&format!("u{i}")), at(5), || async move {
                         calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         tokio::task::yield_now().await;
                         Ok((format!("accounts/globex/members/u{i}"), i))
@@ -104,8 +104,8 @@ async fn a_failed_add_member_rolls_the_acceptance_back() {
         .await
         .unwrap();
     let failed = store
-        .accept(&invitation, "users/bob", at(1), || async {
-            Err::<(String, ()), _>(InvitationError::OwnerLimit("globex".into()))
+        .accept(&invitation, &user("bob"), at(1), || async {
+            Err::<(String, ()), _>(InvitationError::OwnerLimit(AccountId::trusted("globex")))
         })
         .await;
     assert!(matches!(failed, Err(InvitationError::OwnerLimit(_))));
@@ -115,7 +115,7 @@ async fn a_failed_add_member_rolls_the_acceptance_back() {
     // It can still be accepted.
     assert!(
         store
-            .accept(&invitation, "users/bob", at(2), || add_ok("m"))
+            .accept(&invitation, &user("bob"), at(2), || add_ok("m"))
             .await
             .unwrap()
             .is_some()
@@ -132,7 +132,7 @@ async fn a_failed_add_member_rolls_the_acceptance_back() {
     let after = late.expire_time;
     assert!(
         store
-            .accept(&late, "users/late", after, || add_ok("m"))
+            .accept(&late, &user("late"), after, || add_ok("m"))
             .await
             .unwrap()
             .is_none()

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use sea_orm::TransactionTrait;
-use tenantry_platform::ApiError;
+use tenantry_platform::{AccountId, ApiError};
 
 use super::*;
 use crate::domain::DeliveryState;
@@ -18,7 +18,7 @@ struct FakeAccounts(Option<AccountFacts>);
 
 #[async_trait::async_trait]
 impl AccountDirectory for FakeAccounts {
-    async fn account(&self, _account_id: &str) -> Result<Option<AccountFacts>, ApiError> {
+    async fn account(&self, _account_id: &AccountId) -> Result<Option<AccountFacts>, ApiError> {
         Ok(self.0.clone())
     }
 }
@@ -117,8 +117,8 @@ async fn handle(temp: &TempStore, mailer: &Mailer, event: &Event) -> Result<(), 
 
 /// Every byte the database keeps (main file and write-ahead log).
 fn database_bytes(temp: &TempStore) -> Vec<u8> {
-    let mut bytes = std::fs::read(&temp.path).unwrap();
-    bytes.extend(std::fs::read(format!("{}-wal", temp.path.display())).unwrap_or_default());
+    let mut bytes = std::fs::read(temp.path()).unwrap();
+    bytes.extend(std::fs::read(format!("{}-wal", temp.path().display())).unwrap_or_default());
     bytes
 }
 
@@ -337,7 +337,7 @@ async fn an_unavailable_registry_is_transient_and_a_deleted_account_gets_no_emai
     struct Down;
     #[async_trait::async_trait]
     impl AccountDirectory for Down {
-        async fn account(&self, _: &str) -> Result<Option<AccountFacts>, ApiError> {
+        async fn account(&self, _: &AccountId) -> Result<Option<AccountFacts>, ApiError> {
             Err(ApiError::unavailable(
                 "customer registry is unavailable; retry later",
             ))
@@ -365,18 +365,16 @@ async fn an_unavailable_registry_is_transient_and_a_deleted_account_gets_no_emai
         .await
         .unwrap();
     assert!(dir.files().is_empty());
-    // Events of other types are ignored; a garbled payload is permanent.
+    // Events of other types are refused as unknown (and send nothing); a garbled payload is
+    // permanent.
     let mut other = event.clone();
     other.event_type = "member.added".into();
-    assert!(
-        handle(
-            &temp,
-            &mailer(globex(), Arc::new(Unreachable::default())),
-            &other
-        )
-        .await
-        .is_ok()
-    );
+    let transport = Arc::new(Unreachable::default());
+    assert!(matches!(
+        handle(&temp, &mailer(globex(), transport.clone()), &other).await,
+        Err(HandlerError::UnknownType(_))
+    ));
+    assert_eq!(*transport.tried.lock().unwrap(), 0);
     let mut garbled = event.clone();
     garbled.payload = vec![0xff, 0xff, 0xff];
     assert!(matches!(

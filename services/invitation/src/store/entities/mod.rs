@@ -1,4 +1,3 @@
 //! sea-orm entities of the invitation service's tables.
 
 pub mod invitation;
-pub mod request_id;

@@ -1,31 +1,18 @@
-//! Wire ↔ domain mapping.
+//! The whole proto ↔ domain mapping of the invitation service: requests' fields into domain
+//! values, domain values into `tenantry.invitation.v1` messages (also the payloads of its
+//! events).
 
 use chrono::{DateTime, Utc};
-use tenantry_platform::ApiError;
-use tenantry_platform::names::account_name;
+use tenantry_platform::etag::etag;
 use tenantry_platform::time::{to_optional_timestamp, to_timestamp};
+use tenantry_platform::{AccountId, ApiError};
 use tenantry_proto::invitation::v1 as wire;
-use tenantry_proto::membership::v1::Role as WireRole;
 
-use crate::domain::{Delivery, DeliveryState, Invitation, InvitationState, Role};
+use crate::domain::{Delivery, DeliveryState, Invitation, InvitationId, InvitationState, Role};
 
 /// A required role; UNSPECIFIED or unknown values give the violation's description.
-pub fn role_from_wire(value: i32) -> Result<Role, String> {
-    match WireRole::try_from(value) {
-        Ok(WireRole::Owner) => Ok(Role::Owner),
-        Ok(WireRole::Admin) => Ok(Role::Admin),
-        Ok(WireRole::Employee) => Ok(Role::Employee),
-        _ => Err("required: ROLE_OWNER, ROLE_ADMIN or ROLE_EMPLOYEE".to_string()),
-    }
-}
-
-/// A role on the wire.
-pub fn role_to_wire(role: Role) -> i32 {
-    match role {
-        Role::Owner => WireRole::Owner as i32,
-        Role::Admin => WireRole::Admin as i32,
-        Role::Employee => WireRole::Employee as i32,
-    }
+pub fn role_from_wire(value: i32) -> Result<Role, &'static str> {
+    Role::from_wire(value).ok_or("required: ROLE_OWNER, ROLE_ADMIN or ROLE_EMPLOYEE")
 }
 
 /// A state on the wire.
@@ -89,12 +76,12 @@ fn delivery_to_wire(delivery: &Delivery) -> wire::EmailDelivery {
 pub fn invitation_to_wire(invitation: &Invitation, now: DateTime<Utc>) -> wire::Invitation {
     wire::Invitation {
         name: invitation.name(),
-        invitation_id: invitation.invitation_id.clone(),
-        account: account_name(&invitation.account_id),
+        invitation_id: invitation.invitation_id.to_string(),
+        account: invitation.account_id.name(),
         email: invitation.email.clone(),
         given_name: invitation.given_name.clone(),
         family_name: invitation.family_name.clone(),
-        role: role_to_wire(invitation.role),
+        role: invitation.role.to_wire(),
         state: state_to_wire(invitation.state_at(now)),
         inviter: invitation.inviter.clone(),
         inviter_display_name: invitation.inviter_display_name.clone(),
@@ -103,7 +90,7 @@ pub fn invitation_to_wire(invitation: &Invitation, now: DateTime<Utc>) -> wire::
         accept_time: to_optional_timestamp(invitation.accept_time),
         accepted_by: invitation.accepted_by.clone().unwrap_or_default(),
         revoke_time: to_optional_timestamp(invitation.revoke_time),
-        etag: invitation.version.to_string(),
+        etag: etag(invitation.version),
         delivery: Some(delivery_to_wire(&invitation.delivery)),
         resend_count: invitation.resend_count,
         last_sent_time: Some(to_timestamp(invitation.last_sent_time)),
@@ -114,8 +101,12 @@ pub fn invitation_to_wire(invitation: &Invitation, now: DateTime<Utc>) -> wire::
 /// `(account_id, invitation_id)` in `accounts/{account_id}/invitations/{invitation_id}`; the
 /// id must be a UUID in the form this service assigns (lower-case, hyphenated).
 /// INVALID_ARGUMENT naming `field`.
-pub fn parse_invitation_name(field: &str, name: &str) -> Result<(String, String), ApiError> {
+pub fn parse_invitation_name(
+    field: &str,
+    name: &str,
+) -> Result<(AccountId, InvitationId), ApiError> {
     tenantry_platform::names::parse_account_child(field, name, "invitations")
+        .map(|(account, id)| (AccountId::trusted(account), InvitationId::trusted(id)))
 }
 
 /// A request timestamp; values no `google.protobuf.Timestamp` may hold are INVALID_ARGUMENT
@@ -127,11 +118,6 @@ pub fn time_from_wire(
     tenantry_platform::time::from_timestamp(field, timestamp)
 }
 
-/// Whether a request etag allows the change: empty (no check) or the current version.
-pub fn etag_allows(etag: &str, version: i64) -> bool {
-    etag.is_empty() || etag == version.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,7 +127,7 @@ mod tests {
         let id = "0190f7a4-1234-7abc-8def-0123456789ab";
         assert_eq!(
             parse_invitation_name("name", &format!("accounts/globex/invitations/{id}")).unwrap(),
-            ("globex".to_string(), id.to_string())
+            (AccountId::trusted("globex"), InvitationId::trusted(id))
         );
         for bad in [
             "",
@@ -170,7 +156,20 @@ mod tests {
     }
 
     #[test]
+    fn roles() {
+        assert_eq!(role_from_wire(1), Ok(Role::Owner));
+        assert_eq!(role_from_wire(3), Ok(Role::Employee));
+        for bad in [0, 9] {
+            assert_eq!(
+                role_from_wire(bad),
+                Err("required: ROLE_OWNER, ROLE_ADMIN or ROLE_EMPLOYEE")
+            );
+        }
+    }
+
+    #[test]
     fn timestamps_and_etags() {
+        use tenantry_platform::etag::etag_allows;
         let ok = prost_types::Timestamp {
             seconds: 1_700_000_000,
             nanos: 5,
