@@ -5,11 +5,10 @@
 //! ([`RegistryAccounts`]) and keeps the answer.
 
 use chrono::DateTime;
-use tenantry_platform::ApiError;
 use tenantry_platform::clients::ServiceChannel;
 use tenantry_platform::db::Database;
 use tenantry_platform::error::{ErrorChain, from_upstream};
-use tenantry_platform::names::account_name;
+use tenantry_platform::{AccountId, ApiError};
 use tenantry_proto::registry::v1::{
     Account, AccountState as WireState, GetAccountRequest,
     customer_registry_service_client::CustomerRegistryServiceClient,
@@ -22,12 +21,12 @@ use crate::store::replica;
 #[async_trait::async_trait]
 pub trait AccountDirectory: Send + Sync + std::fmt::Debug {
     /// The account's facts, None if it does not exist.
-    async fn account(&self, account_id: &str) -> Result<Option<AccountFacts>, ApiError>;
+    async fn account(&self, account_id: &AccountId) -> Result<Option<AccountFacts>, ApiError>;
 
     /// The account's facts from the source of record, bypassing any replica: for a decision
     /// that a replica lagging behind a change (e.g. a promotion to partner a moment ago) would
     /// get wrong. Default: [`AccountDirectory::account`].
-    async fn refresh(&self, account_id: &str) -> Result<Option<AccountFacts>, ApiError> {
+    async fn refresh(&self, account_id: &AccountId) -> Result<Option<AccountFacts>, ApiError> {
         self.account(account_id).await
     }
 }
@@ -37,7 +36,7 @@ pub trait AccountDirectory: Send + Sync + std::fmt::Debug {
 #[async_trait::async_trait]
 pub trait AccountSource: Send + Sync + std::fmt::Debug {
     /// The account's facts at its current version, None if it does not exist.
-    async fn fetch(&self, account_id: &str) -> Result<Option<VersionedFacts>, ApiError>;
+    async fn fetch(&self, account_id: &AccountId) -> Result<Option<VersionedFacts>, ApiError>;
 }
 
 /// [`AccountDirectory`] over the replica, reading through to `registry` on a miss.
@@ -57,7 +56,7 @@ impl<S: AccountSource> ReplicatedAccounts<S> {
 
 #[async_trait::async_trait]
 impl<S: AccountSource> AccountDirectory for ReplicatedAccounts<S> {
-    async fn account(&self, account_id: &str) -> Result<Option<AccountFacts>, ApiError> {
+    async fn account(&self, account_id: &AccountId) -> Result<Option<AccountFacts>, ApiError> {
         let connection = self.database.connection().map_err(ApiError::from)?;
         if let Some(known) = replica::load(connection, account_id).await? {
             return Ok(Some(known.facts));
@@ -65,7 +64,7 @@ impl<S: AccountSource> AccountDirectory for ReplicatedAccounts<S> {
         self.refresh(account_id).await
     }
 
-    async fn refresh(&self, account_id: &str) -> Result<Option<AccountFacts>, ApiError> {
+    async fn refresh(&self, account_id: &AccountId) -> Result<Option<AccountFacts>, ApiError> {
         let connection = self.database.connection().map_err(ApiError::from)?;
         let Some(fetched) = self.registry.fetch(account_id).await? else {
             return Ok(None);
@@ -74,7 +73,7 @@ impl<S: AccountSource> AccountDirectory for ReplicatedAccounts<S> {
         // event never overwrites newer facts. Failing to keep it only costs a later lookup.
         if let Err(error) = replica::save(connection, &fetched).await {
             tracing::warn!(
-                account_id,
+                %account_id,
                 error = %ErrorChain(&error),
                 "could not keep the registry's answer in the account replica"
             );
@@ -101,12 +100,12 @@ impl RegistryAccounts {
 
 #[async_trait::async_trait]
 impl AccountSource for RegistryAccounts {
-    async fn fetch(&self, account_id: &str) -> Result<Option<VersionedFacts>, ApiError> {
+    async fn fetch(&self, account_id: &AccountId) -> Result<Option<VersionedFacts>, ApiError> {
         let response = self
             .client
             .clone()
             .get_account(GetAccountRequest {
-                name: account_name(account_id),
+                name: account_id.name(),
             })
             .await;
         match response {
@@ -126,7 +125,7 @@ impl AccountSource for RegistryAccounts {
 
 #[async_trait::async_trait]
 impl AccountDirectory for RegistryAccounts {
-    async fn account(&self, account_id: &str) -> Result<Option<AccountFacts>, ApiError> {
+    async fn account(&self, account_id: &AccountId) -> Result<Option<AccountFacts>, ApiError> {
         Ok(self.fetch(account_id).await?.map(|fetched| fetched.facts))
     }
 }
@@ -176,17 +175,16 @@ fn facts_from(account: Account) -> Result<AccountFacts, UnusableAccount> {
     let managed_by = if account.managed_by.is_empty() {
         None
     } else {
-        let partner = tenantry_platform::names::parse_account("managed_by", &account.managed_by)
-            .map_err(|_| {
-                UnusableAccount(format!(
-                    "{} is managed by {:?}",
-                    account.name, account.managed_by
-                ))
-            })?;
+        let partner = AccountId::from_name("managed_by", &account.managed_by).map_err(|_| {
+            UnusableAccount(format!(
+                "{} is managed by {:?}",
+                account.name, account.managed_by
+            ))
+        })?;
         Some(partner)
     };
     Ok(AccountFacts {
-        account_id: account.account_id,
+        account_id: AccountId::trusted(account.account_id),
         display_name: account.display_name,
         partner: account.partner,
         managed_by,
@@ -199,8 +197,14 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
+    use tenantry_platform::testing::TempDatabase;
+
     use super::*;
-    use crate::testing::TempDatabase;
+    use crate::store::migrations::Migrator;
+
+    fn id(account_id: &str) -> AccountId {
+        AccountId::trusted(account_id)
+    }
 
     /// A registry stand-in answering from a map and counting the questions.
     #[derive(Debug, Default)]
@@ -211,19 +215,24 @@ mod tests {
 
     #[async_trait::async_trait]
     impl AccountSource for FakeRegistry {
-        async fn fetch(&self, account_id: &str) -> Result<Option<VersionedFacts>, ApiError> {
+        async fn fetch(&self, account_id: &AccountId) -> Result<Option<VersionedFacts>, ApiError> {
             self.asked.lock().unwrap().push(account_id.to_string());
-            Ok(self.accounts.lock().unwrap().get(account_id).cloned())
+            Ok(self
+                .accounts
+                .lock()
+                .unwrap()
+                .get(account_id.as_str())
+                .cloned())
         }
     }
 
     fn versioned(id: &str, version: i64, state: AccountState) -> VersionedFacts {
         VersionedFacts {
             facts: AccountFacts {
-                account_id: id.into(),
+                account_id: AccountId::trusted(id),
                 display_name: format!("{id} v{version}"),
                 partner: false,
-                managed_by: Some("partner".into()),
+                managed_by: Some(AccountId::trusted("partner")),
                 state,
             },
             version,
@@ -233,7 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_miss_reads_through_and_is_kept() {
-        let temp = TempDatabase::new("accounts").await;
+        let temp = TempDatabase::new::<Migrator>("membership-accounts").await;
         let registry = FakeRegistry::default();
         let fresh = versioned("fresh", 1, AccountState::Active);
         registry
@@ -246,16 +255,16 @@ mod tests {
         // Created a moment ago, before its event arrived: the registry answers, the replica
         // keeps it, and the next lookup does not ask again.
         assert_eq!(
-            directory.account("fresh").await.unwrap(),
+            directory.account(&id("fresh")).await.unwrap(),
             Some(fresh.facts.clone())
         );
         let connection = temp.database.connection().unwrap();
         assert_eq!(
-            replica::load(connection, "fresh").await.unwrap(),
+            replica::load(connection, &id("fresh")).await.unwrap(),
             Some(fresh.clone())
         );
         assert_eq!(
-            directory.account("fresh").await.unwrap(),
+            directory.account(&id("fresh")).await.unwrap(),
             Some(fresh.facts.clone())
         );
         assert_eq!(*directory.registry.asked.lock().unwrap(), ["fresh"]);
@@ -263,10 +272,16 @@ mod tests {
         // The replica answers on its own once it knows the account (here: from an event).
         let event = versioned("known", 4, AccountState::Disabled);
         replica::save(connection, &event).await.unwrap();
-        assert_eq!(directory.account("known").await.unwrap(), Some(event.facts));
+        assert_eq!(
+            directory.account(&id("known")).await.unwrap(),
+            Some(event.facts)
+        );
         // An account the registry does not know is None and not kept.
-        assert_eq!(directory.account("nowhere").await.unwrap(), None);
-        assert_eq!(replica::load(connection, "nowhere").await.unwrap(), None);
+        assert_eq!(directory.account(&id("nowhere")).await.unwrap(), None);
+        assert_eq!(
+            replica::load(connection, &id("nowhere")).await.unwrap(),
+            None
+        );
         assert_eq!(
             *directory.registry.asked.lock().unwrap(),
             ["fresh", "nowhere"]
@@ -277,7 +292,7 @@ mod tests {
         assert!(replica::save(connection, &renamed).await.unwrap());
         assert!(!replica::save(connection, &fresh).await.unwrap());
         assert_eq!(
-            directory.account("fresh").await.unwrap(),
+            directory.account(&id("fresh")).await.unwrap(),
             Some(renamed.facts)
         );
     }
@@ -329,10 +344,10 @@ mod tests {
         assert_eq!(
             facts_of(account.clone()).unwrap(),
             AccountFacts {
-                account_id: "acme".into(),
+                account_id: id("acme"),
                 display_name: "Acme".into(),
                 partner: false,
-                managed_by: Some("partner".into()),
+                managed_by: Some(id("partner")),
                 state: AccountState::Disabled,
             }
         );

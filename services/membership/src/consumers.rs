@@ -3,6 +3,7 @@
 
 use tenantry_events::{Event, Handler, HandlerError};
 use tenantry_platform::error::ErrorChain;
+use tenantry_proto::EventType;
 use tenantry_proto::events::v1 as pb;
 use tenantry_proto::registry::v1::Account;
 
@@ -13,14 +14,14 @@ use crate::store::replica;
 /// The consumer group (= durable queue) keeping the account replica.
 pub const ACCOUNTS_GROUP: &str = "tenantry.membership.accounts";
 
-/// The routing keys [`ACCOUNTS_GROUP`] is bound to.
-pub const ACCOUNT_EVENTS: [&str; 6] = [
-    "account.created",
-    "account.updated",
-    "account.promoted_to_partner",
-    "account.disabled",
-    "account.enabled",
-    "account.deleted",
+/// The event types [`ACCOUNTS_GROUP`] is bound to: every `account.*` type.
+pub const ACCOUNT_EVENTS: [EventType; 6] = [
+    EventType::AccountCreated,
+    EventType::AccountUpdated,
+    EventType::AccountPromotedToPartner,
+    EventType::AccountDisabled,
+    EventType::AccountEnabled,
+    EventType::AccountDeleted,
 ];
 
 /// Keeps `account_replica` from the `account.*` events: a row is replaced only by a newer
@@ -54,14 +55,14 @@ impl Handler for AccountReplicaHandler {
                 .await
                 .map_err(transient)?;
             tracing::info!(
-                account_id,
+                %account_id,
                 dropped,
                 "dropped the members of a deleted account"
             );
         }
         tracing::debug!(
             event_type = %event.event_type,
-            account_id,
+            %account_id,
             version = fetched.version,
             written,
             "account replica"
@@ -70,20 +71,21 @@ impl Handler for AccountReplicaHandler {
     }
 }
 
-/// The account an `account.*` event carries, and whether the event is `account.deleted`.
+/// The account an `account.*` event carries, and whether the event is `account.deleted`; any
+/// other type is [`HandlerError::unknown_type`].
 fn account_of(event: &Event) -> Result<(Option<Account>, bool), HandlerError> {
-    let account = match event.event_type.as_str() {
-        "account.created" => event.decode::<pb::AccountCreated>()?.account,
-        "account.updated" => event.decode::<pb::AccountUpdated>()?.account,
-        "account.promoted_to_partner" => event.decode::<pb::AccountPromotedToPartner>()?.account,
-        "account.disabled" => event.decode::<pb::AccountDisabled>()?.account,
-        "account.enabled" => event.decode::<pb::AccountEnabled>()?.account,
-        "account.deleted" => return Ok((event.decode::<pb::AccountDeleted>()?.account, true)),
-        other => {
-            return Err(HandlerError::Permanent(format!(
-                "{ACCOUNTS_GROUP} does not handle {other} events"
-            )));
+    let account = match event.known_type() {
+        Some(EventType::AccountCreated) => event.decode::<pb::AccountCreated>()?.account,
+        Some(EventType::AccountUpdated) => event.decode::<pb::AccountUpdated>()?.account,
+        Some(EventType::AccountPromotedToPartner) => {
+            event.decode::<pb::AccountPromotedToPartner>()?.account
         }
+        Some(EventType::AccountDisabled) => event.decode::<pb::AccountDisabled>()?.account,
+        Some(EventType::AccountEnabled) => event.decode::<pb::AccountEnabled>()?.account,
+        Some(EventType::AccountDeleted) => {
+            return Ok((event.decode::<pb::AccountDeleted>()?.account, true));
+        }
+        _ => return Err(HandlerError::unknown_type(event)),
     };
     Ok((account, false))
 }

@@ -2,10 +2,11 @@
 //! is after the change (as it was, for a removal), inside the transaction that made the change.
 
 use tenantry_events::Event;
+use tenantry_platform::Role;
 use tenantry_proto::events::v1 as pb;
 
-use crate::api::convert::{member_to_wire, role_to_wire};
-use crate::domain::{Member, Role};
+use crate::domain::Member;
+use crate::wire::member_to_wire;
 
 /// The CloudEvents `source` of every membership event.
 pub const SOURCE: &str = "/tenantry/membership";
@@ -30,25 +31,22 @@ pub fn member_event(change: MemberChange, member: &Member, actor: &str) -> Event
     let wire = Some(member_to_wire(member));
     let actor = actor.to_string();
     match change {
-        MemberChange::Added => Event::new(
-            "member.added",
+        MemberChange::Added => Event::of(
             SOURCE,
             &pb::MemberAdded {
                 member: wire,
                 actor,
             },
         ),
-        MemberChange::Updated { previous_role } => Event::new(
-            "member.updated",
+        MemberChange::Updated { previous_role } => Event::of(
             SOURCE,
             &pb::MemberUpdated {
                 member: wire,
-                previous_role: role_to_wire(Some(previous_role)),
+                previous_role: previous_role.to_wire(),
                 actor,
             },
         ),
-        MemberChange::Removed => Event::new(
-            "member.removed",
+        MemberChange::Removed => Event::of(
             SOURCE,
             &pb::MemberRemoved {
                 member: wire,

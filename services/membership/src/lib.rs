@@ -8,11 +8,13 @@ pub mod consumers;
 pub mod domain;
 pub mod events;
 pub mod store;
-#[cfg(test)]
-mod testing;
+pub mod wire;
 
 use std::sync::Arc;
 
+use tenantry_events::{ConsumerSpec, Peer, ServiceContext, StartError, Started};
+use tenantry_platform::Role;
+use tenantry_proto::EventType;
 use tenantry_proto::membership::v1::membership_service_server::MembershipServiceServer;
 
 pub use accounts::{AccountDirectory, AccountSource, RegistryAccounts, ReplicatedAccounts};
@@ -21,6 +23,10 @@ pub use store::migrations::Migrator;
 
 /// The gRPC service name, for health and reflection.
 pub const SERVICE_NAME: &str = "tenantry.membership.v1.MembershipService";
+
+/// Every event type membership's consumer groups bind: the `account.*` events that keep the
+/// account replica ([`consumers::ACCOUNTS_GROUP`]).
+pub const CONSUMES: &[EventType] = &consumers::ACCOUNT_EVENTS;
 
 /// The role `AddMyself` gives.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -35,12 +41,12 @@ pub enum AddMyselfRole {
 }
 
 impl AddMyselfRole {
-    /// The domain role.
-    pub fn role(self) -> domain::Role {
+    /// The role.
+    pub fn role(self) -> Role {
         match self {
-            AddMyselfRole::Owner => domain::Role::Owner,
-            AddMyselfRole::Admin => domain::Role::Admin,
-            AddMyselfRole::Employee => domain::Role::Employee,
+            AddMyselfRole::Owner => Role::Owner,
+            AddMyselfRole::Admin => Role::Admin,
+            AddMyselfRole::Employee => Role::Employee,
         }
     }
 }
@@ -69,7 +75,7 @@ impl Default for Config {
 
 /// What membership needs from its surroundings.
 #[derive(Clone, Debug)]
-pub struct Deps {
+pub(crate) struct Deps {
     /// Membership's own database.
     pub database: tenantry_platform::db::Database,
     /// Account facts (display name, partner, managed_by, state) of the customer registry's
@@ -81,25 +87,15 @@ pub struct Deps {
     pub outbox: tenantry_events::Outbox,
 }
 
-/// The gRPC service, refusing requests larger than `max_request_bytes`.
-pub fn grpc_service(
-    config: Config,
-    deps: Deps,
-    max_request_bytes: usize,
-) -> MembershipServiceServer<api::MembershipApi> {
-    MembershipServiceServer::new(api::MembershipApi::new(config, deps))
-        .max_decoding_message_size(max_request_bytes)
-}
-
 /// Membership's consumer groups: `tenantry.membership.accounts`, bound to the `account.*`
 /// events, keeps the account replica in membership's database and drops the members of
 /// deleted accounts.
-pub fn consumers(deps: &Deps) -> Vec<tenantry_events::ConsumerSpec> {
-    vec![tenantry_events::ConsumerSpec {
+fn consumers(deps: &Deps) -> Vec<ConsumerSpec> {
+    vec![ConsumerSpec {
         group: consumers::ACCOUNTS_GROUP.to_string(),
         bindings: consumers::ACCOUNT_EVENTS
             .iter()
-            .map(|binding| binding.to_string())
+            .map(|binding| binding.as_str().to_string())
             .collect(),
         database: deps.database.clone(),
         handler: Arc::new(consumers::AccountReplicaHandler),
@@ -109,11 +105,7 @@ pub fn consumers(deps: &Deps) -> Vec<tenantry_events::ConsumerSpec> {
 
 /// Starts membership in `ctx`'s node: its handlers, the account replica's consumer, and its
 /// health following its database.
-pub fn start(
-    config: Config,
-    ctx: &tenantry_events::ServiceContext,
-) -> Result<tenantry_events::Started, tenantry_events::StartError> {
-    use tenantry_events::Peer;
+pub fn start(config: Config, ctx: &ServiceContext) -> Result<Started, StartError> {
     let registry = RegistryAccounts::new(ctx.peer(Peer::Registry)?);
     let deps = Deps {
         database: ctx.database.clone(),
@@ -123,8 +115,9 @@ pub fn start(
     };
     let mut tasks = vec![ctx.follow_database::<Migrator>(SERVICE_NAME)];
     tasks.extend(consumers(&deps).into_iter().map(|spec| ctx.consume(spec)));
-    let routes = tonic::service::Routes::new(grpc_service(config, deps, ctx.max_request_bytes));
-    Ok(tenantry_events::Started::serving(routes).with_tasks(tasks))
+    let service = MembershipServiceServer::new(api::MembershipApi::new(config, deps))
+        .max_decoding_message_size(ctx.max_request_bytes);
+    Ok(Started::serving(tonic::service::Routes::new(service)).with_tasks(tasks))
 }
 
 #[cfg(test)]
@@ -143,7 +136,7 @@ mod tests {
     fn add_myself_role_flag() {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["membership", "--add-myself-role", "employee"]).unwrap();
-        assert_eq!(cli.config.add_myself_role.role(), domain::Role::Employee);
+        assert_eq!(cli.config.add_myself_role.role(), Role::Employee);
         assert!(Cli::try_parse_from(["membership", "--add-myself-role", "boss"]).is_err());
         assert_eq!(Config::default().add_myself_role, AddMyselfRole::Admin);
     }

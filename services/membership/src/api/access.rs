@@ -1,84 +1,117 @@
-//! What a handler knows about its caller and the account: the facts, the caller's roles, and
-//! the decisions of the authorization table. Also the user directory's write cache.
+//! What a handler learns about its caller and the account before the domain decides: the
+//! caller (refreshing a person's directory entry on the way), the account's facts, the
+//! caller's roles; and the user directory's write cache.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::domain::authorize::{AuthzFacts, Decision, decide};
-use crate::domain::owners::{OwnerAuthority, grant_ceiling, owner_authority};
-use crate::domain::{AccountFacts, Caller, MembershipError, Permission, Role, UserProfile};
+use tenantry_platform::{AccountId, ApiError, Principal, UserId};
+
+use super::MembershipApi;
+use crate::domain::access::Access;
+use crate::domain::{AccountFacts, Caller, Member, MembershipError, Permission, UserProfile};
 use crate::store::Store;
+use crate::wire;
 
-/// The caller's standing in one account.
-#[derive(Clone, Debug)]
-pub struct Access {
-    /// Who is asking.
-    pub caller: Caller,
-    /// The account, `None` if it does not exist.
-    pub facts: Option<AccountFacts>,
-    /// The caller's role in the account.
-    pub role: Option<Role>,
-    /// The caller's role in the account's managing partner.
-    pub partner_role: Option<Role>,
-    /// Whether the account has an OWNER (only looked up where a decision depends on it).
-    pub has_owner: bool,
-}
-
-impl Access {
-    /// The decision for `permission`. Service identities are trusted: they act for a caller
-    /// they have already authorized.
-    pub fn decide(&self, permission: Permission) -> Decision {
-        match &self.caller {
-            Caller::Service { name } => Decision {
-                allowed: true,
-                reason: format!("trusted service {name}"),
-            },
-            Caller::User { operator, .. } => decide(
-                permission,
-                &AuthzFacts {
-                    operator: *operator,
-                    account: self.facts.as_ref(),
-                    role: self.role,
-                    partner_role: self.partner_role,
-                    account_has_owner: self.has_owner,
-                },
-            ),
+impl MembershipApi {
+    /// The caller as the domain sees it; a person's directory entry is refreshed on the way.
+    pub(super) async fn caller(&self, principal: &Principal) -> Result<Caller, ApiError> {
+        match principal {
+            Principal::Service(service) => Ok(Caller::Service {
+                name: service.name.clone(),
+            }),
+            Principal::User(user) => {
+                let user_id = UserId::trusted(user.sub.clone());
+                self.directory
+                    .remember(&user_id, wire::profile_of_user(user))
+                    .await?;
+                Ok(Caller::User {
+                    user_id,
+                    operator: user.operator,
+                })
+            }
         }
     }
 
-    /// Whether `permission` is granted.
-    pub fn allows(&self, permission: Permission) -> bool {
-        self.decide(permission).allowed
+    /// The caller's standing in `account_id`.
+    pub(super) async fn access(
+        &self,
+        caller: &Caller,
+        account_id: &AccountId,
+    ) -> Result<Access, ApiError> {
+        let facts = self.accounts.account(account_id).await?;
+        self.access_with(caller, account_id, facts, true).await
     }
 
-    /// PERMISSION_DENIED unless `permission` is granted.
-    pub fn require(&self, permission: Permission) -> Result<(), MembershipError> {
-        if self.allows(permission) {
-            Ok(())
-        } else {
-            Err(MembershipError::PermissionDenied)
+    /// Like [`Self::access`], but a refusal is checked once more against the registry's own
+    /// facts: the replica follows `account.*` events a moment behind, and a partner promoted
+    /// (or a customer enabled) just now must not be refused for that.
+    pub(super) async fn access_for(
+        &self,
+        caller: &Caller,
+        account_id: &AccountId,
+        permission: Permission,
+    ) -> Result<Access, ApiError> {
+        // Whether the account has an OWNER only matters to OwnersManage; counting them for
+        // every Authorize was one query in four on the path of every call of every service.
+        let count_owners = permission == Permission::OwnersManage;
+        let facts = self.accounts.account(account_id).await?;
+        let access = self
+            .access_with(caller, account_id, facts, count_owners)
+            .await?;
+        if access.allows(permission) || access.facts.is_none() {
+            return Ok(access);
         }
+        let facts = self.accounts.refresh(account_id).await?;
+        self.access_with(caller, account_id, facts, count_owners)
+            .await
     }
 
-    /// The account, or NOT_FOUND (call only after a permission check passed).
-    pub fn existing(&self, account_id: &str) -> Result<&AccountFacts, MembershipError> {
-        self.facts
-            .as_ref()
-            .ok_or_else(|| MembershipError::AccountNotFound(account_id.to_string()))
-    }
-
-    /// The counter ceiling under which this caller may grant OWNER, `None` if they may not.
-    pub fn owner_grant_ceiling(&self) -> Option<i64> {
-        let authority = owner_authority(&self.caller, self.role);
-        if authority == OwnerAuthority::WhileOwnerless && self.has_owner {
-            return None;
+    /// The caller's standing given the account's `facts`; `has_owner` is only looked up when
+    /// `count_owners` (otherwise it is false).
+    async fn access_with(
+        &self,
+        caller: &Caller,
+        account_id: &AccountId,
+        facts: Option<AccountFacts>,
+        count_owners: bool,
+    ) -> Result<Access, ApiError> {
+        let mut access = Access {
+            caller: caller.clone(),
+            facts,
+            role: None,
+            partner_role: None,
+            has_owner: false,
+        };
+        if let (Some(facts), Some(user_id)) = (&access.facts, caller.user_id()) {
+            let mut ids = vec![account_id];
+            ids.extend(facts.managed_by.as_ref());
+            let roles = self.store.roles_of(user_id, &ids).await?;
+            access.role = roles.get(account_id).copied();
+            access.partner_role = facts
+                .managed_by
+                .as_ref()
+                .and_then(|partner| roles.get(partner).copied());
+            if count_owners {
+                access.has_owner = self.store.owner_count(account_id).await? > 0;
+            }
         }
-        grant_ceiling(authority)
+        Ok(access)
     }
 
-    /// Whether this caller may take the OWNER role away from someone else.
-    pub fn may_revoke_owner(&self) -> bool {
-        owner_authority(&self.caller, self.role) == OwnerAuthority::Full
+    /// The member, or NOT_FOUND.
+    pub(super) async fn existing_member(
+        &self,
+        account_id: &AccountId,
+        user_id: &UserId,
+    ) -> Result<Member, MembershipError> {
+        self.store
+            .member(account_id, user_id)
+            .await?
+            .ok_or_else(|| MembershipError::MemberNotFound {
+                account_id: account_id.to_string(),
+                user_id: user_id.to_string(),
+            })
     }
 }
 
@@ -88,30 +121,30 @@ const DIRECTORY_CACHE_LIMIT: usize = 100_000;
 /// Refreshes the user directory from token claims, writing only when they changed since this
 /// process last wrote them, so an ordinary call costs no write.
 #[derive(Debug)]
-pub struct UserDirectory {
+pub(super) struct UserDirectory {
     store: Store,
-    written: Mutex<HashMap<String, UserProfile>>,
+    written: Mutex<HashMap<UserId, UserProfile>>,
 }
 
 impl UserDirectory {
     /// A directory writing through `store`.
-    pub fn new(store: Store) -> Self {
+    pub(super) fn new(store: Store) -> Self {
         Self {
             store,
             written: Mutex::new(HashMap::new()),
         }
     }
 
-    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserProfile>> {
+    fn written(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, UserProfile>> {
         self.written
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records the user's latest claims.
-    pub async fn remember(
+    pub(super) async fn remember(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         profile: UserProfile,
     ) -> Result<(), MembershipError> {
         if self.written().get(user_id) == Some(&profile) {
@@ -122,7 +155,7 @@ impl UserDirectory {
         if written.len() >= DIRECTORY_CACHE_LIMIT {
             written.clear();
         }
-        written.insert(user_id.to_string(), profile);
+        written.insert(user_id.clone(), profile);
         Ok(())
     }
 }

@@ -149,10 +149,11 @@ mod tests {
 
     fn account(kind: Kind) -> AccountFacts {
         AccountFacts {
-            account_id: "acme".into(),
+            account_id: tenantry_platform::AccountId::trusted("acme"),
             display_name: "Acme".into(),
             partner: kind == Kind::Partner,
-            managed_by: (kind == Kind::Managed).then(|| "partner".to_string()),
+            managed_by: (kind == Kind::Managed)
+                .then(|| tenantry_platform::AccountId::trusted("partner")),
             state: super::super::AccountState::Active,
         }
     }

@@ -1,50 +1,20 @@
-//! The membership rules, free of I/O: roles, sources, account facts, who may do what
-//! ([`authorize`]) and how OWNERs may change ([`owners`]).
+//! The membership rules, free of I/O: sources, account facts, who may do what
+//! ([`authorize`], from a caller's standing in an account: [`access`]), how OWNERs may change
+//! ([`owners`]) and the rules of each membership RPC ([`members`]). Roles are the platform's
+//! [`Role`].
 
+pub mod access;
 pub mod authorize;
 mod error;
+pub mod members;
 pub mod owners;
 
 use chrono::{DateTime, Utc};
+use tenantry_platform::{AccountId, UserId};
 
 pub use error::MembershipError;
 
-/// A member's role in an account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
-    /// Full control; at most [`owners::MAX_OWNERS`] per account.
-    Owner,
-    /// Manages the account and its non-OWNER members.
-    Admin,
-    /// Reads the account and its members.
-    Employee,
-}
-
-impl Role {
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "OWNER",
-            Role::Admin => "ADMIN",
-            Role::Employee => "EMPLOYEE",
-        }
-    }
-
-    /// The role spelled `text` in the database.
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "OWNER" => Some(Role::Owner),
-            "ADMIN" => Some(Role::Admin),
-            "EMPLOYEE" => Some(Role::Employee),
-            _ => None,
-        }
-    }
-
-    /// OWNER or ADMIN: the roles that manage an account.
-    pub fn manages(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin)
-    }
-}
+pub use tenantry_platform::Role;
 
 /// How a membership came about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -114,13 +84,13 @@ impl AccountState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountFacts {
     /// The account's identifier.
-    pub account_id: String,
+    pub account_id: AccountId,
     /// The name shown to people.
     pub display_name: String,
     /// Whether the account is a partner.
     pub partner: bool,
     /// The managing partner's account id, for a managed customer.
-    pub managed_by: Option<String>,
+    pub managed_by: Option<AccountId>,
     /// Lifecycle state.
     pub state: AccountState,
 }
@@ -213,7 +183,7 @@ pub enum Caller {
     /// A person.
     User {
         /// The token's `sub`.
-        user_id: String,
+        user_id: UserId,
         /// Whether the token carries the operator role.
         operator: bool,
     },
@@ -224,12 +194,12 @@ impl Caller {
     pub fn resource_name(&self) -> String {
         match self {
             Caller::Service { name } => format!("services/{name}"),
-            Caller::User { user_id, .. } => tenantry_platform::names::user_name(user_id),
+            Caller::User { user_id, .. } => user_id.name(),
         }
     }
 
     /// The person's user id, `None` for a service.
-    pub fn user_id(&self) -> Option<&str> {
+    pub fn user_id(&self) -> Option<&UserId> {
         match self {
             Caller::User { user_id, .. } => Some(user_id),
             Caller::Service { .. } => None,
@@ -257,9 +227,9 @@ pub struct UserProfile {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
     /// The account.
-    pub account_id: String,
+    pub account_id: AccountId,
     /// The user (`sub`).
-    pub user_id: String,
+    pub user_id: UserId,
     /// The role.
     pub role: Role,
     /// How the membership came about.
@@ -280,9 +250,9 @@ pub struct Member {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewMember {
     /// The account.
-    pub account_id: String,
+    pub account_id: AccountId,
     /// The user (`sub`).
-    pub user_id: String,
+    pub user_id: UserId,
     /// The role.
     pub role: Role,
     /// How the membership comes about.

@@ -6,10 +6,35 @@
 //! (`owners < ceiling` to grant, `owners > 1` to revoke); these functions decide the ceiling
 //! and explain a refused update.
 
+use tenantry_platform::AccountId;
+
 use super::{Caller, MembershipError, Role};
 
-/// Most OWNERs an account may have.
+/// Most OWNERs an account may have (the one limit: the invitation service asks for it with
+/// `GetOwnerCapacity` rather than keeping a copy).
 pub const MAX_OWNERS: i64 = 2;
+
+/// How many OWNERs an account has against the limit (GetOwnerCapacity's answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnerCapacity {
+    /// The account's OWNERs (0 for an account membership does not know).
+    pub owners: i64,
+    /// [`MAX_OWNERS`].
+    pub max_owners: i64,
+    /// Whether one more OWNER fits: `owners < MAX_OWNERS`.
+    pub has_room: bool,
+}
+
+impl OwnerCapacity {
+    /// The capacity of an account with `owners` OWNERs.
+    pub fn of(owners: i64) -> Self {
+        Self {
+            owners,
+            max_owners: MAX_OWNERS,
+            has_room: owners < MAX_OWNERS,
+        }
+    }
+}
 
 /// How a role change moves the account's OWNER count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +93,11 @@ pub fn grant_ceiling(authority: OwnerAuthority) -> Option<i64> {
 }
 
 /// Whether a grant may happen with `owners` OWNERs present, and why not.
-pub fn check_grant(account_id: &str, owners: i64, ceiling: i64) -> Result<(), MembershipError> {
+pub fn check_grant(
+    account_id: &AccountId,
+    owners: i64,
+    ceiling: i64,
+) -> Result<(), MembershipError> {
     if owners >= MAX_OWNERS {
         return Err(MembershipError::OwnerLimit(account_id.to_string()));
     }
@@ -79,7 +108,7 @@ pub fn check_grant(account_id: &str, owners: i64, ceiling: i64) -> Result<(), Me
 }
 
 /// Whether an OWNER may go (removed or demoted) with `owners` OWNERs present.
-pub fn check_revoke(account_id: &str, owners: i64) -> Result<(), MembershipError> {
+pub fn check_revoke(account_id: &AccountId, owners: i64) -> Result<(), MembershipError> {
     if owners <= 1 {
         return Err(MembershipError::LastOwner(account_id.to_string()));
     }
@@ -92,7 +121,7 @@ mod tests {
 
     fn user(operator: bool) -> Caller {
         Caller::User {
-            user_id: "u".into(),
+            user_id: tenantry_platform::UserId::trusted("u"),
             operator,
         }
     }
@@ -144,35 +173,52 @@ mod tests {
     }
 
     #[test]
+    fn capacity_has_room_below_the_limit() {
+        assert_eq!(
+            OwnerCapacity::of(0),
+            OwnerCapacity {
+                owners: 0,
+                max_owners: 2,
+                has_room: true
+            }
+        );
+        assert!(OwnerCapacity::of(1).has_room);
+        assert!(!OwnerCapacity::of(2).has_room);
+        assert!(!OwnerCapacity::of(3).has_room);
+    }
+
+    #[test]
     fn grants_respect_the_limit_and_the_ceiling() {
-        assert!(check_grant("a", 0, 2).is_ok());
-        assert!(check_grant("a", 1, 2).is_ok());
+        let a = &AccountId::trusted("a");
+        assert!(check_grant(a, 0, 2).is_ok());
+        assert!(check_grant(a, 1, 2).is_ok());
         assert!(matches!(
-            check_grant("a", 2, 2),
+            check_grant(a, 2, 2),
             Err(MembershipError::OwnerLimit(_))
         ));
         // An ADMIN may create the first OWNER, not a second one.
-        assert!(check_grant("a", 0, 1).is_ok());
+        assert!(check_grant(a, 0, 1).is_ok());
         assert!(matches!(
-            check_grant("a", 1, 1),
+            check_grant(a, 1, 1),
             Err(MembershipError::PermissionDenied)
         ));
         assert!(matches!(
-            check_grant("a", 2, 1),
+            check_grant(a, 2, 1),
             Err(MembershipError::OwnerLimit(_))
         ));
     }
 
     #[test]
     fn the_last_owner_stays() {
+        let a = &AccountId::trusted("a");
         assert!(matches!(
-            check_revoke("a", 1),
+            check_revoke(a, 1),
             Err(MembershipError::LastOwner(_))
         ));
         assert!(matches!(
-            check_revoke("a", 0),
+            check_revoke(a, 0),
             Err(MembershipError::LastOwner(_))
         ));
-        assert!(check_revoke("a", 2).is_ok());
+        assert!(check_revoke(a, 2).is_ok());
     }
 }

@@ -9,7 +9,16 @@ use tenantry_proto::membership::v1 as wire;
 
 use super::*;
 use crate::domain::owners::MAX_OWNERS;
-use crate::testing::TempDatabase;
+use crate::store::migrations::Migrator;
+use tenantry_platform::testing::TempDatabase;
+
+fn a(account_id: &str) -> AccountId {
+    AccountId::trusted(account_id)
+}
+
+fn u(user_id: &str) -> UserId {
+    UserId::trusted(user_id)
+}
 
 /// The outbox rows as (event type, source, payload), in insertion order.
 async fn outbox(store: &Store) -> Vec<(String, String, Vec<u8>)> {
@@ -45,8 +54,8 @@ async fn one_new_event(store: &Store, before: usize, event_type: &str) -> Vec<u8
 
 fn new_member(account_id: &str, user_id: &str, role: Role) -> NewMember {
     NewMember {
-        account_id: account_id.into(),
-        user_id: user_id.into(),
+        account_id: a(account_id),
+        user_id: u(user_id),
         role,
         source: MemberSource::Direct,
         added_by: "users/operator".into(),
@@ -55,14 +64,14 @@ fn new_member(account_id: &str, user_id: &str, role: Role) -> NewMember {
 
 #[tokio::test]
 async fn each_write_appends_its_event_and_refusals_append_nothing() {
-    let temp = TempDatabase::new("events").await;
+    let temp = TempDatabase::new::<Migrator>("membership-events").await;
     let store = Store::new(temp.database.clone(), Outbox::new());
     let alice = UserProfile {
         email: "alice@example.com".into(),
         given_name: "Alice".into(),
         family_name: "Liddell".into(),
     };
-    store.upsert_user("alice", &alice).await.unwrap();
+    store.upsert_user(&u("alice"), &alice).await.unwrap();
 
     // AddMember: member.added with the directory entry, by the caller.
     let added = store
@@ -117,12 +126,16 @@ async fn each_write_appends_its_event_and_refusals_append_nothing() {
             .unwrap();
     }
     assert_eq!(outbox(&store).await.len(), 3);
-    let bob = store.member("acme", "bob").await.unwrap().unwrap();
+    let bob = store.member(&a("acme"), &u("bob")).await.unwrap().unwrap();
     store
         .update_role(&bob, Role::Owner, MAX_OWNERS, false, "users/alice")
         .await
         .unwrap();
-    let carol = store.member("acme", "carol").await.unwrap().unwrap();
+    let carol = store
+        .member(&a("acme"), &u("carol"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(
         store
             .update_role(&carol, Role::Owner, MAX_OWNERS, false, "users/alice")
@@ -161,7 +174,7 @@ async fn each_write_appends_its_event_and_refusals_append_nothing() {
 
 #[tokio::test]
 async fn add_myself_publishes_only_when_it_creates() {
-    let temp = TempDatabase::new("events").await;
+    let temp = TempDatabase::new::<Migrator>("membership-events").await;
     let store = Store::new(temp.database.clone(), Outbox::new());
     let mut new = new_member("customer", "pat", Role::Admin);
     new.source = MemberSource::SelfAssigned;

@@ -16,28 +16,23 @@ use std::collections::HashMap;
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
-use tenantry_events::Outbox;
+use tenantry_events::{Outbox, OutboxTransaction};
 use tenantry_platform::db::{Database, StoreError};
-use tenantry_platform::idempotency::RequestKey;
+use tenantry_platform::idempotency::{ReplayError, RequestIds, RequestKey, RequestRecord};
+use tenantry_platform::{AccountId, UserId};
 
 use crate::domain::owners::{self, OwnerDelta};
 use crate::domain::{
     Member, MemberSource, MembershipError, NewMember, Role, UserProfile, normalize_email,
 };
 use crate::events::{MemberChange, member_event};
-use entities::{account_member_count as counts, member, request_id, user};
+use entities::{account_member_count as counts, member, user};
 
-/// A create's idempotency record: who asked what, and what it created.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestRecord {
-    /// The request id, caller, method and fingerprint.
-    pub key: RequestKey,
-    /// What was created: `{account_id}/{user_id}`.
-    pub resource_key: String,
-}
+/// AddMember's request ids; a record's resource key is `{account_id}/{user_id}`.
+pub(crate) const REQUEST_IDS: RequestIds = RequestIds::new("membership_request_ids");
 
 /// Membership's tables.
 #[derive(Clone, Debug)]
@@ -53,25 +48,9 @@ impl Store {
         Self { database, outbox }
     }
 
-    /// Appends the event of `change` to `member`, made by `actor`, to the outbox in `txn`.
-    async fn publish(
-        &self,
-        txn: &DatabaseTransaction,
-        change: MemberChange,
-        member: &Member,
-        actor: &str,
-    ) -> Result<(), MembershipError> {
-        self.outbox
-            .append(txn, &member_event(change, member, actor))
-            .await?;
-        Ok(())
-    }
-
-    /// Commits `txn` and wakes the relay.
-    async fn commit(&self, txn: DatabaseTransaction) -> Result<(), MembershipError> {
-        txn.commit().await?;
-        self.outbox.committed();
-        Ok(())
+    /// Begins a transaction whose `member.*` events are relayed once it commits.
+    async fn begin(&self) -> Result<OutboxTransaction, MembershipError> {
+        Ok(self.outbox.begin(self.connection()?).await?)
     }
 
     fn connection(&self) -> Result<&DatabaseConnection, MembershipError> {
@@ -81,29 +60,29 @@ impl Store {
     /// The user's roles in each of `account_ids` where they are a member.
     pub async fn roles_of(
         &self,
-        user_id: &str,
-        account_ids: &[&str],
-    ) -> Result<HashMap<String, Role>, MembershipError> {
+        user_id: &UserId,
+        account_ids: &[&AccountId],
+    ) -> Result<HashMap<AccountId, Role>, MembershipError> {
         let rows = member::Entity::find()
-            .filter(member::Column::UserId.eq(user_id))
-            .filter(member::Column::AccountId.is_in(account_ids.iter().copied()))
+            .filter(member::Column::UserId.eq(user_id.as_str()))
+            .filter(member::Column::AccountId.is_in(account_ids.iter().map(|id| id.as_str())))
             .all(self.connection()?)
             .await?;
         rows.into_iter()
-            .map(|row| Ok((row.account_id, parse_role(&row.role)?)))
+            .map(|row| Ok((AccountId::trusted(row.account_id), parse_role(&row.role)?)))
             .collect()
     }
 
     /// How many OWNERs the account has.
-    pub async fn owner_count(&self, account_id: &str) -> Result<i64, MembershipError> {
+    pub async fn owner_count(&self, account_id: &AccountId) -> Result<i64, MembershipError> {
         owner_count(self.connection()?, account_id).await
     }
 
     /// One membership with the member's directory entry.
     pub async fn member(
         &self,
-        account_id: &str,
-        user_id: &str,
+        account_id: &AccountId,
+        user_id: &UserId,
     ) -> Result<Option<Member>, MembershipError> {
         load_member(self.connection()?, account_id, user_id).await
     }
@@ -113,14 +92,15 @@ impl Store {
     /// case) is `email`.
     pub async fn list_members(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         roles: &[Role],
         email: Option<&str>,
         after: Option<&str>,
         limit: u64,
     ) -> Result<Vec<Member>, MembershipError> {
         let connection = self.connection()?;
-        let mut query = member::Entity::find().filter(member::Column::AccountId.eq(account_id));
+        let mut query =
+            member::Entity::find().filter(member::Column::AccountId.eq(account_id.as_str()));
         if !roles.is_empty() {
             query = query.filter(member::Column::Role.is_in(roles.iter().map(|r| r.as_str())));
         }
@@ -142,7 +122,10 @@ impl Store {
             .limit(limit)
             .all(connection)
             .await?;
-        let ids: Vec<String> = rows.iter().map(|row| row.user_id.clone()).collect();
+        let ids: Vec<UserId> = rows
+            .iter()
+            .map(|row| UserId::trusted(row.user_id.clone()))
+            .collect();
         let mut profiles = load_profiles(connection, &ids).await?;
         rows.into_iter()
             .map(|row| {
@@ -156,11 +139,11 @@ impl Store {
     /// directory entries: they are all the same user).
     pub async fn memberships_of(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         after: Option<&str>,
         limit: u64,
     ) -> Result<Vec<Member>, MembershipError> {
-        let mut query = member::Entity::find().filter(member::Column::UserId.eq(user_id));
+        let mut query = member::Entity::find().filter(member::Column::UserId.eq(user_id.as_str()));
         if let Some(after) = after {
             query = query.filter(member::Column::AccountId.gt(after));
         }
@@ -179,7 +162,7 @@ impl Store {
         &self,
         email: &str,
         limit: u64,
-    ) -> Result<Vec<String>, MembershipError> {
+    ) -> Result<Vec<UserId>, MembershipError> {
         Ok(user::Entity::find()
             .filter(user::Column::EmailNormalized.eq(normalize_email(email)))
             .order_by_asc(user::Column::UserId)
@@ -187,14 +170,14 @@ impl Store {
             .all(self.connection()?)
             .await?
             .into_iter()
-            .map(|row| row.user_id)
+            .map(|row| UserId::trusted(row.user_id))
             .collect())
     }
 
     /// Writes the user's directory entry (insert or overwrite).
     pub async fn upsert_user(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         profile: &UserProfile,
     ) -> Result<(), MembershipError> {
         let row = user::ActiveModel {
@@ -222,23 +205,28 @@ impl Store {
         Ok(())
     }
 
-    /// The record of an earlier create with this request id.
-    pub async fn find_request(
-        &self,
-        request_id: &str,
-    ) -> Result<Option<RequestRecord>, MembershipError> {
-        Ok(request_id::Entity::find_by_id(request_id.to_string())
-            .one(self.connection()?)
-            .await?
-            .map(|row| RequestRecord {
-                key: RequestKey {
-                    request_id: row.request_id,
-                    caller: row.caller,
-                    method: row.method,
-                    fingerprint: row.fingerprint,
-                },
-                resource_key: row.resource_key,
-            }))
+    /// The answer to a retried AddMember: the membership its first call created, as it is
+    /// now; `None` if the request id is new. A request id used for another request is
+    /// [`MembershipError::RequestIdReused`].
+    pub async fn replayed(&self, key: &RequestKey) -> Result<Option<Member>, MembershipError> {
+        let connection = self.connection()?;
+        let resource_key = match REQUEST_IDS.replay(connection, key).await {
+            Ok(Some(resource_key)) => resource_key,
+            Ok(None) => return Ok(None),
+            Err(ReplayError::Reused(_)) => return Err(MembershipError::RequestIdReused),
+            Err(ReplayError::Database(error)) => return Err(error.into()),
+        };
+        let (account_id, user_id) = resource_key
+            .split_once('/')
+            .ok_or_else(|| MembershipError::Corrupt(format!("key {resource_key:?}")))?;
+        let (account_id, user_id) = (AccountId::trusted(account_id), UserId::trusted(user_id));
+        match load_member(connection, &account_id, &user_id).await? {
+            Some(member) => Ok(Some(member)),
+            None => Err(MembershipError::MemberNotFound {
+                account_id: account_id.into(),
+                user_id: user_id.into(),
+            }),
+        }
     }
 
     /// Creates a membership (AddMember) and publishes `member.added` by `new.added_by`. A new
@@ -251,28 +239,20 @@ impl Store {
         owner_ceiling: i64,
         request: Option<&RequestRecord>,
     ) -> Result<Member, MembershipError> {
-        let txn = self.connection()?.begin().await?;
-        insert_member(&txn, new, owner_ceiling).await?;
+        let tx = self.begin().await?;
+        insert_member(&*tx, new, owner_ceiling).await?;
         if let Some(request) = request {
-            let row = request_id::ActiveModel {
-                request_id: Set(request.key.request_id.clone()),
-                caller: Set(request.key.caller.clone()),
-                method: Set(request.key.method.clone()),
-                fingerprint: Set(request.key.fingerprint.clone()),
-                resource_key: Set(request.resource_key.clone()),
-                create_time: Set(tenantry_platform::time::now()),
-            };
-            request_id::Entity::insert(row)
-                .exec_without_returning(&txn)
+            REQUEST_IDS
+                .record(&*tx, &request.key, &request.resource_key)
                 .await
                 .map_err(|error| already_member_on_conflict(error, new))?;
         }
-        let member = load_member(&txn, &new.account_id, &new.user_id)
+        let member = load_member(&*tx, &new.account_id, &new.user_id)
             .await?
             .ok_or(MembershipError::ConcurrentChange)?;
-        self.publish(&txn, MemberChange::Added, &member, &new.added_by)
+        tx.append(&member_event(MemberChange::Added, &member, &new.added_by))
             .await?;
-        self.commit(txn).await?;
+        tx.commit().await?;
         Ok(member)
     }
 
@@ -280,16 +260,16 @@ impl Store {
     /// membership and whether this call created it; concurrent calls create one row, and only
     /// the call that created it publishes `member.added` (by `new.added_by`, the member).
     pub async fn add_myself(&self, new: &NewMember) -> Result<(Member, bool), MembershipError> {
-        let txn = self.connection()?.begin().await?;
-        if let Some(existing) = load_member(&txn, &new.account_id, &new.user_id).await? {
-            txn.commit().await?;
+        let tx = self.begin().await?;
+        if let Some(existing) = load_member(&*tx, &new.account_id, &new.user_id).await? {
+            tx.commit().await?;
             return Ok((existing, false));
         }
-        match insert_member(&txn, new, owners::MAX_OWNERS).await {
+        match insert_member(&*tx, new, owners::MAX_OWNERS).await {
             Ok(()) => {}
             Err(MembershipError::AlreadyMember { .. }) => {
                 // A concurrent AddMyself won; its row is the answer.
-                drop(txn);
+                drop(tx);
                 return match self.member(&new.account_id, &new.user_id).await? {
                     Some(existing) => Ok((existing, false)),
                     None => Err(MembershipError::ConcurrentChange),
@@ -297,12 +277,12 @@ impl Store {
             }
             Err(error) => return Err(error),
         }
-        let member = load_member(&txn, &new.account_id, &new.user_id)
+        let member = load_member(&*tx, &new.account_id, &new.user_id)
             .await?
             .ok_or(MembershipError::ConcurrentChange)?;
-        self.publish(&txn, MemberChange::Added, &member, &new.added_by)
+        tx.append(&member_event(MemberChange::Added, &member, &new.added_by))
             .await?;
-        self.commit(txn).await?;
+        tx.commit().await?;
         Ok((member, true))
     }
 
@@ -321,7 +301,7 @@ impl Store {
         if current.role == role {
             return Ok(current.clone());
         }
-        let txn = self.connection()?.begin().await?;
+        let tx = self.begin().await?;
         let result = member::Entity::update_many()
             .col_expr(member::Column::Role, Expr::value(role.as_str()))
             .col_expr(
@@ -329,24 +309,24 @@ impl Store {
                 Expr::value(tenantry_platform::time::now()),
             )
             .col_expr(member::Column::Version, Expr::value(current.version + 1))
-            .filter(member::Column::AccountId.eq(&current.account_id))
-            .filter(member::Column::UserId.eq(&current.user_id))
+            .filter(member::Column::AccountId.eq(current.account_id.as_str()))
+            .filter(member::Column::UserId.eq(current.user_id.as_str()))
             .filter(member::Column::Version.eq(current.version))
-            .exec(&txn)
+            .exec(&*tx)
             .await?;
         if result.rows_affected == 0 {
-            return Err(lost_race(&txn, current, etag_sent).await);
+            return Err(lost_race(&*tx, current, etag_sent).await);
         }
         let delta = owners::owner_delta(Some(current.role), Some(role));
-        change_counts(&txn, &current.account_id, delta, 0, owner_ceiling).await?;
-        let member = load_member(&txn, &current.account_id, &current.user_id)
+        change_counts(&*tx, &current.account_id, delta, 0, owner_ceiling).await?;
+        let member = load_member(&*tx, &current.account_id, &current.user_id)
             .await?
             .ok_or(MembershipError::ConcurrentChange)?;
         let change = MemberChange::Updated {
             previous_role: current.role,
         };
-        self.publish(&txn, change, &member, actor).await?;
-        self.commit(txn).await?;
+        tx.append(&member_event(change, &member, actor)).await?;
+        tx.commit().await?;
         Ok(member)
     }
 
@@ -358,28 +338,28 @@ impl Store {
         etag_sent: bool,
         actor: &str,
     ) -> Result<(), MembershipError> {
-        let txn = self.connection()?.begin().await?;
+        let tx = self.begin().await?;
         let result = member::Entity::delete_many()
-            .filter(member::Column::AccountId.eq(&current.account_id))
-            .filter(member::Column::UserId.eq(&current.user_id))
+            .filter(member::Column::AccountId.eq(current.account_id.as_str()))
+            .filter(member::Column::UserId.eq(current.user_id.as_str()))
             .filter(member::Column::Version.eq(current.version))
-            .exec(&txn)
+            .exec(&*tx)
             .await?;
         if result.rows_affected == 0 {
-            return Err(lost_race(&txn, current, etag_sent).await);
+            return Err(lost_race(&*tx, current, etag_sent).await);
         }
         let delta = owners::owner_delta(Some(current.role), None);
-        change_counts(&txn, &current.account_id, delta, -1, owners::MAX_OWNERS).await?;
+        change_counts(&*tx, &current.account_id, delta, -1, owners::MAX_OWNERS).await?;
         // The row that was deleted is `current` (same version), with the directory entry as
         // it is now.
         let mut removed = current.clone();
-        removed.profile = load_profiles(&txn, std::slice::from_ref(&current.user_id))
+        removed.profile = load_profiles(&*tx, std::slice::from_ref(&current.user_id))
             .await?
-            .remove(&current.user_id)
+            .remove(current.user_id.as_str())
             .unwrap_or_default();
-        self.publish(&txn, MemberChange::Removed, &removed, actor)
+        tx.append(&member_event(MemberChange::Removed, &removed, actor))
             .await?;
-        self.commit(txn).await?;
+        tx.commit().await?;
         Ok(())
     }
 }
@@ -392,8 +372,8 @@ async fn lost_race(
 ) -> MembershipError {
     match load_member(conn, &current.account_id, &current.user_id).await {
         Ok(None) => MembershipError::MemberNotFound {
-            account_id: current.account_id.clone(),
-            user_id: current.user_id.clone(),
+            account_id: current.account_id.to_string(),
+            user_id: current.user_id.to_string(),
         },
         Ok(Some(_)) if etag_sent => MembershipError::StaleEtag(
             tenantry_platform::names::member_name(&current.account_id, &current.user_id),
@@ -406,8 +386,8 @@ async fn lost_race(
 fn already_member_on_conflict(error: sea_orm::DbErr, new: &NewMember) -> MembershipError {
     match StoreError::from(error) {
         StoreError::Conflict(_) => MembershipError::AlreadyMember {
-            account_id: new.account_id.clone(),
-            user_id: new.user_id.clone(),
+            account_id: new.account_id.to_string(),
+            user_id: new.user_id.to_string(),
         },
         other => MembershipError::Store(other),
     }
@@ -420,10 +400,10 @@ async fn insert_member(
     owner_ceiling: i64,
 ) -> Result<(), MembershipError> {
     let already = || MembershipError::AlreadyMember {
-        account_id: new.account_id.clone(),
-        user_id: new.user_id.clone(),
+        account_id: new.account_id.to_string(),
+        user_id: new.user_id.to_string(),
     };
-    if member::Entity::find_by_id((new.account_id.clone(), new.user_id.clone()))
+    if member::Entity::find_by_id((new.account_id.to_string(), new.user_id.to_string()))
         .one(txn)
         .await?
         .is_some()
@@ -432,8 +412,8 @@ async fn insert_member(
     }
     let now = tenantry_platform::time::now();
     let row = member::ActiveModel {
-        account_id: Set(new.account_id.clone()),
-        user_id: Set(new.user_id.clone()),
+        account_id: Set(new.account_id.to_string()),
+        user_id: Set(new.user_id.to_string()),
         role: Set(new.role.as_str().to_string()),
         source: Set(new.source.as_str().to_string()),
         added_by: Set(new.added_by.clone()),
@@ -454,7 +434,7 @@ async fn insert_member(
 /// the error the OWNER rules give for the count found.
 async fn change_counts(
     txn: &impl ConnectionTrait,
-    account_id: &str,
+    account_id: &AccountId,
     delta: OwnerDelta,
     members_delta: i64,
     owner_ceiling: i64,
@@ -476,7 +456,7 @@ async fn change_counts(
             counts::Column::Members,
             Expr::col(counts::Column::Members).add(members_delta),
         )
-        .filter(counts::Column::AccountId.eq(account_id));
+        .filter(counts::Column::AccountId.eq(account_id.as_str()));
     update = match delta {
         OwnerDelta::Gained => update
             .col_expr(
@@ -507,7 +487,7 @@ async fn change_counts(
 
 async fn owner_count(
     conn: &impl ConnectionTrait,
-    account_id: &str,
+    account_id: &AccountId,
 ) -> Result<i64, MembershipError> {
     Ok(counts::Entity::find_by_id(account_id.to_string())
         .one(conn)
@@ -517,8 +497,8 @@ async fn owner_count(
 
 async fn load_member(
     conn: &impl ConnectionTrait,
-    account_id: &str,
-    user_id: &str,
+    account_id: &AccountId,
+    user_id: &UserId,
 ) -> Result<Option<Member>, MembershipError> {
     let Some(row) = member::Entity::find_by_id((account_id.to_string(), user_id.to_string()))
         .one(conn)
@@ -526,22 +506,23 @@ async fn load_member(
     else {
         return Ok(None);
     };
-    let profile = load_profiles(conn, std::slice::from_ref(&row.user_id))
+    let profile = load_profiles(conn, &[UserId::trusted(row.user_id.clone())])
         .await?
         .remove(&row.user_id)
         .unwrap_or_default();
     to_member(row, profile).map(Some)
 }
 
+/// The directory entries of `user_ids`, by user id.
 async fn load_profiles(
     conn: &impl ConnectionTrait,
-    user_ids: &[String],
+    user_ids: &[UserId],
 ) -> Result<HashMap<String, UserProfile>, MembershipError> {
     if user_ids.is_empty() {
         return Ok(HashMap::new());
     }
     Ok(user::Entity::find()
-        .filter(user::Column::UserId.is_in(user_ids.iter().cloned()))
+        .filter(user::Column::UserId.is_in(user_ids.iter().map(|id| id.as_str())))
         .all(conn)
         .await?
         .into_iter()
@@ -567,8 +548,8 @@ fn to_member(row: member::Model, profile: UserProfile) -> Result<Member, Members
         role: parse_role(&row.role)?,
         source: MemberSource::parse(&row.source)
             .ok_or_else(|| MembershipError::Corrupt(format!("source {:?}", row.source)))?,
-        account_id: row.account_id,
-        user_id: row.user_id,
+        account_id: AccountId::trusted(row.account_id),
+        user_id: UserId::trusted(row.user_id),
         added_by: row.added_by,
         create_time: row.create_time,
         update_time: row.update_time,

@@ -5,13 +5,15 @@
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
+use tenantry_platform::AccountId;
+
 use super::entities::{account_member_count as counts, account_replica, member};
 use crate::domain::{AccountFacts, AccountState, MembershipError, VersionedFacts};
 
 /// The replicated facts of `account_id`, `None` if the replica does not know the account.
 pub async fn load(
     conn: &impl ConnectionTrait,
-    account_id: &str,
+    account_id: &AccountId,
 ) -> Result<Option<VersionedFacts>, MembershipError> {
     let Some(row) = account_replica::Entity::find_by_id(account_id.to_string())
         .one(conn)
@@ -23,10 +25,10 @@ pub async fn load(
         .ok_or_else(|| MembershipError::Corrupt(format!("account state {:?}", row.state)))?;
     Ok(Some(VersionedFacts {
         facts: AccountFacts {
-            account_id: row.account_id,
+            account_id: AccountId::trusted(row.account_id),
             display_name: row.display_name,
             partner: row.partner,
-            managed_by: row.managed_by,
+            managed_by: row.managed_by.map(AccountId::trusted),
             state,
         },
         version: row.registry_version,
@@ -43,10 +45,10 @@ pub async fn save(
 ) -> Result<bool, MembershipError> {
     let facts = &account.facts;
     let row = account_replica::ActiveModel {
-        account_id: Set(facts.account_id.clone()),
+        account_id: Set(facts.account_id.to_string()),
         display_name: Set(facts.display_name.clone()),
         partner: Set(facts.partner),
-        managed_by: Set(facts.managed_by.clone()),
+        managed_by: Set(facts.managed_by.as_ref().map(AccountId::to_string)),
         state: Set(facts.state.as_str().to_string()),
         registry_version: Set(account.version),
         update_time: Set(account.update_time),
@@ -80,15 +82,15 @@ pub async fn save(
 /// Returns how many memberships were dropped.
 pub async fn drop_members(
     conn: &impl ConnectionTrait,
-    account_id: &str,
+    account_id: &AccountId,
 ) -> Result<u64, MembershipError> {
     let dropped = member::Entity::delete_many()
-        .filter(member::Column::AccountId.eq(account_id))
+        .filter(member::Column::AccountId.eq(account_id.as_str()))
         .exec(conn)
         .await?
         .rows_affected;
     counts::Entity::delete_many()
-        .filter(counts::Column::AccountId.eq(account_id))
+        .filter(counts::Column::AccountId.eq(account_id.as_str()))
         .exec(conn)
         .await?;
     Ok(dropped)

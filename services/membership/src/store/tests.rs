@@ -1,8 +1,6 @@
 //! Store tests on a fresh SQLite file each.
 
-use std::path::PathBuf;
-
-use tenantry_platform::db::Database;
+use tenantry_platform::testing::TempDatabase;
 
 use super::*;
 use crate::domain::owners::MAX_OWNERS;
@@ -11,28 +9,23 @@ use crate::store::migrations::Migrator;
 /// A migrated store on a temporary SQLite file, removed on drop.
 struct TempStore {
     store: Store,
-    path: PathBuf,
-}
-
-impl Drop for TempStore {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
-        }
-    }
+    _temp: TempDatabase,
 }
 
 async fn temp_store() -> TempStore {
-    let path = std::env::temp_dir().join(format!("membership-test-{}.db", uuid::Uuid::new_v4()));
-    let database = Database::new(&format!("sqlite://{}?mode=rwc", path.display()));
-    database
-        .connect_and_migrate::<Migrator>()
-        .await
-        .expect("migrate");
+    let temp = TempDatabase::new::<Migrator>("membership-store").await;
     TempStore {
-        store: Store::new(database, tenantry_events::Outbox::new()),
-        path,
+        store: Store::new(temp.database.clone(), tenantry_events::Outbox::new()),
+        _temp: temp,
     }
+}
+
+fn a(account_id: &str) -> AccountId {
+    AccountId::trusted(account_id)
+}
+
+fn u(user_id: &str) -> UserId {
+    UserId::trusted(user_id)
 }
 
 /// Who changes roles and removes members in these tests.
@@ -40,8 +33,8 @@ const ACTOR: &str = "users/admin";
 
 fn new_member(account_id: &str, user_id: &str, role: Role) -> NewMember {
     NewMember {
-        account_id: account_id.into(),
-        user_id: user_id.into(),
+        account_id: a(account_id),
+        user_id: u(user_id),
         role,
         source: MemberSource::Direct,
         added_by: "users/operator".into(),
@@ -75,7 +68,7 @@ async fn a_third_owner_is_refused_by_the_counter() {
         "{third:?}"
     );
     // The refused grant left no member row behind (one transaction).
-    assert!(store.member("acme", "o3").await.unwrap().is_none());
+    assert!(store.member(&a("acme"), &u("o3")).await.unwrap().is_none());
     assert_eq!(counts_of(store, "acme").await, (2, 2));
 
     // Promoting an EMPLOYEE hits the same limit, and the role stays.
@@ -87,7 +80,7 @@ async fn a_third_owner_is_refused_by_the_counter() {
         .update_role(&employee, Role::Owner, MAX_OWNERS, false, ACTOR)
         .await;
     assert!(matches!(promoted, Err(MembershipError::OwnerLimit(_))));
-    let employee = store.member("acme", "e1").await.unwrap().unwrap();
+    let employee = store.member(&a("acme"), &u("e1")).await.unwrap().unwrap();
     assert_eq!((employee.role, employee.version), (Role::Employee, 1));
     assert_eq!(counts_of(store, "acme").await, (2, 3));
 }
@@ -145,7 +138,7 @@ async fn an_admin_grants_owner_only_while_there_is_none() {
         matches!(second, Err(MembershipError::PermissionDenied)),
         "{second:?}"
     );
-    assert!(store.member("acme", "o2").await.unwrap().is_none());
+    assert!(store.member(&a("acme"), &u("o2")).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -169,7 +162,7 @@ async fn the_last_owner_can_be_neither_removed_nor_demoted() {
         "{demoted:?}"
     );
     // Both refusals rolled back: the row and the counters are untouched.
-    let still = store.member("acme", "o1").await.unwrap().unwrap();
+    let still = store.member(&a("acme"), &u("o1")).await.unwrap().unwrap();
     assert_eq!((still.role, still.version), (Role::Owner, 1));
     assert_eq!(counts_of(store, "acme").await, (1, 1));
 
@@ -186,7 +179,7 @@ async fn the_last_owner_can_be_neither_removed_nor_demoted() {
     assert_eq!(counts_of(store, "acme").await, (1, 2));
     store.remove_member(&demoted, true, ACTOR).await.unwrap();
     assert_eq!(counts_of(store, "acme").await, (1, 1));
-    let o2 = store.member("acme", "o2").await.unwrap().unwrap();
+    let o2 = store.member(&a("acme"), &u("o2")).await.unwrap().unwrap();
     assert!(matches!(
         store.remove_member(&o2, false, ACTOR).await,
         Err(MembershipError::LastOwner(_))
@@ -216,7 +209,7 @@ async fn conditional_writes_refuse_stale_versions() {
         store.remove_member(&read, false, ACTOR).await,
         Err(MembershipError::ConcurrentChange)
     ));
-    let current = store.member("acme", "u").await.unwrap().unwrap();
+    let current = store.member(&a("acme"), &u("u")).await.unwrap().unwrap();
     assert_eq!((current.role, current.version), (Role::Admin, 2));
     store.remove_member(&current, true, ACTOR).await.unwrap();
     assert!(matches!(
@@ -247,7 +240,10 @@ async fn adding_twice_is_already_member_and_request_ids_are_recorded() {
         .await
         .unwrap();
     assert_eq!(
-        store.find_request(&record.key.request_id).await.unwrap(),
+        REQUEST_IDS
+            .find(store.connection().unwrap(), &record.key.request_id)
+            .await
+            .unwrap(),
         Some(record.clone())
     );
     let again = store
@@ -269,7 +265,7 @@ async fn adding_twice_is_already_member_and_request_ids_are_recorded() {
         matches!(reused, Err(MembershipError::AlreadyMember { .. })),
         "{reused:?}"
     );
-    assert!(store.member("acme", "v").await.unwrap().is_none());
+    assert!(store.member(&a("acme"), &u("v")).await.unwrap().is_none());
     assert_eq!(counts_of(store, "acme").await, (0, 1));
 }
 
@@ -332,18 +328,18 @@ async fn directory_lists_and_lookups() {
         given_name: "Alice".into(),
         family_name: "A".into(),
     };
-    store.upsert_user("alice", &profile).await.unwrap();
+    store.upsert_user(&u("alice"), &profile).await.unwrap();
     let changed = UserProfile {
         given_name: "Alicia".into(),
         ..profile.clone()
     };
-    store.upsert_user("alice", &changed).await.unwrap();
+    store.upsert_user(&u("alice"), &changed).await.unwrap();
     assert_eq!(
         store
             .users_with_email(" ALICE@example.COM", 2)
             .await
             .unwrap(),
-        vec!["alice".to_string()]
+        vec![u("alice")]
     );
     assert!(
         store
@@ -365,7 +361,7 @@ async fn directory_lists_and_lookups() {
             .unwrap();
     }
     let first = store
-        .list_members("acme", &[], None, None, 2)
+        .list_members(&a("acme"), &[], None, None, 2)
         .await
         .unwrap();
     let ids: Vec<_> = first.iter().map(|m| m.user_id.as_str()).collect();
@@ -373,48 +369,48 @@ async fn directory_lists_and_lookups() {
     assert_eq!(first[0].profile, changed);
     assert_eq!(first[1].profile, UserProfile::default());
     let rest = store
-        .list_members("acme", &[], None, Some("bob"), 2)
+        .list_members(&a("acme"), &[], None, Some("bob"), 2)
         .await
         .unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].user_id, "carol");
     let managers = store
-        .list_members("acme", &[Role::Owner, Role::Admin], None, None, 10)
+        .list_members(&a("acme"), &[Role::Owner, Role::Admin], None, None, 10)
         .await
         .unwrap();
     assert_eq!(managers.len(), 2);
     let by_email = store
-        .list_members("acme", &[], Some("alice@example.com"), None, 10)
+        .list_members(&a("acme"), &[], Some("alice@example.com"), None, 10)
         .await
         .unwrap();
     assert_eq!(by_email.len(), 1);
     assert_eq!(by_email[0].user_id, "alice");
     assert!(
         store
-            .list_members("acme", &[], Some("nobody@example.com"), None, 10)
+            .list_members(&a("acme"), &[], Some("nobody@example.com"), None, 10)
             .await
             .unwrap()
             .is_empty()
     );
 
-    let mine = store.memberships_of("alice", None, 10).await.unwrap();
+    let mine = store.memberships_of(&u("alice"), None, 10).await.unwrap();
     let accounts: Vec<_> = mine.iter().map(|m| m.account_id.as_str()).collect();
     assert_eq!(accounts, ["acme", "beta"]);
     assert_eq!(
         store
-            .memberships_of("alice", Some("acme"), 10)
+            .memberships_of(&u("alice"), Some("acme"), 10)
             .await
             .unwrap()
             .len(),
         1
     );
     let roles = store
-        .roles_of("alice", &["acme", "beta", "gamma"])
+        .roles_of(&u("alice"), &[&a("acme"), &a("beta"), &a("gamma")])
         .await
         .unwrap();
-    assert_eq!(roles.get("acme"), Some(&Role::Owner));
-    assert_eq!(roles.get("beta"), Some(&Role::Admin));
-    assert_eq!(roles.get("gamma"), None);
-    assert_eq!(store.owner_count("acme").await.unwrap(), 1);
-    assert_eq!(store.owner_count("nowhere").await.unwrap(), 0);
+    assert_eq!(roles.get(&a("acme")), Some(&Role::Owner));
+    assert_eq!(roles.get(&a("beta")), Some(&Role::Admin));
+    assert_eq!(roles.get(&a("gamma")), None);
+    assert_eq!(store.owner_count(&a("acme")).await.unwrap(), 1);
+    assert_eq!(store.owner_count(&a("nowhere")).await.unwrap(), 0);
 }

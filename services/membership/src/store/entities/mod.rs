@@ -3,5 +3,4 @@
 pub mod account_member_count;
 pub mod account_replica;
 pub mod member;
-pub mod request_id;
 pub mod user;

@@ -1,36 +1,59 @@
-//! Wire ↔ domain mapping.
+//! The whole proto ↔ domain mapping of membership: requests' fields into domain values (with
+//! the field names and messages the API reports), and domain values back onto the wire, for
+//! the handlers and for the `member.*` events alike.
 
+use tenantry_platform::etag::etag;
 use tenantry_platform::idempotency::{REQUEST_ID_FIELD, parse_request_id};
 use tenantry_platform::names::{account_name, member_name, user_name};
 use tenantry_platform::time::to_timestamp;
-use tenantry_platform::{ApiError, UserIdentity};
+use tenantry_platform::{AccountId, ApiError, UserId, UserIdentity};
 use tenantry_proto::membership::v1 as wire;
 use tenantry_proto::registry::v1::AccountState as WireState;
 
+use crate::domain::access::Access;
+use crate::domain::authorize::Decision;
+use crate::domain::members::{AddMember, MemberFilter, Target};
+use crate::domain::owners::OwnerCapacity;
 use crate::domain::{
-    AccountFacts, AccountState, Member, MemberSource, Permission, Role, UserProfile,
+    AccountFacts, AccountState, Member, MemberSource, Permission, Role, UserProfile, validate_email,
 };
 
 /// A required role; UNSPECIFIED or unknown values are INVALID_ARGUMENT naming `field`.
 pub fn role_from_wire(field: &str, value: i32) -> Result<Role, ApiError> {
-    match wire::Role::try_from(value) {
-        Ok(wire::Role::Owner) => Ok(Role::Owner),
-        Ok(wire::Role::Admin) => Ok(Role::Admin),
-        Ok(wire::Role::Employee) => Ok(Role::Employee),
-        _ => Err(ApiError::invalid_field(
-            field,
-            "must be ROLE_OWNER, ROLE_ADMIN or ROLE_EMPLOYEE",
-        )),
-    }
+    Role::from_wire(value).ok_or_else(|| {
+        ApiError::invalid_field(field, "must be ROLE_OWNER, ROLE_ADMIN or ROLE_EMPLOYEE")
+    })
 }
 
-/// A role on the wire; `None` is ROLE_UNSPECIFIED.
-pub fn role_to_wire(role: Option<Role>) -> i32 {
-    match role {
-        Some(Role::Owner) => wire::Role::Owner as i32,
-        Some(Role::Admin) => wire::Role::Admin as i32,
-        Some(Role::Employee) => wire::Role::Employee as i32,
-        None => wire::Role::Unspecified as i32,
+/// An AddMember request, from a service identity or not (see [`add_member_source`]).
+pub fn add_member_request(
+    request: &wire::AddMemberRequest,
+    from_service: bool,
+) -> Result<AddMember, ApiError> {
+    Ok(AddMember {
+        account_id: AccountId::from_name("parent", &request.parent)?,
+        target: add_member_target(request.principal.as_ref())?,
+        role: role_from_wire("role", request.role)?,
+        source: add_member_source(request.source, from_service)?,
+        request_id: request_id(&request.request_id)?,
+    })
+}
+
+/// Who AddMember adds: `user` (users/{sub}) or `email` (checked and normalized).
+fn add_member_target(
+    principal: Option<&wire::add_member_request::Principal>,
+) -> Result<Target, ApiError> {
+    match principal {
+        None => Err(ApiError::invalid_field(
+            "user",
+            "required: who to add, as `user` (users/{sub}) or `email`",
+        )),
+        Some(wire::add_member_request::Principal::User(name)) => {
+            Ok(Target::User(UserId::from_name("user", name)?))
+        }
+        Some(wire::add_member_request::Principal::Email(email)) => Ok(Target::Email(
+            validate_email(email).map_err(|why| ApiError::invalid_field("email", why))?,
+        )),
     }
 }
 
@@ -105,7 +128,7 @@ pub fn member_to_wire(member: &Member) -> wire::Member {
         email: member.profile.email.clone(),
         given_name: member.profile.given_name.clone(),
         family_name: member.profile.family_name.clone(),
-        role: role_to_wire(Some(member.role)),
+        role: member.role.to_wire(),
         source: source_to_wire(member.source),
         added_by: member.added_by.clone(),
         create_time: Some(to_timestamp(member.create_time)),
@@ -118,28 +141,18 @@ pub fn member_to_wire(member: &Member) -> wire::Member {
 pub fn membership_to_wire(member: &Member, account: &AccountFacts) -> wire::AccountMembership {
     wire::AccountMembership {
         account: account_name(&account.account_id),
-        account_id: account.account_id.clone(),
+        account_id: account.account_id.to_string(),
         display_name: account.display_name.clone(),
-        role: role_to_wire(Some(member.role)),
+        role: member.role.to_wire(),
         partner: account.partner,
         managed_by: account
             .managed_by
-            .as_deref()
-            .map(account_name)
+            .as_ref()
+            .map(|partner| partner.name())
             .unwrap_or_default(),
         source: source_to_wire(member.source),
         account_state: account_state_to_wire(account.state),
     }
-}
-
-/// The etag of a row version.
-pub fn etag(version: i64) -> String {
-    version.to_string()
-}
-
-/// Whether a request's etag allows a change of the row at `version` (empty: no check).
-pub fn etag_allows(sent: &str, version: i64) -> bool {
-    sent.is_empty() || sent == etag(version)
 }
 
 /// The directory entry from a person's token claims.
@@ -157,6 +170,61 @@ pub fn profile_of_subject(subject: &wire::Subject) -> UserProfile {
         email: subject.email.trim().to_string(),
         given_name: subject.given_name.trim().to_string(),
         family_name: subject.family_name.trim().to_string(),
+    }
+}
+
+/// The filters of a ListMembers request: the roles (deduplicated, in role order) and the
+/// e-mail address (normalized to lower case; empty means no filter).
+pub fn member_filter(roles: &[i32], email: &str) -> Result<MemberFilter, ApiError> {
+    let mut roles = roles
+        .iter()
+        .map(|role| role_from_wire("roles", *role))
+        .collect::<Result<Vec<_>, _>>()?;
+    roles.sort();
+    roles.dedup();
+    let email = email.trim().to_lowercase();
+    if email.chars().count() > 254 || email.chars().any(char::is_control) {
+        return Err(ApiError::invalid_field(
+            "email",
+            "must be an e-mail address of at most 254 characters",
+        ));
+    }
+    Ok(MemberFilter {
+        roles,
+        email: (!email.is_empty()).then_some(email),
+    })
+}
+
+/// Checks UpdateMember's `update_mask`: only `role` may be named.
+pub fn check_update_mask(mask: Option<&prost_types::FieldMask>) -> Result<(), ApiError> {
+    if let Some(mask) = mask
+        && let Some(path) = mask.paths.iter().find(|path| path.as_str() != "role")
+    {
+        return Err(ApiError::invalid_field(
+            "update_mask",
+            format!("only `role` can be changed, not `{path}`"),
+        ));
+    }
+    Ok(())
+}
+
+/// The answer to Authorize: the decision and the subject's standing in the account.
+pub fn authorize_response(access: &Access, decision: Decision) -> wire::AuthorizeResponse {
+    wire::AuthorizeResponse {
+        allowed: decision.allowed,
+        role: Role::option_to_wire(access.role),
+        partner_role: Role::option_to_wire(access.partner_role),
+        account_exists: access.facts.is_some(),
+        reason: decision.reason,
+    }
+}
+
+/// The answer to GetOwnerCapacity.
+pub fn owner_capacity_to_wire(capacity: OwnerCapacity) -> wire::GetOwnerCapacityResponse {
+    wire::GetOwnerCapacityResponse {
+        owner_count: i32::try_from(capacity.owners).unwrap_or(i32::MAX),
+        max_owners: i32::try_from(capacity.max_owners).unwrap_or(i32::MAX),
+        has_room: capacity.has_room,
     }
 }
 
@@ -212,9 +280,9 @@ mod tests {
                 .unwrap(),
             "6f9619ff-8b86-d011-b42d-00cf4fc964ff"
         );
-        assert!(etag_allows("", 3));
-        assert!(etag_allows("3", 3));
-        assert!(!etag_allows("2", 3));
+        assert!(tenantry_platform::etag::etag_allows("", 3));
+        assert!(tenantry_platform::etag::etag_allows("3", 3));
+        assert!(!tenantry_platform::etag::etag_allows("2", 3));
         assert_ne!(fingerprint(&["ab", "c"]), fingerprint(&["a", "bc"]));
     }
 }

@@ -1,0 +1,169 @@
+//! AddMember, AddMyself, GetMember, UpdateMember, RemoveMember.
+
+use tenantry_platform::names::parse_member_ids;
+use tenantry_platform::{AccountId, ApiError, Principal, UserId};
+use tenantry_proto::membership::v1 as pb;
+use tonic::Request;
+
+use super::MembershipApi;
+use crate::domain::members::{self, Removal, Target};
+use crate::domain::{Caller, Member, MembershipError, Permission};
+use crate::wire;
+
+impl MembershipApi {
+    pub(super) async fn add_member(
+        &self,
+        request: Request<pb::AddMemberRequest>,
+    ) -> Result<Member, ApiError> {
+        let principal = Principal::of(&request)?;
+        let caller = self.caller(&principal).await?;
+        let from_service = matches!(caller, Caller::Service { .. });
+        let add = wire::add_member_request(request.get_ref(), from_service)?;
+        let key = add.request_key(&caller);
+        let access = self.access(&caller, &add.account_id).await?;
+        access.require(Permission::MembersManage)?;
+        let account = access.existing(&add.account_id)?;
+        // A retry is answered before the checks its own success may now fail (e.g. an ADMIN
+        // whose first call created the account's first OWNER).
+        if let Some(key) = &key
+            && let Some(earlier) = self.store.replayed(key).await?
+        {
+            return Ok(earlier);
+        }
+        let owner_ceiling = members::check_add(&access, account, add.role)?;
+        let user_id = self.user_named_by(&add.target).await?;
+        let (new, record) = add.into_new(user_id, &caller, key);
+        let result = self
+            .store
+            .add_member(&new, owner_ceiling, record.as_ref())
+            .await;
+        if let (Err(MembershipError::AlreadyMember { .. }), Some(record)) = (&result, &record)
+            && let Some(earlier) = self.store.replayed(&record.key).await?
+        {
+            // A concurrent call with the same request id won.
+            return Ok(earlier);
+        }
+        Ok(result?)
+    }
+
+    /// The user AddMember's target names: the user itself, or the one directory user with
+    /// the e-mail address.
+    async fn user_named_by(&self, target: &Target) -> Result<UserId, MembershipError> {
+        match target {
+            Target::User(user_id) => Ok(user_id.clone()),
+            Target::Email(email) => {
+                let holders = self.store.users_with_email(email, 2).await?;
+                members::the_user_with(email.clone(), holders)
+            }
+        }
+    }
+
+    pub(super) async fn add_myself(
+        &self,
+        request: Request<pb::AddMyselfRequest>,
+    ) -> Result<pb::AddMyselfResponse, ApiError> {
+        let principal = Principal::of(&request)?;
+        let user = principal.user()?;
+        self.caller(&principal).await?;
+        let account_id = AccountId::from_name("account", &request.get_ref().account)?;
+        let user_id = UserId::trusted(user.sub.clone());
+        let caller = members::add_myself_caller(user_id.clone());
+        let access = self
+            .access_for(&caller, &account_id, Permission::AddMyself)
+            .await?;
+        access.require(Permission::AddMyself)?;
+        let account = access.existing(&account_id)?;
+        // A customer enabled a moment ago may still be DISABLED in the replica: ask the
+        // registry before refusing.
+        if !members::joinable(account)
+            && !self
+                .accounts
+                .refresh(&account_id)
+                .await?
+                .is_some_and(|fresh| members::joinable(&fresh))
+        {
+            return Err(MembershipError::AccountNotActive(account_id.into()).into());
+        }
+        let role = self.config.add_myself_role.role();
+        let new = members::self_assigned(account_id, user_id, role);
+        let (member, created) = self.store.add_myself(&new).await?;
+        Ok(pb::AddMyselfResponse {
+            member: Some(wire::member_to_wire(&member)),
+            created,
+        })
+    }
+
+    pub(super) async fn get_member(
+        &self,
+        request: Request<pb::GetMemberRequest>,
+    ) -> Result<Member, ApiError> {
+        let principal = Principal::of(&request)?;
+        let caller = self.caller(&principal).await?;
+        let (account_id, user_id) = parse_member_ids("name", &request.get_ref().name)?;
+        let access = self.access(&caller, &account_id).await?;
+        access.require(Permission::MembersList)?;
+        access.existing(&account_id)?;
+        Ok(self.existing_member(&account_id, &user_id).await?)
+    }
+
+    pub(super) async fn update_member(
+        &self,
+        request: Request<pb::UpdateMemberRequest>,
+    ) -> Result<Member, ApiError> {
+        let principal = Principal::of(&request)?;
+        let caller = self.caller(&principal).await?;
+        let request = request.into_inner();
+        let changed = request
+            .member
+            .ok_or_else(|| ApiError::invalid_field("member", "required"))?;
+        let (account_id, user_id) = parse_member_ids("member.name", &changed.name)?;
+        wire::check_update_mask(request.update_mask.as_ref())?;
+        let role = wire::role_from_wire("member.role", changed.role)?;
+        // Roles are changed by people: no peer service needs to, so none may.
+        principal.user()?;
+
+        let access = self.access(&caller, &account_id).await?;
+        access.require(Permission::MembersList)?;
+        let account = access.existing(&account_id)?;
+        let current = self.existing_member(&account_id, &user_id).await?;
+        access.require(Permission::MembersManage)?;
+        let owner_ceiling = members::check_update(
+            &access,
+            account,
+            &current,
+            role,
+            &changed.etag,
+            &changed.name,
+        )?;
+        if current.role == role {
+            return Ok(current);
+        }
+        let (etag_sent, actor) = (!changed.etag.is_empty(), caller.resource_name());
+        Ok(self
+            .store
+            .update_role(&current, role, owner_ceiling, etag_sent, &actor)
+            .await?)
+    }
+
+    pub(super) async fn remove_member(
+        &self,
+        request: Request<pb::RemoveMemberRequest>,
+    ) -> Result<(), ApiError> {
+        let principal = Principal::of(&request)?;
+        let caller = self.caller(&principal).await?;
+        let request = request.into_inner();
+        let (account_id, user_id) = parse_member_ids("name", &request.name)?;
+        // Members are removed by people (or leave): no peer service needs to, so none may.
+        principal.user()?;
+        let access = self.access(&caller, &account_id).await?;
+        let removal = Removal::new(&access, &account_id, &user_id);
+        removal.may_look()?;
+        let found = self.store.member(&account_id, &user_id).await?;
+        let current = removal.check(found, &request.etag, &request.name)?;
+        let (etag_sent, actor) = (!request.etag.is_empty(), caller.resource_name());
+        Ok(self
+            .store
+            .remove_member(&current, etag_sent, &actor)
+            .await?)
+    }
+}
