@@ -7,18 +7,21 @@
 //!   account's fan-out stops and its pending deliveries are withdrawn.
 //!
 //! Each handler runs in the runtime's transaction; the events they write go into the outbox
-//! in that transaction. `Outbox::committed` is called before the runtime commits (the handler
-//! cannot see the commit), so the relay may find the rows only at its next idle poll.
+//! in that transaction, and the runtime wakes the relay once it committed. The fan-out jobs
+//! handler wakes this instance's fan-out workers in [`Handler::after_commit`], when the jobs
+//! are there to be claimed.
 
-use chrono::Utc;
 use sea_orm::DatabaseTransaction;
 use tenantry_events::{Event, Handler, HandlerError, Outbox};
-use tenantry_platform::names::{parse_account, parse_member};
+use tenantry_platform::names::parse_member_ids;
+use tenantry_platform::time::now;
+use tenantry_platform::{AccountId, ApiError};
+use tenantry_proto::EventType;
 use tenantry_proto::events::v1 as events;
 
-use crate::api::convert::parse_message_name;
 use crate::domain::NotificationError;
 use crate::store::{fanout, withdraw};
+use crate::wire::parse_message_name;
 use crate::worker::FanoutWake;
 
 /// Group recording fan-out jobs.
@@ -36,18 +39,14 @@ fn handler_error(error: NotificationError) -> HandlerError {
     }
 }
 
-fn now() -> chrono::DateTime<Utc> {
-    tenantry_platform::time::now()
-}
-
-/// `message.sent` → fan-out jobs, then wakes the worker.
+/// `message.sent` → fan-out jobs; once they are committed, wakes the fan-out workers.
 #[derive(Debug)]
 pub struct FanoutJobs {
     wake: FanoutWake,
 }
 
 impl FanoutJobs {
-    /// A handler waking the fan-out worker through `wake`.
+    /// A handler waking the fan-out workers of its instance through `wake`.
     pub fn new(wake: FanoutWake) -> Self {
         Self { wake }
     }
@@ -56,9 +55,9 @@ impl FanoutJobs {
 #[async_trait::async_trait]
 impl Handler for FanoutJobs {
     async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
-        if event.event_type != crate::events::MESSAGE_SENT {
-            return Ok(());
-        }
+        let Some(EventType::MessageSent) = event.known_type() else {
+            return Err(HandlerError::unknown_type(event));
+        };
         let sent: events::MessageSent = event.decode()?;
         let message = sent.message.unwrap_or_default();
         let (_, message_id) = parse_message_name("message.name", &message.name).map_err(|_| {
@@ -67,18 +66,18 @@ impl Handler for FanoutJobs {
         let accounts = message
             .recipients
             .iter()
-            .map(|name| parse_account("recipients", name))
-            .collect::<Result<Vec<_>, _>>()
+            .map(|name| AccountId::from_name("recipients", name))
+            .collect::<Result<Vec<_>, ApiError>>()
             .map_err(|_| {
                 HandlerError::Permanent(format!("message.sent {} has a bad recipient", event.id))
             })?;
         fanout::record_jobs(txn, &message_id, &accounts, now())
             .await
-            .map_err(handler_error)?;
-        // The runtime commits right after this returns; the wake is repeated shortly after so
-        // a worker that looked before the commit looks again.
-        self.wake.wake_soon();
-        Ok(())
+            .map_err(handler_error)
+    }
+
+    async fn after_commit(&self, _event: &Event) {
+        self.wake.wake();
     }
 }
 
@@ -98,12 +97,12 @@ impl MembershipEvents {
 #[async_trait::async_trait]
 impl Handler for MembershipEvents {
     async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
-        if event.event_type != crate::events::MEMBER_REMOVED {
-            return Ok(());
-        }
+        let Some(EventType::MemberRemoved) = event.known_type() else {
+            return Err(HandlerError::unknown_type(event));
+        };
         let removed: events::MemberRemoved = event.decode()?;
         let name = removed.member.map(|m| m.name).unwrap_or_default();
-        let (account_id, user_id) = parse_member("member.name", &name).map_err(|_| {
+        let (account_id, user_id) = parse_member_ids("member.name", &name).map_err(|_| {
             HandlerError::Permanent(format!("member.removed {} names no member", event.id))
         })?;
         let withdrawn = withdraw::withdraw_member(txn, &self.outbox, &account_id, &user_id, now())
@@ -111,7 +110,6 @@ impl Handler for MembershipEvents {
             .map_err(handler_error)?;
         if withdrawn > 0 {
             tracing::info!(member = %name, withdrawn, "withdrew the pending deliveries of a removed member");
-            self.outbox.committed();
         }
         Ok(())
     }
@@ -134,13 +132,13 @@ impl AccountEvents {
 #[async_trait::async_trait]
 impl Handler for AccountEvents {
     async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
-        let account = match event.event_type.as_str() {
-            crate::events::ACCOUNT_DELETED => event.decode::<events::AccountDeleted>()?.account,
-            crate::events::ACCOUNT_DISABLED => event.decode::<events::AccountDisabled>()?.account,
-            _ => return Ok(()),
+        let account = match event.known_type() {
+            Some(EventType::AccountDeleted) => event.decode::<events::AccountDeleted>()?.account,
+            Some(EventType::AccountDisabled) => event.decode::<events::AccountDisabled>()?.account,
+            _ => return Err(HandlerError::unknown_type(event)),
         };
         let name = account.map(|a| a.name).unwrap_or_default();
-        let account_id = parse_account("account.name", &name).map_err(|_| {
+        let account_id = AccountId::from_name("account.name", &name).map_err(|_| {
             HandlerError::Permanent(format!(
                 "{} {} names no account",
                 event.event_type, event.id
@@ -151,8 +149,81 @@ impl Handler for AccountEvents {
             .map_err(handler_error)?;
         if withdrawn > 0 {
             tracing::info!(account = %name, withdrawn, "withdrew the pending deliveries of an account");
-            self.outbox.committed();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::TransactionTrait;
+    use tenantry_platform::testing::TempDatabase;
+    use tenantry_proto::events::v1 as events;
+
+    use super::*;
+    use crate::Migrator;
+
+    /// Every handler refuses a type it does not handle (the runtime counts and acknowledges
+    /// it) instead of dropping it with `Ok`, and the fan-out handler does not wake anybody.
+    #[tokio::test]
+    async fn unknown_types_are_refused_not_dropped() {
+        let temp = TempDatabase::new::<Migrator>("notification-consumers").await;
+        let connection = temp.database.connection().unwrap();
+        let wake = FanoutWake::new();
+        let woken = wake.subscribe();
+        let handlers: Vec<Box<dyn Handler>> = vec![
+            Box::new(FanoutJobs::new(wake.clone())),
+            Box::new(MembershipEvents::new(Outbox::new())),
+            Box::new(AccountEvents::new(Outbox::new())),
+        ];
+        let typo = Event::new("message.snet", "/test", &events::MessageSent::default());
+        // A known type that no notification group binds.
+        let other = Event::of("/test", &events::AccountCreated::default());
+        for (index, handler) in handlers.iter().enumerate() {
+            for event in [&typo, &other] {
+                let txn = connection.begin().await.unwrap();
+                let result = handler.handle(&txn, event).await;
+                assert!(
+                    matches!(&result, Err(HandlerError::UnknownType(t)) if *t == event.event_type),
+                    "handler {index} on {}: {result:?}",
+                    event.event_type
+                );
+                txn.rollback().await.unwrap();
+            }
+        }
+        assert!(!woken.has_changed().unwrap(), "nothing was recorded");
+    }
+
+    /// `message.sent` records one job per recipient account in the runtime's transaction and
+    /// wakes the workers only after the commit.
+    #[tokio::test]
+    async fn sent_messages_become_jobs_and_wake_the_workers_after_the_commit() {
+        let temp = TempDatabase::new::<Migrator>("notification-consumers").await;
+        let connection = temp.database.connection().unwrap();
+        let wake = FanoutWake::new();
+        let woken = wake.subscribe();
+        let handler = FanoutJobs::new(wake);
+        let sent = events::MessageSent {
+            message: Some(tenantry_proto::notification::v1::Message {
+                name: "accounts/acme/messages/0190a6a8-7c2b-7d3e-8f40-1234567890ab".into(),
+                recipients: vec!["accounts/globex".into(), "accounts/initech".into()],
+                ..Default::default()
+            }),
+            actor: "users/alice".into(),
+        };
+        let event = Event::of(crate::events::SOURCE, &sent);
+        let txn = connection.begin().await.unwrap();
+        handler.handle(&txn, &event).await.unwrap();
+        assert!(!woken.has_changed().unwrap(), "not before the commit");
+        txn.commit().await.unwrap();
+        handler.after_commit(&event).await;
+        assert!(woken.has_changed().unwrap());
+        let store = crate::store::Store::new(temp.database.clone(), Outbox::new());
+        let mut claimed = Vec::new();
+        while let Some(job) = store.claim_job(now()).await.unwrap() {
+            claimed.push(job.account_id);
+        }
+        claimed.sort();
+        assert_eq!(claimed, ["globex", "initech"]);
     }
 }

@@ -1,45 +1,29 @@
-//! The `message.*` and `inbox.changed` events (tenantry.events.v1) and the routing keys this
-//! service consumes.
+//! The `message.*` and `inbox.changed` events (tenantry.events.v1) this service publishes, each
+//! under the one type its payload declares (`tenantry_proto::EventType`).
 
 use chrono::{DateTime, Utc};
 use tenantry_events::Event;
+use tenantry_platform::AccountId;
 use tenantry_platform::names::{account_name, user_name};
 use tenantry_platform::time::to_timestamp;
 use tenantry_proto::events::v1 as events;
 use tenantry_proto::notification::v1::InboxItem;
 
-use crate::api::convert::{message_name, sent_message_to_wire};
 use crate::domain::Message;
+use crate::wire::{message_name, sent_message_to_wire};
 
 /// The CloudEvents source of every event this service publishes.
 pub const SOURCE: &str = "/tenantry/notification";
 /// The actor of changes the service makes on its own.
 pub const SYSTEM_ACTOR: &str = "services/notification";
 
-/// Routing key of [`events::MessageSent`].
-pub const MESSAGE_SENT: &str = "message.sent";
-/// Routing key of [`events::MessageAcknowledged`].
-pub const MESSAGE_ACKNOWLEDGED: &str = "message.acknowledged";
-/// Routing key of [`events::MessageResolved`].
-pub const MESSAGE_RESOLVED: &str = "message.resolved";
-/// Routing key of [`events::MessageExpired`].
-pub const MESSAGE_EXPIRED: &str = "message.expired";
-/// Routing key of [`events::InboxChanged`].
-pub const INBOX_CHANGED: &str = "inbox.changed";
-/// Routing key of membership's `MemberRemoved`.
-pub const MEMBER_REMOVED: &str = "member.removed";
-/// Routing key of the registry's `AccountDeleted`.
-pub const ACCOUNT_DELETED: &str = "account.deleted";
-/// Routing key of the registry's `AccountDisabled`.
-pub const ACCOUNT_DISABLED: &str = "account.disabled";
-
 /// `message.sent`: the message with its resolved recipients (account ids).
-pub fn sent(message: &Message, recipients: &[String]) -> Event {
+pub fn sent(message: &Message, recipients: &[AccountId]) -> Event {
     let payload = events::MessageSent {
         message: Some(sent_message_to_wire(message, recipients)),
         actor: message.sender.clone(),
     };
-    Event::new(MESSAGE_SENT, SOURCE, &payload)
+    Event::of(SOURCE, &payload)
 }
 
 /// `message.acknowledged` by `user_id`, counting for `accounts`.
@@ -55,7 +39,7 @@ pub fn acknowledged(
         accounts: accounts.iter().map(|id| account_name(id)).collect(),
         acknowledge_time: Some(to_timestamp(time)),
     };
-    Event::new(MESSAGE_ACKNOWLEDGED, SOURCE, &payload)
+    Event::of(SOURCE, &payload)
 }
 
 /// `message.resolved` for one recipient account.
@@ -72,7 +56,7 @@ pub fn resolved(
         resolved_by: resolved_by.map(user_name).unwrap_or_default(),
         resolve_time: Some(to_timestamp(time)),
     };
-    Event::new(MESSAGE_RESOLVED, SOURCE, &payload)
+    Event::of(SOURCE, &payload)
 }
 
 /// `message.expired`.
@@ -81,7 +65,7 @@ pub fn expired(message: &Message) -> Event {
         message: message_name(&message.partner_id, &message.message_id),
         expire_time: message.expire_time.map(to_timestamp),
     };
-    Event::new(MESSAGE_EXPIRED, SOURCE, &payload)
+    Event::of(SOURCE, &payload)
 }
 
 /// What happened to an inbox item.
@@ -106,5 +90,5 @@ pub fn inbox_changed(users: &[String], change: InboxChange) -> Option<Event> {
         change: Some(change),
         also_users: rest.iter().map(|id| user_name(id)).collect(),
     };
-    Some(Event::new(INBOX_CHANGED, SOURCE, &payload))
+    Some(Event::of(SOURCE, &payload))
 }

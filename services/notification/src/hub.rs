@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tenantry_events::Event;
 use tenantry_platform::names::parse_user;
+use tenantry_proto::EventType;
 use tenantry_proto::events::v1 as events;
 use tenantry_proto::notification::v1::{WatchInboxResponse, watch_inbox_response};
 use tokio::sync::mpsc;
@@ -90,7 +91,7 @@ impl InboxHub {
     }
 
     /// Forwards `inbox.changed` events from the broadcast subscription (`EventBus::subscribe`
-    /// bound to [`crate::inbox_bindings`]) to the open streams until it ends (shutdown); then
+    /// bound to `inbox.changed`) to the open streams until it ends (shutdown); then
     /// every stream ends.
     pub async fn run(self, subscription: tenantry_events::Subscription) {
         self.run_receiver(subscription.events).await;
@@ -99,7 +100,7 @@ impl InboxHub {
     /// [`InboxHub::run`] on a plain receiver of events.
     pub async fn run_receiver(self, mut events: mpsc::Receiver<Event>) {
         while let Some(event) = events.recv().await {
-            if event.event_type == crate::events::INBOX_CHANGED {
+            if event.known_type() == Some(EventType::InboxChanged) {
                 self.dispatch(&event);
             }
         }

@@ -15,12 +15,16 @@ pub mod events;
 pub mod hub;
 pub mod peers;
 pub mod store;
+pub mod wire;
 pub mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tenantry_events::{ConsumerSpec, Peer, ServiceContext, StartError, Started};
 use tenantry_platform::server::Shutdown;
+use tenantry_platform::sweep;
+use tenantry_proto::EventType;
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
 use tenantry_proto::notification::v1::notification_service_server::NotificationServiceServer;
 use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
@@ -28,8 +32,39 @@ use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegi
 pub use hub::InboxHub;
 pub use store::migrations::Migrator;
 
+use store::Store;
+use worker::FanoutWake;
+
 /// The gRPC service name, for health and reflection.
 pub const SERVICE_NAME: &str = "tenantry.notification.v1.NotificationService";
+
+/// Every event type this service's consumer groups and its WatchInbox broadcast subscription
+/// bind.
+pub const CONSUMES: &[EventType] = &[
+    EventType::MessageSent,
+    EventType::MemberRemoved,
+    EventType::AccountDeleted,
+    EventType::AccountDisabled,
+    EventType::InboxChanged,
+];
+
+/// What the node knows of this service before starting it.
+pub const SERVICE: tenantry_events::ServiceInfo = tenantry_events::ServiceInfo {
+    name: "notification",
+    grpc_name: SERVICE_NAME,
+    consumes: CONSUMES,
+    calls: &[
+        tenantry_events::Peer::Membership,
+        tenantry_events::Peer::Registry,
+    ],
+    migrate: tenantry_events::kernel::migrate_with::<Migrator>,
+};
+
+/// What each consumer group binds, and what the WatchInbox subscription binds.
+const FANOUT_TYPES: &[EventType] = &[EventType::MessageSent];
+const MEMBERSHIP_TYPES: &[EventType] = &[EventType::MemberRemoved];
+const ACCOUNT_TYPES: &[EventType] = &[EventType::AccountDeleted, EventType::AccountDisabled];
+const INBOX_TYPES: &[EventType] = &[EventType::InboxChanged];
 
 /// Deliveries expired per sweep transaction (and messages per sweep transaction).
 const SWEEP_BATCH: u64 = 500;
@@ -95,53 +130,39 @@ pub struct Deps {
     pub metrics: tenantry_platform::metrics::Metrics,
 }
 
-/// The gRPC service, refusing requests larger than `max_request_bytes`; WatchInbox streams
-/// are fed by `inbox` (run it with [`InboxHub::run`] on the `inbox.changed` subscription).
-pub fn grpc_service(
-    config: Config,
-    deps: Deps,
-    inbox: InboxHub,
-    max_request_bytes: usize,
-) -> NotificationServiceServer<api::NotificationApi> {
-    NotificationServiceServer::new(api::NotificationApi::new(config, deps, inbox))
-        .max_decoding_message_size(max_request_bytes)
+/// The routing keys of `types`.
+fn bindings(types: &[EventType]) -> Vec<String> {
+    types.iter().map(|t| t.as_str().to_string()).collect()
 }
 
 /// The consumer groups of this service: `tenantry.notification.fanout` (message.sent → record
-/// fan-out jobs), `tenantry.notification.membership-events` (member.removed → withdraw),
+/// fan-out jobs, then wake this instance's fan-out workers),
+/// `tenantry.notification.membership-events` (member.removed → withdraw),
 /// `tenantry.notification.account-events` (account.deleted, account.disabled → withdraw).
-pub fn consumers(_config: &Config, deps: &Deps) -> Vec<tenantry_events::ConsumerSpec> {
+fn consumers(deps: &Deps, wake: &FanoutWake) -> Vec<ConsumerSpec> {
     vec![
-        tenantry_events::ConsumerSpec {
+        ConsumerSpec {
             group: consumers::FANOUT_GROUP.into(),
-            bindings: vec![events::MESSAGE_SENT.into()],
+            bindings: bindings(FANOUT_TYPES),
             database: deps.database.clone(),
-            handler: Arc::new(consumers::FanoutJobs::new(worker::FanoutWake)),
+            handler: Arc::new(consumers::FanoutJobs::new(wake.clone())),
             outbox: None,
         },
-        tenantry_events::ConsumerSpec {
+        ConsumerSpec {
             group: consumers::MEMBERSHIP_EVENTS_GROUP.into(),
-            bindings: vec![events::MEMBER_REMOVED.into()],
+            bindings: bindings(MEMBERSHIP_TYPES),
             database: deps.database.clone(),
             handler: Arc::new(consumers::MembershipEvents::new(deps.outbox.clone())),
             outbox: None,
         },
-        tenantry_events::ConsumerSpec {
+        ConsumerSpec {
             group: consumers::ACCOUNT_EVENTS_GROUP.into(),
-            bindings: vec![
-                events::ACCOUNT_DELETED.into(),
-                events::ACCOUNT_DISABLED.into(),
-            ],
+            bindings: bindings(ACCOUNT_TYPES),
             database: deps.database.clone(),
             handler: Arc::new(consumers::AccountEvents::new(deps.outbox.clone())),
             outbox: None,
         },
     ]
-}
-
-/// The routing keys WatchInbox needs on the per-replica broadcast subscription.
-pub fn inbox_bindings() -> Vec<String> {
-    vec![events::INBOX_CHANGED.into()]
 }
 
 /// Fan-out workers per process. A message to many accounts is one job per account; one
@@ -151,9 +172,9 @@ pub fn inbox_bindings() -> Vec<String> {
 pub const FANOUT_WORKERS: usize = 4;
 
 /// The fan-out workers: claim pending fan-out jobs and write deliveries in batches until
-/// shutdown. Wait quietly while the database is not ready.
-pub async fn run_fanout_worker(config: Config, deps: Deps, shutdown: Shutdown) {
-    let store = store::Store::new(deps.database.clone(), deps.outbox.clone());
+/// shutdown, woken through `wake`. Wait quietly while the database is not ready.
+async fn run_fanout_workers(config: Config, deps: Deps, wake: FanoutWake, shutdown: Shutdown) {
+    let store = Store::new(deps.database.clone(), deps.outbox.clone());
     let members: Arc<dyn peers::MemberSource> =
         Arc::new(peers::Membership::new(deps.membership.clone()));
     let workers = (0..FANOUT_WORKERS).map(|_| {
@@ -161,6 +182,7 @@ pub async fn run_fanout_worker(config: Config, deps: Deps, shutdown: Shutdown) {
             store.clone(),
             members.clone(),
             config.fanout_batch,
+            wake.clone(),
             shutdown.clone(),
             deps.metrics.clone(),
         )
@@ -169,54 +191,31 @@ pub async fn run_fanout_worker(config: Config, deps: Deps, shutdown: Shutdown) {
 }
 
 /// Marks expired messages and removes them from inboxes (`message.expired` +
-/// `inbox.changed`) every sweep interval until shutdown.
-pub async fn run_expiry_sweep(config: Config, deps: Deps, shutdown: Shutdown) {
-    let store = store::Store::new(deps.database.clone(), deps.outbox.clone());
+/// `inbox.changed`) every sweep interval until shutdown: messages first, then deliveries.
+async fn run_expiry_sweep(config: Config, deps: Deps, shutdown: Shutdown) {
+    let store = Store::new(deps.database.clone(), deps.outbox.clone());
     let interval = Duration::from_secs(config.sweep_interval_seconds.max(1));
-    loop {
-        if deps.database.is_ready() {
-            sweep_once(&store).await;
+    sweep::run_every(interval, deps.database.clone(), shutdown, || {
+        let store = store.clone();
+        async move {
+            let now = tenantry_platform::time::now();
+            sweep::drain("messages", SWEEP_BATCH, |limit| {
+                store.expire_due_messages(now, limit)
+            })
+            .await;
+            sweep::drain("deliveries", SWEEP_BATCH, |limit| {
+                store.expire_due_deliveries(now, limit)
+            })
+            .await;
         }
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {},
-            () = shutdown.wait() => return,
-        }
-    }
-}
-
-/// Expires everything due now, batch by batch.
-async fn sweep_once(store: &store::Store) {
-    let now = tenantry_platform::time::now();
-    loop {
-        match store.expire_due_messages(now, SWEEP_BATCH).await {
-            Ok(count) if count < SWEEP_BATCH => break,
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(%error, "message expiry sweep failed; retrying next interval");
-                return;
-            }
-        }
-    }
-    loop {
-        match store.expire_due_deliveries(now, SWEEP_BATCH).await {
-            Ok(count) if count < SWEEP_BATCH => return,
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(%error, "delivery expiry sweep failed; retrying next interval");
-                return;
-            }
-        }
-    }
+    })
+    .await;
 }
 
 /// Starts the notification service in `ctx`'s node: its handlers, the event consumers, the
-/// fan-out worker, the expiry sweep, the per-replica inbox hub for WatchInbox, and its health
+/// fan-out workers, the expiry sweep, the per-replica inbox hub for WatchInbox, and its health
 /// following its database.
-pub fn start(
-    config: Config,
-    ctx: &tenantry_events::ServiceContext,
-) -> Result<tenantry_events::Started, tenantry_events::StartError> {
-    use tenantry_events::Peer;
+pub fn start(config: Config, ctx: &ServiceContext) -> Result<Started, StartError> {
     let membership_channel = ctx.peer(Peer::Membership)?;
     let deps = Deps {
         database: ctx.database.clone(),
@@ -227,29 +226,25 @@ pub fn start(
         outbox: ctx.outbox.clone(),
         metrics: ctx.metrics.clone(),
     };
+    // One waker per instance: this instance's consumer wakes this instance's workers.
+    let wake = FanoutWake::new();
     let mut tasks = vec![ctx.follow_database::<Migrator>(SERVICE_NAME)];
     tasks.extend(
-        consumers(&config, &deps)
+        consumers(&deps, &wake)
             .into_iter()
             .map(|spec| ctx.consume(spec)),
     );
-    tasks.push(ctx.spawn(run_fanout_worker(
-        config.clone(),
-        deps.clone(),
-        ctx.shutdown.clone(),
-    )));
-    tasks.push(ctx.spawn(run_expiry_sweep(
-        config.clone(),
-        deps.clone(),
-        ctx.shutdown.clone(),
-    )));
+    let fanout = run_fanout_workers(config.clone(), deps.clone(), wake, ctx.shutdown.clone());
+    tasks.push(ctx.spawn(fanout));
+    let sweep = run_expiry_sweep(config.clone(), deps.clone(), ctx.shutdown.clone());
+    tasks.push(ctx.spawn(sweep));
     // Every replica sees every inbox change, for its own WatchInbox streams.
     let hub = InboxHub::new();
-    let subscription = ctx.subscribe("tenantry.notification.inbox", inbox_bindings());
+    let subscription = ctx.subscribe("tenantry.notification.inbox", bindings(INBOX_TYPES));
     tasks.push(ctx.spawn(hub.clone().run(subscription)));
-    let routes =
-        tonic::service::Routes::new(grpc_service(config, deps, hub, ctx.max_request_bytes));
-    Ok(tenantry_events::Started::serving(routes).with_tasks(tasks))
+    let service = NotificationServiceServer::new(api::NotificationApi::new(config, deps, hub))
+        .max_decoding_message_size(ctx.max_request_bytes);
+    Ok(Started::serving(tonic::service::Routes::new(service)).with_tasks(tasks))
 }
 
 #[cfg(test)]
@@ -262,6 +257,16 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         config: Config,
+    }
+
+    #[test]
+    fn consumes_lists_every_binding() {
+        let mut bound: Vec<EventType> =
+            [FANOUT_TYPES, MEMBERSHIP_TYPES, ACCOUNT_TYPES, INBOX_TYPES].concat();
+        bound.sort();
+        let mut consumes = CONSUMES.to_vec();
+        consumes.sort();
+        assert_eq!(bound, consumes);
     }
 
     #[test]

@@ -2,45 +2,20 @@
 //! (the sender is an ACTIVE partner; its customers and their states) and membership (the
 //! members of a recipient account, page by page, for the fan-out).
 
-use tenantry_platform::ApiError;
 use tenantry_platform::clients::ServiceChannel;
 use tenantry_platform::error::from_upstream;
 use tenantry_platform::names::{account_name, parse_user};
+use tenantry_platform::{AccountId, ApiError, Role};
 use tenantry_proto::membership::v1 as membership;
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
 use tenantry_proto::registry::v1 as registry;
 use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 use tonic::Code;
 
-use crate::api::convert::role_to_wire;
-use crate::domain::Role;
+use crate::domain::{AccountFacts, AccountState};
 
 /// Customers read per ListManagedCustomers page.
 const CUSTOMER_PAGE: i32 = 1000;
-
-/// An account's lifecycle state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AccountState {
-    /// In normal use.
-    Active,
-    /// Suspended.
-    Disabled,
-    /// Soft-deleted.
-    Deleted,
-}
-
-/// What this service needs to know about an account.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AccountFacts {
-    /// Display name.
-    pub display_name: String,
-    /// Whether it is a partner.
-    pub partner: bool,
-    /// The managing partner's id, if managed.
-    pub managed_by: Option<String>,
-    /// Its state.
-    pub state: AccountState,
-}
 
 fn facts_of(account: registry::Account) -> AccountFacts {
     let state = match registry::AccountState::try_from(account.state) {
@@ -93,7 +68,7 @@ impl Registry {
     pub async fn customers(
         &self,
         partner_id: &str,
-    ) -> Result<Vec<(String, AccountState)>, ApiError> {
+    ) -> Result<Vec<(AccountId, AccountState)>, ApiError> {
         let mut customers = Vec::new();
         let mut page_token = String::new();
         loop {
@@ -110,7 +85,7 @@ impl Registry {
                 .map_err(|status| from_upstream("customer registry", &status))?
                 .into_inner();
             for account in page.accounts {
-                let id = account.account_id.clone();
+                let id = AccountId::trusted(account.account_id.clone());
                 customers.push((id, facts_of(account).state));
             }
             if page.next_page_token.is_empty() || page.next_page_token == page_token {
@@ -184,7 +159,7 @@ impl MemberSource for Membership {
                 parent: account_name(account_id),
                 page_size,
                 page_token: page_token.to_string(),
-                roles: roles.iter().copied().map(role_to_wire).collect(),
+                roles: roles.iter().copied().map(Role::to_wire).collect(),
                 email: String::new(),
             })
             .await;

@@ -1,11 +1,12 @@
-//! The fan-out worker and the expiry sweep.
+//! The fan-out worker.
 //!
 //! The worker claims an open fan-out job, reads one page of the recipient account's members
 //! (at most `batch` users) and writes it in one transaction, until the job is done; memory is
-//! bounded by the batch whatever the number of recipients. It is woken at once by the
-//! `message.sent` consumer and polls briefly when idle.
+//! bounded by the batch whatever the number of recipients. It is woken by the `message.sent`
+//! consumer of its own service instance once the jobs are committed, and polls briefly when
+//! idle (the fallback for jobs left by another replica or a crash).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tenantry_platform::metrics::Metrics;
@@ -23,36 +24,34 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 /// The wait after a failure (database or membership unavailable).
 const FAILURE_PAUSE: Duration = Duration::from_secs(1);
 
-/// Process-wide: the consumer and the worker are built separately from the same `Deps`, so
-/// the wake signal cannot travel inside them. A wake of an unrelated worker in the same process
-/// only makes it look once more.
-static WAKE: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::channel(0).0);
+/// Wakes the fan-out workers of one service instance. `start` makes one and gives it to the
+/// workers and to the `message.sent` consumer, so several instances in one process (a test
+/// cluster) never wake each other's workers. A wake while a worker is busy is kept: the worker
+/// looks again as soon as it is done.
+#[derive(Clone, Debug)]
+pub struct FanoutWake(Arc<watch::Sender<u64>>);
 
-/// Wakes the fan-out workers of this process.
-#[derive(Clone, Debug, Default)]
-pub struct FanoutWake;
+impl Default for FanoutWake {
+    fn default() -> Self {
+        Self(Arc::new(watch::channel(0).0))
+    }
+}
 
 impl FanoutWake {
-    /// Wakes the workers now.
+    /// A waker nobody listens to yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Wakes the workers of this instance now (call after the jobs are committed).
     pub fn wake(&self) {
-        WAKE.send_modify(|generation| *generation = generation.wrapping_add(1));
+        self.0
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
-    /// Wakes the workers now and again shortly (for callers inside a transaction that commits
-    /// after they return).
-    pub fn wake_soon(&self) {
-        self.wake();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let this = self.clone();
-            runtime.spawn(async move {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                this.wake();
-            });
-        }
-    }
-
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        WAKE.subscribe()
+    /// What a worker waits on.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
     }
 }
 
@@ -61,10 +60,13 @@ pub async fn run_fanout(
     store: Store,
     members: Arc<dyn MemberSource>,
     batch: u32,
+    waker: FanoutWake,
     shutdown: Shutdown,
     metrics: Metrics,
 ) {
-    let mut wake = FanoutWake.subscribe();
+    // `waker` is held for the whole run: with a sender alive, `changed` only completes on a
+    // wake, never because the consumer holding the other sender went away.
+    let mut wake = waker.subscribe();
     let batch = i32::try_from(batch.clamp(1, 1000)).unwrap_or(1000);
     loop {
         if shutdown.is_triggered() {
@@ -221,7 +223,7 @@ async fn write_pages(
 async fn fetch_page(
     members: &dyn MemberSource,
     account_id: &str,
-    roles: &[crate::domain::Role],
+    roles: &[tenantry_platform::Role],
     batch: i32,
     page_token: &str,
 ) -> Result<crate::peers::MemberPage, NotificationError> {
@@ -237,5 +239,24 @@ async fn fetch_page(
         Err(MemberPageError::Unavailable(why)) => Err(NotificationError::Upstream(
             tenantry_platform::ApiError::unavailable(why),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wake_reaches_its_own_instance_only() {
+        let (mine, other) = (FanoutWake::new(), FanoutWake::new());
+        let (mut worker, other_worker) = (mine.subscribe(), other.subscribe());
+        mine.wake();
+        assert!(worker.has_changed().unwrap());
+        assert!(!other_worker.has_changed().unwrap());
+        worker.borrow_and_update();
+        // A wake while the worker was busy is still there when it next waits.
+        mine.clone().wake();
+        assert!(worker.has_changed().unwrap());
+        assert!(!other_worker.has_changed().unwrap());
     }
 }

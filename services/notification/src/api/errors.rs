@@ -1,11 +1,11 @@
 //! The one mapping from [`NotificationError`] to the error a caller sees.
 
-use tenantry_platform::ApiError;
 use tenantry_platform::names::account_name;
+use tenantry_platform::{ApiError, Violations};
 use tonic::Status;
 use tonic_types::{ErrorDetails, PreconditionViolation, StatusExt};
 
-use crate::domain::NotificationError;
+use crate::domain::{NOT_A_MANAGED_CUSTOMER, NotificationError};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -31,6 +31,13 @@ impl From<NotificationError> for ApiError {
                 account_name(&partner_id),
                 format!("{} has no ACTIVE customer", account_name(&partner_id)),
             ),
+            NotificationError::InvalidRecipients(indexes) => {
+                let mut violations = Violations::new();
+                for index in indexes {
+                    violations.add(format!("recipients[{index}]"), NOT_A_MANAGED_CUSTOMER);
+                }
+                violations.into_error()
+            }
             NotificationError::RecipientsNotActive(accounts) => {
                 // Only the first violation fits ApiError; to_status adds one per account.
                 let first = accounts.first().cloned().unwrap_or_default();

@@ -1,35 +1,34 @@
-//! The gRPC handlers: authenticate, parse and validate, authorize through membership, check
-//! recipients with the registry, call the store, map back.
+//! The gRPC handlers: authenticate, parse, apply the domain's rules (authorizing through
+//! membership, checking recipients with the registry), call the store, map back.
 
-pub mod convert;
 pub mod errors;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 use tenantry_platform::authz::Authorizer;
-use tenantry_platform::idempotency::{RequestKey, fingerprint, parse_request_id};
-use tenantry_platform::names::parse_account;
+use tenantry_platform::idempotency::parse_request_id;
 use tenantry_platform::pagination::PageTokens;
 use tenantry_platform::time::{now, to_timestamp};
-use tenantry_platform::{ApiError, Principal};
+use tenantry_platform::{AccountId, ApiError, Principal, UserId};
 use tenantry_proto::membership::v1::Permission;
 use tenantry_proto::notification::v1 as wire;
 use tenantry_proto::notification::v1::notification_service_server::NotificationService;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{self, MAX_RECIPIENTS, NewMessage, NotificationError};
+use crate::domain::{self, AccountState, NewMessage, NotificationError, Recipients, SendDraft};
 use crate::hub::{InboxHub, STREAM_BUFFER};
-use crate::peers::{AccountState, Registry};
+use crate::peers::Registry;
 use crate::store::Store;
 use crate::store::inbox::{decode_cursor, encode_cursor};
+use crate::wire::{
+    inbox_entry_to_wire, message_name, message_to_wire, parse_message_name, read_policy_from_wire,
+    receipt_to_wire, roles_from_wire, time_from_wire,
+};
 use crate::{Config, Deps};
-use convert::{inbox_entry_to_wire, message_to_wire, parse_message_name, receipt_to_wire};
 use errors::Failure;
-
-const SEND_MESSAGE: &str = "SendMessage";
 
 /// The notification service.
 #[derive(Debug)]
@@ -61,179 +60,66 @@ impl NotificationApi {
     ) -> Result<wire::Message, Failure> {
         let principal = Principal::of(&request)?;
         let request = request.into_inner();
-        let partner_id = parse_account("parent", &request.parent)?;
+        let partner_id = AccountId::from_name("parent", &request.parent)?;
         let now = now();
-        let mut violations: Vec<(String, String)> = Vec::new();
-        let mut check = |field: &str, result: Result<String, String>| {
-            result
-                .map_err(|why| violations.push((field.to_string(), why)))
-                .unwrap_or_default()
-        };
-        let title = check("title", domain::validate_title(&request.title));
-        let body = check("body", domain::validate_body(&request.body));
-        let read_policy = convert::read_policy_from_wire(request.read_policy)
-            .map_err(|why| violations.push(("read_policy".into(), why)))
-            .ok();
-        let roles = convert::roles_from_wire(&request.roles)
-            .map_err(|why| violations.push(("roles".into(), why)))
-            .unwrap_or_default();
-        let requested_expiry = match &request.expire_time {
-            Some(timestamp) => Some(convert::time_from_wire("expire_time", timestamp)?),
+        let expire_time = match &request.expire_time {
+            Some(timestamp) => Some(time_from_wire("expire_time", timestamp)?),
             None => None,
         };
-        let expire_time = domain::validate_expiry(requested_expiry, now)
-            .map_err(|why| violations.push(("expire_time".into(), why)))
-            .unwrap_or_default();
-        let mut requested = Vec::new();
-        let given_list = !request.recipients.is_empty();
-        if request.all_customers == given_list {
-            violations.push((
-                "recipients".into(),
-                "give exactly one of recipients (1 to 1000 accounts) or all_customers".into(),
-            ));
-        } else if request.recipients.len() > MAX_RECIPIENTS {
-            violations.push((
-                "recipients".into(),
-                format!("at most {MAX_RECIPIENTS} accounts"),
-            ));
-        } else {
-            let mut seen = HashSet::new();
-            for (index, name) in request.recipients.iter().enumerate() {
-                match parse_account(&format!("recipients[{index}]"), name) {
-                    Ok(id) => {
-                        if seen.insert(id.clone()) {
-                            requested.push((index, id));
-                        }
-                    }
-                    Err(_) => violations.push((
-                        format!("recipients[{index}]"),
-                        "must be a customer `accounts/{customer_id}` managed by parent".into(),
-                    )),
-                }
-            }
-        }
-        let Some(read_policy) = read_policy.filter(|_| violations.is_empty()) else {
-            return Err(ApiError::invalid_fields(violations).into());
+        let input = domain::SendInput {
+            title: &request.title,
+            body: &request.body,
+            read_policy: read_policy_from_wire(request.read_policy),
+            roles: roles_from_wire(&request.roles),
+            expire_time,
+            recipients: &request.recipients,
+            all_customers: request.all_customers,
         };
+        let draft = domain::check_send(input, now)?;
         let request_id = parse_request_id("request_id", &request.request_id)?;
 
         self.authorizer
             .require(&principal, &partner_id, Permission::MessagesSend)
             .await?;
-
-        let key = request_id.map(|request_id| {
-            let roles: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
-            let recipients: Vec<&str> = requested.iter().map(|(_, id)| id.as_str()).collect();
-            RequestKey {
-                request_id,
-                caller: principal.resource_name(),
-                method: SEND_MESSAGE.to_string(),
-                fingerprint: fingerprint(&[
-                    SEND_MESSAGE,
-                    &partner_id,
-                    &title,
-                    &body,
-                    read_policy.as_str(),
-                    &recipients.join(","),
-                    if request.all_customers { "all" } else { "" },
-                    &roles.join(","),
-                    &requested_expiry
-                        .map(|time| time.to_rfc3339())
-                        .unwrap_or_default(),
-                ]),
-            }
-        });
+        let sender = principal.resource_name();
+        let key = request_id.map(|id| draft.request_key(id, sender.clone(), &partner_id));
         if let Some(key) = &key
-            && let Some(earlier) = self.store.find_request(&key.request_id).await?
+            && let Some(view) = self.store.replay(key).await?
         {
-            key.check_retry_of(&earlier.key)
-                .map_err(|_| NotificationError::RequestIdReused)?;
-            if let Some(view) = self.store.view(&earlier.message_id).await? {
-                return Ok(message_to_wire(&view, now));
-            }
+            return Ok(message_to_wire(&view, now));
         }
+        let new = self.addressed(partner_id, draft, sender).await?;
+        let view = self.store.send(&new, key.as_ref(), now).await?;
+        Ok(message_to_wire(&view, now))
+    }
 
+    /// The message `draft` becomes once the registry confirmed the sender (an ACTIVE partner)
+    /// and resolved its recipients (see [`domain::listed_recipients`]).
+    async fn addressed(
+        &self,
+        partner_id: AccountId,
+        draft: SendDraft,
+        sender: String,
+    ) -> Result<NewMessage, Failure> {
         let partner = self.registry.account(&partner_id).await?;
-        let partner_display_name = match partner {
-            Some(facts) if facts.partner && facts.state == AccountState::Active => {
-                facts.display_name
-            }
-            _ => return Err(NotificationError::NotActivePartner(partner_id).into()),
-        };
-        let customers: HashMap<String, AccountState> = self
+        let display_name = domain::sending_partner(&partner_id, partner)?;
+        let customers: HashMap<AccountId, AccountState> = self
             .registry
             .customers(&partner_id)
             .await?
             .into_iter()
             .collect();
-        let recipients = if request.all_customers {
-            let mut active: Vec<String> = customers
-                .iter()
-                .filter(|(_, state)| **state == AccountState::Active)
-                .map(|(id, _)| id.clone())
-                .collect();
-            active.sort();
-            if active.is_empty() {
-                return Err(NotificationError::NoActiveCustomers(partner_id).into());
-            }
-            active
-        } else {
-            self.check_recipients(&partner_id, &requested, &customers)
-                .await?
-        };
-        let new = NewMessage {
-            partner_id,
-            partner_display_name,
-            sender: principal.resource_name(),
-            title,
-            body,
-            read_policy,
-            recipients,
-            all_customers: request.all_customers,
-            roles,
-            expire_time,
-        };
-        let view = self.store.send(&new, key.as_ref(), now).await?;
-        Ok(message_to_wire(&view, now))
-    }
-
-    /// Every requested recipient must be an ACTIVE customer of the partner: others are
-    /// INVALID_ARGUMENT naming `recipients[i]` (same answer whether the account exists or
-    /// not); customers that are not ACTIVE (disabled, deleted) are FAILED_PRECONDITION.
-    async fn check_recipients(
-        &self,
-        partner_id: &str,
-        requested: &[(usize, String)],
-        customers: &HashMap<String, AccountState>,
-    ) -> Result<Vec<String>, Failure> {
-        let mut invalid = Vec::new();
-        let mut not_active = Vec::new();
-        for (index, id) in requested {
-            match customers.get(id) {
-                Some(AccountState::Active) => {}
-                Some(_) => not_active.push(id.clone()),
-                None => {
-                    // Deleted customers are not listed: ask for the account itself.
-                    match self.registry.account(id).await? {
-                        Some(facts) if facts.managed_by.as_deref() == Some(partner_id) => {
-                            not_active.push(id.clone())
-                        }
-                        _ => invalid.push((
-                            format!("recipients[{index}]"),
-                            "must be a customer `accounts/{customer_id}` managed by parent"
-                                .to_string(),
-                        )),
-                    }
+        let recipients = match &draft.recipients {
+            Recipients::AllCustomers => domain::all_active_customers(&partner_id, &customers)?,
+            Recipients::Listed(requested) => {
+                let mut looked_up = HashMap::new();
+                for id in domain::unlisted(requested, &customers) {
+                    looked_up.insert(id.clone(), self.registry.account(id).await?);
                 }
+                domain::listed_recipients(&partner_id, requested, &customers, &looked_up)?
             }
-        }
-        if !invalid.is_empty() {
-            return Err(ApiError::invalid_fields(invalid).into());
-        }
-        if !not_active.is_empty() {
-            return Err(NotificationError::RecipientsNotActive(not_active).into());
-        }
-        Ok(requested.iter().map(|(_, id)| id.clone()).collect())
+        };
+        Ok(draft.into_message(partner_id, display_name, sender, recipients))
     }
 
     async fn list_messages(
@@ -242,7 +128,7 @@ impl NotificationApi {
     ) -> Result<wire::ListMessagesResponse, Failure> {
         let principal = Principal::of(&request)?;
         let request = request.into_inner();
-        let partner_id = parse_account("parent", &request.parent)?;
+        let partner_id = AccountId::from_name("parent", &request.parent)?;
         let scope = format!("ListMessages|{partner_id}");
         let page = self
             .page_tokens
@@ -337,7 +223,8 @@ impl NotificationApi {
         let principal = Principal::of(&request)?;
         let user = principal.user()?;
         let request = request.get_ref();
-        let scope = format!("ListPendingMessages|{}", user.sub);
+        let user_id = UserId::trusted(user.sub.clone());
+        let scope = format!("ListPendingMessages|{user_id}");
         let page = self
             .page_tokens
             .request(&scope, request.page_size, &request.page_token)?;
@@ -349,7 +236,7 @@ impl NotificationApi {
         };
         let mut entries = self
             .store
-            .pending_inbox(&user.sub, after.as_ref(), page.size + 1, now())
+            .pending_inbox(&user_id, after.as_ref(), page.size + 1, now())
             .await?;
         let next_page_token = self
             .page_tokens
@@ -367,18 +254,15 @@ impl NotificationApi {
         let principal = Principal::of(&request)?;
         let user = principal.user()?;
         let name = &request.get_ref().name;
+        let user_id = UserId::trusted(user.sub.clone());
         let (partner_id, message_id) = parse_message_name("name", name)?;
         let outcome = self
             .store
-            .acknowledge(&user.sub, &partner_id, &message_id, now())
+            .acknowledge(&user_id, &partner_id, &message_id, now())
             .await?;
-        let names = |ids: &[String]| {
-            ids.iter()
-                .map(|id| tenantry_platform::names::account_name(id))
-                .collect()
-        };
+        let names = |ids: &[AccountId]| ids.iter().map(AccountId::name).collect();
         Ok(wire::AcknowledgeMessageResponse {
-            message: convert::message_name(&partner_id, &message_id),
+            message: message_name(&partner_id, &message_id),
             acknowledge_time: outcome.acknowledge_time.map(to_timestamp),
             acknowledged_accounts: names(&outcome.acknowledged_accounts),
             already_resolved_accounts: names(&outcome.already_resolved_accounts),
@@ -394,11 +278,12 @@ impl NotificationApi {
         // Register first: a change between the snapshot read and the registration would
         // otherwise be lost (a duplicate `arrived` is harmless: clients upsert).
         let (sender, receiver) = tokio::sync::mpsc::channel(STREAM_BUFFER);
-        let registration = self.hub.register(&user.sub, sender);
+        let user_id = UserId::trusted(user.sub.clone());
+        let registration = self.hub.register(&user_id, sender);
         let max = u64::from(self.config.max_inbox_snapshot.max(1));
         let mut items = self
             .store
-            .pending_inbox(&user.sub, None, max + 1, now())
+            .pending_inbox(&user_id, None, max + 1, now())
             .await?;
         let truncated = items.len() as u64 > max;
         items.truncate(max as usize);

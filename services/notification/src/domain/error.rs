@@ -18,6 +18,9 @@ pub enum NotificationError {
     /// `all_customers` was asked for, but the partner has no ACTIVE customer.
     #[error("accounts/{0} has no ACTIVE customer")]
     NoActiveCustomers(String),
+    /// Listed recipients that are not customers of the partner (their index in the request).
+    #[error("recipients not managed by the sender: {0:?}")]
+    InvalidRecipients(Vec<usize>),
     /// Recipients managed by the partner that are not ACTIVE (account ids).
     #[error("recipients not ACTIVE: {0:?}")]
     RecipientsNotActive(Vec<String>),

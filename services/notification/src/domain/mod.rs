@@ -2,12 +2,18 @@
 //! read policies, lifecycle states, and the value types the store and the API share.
 
 mod error;
+mod send;
 #[cfg(test)]
 mod tests;
 
 use chrono::{DateTime, Utc};
+use tenantry_platform::{AccountId, Role, UserId};
 
 pub use error::NotificationError;
+pub use send::{
+    AccountFacts, AccountState, NOT_A_MANAGED_CUSTOMER, Recipients, SEND_MESSAGE, SendDraft,
+    SendInput, all_active_customers, check_send, listed_recipients, sending_partner, unlisted,
+};
 
 /// Longest title, in Unicode characters (after trimming).
 pub const MAX_TITLE_CHARS: usize = 120;
@@ -116,45 +122,13 @@ impl DeliveryState {
     }
 }
 
-/// A member role, as a message's role filter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    /// OWNER.
-    Owner,
-    /// ADMIN.
-    Admin,
-    /// EMPLOYEE.
-    Employee,
-}
-
-impl Role {
-    /// The stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "OWNER",
-            Self::Admin => "ADMIN",
-            Self::Employee => "EMPLOYEE",
-        }
-    }
-
-    /// From the stored form.
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "OWNER" => Some(Self::Owner),
-            "ADMIN" => Some(Self::Admin),
-            "EMPLOYEE" => Some(Self::Employee),
-            _ => None,
-        }
-    }
-}
-
 /// A message as stored (without its per-account statistics).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     /// UUID v7.
     pub message_id: String,
     /// The sending partner's id.
-    pub partner_id: String,
+    pub partner_id: AccountId,
     /// The partner's display name at send time.
     pub partner_display_name: String,
     /// `users/{sub}` (or `services/{name}`) who sent it.
@@ -197,7 +171,7 @@ pub fn is_expired(expire_time: Option<DateTime<Utc>>, now: DateTime<Utc>) -> boo
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecipientStats {
     /// The recipient account id.
-    pub account_id: String,
+    pub account_id: AccountId,
     /// Deliveries made through this account.
     pub recipient_count: i64,
     /// Of those, acknowledged by their user.
@@ -225,14 +199,14 @@ pub struct InboxEntry {
     /// The message.
     pub message: Message,
     /// Accounts through which it is still pending for the user, sorted.
-    pub accounts: Vec<String>,
+    pub accounts: Vec<AccountId>,
 }
 
 /// What a validated SendMessage asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewMessage {
     /// Sending partner id.
-    pub partner_id: String,
+    pub partner_id: AccountId,
     /// Its display name now.
     pub partner_display_name: String,
     /// Who sends it.
@@ -244,7 +218,7 @@ pub struct NewMessage {
     /// Policy.
     pub read_policy: ReadPolicy,
     /// Recipient account ids, deduplicated, in request order.
-    pub recipients: Vec<String>,
+    pub recipients: Vec<AccountId>,
     /// Whether `recipients` is "every ACTIVE customer".
     pub all_customers: bool,
     /// Role filter.
@@ -257,9 +231,9 @@ pub struct NewMessage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
     /// Who acknowledged (user id).
-    pub user_id: String,
+    pub user_id: UserId,
     /// The account it counts for.
-    pub account_id: String,
+    pub account_id: AccountId,
     /// When.
     pub acknowledge_time: DateTime<Utc>,
 }
@@ -270,9 +244,9 @@ pub struct AckOutcome {
     /// The caller's first acknowledgement time, unset if nothing was recorded.
     pub acknowledge_time: Option<DateTime<Utc>>,
     /// Accounts the caller's acknowledgement counts for, sorted.
-    pub acknowledged_accounts: Vec<String>,
+    pub acknowledged_accounts: Vec<AccountId>,
     /// SINGLE_READ_ONLY accounts someone else had resolved, sorted.
-    pub already_resolved_accounts: Vec<String>,
+    pub already_resolved_accounts: Vec<AccountId>,
 }
 
 /// The trimmed title (1 to 120 characters, in any script, without control characters, line

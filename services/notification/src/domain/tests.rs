@@ -55,7 +55,7 @@ fn messages_read_as_expired_past_their_expiry() {
     let now = Utc.with_ymd_and_hms(2025, 1, 1, 12, 0, 0).unwrap();
     let mut message = Message {
         message_id: "m".into(),
-        partner_id: "p".into(),
+        partner_id: tenantry_platform::AccountId::trusted("p"),
         partner_display_name: "P".into(),
         sender: "users/u".into(),
         title: "t".into(),

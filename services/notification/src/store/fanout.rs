@@ -9,18 +9,19 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tenantry_events::Outbox;
+use tenantry_platform::AccountId;
 use tenantry_platform::telemetry::TraceHeaders;
 
 use super::entities::{fanout_job, message, recipient_account};
 use super::inbox::pending_accounts_of;
 use super::{CHUNK, Store, bump, load_message, settle_all_must_read};
-use crate::api::convert::inbox_item;
 use crate::domain::{DeliveryState, Message, MessageState, NotificationError};
 use crate::events::{self, InboxChange};
+use crate::wire::inbox_item;
 
 /// How long a claimed job stays with its worker without progress before another may take it.
 /// Each page renews it. It is what a crashed worker's job waits before another process takes
@@ -61,7 +62,7 @@ pub enum PageOutcome {
 pub async fn record_jobs(
     conn: &impl ConnectionTrait,
     message_id: &str,
-    account_ids: &[String],
+    account_ids: &[AccountId],
     now: DateTime<Utc>,
 ) -> Result<(), NotificationError> {
     let trace = tenantry_platform::telemetry::trace_headers(&tracing::Span::current());
@@ -71,7 +72,7 @@ pub async fn record_jobs(
         .into_iter()
         .map(|account_id| fanout_job::ActiveModel {
             message_id: Set(message_id.to_string()),
-            account_id: Set(account_id.clone()),
+            account_id: Set(account_id.as_str().to_string()),
             page_token: Set(String::new()),
             done: Set(false),
             pages: Set(0),
@@ -250,8 +251,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<PageOutcome, NotificationError> {
         let outbox = self.outbox();
-        let txn = self.connection()?.begin().await?;
-        let Some(message) = load_message(&txn, &job.message_id).await? else {
+        let tx = outbox.begin(self.connection()?).await?;
+        let txn: &DatabaseTransaction = &tx;
+        let Some(message) = load_message(txn, &job.message_id).await? else {
             return Err(NotificationError::Corrupt(format!(
                 "fan-out job of missing message {}",
                 job.message_id
@@ -272,7 +274,7 @@ impl Store {
             .filter(fanout_job::Column::AccountId.eq(&job.account_id))
             .filter(fanout_job::Column::PageToken.eq(&job.page_token))
             .filter(fanout_job::Column::Done.eq(false))
-            .exec(&txn)
+            .exec(txn)
             .await?;
         if advanced.rows_affected == 0 {
             return Ok(PageOutcome::Stale);
@@ -280,14 +282,13 @@ impl Store {
         let inserted = if expired {
             0
         } else {
-            insert_page(&txn, outbox, &message, &job.account_id, users, now).await?
+            insert_page(txn, outbox, &message, &job.account_id, users, now).await?
         };
         if done {
-            settle_all_must_read(&txn, outbox, &message, &job.account_id, now).await?;
-            mark_delivered_if_complete(&txn, &job.message_id, now).await?;
+            settle_all_must_read(txn, outbox, &message, &job.account_id, now).await?;
+            mark_delivered_if_complete(txn, &job.message_id, now).await?;
         }
-        txn.commit().await?;
-        outbox.committed();
+        tx.commit().await?;
         Ok(PageOutcome::Applied { inserted, done })
     }
 }

@@ -7,18 +7,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use tenantry_events::Outbox;
+use tenantry_platform::{AccountId, UserId};
 
 use super::entities::{delivery, message, receipt, recipient_account};
 use super::{CHUNK, Store, bump, load_message, settle_all_must_read, to_message};
-use crate::api::convert::{inbox_item, message_name};
 use crate::domain::{
     AckOutcome, DeliveryState, InboxEntry, Message, NotificationError, ReadPolicy,
 };
 use crate::events::{self, InboxChange};
+use crate::wire::{inbox_item, message_name};
 
 /// Where an inbox page continues: after this (message_create_time, message_id).
 pub type InboxCursor = (DateTime<Utc>, String);
@@ -54,11 +55,12 @@ impl Store {
     /// message (with every account it is pending through), newest first, after `after`.
     pub async fn pending_inbox(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         after: Option<&InboxCursor>,
         limit: u64,
         now: DateTime<Utc>,
     ) -> Result<Vec<InboxEntry>, NotificationError> {
+        let user_id = user_id.as_str();
         let conn = self.connection()?;
         let mut query = delivery::Entity::find()
             .select_only()
@@ -91,7 +93,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let ids: Vec<String> = keys.into_iter().map(|(_, id)| id).collect();
-        let mut accounts: HashMap<String, Vec<String>> = HashMap::new();
+        let mut accounts: HashMap<String, Vec<AccountId>> = HashMap::new();
         let rows: Vec<(String, String)> = delivery::Entity::find()
             .select_only()
             .column(delivery::Column::MessageId)
@@ -104,7 +106,10 @@ impl Store {
             .all(conn)
             .await?;
         for (message_id, account_id) in rows {
-            accounts.entry(message_id).or_default().push(account_id);
+            accounts
+                .entry(message_id)
+                .or_default()
+                .push(AccountId::trusted(account_id));
         }
         let mut messages: HashMap<String, Message> = HashMap::new();
         for row in message::Entity::find()
@@ -135,21 +140,23 @@ impl Store {
     /// deliveries); Expired if it expired before the user acknowledged it.
     pub async fn acknowledge(
         &self,
-        user_id: &str,
-        partner_id: &str,
+        user_id: &UserId,
+        partner_id: &AccountId,
         message_id: &str,
         now: DateTime<Utc>,
     ) -> Result<AckOutcome, NotificationError> {
+        let (user_id, partner_id) = (user_id.as_str(), partner_id.as_str());
         let outbox = self.outbox();
-        let txn = self.connection()?.begin().await?;
+        let tx = outbox.begin(self.connection()?).await?;
+        let txn: &DatabaseTransaction = &tx;
         let mut rows = delivery::Entity::find()
             .filter(delivery::Column::UserId.eq(user_id))
             .filter(delivery::Column::MessageId.eq(message_id))
             .order_by_asc(delivery::Column::AccountId)
-            .all(&txn)
+            .all(txn)
             .await?;
         rows.retain(|row| row.state != DeliveryState::Withdrawn.as_str());
-        let message = match load_message(&txn, message_id).await? {
+        let message = match load_message(txn, message_id).await? {
             Some(message) if message.partner_id == partner_id && !rows.is_empty() => message,
             _ => return Err(NotificationError::PermissionDenied),
         };
@@ -161,7 +168,9 @@ impl Store {
         for row in &rows {
             match DeliveryState::parse(&row.state) {
                 Some(DeliveryState::Acknowledged) => {
-                    outcome.acknowledged_accounts.push(row.account_id.clone());
+                    outcome
+                        .acknowledged_accounts
+                        .push(AccountId::trusted(row.account_id.clone()));
                     if let Some(time) = row.ack_time {
                         first_ack = Some(first_ack.map_or(time, |first| first.min(time)));
                     }
@@ -169,62 +178,63 @@ impl Store {
                 Some(DeliveryState::Resolved) => {
                     outcome
                         .already_resolved_accounts
-                        .push(row.account_id.clone());
+                        .push(AccountId::trusted(row.account_id.clone()));
                 }
                 Some(DeliveryState::Pending) if !expired => {
                     had_pending = true;
                     let counted = match message.read_policy {
                         ReadPolicy::AllMustRead => true,
                         ReadPolicy::SingleReadOnly => {
-                            claim_resolution(&txn, &message, &row.account_id, user_id, now).await?
+                            claim_resolution(txn, &message, &row.account_id, user_id, now).await?
                         }
                     };
                     if counted {
-                        if set_state(&txn, row, DeliveryState::Acknowledged, now).await? {
-                            acknowledged(&txn, &message, &row.account_id, user_id, now).await?;
+                        if set_state(txn, row, DeliveryState::Acknowledged, now).await? {
+                            acknowledged(txn, &message, &row.account_id, user_id, now).await?;
                             newly.push(row.account_id.clone());
-                            outcome.acknowledged_accounts.push(row.account_id.clone());
+                            outcome
+                                .acknowledged_accounts
+                                .push(AccountId::trusted(row.account_id.clone()));
                             first_ack = Some(first_ack.map_or(now, |first| first.min(now)));
-                        } else if let Some(time) = own_ack_time(&txn, row).await? {
+                        } else if let Some(time) = own_ack_time(txn, row).await? {
                             // ALL_MUST_READ: a concurrent call of this user acknowledged it
                             // between our read and our update.
-                            outcome.acknowledged_accounts.push(row.account_id.clone());
+                            outcome
+                                .acknowledged_accounts
+                                .push(AccountId::trusted(row.account_id.clone()));
                             first_ack = Some(first_ack.map_or(time, |first| first.min(time)));
                         }
                         match message.read_policy {
                             ReadPolicy::AllMustRead => {
-                                settle_all_must_read(&txn, outbox, &message, &row.account_id, now)
+                                settle_all_must_read(txn, outbox, &message, &row.account_id, now)
                                     .await?;
                             }
                             ReadPolicy::SingleReadOnly => {
-                                outbox
-                                    .append(
-                                        &txn,
-                                        &events::resolved(
-                                            &message.partner_id,
-                                            &message.message_id,
-                                            &row.account_id,
-                                            Some(user_id),
-                                            now,
-                                        ),
-                                    )
-                                    .await?;
-                                resolve_others(&txn, outbox, &message, &row.account_id, now)
-                                    .await?;
+                                tx.append(&events::resolved(
+                                    &message.partner_id,
+                                    &message.message_id,
+                                    &row.account_id,
+                                    Some(user_id),
+                                    now,
+                                ))
+                                .await?;
+                                resolve_others(txn, outbox, &message, &row.account_id, now).await?;
                             }
                         }
-                    } else if let Some(time) = own_ack_time(&txn, row).await? {
+                    } else if let Some(time) = own_ack_time(txn, row).await? {
                         // A concurrent call of this same user (a retry, a double click)
                         // resolved it first: that acknowledgement is the answer, as it is for
                         // a retry that comes later — not "resolved by someone else".
-                        outcome.acknowledged_accounts.push(row.account_id.clone());
+                        outcome
+                            .acknowledged_accounts
+                            .push(AccountId::trusted(row.account_id.clone()));
                         first_ack = Some(first_ack.map_or(time, |first| first.min(time)));
                     } else {
                         // Someone else resolved it first: nothing is recorded for the caller.
-                        set_state(&txn, row, DeliveryState::Resolved, now).await?;
+                        set_state(txn, row, DeliveryState::Resolved, now).await?;
                         outcome
                             .already_resolved_accounts
-                            .push(row.account_id.clone());
+                            .push(AccountId::trusted(row.account_id.clone()));
                     }
                 }
                 _ => {}
@@ -236,15 +246,13 @@ impl Store {
             )));
         }
         if !newly.is_empty() {
-            outbox
-                .append(&txn, &events::acknowledged(&message, user_id, &newly, now))
+            tx.append(&events::acknowledged(&message, user_id, &newly, now))
                 .await?;
         }
         if had_pending {
-            announce_departures(&txn, outbox, &message, &[user_id.to_string()]).await?;
+            announce_departures(txn, outbox, &message, &[user_id.to_string()]).await?;
         }
-        txn.commit().await?;
-        outbox.committed();
+        tx.commit().await?;
         outcome.acknowledge_time = first_ack;
         outcome.acknowledged_accounts.sort();
         outcome.already_resolved_accounts.sort();

@@ -1,7 +1,8 @@
 //! The notification service's persistence. Every state change is one transaction that also
-//! appends its events (`message.*`, `inbox.changed`) to the outbox; `Outbox::committed`
-//! follows the commit. Counters on `recipient_accounts` are bumped by the number of rows a
-//! statement actually changed, so retries and races keep them exact.
+//! appends its events (`message.*`, `inbox.changed`) to the outbox: through [`Outbox::begin`],
+//! whose commit wakes the relay, or in a consumer's transaction, which the runtime commits.
+//! Counters on `recipient_accounts` are bumped by the number of rows a statement actually
+//! changed, so retries and races keep them exact.
 
 pub mod entities;
 pub mod fanout;
@@ -16,31 +17,26 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use tenantry_events::Outbox;
 use tenantry_platform::db::{Database, StoreError};
-use tenantry_platform::idempotency::RequestKey;
+use tenantry_platform::idempotency::{ReplayError, RequestIds, RequestKey};
+use tenantry_platform::{AccountId, Role, UserId};
 
 use crate::domain::{
     Message, MessageState, MessageView, NewMessage, NotificationError, ReadPolicy, Receipt,
-    RecipientStats, Role,
+    RecipientStats,
 };
 use crate::events;
-use entities::{message, receipt, recipient_account, request_id};
+use entities::{message, receipt, recipient_account};
 
 /// Rows per multi-row statement (keeps every statement far below SQLite's variable limit).
 pub(crate) const CHUNK: usize = 500;
 
-/// A SendMessage's idempotency record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestRecord {
-    /// Request id, caller, method and fingerprint.
-    pub key: RequestKey,
-    /// The sent message's id.
-    pub message_id: String,
-}
+/// SendMessage's request ids (`notification_request_ids`).
+const REQUEST_IDS: RequestIds = RequestIds::new("notification_request_ids");
 
 /// The notification service's tables.
 #[derive(Clone, Debug)]
@@ -73,10 +69,11 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<MessageView, NotificationError> {
         let message_id = uuid::Uuid::now_v7().to_string();
-        let txn = self.connection()?.begin().await?;
+        let tx = self.outbox.begin(self.connection()?).await?;
+        let txn: &DatabaseTransaction = &tx;
         let row = message::ActiveModel {
             message_id: Set(message_id.clone()),
-            partner_id: Set(new.partner_id.clone()),
+            partner_id: Set(new.partner_id.as_str().to_string()),
             partner_display_name: Set(new.partner_display_name.clone()),
             sender: Set(new.sender.clone()),
             title: Set(new.title.clone()),
@@ -91,7 +88,7 @@ impl Store {
             version: Set(1),
         };
         message::Entity::insert(row)
-            .exec_without_returning(&txn)
+            .exec_without_returning(txn)
             .await?;
         let recipients: Vec<_> = new
             .recipients
@@ -99,7 +96,7 @@ impl Store {
             .enumerate()
             .map(|(position, account_id)| recipient_account::ActiveModel {
                 message_id: Set(message_id.clone()),
-                account_id: Set(account_id.clone()),
+                account_id: Set(account_id.as_str().to_string()),
                 position: Set(i32::try_from(position).unwrap_or(i32::MAX)),
                 recipient_count: Set(0),
                 acknowledged_count: Set(0),
@@ -110,20 +107,12 @@ impl Store {
             .collect();
         for chunk in recipients.chunks(CHUNK) {
             recipient_account::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(&txn)
+                .exec_without_returning(txn)
                 .await?;
         }
         if let Some(request) = request {
-            let row = request_id::ActiveModel {
-                request_id: Set(request.request_id.clone()),
-                caller: Set(request.caller.clone()),
-                method: Set(request.method.clone()),
-                fingerprint: Set(request.fingerprint.clone()),
-                resource_key: Set(message_id.clone()),
-                create_time: Set(now),
-            };
-            request_id::Entity::insert(row)
-                .exec_without_returning(&txn)
+            REQUEST_IDS
+                .record(txn, request, &message_id)
                 .await
                 .map_err(|error| match StoreError::from(error) {
                     // A concurrent call with the same request id won: a retry replays it.
@@ -131,35 +120,24 @@ impl Store {
                     other => NotificationError::Store(other),
                 })?;
         }
-        let sent = load_message(&txn, &message_id)
+        let sent = load_message(txn, &message_id)
             .await?
             .ok_or(NotificationError::ConcurrentChange)?;
-        self.outbox
-            .append(&txn, &events::sent(&sent, &new.recipients))
-            .await?;
-        let view = load_view(&txn, sent).await?;
-        txn.commit().await?;
-        self.outbox.committed();
+        tx.append(&events::sent(&sent, &new.recipients)).await?;
+        let view = load_view(txn, sent).await?;
+        tx.commit().await?;
         Ok(view)
     }
 
-    /// The record of an earlier SendMessage with this request id.
-    pub async fn find_request(
-        &self,
-        request_id: &str,
-    ) -> Result<Option<RequestRecord>, NotificationError> {
-        Ok(request_id::Entity::find_by_id(request_id.to_string())
-            .one(self.connection()?)
-            .await?
-            .map(|row| RequestRecord {
-                key: RequestKey {
-                    request_id: row.request_id,
-                    caller: row.caller,
-                    method: row.method,
-                    fingerprint: row.fingerprint,
-                },
-                message_id: row.resource_key,
-            }))
+    /// The message an earlier SendMessage under `key`'s request id sent, if that call was this
+    /// same request (a retry); RequestIdReused if it was another; `None` if the id is new.
+    pub async fn replay(&self, key: &RequestKey) -> Result<Option<MessageView>, NotificationError> {
+        match REQUEST_IDS.replay(self.connection()?, key).await {
+            Ok(Some(message_id)) => self.view(&message_id).await,
+            Ok(None) => Ok(None),
+            Err(ReplayError::Reused(_)) => Err(NotificationError::RequestIdReused),
+            Err(ReplayError::Database(error)) => Err(error.into()),
+        }
     }
 
     /// One message by id.
@@ -179,12 +157,13 @@ impl Store {
     /// A page of the partner's messages, newest (highest id) first, below `before`.
     pub async fn list_views(
         &self,
-        partner_id: &str,
+        partner_id: &AccountId,
         before: Option<&str>,
         limit: u64,
     ) -> Result<Vec<MessageView>, NotificationError> {
         let conn = self.connection()?;
-        let mut query = message::Entity::find().filter(message::Column::PartnerId.eq(partner_id));
+        let mut query =
+            message::Entity::find().filter(message::Column::PartnerId.eq(partner_id.as_str()));
         if let Some(before) = before {
             query = query.filter(message::Column::MessageId.lt(before));
         }
@@ -243,8 +222,8 @@ impl Store {
                 (
                     row.seq,
                     Receipt {
-                        user_id: row.user_id,
-                        account_id: row.account_id,
+                        user_id: UserId::trusted(row.user_id),
+                        account_id: AccountId::trusted(row.account_id),
                         acknowledge_time: row.acknowledge_time,
                     },
                 )
@@ -383,7 +362,7 @@ pub(crate) fn to_message(row: message::Model) -> Result<Message, NotificationErr
         state: MessageState::parse(&row.state).ok_or_else(|| corrupt("state", &row.state))?,
         roles,
         message_id: row.message_id,
-        partner_id: row.partner_id,
+        partner_id: AccountId::trusted(row.partner_id),
         partner_display_name: row.partner_display_name,
         sender: row.sender,
         title: row.title,
@@ -396,7 +375,7 @@ pub(crate) fn to_message(row: message::Model) -> Result<Message, NotificationErr
 
 fn to_stats(row: recipient_account::Model) -> RecipientStats {
     RecipientStats {
-        account_id: row.account_id,
+        account_id: AccountId::trusted(row.account_id),
         recipient_count: row.recipient_count,
         acknowledged_count: row.acknowledged_count,
         withdrawn_count: row.withdrawn_count,

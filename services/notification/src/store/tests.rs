@@ -5,44 +5,38 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ConnectionTrait, Statement};
-use sea_orm_migration::MigratorTrait;
 use tenantry_events::Outbox;
-use tenantry_platform::db::Database;
 use tenantry_platform::server::Shutdown;
+use tenantry_platform::testing::TempDatabase;
+use tenantry_platform::{AccountId, Role, UserId};
 
 use super::Store;
 use super::fanout::{self, PageOutcome};
 use super::migrations::Migrator;
 use super::withdraw;
-use crate::domain::{DeliveryState, MessageState, NewMessage, NotificationError, ReadPolicy, Role};
+use crate::domain::{DeliveryState, MessageState, NewMessage, NotificationError, ReadPolicy};
 use crate::peers::{MemberPage, MemberPageError, MemberSource};
 use crate::worker::run_job;
 
 struct TestDb {
     store: Store,
-    database: Database,
-    path: std::path::PathBuf,
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
-        }
-    }
+    database: TempDatabase,
 }
 
 async fn test_db() -> TestDb {
-    let path = std::env::temp_dir().join(format!("notification-{}.db", uuid::Uuid::new_v4()));
-    let url = format!("sqlite://{}?mode=rwc", path.display());
-    let connection = tenantry_platform::db::connect(&url).await.unwrap();
-    Migrator::up(&connection, None).await.unwrap();
-    let database = Database::connected(&url, connection);
+    let database = TempDatabase::new::<Migrator>("notification").await;
     TestDb {
-        store: Store::new(database.clone(), Outbox::new()),
+        store: Store::new(database.database.clone(), Outbox::new()),
         database,
-        path,
     }
+}
+
+fn account_id(id: &str) -> AccountId {
+    AccountId::trusted(id)
+}
+
+fn user_id(id: &str) -> UserId {
+    UserId::trusted(id)
 }
 
 /// Members per account, served in pages keyed by position.
@@ -97,13 +91,13 @@ fn users(prefix: &str, count: usize) -> Vec<String> {
 
 fn new_message(recipients: &[&str], policy: ReadPolicy) -> NewMessage {
     NewMessage {
-        partner_id: "partner".into(),
+        partner_id: account_id("partner"),
         partner_display_name: "Partner".into(),
         sender: "users/sender".into(),
         title: "Maintenance".into(),
         body: "Tonight.".into(),
         read_policy: policy,
-        recipients: recipients.iter().map(|r| r.to_string()).collect(),
+        recipients: recipients.iter().map(|r| account_id(r)).collect(),
         all_customers: false,
         roles: vec![],
         expire_time: None,
@@ -119,7 +113,7 @@ async fn send_and_fan_out(
 ) -> String {
     let view = db.store.send(new, None, now).await.unwrap();
     let id = view.message.message_id.clone();
-    let conn = db.database.connection().unwrap();
+    let conn = db.database.database.connection().unwrap();
     fanout::record_jobs(conn, &id, &new.recipients, now)
         .await
         .unwrap();
@@ -137,7 +131,7 @@ async fn drain(db: &TestDb, members: &FakeMembers, batch: i32) {
 }
 
 async fn count(db: &TestDb, sql: &str) -> i64 {
-    let conn = db.database.connection().unwrap();
+    let conn = db.database.database.connection().unwrap();
     let row = conn
         .query_one_raw(Statement::from_string(conn.get_database_backend(), sql))
         .await
@@ -155,7 +149,7 @@ async fn fan_out_resumes_from_its_cursor_without_duplicates() {
     let new = new_message(&["acme"], ReadPolicy::AllMustRead);
     let view = db.store.send(&new, None, now).await.unwrap();
     let id = view.message.message_id.clone();
-    let conn = db.database.connection().unwrap();
+    let conn = db.database.database.connection().unwrap();
     fanout::record_jobs(conn, &id, &new.recipients, now)
         .await
         .unwrap();
@@ -247,25 +241,25 @@ async fn a_user_reached_through_two_accounts_sees_the_message_once() {
     .await;
     let inbox = db
         .store
-        .pending_inbox("alice", None, 10, now)
+        .pending_inbox(&user_id("alice"), None, 10, now)
         .await
         .unwrap();
     assert_eq!(inbox.len(), 1);
-    assert_eq!(inbox[0].accounts, vec!["acme".to_string(), "beta".into()]);
+    assert_eq!(inbox[0].accounts, [account_id("acme"), account_id("beta")]);
 
     let outcome = db
         .store
-        .acknowledge("alice", "partner", &id, now)
+        .acknowledge(&user_id("alice"), &account_id("partner"), &id, now)
         .await
         .unwrap();
     assert_eq!(
         outcome.acknowledged_accounts,
-        vec!["acme".to_string(), "beta".into()]
+        [account_id("acme"), account_id("beta")]
     );
     assert_eq!(outcome.acknowledge_time, Some(now));
     assert!(
         db.store
-            .pending_inbox("alice", None, 10, now)
+            .pending_inbox(&user_id("alice"), None, 10, now)
             .await
             .unwrap()
             .is_empty()
@@ -274,7 +268,7 @@ async fn a_user_reached_through_two_accounts_sees_the_message_once() {
     let later = now + Duration::seconds(5);
     let again = db
         .store
-        .acknowledge("alice", "partner", &id, later)
+        .acknowledge(&user_id("alice"), &account_id("partner"), &id, later)
         .await
         .unwrap();
     assert_eq!(again, outcome);
@@ -300,12 +294,16 @@ async fn a_user_reached_through_two_accounts_sees_the_message_once() {
         ("alice", "0190a6a8-7c2b-7d3e-8f40-1234567890ab"),
     ] {
         assert!(matches!(
-            db.store.acknowledge(user, "partner", message, now).await,
+            db.store
+                .acknowledge(&user_id(user), &account_id("partner"), message, now)
+                .await,
             Err(NotificationError::PermissionDenied)
         ));
     }
     assert!(matches!(
-        db.store.acknowledge("bob", "other-partner", &id, now).await,
+        db.store
+            .acknowledge(&user_id("bob"), &account_id("other-partner"), &id, now)
+            .await,
         Err(NotificationError::PermissionDenied)
     ));
 }
@@ -328,17 +326,21 @@ async fn fifty_concurrent_single_read_acks_have_exactly_one_resolver() {
         .iter()
         .map(|user| {
             let (store, user, id) = (store.clone(), user.clone(), id.clone());
-            tokio::spawn(async move { store.acknowledge(&user, "partner", &id, now).await })
+            tokio::spawn(async move {
+                store
+                    .acknowledge(&user_id(&user), &account_id("partner"), &id, now)
+                    .await
+            })
         })
         .collect();
     let mut resolvers = 0;
     let mut already = 0;
     for task in tasks {
         let outcome = task.await.unwrap().unwrap();
-        if outcome.acknowledged_accounts == vec!["acme".to_string()] {
+        if outcome.acknowledged_accounts == [account_id("acme")] {
             resolvers += 1;
         } else {
-            assert_eq!(outcome.already_resolved_accounts, vec!["acme".to_string()]);
+            assert_eq!(outcome.already_resolved_accounts, [account_id("acme")]);
             assert_eq!(outcome.acknowledge_time, None);
             already += 1;
         }
@@ -354,7 +356,7 @@ async fn fifty_concurrent_single_read_acks_have_exactly_one_resolver() {
     assert!(beta.resolved_by.is_none());
     assert_eq!(
         db.store
-            .pending_inbox("x", None, 10, now)
+            .pending_inbox(&user_id("x"), None, 10, now)
             .await
             .unwrap()
             .len(),
@@ -363,7 +365,7 @@ async fn fifty_concurrent_single_read_acks_have_exactly_one_resolver() {
     for user in &everyone {
         assert!(
             db.store
-                .pending_inbox(user, None, 10, now)
+                .pending_inbox(&user_id(user), None, 10, now)
                 .await
                 .unwrap()
                 .is_empty()
@@ -395,22 +397,26 @@ async fn removed_members_and_deleted_accounts_lose_pending_deliveries() {
         now,
     )
     .await;
-    let conn = db.database.connection().unwrap();
+    let conn = db.database.database.connection().unwrap();
     let outbox = Outbox::new();
     assert_eq!(
-        withdraw::withdraw_member(conn, &outbox, "acme", "u1", now)
+        withdraw::withdraw_member(conn, &outbox, &account_id("acme"), &user_id("u1"), now)
             .await
             .unwrap(),
         1
     );
-    let inbox = db.store.pending_inbox("u1", None, 10, now).await.unwrap();
+    let inbox = db
+        .store
+        .pending_inbox(&user_id("u1"), None, 10, now)
+        .await
+        .unwrap();
     assert_eq!(
         inbox[0].accounts,
-        vec!["beta".to_string()],
+        [account_id("beta")],
         "still pending through beta"
     );
     assert_eq!(
-        withdraw::withdraw_account(conn, &outbox, "beta", now)
+        withdraw::withdraw_account(conn, &outbox, &account_id("beta"), now)
             .await
             .unwrap(),
         2
@@ -418,19 +424,21 @@ async fn removed_members_and_deleted_accounts_lose_pending_deliveries() {
     for user in ["u1", "u3"] {
         assert!(
             db.store
-                .pending_inbox(user, None, 10, now)
+                .pending_inbox(&user_id(user), None, 10, now)
                 .await
                 .unwrap()
                 .is_empty()
         );
         assert!(matches!(
-            db.store.acknowledge(user, "partner", &id, now).await,
+            db.store
+                .acknowledge(&user_id(user), &account_id("partner"), &id, now)
+                .await,
             Err(NotificationError::PermissionDenied)
         ));
     }
     assert_eq!(
         db.store
-            .pending_inbox("u2", None, 10, now)
+            .pending_inbox(&user_id("u2"), None, 10, now)
             .await
             .unwrap()
             .len(),
@@ -443,7 +451,7 @@ async fn removed_members_and_deleted_accounts_lose_pending_deliveries() {
     assert!(view.stats[1].resolve_time.is_some());
     assert!(view.stats[0].resolve_time.is_none());
     db.store
-        .acknowledge("u2", "partner", &id, now)
+        .acknowledge(&user_id("u2"), &account_id("partner"), &id, now)
         .await
         .unwrap();
     let view = db.store.view(&id).await.unwrap().unwrap();
@@ -486,7 +494,7 @@ async fn the_inbox_is_newest_first_and_paged() {
     loop {
         let page = db
             .store
-            .pending_inbox("alice", cursor.as_ref(), 2, now)
+            .pending_inbox(&user_id("alice"), cursor.as_ref(), 2, now)
             .await
             .unwrap();
         if page.is_empty() {
@@ -512,7 +520,7 @@ async fn expired_messages_leave_every_inbox() {
     let id = send_and_fan_out(&db, &new, &members, now).await;
     assert_eq!(
         db.store
-            .pending_inbox("alice", None, 10, now)
+            .pending_inbox(&user_id("alice"), None, 10, now)
             .await
             .unwrap()
             .len(),
@@ -522,7 +530,7 @@ async fn expired_messages_leave_every_inbox() {
     // Filtered on read even before the sweep.
     assert!(
         db.store
-            .pending_inbox("alice", None, 10, later)
+            .pending_inbox(&user_id("alice"), None, 10, later)
             .await
             .unwrap()
             .is_empty()
@@ -534,7 +542,9 @@ async fn expired_messages_leave_every_inbox() {
         MessageState::Expired
     );
     assert!(matches!(
-        db.store.acknowledge("alice", "partner", &id, later).await,
+        db.store
+            .acknowledge(&user_id("alice"), &account_id("partner"), &id, later)
+            .await,
         Err(NotificationError::Expired(_))
     ));
     assert_eq!(

@@ -7,18 +7,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use tenantry_events::Outbox;
+use tenantry_platform::{AccountId, UserId};
 
 use super::entities::{delivery, fanout_job, message, recipient_account};
 use super::fanout::stop_jobs;
 use super::inbox::announce_departures;
 use super::{CHUNK, Store, bump, load_message, settle_all_must_read, to_message};
-use crate::api::convert::message_name;
 use crate::domain::{DeliveryState, MessageState, NotificationError};
 use crate::events::{self, InboxChange};
+use crate::wire::message_name;
 
 fn pending() -> &'static str {
     DeliveryState::Pending.as_str()
@@ -29,15 +30,15 @@ fn pending() -> &'static str {
 pub async fn withdraw_member(
     conn: &impl ConnectionTrait,
     outbox: &Outbox,
-    account_id: &str,
-    user_id: &str,
+    account_id: &AccountId,
+    user_id: &UserId,
     now: DateTime<Utc>,
 ) -> Result<u64, NotificationError> {
     let message_ids: Vec<String> = delivery::Entity::find()
         .select_only()
         .column(delivery::Column::MessageId)
-        .filter(delivery::Column::UserId.eq(user_id))
-        .filter(delivery::Column::AccountId.eq(account_id))
+        .filter(delivery::Column::UserId.eq(user_id.as_str()))
+        .filter(delivery::Column::AccountId.eq(account_id.as_str()))
         .filter(delivery::Column::State.eq(pending()))
         .into_tuple()
         .all(conn)
@@ -49,7 +50,7 @@ pub async fn withdraw_member(
             outbox,
             &message_id,
             account_id,
-            &[user_id.to_string()],
+            &[user_id.as_str().to_string()],
             now,
         )
         .await?;
@@ -62,12 +63,12 @@ pub async fn withdraw_member(
 pub async fn withdraw_account(
     conn: &impl ConnectionTrait,
     outbox: &Outbox,
-    account_id: &str,
+    account_id: &AccountId,
     now: DateTime<Utc>,
 ) -> Result<u64, NotificationError> {
     stop_jobs(
         conn,
-        Condition::all().add(fanout_job::Column::AccountId.eq(account_id)),
+        Condition::all().add(fanout_job::Column::AccountId.eq(account_id.as_str())),
         now,
     )
     .await?;
@@ -77,7 +78,7 @@ pub async fn withdraw_account(
             .select_only()
             .column(delivery::Column::MessageId)
             .column(delivery::Column::UserId)
-            .filter(delivery::Column::AccountId.eq(account_id))
+            .filter(delivery::Column::AccountId.eq(account_id.as_str()))
             .filter(delivery::Column::State.eq(pending()))
             .order_by_asc(delivery::Column::MessageId)
             .order_by_asc(delivery::Column::UserId)
@@ -145,13 +146,14 @@ impl Store {
         limit: u64,
     ) -> Result<u64, NotificationError> {
         let outbox = self.outbox();
-        let txn = self.connection()?.begin().await?;
+        let tx = outbox.begin(self.connection()?).await?;
+        let txn: &DatabaseTransaction = &tx;
         let due = message::Entity::find()
             .filter(message::Column::State.ne(MessageState::Expired.as_str()))
             .filter(message::Column::ExpireTime.lte(now))
             .order_by_asc(message::Column::ExpireTime)
             .limit(limit)
-            .all(&txn)
+            .all(txn)
             .await?;
         let mut expired = 0;
         for row in due {
@@ -168,13 +170,13 @@ impl Store {
                 )
                 .filter(message::Column::MessageId.eq(&message.message_id))
                 .filter(message::Column::State.ne(MessageState::Expired.as_str()))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
             if result.rows_affected == 0 {
                 continue;
             }
             stop_jobs(
-                &txn,
+                txn,
                 Condition::all().add(fanout_job::Column::MessageId.eq(&message.message_id)),
                 now,
             )
@@ -186,15 +188,12 @@ impl Store {
                     Expr::value(MessageState::Expired.as_str()),
                 )
                 .filter(message::Column::MessageId.eq(&message.message_id))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
-            outbox.append(&txn, &events::expired(&message)).await?;
+            tx.append(&events::expired(&message)).await?;
             expired += 1;
         }
-        txn.commit().await?;
-        if expired > 0 {
-            outbox.committed();
-        }
+        tx.commit().await?;
         Ok(expired)
     }
 
@@ -206,7 +205,8 @@ impl Store {
         limit: u64,
     ) -> Result<u64, NotificationError> {
         let outbox = self.outbox();
-        let txn = self.connection()?.begin().await?;
+        let tx = outbox.begin(self.connection()?).await?;
+        let txn: &DatabaseTransaction = &tx;
         let rows: Vec<(String, String, String)> = delivery::Entity::find()
             .select_only()
             .column(delivery::Column::MessageId)
@@ -218,7 +218,7 @@ impl Store {
             .order_by_asc(delivery::Column::UserId)
             .limit(limit)
             .into_tuple()
-            .all(&txn)
+            .all(txn)
             .await?;
         let mut by_message: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
         for (message_id, account_id, user_id) in rows {
@@ -231,7 +231,7 @@ impl Store {
         }
         let mut expired = 0;
         for (message_id, accounts) in by_message {
-            let Some(message) = load_message(&txn, &message_id).await? else {
+            let Some(message) = load_message(txn, &message_id).await? else {
                 continue;
             };
             let mut users = BTreeSet::new();
@@ -246,7 +246,7 @@ impl Store {
                     .filter(delivery::Column::AccountId.eq(&account_id))
                     .filter(delivery::Column::UserId.is_in(account_users.clone()))
                     .filter(delivery::Column::State.eq(pending()))
-                    .exec(&txn)
+                    .exec(txn)
                     .await?;
                 expired += result.rows_affected;
                 users.extend(account_users);
@@ -254,13 +254,10 @@ impl Store {
             let users: Vec<String> = users.into_iter().collect();
             let name = message_name(&message.partner_id, &message.message_id);
             if let Some(event) = events::inbox_changed(&users, InboxChange::Removed(name)) {
-                outbox.append(&txn, &event).await?;
+                tx.append(&event).await?;
             }
         }
-        txn.commit().await?;
-        if expired > 0 {
-            outbox.committed();
-        }
+        tx.commit().await?;
         Ok(expired)
     }
 }

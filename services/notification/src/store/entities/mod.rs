@@ -5,4 +5,3 @@ pub mod fanout_job;
 pub mod message;
 pub mod receipt;
 pub mod recipient_account;
-pub mod request_id;

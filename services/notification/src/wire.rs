@@ -1,14 +1,15 @@
-//! Wire ↔ domain mapping.
+//! The wire codec: the whole mapping between `tenantry.notification.v1` (and the message
+//! names in events) and the domain types. The API, the events, the consumers and the store all
+//! map through here.
 
 use chrono::{DateTime, Utc};
-use tenantry_platform::ApiError;
 use tenantry_platform::names::{account_name, user_name};
 use tenantry_platform::time::{to_optional_timestamp, to_timestamp};
-use tenantry_proto::membership::v1::Role as WireRole;
+use tenantry_platform::{AccountId, ApiError, Role};
 use tenantry_proto::notification::v1 as wire;
 
 use crate::domain::{
-    InboxEntry, Message, MessageState, MessageView, ReadPolicy, Receipt, RecipientStats, Role,
+    InboxEntry, Message, MessageState, MessageView, ReadPolicy, Receipt, RecipientStats,
 };
 
 /// `accounts/{partner_id}/messages/{message_id}`.
@@ -18,8 +19,9 @@ pub fn message_name(partner_id: &str, message_id: &str) -> String {
 
 /// `(partner_id, message_id)` of a message name; the id must be a UUID in the form this service
 /// assigns (lower-case, hyphenated). INVALID_ARGUMENT naming `field` otherwise.
-pub fn parse_message_name(field: &str, name: &str) -> Result<(String, String), ApiError> {
+pub fn parse_message_name(field: &str, name: &str) -> Result<(AccountId, String), ApiError> {
     tenantry_platform::names::parse_account_child(field, name, "messages")
+        .map(|(partner_id, message_id)| (AccountId::trusted(partner_id), message_id))
 }
 
 /// A required read policy; UNSPECIFIED or unknown values are refused.
@@ -43,25 +45,15 @@ pub fn read_policy_to_wire(policy: ReadPolicy) -> i32 {
 pub fn roles_from_wire(values: &[i32]) -> Result<Vec<Role>, String> {
     let mut roles = values
         .iter()
-        .map(|value| match WireRole::try_from(*value) {
-            Ok(WireRole::Owner) => Ok(Role::Owner),
-            Ok(WireRole::Admin) => Ok(Role::Admin),
-            Ok(WireRole::Employee) => Ok(Role::Employee),
-            _ => Err("each role must be ROLE_OWNER, ROLE_ADMIN or ROLE_EMPLOYEE".to_string()),
+        .map(|value| {
+            Role::from_wire(*value).ok_or_else(|| {
+                "each role must be ROLE_OWNER, ROLE_ADMIN or ROLE_EMPLOYEE".to_string()
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     roles.sort();
     roles.dedup();
     Ok(roles)
-}
-
-/// A role on the wire.
-pub fn role_to_wire(role: Role) -> i32 {
-    match role {
-        Role::Owner => WireRole::Owner as i32,
-        Role::Admin => WireRole::Admin as i32,
-        Role::Employee => WireRole::Employee as i32,
-    }
 }
 
 /// A message state on the wire.
@@ -116,7 +108,7 @@ pub fn message_to_wire(view: &MessageView, now: DateTime<Utc>) -> wire::Message 
             .map(|stats| account_name(&stats.account_id))
             .collect(),
         all_customers: message.all_customers,
-        roles: message.roles.iter().copied().map(role_to_wire).collect(),
+        roles: message.roles.iter().copied().map(Role::to_wire).collect(),
         create_time: Some(to_timestamp(message.create_time)),
         expire_time: to_optional_timestamp(message.expire_time),
         state: state_to_wire(message.state_at(now)),
@@ -125,7 +117,7 @@ pub fn message_to_wire(view: &MessageView, now: DateTime<Utc>) -> wire::Message 
 }
 
 /// The message of `message.sent`: recipients resolved, no statistics.
-pub fn sent_message_to_wire(message: &Message, recipients: &[String]) -> wire::Message {
+pub fn sent_message_to_wire(message: &Message, recipients: &[AccountId]) -> wire::Message {
     wire::Message {
         name: message_name(&message.partner_id, &message.message_id),
         message_id: message.message_id.clone(),
@@ -133,9 +125,9 @@ pub fn sent_message_to_wire(message: &Message, recipients: &[String]) -> wire::M
         title: message.title.clone(),
         body: message.body.clone(),
         read_policy: read_policy_to_wire(message.read_policy),
-        recipients: recipients.iter().map(|id| account_name(id)).collect(),
+        recipients: recipients.iter().map(AccountId::name).collect(),
         all_customers: message.all_customers,
-        roles: message.roles.iter().copied().map(role_to_wire).collect(),
+        roles: message.roles.iter().copied().map(Role::to_wire).collect(),
         create_time: Some(to_timestamp(message.create_time)),
         expire_time: to_optional_timestamp(message.expire_time),
         state: state_to_wire(message.state),
@@ -144,7 +136,7 @@ pub fn sent_message_to_wire(message: &Message, recipients: &[String]) -> wire::M
 }
 
 /// An inbox item for a message reaching a user through `accounts` (account ids).
-pub fn inbox_item(message: &Message, accounts: &[String]) -> wire::InboxItem {
+pub fn inbox_item(message: &Message, accounts: &[impl AsRef<str>]) -> wire::InboxItem {
     wire::InboxItem {
         message: message_name(&message.partner_id, &message.message_id),
         title: message.title.clone(),
@@ -152,7 +144,10 @@ pub fn inbox_item(message: &Message, accounts: &[String]) -> wire::InboxItem {
         read_policy: read_policy_to_wire(message.read_policy),
         sender_account: account_name(&message.partner_id),
         sender_account_display_name: message.partner_display_name.clone(),
-        accounts: accounts.iter().map(|id| account_name(id)).collect(),
+        accounts: accounts
+            .iter()
+            .map(|id| account_name(id.as_ref()))
+            .collect(),
         create_time: Some(to_timestamp(message.create_time)),
         expire_time: to_optional_timestamp(message.expire_time),
     }
@@ -182,7 +177,7 @@ mod tests {
         let name = message_name("acme", id);
         assert_eq!(
             parse_message_name("name", &name).unwrap(),
-            ("acme".to_string(), id.to_string())
+            (AccountId::trusted("acme"), id.to_string())
         );
         for bad in [
             "",
