@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use sea_orm_migration::MigratorTrait;
 use tenantry_cli::{EventsSpec, Node, NodeSpec, PeerUrls, ServiceKind};
+use tenantry_events::Peer;
 use tenantry_events::{AmqpConfig, RetryPolicy};
 use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
 use tenantry_platform::config::{
@@ -326,19 +326,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry: args.registry_url,
         membership: args.membership_url,
     };
-    let needs_membership = matches!(
-        args.service,
-        ServiceKind::CustomerRegistry | ServiceKind::Invitation | ServiceKind::Notification
-    );
-    let needs_registry = matches!(
-        args.service,
-        ServiceKind::Membership | ServiceKind::Invitation | ServiceKind::Notification
-    );
-    if needs_membership && peers.membership.is_none() {
-        bail!("{} needs TENANTRY_MEMBERSHIP_URL", args.service.name());
-    }
-    if needs_registry && peers.registry.is_none() {
-        bail!("{} needs TENANTRY_REGISTRY_URL", args.service.name());
+    for peer in args.service.info().calls {
+        let (url, variable) = match peer {
+            Peer::Membership => (&peers.membership, "TENANTRY_MEMBERSHIP_URL"),
+            Peer::Registry => (&peers.registry, "TENANTRY_REGISTRY_URL"),
+        };
+        if url.is_none() {
+            bail!("{} needs {variable}", args.service.name());
+        }
     }
     if args.events.amqp_url.is_none() {
         bail!(
@@ -380,13 +375,9 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let connection = tenantry_platform::db::connect(&args.database_url)
         .await
         .context("cannot connect to the database")?;
-    match args.service {
-        ServiceKind::CustomerRegistry => tenantry_registry::Migrator::up(&connection, None).await,
-        ServiceKind::Membership => tenantry_membership::Migrator::up(&connection, None).await,
-        ServiceKind::Invitation => tenantry_invitation::Migrator::up(&connection, None).await,
-        ServiceKind::Notification => tenantry_notification::Migrator::up(&connection, None).await,
-    }
-    .with_context(|| format!("migrations of {} failed", args.service.name()))?;
+    (args.service.info().migrate)(&connection)
+        .await
+        .with_context(|| format!("migrations of {} failed", args.service.name()))?;
     println!("{}: migrations applied", args.service.name());
     Ok(())
 }

@@ -14,7 +14,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tenantry_events::kernel::{PeerConnector, merge_routes};
 use tenantry_events::{
-    AmqpConfig, EventBus, Outbox, Peer, Relay, RetryPolicy, ServiceContext, StartError, Started,
+    AmqpConfig, EventBus, Outbox, Peer, Relay, RetryPolicy, ServiceContext, ServiceInfo,
+    StartError, Started,
 };
 use tenantry_platform::auth::{AuthSetupError, Authenticator, ServiceTokenMinter};
 use tenantry_platform::clients::{self, InvalidServiceUrl};
@@ -49,13 +50,13 @@ impl ServiceKind {
         ServiceKind::Notification,
     ];
 
-    /// The name used on the command line, in file names and in service tokens.
-    pub fn name(self) -> &'static str {
+    /// What the node knows of the service: names, consumed events, peers, migrations.
+    pub fn info(self) -> &'static ServiceInfo {
         match self {
-            ServiceKind::CustomerRegistry => "customer-registry",
-            ServiceKind::Membership => "membership",
-            ServiceKind::Invitation => "invitation",
-            ServiceKind::Notification => "notification",
+            ServiceKind::CustomerRegistry => &tenantry_registry::SERVICE,
+            ServiceKind::Membership => &tenantry_membership::SERVICE,
+            ServiceKind::Invitation => &tenantry_invitation::SERVICE,
+            ServiceKind::Notification => &tenantry_notification::SERVICE,
         }
     }
 
@@ -73,14 +74,14 @@ impl ServiceKind {
         }
     }
 
+    /// The name used on the command line, in file names and in service tokens.
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
     /// The fully qualified gRPC service name (also its health-check name).
     pub fn grpc_name(self) -> &'static str {
-        match self {
-            ServiceKind::CustomerRegistry => tenantry_registry::SERVICE_NAME,
-            ServiceKind::Membership => tenantry_membership::SERVICE_NAME,
-            ServiceKind::Invitation => tenantry_invitation::SERVICE_NAME,
-            ServiceKind::Notification => tenantry_notification::SERVICE_NAME,
-        }
+        self.info().grpc_name
     }
 }
 
@@ -455,4 +456,52 @@ async fn overall_serving(url: &str, tls: Option<tonic::transport::ClientTlsConfi
         })
         .await;
     matches!(response, Ok(response) if response.get_ref().status == ServingStatus::Serving as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use tenantry_proto::EventType;
+
+    use super::*;
+
+    /// Every event type Tenantry publishes is consumed by some service, or is declared as
+    /// published for outside subscribers only — and no such type is consumed after all. A type
+    /// added on the publishing side alone fails here, not silently in production.
+    #[test]
+    fn every_published_event_type_has_a_consumer_or_is_for_outside_subscribers() {
+        let consumed: BTreeSet<EventType> = ServiceKind::ALL
+            .into_iter()
+            .flat_map(|kind| kind.info().consumes.iter().copied())
+            .collect();
+        for event_type in EventType::ALL {
+            assert!(
+                consumed.contains(&event_type) != event_type.outside_subscribers_only(),
+                "{event_type}: consumed by a service = {}, marked for outside subscribers only = {}",
+                consumed.contains(&event_type),
+                event_type.outside_subscribers_only()
+            );
+        }
+    }
+
+    /// Names are file names, token identities and health keys: two services must never share
+    /// one, and the command-line name must be what the service calls itself.
+    #[test]
+    fn services_have_distinct_names() {
+        use clap::ValueEnum;
+        let names: BTreeSet<_> = ServiceKind::ALL
+            .into_iter()
+            .map(ServiceKind::name)
+            .collect();
+        let grpc: BTreeSet<_> = ServiceKind::ALL
+            .into_iter()
+            .map(ServiceKind::grpc_name)
+            .collect();
+        assert_eq!((names.len(), grpc.len()), (4, 4));
+        for kind in ServiceKind::ALL {
+            let flag = kind.to_possible_value().expect("a value");
+            assert_eq!(flag.get_name(), kind.name());
+        }
+    }
 }

@@ -24,7 +24,7 @@ pub use consumer::{ConsumerSpec, Handler, RetryPolicy};
 pub use envelope::Event;
 pub use error::{HandlerError, PublishError};
 pub use in_process::InProcessBus;
-pub use kernel::{Peer, ServiceContext, StartError, Started};
+pub use kernel::{Peer, ServiceContext, ServiceInfo, StartError, Started};
 pub use migrations::{outbox_migration, processed_events_migration};
 pub use outbox::{Outbox, OutboxTransaction, WriteFuture};
 pub use relay::{Publisher, Relay};

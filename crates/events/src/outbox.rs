@@ -102,13 +102,6 @@ impl Outbox {
         Ok(())
     }
 
-    /// Transitional: the services still waking by hand. Removed once they all write through
-    /// [`Outbox::write`] / [`Outbox::begin`].
-    #[doc(hidden)]
-    pub fn committed(&self) {
-        self.wake();
-    }
-
     /// Wakes the relay at once (no multi-second poll); called after a commit only.
     pub(crate) fn wake(&self) {
         // notify_one stores a permit when the relay is busy, so a commit during a batch is not

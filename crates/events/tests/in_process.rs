@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use sea_orm::TransactionTrait;
 use tenantry_events::{ConsumerSpec, EventBus, Handler, Outbox, Relay, RetryPolicy};
 use tenantry_platform::db::Database;
 use tenantry_platform::server::Shutdown;
@@ -64,11 +63,10 @@ async fn outbox_to_consumer_end_to_end_with_routing_and_idempotency() {
     let created = event("invitation.created", "ok");
     let resent = event("invitation.resent", "ok");
     let connection = database.connection().expect("connected");
-    let txn = connection.begin().await.expect("begin");
-    outbox.append(&txn, &created).await.expect("append");
-    outbox.append(&txn, &resent).await.expect("append");
-    txn.commit().await.expect("commit");
-    outbox.committed();
+    let tx = outbox.begin(connection).await.expect("begin");
+    tx.append(&created).await.expect("append");
+    tx.append(&resent).await.expect("append");
+    tx.commit().await.expect("commit");
 
     assert!(
         eventually(Duration::from_secs(5), || async {

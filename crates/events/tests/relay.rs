@@ -23,12 +23,11 @@ fn config(url: &str, prefix: &str) -> AmqpConfig {
 
 async fn append_all(database: &Database, outbox: &Outbox, events: &[Event]) {
     let connection = database.connection().expect("connected");
-    let txn = connection.begin().await.expect("begin");
+    let tx = outbox.begin(connection).await.expect("begin");
     for event in events {
-        outbox.append(&txn, event).await.expect("append");
+        tx.append(event).await.expect("append");
     }
-    txn.commit().await.expect("commit");
-    outbox.committed();
+    tx.commit().await.expect("commit");
 }
 
 fn header(message: &lapin::message::BasicGetMessage, key: &str) -> Option<String> {

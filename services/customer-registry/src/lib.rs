@@ -45,6 +45,15 @@ impl Default for Config {
 /// The event types the registry consumes: none (it only publishes `account.*`).
 pub const CONSUMES: &[tenantry_proto::EventType] = &[];
 
+/// What the node knows of this service before starting it.
+pub const SERVICE: tenantry_events::ServiceInfo = tenantry_events::ServiceInfo {
+    name: "customer-registry",
+    grpc_name: SERVICE_NAME,
+    consumes: CONSUMES,
+    calls: &[tenantry_events::Peer::Membership],
+    migrate: tenantry_events::kernel::migrate_with::<Migrator>,
+};
+
 /// Starts the registry in `ctx`'s node: its handlers (account-scoped calls authorized by
 /// membership, changes published through the node's outbox), and its health following its
 /// database.

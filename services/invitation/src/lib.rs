@@ -37,6 +37,18 @@ pub const CONSUMES: &[EventType] = &[
     EventType::MemberAdded,
 ];
 
+/// What the node knows of this service before starting it.
+pub const SERVICE: tenantry_events::ServiceInfo = tenantry_events::ServiceInfo {
+    name: "invitation",
+    grpc_name: SERVICE_NAME,
+    consumes: CONSUMES,
+    calls: &[
+        tenantry_events::Peer::Membership,
+        tenantry_events::Peer::Registry,
+    ],
+    migrate: tenantry_events::kernel::migrate_with::<Migrator>,
+};
+
 /// The sender when none is configured.
 pub const DEFAULT_MAIL_FROM: &str = "Tenantry <no-reply@tenantry.invalid>";
 /// Invitations expired per sweep transaction.

@@ -28,6 +28,15 @@ pub const SERVICE_NAME: &str = "tenantry.membership.v1.MembershipService";
 /// account replica ([`consumers::ACCOUNTS_GROUP`]).
 pub const CONSUMES: &[EventType] = &consumers::ACCOUNT_EVENTS;
 
+/// What the node knows of this service before starting it.
+pub const SERVICE: tenantry_events::ServiceInfo = tenantry_events::ServiceInfo {
+    name: "membership",
+    grpc_name: SERVICE_NAME,
+    consumes: CONSUMES,
+    calls: &[tenantry_events::Peer::Registry],
+    migrate: tenantry_events::kernel::migrate_with::<Migrator>,
+};
+
 /// The role `AddMyself` gives.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum AddMyselfRole {
