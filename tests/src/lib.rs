@@ -292,3 +292,54 @@ pub async fn inbox_until(
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 }
+
+/// The variable that tells a child process of the test binary which test it runs alone.
+const OWN_PROCESS_VAR: &str = "TENANTRY_E2E_OWN_PROCESS";
+
+/// Runs one test alone in a child process of this test binary, for a test that needs state
+/// only one test of a process may have — a process-wide tracing subscriber: the end-to-end
+/// tests share one binary, and a global subscriber would see (and slow down, and be changed by)
+/// every test running beside it.
+///
+/// `module` is the test's `module_path!()` and `test` its function's name. In the parent it
+/// starts `<this binary> <module>::<test> --exact` and returns `false` once that child passed
+/// (it panics when the child failed); in the child it returns `true`: run the test's body. The
+/// child's output becomes the parent test's output (shown when it fails, or with
+/// `--nocapture`), except the child's notices of suites that did not run
+/// ([`tenantry_testkit::note_not_run`]): those are passed on once, as the parent's own.
+pub fn in_own_process(module: &str, test: &str) -> bool {
+    // libtest names tests by their path inside the crate, without the crate's name.
+    let path = module.split_once("::").map_or("", |(_, path)| path);
+    let name = if path.is_empty() {
+        test.to_string()
+    } else {
+        format!("{path}::{test}")
+    };
+    if std::env::var(OWN_PROCESS_VAR).is_ok_and(|running| running == name) {
+        return true;
+    }
+    let output = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        // --nocapture: the child's test output reaches the parent, which captures it as its own.
+        .args([name.as_str(), "--exact", "--test-threads=1", "--nocapture"])
+        .env(OWN_PROCESS_VAR, &name)
+        .output()
+        .expect("start the test in a process of its own");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in stderr.lines() {
+        match tenantry_testkit::Suite::ALL
+            .into_iter()
+            .find(|suite| suite.notice() == line)
+        {
+            Some(suite) => tenantry_testkit::note_not_run(suite),
+            None => eprintln!("{line}"),
+        }
+    }
+    eprint!("{stdout}");
+    assert!(
+        output.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{name} failed in its own process ({}); its output is above",
+        output.status
+    );
+    false
+}

@@ -1,3 +1,9 @@
+//! A test binary of its own, apart from the end-to-end suite in `e2e/` (one binary for every
+//! other end-to-end test): these tests stop this machine's PostgreSQL and RabbitMQ, which every
+//! PostgreSQL and RabbitMQ test of that suite uses. The tests of one binary run at the same
+//! time; cargo runs test binaries one after another, so only as a binary of its own is an
+//! outage here never seen by another test.
+//!
 //! Faults, with nothing lost: RabbitMQ stopped and started again while 1,000 invitations are
 //! created (exactly one e-mail each); PostgreSQL restarted under load (health follows it,
 //! callers see UNAVAILABLE and nothing worse, no process restart needed); poison messages end

@@ -14,20 +14,10 @@ use tonic::Code;
 
 const SECRET: &str = "graceful-shutdown-test-secret";
 
-fn amqp_url() -> Option<String> {
-    match std::env::var("TENANTRY_TEST_AMQP_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("TENANTRY_TEST_AMQP_URL is not set but CI=true")
-        }
-        _ => None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_calls_and_exits_zero() {
-    let Some(amqp) = amqp_url() else {
-        eprintln!("skipped: set TENANTRY_TEST_AMQP_URL (serve needs a broker)");
+    // `serve` needs a broker.
+    let Some(amqp) = support::backend_url("TENANTRY_TEST_AMQP_URL") else {
         return;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")

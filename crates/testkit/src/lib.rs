@@ -5,8 +5,14 @@
 //! Under `CI=true` a missing PostgreSQL is a failure, not a skip: [`Backend::Postgres`] panics
 //! when its URL is not configured.
 
+mod backends;
 pub mod proxy;
 pub mod smtp;
+
+pub use backends::*;
+/// The one temporary-database fixture (migrated SQLite file), also used by the services' own
+/// unit tests, which cannot depend on this crate.
+pub use tenantry_platform::testing::TempDatabase;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,59 +33,19 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-/// The environment variable naming a PostgreSQL server for the PostgreSQL suite: a URL of a
-/// database the tests may connect to and create databases from, e.g.
-/// `postgres://postgres@127.0.0.1:5432/postgres`.
-pub const POSTGRES_URL_VAR: &str = "TENANTRY_TEST_POSTGRES_URL";
-
-/// The environment variable naming the RabbitMQ server for the broker suite, e.g.
-/// `amqp://guest:guest@127.0.0.1:5672/%2f`.
-pub const AMQP_URL_VAR: &str = "TENANTRY_TEST_AMQP_URL";
-
 /// The HS256 secret test clusters trust for user tokens.
 pub const TEST_JWT_SECRET: &str = "tenantry-test-user-secret";
 const TEST_INTERNAL_SECRET: &str = "tenantry-test-internal-secret";
 
-/// Where a test cluster keeps its data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// A fresh SQLite file per service.
-    Sqlite,
-    /// A fresh PostgreSQL database per service.
-    Postgres,
-}
-
-/// The PostgreSQL server to test against, if configured. Under `CI=true` its absence is fatal.
-pub fn postgres_url() -> Option<String> {
-    match std::env::var(POSTGRES_URL_VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("{POSTGRES_URL_VAR} is not set but CI=true: the PostgreSQL suite must run in CI")
-        }
-        _ => None,
-    }
-}
-
-/// The RabbitMQ server to test against, if configured. Under `CI=true` its absence is fatal.
-pub fn amqp_url() -> Option<String> {
-    match std::env::var(AMQP_URL_VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("{AMQP_URL_VAR} is not set but CI=true: the RabbitMQ suite must run in CI")
-        }
-        _ => None,
-    }
-}
-
 /// The consumer groups of the cluster (their queues are deleted when a test cluster stops).
 pub const CONSUMER_GROUPS: [&str; 7] = [
-    "tenantry.membership.accounts",
-    "tenantry.invitation.mailer",
-    "tenantry.invitation.account-events",
-    "tenantry.invitation.member-events",
-    "tenantry.notification.fanout",
-    "tenantry.notification.membership-events",
-    "tenantry.notification.account-events",
+    tenantry_membership::consumers::ACCOUNTS_GROUP,
+    tenantry_invitation::consumers::MAILER_GROUP,
+    tenantry_invitation::consumers::ACCOUNT_EVENTS_GROUP,
+    tenantry_invitation::consumers::MEMBER_EVENTS_GROUP,
+    tenantry_notification::consumers::FANOUT_GROUP,
+    tenantry_notification::consumers::MEMBERSHIP_EVENTS_GROUP,
+    tenantry_notification::consumers::ACCOUNT_EVENTS_GROUP,
 ];
 
 /// How a test cluster is put together.
@@ -619,7 +585,8 @@ fn with_database(admin_url: &str, database: &str) -> String {
 
 /// Declares one test body to run on SQLite and on PostgreSQL: expands to a module with a
 /// `sqlite` and a `postgres` test. Without `TENANTRY_TEST_POSTGRES_URL` the PostgreSQL test
-/// prints that it was skipped — unless `CI=true`, where it fails.
+/// returns early, and the test binary says once that its PostgreSQL suite did not run (see
+/// [`postgres_or_skip`]) — unless `CI=true`, where it fails.
 #[macro_export]
 macro_rules! on_both_backends {
     ($name:ident, $body:path) => {
@@ -633,7 +600,7 @@ macro_rules! on_both_backends {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if $crate::postgres_url().is_none() {
+                if $crate::postgres_or_skip().is_none() {
                     eprintln!(
                         "skipped: set {} to run the PostgreSQL suite",
                         $crate::POSTGRES_URL_VAR

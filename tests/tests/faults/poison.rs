@@ -13,7 +13,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Confirmation};
 use tenantry_e2e::{invite, partner_admin_in_customer};
 use tenantry_proto::membership::v1::Role;
-use tenantry_testkit::{Backend, ClusterOptions, TestCluster, TestUser, amqp_url};
+use tenantry_testkit::{Backend, ClusterOptions, TestCluster, TestUser, amqp_or_skip};
 
 use crate::SERIAL;
 
@@ -41,7 +41,7 @@ fn text(value: &str) -> AMQPValue {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_dead_lettered_without_blocking_the_queue() {
     let _serial = SERIAL.lock().await;
-    let Some(broker) = amqp_url() else {
+    let Some(broker) = amqp_or_skip() else {
         eprintln!("skipped: needs TENANTRY_TEST_AMQP_URL");
         return;
     };

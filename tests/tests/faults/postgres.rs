@@ -19,7 +19,7 @@ use tenantry_proto::registry::v1::{
 };
 use tenantry_testkit::proxy::TcpProxy;
 use tenantry_testkit::{
-    Backend, ClusterOptions, ServiceKind, TestCluster, TestUser, amqp_url, postgres_url,
+    Backend, ClusterOptions, ServiceKind, TestCluster, TestUser, amqp_or_skip, postgres_or_skip,
 };
 
 use crate::observe::{HealthWatch, Tally, describe, metric, scrape};
@@ -134,7 +134,7 @@ async fn read_each_service(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_restarted_under_load() {
     let _serial = SERIAL.lock().await;
-    let (Some(database), Some(_)) = (postgres_url(), amqp_url()) else {
+    let (Some(database), Some(_)) = (postgres_or_skip(), amqp_or_skip()) else {
         eprintln!("skipped: needs TENANTRY_TEST_POSTGRES_URL and TENANTRY_TEST_AMQP_URL");
         return;
     };

@@ -15,9 +15,10 @@ use tenantry_proto::invitation::v1::{
 };
 use tenantry_proto::membership::v1::{AddMyselfRequest, Role};
 use tenantry_testkit::proxy::TcpProxy;
-use tenantry_testkit::smtp::{self, SmtpServer};
+use tenantry_testkit::smtp::SmtpServer;
 use tenantry_testkit::{
-    Backend, ClusterOptions, InvitationClient, TestCluster, TestUser, amqp_url, postgres_url,
+    Backend, ClusterOptions, InvitationClient, TestCluster, TestUser, amqp_or_skip,
+    postgres_or_skip, smtp_or_skip,
 };
 
 use crate::observe::Tally;
@@ -34,11 +35,11 @@ const BROKER_OUTAGE: Duration = Duration::from_secs(4);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_stopped_while_1000_invitations_are_created() {
     let _serial = SERIAL.lock().await;
-    let (Some(broker), Some(_)) = (amqp_url(), postgres_url()) else {
+    let (Some(broker), Some(_)) = (amqp_or_skip(), postgres_or_skip()) else {
         eprintln!("skipped: needs TENANTRY_TEST_AMQP_URL and TENANTRY_TEST_POSTGRES_URL");
         return;
     };
-    if !smtp::available() {
+    if !smtp_or_skip() {
         eprintln!("skipped: aiosmtpd is not installed");
         return;
     }

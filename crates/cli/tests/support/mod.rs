@@ -50,13 +50,59 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|ci| ci == "true")
 }
 
-/// A test backend's URL from `variable`; under CI=true its absence is a failure.
+/// A test backend's URL from `variable`; under CI=true its absence is a failure. Outside CI
+/// the caller skips its test, and the first skip of the test binary says so ([`note_not_run`]).
 pub fn backend_url(variable: &str) -> Option<String> {
     match std::env::var(variable) {
         Ok(url) if !url.is_empty() => Some(url),
         _ if in_ci() => panic!("{variable} is not set but CI=true"),
-        _ => None,
+        _ => {
+            note_not_run(variable);
+            None
+        }
     }
+}
+
+/// Says once per test binary and per missing part, on the terminal, that tests needing it did
+/// not run: a skipped test still passes, so without this a run without the servers could pass
+/// for the full one. `variable` is the backend's variable, or `aiosmtpd`. Written straight to
+/// stderr, which libtest does not capture (it captures only the `print!`/`eprint!` macros).
+fn note_not_run(variable: &str) {
+    use std::io::Write;
+    use std::sync::Once;
+    static POSTGRES: Once = Once::new();
+    static AMQP: Once = Once::new();
+    static SMTP: Once = Once::new();
+    static OTHER: Once = Once::new();
+    let (once, notice) = match variable {
+        "TENANTRY_TEST_POSTGRES_URL" => (
+            &POSTGRES,
+            "note: the PostgreSQL suite did not run in this test binary; set \
+             TENANTRY_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres to run it"
+                .to_string(),
+        ),
+        "TENANTRY_TEST_AMQP_URL" => (
+            &AMQP,
+            "note: the RabbitMQ suite did not run in this test binary; set \
+             TENANTRY_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f to run it"
+                .to_string(),
+        ),
+        "aiosmtpd" => (
+            &SMTP,
+            "note: the SMTP suite did not run in this test binary; `pip install aiosmtpd` (or \
+             set TENANTRY_TEST_PYTHON to a Python that has it) to run it"
+                .to_string(),
+        ),
+        other => (
+            &OTHER,
+            format!(
+                "note: tests needing {other} did not run in this test binary; set it to run them"
+            ),
+        ),
+    };
+    once.call_once(|| {
+        let _ = writeln!(std::io::stderr(), "{notice}");
+    });
 }
 
 /// The Python that runs aiosmtpd (as in `tenantry_testkit::smtp`).
@@ -72,6 +118,9 @@ pub fn aiosmtpd_available() -> bool {
         .is_ok_and(|output| output.status.success());
     if !available && in_ci() {
         panic!("aiosmtpd is not installed but CI=true: `pip install aiosmtpd` (see .ci/run)");
+    }
+    if !available {
+        note_not_run("aiosmtpd");
     }
     available
 }

@@ -1,8 +1,9 @@
 //! Test support over real parts: RabbitMQ, PostgreSQL (a fresh database per test), SQLite temp
 //! files, a TCP proxy that plays a broker going away, and a scriptable handler.
 //!
-//! Outside CI a missing RabbitMQ or PostgreSQL skips the test (prints "skipped"); with
-//! `CI=true` it fails it.
+//! Outside CI a missing RabbitMQ or PostgreSQL skips the test (prints "skipped", and the first
+//! skip of each test binary says on the terminal which suite did not run); with `CI=true` it
+//! fails it.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
@@ -38,6 +39,31 @@ fn unavailable(what: &str, error: &dyn std::fmt::Display) {
         panic!("{what} is required when CI=true: {error}");
     }
     println!("skipped: {what} is not reachable ({error})");
+    note_not_run(what, error);
+}
+
+/// Says once per test binary, on the terminal, that the tests needing `what` (RabbitMQ or
+/// PostgreSQL) did not run: a skipped test still passes, so without this a run on a machine
+/// without the servers could pass for the full one. Written straight to stderr, which
+/// libtest does not capture (it captures only the `print!`/`eprint!` macros).
+fn note_not_run(what: &str, error: &dyn std::fmt::Display) {
+    use std::io::Write;
+    use std::sync::Once;
+    static RABBITMQ: Once = Once::new();
+    static POSTGRES: Once = Once::new();
+    let (once, url) = if what == "RabbitMQ" {
+        (&RABBITMQ, AMQP_URL)
+    } else {
+        (&POSTGRES, POSTGRES_URL)
+    };
+    once.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: the {what} suite did not run in this test binary: {url} is not reachable \
+             ({error}); these tests use that fixed address, not TENANTRY_TEST_*_URL: start \
+             {what} there to run it"
+        );
+    });
 }
 
 /// A unique prefix for this test's exchange and queues.

@@ -119,6 +119,19 @@ pub async fn run(cluster: &TestCluster, world: &World, tally: &mut Tally) {
             async move { membership.authorize(request).await.map(drop) }
         })
         .await;
+
+    let membership = client("GetOwnerCapacity");
+    let mut capacity = named("account", |account| pb::GetOwnerCapacityRequest { account });
+    // An unknown account is an answer (no OWNERs), not an error.
+    if let Some(unknown) = capacity.last_mut() {
+        unknown.expect = super::Expect::Accepted;
+    }
+    tally
+        .run(&format!("{M}/GetOwnerCapacity"), capacity, |request| {
+            let mut membership = membership.clone();
+            async move { membership.get_owner_capacity(request).await.map(drop) }
+        })
+        .await;
 }
 
 /// The entries of a call about one member named in `field`: every malformed name, an oversized

@@ -2,6 +2,12 @@
 //! SMTP send, and of `SendMessage` → fan-out → `ListMembers`, collected with the SDK's
 //! in-memory exporter, share one trace id, and every parent link leads back to the call that
 //! started it. On PostgreSQL + RabbitMQ + SMTP the context crosses real AMQP headers.
+//!
+//! The spans are collected by the process-wide subscriber the services' own telemetry set-up
+//! installs (`tenantry_platform::telemetry::init_with_exporter`, the same layers as
+//! production), which would also record every span of every other test of the end-to-end
+//! binary: each test here runs alone in a child process of it
+//! ([`tenantry_e2e::in_own_process`]).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -14,9 +20,11 @@ use tenantry_platform::config::{LogConfig, LogFormat};
 use tenantry_proto::membership::v1::Role;
 use tenantry_proto::notification::v1::ReadPolicy;
 use tenantry_testkit::smtp::SmtpServer;
-use tenantry_testkit::{Backend, ClusterOptions, TestCluster, TestUser, amqp_url, postgres_url};
+use tenantry_testkit::{
+    Backend, ClusterOptions, TestCluster, TestUser, amqp_or_skip, postgres_or_skip, smtp_or_skip,
+};
 
-/// The process-wide subscriber, installed once for every test of this binary.
+/// The process-wide subscriber, installed once in the (child) process of a test.
 fn exporter() -> &'static InMemorySpanExporter {
     static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
     EXPORTER.get_or_init(|| {
@@ -38,7 +46,9 @@ fn exporter() -> &'static InMemorySpanExporter {
 /// The production shape when its backends are there (under CI they must be), else the
 /// embedded default (SQLite, in-process bus, `.eml` files).
 async fn start_cluster() -> (TestCluster, Option<SmtpServer>) {
-    if postgres_url().is_some() && amqp_url().is_some() && tenantry_testkit::smtp::available() {
+    // All three asked (no short circuit), so the notice names every suite that is missing.
+    let (postgres, amqp, aiosmtpd) = (postgres_or_skip(), amqp_or_skip(), smtp_or_skip());
+    if postgres.is_some() && amqp.is_some() && aiosmtpd {
         let smtp = SmtpServer::start().await;
         let mut options = ClusterOptions::new(Backend::Postgres);
         options.amqp = true;
@@ -138,6 +148,12 @@ fn assert_connected(trace: &[SpanData], root: &SpanData) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_invitation_to_smtp_send_is_one_trace() {
+    if !tenantry_e2e::in_own_process(
+        module_path!(),
+        "create_invitation_to_smtp_send_is_one_trace",
+    ) {
+        return;
+    }
     exporter();
     let (cluster, smtp) = start_cluster().await;
     let operator = TestUser::operator("ops");
@@ -226,6 +242,9 @@ async fn create_invitation_to_smtp_send_is_one_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_message_to_fan_out_pages_is_one_trace() {
+    if !tenantry_e2e::in_own_process(module_path!(), "send_message_to_fan_out_pages_is_one_trace") {
+        return;
+    }
     exporter();
     let (cluster, smtp) = start_cluster().await;
     let operator = TestUser::operator("ops");

@@ -14,14 +14,17 @@ use tenantry_e2e::{invite, partner_admin_in_customer};
 use tenantry_proto::invitation::v1::{EmailDeliveryState, GetInvitationRequest, Invitation};
 use tenantry_proto::membership::v1::Role;
 use tenantry_testkit::proxy::TcpProxy;
-use tenantry_testkit::smtp::{self, SmtpServer};
-use tenantry_testkit::{Backend, ClusterOptions, TestCluster, TestUser, amqp_url};
+use tenantry_testkit::smtp::SmtpServer;
+use tenantry_testkit::{
+    Backend, ClusterOptions, TestCluster, TestUser, amqp_or_skip, smtp_or_skip,
+};
 
 /// The broker URL, or `None` (test skipped) when RabbitMQ or aiosmtpd is not available here;
 /// under `CI=true` both are required.
 fn backends() -> Option<String> {
-    let url = amqp_url()?;
-    smtp::available().then_some(url)
+    // Both asked (no short circuit), so the notice names every suite that is missing.
+    let (url, aiosmtpd) = (amqp_or_skip(), smtp_or_skip());
+    url.filter(|_| aiosmtpd)
 }
 
 /// `host:port` of an `amqp://user:pass@host:port/vhost` URL.

@@ -508,7 +508,6 @@ async fn all_members(
         .members
 }
 
-#[path = "races/more.rs"]
 mod more;
 
 tenantry_testkit::on_both_backends!(create_race, super::creates_of_one_identifier);

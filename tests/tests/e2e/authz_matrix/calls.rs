@@ -164,6 +164,10 @@ pub async fn call(
             })
             .await
             .map(drop),
+        "GetOwnerCapacity" => members
+            .get_owner_capacity(membership::GetOwnerCapacityRequest { account: account() })
+            .await
+            .map(drop),
 
         "CreateInvitation" => invitations
             .create_invitation(invitation::CreateInvitationRequest {

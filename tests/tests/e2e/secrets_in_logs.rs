@@ -3,6 +3,11 @@
 //! bridge) while users call with bearer tokens, an invitation goes from e-mail to acceptance, a
 //! guess fails, and the mailer tries an SMTP server whose URL carries a password. Then no JWT
 //! (user or service identity), no invitation secret and no SMTP password is in the capture.
+//!
+//! The capture is the process-wide subscriber, so that it sees every thread (sqlx's SQLite
+//! workers included), and a process-wide subscriber would see every other test of the
+//! end-to-end binary too: the test runs alone in a child process of it
+//! ([`tenantry_e2e::in_own_process`]).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -17,7 +22,7 @@ use tenantry_proto::membership::v1::{ListMyAccountsRequest, Role};
 use tenantry_testkit::{Backend, ClusterOptions, TestCluster, TestUser};
 use tonic::Code;
 
-/// Where the subscriber writes: one buffer for the whole test binary.
+/// Where the subscriber writes: one buffer for the whole (child) process.
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
 
@@ -43,7 +48,7 @@ impl Capture {
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .try_init()
-            .expect("the only subscriber of this test binary");
+            .expect("the only subscriber of this process");
         capture
     }
 
@@ -78,6 +83,12 @@ const SMTP_PASSWORD: &str = "s3cret-smtp-Pa55word";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_secrets_and_passwords_never_reach_the_logs() {
+    if !tenantry_e2e::in_own_process(
+        module_path!(),
+        "tokens_secrets_and_passwords_never_reach_the_logs",
+    ) {
+        return;
+    }
     let capture = Capture::install();
     let mut invitation_secrets = Vec::new();
     let mut bearer_tokens = Vec::new();

@@ -6,15 +6,13 @@
 //! no refusal carries a display name, an e-mail address or a message text. A new RPC without a
 //! row fails the test (the rows are compared with the API's descriptors).
 
-#[path = "authz_matrix/calls.rs"]
 mod calls;
-#[path = "authz_matrix/world.rs"]
 mod world;
 
 use std::collections::BTreeSet;
 
 use prost::Message as _;
-use tenantry_testkit::{Backend, ClusterOptions, TestCluster, postgres_url};
+use tenantry_testkit::{Backend, ClusterOptions, TestCluster, postgres_or_skip};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
@@ -98,12 +96,13 @@ type Row = (
 ///
 /// Choices where DESIGN.md §5 is silent, following the proto comments:
 /// - Service identities may call only what a peer needs (GetAccount, ListManagedCustomers,
-///   AddMember, GetMember, ListMembers, Authorize); everything else refuses them, as does
-///   every RPC that acts for a person (ListMyAccounts, the inbox, invitation links).
+///   AddMember, GetMember, ListMembers, Authorize, GetOwnerCapacity); everything else refuses
+///   them, as does every RPC that acts for a person (ListMyAccounts, the inbox, invitation
+///   links).
 /// - Managing a customer's members and invitations is for its own OWNER/ADMIN (and
 ///   operators): partner people join it first (AddMyself).
-/// - Operators cannot AddMyself (they use AddMember), cannot call Authorize, and cannot
-///   acknowledge someone else's inbox item.
+/// - Operators cannot AddMyself (they use AddMember), cannot call Authorize or
+///   GetOwnerCapacity, and cannot acknowledge someone else's inbox item.
 /// - "Other customer OWNER" is the strongest role elsewhere; "no membership" is also the
 ///   invitee of the AcceptInvitation targets, so only they accept.
 #[rustfmt::skip]
@@ -127,6 +126,7 @@ const MATRIX: &[Row] = &[
     (M, "ListMembers",           Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   A, A, A,     D,   D,   A,   U, U, U, U]),
     (M, "ListMyAccounts",        Setup::World, NONE,    [A,  A, A, A,   A, A, A,   A, A, A,     A,   A,   D,   U, U, U, U]),
     (M, "Authorize",             Setup::World, ACCOUNT, [D,  D, D, D,   D, D, D,   D, D, D,     D,   D,   A,   U, U, U, U]),
+    (M, "GetOwnerCapacity",      Setup::World, ACCOUNT, [D,  D, D, D,   D, D, D,   D, D, D,     D,   D,   A,   U, U, U, U]),
     (I, "CreateInvitation",      Setup::World, ACCOUNT, [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
     (I, "ListInvitations",       Setup::World, ACCOUNT, [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
     (I, "GetInvitation",         Setup::World, CHILD,   [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
@@ -277,7 +277,7 @@ async fn every_rpc_answers_every_identity_as_the_design_says() {
     );
 
     // PostgreSQL when configured (the production shape), else the embedded default.
-    let backend = match postgres_url() {
+    let backend = match postgres_or_skip() {
         Some(_) => Backend::Postgres,
         None => Backend::Sqlite,
     };

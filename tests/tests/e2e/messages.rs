@@ -15,7 +15,8 @@ use tenantry_proto::notification::v1::{
 };
 use tenantry_proto::registry::v1::{DeleteAccountRequest, GetAccountRequest};
 use tenantry_testkit::{
-    Backend, ClusterOptions, TestCluster, TestUser, amqp_url, on_both_backends, postgres_url,
+    Backend, ClusterOptions, TestCluster, TestUser, amqp_or_skip, on_both_backends,
+    postgres_or_skip,
 };
 use tokio_stream::StreamExt;
 use tonic::Code;
@@ -542,7 +543,7 @@ on_both_backends!(refusals, super::message_refusals);
 /// per-replica queue on RabbitMQ.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_inbox_through_rabbitmq() {
-    if amqp_url().is_none() {
+    if amqp_or_skip().is_none() {
         eprintln!("skipped: set TENANTRY_TEST_AMQP_URL");
         return;
     }
@@ -557,7 +558,8 @@ async fn live_inbox_through_rabbitmq() {
 /// restarted in the middle of the fan-out: exactly 20,000, no duplicates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_of_20000_deliveries_survives_a_restart() {
-    if postgres_url().is_none() || amqp_url().is_none() {
+    let (postgres, amqp) = (postgres_or_skip(), amqp_or_skip());
+    if postgres.is_none() || amqp.is_none() {
         eprintln!("skipped: needs PostgreSQL and RabbitMQ");
         return;
     }
@@ -655,7 +657,8 @@ async fn fan_out_of_20000_deliveries_survives_a_restart() {
 /// replica sees the arrival and the removal caused through the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_replica_sees_every_inbox_change() {
-    if postgres_url().is_none() || amqp_url().is_none() {
+    let (postgres, amqp) = (postgres_or_skip(), amqp_or_skip());
+    if postgres.is_none() || amqp.is_none() {
         eprintln!("skipped: needs PostgreSQL and RabbitMQ");
         return;
     }

@@ -11,7 +11,9 @@ use tenantry_proto::invitation::v1::{
 };
 use tenantry_proto::membership::v1::{ListMyAccountsRequest, MemberSource, Role};
 use tenantry_testkit::smtp::{ReceivedMail, SmtpServer};
-use tenantry_testkit::{Backend, ClusterOptions, TestCluster, TestUser, amqp_url, postgres_url};
+use tenantry_testkit::{
+    Backend, ClusterOptions, TestCluster, TestUser, amqp_or_skip, postgres_or_skip,
+};
 use tonic::Code;
 
 const MAIL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -179,7 +181,13 @@ async fn invite_and_accept_on_the_embedded_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invite_and_accept_on_postgres_rabbitmq_and_smtp() {
-    if postgres_url().is_none() || amqp_url().is_none() || !tenantry_testkit::smtp::available() {
+    // All three asked (no short circuit), so the notice names every suite that is missing.
+    let (postgres, amqp, aiosmtpd) = (
+        postgres_or_skip(),
+        amqp_or_skip(),
+        tenantry_testkit::smtp_or_skip(),
+    );
+    if postgres.is_none() || amqp.is_none() || !aiosmtpd {
         eprintln!("skipped: needs PostgreSQL, RabbitMQ and aiosmtpd (see .ci/run)");
         return;
     }

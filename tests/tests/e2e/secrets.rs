@@ -265,7 +265,7 @@ async fn secrets_rest_only_as_hashes_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_rest_only_as_hashes_on_postgres() {
-    if tenantry_testkit::postgres_url().is_none() {
+    if tenantry_testkit::postgres_or_skip().is_none() {
         eprintln!("skipped: set TENANTRY_TEST_POSTGRES_URL to run the PostgreSQL suite");
         return;
     }
