@@ -47,6 +47,28 @@ pub enum HandlerError {
     UnknownType(String),
 }
 
+/// A service's own error as a handler failure: whether the same event would fail the same way
+/// again (permanent: straight to the dead letters) or may succeed later (transient: retried).
+/// Implemented by each service's domain error; `?` in a handler then converts it.
+pub trait HandlerFailure: std::error::Error + 'static {
+    /// Whether retrying cannot help (e.g. a corrupt row). Default: no, database or peer
+    /// trouble passes.
+    fn permanent(&self) -> bool {
+        false
+    }
+}
+
+impl<E: HandlerFailure> From<E> for HandlerError {
+    fn from(error: E) -> Self {
+        let text = tenantry_platform::error::ErrorChain(&error).to_string();
+        if error.permanent() {
+            Self::Permanent(text)
+        } else {
+            Self::Transient(text)
+        }
+    }
+}
+
 impl HandlerError {
     /// The error for an event whose type `event` the handler does not handle.
     pub fn unknown_type(event: &crate::Event) -> Self {
@@ -94,4 +116,36 @@ pub(crate) enum SettleError {
     Nacked(String),
     #[error("the republish to {0} was unroutable (queue missing)")]
     Unroutable(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    enum ServiceError {
+        #[error("corrupt row: {0}")]
+        Corrupt(String),
+        #[error("the database is down")]
+        Down(#[source] std::io::Error),
+    }
+
+    impl HandlerFailure for ServiceError {
+        fn permanent(&self) -> bool {
+            matches!(self, Self::Corrupt(_))
+        }
+    }
+
+    #[test]
+    fn a_service_error_is_permanent_or_transient_with_its_cause_chain() {
+        let corrupt = HandlerError::from(ServiceError::Corrupt("invitations/1".into()));
+        assert!(
+            matches!(&corrupt, HandlerError::Permanent(text) if text == "corrupt row: invitations/1")
+        );
+        let down = HandlerError::from(ServiceError::Down(std::io::Error::other("refused")));
+        assert!(
+            matches!(&down, HandlerError::Transient(text) if text == "the database is down: refused"),
+            "{down:?}"
+        );
+    }
 }

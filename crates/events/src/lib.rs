@@ -22,7 +22,7 @@ pub use broadcast::Subscription;
 pub use bus::EventBus;
 pub use consumer::{ConsumerSpec, Handler, RetryPolicy};
 pub use envelope::Event;
-pub use error::{HandlerError, PublishError};
+pub use error::{HandlerError, HandlerFailure, PublishError};
 pub use in_process::InProcessBus;
 pub use kernel::{Peer, ServiceContext, ServiceInfo, StartError, Started};
 pub use migrations::{outbox_migration, processed_events_migration};

@@ -19,7 +19,6 @@ use tenantry_platform::{AccountId, ApiError};
 use tenantry_proto::EventType;
 use tenantry_proto::events::v1 as events;
 
-use crate::domain::NotificationError;
 use crate::store::{fanout, withdraw};
 use crate::wire::parse_message_name;
 use crate::worker::FanoutWake;
@@ -30,14 +29,6 @@ pub const FANOUT_GROUP: &str = "tenantry.notification.fanout";
 pub const MEMBERSHIP_EVENTS_GROUP: &str = "tenantry.notification.membership-events";
 /// Group reacting to account events.
 pub const ACCOUNT_EVENTS_GROUP: &str = "tenantry.notification.account-events";
-
-/// A store failure inside a handler: retry (database trouble passes), except a corrupt row.
-fn handler_error(error: NotificationError) -> HandlerError {
-    match error {
-        NotificationError::Corrupt(what) => HandlerError::Permanent(format!("corrupt row: {what}")),
-        other => HandlerError::Transient(other.to_string()),
-    }
-}
 
 /// `message.sent` → fan-out jobs; once they are committed, wakes the fan-out workers.
 #[derive(Debug)]
@@ -73,7 +64,7 @@ impl Handler for FanoutJobs {
             })?;
         fanout::record_jobs(txn, &message_id, &accounts, now())
             .await
-            .map_err(handler_error)
+            .map_err(HandlerError::from)
     }
 
     async fn after_commit(&self, _event: &Event) {
@@ -107,7 +98,7 @@ impl Handler for MembershipEvents {
         })?;
         let withdrawn = withdraw::withdraw_member(txn, &self.outbox, &account_id, &user_id, now())
             .await
-            .map_err(handler_error)?;
+            .map_err(HandlerError::from)?;
         if withdrawn > 0 {
             tracing::info!(member = %name, withdrawn, "withdrew the pending deliveries of a removed member");
         }
@@ -146,7 +137,7 @@ impl Handler for AccountEvents {
         })?;
         let withdrawn = withdraw::withdraw_account(txn, &self.outbox, &account_id, now())
             .await
-            .map_err(handler_error)?;
+            .map_err(HandlerError::from)?;
         if withdrawn > 0 {
             tracing::info!(account = %name, withdrawn, "withdrew the pending deliveries of an account");
         }

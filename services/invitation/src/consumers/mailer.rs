@@ -19,7 +19,6 @@ use tenantry_proto::EventType;
 use tenantry_proto::events::v1 as events;
 use tenantry_proto::invitation::v1 as wire;
 
-use super::handler_error;
 use crate::domain::secret::{Secret, accept_link};
 use crate::domain::{Invitation, InvitationId, InvitationState};
 use crate::mail::render::{self, InvitationEmail};
@@ -115,7 +114,7 @@ impl Handler for Mailer {
         let (invitation_id, generation) = requested(event)?;
         let Some(invitation) = store::load(txn, &invitation_id)
             .await
-            .map_err(handler_error)?
+            .map_err(HandlerError::from)?
         else {
             tracing::warn!(invitation_id = %invitation_id, event = %event.id, "no such invitation; nothing to send");
             return Ok(());
@@ -164,7 +163,7 @@ impl Handler for Mailer {
         let recorded =
             delivery::record_sent(txn, &invitation_id, generation, &secret.hash(), now())
                 .await
-                .map_err(handler_error)?;
+                .map_err(HandlerError::from)?;
         if recorded {
             tracing::info!(invitation = %invitation.name(), event = %event.id, "invitation e-mail sent");
         } else {

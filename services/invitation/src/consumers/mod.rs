@@ -23,7 +23,6 @@ use tenantry_platform::time::now;
 use tenantry_proto::EventType;
 use tenantry_proto::events::v1 as events;
 
-use crate::domain::InvitationError;
 use crate::store;
 
 pub use mailer::Mailer;
@@ -41,14 +40,6 @@ pub const MAILER_TYPES: &[EventType] = &[EventType::InvitationCreated, EventType
 pub const ACCOUNT_EVENT_TYPES: &[EventType] = &[EventType::AccountDeleted];
 /// The types [`MemberEvents`] handles.
 pub const MEMBER_EVENT_TYPES: &[EventType] = &[EventType::MemberAdded];
-
-/// A store failure inside a handler: retry (database trouble passes), except a corrupt row.
-pub(crate) fn handler_error(error: InvitationError) -> HandlerError {
-    match error {
-        InvitationError::Corrupt(what) => HandlerError::Permanent(format!("corrupt row: {what}")),
-        other => HandlerError::Transient(other.to_string()),
-    }
-}
 
 /// `account.deleted` → the account's PENDING invitations become REVOKED by
 /// `services/invitation` (EXPIRED if already past their expiry), with their events.
@@ -78,7 +69,7 @@ impl AccountEvents {
         })?;
         let withdrawn = store::withdraw_account(txn, &self.outbox, &account_id, now())
             .await
-            .map_err(handler_error)?;
+            .map_err(HandlerError::from)?;
         if withdrawn > 0 {
             tracing::info!(account = %name, withdrawn, "withdrew the pending invitations of a deleted account");
         }
@@ -132,7 +123,7 @@ impl MemberEvents {
         })?;
         let closed = store::close_for_member(txn, &self.outbox, &account_id, &member.email, now())
             .await
-            .map_err(handler_error)?;
+            .map_err(HandlerError::from)?;
         if closed > 0 {
             tracing::info!(member = %member.name, "closed the pending invitation of a member added directly");
         }

@@ -104,3 +104,11 @@ impl From<tenantry_platform::idempotency::RequestIdReused> for InvitationError {
         InvitationError::RequestIdReused
     }
 }
+
+/// In a consumer: a corrupt row fails the same way on every delivery (dead letters at once);
+/// anything else (the database, a peer) may pass, so the event is retried.
+impl tenantry_events::HandlerFailure for InvitationError {
+    fn permanent(&self) -> bool {
+        matches!(self, Self::Corrupt(_))
+    }
+}

@@ -55,3 +55,11 @@ impl From<ApiError> for NotificationError {
         Self::Upstream(error)
     }
 }
+
+/// In a consumer: a corrupt row fails the same way on every delivery (dead letters at once);
+/// anything else (the database, a peer) may pass, so the event is retried.
+impl tenantry_events::HandlerFailure for NotificationError {
+    fn permanent(&self) -> bool {
+        matches!(self, Self::Corrupt(_))
+    }
+}
