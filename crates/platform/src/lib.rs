@@ -4,6 +4,7 @@
 //! migrations, page tokens, resource names, the `request_id` idempotency rules, and the client
 //! side of membership's `Authorize`.
 
+pub mod account_state;
 pub mod admin;
 pub mod auth;
 pub mod authz;
@@ -28,6 +29,7 @@ pub mod time;
 pub mod tls;
 pub mod validation;
 
+pub use account_state::AccountState;
 pub use auth::{Authenticator, Principal, ServiceIdentity, UserIdentity};
 pub use error::ApiError;
 pub use names::{AccountId, UserId};

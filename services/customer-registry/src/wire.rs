@@ -19,20 +19,11 @@ pub fn account_to_proto(account: Account) -> pb::Account {
             .managed_by
             .map(|parent| parent.name())
             .unwrap_or_default(),
-        state: state_to_proto(account.state) as i32,
+        state: account.state.to_wire(),
         create_time: Some(to_timestamp(account.create_time)),
         update_time: Some(to_timestamp(account.update_time)),
         delete_time: to_optional_timestamp(account.delete_time),
         creator: account.creator,
-    }
-}
-
-/// The wire enum of a state.
-pub fn state_to_proto(state: AccountState) -> pb::AccountState {
-    match state {
-        AccountState::Active => pb::AccountState::Active,
-        AccountState::Disabled => pb::AccountState::Disabled,
-        AccountState::Deleted => pb::AccountState::Deleted,
     }
 }
 

@@ -16,16 +16,7 @@ use tonic::Code;
 
 use crate::domain::{InvitationError, Role, normalize_email};
 
-/// An account's lifecycle state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AccountState {
-    /// In normal use.
-    Active,
-    /// Suspended.
-    Disabled,
-    /// Soft-deleted.
-    Deleted,
-}
+pub use tenantry_platform::AccountState;
 
 /// What this service needs to know about an account.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,11 +62,8 @@ impl AccountDirectory for RegistryAccounts {
             Err(status) if status.code() == Code::NotFound => return Ok(None),
             Err(status) => return Err(from_upstream("customer registry", &status)),
         };
-        let state = match registry::AccountState::try_from(account.state) {
-            Ok(registry::AccountState::Active) => AccountState::Active,
-            Ok(registry::AccountState::Deleted) => AccountState::Deleted,
-            _ => AccountState::Disabled,
-        };
+        // A state this build does not know is treated as not usable.
+        let state = AccountState::from_wire(account.state).unwrap_or(AccountState::Disabled);
         Ok(Some(AccountFacts {
             display_name: account.display_name,
             state,

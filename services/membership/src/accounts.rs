@@ -10,8 +10,7 @@ use tenantry_platform::db::Database;
 use tenantry_platform::error::{ErrorChain, from_upstream};
 use tenantry_platform::{AccountId, ApiError};
 use tenantry_proto::registry::v1::{
-    Account, AccountState as WireState, GetAccountRequest,
-    customer_registry_service_client::CustomerRegistryServiceClient,
+    Account, GetAccountRequest, customer_registry_service_client::CustomerRegistryServiceClient,
 };
 
 use crate::domain::{AccountFacts, AccountState, VersionedFacts};
@@ -161,16 +160,11 @@ pub fn versioned_facts_of(account: Account) -> Result<VersionedFacts, UnusableAc
 }
 
 fn facts_from(account: Account) -> Result<AccountFacts, UnusableAccount> {
-    let state = match WireState::try_from(account.state) {
-        Ok(WireState::Active) => AccountState::Active,
-        Ok(WireState::Disabled) => AccountState::Disabled,
-        Ok(WireState::Deleted) => AccountState::Deleted,
-        _ => {
-            return Err(UnusableAccount(format!(
-                "{} has state {}",
-                account.name, account.state
-            )));
-        }
+    let Some(state) = AccountState::from_wire(account.state) else {
+        return Err(UnusableAccount(format!(
+            "{} has state {}",
+            account.name, account.state
+        )));
     };
     let managed_by = if account.managed_by.is_empty() {
         None
@@ -303,7 +297,7 @@ mod tests {
             name: "accounts/acme".into(),
             account_id: "acme".into(),
             display_name: "Acme".into(),
-            state: WireState::Active as i32,
+            state: AccountState::Active.to_wire(),
             etag: "12".into(),
             update_time: Some(prost_types::Timestamp {
                 seconds: 1_700_000_000,
@@ -338,7 +332,7 @@ mod tests {
             account_id: "acme".into(),
             display_name: "Acme".into(),
             managed_by: "accounts/partner".into(),
-            state: WireState::Disabled as i32,
+            state: AccountState::Disabled.to_wire(),
             ..Default::default()
         };
         assert_eq!(

@@ -8,14 +8,13 @@ use tenantry_platform::names::{account_name, member_name, user_name};
 use tenantry_platform::time::to_timestamp;
 use tenantry_platform::{AccountId, ApiError, UserId, UserIdentity};
 use tenantry_proto::membership::v1 as wire;
-use tenantry_proto::registry::v1::AccountState as WireState;
 
 use crate::domain::access::Access;
 use crate::domain::authorize::Decision;
 use crate::domain::members::{AddMember, MemberFilter, Target};
 use crate::domain::owners::OwnerCapacity;
 use crate::domain::{
-    AccountFacts, AccountState, Member, MemberSource, Permission, Role, UserProfile, validate_email,
+    AccountFacts, Member, MemberSource, Permission, Role, UserProfile, validate_email,
 };
 
 /// A required role; UNSPECIFIED or unknown values are INVALID_ARGUMENT naming `field`.
@@ -111,15 +110,6 @@ pub fn permission_from_wire(value: i32) -> Result<Permission, ApiError> {
     Ok(permission)
 }
 
-/// An account state on the wire.
-pub fn account_state_to_wire(state: AccountState) -> i32 {
-    match state {
-        AccountState::Active => WireState::Active as i32,
-        AccountState::Disabled => WireState::Disabled as i32,
-        AccountState::Deleted => WireState::Deleted as i32,
-    }
-}
-
 /// A membership on the wire.
 pub fn member_to_wire(member: &Member) -> wire::Member {
     wire::Member {
@@ -151,7 +141,7 @@ pub fn membership_to_wire(member: &Member, account: &AccountFacts) -> wire::Acco
             .map(|partner| partner.name())
             .unwrap_or_default(),
         source: source_to_wire(member.source),
-        account_state: account_state_to_wire(account.state),
+        account_state: account.state.to_wire(),
     }
 }
 

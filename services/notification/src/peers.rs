@@ -18,11 +18,8 @@ use crate::domain::{AccountFacts, AccountState};
 const CUSTOMER_PAGE: i32 = 1000;
 
 fn facts_of(account: registry::Account) -> AccountFacts {
-    let state = match registry::AccountState::try_from(account.state) {
-        Ok(registry::AccountState::Active) => AccountState::Active,
-        Ok(registry::AccountState::Deleted) => AccountState::Deleted,
-        _ => AccountState::Disabled,
-    };
+    // A state this build does not know is treated as not usable.
+    let state = AccountState::from_wire(account.state).unwrap_or(AccountState::Disabled);
     AccountFacts {
         display_name: account.display_name,
         partner: account.partner,

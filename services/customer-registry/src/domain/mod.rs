@@ -16,37 +16,8 @@ pub use error::RegistryError;
 pub use identifier::{AccountId as NewAccountId, DisplayName, InvalidValue};
 pub use tenantry_platform::AccountId;
 
-/// Lifecycle state of an account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AccountState {
-    /// In normal use.
-    Active,
-    /// Suspended; reversible.
-    Disabled,
-    /// Soft-deleted; final.
-    Deleted,
-}
-
-impl AccountState {
-    /// The value stored in the database.
-    pub fn as_db_str(self) -> &'static str {
-        match self {
-            AccountState::Active => "ACTIVE",
-            AccountState::Disabled => "DISABLED",
-            AccountState::Deleted => "DELETED",
-        }
-    }
-
-    /// The state for a stored value.
-    pub fn from_db_str(value: &str) -> Option<Self> {
-        match value {
-            "ACTIVE" => Some(AccountState::Active),
-            "DISABLED" => Some(AccountState::Disabled),
-            "DELETED" => Some(AccountState::Deleted),
-            _ => None,
-        }
-    }
-}
+/// Lifecycle state of an account: one type for the workspace.
+pub use tenantry_platform::AccountState;
 
 /// Which states a list returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +41,7 @@ impl StateFilter {
     pub fn label(self) -> &'static str {
         match self {
             StateFilter::NotDeleted => "NOT_DELETED",
-            StateFilter::Only(state) => state.as_db_str(),
+            StateFilter::Only(state) => state.as_str(),
         }
     }
 }
@@ -318,7 +289,7 @@ mod tests {
             AccountState::Disabled,
             AccountState::Deleted,
         ] {
-            assert_eq!(AccountState::from_db_str(state.as_db_str()), Some(state));
+            assert_eq!(AccountState::parse(state.as_str()), Some(state));
         }
     }
 }

@@ -142,7 +142,7 @@ impl Store {
             .states
             .states()
             .into_iter()
-            .map(AccountState::as_db_str)
+            .map(AccountState::as_str)
             .collect();
         let mut select = account::Entity::find().filter(account::Column::State.is_in(states));
         if let Some(parent) = &query.managed_by {
@@ -351,7 +351,7 @@ async fn load_locked(txn: &DatabaseTransaction, id: &AccountId) -> Result<Accoun
 async fn live_customers(txn: &DatabaseTransaction, id: &AccountId) -> Result<u64, RegistryError> {
     Ok(account::Entity::find()
         .filter(account::Column::ManagedBy.eq(id.as_str()))
-        .filter(account::Column::State.ne(AccountState::Deleted.as_db_str()))
+        .filter(account::Column::State.ne(AccountState::Deleted.as_str()))
         .count(txn)
         .await?)
 }
@@ -365,7 +365,7 @@ async fn insert(txn: &DatabaseTransaction, new: NewAccount) -> Result<Account, R
         display_name: Set(new.display_name.to_string()),
         partner: Set(false),
         managed_by: Set(new.managed_by.as_ref().map(ToString::to_string)),
-        state: Set(AccountState::Active.as_db_str().to_string()),
+        state: Set(AccountState::Active.as_str().to_string()),
         creator: Set(new.creator.clone()),
         version: Set(1),
         create_time: Set(now),
@@ -409,7 +409,7 @@ async fn apply(
         .col_expr(account::Column::UpdateTime, Expr::value(now));
     match &update {
         Update::State(state) => {
-            statement = statement.col_expr(account::Column::State, Expr::value(state.as_db_str()));
+            statement = statement.col_expr(account::Column::State, Expr::value(state.as_str()));
             if *state == AccountState::Deleted {
                 statement = statement.col_expr(account::Column::DeleteTime, Expr::value(Some(now)));
             }
@@ -474,7 +474,7 @@ async fn replay<C: ConnectionTrait>(
 }
 
 fn to_domain(row: account::Model) -> Result<Account, RegistryError> {
-    let state = AccountState::from_db_str(&row.state).ok_or_else(|| {
+    let state = AccountState::parse(&row.state).ok_or_else(|| {
         RegistryError::CorruptRow(format!(
             "account {} has unknown state {:?}",
             row.account_id, row.state

@@ -49,36 +49,7 @@ impl MemberSource {
 }
 
 /// An account's lifecycle state, as the customer registry reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AccountState {
-    /// In normal use.
-    Active,
-    /// Suspended; reversible.
-    Disabled,
-    /// Soft-deleted; final.
-    Deleted,
-}
-
-impl AccountState {
-    /// The stored spelling (the account replica).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountState::Active => "ACTIVE",
-            AccountState::Disabled => "DISABLED",
-            AccountState::Deleted => "DELETED",
-        }
-    }
-
-    /// The state spelled `text` in the database.
-    pub fn parse(text: &str) -> Option<AccountState> {
-        match text {
-            "ACTIVE" => Some(AccountState::Active),
-            "DISABLED" => Some(AccountState::Disabled),
-            "DELETED" => Some(AccountState::Deleted),
-            _ => None,
-        }
-    }
-}
+pub use tenantry_platform::AccountState;
 
 /// What membership needs to know about an account (owned by the customer registry).
 #[derive(Clone, Debug, PartialEq, Eq)]

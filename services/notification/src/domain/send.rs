@@ -21,16 +21,7 @@ pub const SEND_MESSAGE: &str = "SendMessage";
 pub const NOT_A_MANAGED_CUSTOMER: &str =
     "must be a customer `accounts/{customer_id}` managed by parent";
 
-/// An account's lifecycle state, as the registry reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AccountState {
-    /// In normal use.
-    Active,
-    /// Suspended.
-    Disabled,
-    /// Soft-deleted.
-    Deleted,
-}
+pub use tenantry_platform::AccountState;
 
 /// What this service needs to know about an account.
 #[derive(Clone, Debug, PartialEq, Eq)]
