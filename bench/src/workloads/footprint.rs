@@ -245,7 +245,7 @@ async fn delete_queues(amqp_url: &str, prefix: &str) {
         return;
     };
     if let Ok(channel) = connection.create_channel().await {
-        for group in tenantry_testkit::CONSUMER_GROUPS {
+        for group in tenantry_testkit::consumer_groups() {
             for suffix in ["", ".retry", ".dead"] {
                 let name = format!("{prefix}{group}{suffix}");
                 let _ = channel

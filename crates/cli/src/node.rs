@@ -485,8 +485,8 @@ mod tests {
         }
     }
 
-    /// Names are file names, token identities and health keys: two services must never share
-    /// one, and the command-line name must be what the service calls itself.
+    /// Names are file names, token identities, health keys and queue names: two services must
+    /// never share one, and the command-line name must be what the service calls itself.
     #[test]
     fn services_have_distinct_names() {
         use clap::ValueEnum;
@@ -499,6 +499,15 @@ mod tests {
             .map(ServiceKind::grpc_name)
             .collect();
         assert_eq!((names.len(), grpc.len()), (4, 4));
+        // A consumer group is a durable queue: two services sharing one would steal each
+        // other's events.
+        let groups: Vec<_> = ServiceKind::ALL
+            .into_iter()
+            .flat_map(|kind| kind.info().consumer_groups.iter().copied())
+            .collect();
+        let distinct: BTreeSet<_> = groups.iter().collect();
+        assert_eq!(distinct.len(), groups.len(), "{groups:?}");
+        assert!(groups.iter().all(|group| group.starts_with("tenantry.")));
         for kind in ServiceKind::ALL {
             let flag = kind.to_possible_value().expect("a value");
             assert_eq!(flag.get_name(), kind.name());

@@ -86,6 +86,8 @@ pub struct ServiceInfo {
     pub grpc_name: &'static str,
     /// Every event type its consumer groups and broadcast subscriptions bind.
     pub consumes: &'static [EventType],
+    /// Its consumer groups (= durable queue names, before any queue prefix).
+    pub consumer_groups: &'static [&'static str],
     /// The services it calls.
     pub calls: &'static [Peer],
     /// Applies its migrations (`tenantry migrate`).
@@ -110,6 +112,7 @@ impl std::fmt::Debug for ServiceInfo {
             .field("name", &self.name)
             .field("grpc_name", &self.grpc_name)
             .field("consumes", &self.consumes)
+            .field("consumer_groups", &self.consumer_groups)
             .field("calls", &self.calls)
             .finish_non_exhaustive()
     }

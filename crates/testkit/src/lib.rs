@@ -38,15 +38,11 @@ pub const TEST_JWT_SECRET: &str = "tenantry-test-user-secret";
 const TEST_INTERNAL_SECRET: &str = "tenantry-test-internal-secret";
 
 /// The consumer groups of the cluster (their queues are deleted when a test cluster stops).
-pub const CONSUMER_GROUPS: [&str; 7] = [
-    tenantry_membership::consumers::ACCOUNTS_GROUP,
-    tenantry_invitation::consumers::MAILER_GROUP,
-    tenantry_invitation::consumers::ACCOUNT_EVENTS_GROUP,
-    tenantry_invitation::consumers::MEMBER_EVENTS_GROUP,
-    tenantry_notification::consumers::FANOUT_GROUP,
-    tenantry_notification::consumers::MEMBERSHIP_EVENTS_GROUP,
-    tenantry_notification::consumers::ACCOUNT_EVENTS_GROUP,
-];
+pub fn consumer_groups() -> impl Iterator<Item = &'static str> {
+    ServiceKind::ALL
+        .into_iter()
+        .flat_map(|kind| kind.info().consumer_groups.iter().copied())
+}
 
 /// How a test cluster is put together.
 #[derive(Clone, Debug)]
@@ -624,7 +620,7 @@ async fn delete_broker_topology(amqp: &AmqpConfig) {
         return;
     };
     if let Ok(channel) = connection.create_channel().await {
-        for group in CONSUMER_GROUPS {
+        for group in consumer_groups() {
             for suffix in ["", ".retry", ".dead"] {
                 let name = format!("{}{group}{suffix}", amqp.queue_prefix);
                 let _ = channel

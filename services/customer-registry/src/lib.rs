@@ -50,6 +50,7 @@ pub const SERVICE: tenantry_events::ServiceInfo = tenantry_events::ServiceInfo {
     name: "customer-registry",
     grpc_name: SERVICE_NAME,
     consumes: CONSUMES,
+    consumer_groups: &[],
     calls: &[tenantry_events::Peer::Membership],
     migrate: tenantry_events::kernel::migrate_with::<Migrator>,
 };

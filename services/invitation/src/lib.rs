@@ -42,6 +42,11 @@ pub const SERVICE: tenantry_events::ServiceInfo = tenantry_events::ServiceInfo {
     name: "invitation",
     grpc_name: SERVICE_NAME,
     consumes: CONSUMES,
+    consumer_groups: &[
+        consumers::MAILER_GROUP,
+        consumers::ACCOUNT_EVENTS_GROUP,
+        consumers::MEMBER_EVENTS_GROUP,
+    ],
     calls: &[
         tenantry_events::Peer::Membership,
         tenantry_events::Peer::Registry,

@@ -33,6 +33,7 @@ pub const SERVICE: tenantry_events::ServiceInfo = tenantry_events::ServiceInfo {
     name: "membership",
     grpc_name: SERVICE_NAME,
     consumes: CONSUMES,
+    consumer_groups: &[consumers::ACCOUNTS_GROUP],
     calls: &[tenantry_events::Peer::Registry],
     migrate: tenantry_events::kernel::migrate_with::<Migrator>,
 };

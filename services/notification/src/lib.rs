@@ -53,6 +53,11 @@ pub const SERVICE: tenantry_events::ServiceInfo = tenantry_events::ServiceInfo {
     name: "notification",
     grpc_name: SERVICE_NAME,
     consumes: CONSUMES,
+    consumer_groups: &[
+        consumers::FANOUT_GROUP,
+        consumers::MEMBERSHIP_EVENTS_GROUP,
+        consumers::ACCOUNT_EVENTS_GROUP,
+    ],
     calls: &[
         tenantry_events::Peer::Membership,
         tenantry_events::Peer::Registry,

@@ -458,15 +458,9 @@ pub async fn delete_topology(connection: &lapin::Connection, prefix: &str) {
     let Ok(channel) = connection.create_channel().await else {
         return;
     };
-    let groups = [
-        tenantry_membership::consumers::ACCOUNTS_GROUP,
-        tenantry_invitation::consumers::MAILER_GROUP,
-        tenantry_invitation::consumers::ACCOUNT_EVENTS_GROUP,
-        tenantry_invitation::consumers::MEMBER_EVENTS_GROUP,
-        tenantry_notification::consumers::FANOUT_GROUP,
-        tenantry_notification::consumers::MEMBERSHIP_EVENTS_GROUP,
-        tenantry_notification::consumers::ACCOUNT_EVENTS_GROUP,
-    ];
+    let groups = tenantry_cli::ServiceKind::ALL
+        .into_iter()
+        .flat_map(|kind| kind.info().consumer_groups.iter().copied());
     for group in groups {
         for suffix in ["", ".retry", ".dead"] {
             let queue = format!("{prefix}{group}{suffix}");
