@@ -47,12 +47,25 @@ impl Outbox {
     /// Runs `work` in one transaction on `connection` and commits it if `work` succeeded, then
     /// wakes the relay; rolls back (dropping the events `work` appended) if it failed.
     ///
-    /// ```ignore
-    /// outbox.write(connection, |tx| Box::pin(async move {
-    ///     insert_row(tx, &row).await?;
-    ///     tx.append(&event).await?;
-    ///     Ok(row)
-    /// })).await
+    /// The work gets the transaction and must own what it uses (the future may outlive the
+    /// caller's borrows); work that borrows the caller's data uses [`Outbox::begin`] instead.
+    ///
+    /// ```no_run
+    /// # use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+    /// # use tenantry_events::{Event, Outbox};
+    /// # async fn example(outbox: Outbox, connection: DatabaseConnection, event: Event) -> Result<(), DbErr> {
+    /// let updated = outbox
+    ///     .write(&connection, |tx| {
+    ///         Box::pin(async move {
+    ///             let result = tx.execute_unprepared("UPDATE accounts SET version = version + 1").await?;
+    ///             tx.append(&event).await?;
+    ///             Ok::<_, DbErr>(result.rows_affected())
+    ///         })
+    ///     })
+    ///     .await?;
+    /// # let _ = updated;
+    /// # Ok(())
+    /// # }
     /// ```
     pub async fn write<T, E, F>(&self, connection: &DatabaseConnection, work: F) -> Result<T, E>
     where
