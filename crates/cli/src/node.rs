@@ -261,15 +261,18 @@ impl Node {
                 own_tls.clone(),
             );
             Arc::new(move |peer: Peer, caller: &'static str| {
-                let minter = minters[caller].clone();
+                let minter = minters
+                    .get(caller)
+                    .cloned()
+                    .ok_or(StartError::NoIdentity(caller))?;
                 let configured = match peer {
                     Peer::Registry => &peers.registry,
                     Peer::Membership => &peers.membership,
                 };
-                match configured {
-                    Some(url) => clients::channel_with_tls(url, minter, tls.client_for(url, None)),
-                    None => clients::channel_with_tls(&own_url, minter, own_tls.clone()),
-                }
+                Ok(match configured {
+                    Some(url) => clients::channel_with_tls(url, minter, tls.client_for(url, None))?,
+                    None => clients::channel_with_tls(&own_url, minter, own_tls.clone())?,
+                })
             })
         };
         for (kind, database_url) in &spec.services {

@@ -36,7 +36,7 @@ pub enum Peer {
 
 /// Opens an authenticated channel to a peer, as this service's identity.
 pub type PeerConnector =
-    Arc<dyn Fn(Peer, &'static str) -> Result<ServiceChannel, InvalidServiceUrl> + Send + Sync>;
+    Arc<dyn Fn(Peer, &'static str) -> Result<ServiceChannel, StartError> + Send + Sync>;
 
 /// What a service gets from the node that runs it.
 #[derive(Clone)]
@@ -134,6 +134,9 @@ pub enum StartError {
     /// A peer's URL is malformed.
     #[error(transparent)]
     PeerUrl(#[from] InvalidServiceUrl),
+    /// The node has no service identity for this service, so it cannot call its peers.
+    #[error("{0} has no service identity in this node")]
+    NoIdentity(&'static str),
     /// The service's own set-up failed (e.g. an invalid SMTP URL).
     #[error("{service} cannot start")]
     Setup {
@@ -178,7 +181,7 @@ impl ServiceContext {
 
     /// A channel to `peer`, authenticated as this service.
     pub fn peer(&self, peer: Peer) -> Result<ServiceChannel, StartError> {
-        Ok((self.peers)(peer, self.service)?)
+        (self.peers)(peer, self.service)
     }
 
     /// The error for a failed set-up step of this service.
