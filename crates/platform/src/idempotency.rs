@@ -59,6 +59,21 @@ pub struct RequestKey {
 }
 
 impl RequestKey {
+    /// The key of a `method` call by `caller` under `request_id`, fingerprinted over the
+    /// method and the request's canonical `fields`. Keep the fields and their order fixed:
+    /// fingerprints are stored, and a changed one turns retries into reuses.
+    pub fn new(request_id: String, caller: String, method: &str, fields: &[&str]) -> Self {
+        let mut canonical = Vec::with_capacity(fields.len() + 1);
+        canonical.push(method);
+        canonical.extend_from_slice(fields);
+        Self {
+            request_id,
+            caller,
+            method: method.to_string(),
+            fingerprint: fingerprint(&canonical),
+        }
+    }
+
     /// Whether this call, whose `request_id` was already recorded as `earlier`, is a retry of
     /// that request: the same caller, method and fingerprint. A retry is `Ok` (the caller gets
     /// the first call's result); anything else is [`RequestIdReused`].
@@ -279,6 +294,13 @@ mod tests {
             print,
             "42a6f3f44be0aaf23c936b1547dd5e41d2d25ff25f36a31474eb1851639f6751"
         );
+    }
+
+    #[test]
+    fn new_keys_fingerprint_the_method_before_the_fields() {
+        let key = RequestKey::new("id".into(), "users/op".into(), "CreateAccount", &["a", "b"]);
+        assert_eq!(key.method, "CreateAccount");
+        assert_eq!(key.fingerprint, fingerprint(&["CreateAccount", "a", "b"]));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 pub mod errors;
 
 use tenantry_platform::authz::Authorizer;
-use tenantry_platform::idempotency::{REQUEST_ID_FIELD, RequestKey, fingerprint, parse_request_id};
+use tenantry_platform::idempotency::{REQUEST_ID_FIELD, RequestKey, parse_request_id};
 use tenantry_platform::pagination::PageTokens;
 use tenantry_platform::{ApiError, Principal, Violations};
 use tenantry_proto::membership::v1::Permission;
@@ -70,12 +70,8 @@ fn request_key(
     method: &str,
     fields: &[&str],
 ) -> Option<RequestKey> {
-    request_id.map(|request_id| RequestKey {
-        request_id,
-        caller: principal.resource_name(),
-        method: method.into(),
-        fingerprint: fingerprint(&[&[method], fields].concat()),
-    })
+    request_id
+        .map(|request_id| RequestKey::new(request_id, principal.resource_name(), method, fields))
 }
 
 /// The account an UpdateAccount names and its new display name, every problem of the request
@@ -422,6 +418,8 @@ impl CustomerRegistryService for RegistryApi {
 
 #[cfg(test)]
 mod tests {
+    use tenantry_platform::idempotency::fingerprint;
+
     use super::*;
 
     #[test]

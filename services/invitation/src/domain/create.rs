@@ -4,7 +4,7 @@
 //! is [`super::permissions_to_manage`].
 
 use chrono::{DateTime, Duration, Utc};
-use tenantry_platform::idempotency::{RequestKey, fingerprint};
+use tenantry_platform::idempotency::RequestKey;
 use tenantry_platform::{AccountId, ApiError, Violations};
 
 use super::{
@@ -87,12 +87,11 @@ impl CreateInvitation {
     /// of this request. The fingerprint's fields are fixed: fingerprints are stored.
     pub fn request_key(&self, request_id: String, caller: String) -> RequestKey {
         let new = &self.new;
-        RequestKey {
+        RequestKey::new(
             request_id,
             caller,
-            method: METHOD.to_string(),
-            fingerprint: fingerprint(&[
-                METHOD,
+            METHOD,
+            &[
                 &new.account_id,
                 &normalize_email(&new.email),
                 &new.given_name,
@@ -102,8 +101,8 @@ impl CreateInvitation {
                     .requested_expiry
                     .map(|time| time.to_rfc3339())
                     .unwrap_or_default(),
-            ]),
-        }
+            ],
+        )
     }
 
     /// Whether the OWNER limit applies: the invitation promises the OWNER role.
@@ -135,6 +134,8 @@ impl CreateInvitation {
 
 #[cfg(test)]
 mod tests {
+    use tenantry_platform::idempotency::fingerprint;
+
     use super::*;
 
     fn requested(role: Result<Role, &'static str>) -> Requested<'static> {

@@ -3,7 +3,7 @@
 //! a refused caller may learn, and who AddMyself lets in.
 
 use tenantry_platform::etag::etag_allows;
-use tenantry_platform::idempotency::{RequestKey, RequestRecord, fingerprint};
+use tenantry_platform::idempotency::{RequestKey, RequestRecord};
 use tenantry_platform::{AccountId, UserId};
 
 use super::access::Access;
@@ -55,18 +55,17 @@ impl AddMember {
     /// the fingerprint of the request's fields.
     pub fn request_key(&self, caller: &Caller) -> Option<RequestKey> {
         let request_id = self.request_id.clone()?;
-        Some(RequestKey {
+        Some(RequestKey::new(
             request_id,
-            caller: caller.resource_name(),
-            method: ADD_MEMBER.to_string(),
-            fingerprint: fingerprint(&[
-                ADD_MEMBER,
+            caller.resource_name(),
+            ADD_MEMBER,
+            &[
                 &self.account_id,
                 &self.target.key(),
                 self.role.as_str(),
                 self.source.as_str(),
-            ]),
-        })
+            ],
+        ))
     }
 
     /// The membership to create for `user_id` (whom the target names), added by `caller`,

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use tenantry_platform::idempotency::{RequestKey, fingerprint};
+use tenantry_platform::idempotency::RequestKey;
 use tenantry_platform::names::parse_account;
 use tenantry_platform::{AccountId, ApiError, Role, Violations};
 
@@ -158,12 +158,11 @@ impl SendDraft {
             Recipients::AllCustomers => (Vec::new(), "all"),
             Recipients::Listed(listed) => (listed.iter().map(|(_, id)| id.as_str()).collect(), ""),
         };
-        RequestKey {
+        RequestKey::new(
             request_id,
             caller,
-            method: SEND_MESSAGE.to_string(),
-            fingerprint: fingerprint(&[
-                SEND_MESSAGE,
+            SEND_MESSAGE,
+            &[
                 partner_id.as_str(),
                 &self.title,
                 &self.body,
@@ -175,8 +174,8 @@ impl SendDraft {
                     .expire_time
                     .map(|time| time.to_rfc3339())
                     .unwrap_or_default(),
-            ]),
-        }
+            ],
+        )
     }
 
     /// The message to store, sent by `sender` from `partner_id` to `recipients`.
@@ -286,6 +285,7 @@ pub fn listed_recipients(
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, TimeZone};
+    use tenantry_platform::idempotency::fingerprint;
 
     use super::*;
 
