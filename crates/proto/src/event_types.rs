@@ -4,98 +4,62 @@
 
 use crate::events::v1 as pb;
 
-/// Every event type Tenantry publishes (= AMQP routing key = CloudEvents `type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventType {
-    /// `account.created`: [`pb::AccountCreated`].
-    AccountCreated,
-    /// `account.updated`: [`pb::AccountUpdated`].
-    AccountUpdated,
-    /// `account.promoted_to_partner`: [`pb::AccountPromotedToPartner`].
-    AccountPromotedToPartner,
-    /// `account.disabled`: [`pb::AccountDisabled`].
-    AccountDisabled,
-    /// `account.enabled`: [`pb::AccountEnabled`].
-    AccountEnabled,
-    /// `account.deleted`: [`pb::AccountDeleted`].
-    AccountDeleted,
-    /// `member.added`: [`pb::MemberAdded`].
-    MemberAdded,
-    /// `member.updated`: [`pb::MemberUpdated`].
-    MemberUpdated,
-    /// `member.removed`: [`pb::MemberRemoved`].
-    MemberRemoved,
-    /// `invitation.created`: [`pb::InvitationCreated`].
-    InvitationCreated,
-    /// `invitation.resent`: [`pb::InvitationResent`].
-    InvitationResent,
-    /// `invitation.accepted`: [`pb::InvitationAccepted`].
-    InvitationAccepted,
-    /// `invitation.revoked`: [`pb::InvitationRevoked`].
-    InvitationRevoked,
-    /// `invitation.expired`: [`pb::InvitationExpired`].
-    InvitationExpired,
-    /// `message.sent`: [`pb::MessageSent`].
-    MessageSent,
-    /// `message.acknowledged`: [`pb::MessageAcknowledged`].
-    MessageAcknowledged,
-    /// `message.resolved`: [`pb::MessageResolved`].
-    MessageResolved,
-    /// `message.expired`: [`pb::MessageExpired`].
-    MessageExpired,
-    /// `inbox.changed`: [`pb::InboxChanged`].
-    InboxChanged,
+/// Declares [`EventType`] (one variant per payload message, named after it), its routing keys,
+/// [`EventType::ALL`] and the [`EventPayload`] impls from one list, so they cannot drift apart.
+macro_rules! event_types {
+    ($($payload:ident => $routing_key:literal,)*) => {
+        /// Every event type Tenantry publishes (= AMQP routing key = CloudEvents `type`).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum EventType {
+            $(
+                #[doc = concat!("`", $routing_key, "`: [`pb::", stringify!($payload), "`].")]
+                $payload,
+            )*
+        }
+
+        impl EventType {
+            /// Every type, in the order of `events.proto`.
+            pub const ALL: [EventType; [$(EventType::$payload),*].len()] = [$(EventType::$payload),*];
+
+            /// The routing key.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(EventType::$payload => $routing_key,)*
+                }
+            }
+        }
+
+        $(
+            impl EventPayload for pb::$payload {
+                const TYPE: EventType = EventType::$payload;
+            }
+        )*
+    };
+}
+
+event_types! {
+    AccountCreated => "account.created",
+    AccountUpdated => "account.updated",
+    AccountPromotedToPartner => "account.promoted_to_partner",
+    AccountDisabled => "account.disabled",
+    AccountEnabled => "account.enabled",
+    AccountDeleted => "account.deleted",
+    MemberAdded => "member.added",
+    MemberUpdated => "member.updated",
+    MemberRemoved => "member.removed",
+    InvitationCreated => "invitation.created",
+    InvitationResent => "invitation.resent",
+    InvitationAccepted => "invitation.accepted",
+    InvitationRevoked => "invitation.revoked",
+    InvitationExpired => "invitation.expired",
+    MessageSent => "message.sent",
+    MessageAcknowledged => "message.acknowledged",
+    MessageResolved => "message.resolved",
+    MessageExpired => "message.expired",
+    InboxChanged => "inbox.changed",
 }
 
 impl EventType {
-    /// Every type, in the order of `events.proto`.
-    pub const ALL: [EventType; 19] = [
-        EventType::AccountCreated,
-        EventType::AccountUpdated,
-        EventType::AccountPromotedToPartner,
-        EventType::AccountDisabled,
-        EventType::AccountEnabled,
-        EventType::AccountDeleted,
-        EventType::MemberAdded,
-        EventType::MemberUpdated,
-        EventType::MemberRemoved,
-        EventType::InvitationCreated,
-        EventType::InvitationResent,
-        EventType::InvitationAccepted,
-        EventType::InvitationRevoked,
-        EventType::InvitationExpired,
-        EventType::MessageSent,
-        EventType::MessageAcknowledged,
-        EventType::MessageResolved,
-        EventType::MessageExpired,
-        EventType::InboxChanged,
-    ];
-
-    /// The routing key.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            EventType::AccountCreated => "account.created",
-            EventType::AccountUpdated => "account.updated",
-            EventType::AccountPromotedToPartner => "account.promoted_to_partner",
-            EventType::AccountDisabled => "account.disabled",
-            EventType::AccountEnabled => "account.enabled",
-            EventType::AccountDeleted => "account.deleted",
-            EventType::MemberAdded => "member.added",
-            EventType::MemberUpdated => "member.updated",
-            EventType::MemberRemoved => "member.removed",
-            EventType::InvitationCreated => "invitation.created",
-            EventType::InvitationResent => "invitation.resent",
-            EventType::InvitationAccepted => "invitation.accepted",
-            EventType::InvitationRevoked => "invitation.revoked",
-            EventType::InvitationExpired => "invitation.expired",
-            EventType::MessageSent => "message.sent",
-            EventType::MessageAcknowledged => "message.acknowledged",
-            EventType::MessageResolved => "message.resolved",
-            EventType::MessageExpired => "message.expired",
-            EventType::InboxChanged => "inbox.changed",
-        }
-    }
-
     /// The type whose routing key is `text`; `None` for a type this build does not know.
     pub fn parse(text: &str) -> Option<EventType> {
         EventType::ALL
@@ -131,36 +95,6 @@ pub trait EventPayload: prost::Message + Default {
     /// The type (routing key) of events carrying this payload.
     const TYPE: EventType;
 }
-
-macro_rules! payloads {
-    ($($payload:ident),* $(,)?) => {$(
-        impl EventPayload for pb::$payload {
-            const TYPE: EventType = EventType::$payload;
-        }
-    )*};
-}
-
-payloads!(
-    AccountCreated,
-    AccountUpdated,
-    AccountPromotedToPartner,
-    AccountDisabled,
-    AccountEnabled,
-    AccountDeleted,
-    MemberAdded,
-    MemberUpdated,
-    MemberRemoved,
-    InvitationCreated,
-    InvitationResent,
-    InvitationAccepted,
-    InvitationRevoked,
-    InvitationExpired,
-    MessageSent,
-    MessageAcknowledged,
-    MessageResolved,
-    MessageExpired,
-    InboxChanged,
-);
 
 #[cfg(test)]
 mod tests {
