@@ -63,6 +63,33 @@ pub struct ConsumerSpec {
     pub outbox: Option<Outbox>,
 }
 
+impl ConsumerSpec {
+    /// The group `group` on `database`, bound to the routing keys of `types`, handled by
+    /// `handler`. Its outbox is filled in by [`crate::ServiceContext::consume`].
+    pub fn new(
+        group: &str,
+        types: &[tenantry_proto::EventType],
+        database: Database,
+        handler: impl Handler,
+    ) -> Self {
+        Self {
+            group: group.to_string(),
+            bindings: routing_keys(types),
+            database,
+            handler: Arc::new(handler),
+            outbox: None,
+        }
+    }
+}
+
+/// The routing keys (AMQP bindings) of `types`.
+pub fn routing_keys(types: &[tenantry_proto::EventType]) -> Vec<String> {
+    types
+        .iter()
+        .map(|event_type| event_type.as_str().to_string())
+        .collect()
+}
+
 impl std::fmt::Debug for ConsumerSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConsumerSpec")

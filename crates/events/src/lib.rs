@@ -20,7 +20,7 @@ mod relay;
 pub use amqp::{AmqpBus, AmqpConfig, event_from_amqp};
 pub use broadcast::Subscription;
 pub use bus::EventBus;
-pub use consumer::{ConsumerSpec, Handler, RetryPolicy};
+pub use consumer::{ConsumerSpec, Handler, RetryPolicy, routing_keys};
 pub use envelope::Event;
 pub use error::{HandlerError, HandlerFailure, PublishError};
 pub use in_process::InProcessBus;

@@ -228,17 +228,8 @@ fn group(
     types: &[EventType],
     handler: impl tenantry_events::Handler,
 ) -> ConsumerSpec {
-    ConsumerSpec {
-        group: name.into(),
-        bindings: types
-            .iter()
-            .map(|event_type| event_type.as_str().to_string())
-            .collect(),
-        database: deps.database.clone(),
-        handler: Arc::new(handler),
-        // `ServiceContext::consume` sets the service's outbox, woken after each commit.
-        outbox: None,
-    }
+    // `ServiceContext::consume` sets the service's outbox, woken after each commit.
+    ConsumerSpec::new(name, types, deps.database.clone(), handler)
 }
 
 /// The configured sender; [`mail_transport`] refuses an invalid one at start-up, so the

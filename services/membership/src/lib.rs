@@ -101,16 +101,12 @@ pub(crate) struct Deps {
 /// events, keeps the account replica in membership's database and drops the members of
 /// deleted accounts.
 fn consumers(deps: &Deps) -> Vec<ConsumerSpec> {
-    vec![ConsumerSpec {
-        group: consumers::ACCOUNTS_GROUP.to_string(),
-        bindings: consumers::ACCOUNT_EVENTS
-            .iter()
-            .map(|binding| binding.as_str().to_string())
-            .collect(),
-        database: deps.database.clone(),
-        handler: Arc::new(consumers::AccountReplicaHandler),
-        outbox: None,
-    }]
+    vec![ConsumerSpec::new(
+        consumers::ACCOUNTS_GROUP,
+        &consumers::ACCOUNT_EVENTS,
+        deps.database.clone(),
+        consumers::AccountReplicaHandler,
+    )]
 }
 
 /// Starts membership in `ctx`'s node: its handlers, the account replica's consumer, and its

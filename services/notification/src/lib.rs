@@ -135,38 +135,31 @@ pub struct Deps {
     pub metrics: tenantry_platform::metrics::Metrics,
 }
 
-/// The routing keys of `types`.
-fn bindings(types: &[EventType]) -> Vec<String> {
-    types.iter().map(|t| t.as_str().to_string()).collect()
-}
-
 /// The consumer groups of this service: `tenantry.notification.fanout` (message.sent → record
 /// fan-out jobs, then wake this instance's fan-out workers),
 /// `tenantry.notification.membership-events` (member.removed → withdraw),
 /// `tenantry.notification.account-events` (account.deleted, account.disabled → withdraw).
 fn consumers(deps: &Deps, wake: &FanoutWake) -> Vec<ConsumerSpec> {
+    let database = || deps.database.clone();
     vec![
-        ConsumerSpec {
-            group: consumers::FANOUT_GROUP.into(),
-            bindings: bindings(FANOUT_TYPES),
-            database: deps.database.clone(),
-            handler: Arc::new(consumers::FanoutJobs::new(wake.clone())),
-            outbox: None,
-        },
-        ConsumerSpec {
-            group: consumers::MEMBERSHIP_EVENTS_GROUP.into(),
-            bindings: bindings(MEMBERSHIP_TYPES),
-            database: deps.database.clone(),
-            handler: Arc::new(consumers::MembershipEvents::new(deps.outbox.clone())),
-            outbox: None,
-        },
-        ConsumerSpec {
-            group: consumers::ACCOUNT_EVENTS_GROUP.into(),
-            bindings: bindings(ACCOUNT_TYPES),
-            database: deps.database.clone(),
-            handler: Arc::new(consumers::AccountEvents::new(deps.outbox.clone())),
-            outbox: None,
-        },
+        ConsumerSpec::new(
+            consumers::FANOUT_GROUP,
+            FANOUT_TYPES,
+            database(),
+            consumers::FanoutJobs::new(wake.clone()),
+        ),
+        ConsumerSpec::new(
+            consumers::MEMBERSHIP_EVENTS_GROUP,
+            MEMBERSHIP_TYPES,
+            database(),
+            consumers::MembershipEvents::new(deps.outbox.clone()),
+        ),
+        ConsumerSpec::new(
+            consumers::ACCOUNT_EVENTS_GROUP,
+            ACCOUNT_TYPES,
+            database(),
+            consumers::AccountEvents::new(deps.outbox.clone()),
+        ),
     ]
 }
 
@@ -245,7 +238,10 @@ pub fn start(config: Config, ctx: &ServiceContext) -> Result<Started, StartError
     tasks.push(ctx.spawn(sweep));
     // Every replica sees every inbox change, for its own WatchInbox streams.
     let hub = InboxHub::new();
-    let subscription = ctx.subscribe("tenantry.notification.inbox", bindings(INBOX_TYPES));
+    let subscription = ctx.subscribe(
+        "tenantry.notification.inbox",
+        tenantry_events::routing_keys(INBOX_TYPES),
+    );
     tasks.push(ctx.spawn(hub.clone().run(subscription)));
     let service = NotificationServiceServer::new(api::NotificationApi::new(config, deps, hub))
         .max_decoding_message_size(ctx.max_request_bytes);
