@@ -270,6 +270,7 @@ async fn try_process(
         txn.rollback().await?;
         return Ok(Outcome::Duplicate);
     }
+    let appended_before = outbox.map(Outbox::appended);
     match handler.handle(&txn, event).await {
         Ok(()) => {}
         // Committed with the processed-event record: a redelivery is then a duplicate, not
@@ -284,7 +285,10 @@ async fn try_process(
         }
     }
     txn.commit().await?;
-    if let Some(outbox) = outbox {
+    // Only a handler that appended events has anything for the relay.
+    if let Some(outbox) = outbox
+        && appended_before != Some(outbox.appended())
+    {
         outbox.wake();
     }
     handler.after_commit(event).await;

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::Utc;
 use sea_orm::{
@@ -28,6 +29,9 @@ const MAX_EVENT_TYPE_LEN: usize = 255;
 #[derive(Clone, Debug, Default)]
 pub struct Outbox {
     notify: Arc<Notify>,
+    /// Events appended so far (by any transaction): a writer that appended none has nothing
+    /// to wake the relay for, and a relay pass is a database round trip.
+    appended: Arc<AtomicU64>,
 }
 
 impl Outbox {
@@ -41,6 +45,7 @@ impl Outbox {
         Ok(OutboxTransaction {
             txn: connection.begin().await?,
             outbox: self.clone(),
+            appended: AtomicBool::new(false),
         })
     }
 
@@ -112,7 +117,15 @@ impl Outbox {
         outbox::Entity::insert(row)
             .exec_without_returning(txn)
             .await?;
+        self.appended.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// How many events were appended so far, by any transaction: a consumer's runtime compares
+    /// it around a handler to know whether the handler appended (another transaction's append
+    /// in between only costs a needless wake-up, never a missed one).
+    pub(crate) fn appended(&self) -> u64 {
+        self.appended.load(Ordering::Relaxed)
     }
 
     /// Wakes the relay at once (no multi-second poll); called after a commit only.
@@ -138,18 +151,24 @@ pub type WriteFuture<'t, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Sen
 pub struct OutboxTransaction {
     txn: DatabaseTransaction,
     outbox: Outbox,
+    /// Whether this transaction appended an event (only then does its commit wake the relay).
+    appended: AtomicBool,
 }
 
 impl OutboxTransaction {
     /// Appends `event` in this transaction.
     pub async fn append(&self, event: &Event) -> Result<(), DbErr> {
-        self.outbox.append(&self.txn, event).await
+        self.outbox.append(&self.txn, event).await?;
+        self.appended.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Commits, then wakes the relay.
     pub async fn commit(self) -> Result<(), DbErr> {
         self.txn.commit().await?;
-        self.outbox.wake();
+        if self.appended.load(Ordering::Relaxed) {
+            self.outbox.wake();
+        }
         Ok(())
     }
 
