@@ -14,7 +14,8 @@ so a CI run cannot pass without running every check. No cluster and no Docker en
    startup probes naming the service, non-root, read-only root, no capabilities, seccomp,
    resources, topology spread, scrape annotations), a Service with `grpc` and `admin` ports, a
    PDB, an HPA, a migration Job; no Secret object; the NetworkPolicies allow exactly the calls
-   of DESIGN.md §2;
+   of DESIGN.md §2; every called service has a headless twin `NAME-headless` (gRPC port, same
+   pods) and the peer URLs point at it (`dns:///NAME-headless:50051`);
 4. docker-compose.yml matches the compose spec, and every depends_on names a service;
 5. hadolint passes on the Dockerfile.
 Exits 1 on any failure.
@@ -193,6 +194,38 @@ def check_rules(overlay, docs):
         if services.get(name) and services[name]["spec"]["selector"] != deployment["spec"]["selector"]["matchLabels"]:
             fail(where, "Service selector differs from the Deployment's")
         check_network(where, name, pod["metadata"]["labels"], policies, deployments)
+        if any(name in targets for targets in CALLS.values()):
+            check_headless(where, name, services, deployment)
+    check_peer_urls(overlay, docs)
+
+
+def check_headless(where, name, services, deployment):
+    """A service others call has a headless twin: its DNS name lists every ready pod."""
+    headless = services.get(f"{name}-headless")
+    if headless is None:
+        fail(where, f"no headless Service {name}-headless")
+        return
+    spec = headless["spec"]
+    if spec.get("clusterIP") != "None":
+        fail(where, f"{name}-headless is not headless (clusterIP: {spec.get('clusterIP')})")
+    if spec.get("selector") != deployment["spec"]["selector"]["matchLabels"]:
+        fail(where, f"{name}-headless selects other pods than the Deployment")
+    ports = {p["name"]: p["port"] for p in spec.get("ports", [])}
+    if ports != {"grpc": 50051}:
+        fail(where, f"{name}-headless ports are {ports}")
+
+
+def check_peer_urls(overlay, docs):
+    """Callers reach their peers through the headless Services (calls spread over the pods)."""
+    configs = [doc for doc in docs if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].startswith("tenantry-config")]
+    if len(configs) != 1:
+        fail(overlay, f"expected one tenantry-config ConfigMap, found {len(configs)}")
+        return
+    data = configs[0].get("data", {})
+    for variable, peer in (("TENANTRY_REGISTRY_URL", "customer-registry"), ("TENANTRY_MEMBERSHIP_URL", "membership")):
+        expected = f"dns:///{peer}-headless:50051"
+        if data.get(variable) != expected:
+            fail(overlay, f"{variable} is {data.get(variable)!r}, expected {expected}")
 
 
 def peers_allowed(rules, deployments, direction):

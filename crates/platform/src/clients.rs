@@ -1,20 +1,40 @@
 //! Calling other Tenantry services: channels that carry this service's identity and the
 //! caller's trace context.
+//!
+//! A peer URL names one server (`http://membership:50051`, `https://…`: one HTTP/2 connection,
+//! as tonic makes it) or several replicas, and then every call goes to one of them that is
+//! connected, the less busy of two picked at random (see [`balance`]):
+//!
+//! - `dns:///host:port` — every address the name resolves to (a Kubernetes headless Service),
+//!   looked up again every [`ChannelOptions::resolve_interval`] and soon after a replica
+//!   refused a connection; `dns+https:///host:port` (or a client TLS configuration given to
+//!   [`channel_with_tls`]) calls them over TLS, expecting certificates for `host`;
+//! - `http://a:50051,http://b:50051` — a fixed list, all `http://` or all `https://`.
+
+mod balance;
+mod resolve;
+mod target;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tonic::body::Body;
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+use tower::BoxError;
 
 use tracing::Instrument;
 
 use crate::auth::ServiceTokenMinter;
+
+use self::balance::{BalancedChannel, Census, Dial, Replica, Update};
+use self::target::PeerTarget;
 
 /// A channel to another service that presents this service's identity on every call and opens
 /// a client span for it.
@@ -52,11 +72,55 @@ impl Interceptor for ServiceCredentials {
 pub struct InvalidServiceUrl {
     url: String,
     #[source]
-    source: tonic::transport::Error,
+    source: BoxError,
 }
 
-/// A lazily connected channel to `url` with sensible timeouts; the first call connects, and a
-/// peer that is down makes calls fail with UNAVAILABLE instead of blocking start-up.
+impl InvalidServiceUrl {
+    fn new(url: &str, source: impl Into<BoxError>) -> Self {
+        Self {
+            url: url.to_string(),
+            source: source.into(),
+        }
+    }
+
+    /// The URL as given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// The default of [`ChannelOptions::resolve_interval`], in milliseconds; see
+/// [`set_default_resolve_interval`].
+static DEFAULT_RESOLVE_INTERVAL_MS: AtomicU64 = AtomicU64::new(5_000);
+
+/// Sets how often `dns:///` peers of channels made from now on are looked up again (the
+/// process's `TENANTRY_PEER_RESOLVE_SECONDS`; 5 s unless set). Zero is taken as one second.
+pub fn set_default_resolve_interval(interval: Duration) {
+    let millis = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+    DEFAULT_RESOLVE_INTERVAL_MS.store(millis.max(1_000), Ordering::Relaxed);
+}
+
+/// How a channel finds its peer's replicas.
+#[derive(Clone, Debug)]
+pub struct ChannelOptions {
+    /// How often a `dns:///` peer's name is looked up again (sooner after a replica refused a
+    /// connection). Default: what [`set_default_resolve_interval`] set, else 5 s.
+    pub resolve_interval: Duration,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        Self {
+            resolve_interval: Duration::from_millis(
+                DEFAULT_RESOLVE_INTERVAL_MS.load(Ordering::Relaxed),
+            ),
+        }
+    }
+}
+
+/// A lazily connected channel to `url` (one server, a list or `dns:///host:port`: see the
+/// module documentation) with sensible timeouts; the first call connects, and a peer that is
+/// down makes calls fail with UNAVAILABLE instead of blocking start-up.
 pub fn channel(url: &str, minter: ServiceTokenMinter) -> Result<ServiceChannel, InvalidServiceUrl> {
     channel_with_tls(url, minter, None)
 }
@@ -67,26 +131,100 @@ pub fn channel_with_tls(
     minter: ServiceTokenMinter,
     tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> Result<ServiceChannel, InvalidServiceUrl> {
-    let invalid = |source| InvalidServiceUrl {
-        url: url.to_string(),
-        source,
+    channel_with_options(url, minter, tls, &ChannelOptions::default())
+}
+
+/// [`channel_with_tls`] with explicit [`ChannelOptions`].
+pub fn channel_with_options(
+    url: &str,
+    minter: ServiceTokenMinter,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+    options: &ChannelOptions,
+) -> Result<ServiceChannel, InvalidServiceUrl> {
+    let target = PeerTarget::parse(url).map_err(|reason| InvalidServiceUrl::new(url, reason))?;
+    let inner = match target {
+        PeerTarget::Single => PeerChannel::Single(endpoint(url, url, tls)?.connect_lazy()),
+        PeerTarget::List(uris) => {
+            let census = Census::new(url);
+            let (updates, receiver) = mpsc::channel(uris.len() + 1);
+            for uri in uris {
+                let endpoint = endpoint(url, &uri.to_string(), tls.clone())?;
+                let replica = Replica::new(endpoint, Dial::Host, census.clone(), None);
+                // The channel has room for every entry and the marker.
+                let _ = updates.try_send(Update::Insert(uri.to_string(), replica));
+            }
+            let _ = updates.try_send(Update::Resolved);
+            PeerChannel::Balanced(balance::spawn(receiver, census))
+        }
+        PeerTarget::Dns { host, port, https } => {
+            // TLS when the URL says so or the caller configured it; the replicas are dialled
+            // by address, but the endpoint names the host: the certificate must name it.
+            let scheme = if https || tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let authority = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            let endpoint = endpoint(url, &format!("{scheme}://{authority}"), tls)?;
+            let census = Census::new(url);
+            let (updates, receiver) = mpsc::channel(64);
+            let channel = balance::spawn(receiver, census.clone());
+            tokio::spawn(resolve::run(
+                resolve::DnsTarget {
+                    host,
+                    port,
+                    endpoint,
+                    census,
+                    interval: options.resolve_interval,
+                },
+                updates,
+            ));
+            PeerChannel::Balanced(channel)
+        }
     };
-    let mut endpoint = Endpoint::from_shared(url.to_string()).map_err(invalid)?;
+    Ok(InterceptedService::new(
+        TracedChannel { inner },
+        ServiceCredentials::new(minter),
+    ))
+}
+
+/// The endpoint of one server or replica at `uri` (part of the peer URL `url`).
+fn endpoint(
+    url: &str,
+    uri: &str,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<Endpoint, InvalidServiceUrl> {
+    let invalid = |source| InvalidServiceUrl::new(url, source);
+    let mut endpoint = Endpoint::from_shared(uri.to_string()).map_err(invalid)?;
     if let Some(tls) = tls {
         endpoint = endpoint.tls_config(tls).map_err(invalid)?;
     }
-    let endpoint = endpoint
+    Ok(endpoint
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(10))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true);
-    Ok(InterceptedService::new(
-        TracedChannel {
-            inner: endpoint.connect_lazy(),
-        },
-        ServiceCredentials::new(minter),
-    ))
+        .keep_alive_while_idle(true))
+}
+
+/// One connection to one server, or a balancer over replicas.
+#[derive(Clone)]
+enum PeerChannel {
+    Single(Channel),
+    Balanced(BalancedChannel),
+}
+
+impl std::fmt::Debug for PeerChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PeerChannel::Single(_) => "Single",
+            PeerChannel::Balanced(_) => "Balanced",
+        })
+    }
 }
 
 /// A channel that opens a `grpc.client` span per call (a child of the current span) and sends
@@ -94,16 +232,19 @@ pub fn channel_with_tls(
 /// span joins the caller's trace.
 #[derive(Clone, Debug)]
 pub struct TracedChannel {
-    inner: Channel,
+    inner: PeerChannel,
 }
 
 impl tower::Service<http::Request<Body>> for TracedChannel {
     type Response = http::Response<Body>;
-    type Error = tonic::transport::Error;
+    type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        match &mut self.inner {
+            PeerChannel::Single(channel) => channel.poll_ready(cx).map_err(Into::into),
+            PeerChannel::Balanced(channel) => channel.poll_ready(cx),
+        }
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
@@ -121,7 +262,14 @@ impl tower::Service<http::Request<Body>> for TracedChannel {
         );
         crate::telemetry::record_ids(&span);
         crate::telemetry::inject_headers(&span, request.headers_mut());
-        let response = self.inner.call(request);
+        let response: Pin<Box<dyn Future<Output = Result<_, BoxError>> + Send>> =
+            match &mut self.inner {
+                PeerChannel::Single(channel) => {
+                    let response = channel.call(request);
+                    Box::pin(async move { response.await.map_err(Into::into) })
+                }
+                PeerChannel::Balanced(channel) => Box::pin(channel.call(request)),
+            };
         Box::pin(
             async move {
                 let response = response.await?;

@@ -3,6 +3,8 @@
 //! unavailable, timeout, other) before they become API errors, so a lost connection is
 //! UNAVAILABLE and a lost race is ABORTED, never INTERNAL, and no SQL reaches a caller.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -16,6 +18,39 @@ use crate::error::{ApiError, ErrorChain};
 /// its acquire timeout: unbounded, a ping during an outage shorter than that timeout waits for
 /// the database to come back and reports it healthy, so health never leaves SERVING.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// PostgreSQL connections one process keeps per database when `TENANTRY_DATABASE_POOL_SIZE`
+/// is not set.
+pub const DEFAULT_POOL_SIZE: u32 = 16;
+/// The largest `TENANTRY_DATABASE_POOL_SIZE` accepted.
+pub const MAX_POOL_SIZE: u32 = 1000;
+
+static POOL_SIZE: AtomicU32 = AtomicU32::new(DEFAULT_POOL_SIZE);
+
+/// Sets the PostgreSQL pool size of every database this process connects to from now on
+/// (`TENANTRY_DATABASE_POOL_SIZE`; `tenantry serve` and `tenantry migrate` set it before any
+/// service starts). SQLite keeps its single connection whatever this says. Values outside
+/// `1..=`[`MAX_POOL_SIZE`] are clamped; [`parse_pool_size`] refuses them first.
+pub fn set_pool_size(size: u32) {
+    POOL_SIZE.store(size.clamp(1, MAX_POOL_SIZE), Ordering::Relaxed);
+}
+
+/// The PostgreSQL pool size [`connect`] uses (see [`set_pool_size`]).
+pub fn pool_size() -> u32 {
+    POOL_SIZE.load(Ordering::Relaxed)
+}
+
+/// Reads a `TENANTRY_DATABASE_POOL_SIZE` value: a whole number from 1 to [`MAX_POOL_SIZE`]
+/// (a clap `value_parser`; the error names the setting).
+pub fn parse_pool_size(value: &str) -> Result<u32, String> {
+    match value.trim().parse::<u32>() {
+        Ok(size) if (1..=MAX_POOL_SIZE).contains(&size) => Ok(size),
+        _ => Err(format!(
+            "TENANTRY_DATABASE_POOL_SIZE (--database-pool-size) must be a whole number from 1 to \
+             {MAX_POOL_SIZE}, not `{value}`"
+        )),
+    }
+}
 
 /// A database that may not be reachable yet. The server starts (and answers health checks with
 /// NOT_SERVING) before the database is up; [`Database::connection`] is UNAVAILABLE until then.
@@ -65,13 +100,14 @@ impl Database {
         self.connection.get().is_some()
     }
 
-    /// Connects, applies `M`'s pending migrations, and makes the connection available.
+    /// Connects (a pool of [`pool_size`] on PostgreSQL), applies `M`'s pending migrations under
+    /// the migration lock ([`with_migration_lock`]), and makes the connection available.
     pub async fn connect_and_migrate<M: MigratorTrait>(&self) -> Result<(), DbErr> {
         if self.is_ready() {
             return Ok(());
         }
         let connection = connect(&self.url).await?;
-        M::up(&connection, None).await?;
+        with_migration_lock(&self.url, M::up(&connection, None)).await?;
         let _ = self.connection.set(connection);
         Ok(())
     }
@@ -88,13 +124,22 @@ impl Database {
     }
 }
 
-/// Opens a pool for `url`. SQLite gets one connection: the embedded default is single-process,
-/// and one writer avoids SQLite's lock-upgrade failures under concurrent transactions.
+/// Opens a pool for `url`. PostgreSQL gets at most [`pool_size`] connections. SQLite gets one:
+/// the embedded default is single-process, and one writer avoids SQLite's lock-upgrade failures
+/// under concurrent transactions.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    connect_with_pool_size(url, pool_size()).await
+}
+
+/// [`connect`] with at most `pool_size` PostgreSQL connections (SQLite: one, whatever it says).
+pub async fn connect_with_pool_size(
+    url: &str,
+    pool_size: u32,
+) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_string());
     options
         .sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(CONNECT_TIMEOUT)
         .acquire_timeout(Duration::from_secs(10));
     if url.starts_with("sqlite:") {
         if let Some(path) = sqlite_path(url)
@@ -116,10 +161,89 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
                     .foreign_keys(true)
             });
     } else {
-        options.max_connections(16).min_connections(0);
+        options
+            .max_connections(pool_size.clamp(1, MAX_POOL_SIZE))
+            .min_connections(0);
     }
     sea_orm::Database::connect(options).await
 }
+
+/// The PostgreSQL advisory lock every migration of a database holds, replicas and the
+/// `tenantry migrate` Job alike. PostgreSQL scopes advisory locks to the current database, and
+/// each service has a database of its own, so one key serves them all.
+pub const MIGRATION_LOCK_KEY: i64 = lock_key(b"tenantry.migrations");
+
+/// An advisory lock key from a name (64-bit FNV-1a), so keys are stable and self-describing.
+const fn lock_key(name: &[u8]) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut index = 0;
+    while index < name.len() {
+        hash ^= name[index] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        index += 1;
+    }
+    hash as i64
+}
+
+/// Runs `migrate` (the migrations of the database at `url`) while holding the database's
+/// migration lock, so replicas starting together and the migration Job never apply the same
+/// migration twice: the others wait, then find nothing pending.
+///
+/// On PostgreSQL the lock is a session-level `pg_advisory_lock(`[`MIGRATION_LOCK_KEY`]`)` taken
+/// on a dedicated connection opened for this (not one of the pool's), held while `migrate` runs
+/// on the pool and released on that same connection afterwards. A dedicated session keeps lock
+/// and unlock on one connection whatever the pool does, and lets the migrations use the pool
+/// even when it has a single connection. If the process dies or `migrate` is dropped, the
+/// session ends and PostgreSQL releases the lock. SQLite needs no lock (one process, one
+/// connection).
+pub async fn with_migration_lock<T>(
+    url: &str,
+    migrate: impl Future<Output = Result<T, DbErr>>,
+) -> Result<T, DbErr> {
+    if url.starts_with("sqlite:") {
+        return migrate.await;
+    }
+    use sea_orm::sqlx::{Connection, PgConnection};
+    let mut session = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(url)).await
+    {
+        Ok(Ok(session)) => session,
+        Ok(Err(error)) => return Err(DbErr::Conn(sea_orm::RuntimeErr::SqlxError(error.into()))),
+        Err(_) => {
+            return Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+                "no connection for the migration lock within {CONNECT_TIMEOUT:?}"
+            ))));
+        }
+    };
+    let exec_error =
+        |error: sea_orm::sqlx::Error| DbErr::Exec(sea_orm::RuntimeErr::SqlxError(error.into()));
+    let acquired: bool = sea_orm::sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(MIGRATION_LOCK_KEY)
+        .fetch_one(&mut session)
+        .await
+        .map_err(exec_error)?;
+    if !acquired {
+        tracing::info!("waiting for another process to finish migrating the database");
+        sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK_KEY)
+            .execute(&mut session)
+            .await
+            .map_err(exec_error)?;
+    }
+    let result = migrate.await;
+    let unlocked = sea_orm::sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK_KEY)
+        .fetch_one(&mut session)
+        .await;
+    if let Err(error) = unlocked {
+        // Closing the session below releases it all the same.
+        tracing::warn!(error = %ErrorChain(&error), "releasing the migration lock failed");
+    }
+    let _ = session.close().await;
+    result
+}
+
+/// How long opening a PostgreSQL connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn sqlite_path(url: &str) -> Option<&str> {
     let rest = url
@@ -250,6 +374,26 @@ mod tests {
             "postgres://app:***@db:5432/registry"
         );
         assert_eq!(redact("sqlite://data/a.db"), "sqlite://data/a.db");
+    }
+
+    #[test]
+    fn pool_sizes_are_validated() {
+        assert_eq!(parse_pool_size("1"), Ok(1));
+        assert_eq!(parse_pool_size(" 40 "), Ok(40));
+        assert_eq!(parse_pool_size("1000"), Ok(1000));
+        for bad in ["0", "1001", "-1", "ten", ""] {
+            let error = parse_pool_size(bad).expect_err(bad);
+            assert!(error.contains("TENANTRY_DATABASE_POOL_SIZE"), "{error}");
+            assert!(error.contains("1 to 1000"), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_migration_lock_key_is_stable() {
+        // Replicas and the migration Job of every version must agree on it.
+        assert_eq!(MIGRATION_LOCK_KEY, lock_key(b"tenantry.migrations"));
+        assert_ne!(MIGRATION_LOCK_KEY, lock_key(b"tenantry.migration"));
+        assert_eq!(lock_key(b""), 0xcbf2_9ce4_8422_2325_u64 as i64);
     }
 
     #[test]

@@ -52,10 +52,12 @@ impl NodeTls {
         self.server.is_some()
     }
 
-    /// The client side for a peer at `url`: `None` for `http://`; for `https://` the CA (or the
-    /// system roots), expecting `server_name` when given, else the URL's host.
+    /// The client side for a peer at `url`: `None` for `http://` and `dns:///`; for `https://`
+    /// (also a list of them) and `dns+https:///` the CA (or the system roots), expecting
+    /// `server_name` when given, else the URL's host (of each entry; the DNS name).
     pub fn client_for(&self, url: &str, server_name: Option<&str>) -> Option<ClientTlsConfig> {
-        if !url.starts_with("https://") {
+        let url = url.trim_start();
+        if !(url.starts_with("https://") || url.starts_with("dns+https:")) {
             return None;
         }
         let config = match &self.ca {
@@ -121,6 +123,12 @@ mod tests {
         assert!(!tls.serves_tls());
         assert!(tls.client_for("http://peer:50051", None).is_none());
         assert!(tls.client_for("https://peer:50051", None).is_some());
+        assert!(
+            tls.client_for("https://a:50051,https://b:50051", None)
+                .is_some()
+        );
+        assert!(tls.client_for("dns:///peer:50051", None).is_none());
+        assert!(tls.client_for("dns+https:///peer:50051", None).is_some());
         assert!(matches!(
             config(Some("cert.pem"), None).load(),
             Err(TlsSetupError::Incomplete)

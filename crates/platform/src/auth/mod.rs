@@ -5,13 +5,20 @@
 //! production). `iss`, `aud` and `exp` are required and checked. Services calling each other
 //! present short-lived HS256 tokens signed with the cluster's internal secret and marked with the
 //! key id [`SERVICE_KEY_ID`]; they never pass for users and users never pass for them.
+//!
+//! Verified tokens, users' and services' alike, are remembered by the SHA-256 of their text until
+//! their `exp` (`TENANTRY_TOKEN_CACHE_SIZE` of them), so a caller's repeated calls cost one hash
+//! rather than a signature check each; a key that leaves the JWKS empties that cache (see
+//! `cache.rs`).
 
+mod cache;
 mod jwks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cache::{TokenCache, Verified};
 use jwks::JwksCache;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -25,6 +32,8 @@ pub const SERVICE_KEY_ID: &str = "tenantry-service";
 /// Audience and issuer of service-to-service tokens.
 pub const SERVICE_AUDIENCE: &str = "tenantry-internal";
 const SERVICE_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+/// Clock skew allowed on `exp`, in seconds.
+const LEEWAY_SECONDS: u64 = 30;
 
 /// A person, known by the `sub` of their token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,6 +194,12 @@ pub struct Authenticator {
     user_secret: Option<DecodingKey>,
     internal_secret: Option<DecodingKey>,
     jwks: Option<JwksCache>,
+    tokens: Arc<TokenCache>,
+    /// Clock skew allowed on `exp` ([`LEEWAY_SECONDS`]; tests lower it).
+    leeway: u64,
+    /// Full verifications done (tests count them to tell cache hits from misses).
+    #[cfg(test)]
+    verifications: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -193,6 +208,7 @@ impl std::fmt::Debug for Authenticator {
             .field("issuer", &self.config.issuer)
             .field("audience", &self.config.audience)
             .field("jwks_url", &self.config.jwks_url)
+            .field("token_cache_size", &self.config.token_cache_size)
             .finish_non_exhaustive()
     }
 }
@@ -215,12 +231,20 @@ impl Authenticator {
             .map(|secret| DecodingKey::from_secret(secret.as_bytes()))
             .transpose()
             .map_err(AuthSetupError::Key)?;
-        let jwks = config.jwks_url.clone().map(JwksCache::new);
+        let tokens = Arc::new(TokenCache::new(config.token_cache_size));
+        let jwks = config
+            .jwks_url
+            .clone()
+            .map(|url| JwksCache::new(url, tokens.clone()));
         Ok(Self {
             config,
             user_secret,
             internal_secret,
             jwks,
+            tokens,
+            leeway: LEEWAY_SECONDS,
+            #[cfg(test)]
+            verifications: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -250,13 +274,36 @@ impl Authenticator {
         self.verify(token).await
     }
 
-    /// Verifies one token.
+    /// Verifies one token, or finds it among the tokens verified before.
     pub async fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        if !self.tokens.enabled() {
+            return Ok(self.verify_uncached(token).await?.principal);
+        }
+        let hash = cache::hash(token);
+        let now = unix_now();
+        let jwks_fresh = || self.jwks.as_ref().is_some_and(JwksCache::is_fresh);
+        if let Some(principal) = self.tokens.get(&hash, now, jwks_fresh) {
+            return Ok(principal);
+        }
+        // Read before verifying: if the JWKS loses a key meanwhile, the result is not kept.
+        let generation = self.tokens.generation();
+        let verified = self.verify_uncached(token).await?;
+        let principal = verified.principal.clone();
+        self.tokens.insert(hash, verified, generation, unix_now());
+        Ok(principal)
+    }
+
+    /// Checks one token's signature and claims.
+    async fn verify_uncached(&self, token: &str) -> Result<Verified, ApiError> {
+        #[cfg(test)]
+        self.verifications
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| ApiError::unauthenticated("malformed bearer token"))?;
         if header.kid.as_deref() == Some(SERVICE_KEY_ID) {
             return self.verify_service(token);
         }
+        let from_jwks = header.alg != Algorithm::HS256;
         let key = match header.alg {
             Algorithm::HS256 => self
                 .user_secret
@@ -283,7 +330,7 @@ impl Authenticator {
         validation.set_issuer(&[&self.config.issuer]);
         validation.set_audience(&[&self.config.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
+        validation.leeway = self.leeway;
         let data = jsonwebtoken::decode::<UserClaims>(token, &key, &validation)
             .map_err(|error| ApiError::unauthenticated(describe_jwt_error(&error)))?;
         let claims = data.claims;
@@ -295,16 +342,22 @@ impl Authenticator {
         let operator = roles_in(&claims.other, &self.config.roles_claim)
             .iter()
             .any(|role| role == &self.config.operator_role);
-        Ok(Principal::User(UserIdentity {
-            sub: claims.sub,
-            email: claims.email.filter(|email| !email.is_empty()),
-            given_name: claims.given_name.filter(|name| !name.is_empty()),
-            family_name: claims.family_name.filter(|name| !name.is_empty()),
-            operator,
-        }))
+        // `exp` is required and was checked; 0 (never cached) if it somehow cannot be read.
+        let expires_at = claims.other.get("exp").and_then(seconds).unwrap_or(0);
+        Ok(Verified {
+            principal: Principal::User(UserIdentity {
+                sub: claims.sub,
+                email: claims.email.filter(|email| !email.is_empty()),
+                given_name: claims.given_name.filter(|name| !name.is_empty()),
+                family_name: claims.family_name.filter(|name| !name.is_empty()),
+                operator,
+            }),
+            expires_at,
+            from_jwks,
+        })
     }
 
-    fn verify_service(&self, token: &str) -> Result<Principal, ApiError> {
+    fn verify_service(&self, token: &str) -> Result<Verified, ApiError> {
         let key = self
             .internal_secret
             .as_ref()
@@ -313,7 +366,7 @@ impl Authenticator {
         validation.set_issuer(&[SERVICE_AUDIENCE]);
         validation.set_audience(&[SERVICE_AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
+        validation.leeway = self.leeway;
         let data = jsonwebtoken::decode::<ServiceClaims>(token, key, &validation)
             .map_err(|error| ApiError::unauthenticated(describe_jwt_error(&error)))?;
         let name = data
@@ -321,10 +374,24 @@ impl Authenticator {
             .sub
             .strip_prefix("services/")
             .ok_or_else(|| ApiError::unauthenticated("malformed service token subject"))?;
-        Ok(Principal::Service(ServiceIdentity {
-            name: name.to_string(),
-        }))
+        Ok(Verified {
+            principal: Principal::Service(ServiceIdentity {
+                name: name.to_string(),
+            }),
+            expires_at: data.claims.exp,
+            from_jwks: false,
+        })
     }
+}
+
+/// A NumericDate claim as `jsonwebtoken` reads it: whole seconds, or a fraction rounded.
+fn seconds(value: &serde_json::Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|value| value.is_finite() && *value >= 0.0 && *value < u64::MAX as f64)
+            .map(|value| value.round() as u64)
+    })
 }
 
 fn describe_jwt_error(error: &jsonwebtoken::errors::Error) -> &'static str {
@@ -520,5 +587,152 @@ mod tests {
         assert_eq!(roles_in(&claims, "realm_access.roles").len(), 2);
         assert_eq!(roles_in(&claims, "scope"), vec!["x", "y"]);
         assert!(roles_in(&claims, "missing").is_empty());
+    }
+
+    fn verifications(auth: &Authenticator) -> usize {
+        auth.verifications.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn authenticator_caching(size: usize) -> Authenticator {
+        Authenticator::new(AuthConfig {
+            token_cache_size: size,
+            ..AuthConfig::with_secrets("user-secret", "internal-secret")
+        })
+        .expect("authenticator")
+    }
+
+    #[tokio::test]
+    async fn user_and_service_tokens_are_verified_once() {
+        let auth = authenticator();
+        let user = mint_user_token(
+            "user-secret",
+            &claims(vec!["tenantry-operator".into()], 600, "tenantry"),
+        )
+        .unwrap();
+        let service = ServiceTokenMinter::new("invitation", "internal-secret")
+            .unwrap()
+            .token()
+            .unwrap();
+        for _ in 0..3 {
+            assert!(auth.verify(&user).await.unwrap().is_operator());
+            assert_eq!(
+                auth.verify(&service).await.unwrap().resource_name(),
+                "services/invitation"
+            );
+        }
+        assert_eq!(verifications(&auth), 2);
+        // Refusals are not cached: a bad token is checked (and refused) every time.
+        let forged = mint_user_token("other-secret", &claims(vec![], 600, "tenantry")).unwrap();
+        for _ in 0..2 {
+            assert!(auth.verify(&forged).await.is_err());
+        }
+        assert_eq!(verifications(&auth), 4);
+        // A different token of the same user is verified on its own.
+        let other = mint_user_token("user-secret", &claims(vec![], 601, "tenantry")).unwrap();
+        assert!(!auth.verify(&other).await.unwrap().is_operator());
+        assert_eq!(verifications(&auth), 5);
+    }
+
+    #[tokio::test]
+    async fn tokens_past_their_exp_are_never_served_from_the_cache() {
+        let auth = authenticator();
+        // Expired 5 s ago, within the 30 s leeway: accepted, but verified every time.
+        let token = mint_user_token("user-secret", &claims(vec![], -5, "tenantry")).unwrap();
+        for _ in 0..2 {
+            auth.verify(&token).await.unwrap();
+        }
+        assert_eq!(verifications(&auth), 2);
+        assert_eq!(auth.tokens.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_is_refused_once_it_expires() {
+        let mut auth = authenticator();
+        auth.leeway = 0;
+        let token = mint_user_token("user-secret", &claims(vec![], 1, "tenantry")).unwrap();
+        let expires = unix_now() + 1;
+        auth.verify(&token).await.unwrap();
+        auth.verify(&token).await.unwrap();
+        assert_eq!(verifications(&auth), 1);
+        while unix_now() <= expires {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let error = auth.verify(&token).await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::Unauthenticated);
+        assert_eq!(verifications(&auth), 2);
+    }
+
+    #[tokio::test]
+    async fn the_cache_size_bounds_the_cache_and_zero_turns_it_off() {
+        let auth = authenticator_caching(8);
+        for index in 0..50 {
+            let token =
+                mint_user_token("user-secret", &claims(vec![], 600 + index, "tenantry")).unwrap();
+            auth.verify(&token).await.unwrap();
+            assert!(auth.tokens.len() <= 8);
+        }
+        let auth = authenticator_caching(0);
+        let token = mint_user_token("user-secret", &claims(vec![], 600, "tenantry")).unwrap();
+        for _ in 0..3 {
+            auth.verify(&token).await.unwrap();
+        }
+        assert_eq!(verifications(&auth), 3);
+        assert_eq!(auth.tokens.len(), 0);
+    }
+
+    #[test]
+    fn the_cache_size_is_a_setting() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            auth: AuthConfig,
+        }
+        let cli = Cli::try_parse_from(["tenantry"]).unwrap();
+        assert_eq!(cli.auth.token_cache_size, 10_000);
+        let cli = Cli::try_parse_from(["tenantry", "--token-cache-size", "0"]).unwrap();
+        assert_eq!(cli.auth.token_cache_size, 0);
+    }
+
+    /// Cost of `verify`, cached and not: `cargo test -p tenantry-platform --release --lib
+    /// -- --ignored --nocapture verify_cost`.
+    #[tokio::test]
+    #[ignore = "a timing loop, not a test"]
+    async fn verify_cost() {
+        const ROUNDS: u32 = 2_000;
+        let hs256 = mint_user_token("user-secret", &claims(vec![], 600, "tenantry")).unwrap();
+        let service = ServiceTokenMinter::new("invitation", "internal-secret")
+            .unwrap()
+            .token()
+            .unwrap();
+        let ec_key = EncodingKey::from_ec_pem(jwks::tests::TEST_EC_KEY.as_bytes()).unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("idp-key-1".into());
+        let es256 =
+            jsonwebtoken::encode(&header, &claims(vec![], 600, "tenantry"), &ec_key).unwrap();
+        let (url, _) = jwks::tests::serve_jwks(jwks::tests::TEST_JWKS).await;
+        for size in [0, 10_000] {
+            let auth = Authenticator::new(AuthConfig {
+                jwks_url: Some(url.clone()),
+                token_cache_size: size,
+                ..AuthConfig::with_secrets("user-secret", "internal-secret")
+            })
+            .unwrap();
+            for (name, token) in [
+                ("HS256 user", &hs256),
+                ("service", &service),
+                ("ES256 user", &es256),
+            ] {
+                auth.verify(token).await.unwrap();
+                let started = Instant::now();
+                for _ in 0..ROUNDS {
+                    auth.verify(token).await.unwrap();
+                }
+                println!(
+                    "cache size {size:>6}: {name:<10} {:>8.2} µs per verify",
+                    started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS)
+                );
+            }
+        }
     }
 }

@@ -24,6 +24,7 @@ use crate::domain::secret::{hash_token, plausible_token};
 use crate::domain::{self, Invitation, InvitationError, RevokeDecision, Role};
 use crate::peers::{AccountDirectory, AccountState, Members, RegistryAccounts};
 use crate::store::Store;
+use crate::store::guesses::GuessCounter;
 use crate::wire::{self, invitation_to_wire, parse_invitation_name};
 use crate::{Config, Deps};
 use errors::Failure;
@@ -45,7 +46,7 @@ impl InvitationApi {
     /// The service over `deps`.
     pub fn new(config: Config, deps: Deps) -> Self {
         Self {
-            store: Store::new(deps.database, deps.outbox),
+            store: Store::new(deps.database.clone(), deps.outbox),
             authorizer: deps.authorizer,
             members: Members::new(deps.membership),
             accounts: Arc::new(RegistryAccounts::new(deps.registry)),
@@ -54,6 +55,7 @@ impl InvitationApi {
                 config.guesses_per_caller,
                 config.guesses_per_address,
                 std::time::Duration::from_secs(config.guess_window_seconds),
+                GuessCounter::new(deps.database),
             ),
             config,
         }
@@ -320,7 +322,7 @@ impl InvitationApi {
             )
             .into());
         }
-        self.guesses.check(&user.sub, address)?;
+        self.guesses.check(&user.sub, address).await?;
         let found = if plausible_token(token) {
             self.store.find_by_secret_hash(&hash_token(token)).await?
         } else {
@@ -329,7 +331,7 @@ impl InvitationApi {
         match found {
             Some(invitation) => Ok(invitation),
             None => {
-                self.guesses.record_failure(&user.sub, address);
+                self.guesses.record_failure(&user.sub, address).await;
                 Err(InvitationError::SecretNotFound.into())
             }
         }

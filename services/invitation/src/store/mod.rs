@@ -5,6 +5,7 @@
 //! state = 'PENDING' AND expire_time > now`), so concurrent writers cannot both win.
 
 pub mod entities;
+pub mod guesses;
 pub mod mailer;
 pub mod migrations;
 #[cfg(test)]
