@@ -7,7 +7,8 @@
 //! Faults, with nothing lost: RabbitMQ stopped and started again while 1,000 invitations are
 //! created (exactly one e-mail each); PostgreSQL restarted under load (health follows it,
 //! callers see UNAVAILABLE and nothing worse, no process restart needed); poison messages end
-//! in the dead-letter queue without holding up the events behind them. (The notification
+//! in the dead-letter queue without holding up the events behind them; a member removed while
+//! RabbitMQ is stopped is refused by both replicas despite their warm caches. (The notification
 //! process killed with SIGKILL in the middle of a fan-out is `crates/cli/tests/kill_notification.rs`:
 //! it needs the `tenantry` binary.)
 //!
@@ -29,6 +30,8 @@ mod poison;
 mod postgres;
 #[path = "faults/rabbitmq.rs"]
 mod rabbitmq;
+#[path = "faults/revocation.rs"]
+mod revocation;
 #[path = "faults/system.rs"]
 mod system;
 

@@ -11,12 +11,14 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use tenantry_cli::{EventsSpec, Node, NodeSpec, PeerUrls, ServiceKind};
 use tenantry_events::Peer;
-use tenantry_events::{AmqpConfig, RetryPolicy};
+use tenantry_events::{AmqpConfig, FreshnessSettings, RetryPolicy};
 use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
 use tenantry_platform::config::{
     AuthConfig, DEV_JWT_SECRET, DataDirConfig, LogConfig, ServerConfig,
 };
+use tenantry_platform::db;
 use tenantry_platform::error::ErrorChain;
+use tenantry_platform::view::ViewSettings;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -71,6 +73,15 @@ struct ServeArgs {
     /// The service's own database (`postgres://…`; `sqlite://…` works too).
     #[arg(long = "database-url", env = "TENANTRY_DATABASE_URL")]
     database_url: String,
+    /// PostgreSQL connections this process keeps open at most (1–1000; SQLite always uses one).
+    /// Keep replicas × pool size below the server's `max_connections`.
+    #[arg(
+        long = "database-pool-size",
+        env = "TENANTRY_DATABASE_POOL_SIZE",
+        default_value_t = db::DEFAULT_POOL_SIZE,
+        value_parser = db::parse_pool_size
+    )]
+    database_pool_size: u32,
     /// The customer registry's gRPC URL.
     #[arg(long = "registry-url", env = "TENANTRY_REGISTRY_URL")]
     registry_url: Option<String>,
@@ -133,10 +144,52 @@ struct EventsArgs {
         default_value_t = 1000
     )]
     retry_delay_ms: u64,
+    /// Most answers each local view keeps (authorization decisions, account facts); 0 turns
+    /// the local view off (every call asks membership and the database).
+    #[arg(
+        long = "view-capacity",
+        env = "TENANTRY_VIEW_CAPACITY",
+        default_value_t = 200_000
+    )]
+    view_capacity: usize,
+    /// The oldest cached answer ever served, in seconds, whatever the events say (a backstop).
+    #[arg(
+        long = "view-max-age-seconds",
+        env = "TENANTRY_VIEW_MAX_AGE_SECONDS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    view_max_age_seconds: u64,
+    /// A view serves cached answers only while every replica that can revoke access has sent a
+    /// heartbeat within this many milliseconds; heartbeats go out every quarter of it.
+    #[arg(
+        long = "view-heartbeat-timeout-ms",
+        env = "TENANTRY_VIEW_HEARTBEAT_TIMEOUT_MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(100..=60_000)
+    )]
+    view_heartbeat_timeout_ms: u64,
+    /// How long a revoking call waits for the broker's confirm before it silences this
+    /// replica's heartbeats instead, in milliseconds.
+    #[arg(
+        long = "revocation-confirm-wait-ms",
+        env = "TENANTRY_REVOCATION_CONFIRM_WAIT_MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(10..=60_000)
+    )]
+    confirm_wait_ms: u64,
 }
 
 impl EventsArgs {
     fn spec(&self) -> EventsSpec {
+        let timeout = Duration::from_millis(self.view_heartbeat_timeout_ms);
+        let freshness = FreshnessSettings {
+            heartbeat_every: timeout / 4,
+            heartbeat_timeout: timeout,
+            forget_after: (timeout * 30).max(Duration::from_secs(30)),
+            confirm_wait: Duration::from_millis(self.confirm_wait_ms),
+            ..FreshnessSettings::default()
+        };
         let retry = RetryPolicy {
             max_attempts: self.max_attempts.max(1),
             base_delay: Duration::from_millis(self.retry_delay_ms),
@@ -151,6 +204,11 @@ impl EventsArgs {
                 retry: retry.clone(),
             }),
             retry,
+            view: ViewSettings {
+                capacity: self.view_capacity,
+                max_age: Duration::from_secs(self.view_max_age_seconds),
+            },
+            freshness,
         }
     }
 }
@@ -163,6 +221,15 @@ struct MigrateArgs {
     /// The service's own database.
     #[arg(long = "database-url", env = "TENANTRY_DATABASE_URL")]
     database_url: String,
+    /// PostgreSQL connections this process keeps open at most (1–1000; SQLite always uses one).
+    /// Keep replicas × pool size below the server's `max_connections`.
+    #[arg(
+        long = "database-pool-size",
+        env = "TENANTRY_DATABASE_POOL_SIZE",
+        default_value_t = db::DEFAULT_POOL_SIZE,
+        value_parser = db::parse_pool_size
+    )]
+    database_pool_size: u32,
 }
 
 #[derive(Args, Debug)]
@@ -233,6 +300,7 @@ async fn run(cli: Cli) -> std::process::ExitCode {
 }
 
 async fn up(mut args: UpArgs) -> anyhow::Result<()> {
+    args.server.apply_connection_settings();
     if args.auth.jwt_secret.is_none() && args.auth.jwks_url.is_none() {
         tracing::warn!("TENANTRY_JWT_SECRET is not set: using the public development secret");
         args.auth.jwt_secret = Some(DEV_JWT_SECRET.to_string());
@@ -317,6 +385,7 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    args.server.apply_connection_settings();
     if args.auth.jwt_secret.as_deref() == Some(DEV_JWT_SECRET) {
         bail!(
             "refusing to serve with the public development secret; set TENANTRY_JWT_SECRET or TENANTRY_JWKS_URL"
@@ -340,6 +409,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "serve needs TENANTRY_AMQP_URL: services in separate processes exchange events through RabbitMQ"
         );
     }
+    // Every database the node opens from here on gets this pool size.
+    db::set_pool_size(args.database_pool_size);
     let spec = NodeSpec {
         services: vec![(args.service, args.database_url)],
         auth: args.auth,
@@ -372,12 +443,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let connection = tenantry_platform::db::connect(&args.database_url)
+    db::set_pool_size(args.database_pool_size);
+    let connection = db::connect(&args.database_url)
         .await
         .context("cannot connect to the database")?;
-    (args.service.info().migrate)(&connection)
-        .await
-        .with_context(|| format!("migrations of {} failed", args.service.name()))?;
+    // Under the migration lock: replicas starting now wait for this Job, or it for them.
+    db::with_migration_lock(
+        &args.database_url,
+        (args.service.info().migrate)(&connection),
+    )
+    .await
+    .with_context(|| format!("migrations of {} failed", args.service.name()))?;
+    let _ = connection.close().await;
     println!("{}: migrations applied", args.service.name());
     Ok(())
 }
@@ -432,5 +509,48 @@ mod tests {
         };
         assert_eq!(args.server.listen.port(), 50051);
         assert_eq!(args.data.data_dir, std::path::PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn the_pool_size_is_validated() {
+        use clap::Parser;
+        let parse = |size: &str| {
+            super::Cli::try_parse_from([
+                "tenantry",
+                "migrate",
+                "invitation",
+                "--database-url",
+                "postgres://db/invitation",
+                "--database-pool-size",
+                size,
+            ])
+        };
+        let Ok(super::Cli {
+            command: super::Command::Migrate(args),
+            ..
+        }) = parse("40")
+        else {
+            panic!("expected migrate");
+        };
+        assert_eq!(args.database_pool_size, 40);
+        for bad in ["0", "1001", "many"] {
+            let error = parse(bad).expect_err(bad).to_string();
+            assert!(error.contains("TENANTRY_DATABASE_POOL_SIZE"), "{error}");
+        }
+        let cli = super::Cli::try_parse_from([
+            "tenantry",
+            "serve",
+            "invitation",
+            "--database-url",
+            "postgres://db/invitation",
+        ])
+        .expect("parse");
+        let super::Command::Serve(args) = cli.command else {
+            panic!("expected serve");
+        };
+        assert_eq!(
+            args.database_pool_size,
+            tenantry_platform::db::DEFAULT_POOL_SIZE
+        );
     }
 }

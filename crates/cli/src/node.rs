@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tenantry_events::kernel::{PeerConnector, merge_routes};
+use tenantry_events::view_feed::replica_source;
 use tenantry_events::{
-    AmqpConfig, EventBus, Outbox, Peer, Relay, RetryPolicy, ServiceContext, ServiceInfo,
-    StartError, Started,
+    AmqpConfig, EventBus, FreshnessSettings, Outbox, Peer, Relay, RetryPolicy, Revocations,
+    ServiceContext, ServiceInfo, StartError, Started, spawn_heartbeats, spawn_view_feed,
 };
 use tenantry_platform::auth::{AuthSetupError, Authenticator, ServiceTokenMinter};
 use tenantry_platform::clients::{self, InvalidServiceUrl};
@@ -25,6 +26,7 @@ use tenantry_platform::metrics::Metrics;
 use tenantry_platform::pagination::PageTokens;
 use tenantry_platform::server::{self, Probes, Shutdown};
 use tenantry_platform::tls::{NodeTls, OWN_SERVER_NAME};
+use tenantry_platform::view::{LocalView, ViewSettings};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -131,6 +133,22 @@ pub struct EventsSpec {
     pub amqp: Option<AmqpConfig>,
     /// Retries of failed handlers on the in-process bus (the broker's are in `amqp`).
     pub retry: RetryPolicy,
+    /// The size and age bounds of the local view.
+    pub view: ViewSettings,
+    /// When the local view may be trusted, and how revocations are announced.
+    pub freshness: FreshnessSettings,
+}
+
+impl EventsSpec {
+    /// `amqp` (or the in-process bus) with `retry`, and the default view settings.
+    pub fn new(amqp: Option<AmqpConfig>, retry: RetryPolicy) -> Self {
+        Self {
+            amqp,
+            retry,
+            view: ViewSettings::default(),
+            freshness: FreshnessSettings::default(),
+        }
+    }
 }
 
 /// Why a node could not start or stopped with an error.
@@ -275,10 +293,43 @@ impl Node {
                 })
             })
         };
+        // One local view per process, kept current by one feed; replicas that can take access
+        // away (membership, the registry) send heartbeats and announce their revocations.
+        let view = LocalView::new(spec.events.view);
+        view.record_into(&metrics);
+        let freshness = spec.events.freshness;
+        background.push(spawn_view_feed(
+            &bus,
+            view.clone(),
+            freshness,
+            probes.readiness.clone(),
+            shutdown.clone(),
+        ));
+        let revokes = spec.services.iter().any(|(kind, _)| {
+            matches!(
+                kind,
+                ServiceKind::Membership | ServiceKind::CustomerRegistry
+            )
+        });
+        let revocations = if revokes {
+            let revocations = Revocations::new(freshness);
+            background.push(spawn_heartbeats(
+                &bus,
+                replica_source(),
+                revocations.clone(),
+                freshness,
+                shutdown.clone(),
+            ));
+            revocations
+        } else {
+            Revocations::default()
+        };
         for (kind, database_url) in &spec.services {
             let database = Database::new(database_url);
             // Every service publishes through its own outbox and relay.
-            let outbox = Outbox::new();
+            let outbox = Outbox::new()
+                .with_revocations(revocations.clone())
+                .with_view(view.clone());
             background.push(tokio::spawn(
                 Relay::new(
                     kind.name(),
@@ -300,6 +351,7 @@ impl Node {
                 page_tokens.clone(),
                 spec.max_request_bytes,
                 spec.mail_dir.clone(),
+                view.clone(),
                 peers.clone(),
             );
             let started = kind.start(&spec, &context)?;

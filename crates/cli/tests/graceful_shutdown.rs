@@ -153,13 +153,17 @@ async fn sigterm_drains_in_flight_calls_and_exits_zero() {
         lapin::Connection::connect(&amqp, lapin::ConnectionProperties::default()).await
         && let Ok(channel) = connection.create_channel().await
     {
-        let exchange = format!("{prefix}tenantry.events");
-        let _ = channel
-            .exchange_delete(
-                exchange.as_str().into(),
-                lapin::options::ExchangeDeleteOptions::default(),
-            )
-            .await;
+        for exchange in [
+            format!("{prefix}tenantry.events"),
+            format!("{prefix}tenantry.events.control"),
+        ] {
+            let _ = channel
+                .exchange_delete(
+                    exchange.as_str().into(),
+                    lapin::options::ExchangeDeleteOptions::default(),
+                )
+                .await;
+        }
         let _ = connection.close(0, "done".into()).await;
     }
 }

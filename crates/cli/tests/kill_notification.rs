@@ -151,16 +151,16 @@ async fn sigkill_in_the_middle_of_a_fan_out_loses_and_duplicates_nothing() {
             membership: tenantry_membership::Config::default(),
             invitation: tenantry_invitation::Config::default(),
             notification: tenantry_notification::Config::default(),
-            events: EventsSpec {
-                amqp: Some(AmqpConfig {
+            events: EventsSpec::new(
+                Some(AmqpConfig {
                     url: amqp.clone(),
                     exchange: "tenantry.events".into(),
                     queue_prefix: prefix.clone(),
                     prefetch: 16,
                     retry: RetryPolicy::default(),
                 }),
-                retry: RetryPolicy::default(),
-            },
+                RetryPolicy::default(),
+            ),
             mail_dir: dir.join("mail"),
             admin_listen: None,
         },

@@ -8,6 +8,9 @@
 //! [`CAPACITY`] events; when the subscriber does not keep up, new events are dropped (with a
 //! warning) rather than stalling the broker or the publisher.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::sync::{mpsc, watch};
 
 use crate::Event;
@@ -30,6 +33,8 @@ pub struct Subscription {
     pub events: mpsc::Receiver<Event>,
     /// true while a queue is bound and consumed (RabbitMQ), or from the start (in-process).
     ready: watch::Receiver<bool>,
+    /// Events dropped so far because the subscriber did not keep up.
+    dropped: Arc<AtomicU64>,
 }
 
 impl Subscription {
@@ -37,15 +42,18 @@ impl Subscription {
     pub(crate) fn new(name: &str) -> (Self, Feed) {
         let (events, receiver) = mpsc::channel(CAPACITY);
         let (ready, ready_receiver) = watch::channel(false);
+        let dropped_total = Arc::new(AtomicU64::new(0));
         let subscription = Self {
             events: receiver,
             ready: ready_receiver,
+            dropped: dropped_total.clone(),
         };
         let feed = Feed {
             name: name.to_string(),
             events,
             ready,
             dropped: 0,
+            dropped_total,
         };
         (subscription, feed)
     }
@@ -63,6 +71,17 @@ impl Subscription {
         *self.ready.borrow()
     }
 
+    /// A receiver that sees every change of [`Subscription::is_ready`] as it happens.
+    pub fn readiness(&self) -> watch::Receiver<bool> {
+        self.ready.clone()
+    }
+
+    /// How many events were dropped so far because this subscriber did not keep up: a
+    /// subscriber that must not miss any (the local view) treats an increase as a gap.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::SeqCst)
+    }
+
     /// The next event; `None` once the subscription ended (shorthand for `events.recv()`).
     pub async fn recv(&mut self) -> Option<Event> {
         self.events.recv().await
@@ -77,6 +96,8 @@ pub(crate) struct Feed {
     ready: watch::Sender<bool>,
     /// Events dropped since the subscriber last kept up (logged when it catches up).
     dropped: u64,
+    /// Every event dropped, as the subscriber sees it.
+    dropped_total: Arc<AtomicU64>,
 }
 
 /// What happened to an offered event.
@@ -112,6 +133,7 @@ impl Feed {
                     );
                 }
                 self.dropped += 1;
+                self.dropped_total.fetch_add(1, Ordering::SeqCst);
                 Offer::Taken
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Offer::Closed,

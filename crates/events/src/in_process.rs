@@ -280,14 +280,14 @@ impl Publisher for InProcessPublisher {
                 let routed = subscriber
                     .bindings
                     .iter()
-                    .any(|binding| topic_matches(binding, &event.event_type));
+                    .any(|binding| routes(binding, &event.event_type));
                 !routed || subscriber.feed.offer(event.clone()) == Offer::Taken
             });
             for queue in state.queues.values() {
                 let routed = queue
                     .bindings
                     .iter()
-                    .any(|binding| topic_matches(binding, &event.event_type));
+                    .any(|binding| routes(binding, &event.event_type));
                 if routed {
                     let message = Message {
                         event: event.clone(),
@@ -302,6 +302,14 @@ impl Publisher for InProcessPublisher {
         }
         Ok(())
     }
+}
+
+/// Whether a message with `routing_key` reaches a queue bound with `binding`: control messages
+/// only reach control bindings (as on RabbitMQ, where they go to an exchange of their own), and
+/// events only event bindings.
+fn routes(binding: &str, routing_key: &str) -> bool {
+    crate::view_feed::is_control(binding) == crate::view_feed::is_control(routing_key)
+        && topic_matches(binding, routing_key)
 }
 
 /// AMQP topic matching: words separated by `.`, `*` matches one word, `#` zero or more.

@@ -19,6 +19,7 @@ use tenantry_platform::db::Database;
 use tenantry_platform::metrics::Metrics;
 use tenantry_platform::pagination::PageTokens;
 use tenantry_platform::server::{self, Readiness, Shutdown};
+use tenantry_platform::view::LocalView;
 use tenantry_proto::EventType;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
@@ -61,6 +62,9 @@ pub struct ServiceContext {
     pub max_request_bytes: usize,
     /// Where e-mails are written as `.eml` files when no SMTP server is configured.
     pub mail_dir: PathBuf,
+    /// The process's local view (shared by its services): authorization decisions and account
+    /// facts kept in memory while the node's event feed says they are current.
+    pub view: LocalView,
     peers: PeerConnector,
 }
 
@@ -162,6 +166,7 @@ impl ServiceContext {
         page_tokens: PageTokens,
         max_request_bytes: usize,
         mail_dir: PathBuf,
+        view: LocalView,
         peers: PeerConnector,
     ) -> Self {
         Self {
@@ -175,6 +180,7 @@ impl ServiceContext {
             page_tokens,
             max_request_bytes,
             mail_dir,
+            view,
             peers,
         }
     }

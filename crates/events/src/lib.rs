@@ -16,6 +16,8 @@ pub mod kernel;
 mod migrations;
 mod outbox;
 mod relay;
+mod revocations;
+pub mod view_feed;
 
 pub use amqp::{AmqpBus, AmqpConfig, event_from_amqp};
 pub use broadcast::Subscription;
@@ -28,3 +30,5 @@ pub use kernel::{Peer, ServiceContext, ServiceInfo, StartError, Started};
 pub use migrations::{outbox_migration, processed_events_migration};
 pub use outbox::{Outbox, OutboxTransaction, WriteFuture};
 pub use relay::{Publisher, Relay};
+pub use revocations::Revocations;
+pub use view_feed::{FreshnessSettings, spawn_heartbeats, spawn_view_feed};

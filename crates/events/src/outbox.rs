@@ -10,42 +10,82 @@ use std::future::Future;
 use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveValue::NotSet, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, Set, TransactionTrait,
+    ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbErr, EntityTrait, PaginatorTrait, QueryFilter, Set, TransactionTrait,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
 
-use crate::Event;
+use tenantry_platform::view::LocalView;
+
 use crate::entities::outbox;
+use crate::view_feed::{Invalidation, invalidation};
+use crate::{Event, Revocations};
 
 /// The longest routing key AMQP allows (a short string).
 const MAX_EVENT_TYPE_LEN: usize = 255;
 
 /// Appends events to the `outbox` table in the caller's transaction, and wakes the relay.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Outbox {
     notify: Arc<Notify>,
     /// Events appended so far (by any transaction): a writer that appended none has nothing
     /// to wake the relay for, and a relay pass is a database round trip.
     appended: Arc<AtomicU64>,
+    /// Bumped after every batch this process's relay published and deleted.
+    published: Arc<watch::Sender<u64>>,
+    /// How revocations are announced ([`OutboxTransaction::append_revocation`]).
+    revocations: Revocations,
+    /// The process's local view: a writer voids what its own events change right at commit,
+    /// before any event comes back from the broker.
+    view: Option<LocalView>,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Self {
+            notify: Arc::default(),
+            appended: Arc::default(),
+            published: Arc::new(watch::channel(0).0),
+            revocations: Revocations::default(),
+            view: None,
+        }
+    }
 }
 
 impl Outbox {
     /// An outbox with nobody waiting on it yet; give a clone to the service's [`crate::Relay`].
+    /// Revocations commit without waiting until [`Outbox::with_revocations`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Announces revocations through `revocations` (the node's, shared by its services).
+    pub fn with_revocations(mut self, revocations: Revocations) -> Self {
+        self.revocations = revocations;
+        self
+    }
+
+    /// Voids in `view` what this outbox's events change, as soon as their transaction commits.
+    pub fn with_view(mut self, view: LocalView) -> Self {
+        self.view = Some(view);
+        self
     }
 
     /// Begins a transaction on `connection` whose events are relayed once it commits.
     pub async fn begin(&self, connection: &DatabaseConnection) -> Result<OutboxTransaction, DbErr> {
         Ok(OutboxTransaction {
             txn: connection.begin().await?,
+            connection: connection.clone(),
             outbox: self.clone(),
             appended: AtomicBool::new(false),
+            revocations: Mutex::new(Vec::new()),
+            invalidations: Mutex::new(Vec::new()),
         })
     }
 
@@ -139,6 +179,49 @@ impl Outbox {
     pub(crate) async fn wait(&self) {
         self.notify.notified().await;
     }
+
+    /// Called by the relay after a batch was confirmed and deleted.
+    pub(crate) fn published(&self) {
+        self.published.send_modify(|batches| *batches += 1);
+    }
+
+    /// Waits until none of the events `ids` is left in the outbox (the relay deletes a row only
+    /// once the broker confirmed it, whichever replica's relay took it), or until `deadline`;
+    /// true if they all were. Looks again after each batch of this process's relay, and every
+    /// 50 ms for the other replicas'.
+    pub(crate) async fn wait_published(
+        &self,
+        connection: &DatabaseConnection,
+        ids: &[Uuid],
+        deadline: Option<tokio::time::Instant>,
+    ) -> bool {
+        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        let mut batches = self.published.subscribe();
+        loop {
+            batches.borrow_and_update();
+            let left = outbox::Entity::find()
+                .filter(outbox::Column::EventId.is_in(ids.clone()))
+                .count(connection)
+                .await;
+            match left {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, "cannot look at the outbox; trying again"),
+            }
+            let poll = tokio::time::sleep(std::time::Duration::from_millis(50));
+            let until = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = batches.changed() => {},
+                () = poll => {},
+                () = until => return false,
+            }
+        }
+    }
 }
 
 /// What [`Outbox::write`]'s work returns: a boxed future borrowing the transaction.
@@ -150,9 +233,14 @@ pub type WriteFuture<'t, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Sen
 #[derive(Debug)]
 pub struct OutboxTransaction {
     txn: DatabaseTransaction,
+    connection: DatabaseConnection,
     outbox: Outbox,
     /// Whether this transaction appended an event (only then does its commit wake the relay).
     appended: AtomicBool,
+    /// The events that take access away, announced before the commit returns.
+    revocations: Mutex<Vec<Uuid>>,
+    /// What the appended events void in the process's local view, applied at commit.
+    invalidations: Mutex<Vec<Invalidation>>,
 }
 
 impl OutboxTransaction {
@@ -160,14 +248,54 @@ impl OutboxTransaction {
     pub async fn append(&self, event: &Event) -> Result<(), DbErr> {
         self.outbox.append(&self.txn, event).await?;
         self.appended.store(true, Ordering::Relaxed);
+        if self.outbox.view.is_some()
+            && let Some(invalidation) = invalidation(event)
+        {
+            self.invalidations
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(invalidation);
+        }
         Ok(())
     }
 
-    /// Commits, then wakes the relay.
+    /// Appends `event`, which takes access away (a member removed or demoted, an account
+    /// disabled or deleted): [`OutboxTransaction::commit`] then returns only once no replica's
+    /// local view can still serve the access it removes (see [`Revocations`]).
+    pub async fn append_revocation(&self, event: &Event) -> Result<(), DbErr> {
+        self.append(event).await?;
+        self.revocations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(event.id);
+        Ok(())
+    }
+
+    /// Commits, then wakes the relay; with revocations appended, returns once they are
+    /// announced.
     pub async fn commit(self) -> Result<(), DbErr> {
         self.txn.commit().await?;
         if self.appended.load(Ordering::Relaxed) {
             self.outbox.wake();
+        }
+        if let Some(view) = &self.outbox.view {
+            let invalidations = self
+                .invalidations
+                .into_inner()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for invalidation in invalidations {
+                invalidation.apply(view);
+            }
+        }
+        let revocations = self
+            .revocations
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !revocations.is_empty() {
+            self.outbox
+                .revocations
+                .announce(&self.outbox, &self.connection, revocations)
+                .await;
         }
         Ok(())
     }

@@ -250,6 +250,7 @@ impl Relay {
         // On failure the transaction is dropped, which rolls back and releases the locks.
         let count = self.publish_and_delete(&txn, rows).await?;
         txn.commit().await?;
+        self.outbox.published();
         Ok(count)
     }
 
@@ -268,7 +269,9 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
-        self.publish_and_delete(connection, rows).await
+        let count = self.publish_and_delete(connection, rows).await?;
+        self.outbox.published();
+        Ok(count)
     }
 
     async fn publish_and_delete(

@@ -39,11 +39,18 @@ pub async fn serve_admin(
             get(move || {
                 let readiness = readiness.clone();
                 async move {
-                    if readiness.is_ready().await {
-                        (StatusCode::OK, "ready\n")
+                    let (status, head) = if readiness.is_ready().await {
+                        (StatusCode::OK, "ready")
                     } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                    };
+                    // What the node runs without, one line each (still ready: it answers what
+                    // it can, the rest UNAVAILABLE).
+                    let mut body = format!("{head}\n");
+                    for degradation in readiness.degradations() {
+                        body.push_str(&format!("degraded: {degradation}\n"));
                     }
+                    (status, body)
                 }
             }),
         );

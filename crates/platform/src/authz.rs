@@ -4,14 +4,23 @@
 //! The answer is turned into the error a caller may see: PERMISSION_DENIED for a caller who is
 //! not allowed (whether or not the account exists), NOT_FOUND only for an allowed caller
 //! (operators, members of the managing partner) asking about an account that does not exist.
+//!
+//! With a [`LocalView`] ([`Authorizer::with_view`]) allowed answers are kept in memory under
+//! the view's rules (see [`crate::view`]) and served without asking membership; refusals are
+//! never kept (membership is asked again, so a grant is visible at once), and neither is
+//! anything while the view is not fresh.
 
 use tenantry_proto::membership::v1::{
     AuthorizeRequest, Permission, Role, Subject, membership_service_client::MembershipServiceClient,
 };
 
+use std::sync::Arc;
+
 use crate::auth::{Principal, UserIdentity};
 use crate::clients::ServiceChannel;
 use crate::error::{ApiError, from_upstream};
+use crate::server::Readiness;
+use crate::view::{LocalView, ViewCache};
 
 /// What membership said about an allowed call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +35,10 @@ pub struct Grant {
 #[derive(Clone, Debug)]
 pub struct Authorizer {
     client: MembershipServiceClient<ServiceChannel>,
+    /// Allowed answers kept in this process, if it has a local view.
+    decisions: Option<Arc<ViewCache<Grant>>>,
+    /// Where an unreachable membership is reported (`/readyz`).
+    readiness: Option<Readiness>,
 }
 
 /// The protobuf `Subject` for a user principal.
@@ -51,7 +64,26 @@ impl Authorizer {
     pub fn new(channel: ServiceChannel) -> Self {
         Self {
             client: MembershipServiceClient::new(channel),
+            decisions: None,
+            readiness: None,
         }
+    }
+
+    /// Reports membership unreachable (and reachable again) to `readiness`.
+    pub fn reporting_to(mut self, readiness: Readiness) -> Self {
+        self.readiness = Some(readiness);
+        self
+    }
+
+    /// Keeps allowed answers in `view` (see the module documentation).
+    pub fn with_view(mut self, view: &LocalView) -> Self {
+        self.decisions = Some(Arc::new(ViewCache::new(view, "decisions")));
+        self
+    }
+
+    /// Decisions held in memory now (0 without a view).
+    pub fn cached_decisions(&self) -> usize {
+        self.decisions.as_ref().map_or(0, |cache| cache.len())
     }
 
     /// Allows a person the authorization table allows, or fails with the error the caller may
@@ -90,12 +122,57 @@ impl Authorizer {
         }
     }
 
-    /// Membership's decision about `subject`, as the error the caller may see.
+    /// Membership's decision about `subject`, as the error the caller may see: from the local
+    /// view when it holds a current answer, otherwise from membership (kept if allowed).
     async fn ask(
         &self,
         subject: Subject,
         account_id: &str,
         permission: Permission,
+    ) -> Result<Grant, ApiError> {
+        let Some(decisions) = &self.decisions else {
+            return self
+                .ask_membership(subject, account_id, permission, false)
+                .await;
+        };
+        if permission == Permission::OwnersManage {
+            // Depends on whether the account has an OWNER, which a change to another member
+            // (an event about someone else) alters: never kept.
+            return self
+                .ask_membership(subject, account_id, permission, true)
+                .await;
+        }
+        // The claims are part of the key: changed claims miss, so membership refreshes its
+        // user directory from them as it does for every uncached call.
+        let key = decisions.key(&[
+            subject.user.as_bytes(),
+            subject.email.as_bytes(),
+            subject.given_name.as_bytes(),
+            subject.family_name.as_bytes(),
+            &[u8::from(subject.platform_operator)],
+            account_id.as_bytes(),
+            &(permission as i32).to_le_bytes(),
+        ]);
+        if let Some(grant) = decisions.get(key) {
+            return Ok(grant);
+        }
+        let sub = subject.user.strip_prefix("users/").unwrap_or(&subject.user);
+        let ticket = decisions.view().ticket(Some(sub), Some(account_id));
+        let grant = self
+            .ask_membership(subject, account_id, permission, true)
+            .await?;
+        if let Some(ticket) = ticket {
+            decisions.insert(key, grant, ticket);
+        }
+        Ok(grant)
+    }
+
+    async fn ask_membership(
+        &self,
+        subject: Subject,
+        account_id: &str,
+        permission: Permission,
+        bypass_view: bool,
     ) -> Result<Grant, ApiError> {
         let response = self
             .client
@@ -104,8 +181,29 @@ impl Authorizer {
                 subject: Some(subject),
                 account: crate::names::account_name(account_id),
                 permission: permission as i32,
+                bypass_view,
             })
-            .await
+            .await;
+        if let Some(readiness) = &self.readiness {
+            match &response {
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                    ) =>
+                {
+                    readiness.set_degraded(
+                        "membership",
+                        Some(format!(
+                            "unreachable ({}); only decisions kept in the local view are answered, the rest UNAVAILABLE",
+                            status.code()
+                        )),
+                    );
+                }
+                _ => readiness.set_degraded("membership", None),
+            }
+        }
+        let response = response
             .map_err(|status| from_upstream("membership", &status))?
             .into_inner();
         if !response.allowed {

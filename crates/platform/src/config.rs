@@ -51,7 +51,18 @@ pub struct AuthConfig {
     /// HS256 secret that signs service-to-service tokens; every service of a cluster shares it.
     #[arg(skip = std::env::var("TENANTRY_INTERNAL_SECRET").ok())]
     pub internal_secret: Option<String>,
+    /// Verified tokens remembered (by their SHA-256) until they expire, so repeated calls skip the
+    /// signature check; 0 turns the cache off.
+    #[arg(
+        long = "token-cache-size",
+        env = "TENANTRY_TOKEN_CACHE_SIZE",
+        default_value_t = DEFAULT_TOKEN_CACHE_SIZE
+    )]
+    pub token_cache_size: usize,
 }
+
+/// Default of [`AuthConfig::token_cache_size`].
+pub const DEFAULT_TOKEN_CACHE_SIZE: usize = 10_000;
 
 impl AuthConfig {
     /// A configuration that trusts HS256 user tokens signed with `jwt_secret`.
@@ -64,6 +75,7 @@ impl AuthConfig {
             roles_claim: "roles".to_string(),
             operator_role: "tenantry-operator".to_string(),
             internal_secret: Some(internal_secret.to_string()),
+            token_cache_size: DEFAULT_TOKEN_CACHE_SIZE,
         }
     }
 }
@@ -112,6 +124,25 @@ pub struct ServerConfig {
         default_value_t = 20
     )]
     pub shutdown_grace_seconds: u64,
+    /// Seconds a client connection to the gRPC port lives before the server closes it
+    /// gracefully (calls in flight finish; the client reconnects, so L4 load balancing evens
+    /// out); long-lived streams are not cut.
+    #[arg(
+        long = "max-connection-age-seconds",
+        env = "TENANTRY_MAX_CONNECTION_AGE_SECONDS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_connection_age_seconds: u64,
+    /// Seconds between two DNS look-ups of a `dns:///host:port` peer URL (sooner after a
+    /// replica refused a connection).
+    #[arg(
+        long = "peer-resolve-seconds",
+        env = "TENANTRY_PEER_RESOLVE_SECONDS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub peer_resolve_seconds: u64,
     /// Address of the admin HTTP port (`/metrics`, `/livez`, `/readyz`); none by default (use
     /// `0.0.0.0:9090` in a container).
     #[arg(long = "admin-listen", env = "TENANTRY_ADMIN_LISTEN")]
@@ -119,6 +150,21 @@ pub struct ServerConfig {
     /// TLS on the gRPC port and towards peers.
     #[command(flatten)]
     pub tls: TlsConfig,
+}
+
+impl ServerConfig {
+    /// Makes the process-wide connection settings take effect: the maximum connection age of
+    /// the gRPC servers ([`crate::server::set_max_connection_age`]) and the re-resolve
+    /// interval of `dns:///` peers ([`crate::clients::set_default_resolve_interval`]). Call it
+    /// before starting servers and making channels.
+    pub fn apply_connection_settings(&self) {
+        crate::server::set_max_connection_age(std::time::Duration::from_secs(
+            self.max_connection_age_seconds,
+        ));
+        crate::clients::set_default_resolve_interval(std::time::Duration::from_secs(
+            self.peer_resolve_seconds,
+        ));
+    }
 }
 
 /// TLS (see [`crate::tls`]): the gRPC port's certificate and key, and the CA that `https://`

@@ -198,6 +198,11 @@ pub fn from_upstream(service: &str, status: &Status) -> ApiError {
         Code::Unavailable | Code::Cancelled => {
             ApiError::unavailable(format!("{service} is unavailable; retry later"))
         }
+        // A connection that broke under the call (the peer crashed): tonic reports it as
+        // UNKNOWN "transport error", made here from the transport error, not sent by the peer.
+        Code::Unknown if broken_transport(status) => {
+            ApiError::unavailable(format!("{service} is unavailable; retry later"))
+        }
         Code::DeadlineExceeded => ApiError::deadline_exceeded(format!("{service} timed out")),
         Code::PermissionDenied => ApiError::permission_denied(),
         _ => ApiError::internal(&UpstreamError {
@@ -205,6 +210,20 @@ pub fn from_upstream(service: &str, status: &Status) -> ApiError {
             status: status.clone(),
         }),
     }
+}
+
+/// Whether tonic made `status` from a failure of the connection (its source chain holds the
+/// transport or I/O error) rather than receiving it from the peer, whose statuses have no
+/// source.
+fn broken_transport(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::transport::Error>() || error.is::<std::io::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +251,20 @@ impl fmt::Display for ErrorChain<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_connection_upstream_is_unavailable_not_internal() {
+        let broken = Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "stream closed because of a broken pipe",
+        )));
+        assert_eq!(broken.code(), Code::Unknown);
+        let status: Status = from_upstream("registry", &broken).into();
+        assert_eq!(status.code(), Code::Unavailable);
+        // UNKNOWN sent by the peer itself is still unexpected.
+        let status: Status = from_upstream("registry", &Status::unknown("boom")).into();
+        assert_eq!(status.code(), Code::Internal);
+    }
 
     #[test]
     fn invalid_argument_carries_bad_request_and_error_info() {

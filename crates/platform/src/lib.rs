@@ -1,8 +1,8 @@
 //! What every Tenantry service shares, written once: configuration, logging, the gRPC server
 //! bootstrap (health, reflection, limits, graceful shutdown), authentication, the mapping from
 //! errors to `tonic::Status`, Prometheus metrics and the admin port, the database handle and
-//! migrations, page tokens, resource names, the `request_id` idempotency rules, and the client
-//! side of membership's `Authorize`.
+//! migrations, page tokens, resource names, the `request_id` idempotency rules, the client
+//! side of membership's `Authorize` and the local view that keeps its answers.
 
 pub mod account_state;
 pub mod admin;
@@ -28,6 +28,7 @@ pub mod text;
 pub mod time;
 pub mod tls;
 pub mod validation;
+pub mod view;
 
 pub use account_state::AccountState;
 pub use auth::{Authenticator, Principal, ServiceIdentity, UserIdentity};

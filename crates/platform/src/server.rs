@@ -110,6 +110,9 @@ pub async fn termination_signal() {
 pub struct Readiness {
     health: HealthReporter,
     services: Arc<tokio::sync::Mutex<HashMap<&'static str, bool>>>,
+    /// What the node runs without, and why (a peer unreachable, the local view not fresh):
+    /// calls still answered, some of them UNAVAILABLE; shown by `/readyz`.
+    degraded: Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, String>>>,
 }
 
 impl std::fmt::Debug for Readiness {
@@ -119,6 +122,36 @@ impl std::fmt::Debug for Readiness {
 }
 
 impl Readiness {
+    /// Notes that the node runs without `what` (`why`), or no longer (`None`). Degradations do
+    /// not make the node unready: it still answers what it can (cached decisions, its own
+    /// data), and the rest UNAVAILABLE.
+    pub fn set_degraded(&self, what: &'static str, why: Option<String>) {
+        let mut degraded = self
+            .degraded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let changed = match why {
+            Some(why) => degraded.insert(what, why.clone()).as_ref() != Some(&why),
+            None => degraded.remove(what).is_some(),
+        };
+        if changed {
+            match degraded.get(what) {
+                Some(why) => tracing::warn!(what, why = %why, "degraded"),
+                None => tracing::info!(what, "no longer degraded"),
+            }
+        }
+    }
+
+    /// Every current degradation, as `what: why`.
+    pub fn degradations(&self) -> Vec<String> {
+        self.degraded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(what, why)| format!("{what}: {why}"))
+            .collect()
+    }
+
     /// Registers a service as NOT_SERVING.
     pub async fn register(&self, service_name: &'static str) {
         self.set(service_name, false).await;
@@ -188,6 +221,7 @@ impl Probes {
             readiness: Readiness {
                 health,
                 services: Arc::default(),
+                degraded: Arc::default(),
             },
             routes,
         })
@@ -307,8 +341,30 @@ pub async fn serve_with_metrics(
     .await
 }
 
+/// The default of [`max_connection_age`], in seconds; see [`set_max_connection_age`].
+static MAX_CONNECTION_AGE_SECONDS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_MAX_CONNECTION_AGE.as_secs());
+
+/// How long a client connection lives unless [`set_max_connection_age`] says otherwise.
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+
+/// Sets how long client connections of servers started from now on may live (the process's
+/// `TENANTRY_MAX_CONNECTION_AGE_SECONDS`). Zero is taken as one second.
+pub fn set_max_connection_age(age: Duration) {
+    MAX_CONNECTION_AGE_SECONDS.store(age.as_secs().max(1), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How long a client connection lives before the server asks the client to go (HTTP/2
+/// GOAWAY): calls in flight finish on it, later ones open a new connection — to whichever pod
+/// a plain L4 load balancer (a ClusterIP Service) then picks, so new pods get their share.
+/// Long-lived streams (`WatchInbox`) are not cut.
+pub fn max_connection_age() -> Duration {
+    Duration::from_secs(MAX_CONNECTION_AGE_SECONDS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 /// [`serve_with_metrics`], accepting only TLS connections (rustls) when `tls` is set. A client
-/// that fails the handshake (e.g. plaintext) is dropped; the server goes on.
+/// that fails the handshake (e.g. plaintext) is dropped; the server goes on. Client
+/// connections are closed gracefully after [`max_connection_age`].
 pub async fn serve_with_tls(
     listener: TcpListener,
     routes: Routes,
@@ -329,6 +385,7 @@ pub async fn serve_with_tls(
     let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .tcp_nodelay(true)
+        .max_connection_age(max_connection_age())
         .layer(EdgeLayer::new(authenticator, metrics))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, async move { stop.wait().await });

@@ -192,10 +192,7 @@ impl TestCluster {
             membership: tenantry_membership::Config::default(),
             invitation: options.invitation.clone(),
             notification: tenantry_notification::Config::default(),
-            events: EventsSpec {
-                amqp: amqp.clone(),
-                retry: options.retry.clone(),
-            },
+            events: EventsSpec::new(amqp.clone(), options.retry.clone()),
             mail_dir: mail_dir.clone(),
             admin_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         };
@@ -267,12 +264,24 @@ impl TestCluster {
     /// databases and broker (the production shape with two pods per service). Stop it with
     /// [`Replica::stop`] before the cluster.
     pub async fn start_replica(&self) -> Replica {
+        self.start_replica_with(self.spec.clone()).await
+    }
+
+    /// Like [`TestCluster::start_replica`], but the replica reaches RabbitMQ at `amqp_url`
+    /// (e.g. through a [`proxy::TcpProxy`], to cut only this replica's connections).
+    pub async fn start_replica_via_broker(&self, amqp_url: &str) -> Replica {
+        let mut spec = self.spec.clone();
+        if let Some(amqp) = spec.events.amqp.as_mut() {
+            amqp.url = amqp_url.to_string();
+        }
+        self.start_replica_with(spec).await
+    }
+
+    async fn start_replica_with(&self, spec: NodeSpec) -> Replica {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
-        let node = Node::start(self.spec.clone(), listener)
-            .await
-            .expect("start replica");
+        let node = Node::start(spec, listener).await.expect("start replica");
         assert!(
             node.wait_ready(Duration::from_secs(60)).await,
             "replica did not become ready"
@@ -283,6 +292,14 @@ impl TestCluster {
             .await
             .expect("connect");
         Replica { node, channel }
+    }
+
+    /// The cluster's metrics, as its admin port renders them.
+    pub fn metrics(&self) -> String {
+        self.node
+            .as_ref()
+            .map(|node| node.metrics().render())
+            .unwrap_or_default()
     }
 
     /// The cluster's address.
@@ -437,6 +454,35 @@ pub struct Replica {
 }
 
 impl Replica {
+    /// A registry client acting as `user`, talking to this replica.
+    pub fn registry_as(&self, user: &TestUser) -> RegistryClient {
+        CustomerRegistryServiceClient::with_interceptor(
+            self.channel.clone(),
+            TestCluster::bearer(Some(&user.token())),
+        )
+    }
+
+    /// A membership client acting as `user`, talking to this replica.
+    pub fn membership_as(&self, user: &TestUser) -> MembershipClient {
+        MembershipServiceClient::with_interceptor(
+            self.channel.clone(),
+            TestCluster::bearer(Some(&user.token())),
+        )
+    }
+
+    /// An invitation client acting as `user`, talking to this replica.
+    pub fn invitation_as(&self, user: &TestUser) -> InvitationClient {
+        InvitationServiceClient::with_interceptor(
+            self.channel.clone(),
+            TestCluster::bearer(Some(&user.token())),
+        )
+    }
+
+    /// The replica's metrics, as its admin port renders them.
+    pub fn metrics(&self) -> String {
+        self.node.metrics().render()
+    }
+
     /// A notification client acting as `user`, talking to this replica.
     pub fn notification_as(&self, user: &TestUser) -> NotificationClient {
         NotificationServiceClient::with_interceptor(
@@ -517,10 +563,13 @@ async fn delete_broker_topology(amqp: &AmqpConfig) {
                     .await;
             }
         }
-        let exchange = format!("{}{}", amqp.queue_prefix, amqp.exchange);
-        let _ = channel
-            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-            .await;
+        // The events' exchange and the control messages' (heartbeats).
+        for suffix in ["", ".control"] {
+            let exchange = format!("{}{}{suffix}", amqp.queue_prefix, amqp.exchange);
+            let _ = channel
+                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
+        }
     }
     let _ = connection.close(0, "test done".into()).await;
 }

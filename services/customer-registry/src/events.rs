@@ -27,6 +27,14 @@ pub enum AccountChange {
     Deleted,
 }
 
+impl AccountChange {
+    /// Whether the change takes access away (its call answers only once no replica's local
+    /// view can still serve the account as it was).
+    pub fn takes_access_away(self) -> bool {
+        matches!(self, AccountChange::Disabled | AccountChange::Deleted)
+    }
+}
+
 /// The event announcing `change` of `account`, made by `actor` (`users/{sub}` or
 /// `services/{name}`), under its payload's declared type.
 pub fn account_event(change: AccountChange, account: &Account, actor: &str) -> Event {

@@ -70,8 +70,10 @@ pub fn start(
     );
     let api = api::RegistryApi::new(
         max_account_id_length,
-        store::Store::new(ctx.database.clone(), ctx.outbox.clone()),
-        tenantry_platform::authz::Authorizer::new(ctx.peer(Peer::Membership)?),
+        store::Store::new(ctx.database.clone(), ctx.outbox.clone()).with_view(&ctx.view),
+        tenantry_platform::authz::Authorizer::new(ctx.peer(Peer::Membership)?)
+            .with_view(&ctx.view)
+            .reporting_to(ctx.readiness.clone()),
         ctx.page_tokens.clone(),
     );
     let service =

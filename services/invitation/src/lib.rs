@@ -294,7 +294,9 @@ pub fn start(
     let membership_channel = ctx.peer(Peer::Membership)?;
     let deps = Deps {
         database: ctx.database.clone(),
-        authorizer: tenantry_platform::authz::Authorizer::new(membership_channel.clone()),
+        authorizer: tenantry_platform::authz::Authorizer::new(membership_channel.clone())
+            .with_view(&ctx.view)
+            .reporting_to(ctx.readiness.clone()),
         membership: MembershipServiceClient::new(membership_channel),
         registry: CustomerRegistryServiceClient::new(ctx.peer(Peer::Registry)?),
         page_tokens: ctx.page_tokens.clone(),

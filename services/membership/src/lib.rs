@@ -95,6 +95,8 @@ pub(crate) struct Deps {
     pub page_tokens: tenantry_platform::pagination::PageTokens,
     /// Where `member.*` events are appended, in the transaction of each change.
     pub outbox: tenantry_events::Outbox,
+    /// The process's local view, if `Authorize` may answer from memory.
+    pub view: Option<tenantry_platform::view::LocalView>,
 }
 
 /// Membership's consumer groups: `tenantry.membership.accounts`, bound to the `account.*`
@@ -118,6 +120,7 @@ pub fn start(config: Config, ctx: &ServiceContext) -> Result<Started, StartError
         accounts: Arc::new(ReplicatedAccounts::new(ctx.database.clone(), registry)),
         page_tokens: ctx.page_tokens.clone(),
         outbox: ctx.outbox.clone(),
+        view: Some(ctx.view.clone()),
     };
     let mut tasks = vec![ctx.follow_database::<Migrator>(SERVICE_NAME)];
     tasks.extend(consumers(&deps).into_iter().map(|spec| ctx.consume(spec)));

@@ -254,6 +254,7 @@ async fn credentials_are_checked(cluster: &TestCluster) {
                 subject: None,
                 account: "accounts/acme".into(),
                 permission: 1,
+                bypass_view: false,
             })
             .await,
         Code::PermissionDenied,

@@ -17,6 +17,7 @@ mod metrics;
 mod operations;
 mod races;
 mod refusals;
+mod revocation;
 mod secrets;
 mod secrets_in_logs;
 mod seed_flow;

@@ -472,11 +472,15 @@ pub async fn delete_topology(connection: &lapin::Connection, prefix: &str) {
                 .await;
         }
     }
-    let exchange = format!("{prefix}tenantry.events");
-    let _ = channel
-        .exchange_delete(
-            exchange.as_str().into(),
-            lapin::options::ExchangeDeleteOptions::default(),
-        )
-        .await;
+    for exchange in [
+        format!("{prefix}tenantry.events"),
+        format!("{prefix}tenantry.events.control"),
+    ] {
+        let _ = channel
+            .exchange_delete(
+                exchange.as_str().into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
 }

@@ -32,6 +32,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub(super) struct Names {
     exchange: ShortString,
+    /// `{prefix}{exchange}.control`: where control bindings (`tenantry.…`) are bound.
+    control_exchange: ShortString,
     /// `{prefix}{name}.`; each session appends a fresh uuid.
     stem: String,
     bindings: Vec<ShortString>,
@@ -49,6 +51,7 @@ impl Names {
         short(&format!("{stem}{}", Uuid::nil().simple()))?;
         Ok(Self {
             exchange: short(&format!("{prefix}{exchange}"))?,
+            control_exchange: short(&format!("{prefix}{exchange}.control"))?,
             stem,
             bindings: bindings
                 .iter()
@@ -124,6 +127,7 @@ async fn consume(
     backoff: &mut Backoff,
 ) -> Result<(), ConsumeError> {
     topology::declare_exchange(channel, &names.exchange).await?;
+    topology::declare_exchange(channel, &names.control_exchange).await?;
     let queue = names.fresh_queue();
     let mut arguments = FieldTable::default();
     // Explicitly classic: a broker defaulting to quorum queues would refuse an exclusive one.
@@ -147,7 +151,11 @@ async fn consume(
         channel
             .queue_bind(
                 queue.clone(),
-                names.exchange.clone(),
+                if crate::view_feed::is_control(binding.as_str()) {
+                    names.control_exchange.clone()
+                } else {
+                    names.exchange.clone()
+                },
                 binding.clone(),
                 QueueBindOptions::default(),
                 FieldTable::default(),

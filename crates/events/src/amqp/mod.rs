@@ -70,6 +70,11 @@ impl AmqpConfig {
     fn exchange_name(&self) -> String {
         format!("{}{}", self.queue_prefix, self.exchange)
     }
+
+    /// The exchange of control messages (heartbeats), apart from the events.
+    fn control_exchange_name(&self) -> String {
+        format!("{}{}.control", self.queue_prefix, self.exchange)
+    }
 }
 
 /// The RabbitMQ event bus of a process.
@@ -218,14 +223,21 @@ impl AmqpPublisher {
         let channel = self.channel(slot).await?;
         let exchange =
             message::short(&self.bus.config().exchange_name()).map_err(PublishError::Invalid)?;
+        let control = message::short(&self.bus.config().control_exchange_name())
+            .map_err(PublishError::Invalid)?;
         // Publish the whole batch first, then wait for the confirms: the broker confirms in
         // bulk, so a batch costs about one round trip rather than one per event.
         let mut confirms = Vec::with_capacity(batch.len());
         for event in batch {
             let routing_key = message::short(&event.event_type).map_err(PublishError::Invalid)?;
+            let target = if crate::view_feed::is_control(&event.event_type) {
+                &control
+            } else {
+                &exchange
+            };
             let confirm = channel
                 .basic_publish(
-                    exchange.clone(),
+                    target.clone(),
                     routing_key,
                     BasicPublishOptions::default(),
                     &event.payload,
@@ -268,6 +280,11 @@ impl AmqpPublisher {
         let exchange =
             message::short(&self.bus.config().exchange_name()).map_err(PublishError::Invalid)?;
         topology::declare_exchange(&channel, &exchange)
+            .await
+            .map_err(PublishError::Unavailable)?;
+        let control = message::short(&self.bus.config().control_exchange_name())
+            .map_err(PublishError::Invalid)?;
+        topology::declare_exchange(&channel, &control)
             .await
             .map_err(PublishError::Unavailable)?;
         *slot = Some(channel.clone());

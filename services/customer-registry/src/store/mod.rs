@@ -16,9 +16,12 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
+use std::sync::Arc;
+
 use tenantry_events::Outbox;
 use tenantry_platform::db::{Database, StoreError};
 use tenantry_platform::idempotency::{ReplayError, RequestIds, RequestKey};
+use tenantry_platform::view::{LocalView, ViewCache};
 
 use crate::domain::{
     self, Account, AccountId, AccountState, Change, DisplayName, RegistryError, StateFilter,
@@ -107,21 +110,60 @@ enum Update {
 pub struct Store {
     database: Database,
     outbox: Outbox,
+    /// Accounts kept in memory under the local view's rules (DESIGN.md §9): this replica
+    /// replaces its copy at commit, the others drop theirs on the `account.*` event.
+    accounts: Option<Arc<ViewCache<Account>>>,
 }
 
 impl Store {
     /// A store over `database`, appending its events to `outbox`.
     pub fn new(database: Database, outbox: Outbox) -> Self {
-        Self { database, outbox }
+        Self {
+            database,
+            outbox,
+            accounts: None,
+        }
+    }
+
+    /// Serves [`Store::find`] from memory under `view`'s rules.
+    pub fn with_view(mut self, view: &LocalView) -> Self {
+        self.accounts = Some(Arc::new(ViewCache::new(view, "accounts")));
+        self
     }
 
     fn connection(&self) -> Result<&DatabaseConnection, RegistryError> {
         Ok(self.database.connection()?)
     }
 
-    /// The account `id`, or `None`.
+    /// The account `id`, or `None`: from the local view when it keeps it.
     pub async fn find(&self, id: &AccountId) -> Result<Option<Account>, RegistryError> {
-        find(self.connection()?, id).await
+        let Some(cache) = &self.accounts else {
+            return find(self.connection()?, id).await;
+        };
+        let key = cache.key(&[id.as_str().as_bytes()]);
+        if let Some(account) = cache.get(key) {
+            return Ok(Some(account));
+        }
+        let ticket = cache.view().ticket(None, Some(id.as_str()));
+        let found = find(self.connection()?, id).await?;
+        if let (Some(ticket), Some(account)) = (ticket, &found) {
+            cache.insert(key, account.clone(), ticket);
+        }
+        Ok(found)
+    }
+
+    /// Keeps `account` as this replica just committed it (the commit already voided the old
+    /// copy; a later change on another replica voids this one when its event arrives).
+    fn remember(&self, account: &Account) {
+        if let Some(cache) = &self.accounts
+            && let Some(ticket) = cache.view().ticket(None, Some(account.id.as_str()))
+        {
+            cache.insert(
+                cache.key(&[account.id.as_str().as_bytes()]),
+                account.clone(),
+                ticket,
+            );
+        }
     }
 
     /// The account `id`, or [`RegistryError::AccountNotFound`].
@@ -289,8 +331,9 @@ impl Store {
         actor: &str,
     ) -> Result<Account, RegistryError> {
         let (id, etag, actor) = (id.clone(), etag.to_string(), actor.to_string());
-        self.outbox
-            .write(self.connection()?, move |tx| {
+        let account: Account = self
+            .outbox
+            .write::<_, RegistryError, _>(self.connection()?, move |tx| {
                 Box::pin(async move {
                     let account = load_locked(tx, &id).await?;
                     account.check_etag(&etag)?;
@@ -304,11 +347,20 @@ impl Store {
                         return Ok(account);
                     };
                     let updated = apply(tx, account, update, &etag).await?;
-                    tx.append(&account_event(change, &updated, &actor)).await?;
+                    let event = account_event(change, &updated, &actor);
+                    if change.takes_access_away() {
+                        // The call answers once no replica's local view can serve the account
+                        // as it was (see `Revocations`).
+                        tx.append_revocation(&event).await?;
+                    } else {
+                        tx.append(&event).await?;
+                    }
                     Ok(updated)
                 })
             })
-            .await
+            .await?;
+        self.remember(&account);
+        Ok(account)
     }
 }
 

@@ -67,6 +67,46 @@ impl MembershipApi {
             .await
     }
 
+    /// Like [`Self::access_for`], for `Authorize`: an allow is served from membership's local
+    /// view when it holds one (unless `bypass_view`), and what the database answers is kept
+    /// there.
+    pub(super) async fn authorize_access(
+        &self,
+        caller: &Caller,
+        account_id: &AccountId,
+        permission: Permission,
+        bypass_view: bool,
+    ) -> Result<Access, ApiError> {
+        let Some(view) = &self.view else {
+            return self.access_for(caller, account_id, permission).await;
+        };
+        // OWNERS_MANAGE depends on the OWNER count, which the view does not keep.
+        let count_owners = permission == Permission::OwnersManage;
+        if !bypass_view
+            && !count_owners
+            && let Some(access) = view.cached(caller, account_id)
+            && access.allows(permission)
+        {
+            return Ok(access);
+        }
+        let mut tickets = view.tickets(caller, account_id);
+        let facts = self.accounts.account(account_id).await?;
+        if let Some(partner) = facts.as_ref().and_then(|facts| facts.managed_by.as_ref()) {
+            view.partner_ticket(caller, partner, &mut tickets);
+        }
+        let mut access = self
+            .access_with(caller, account_id, facts, count_owners)
+            .await?;
+        if !access.allows(permission) && access.facts.is_some() {
+            let facts = self.accounts.refresh(account_id).await?;
+            access = self
+                .access_with(caller, account_id, facts, count_owners)
+                .await?;
+        }
+        view.keep(&access, account_id, tickets);
+        Ok(access)
+    }
+
     /// The caller's standing given the account's `facts`; `has_owner` is only looked up when
     /// `count_owners` (otherwise it is false).
     async fn access_with(

@@ -31,7 +31,9 @@ impl MembershipApi {
             user_id,
             operator: subject.platform_operator,
         };
-        let access = self.access_for(&caller, &account_id, permission).await?;
+        let access = self
+            .authorize_access(&caller, &account_id, permission, request.bypass_view)
+            .await?;
         let decision = access.decide(permission);
         tracing::debug!(
             %service,

@@ -1,7 +1,5 @@
 //! ListMembers and ListMyAccounts.
 
-use std::sync::Arc;
-
 use futures::StreamExt;
 use tenantry_platform::{AccountId, ApiError, Principal, UserId};
 use tenantry_proto::membership::v1 as pb;
@@ -92,7 +90,8 @@ impl MembershipApi {
         })
     }
 
-    /// The facts of the accounts of `memberships`, in order, looked up a few at a time.
+    /// The facts of the accounts of `memberships`, in order: from the local view, the others
+    /// looked up a few at a time.
     async fn facts_of(
         &self,
         memberships: &[Member],
@@ -101,14 +100,30 @@ impl MembershipApi {
             .iter()
             .map(|member| member.account_id.clone())
             .collect();
-        let directory = Arc::clone(&self.accounts);
         futures::stream::iter(account_ids)
-            .map(move |account_id| {
-                let directory = Arc::clone(&directory);
-                async move { directory.account(&account_id).await }
-            })
+            .map(|account_id| async move { self.account_facts(&account_id).await })
             .buffered(ACCOUNT_LOOKUP_CONCURRENCY)
             .collect()
             .await
+    }
+
+    /// One account's facts: from the local view if it keeps them, otherwise from the directory
+    /// (and then kept).
+    async fn account_facts(
+        &self,
+        account_id: &AccountId,
+    ) -> Result<Option<AccountFacts>, ApiError> {
+        let Some(view) = &self.view else {
+            return self.accounts.account(account_id).await;
+        };
+        if let Some(facts) = view.account(account_id) {
+            return Ok(Some(facts));
+        }
+        let ticket = view.account_ticket(account_id);
+        let facts = self.accounts.account(account_id).await?;
+        if let (Some(ticket), Some(facts)) = (ticket, &facts) {
+            view.keep_account(facts, ticket);
+        }
+        Ok(facts)
     }
 }

@@ -9,6 +9,7 @@ mod lists;
 mod members;
 #[cfg(test)]
 mod tests;
+mod view;
 
 use std::sync::Arc;
 
@@ -31,6 +32,8 @@ pub struct MembershipApi {
     accounts: Arc<dyn AccountDirectory>,
     page_tokens: PageTokens,
     directory: UserDirectory,
+    /// Account facts and roles kept in memory for `Authorize` (none in unit tests).
+    view: Option<view::FactsView>,
 }
 
 impl MembershipApi {
@@ -43,6 +46,7 @@ impl MembershipApi {
             store,
             accounts: deps.accounts,
             page_tokens: deps.page_tokens,
+            view: deps.view.as_ref().map(view::FactsView::new),
         }
     }
 }

@@ -300,6 +300,7 @@ async fn the_consumer_group_binds_every_account_event() {
         accounts: Arc::new(NoAccounts),
         page_tokens: PageTokens::new(b"test"),
         outbox: Outbox::new(),
+        view: None,
     };
     let specs = crate::consumers(&deps);
     assert_eq!(specs.len(), 1);

@@ -325,7 +325,10 @@ impl Store {
         let change = MemberChange::Updated {
             previous_role: current.role,
         };
-        tx.append(&member_event(change, &member, actor)).await?;
+        // A role change may take access away: the call answers once no replica's local view
+        // can serve the old role (see `Revocations`).
+        tx.append_revocation(&member_event(change, &member, actor))
+            .await?;
         tx.commit().await?;
         Ok(member)
     }
@@ -357,7 +360,7 @@ impl Store {
             .await?
             .remove(current.user_id.as_str())
             .unwrap_or_default();
-        tx.append(&member_event(MemberChange::Removed, &removed, actor))
+        tx.append_revocation(&member_event(MemberChange::Removed, &removed, actor))
             .await?;
         tx.commit().await?;
         Ok(())

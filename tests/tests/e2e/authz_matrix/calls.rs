@@ -161,6 +161,7 @@ pub async fn call(
                 }),
                 account: account(),
                 permission: membership::Permission::AccountRead as i32,
+                bypass_view: false,
             })
             .await
             .map(drop),

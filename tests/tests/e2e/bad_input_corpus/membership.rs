@@ -364,6 +364,7 @@ fn authorize(world: &World) -> Vec<Case<pb::AuthorizeRequest>> {
         subject: subject("users/erin"),
         account: world.customer.clone(),
         permission: pb::Permission::AccountRead as i32,
+        bypass_view: false,
     };
     let mut cases = vec![invalid(
         "no subject",

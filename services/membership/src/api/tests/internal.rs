@@ -15,6 +15,7 @@ async fn authorize_is_internal_and_reports_roles() {
         }),
         account: format!("accounts/{account}"),
         permission: wire::Permission::AccountRead as i32,
+        bypass_view: false,
     };
     let refused = h
         .api
@@ -78,6 +79,7 @@ async fn a_lagging_replica_does_not_refuse_a_fresh_partner() {
         }),
         account: "accounts/partner".into(),
         permission: wire::Permission::CustomersCreate as i32,
+        bypass_view: false,
     };
     let answer = h.api.authorize(as_(&service(), ask)).await.unwrap();
     assert!(answer.allowed, "{answer:?}");

@@ -78,6 +78,7 @@ async fn harness() -> Harness {
         accounts: Arc::new(accounts),
         page_tokens: PageTokens::new(b"test"),
         outbox: tenantry_events::Outbox::new(),
+        view: None,
     };
     Harness {
         api: MembershipApi::new(Config::default(), deps),

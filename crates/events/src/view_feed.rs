@@ -1,0 +1,469 @@
+//! What keeps a process's [`LocalView`] current and tells it when it cannot be trusted
+//! (DESIGN.md §9, docs/local-view.md).
+//!
+//! - **The feed** ([`spawn_view_feed`]): a per-replica broadcast subscription to `member.*`,
+//!   `account.*` and the heartbeats. A `member.*` event voids the answers about its user, an
+//!   `account.*` event those about its account.
+//! - **Heartbeats** ([`spawn_heartbeats`]): every replica that can take access away (one running
+//!   membership or the registry) publishes one every [`FreshnessSettings::heartbeat_every`]
+//!   through the same publisher as its events, and a goodbye when it stops cleanly. It skips
+//!   them while one of its revocations is not confirmed by the broker (see [`Revocations`]).
+//! - **Freshness**: the view is fresh only while its subscription is bound, no event was dropped,
+//!   and every revoking replica heard from in the last [`FreshnessSettings::forget_after`] has
+//!   sent a heartbeat within [`FreshnessSettings::heartbeat_timeout`]. Otherwise nothing cached
+//!   is served (every call asks the source of record), and both losing and regaining freshness
+//!   drop every cached answer.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tenantry_platform::server::{Readiness, Shutdown};
+use tenantry_platform::view::LocalView;
+use tenantry_proto::EventType;
+use tenantry_proto::events::v1 as pb;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::{Event, EventBus, Revocations};
+
+/// The routing key of a heartbeat. Keys under `tenantry.` are control messages, not events:
+/// they travel apart from the events (RabbitMQ: the exchange `{exchange}.control`), so nothing
+/// bound to events — `#` included — ever sees them.
+pub const HEARTBEAT: &str = "tenantry.heartbeat";
+/// The routing key of the heartbeat a replica sends when it stops cleanly.
+pub const GOODBYE: &str = "tenantry.goodbye";
+
+/// Whether a routing key (or binding) names a control message rather than an event.
+pub(crate) fn is_control(key: &str) -> bool {
+    key.starts_with("tenantry.")
+}
+
+/// The bounds of freshness; the same in every process of a cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FreshnessSettings {
+    /// How often a revoking replica sends a heartbeat.
+    pub heartbeat_every: Duration,
+    /// A view trusts its cache only while every revoking replica's latest heartbeat is younger
+    /// than this (by the sender's clock and by the time since it arrived, whichever is older).
+    pub heartbeat_timeout: Duration,
+    /// A replica silent this long without a goodbye is taken for gone and stops holding every
+    /// view's trust back.
+    pub forget_after: Duration,
+    /// How long a revoking call waits for the broker's confirm before it falls back to
+    /// silencing this replica's heartbeats.
+    pub confirm_wait: Duration,
+    /// The clock difference between replicas that the bounds tolerate.
+    pub clock_skew: Duration,
+}
+
+impl Default for FreshnessSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_every: Duration::from_millis(250),
+            heartbeat_timeout: Duration::from_millis(1000),
+            forget_after: Duration::from_secs(30),
+            confirm_wait: Duration::from_millis(1000),
+            clock_skew: Duration::from_millis(250),
+        }
+    }
+}
+
+impl FreshnessSettings {
+    /// Whether the bounds make sense together (a heartbeat fits in the timeout several times,
+    /// and a silent replica is forgotten only long after it would have been distrusted).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_every.is_zero() || self.heartbeat_every * 2 > self.heartbeat_timeout {
+            return Err(format!(
+                "the heartbeat interval ({:?}) must be positive and at most half the heartbeat \
+                 timeout ({:?})",
+                self.heartbeat_every, self.heartbeat_timeout
+            ));
+        }
+        if self.forget_after < self.heartbeat_timeout * 10 {
+            return Err(format!(
+                "forget-after ({:?}) must be at least ten heartbeat timeouts ({:?})",
+                self.forget_after,
+                self.heartbeat_timeout * 10
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The latest heartbeat of each revoking replica, and what that says about freshness.
+#[derive(Debug, Default)]
+pub(crate) struct HeartbeatTracker {
+    replicas: HashMap<String, Seen>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    sent: DateTime<Utc>,
+    received: Instant,
+}
+
+impl HeartbeatTracker {
+    pub(crate) fn heard(&mut self, replica: &str, sent: DateTime<Utc>, received: Instant) {
+        let seen = self
+            .replicas
+            .entry(replica.to_string())
+            .or_insert(Seen { sent, received });
+        if sent >= seen.sent {
+            *seen = Seen { sent, received };
+        }
+    }
+
+    pub(crate) fn goodbye(&mut self, replica: &str) {
+        if self.replicas.remove(replica).is_some() {
+            tracing::info!(replica, "revoking replica said goodbye");
+        }
+    }
+
+    /// Whether every replica heard from has a recent heartbeat (and there is at least one);
+    /// forgets the replicas silent for longer than `forget_after`.
+    pub(crate) fn all_recent(
+        &mut self,
+        settings: &FreshnessSettings,
+        now: DateTime<Utc>,
+        now_instant: Instant,
+    ) -> bool {
+        let age = |seen: &Seen| {
+            let by_sender = (now - seen.sent).to_std().unwrap_or(Duration::ZERO);
+            by_sender.max(now_instant.duration_since(seen.received))
+        };
+        self.replicas.retain(|replica, seen| {
+            let keep = age(seen) <= settings.forget_after;
+            if !keep {
+                tracing::warn!(
+                    replica, silent_for = ?age(seen),
+                    "revoking replica silent without a goodbye; taken for gone"
+                );
+            }
+            keep
+        });
+        !self.replicas.is_empty()
+            && self
+                .replicas
+                .values()
+                .all(|seen| age(seen) <= settings.heartbeat_timeout)
+    }
+}
+
+/// Keeps `view` current from the bus and fresh only while it can be (see the module
+/// documentation), until shutdown; the view is left not fresh at the end.
+pub fn spawn_view_feed(
+    bus: &EventBus,
+    view: LocalView,
+    settings: FreshnessSettings,
+    readiness: Readiness,
+    shutdown: Shutdown,
+) -> JoinHandle<()> {
+    let bindings = vec![
+        "member.*".to_string(),
+        "account.*".to_string(),
+        HEARTBEAT.to_string(),
+        GOODBYE.to_string(),
+    ];
+    let mut subscription = bus.subscribe("tenantry.view", bindings, shutdown.clone());
+    tokio::spawn(async move {
+        let mut bound_now = subscription.readiness();
+        let health = readiness;
+        let mut tracker = HeartbeatTracker::default();
+        let mut dropped = subscription.dropped();
+        let mut tick = tokio::time::interval(settings.heartbeat_every / 2);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.wait() => break,
+                event = subscription.recv() => match event {
+                    Some(event) => apply(&view, &mut tracker, &event),
+                    None => break,
+                },
+                changed = bound_now.changed() => if changed.is_err() { break },
+                _ = tick.tick() => {},
+            }
+            let now_dropped = subscription.dropped();
+            if now_dropped != dropped {
+                // An invalidation may be among the dropped events.
+                dropped = now_dropped;
+                view.drop_all();
+            }
+            let bound = *bound_now.borrow();
+            let recent = tracker.all_recent(&settings, Utc::now(), Instant::now());
+            view.set_fresh(bound && recent);
+            health.set_degraded(
+                "local view",
+                match (bound, recent) {
+                    (true, true) => None,
+                    (false, _) => Some("event subscription not bound; every call asks membership and the database".into()),
+                    (true, false) => Some(format!(
+                        "no heartbeat within {:?} from every membership and registry replica; every call asks membership and the database",
+                        settings.heartbeat_timeout
+                    )),
+                },
+            );
+        }
+        view.set_fresh(false);
+    })
+}
+
+/// Applies one event to the view: invalidations and heartbeats; anything else is ignored.
+fn apply(view: &LocalView, tracker: &mut HeartbeatTracker, event: &Event) {
+    match event.event_type.as_str() {
+        HEARTBEAT => tracker.heard(&event.source, event.time, Instant::now()),
+        GOODBYE => tracker.goodbye(&event.source),
+        _ => match invalidation(event) {
+            Some(invalidation) => invalidation.apply(view),
+            None if event.event_type.starts_with("member.")
+                || event.event_type.starts_with("account.") =>
+            {
+                // A change this build cannot read (a newer type, a malformed payload) may
+                // revoke anything: void everything rather than guess.
+                tracing::warn!(
+                    event_type = %event.event_type, event_id = %event.id,
+                    "unreadable change event; dropping the whole local view"
+                );
+                view.drop_all();
+            }
+            None => {}
+        },
+    }
+}
+
+/// What one change event voids.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Invalidation {
+    /// Every answer about this user (`users/{sub}`).
+    User(String),
+    /// Every answer about this account (`accounts/{id}`).
+    Account(String),
+}
+
+impl Invalidation {
+    pub(crate) fn apply(&self, view: &LocalView) {
+        match self {
+            Invalidation::User(user) => view.drop_user(user),
+            Invalidation::Account(account) => view.drop_account(account),
+        }
+    }
+}
+
+/// What `event` voids in a local view; `None` for events that void nothing (or that this build
+/// cannot read).
+pub(crate) fn invalidation(event: &Event) -> Option<Invalidation> {
+    let member = |member: Option<tenantry_proto::membership::v1::Member>| {
+        member
+            .map(|member| member.user)
+            .filter(|user| !user.is_empty())
+            .map(Invalidation::User)
+    };
+    let account = |account: Option<tenantry_proto::registry::v1::Account>| {
+        account
+            .map(|account| account.name)
+            .filter(|name| !name.is_empty())
+            .map(Invalidation::Account)
+    };
+    match event.known_type()? {
+        EventType::MemberAdded => member(event.decode::<pb::MemberAdded>().ok()?.member),
+        EventType::MemberUpdated => member(event.decode::<pb::MemberUpdated>().ok()?.member),
+        EventType::MemberRemoved => member(event.decode::<pb::MemberRemoved>().ok()?.member),
+        EventType::AccountCreated => account(event.decode::<pb::AccountCreated>().ok()?.account),
+        EventType::AccountUpdated => account(event.decode::<pb::AccountUpdated>().ok()?.account),
+        EventType::AccountPromotedToPartner => {
+            account(event.decode::<pb::AccountPromotedToPartner>().ok()?.account)
+        }
+        EventType::AccountDisabled => account(event.decode::<pb::AccountDisabled>().ok()?.account),
+        EventType::AccountEnabled => account(event.decode::<pb::AccountEnabled>().ok()?.account),
+        EventType::AccountDeleted => account(event.decode::<pb::AccountDeleted>().ok()?.account),
+        _ => None,
+    }
+}
+
+/// The source of this replica's heartbeats: unique per process start.
+pub fn replica_source() -> String {
+    format!("/tenantry/replicas/{}", Uuid::new_v4())
+}
+
+/// Publishes this replica's heartbeats until shutdown (skipping them while `revocations` holds
+/// one back), then a goodbye if no revocation is left unconfirmed.
+pub fn spawn_heartbeats(
+    bus: &EventBus,
+    source: String,
+    revocations: Revocations,
+    settings: FreshnessSettings,
+    shutdown: Shutdown,
+) -> JoinHandle<()> {
+    let publisher = bus.publisher();
+    tokio::spawn(async move {
+        let beat = |event_type: &str| Event {
+            id: Uuid::now_v7(),
+            event_type: event_type.to_string(),
+            source: source.clone(),
+            time: Utc::now(),
+            payload: Vec::new(),
+            traceparent: None,
+            tracestate: None,
+        };
+        let mut tick = tokio::time::interval(settings.heartbeat_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => break,
+                _ = tick.tick() => {},
+            }
+            if revocations.holding() {
+                continue;
+            }
+            let heartbeat = beat(HEARTBEAT);
+            let sent = heartbeat.time;
+            let publish = publisher.publish(std::slice::from_ref(&heartbeat));
+            match tokio::time::timeout(settings.heartbeat_timeout, publish).await {
+                Ok(Ok(())) => {
+                    revocations.heartbeat_confirmed(sent);
+                    if failing {
+                        tracing::info!("heartbeats confirmed again");
+                        failing = false;
+                    }
+                }
+                Ok(Err(error)) => {
+                    if !failing {
+                        tracing::warn!(error = %tenantry_platform::error::ErrorChain(&error), "heartbeat not confirmed");
+                        failing = true;
+                    }
+                }
+                Err(_) => {
+                    if !failing {
+                        tracing::warn!("heartbeat not confirmed in time");
+                        failing = true;
+                    }
+                }
+            }
+        }
+        if revocations.holding() {
+            tracing::warn!("stopping with an unconfirmed revocation: no goodbye, views stay wary");
+            return;
+        }
+        let goodbye = beat(GOODBYE);
+        let publish = publisher.publish(std::slice::from_ref(&goodbye));
+        if !matches!(
+            tokio::time::timeout(settings.heartbeat_timeout, publish).await,
+            Ok(Ok(()))
+        ) {
+            tracing::warn!("goodbye not confirmed; views forget this replica after the timeout");
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> FreshnessSettings {
+        FreshnessSettings::default()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_nonsense_is_refused() {
+        assert_eq!(settings().validate(), Ok(()));
+        let slow = FreshnessSettings {
+            heartbeat_every: Duration::from_secs(1),
+            ..settings()
+        };
+        assert!(slow.validate().is_err());
+        let forgetful = FreshnessSettings {
+            forget_after: Duration::from_secs(2),
+            ..settings()
+        };
+        assert!(forgetful.validate().is_err());
+    }
+
+    #[test]
+    fn fresh_only_while_every_replica_is_recent() {
+        let mut tracker = HeartbeatTracker::default();
+        let (now, instant) = (Utc::now(), Instant::now());
+        assert!(
+            !tracker.all_recent(&settings(), now, instant),
+            "nobody heard: not fresh"
+        );
+        tracker.heard("a", now, instant);
+        tracker.heard("b", now, instant);
+        assert!(tracker.all_recent(&settings(), now, instant));
+        let later = now + chrono::Duration::milliseconds(1500);
+        let later_instant = instant + Duration::from_millis(1500);
+        tracker.heard("a", later, later_instant);
+        assert!(
+            !tracker.all_recent(&settings(), later, later_instant),
+            "b is 1.5 s old"
+        );
+        tracker.goodbye("b");
+        assert!(tracker.all_recent(&settings(), later, later_instant));
+    }
+
+    #[test]
+    fn the_older_of_both_clocks_counts() {
+        let mut tracker = HeartbeatTracker::default();
+        let (now, instant) = (Utc::now(), Instant::now());
+        // Sent 2 s ago by the sender's clock, arrived just now (held up in transit).
+        tracker.heard("a", now - chrono::Duration::seconds(2), instant);
+        assert!(!tracker.all_recent(&settings(), now, instant));
+        // A sender whose clock runs ahead: its own stamp looks recent, the arrival does not.
+        let mut tracker = HeartbeatTracker::default();
+        tracker.heard("a", now + chrono::Duration::seconds(5), instant);
+        assert!(!tracker.all_recent(&settings(), now, instant + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn silent_replicas_are_forgotten_after_the_bound() {
+        let mut tracker = HeartbeatTracker::default();
+        let (now, instant) = (Utc::now(), Instant::now());
+        tracker.heard("dead", now, instant);
+        tracker.heard("alive", now, instant);
+        let later = now + chrono::Duration::seconds(31);
+        let later_instant = instant + Duration::from_secs(31);
+        tracker.heard("alive", later, later_instant);
+        assert!(tracker.all_recent(&settings(), later, later_instant));
+        assert_eq!(tracker.replicas.len(), 1);
+    }
+
+    #[test]
+    fn change_events_name_what_they_void() {
+        let member = tenantry_proto::membership::v1::Member {
+            user: "users/alice".into(),
+            name: "accounts/acme/members/alice".into(),
+            ..Default::default()
+        };
+        let removed = Event::of(
+            "/t",
+            &pb::MemberRemoved {
+                member: Some(member),
+                actor: String::new(),
+            },
+        );
+        assert_eq!(
+            invalidation(&removed),
+            Some(Invalidation::User("users/alice".into()))
+        );
+        let disabled = Event::of(
+            "/t",
+            &pb::AccountDisabled {
+                account: Some(tenantry_proto::registry::v1::Account {
+                    name: "accounts/acme".into(),
+                    ..Default::default()
+                }),
+                actor: String::new(),
+            },
+        );
+        assert_eq!(
+            invalidation(&disabled),
+            Some(Invalidation::Account("accounts/acme".into()))
+        );
+        let garbage = Event {
+            payload: vec![0xff, 0xff],
+            ..disabled
+        };
+        assert_eq!(invalidation(&garbage), None);
+    }
+}
