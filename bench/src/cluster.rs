@@ -222,6 +222,79 @@ impl Bench {
     }
 }
 
+/// The value of the metric sample `series` (its exact text, labels included) in `metrics` as
+/// the admin port renders them; 0 if absent.
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `tenantry_view_lookups_total` of one process: (cache, outcome, count), in the order
+/// rendered.
+pub fn lookups(metrics: &str) -> Vec<(String, String, f64)> {
+    metrics
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("tenantry_view_lookups_total{")?;
+            let (labels, value) = rest.split_once("} ")?;
+            let label = |name: &str| {
+                labels
+                    .split(',')
+                    .find_map(|pair| pair.strip_prefix(name)?.strip_prefix("=\""))
+                    .map(|value| value.trim_end_matches('"').to_string())
+            };
+            Some((
+                label("cache")?,
+                label("outcome")?,
+                value.trim().parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// The hits and misses of each view cache between two [`lookups`] readings, as text.
+pub fn describe_lookups(
+    before: &[(String, String, f64)],
+    after: &[(String, String, f64)],
+) -> String {
+    let count = |readings: &[(String, String, f64)], cache: &str, outcome: &str| {
+        readings
+            .iter()
+            .find(|(c, o, _)| c == cache && o == outcome)
+            .map_or(0.0, |(_, _, value)| *value)
+    };
+    let mut caches: Vec<&str> = after.iter().map(|(cache, _, _)| cache.as_str()).collect();
+    caches.sort_unstable();
+    caches.dedup();
+    if caches.is_empty() {
+        return "no lookups recorded".to_string();
+    }
+    caches
+        .iter()
+        .map(|cache| {
+            let hits = count(after, cache, "hit") - count(before, cache, "hit");
+            let misses = count(after, cache, "miss") - count(before, cache, "miss");
+            format!("{cache} {hits:.0} hits / {misses:.0} misses")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Waits (up to 30 s) until a process's `tenantry_view_fresh` is 1.
+pub async fn wait_fresh(who: &str, metrics: impl Fn() -> String) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sample(&metrics(), "tenantry_view_fresh ") != 1.0 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the {who}'s local view did not become fresh within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// `url` with its database replaced by `database`.
 pub fn with_database(url: &str, database: &str) -> String {
     let (base, query) = match url.split_once('?') {

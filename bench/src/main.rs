@@ -10,7 +10,8 @@
 //! It starts the cluster in-process against PostgreSQL and RabbitMQ (fresh databases and
 //! queues, removed at the end), loads data, drives each workload and its ceiling alternately
 //! with a fixed number of calls in flight, prints one table and writes it as JSON. It exits
-//! non-zero only when something fails, never because a goal was missed.
+//! non-zero only when something fails (an error, or a correctness violation such as a revoked
+//! member allowed after the OK), never because a goal was missed.
 
 mod cluster;
 mod load;
@@ -41,8 +42,8 @@ struct Args {
     /// Where the JSON result goes.
     #[arg(long, default_value = "target/bench/latest.json")]
     json: PathBuf,
-    /// Only these workloads (comma-separated: get-account, create-customer, pending-messages,
-    /// fan-out, invitation, footprint).
+    /// Only these workloads (comma-separated: view-memory, get-account, authorize,
+    /// revocation-delay, create-customer, pending-messages, fan-out, invitation, footprint).
     #[arg(long, value_delimiter = ',')]
     only: Vec<Workload>,
     /// The `tenantry` binary for the footprint workload (default: next to this program).
@@ -85,6 +86,10 @@ pub struct Settings {
     pub fanout_members: usize,
     /// Invitations measured (after a warm-up of a tenth as many).
     pub invitations: u64,
+    /// Removals measured by the revocation-delay workload.
+    pub revocation_rounds: usize,
+    /// Capacity of the local view measured by view-memory (it also inserts twice as many more).
+    pub view_capacity: usize,
     /// The `tenantry` binary (footprint).
     pub tenantry_bin: PathBuf,
 }
@@ -109,6 +114,8 @@ impl Settings {
                 fanout_customers: 10,
                 fanout_members: 100,
                 invitations: 200,
+                revocation_rounds: 20,
+                view_capacity: 1_000_000,
                 tenantry_bin,
             }
         } else {
@@ -122,6 +129,8 @@ impl Settings {
                 fanout_customers: 100,
                 fanout_members: 1_000,
                 invitations: 2_000,
+                revocation_rounds: 200,
+                view_capacity: 1_000_000,
                 tenantry_bin,
             }
         };
@@ -170,7 +179,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("  (a debug build: the figures only show that every workload runs)");
     }
     let mut rows: Vec<Row> = Vec::new();
-    let needs_cluster = selected.iter().any(|w| *w != Workload::Footprint);
+    if selected.contains(&Workload::ViewMemory) {
+        // First, alone in a fresh process: nothing else allocates while it reads the RSS.
+        eprintln!("\n== ViewMemory");
+        rows.push(workloads::view_memory::run(settings.view_capacity).await?);
+    }
+    let needs_cluster = selected.iter().any(|w| w.needs_cluster());
     if needs_cluster {
         let bench = cluster::Bench::start(&settings).await?;
         let outcome = workloads::run_in_cluster(&bench, &selected, &mut rows).await;
@@ -200,5 +214,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.json.display(),
         started.elapsed().as_secs_f64()
     );
+    let failures: Vec<String> = rows
+        .iter()
+        .filter_map(|row| Some(format!("{}: {}", row.workload, row.failure.as_ref()?)))
+        .collect();
+    anyhow::ensure!(failures.is_empty(), "{}", failures.join("\n"));
     Ok(())
 }

@@ -24,10 +24,14 @@ pub struct Row {
     pub ratio: Option<f64>,
     /// The goal, as text.
     pub goal: String,
-    /// Whether every part of the goal was met.
-    pub met: bool,
+    /// Whether every part of the goal was met (`None`: a row without a goal).
+    pub met: Option<bool>,
     /// Measurements that do not fit the columns (sizes, footprint figures).
     pub notes: String,
+    /// A correctness violation the workload saw (the run then exits non-zero after printing
+    /// the table); unlike a missed goal, this is a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// Thresholds of a rate workload's goal.
@@ -87,8 +91,51 @@ impl Row {
             ceiling_ops_per_sec: Some(ceiling_ops),
             ratio,
             goal: goal.describe(),
+            met: Some(met),
+            notes,
+            failure: None,
+        }
+    }
+
+    /// A row of latencies without a rate or ceiling (e.g. a delay per round): `met` is `None`
+    /// when the row has no goal.
+    pub fn latencies(
+        workload: &str,
+        samples: &[Duration],
+        goal: &str,
+        met: Option<bool>,
+        notes: String,
+    ) -> Self {
+        let mut sorted = samples.to_vec();
+        sorted.sort_unstable();
+        Self {
+            workload: workload.to_string(),
+            ops_per_sec: None,
+            p50_ms: millis(crate::load::quantile_of_sorted(&sorted, 0.5)),
+            p99_ms: millis(crate::load::quantile_of_sorted(&sorted, 0.99)),
+            ceiling_ops_per_sec: None,
+            ratio: None,
+            goal: goal.to_string(),
             met,
             notes,
+            failure: None,
+        }
+    }
+
+    /// A row of figures that fit no column (memory, sizes): everything is in the goal and
+    /// the notes.
+    pub fn figures(workload: &str, goal: String, met: Option<bool>, notes: String) -> Self {
+        Self {
+            workload: workload.to_string(),
+            ops_per_sec: None,
+            p50_ms: None,
+            p99_ms: None,
+            ceiling_ops_per_sec: None,
+            ratio: None,
+            goal,
+            met,
+            notes,
+            failure: None,
         }
     }
 }
@@ -123,7 +170,13 @@ pub fn table(rows: &[Row]) -> String {
                 number(row.ceiling_ops_per_sec, 0),
                 number(row.ratio, 2),
                 row.goal.clone(),
-                if row.met { "yes" } else { "no" }.to_string(),
+                match (&row.failure, row.met) {
+                    (Some(_), _) => "FAILED",
+                    (None, Some(true)) => "yes",
+                    (None, Some(false)) => "no",
+                    (None, None) => "—",
+                }
+                .to_string(),
             ]
         })
         .collect();
@@ -152,8 +205,14 @@ pub fn table(rows: &[Row]) -> String {
     }
     let notes: Vec<String> = rows
         .iter()
-        .filter(|row| !row.notes.is_empty())
-        .map(|row| format!("- {}: {}", row.workload, row.notes))
+        .filter(|row| !row.notes.is_empty() || row.failure.is_some())
+        .map(|row| match &row.failure {
+            Some(failure) if row.notes.is_empty() => {
+                format!("- {}: FAILED: {failure}", row.workload)
+            }
+            Some(failure) => format!("- {}: FAILED: {failure}; {}", row.workload, row.notes),
+            None => format!("- {}: {}", row.workload, row.notes),
+        })
         .collect();
     if !notes.is_empty() {
         out.push('\n');

@@ -1,14 +1,20 @@
-//! The ceiling of `GetAccount`: the registry's own generated tonic service, with nothing behind
-//! `GetAccount` but a clone of a real answer (so the same message, of the same size, crosses
-//! the same codec and HTTP/2 stack) — no authentication, no authorization, no database.
+//! Echo ceilings: a service's own generated tonic server, with nothing behind the measured
+//! RPC but a clone of a real answer (so the same message, of the same size, crosses the same
+//! codec and HTTP/2 stack) — no authentication, no authorization, no database. The registry's
+//! `GetAccount` ([`start`]) and membership's `Authorize` ([`start_membership`]).
 
 use std::net::SocketAddr;
 
+use tenantry_proto::membership::v1 as mpb;
+use tenantry_proto::membership::v1::membership_service_server::{
+    MembershipService, MembershipServiceServer,
+};
 use tenantry_proto::registry::v1 as pb;
 use tenantry_proto::registry::v1::customer_registry_service_server::{
     CustomerRegistryService, CustomerRegistryServiceServer,
 };
 use tokio::sync::oneshot;
+use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
 /// Answers `GetAccount` with a fixed response.
@@ -25,17 +31,38 @@ pub struct EchoServer {
     _stop: oneshot::Sender<()>,
 }
 
-/// Starts the echo server on a free loopback port.
+/// Answers `Authorize` with a fixed response.
+#[derive(Clone, Debug)]
+struct MembershipEcho {
+    answer: mpb::AuthorizeResponse,
+}
+
+/// Starts the registry's echo server (`GetAccount`) on a free loopback port.
 pub async fn start(answer: pb::GetAccountResponse) -> anyhow::Result<EchoServer> {
+    serve(Routes::new(CustomerRegistryServiceServer::new(Echo {
+        answer,
+    })))
+    .await
+}
+
+/// Starts membership's echo server (`Authorize`) on a free loopback port.
+pub async fn start_membership(answer: mpb::AuthorizeResponse) -> anyhow::Result<EchoServer> {
+    serve(Routes::new(MembershipServiceServer::new(MembershipEcho {
+        answer,
+    })))
+    .await
+}
+
+/// Serves `routes` on a free loopback port, with the server settings every echo shares.
+async fn serve(routes: Routes) -> anyhow::Result<EchoServer> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let service = CustomerRegistryServiceServer::new(Echo { answer });
     tokio::spawn(async move {
         let incoming = tokio_stream_listener(listener);
         let _ = tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .add_service(service)
+            .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             })
@@ -58,7 +85,7 @@ fn tokio_stream_listener(
 
 fn unimplemented<T>() -> Result<Response<T>, Status> {
     Err(Status::unimplemented(
-        "the echo ceiling only answers GetAccount",
+        "the echo ceiling only answers the measured RPC",
     ))
 }
 
@@ -131,6 +158,72 @@ impl CustomerRegistryService for Echo {
         &self,
         _request: Request<pb::DeleteAccountRequest>,
     ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
+        unimplemented()
+    }
+}
+
+#[tonic::async_trait]
+impl MembershipService for MembershipEcho {
+    async fn authorize(
+        &self,
+        _request: Request<mpb::AuthorizeRequest>,
+    ) -> Result<Response<mpb::AuthorizeResponse>, Status> {
+        Ok(Response::new(self.answer.clone()))
+    }
+
+    async fn add_member(
+        &self,
+        _request: Request<mpb::AddMemberRequest>,
+    ) -> Result<Response<mpb::AddMemberResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn add_myself(
+        &self,
+        _request: Request<mpb::AddMyselfRequest>,
+    ) -> Result<Response<mpb::AddMyselfResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn get_member(
+        &self,
+        _request: Request<mpb::GetMemberRequest>,
+    ) -> Result<Response<mpb::GetMemberResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn update_member(
+        &self,
+        _request: Request<mpb::UpdateMemberRequest>,
+    ) -> Result<Response<mpb::UpdateMemberResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn remove_member(
+        &self,
+        _request: Request<mpb::RemoveMemberRequest>,
+    ) -> Result<Response<mpb::RemoveMemberResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn list_members(
+        &self,
+        _request: Request<mpb::ListMembersRequest>,
+    ) -> Result<Response<mpb::ListMembersResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn list_my_accounts(
+        &self,
+        _request: Request<mpb::ListMyAccountsRequest>,
+    ) -> Result<Response<mpb::ListMyAccountsResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn get_owner_capacity(
+        &self,
+        _request: Request<mpb::GetOwnerCapacityRequest>,
+    ) -> Result<Response<mpb::GetOwnerCapacityResponse>, Status> {
         unimplemented()
     }
 }

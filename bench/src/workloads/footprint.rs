@@ -178,8 +178,9 @@ async fn wait_and_sample(processes: &mut [Process]) -> anyhow::Result<Vec<Row>> 
                 start.as_secs_f64(),
                 START_GOAL.as_secs()
             ),
-            met,
+            met: Some(met),
             notes: String::new(),
+            failure: None,
         });
     }
     Ok(rows)

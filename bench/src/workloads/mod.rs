@@ -1,5 +1,6 @@
 //! The workloads, each with its ceiling measured in the same run.
 
+pub mod authorize;
 pub mod create_customer;
 pub mod echo;
 pub mod fanout;
@@ -7,6 +8,8 @@ pub mod footprint;
 pub mod get_account;
 pub mod invitation;
 pub mod pending_messages;
+pub mod revocation_delay;
+pub mod view_memory;
 
 use crate::cluster::Bench;
 use crate::report::Row;
@@ -14,8 +17,16 @@ use crate::report::Row;
 /// A workload of the benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
+    /// The local view's decisions cache filled to its capacity: memory, lookup cost, bound
+    /// (in-process, before the cluster starts).
+    ViewMemory,
     /// `GetAccount` with authorization, against a bare tonic service.
     GetAccount,
+    /// Membership's `Authorize` from its view (and with `bypass_view`), against a bare tonic
+    /// service.
+    Authorize,
+    /// Two replicas: from RemoveMember's OK until the removed member is refused on both.
+    RevocationDelay,
     /// `CreateManagedCustomer`, against a raw transaction doing the same inserts.
     CreateCustomer,
     /// `ListPendingMessages` over many stored deliveries, against the same SQL issued directly.
@@ -30,14 +41,22 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in the order they run.
-    pub const ALL: [Workload; 6] = [
+    pub const ALL: [Workload; 9] = [
+        Workload::ViewMemory,
         Workload::GetAccount,
+        Workload::Authorize,
+        Workload::RevocationDelay,
         Workload::CreateCustomer,
         Workload::Invitation,
         Workload::FanOut,
         Workload::PendingMessages,
         Workload::Footprint,
     ];
+
+    /// Whether it runs against the in-process cluster (the others run on their own).
+    pub fn needs_cluster(self) -> bool {
+        !matches!(self, Workload::ViewMemory | Workload::Footprint)
+    }
 }
 
 /// Runs the selected workloads that need the in-process cluster, in [`Workload::ALL`] order.
@@ -50,18 +69,20 @@ pub async fn run_in_cluster(
         if !selected.contains(&workload) {
             continue;
         }
-        if workload != Workload::Footprint {
-            eprintln!("\n== {workload:?}");
+        if !workload.needs_cluster() {
+            continue;
         }
-        let row = match workload {
-            Workload::GetAccount => get_account::run(bench).await?,
-            Workload::CreateCustomer => create_customer::run(bench).await?,
-            Workload::PendingMessages => pending_messages::run(bench).await?,
-            Workload::FanOut => fanout::run(bench).await?,
-            Workload::Invitation => invitation::run(bench).await?,
-            Workload::Footprint => continue,
-        };
-        rows.push(row);
+        eprintln!("\n== {workload:?}");
+        match workload {
+            Workload::GetAccount => rows.push(get_account::run(bench).await?),
+            Workload::Authorize => rows.extend(authorize::run(bench).await?),
+            Workload::RevocationDelay => rows.extend(revocation_delay::run(bench).await?),
+            Workload::CreateCustomer => rows.push(create_customer::run(bench).await?),
+            Workload::PendingMessages => rows.push(pending_messages::run(bench).await?),
+            Workload::FanOut => rows.push(fanout::run(bench).await?),
+            Workload::Invitation => rows.push(invitation::run(bench).await?),
+            Workload::ViewMemory | Workload::Footprint => {}
+        }
     }
     Ok(())
 }

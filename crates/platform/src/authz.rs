@@ -196,7 +196,7 @@ impl Authorizer {
                         "membership",
                         Some(format!(
                             "unreachable ({}); only decisions kept in the local view are answered, the rest UNAVAILABLE",
-                            status.code()
+                            crate::metrics::code_name(status.code())
                         )),
                     );
                 }
