@@ -285,3 +285,47 @@ async fn in_process_a_slow_subscriber_loses_events_instead_of_blocking_publisher
     shutdown.trigger();
     ends(&mut slow).await;
 }
+
+/// Heartbeats (`tenantry.…` control messages) never reach what is bound to events — not even
+/// `#` — and reach only what binds them, on both transports.
+async fn control_messages_travel_apart(bus: &EventBus) -> (Subscription, Subscription) {
+    let shutdown = Shutdown::new();
+    let mut everything = bus.subscribe(INBOX, bindings(&["#"]), shutdown.clone());
+    let mut heartbeats = bus.subscribe(INBOX, bindings(&["tenantry.heartbeat"]), shutdown);
+    bound(&mut everything).await;
+    bound(&mut heartbeats).await;
+    let heartbeat = event("tenantry.heartbeat", "");
+    let sent = event("message.sent", "hello");
+    publish(bus, &[heartbeat.clone(), sent.clone()]).await;
+    let received = next(&mut everything, Duration::from_secs(10)).await;
+    assert_eq!(
+        received.map(|e| e.id),
+        Some(sent.id),
+        "`#` gets the event only"
+    );
+    let received = next(&mut heartbeats, Duration::from_secs(10)).await;
+    assert_eq!(
+        received.map(|e| e.id),
+        Some(heartbeat.id),
+        "the heartbeat arrives"
+    );
+    quiet(&mut everything).await;
+    quiet(&mut heartbeats).await;
+    (everything, heartbeats)
+}
+
+#[tokio::test]
+async fn control_messages_travel_apart_on_the_broker() {
+    let Some(broker) = broker().await else { return };
+    let prefix = prefix("broadcast-control");
+    let bus = amqp(AMQP_URL, &prefix);
+    let _subscriptions = control_messages_travel_apart(&bus).await;
+    let probe = broker.create_channel().await.expect("channel");
+    cleanup(&probe, &format!("{prefix}tenantry.events"), &[]).await;
+}
+
+#[tokio::test]
+async fn control_messages_travel_apart_in_process() {
+    let bus = EventBus::in_process(RetryPolicy::default());
+    let _subscriptions = control_messages_travel_apart(&bus).await;
+}

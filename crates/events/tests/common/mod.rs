@@ -159,9 +159,12 @@ pub async fn cleanup(channel: &Channel, exchange: &str, queues: &[&str]) {
                 .await;
         }
     }
-    let _ = channel
-        .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-        .await;
+    // The events' exchange and the control messages' (heartbeats) beside it.
+    for exchange in [exchange.to_string(), format!("{exchange}.control")] {
+        let _ = channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
 }
 
 /// A fresh PostgreSQL database, dropped by [`PgDatabase::drop_database`].
