@@ -155,7 +155,7 @@ async fn measure(bench: &Bench, replica: &Replica) -> anyhow::Result<Vec<Row>> {
         ));
     }
     let removal = Row::latencies(
-        "RemoveMember (waits for the broker's confirm)",
+        "RemoveMember (confirm + every replica's acknowledgement)",
         &removals,
         "none",
         None,

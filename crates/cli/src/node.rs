@@ -293,37 +293,35 @@ impl Node {
                 })
             })
         };
-        // One local view per process, kept current by one feed; replicas that can take access
-        // away (membership, the registry) send heartbeats and announce their revocations.
+        // One local view per process, kept current by one feed. Every replica sends
+        // heartbeats (revoking calls wait for the acknowledgements of those heard from); those
+        // that can take access away (membership, the registry) also hold views' trust.
         let view = LocalView::new(spec.events.view);
         view.record_into(&metrics);
         let freshness = spec.events.freshness;
-        background.push(spawn_view_feed(
-            &bus,
-            view.clone(),
-            freshness,
-            probes.readiness.clone(),
-            shutdown.clone(),
-        ));
-        let revokes = spec.services.iter().any(|(kind, _)| {
+        let revocations = Revocations::new(freshness, replica_source());
+        revocations.record_into(&metrics);
+        let revoking = spec.services.iter().any(|(kind, _)| {
             matches!(
                 kind,
                 ServiceKind::Membership | ServiceKind::CustomerRegistry
             )
         });
-        let revocations = if revokes {
-            let revocations = Revocations::new(freshness);
-            background.push(spawn_heartbeats(
-                &bus,
-                replica_source(),
-                revocations.clone(),
-                freshness,
-                shutdown.clone(),
-            ));
-            revocations
-        } else {
-            Revocations::default()
-        };
+        background.push(spawn_view_feed(
+            &bus,
+            view.clone(),
+            freshness,
+            revocations.clone(),
+            probes.readiness.clone(),
+            shutdown.clone(),
+        ));
+        background.push(spawn_heartbeats(
+            &bus,
+            revocations.clone(),
+            revoking,
+            freshness,
+            shutdown.clone(),
+        ));
         for (kind, database_url) in &spec.services {
             let database = Database::new(database_url);
             // Every service publishes through its own outbox and relay.

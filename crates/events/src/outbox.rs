@@ -264,6 +264,7 @@ impl OutboxTransaction {
     /// local view can still serve the access it removes (see [`Revocations`]).
     pub async fn append_revocation(&self, event: &Event) -> Result<(), DbErr> {
         self.append(event).await?;
+        self.outbox.revocations.expect(event.id);
         self.revocations
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -33,6 +33,9 @@ use crate::{Event, EventBus, Revocations};
 pub const HEARTBEAT: &str = "tenantry.heartbeat";
 /// The routing key of the heartbeat a replica sends when it stops cleanly.
 pub const GOODBYE: &str = "tenantry.goodbye";
+/// The routing key of a view's acknowledgement that it applied a revocation (payload: the
+/// event id's 16 bytes), awaited by the revoking call (see [`Revocations`]).
+pub const APPLIED: &str = "tenantry.applied";
 
 /// Whether a routing key (or binding) names a control message rather than an event.
 pub(crate) fn is_control(key: &str) -> bool {
@@ -156,6 +159,7 @@ pub fn spawn_view_feed(
     bus: &EventBus,
     view: LocalView,
     settings: FreshnessSettings,
+    revocations: Revocations,
     readiness: Readiness,
     shutdown: Shutdown,
 ) -> JoinHandle<()> {
@@ -164,9 +168,16 @@ pub fn spawn_view_feed(
         "account.*".to_string(),
         HEARTBEAT.to_string(),
         GOODBYE.to_string(),
+        APPLIED.to_string(),
     ];
     let mut subscription = bus.subscribe("tenantry.view", bindings, shutdown.clone());
+    let publisher = bus.publisher();
     tokio::spawn(async move {
+        let feed = Feed {
+            view: view.clone(),
+            revocations,
+            publisher,
+        };
         let mut bound_now = subscription.readiness();
         let health = readiness;
         let mut tracker = HeartbeatTracker::default();
@@ -178,7 +189,7 @@ pub fn spawn_view_feed(
                 biased;
                 () = shutdown.wait() => break,
                 event = subscription.recv() => match event {
-                    Some(event) => apply(&view, &mut tracker, &event),
+                    Some(event) => feed.apply(&mut tracker, &event),
                     None => break,
                 },
                 changed = bound_now.changed() => if changed.is_err() { break },
@@ -209,28 +220,100 @@ pub fn spawn_view_feed(
     })
 }
 
-/// Applies one event to the view: invalidations and heartbeats; anything else is ignored.
-fn apply(view: &LocalView, tracker: &mut HeartbeatTracker, event: &Event) {
-    match event.event_type.as_str() {
-        HEARTBEAT => tracker.heard(&event.source, event.time, Instant::now()),
-        GOODBYE => tracker.goodbye(&event.source),
-        _ => match invalidation(event) {
-            Some(invalidation) => invalidation.apply(view),
-            None if event.event_type.starts_with("member.")
-                || event.event_type.starts_with("account.") =>
-            {
-                // A change this build cannot read (a newer type, a malformed payload) may
-                // revoke anything: void everything rather than guess.
-                tracing::warn!(
-                    event_type = %event.event_type, event_id = %event.id,
-                    "unreadable change event; dropping the whole local view"
-                );
-                view.drop_all();
+/// What the feed task holds besides the view.
+struct Feed {
+    view: LocalView,
+    revocations: Revocations,
+    publisher: std::sync::Arc<dyn crate::Publisher>,
+}
+
+impl Feed {
+    /// Applies one event: invalidations (acknowledged when they revoke), heartbeats and
+    /// acknowledgements; anything else is ignored.
+    fn apply(&self, tracker: &mut HeartbeatTracker, event: &Event) {
+        let me = self.revocations.replica();
+        match event.event_type.as_str() {
+            HEARTBEAT => {
+                if event.payload.first() == Some(&REVOKING_REPLICA) {
+                    tracker.heard(&event.source, event.time, Instant::now());
+                }
+                if event.source != me {
+                    self.revocations.view_heard(&event.source);
+                }
             }
-            None => {}
-        },
+            GOODBYE => {
+                tracker.goodbye(&event.source);
+                self.revocations.view_gone(&event.source);
+            }
+            APPLIED => {
+                if let Ok(id) = Uuid::from_slice(&event.payload) {
+                    self.revocations.applied(id, &event.source);
+                }
+            }
+            _ => match invalidation(event) {
+                Some(invalidation) => {
+                    invalidation.apply(&self.view);
+                    if revokes(event) {
+                        self.acknowledge(event.id);
+                    }
+                }
+                None if event.event_type.starts_with("member.")
+                    || event.event_type.starts_with("account.") =>
+                {
+                    // A change this build cannot read (a newer type, a malformed payload) may
+                    // revoke anything: void everything rather than guess.
+                    tracing::warn!(
+                        event_type = %event.event_type, event_id = %event.id,
+                        "unreadable change event; dropping the whole local view"
+                    );
+                    self.view.drop_all();
+                    self.acknowledge(event.id);
+                }
+                None => {}
+            },
+        }
+    }
+
+    /// Tells the revoking replica that this view applied `id` (published in the background:
+    /// the feed never waits for the broker).
+    fn acknowledge(&self, id: Uuid) {
+        let ack = Event {
+            id: Uuid::now_v7(),
+            event_type: APPLIED.to_string(),
+            source: self.revocations.replica().to_string(),
+            time: Utc::now(),
+            payload: id.as_bytes().to_vec(),
+            traceparent: None,
+            tracestate: None,
+        };
+        let publisher = self.publisher.clone();
+        tokio::spawn(async move {
+            if let Err(error) = publisher.publish(std::slice::from_ref(&ack)).await {
+                tracing::debug!(%error, "cannot acknowledge a revocation; its caller falls back to the heartbeat bound");
+            }
+        });
     }
 }
+
+/// Whether applying `event` must be acknowledged: the types whose calls take access away
+/// (the writers append them with `append_revocation`).
+fn revokes(event: &Event) -> bool {
+    matches!(
+        event.known_type(),
+        Some(
+            EventType::MemberUpdated
+                | EventType::MemberRemoved
+                | EventType::AccountDisabled
+                | EventType::AccountDeleted
+        )
+    )
+}
+
+/// The heartbeat payload of a replica that can take access away (membership, the registry);
+/// other replicas send [`VIEW_ONLY_REPLICA`].
+const REVOKING_REPLICA: u8 = b'r';
+/// The heartbeat payload of a replica that only keeps a view.
+const VIEW_ONLY_REPLICA: u8 = b'v';
 
 /// What one change event voids.
 #[derive(Debug, PartialEq, Eq)]
@@ -287,22 +370,30 @@ pub fn replica_source() -> String {
 }
 
 /// Publishes this replica's heartbeats until shutdown (skipping them while `revocations` holds
-/// one back), then a goodbye if no revocation is left unconfirmed.
+/// one back), then a goodbye if no revocation is left unconfirmed. Every replica sends them: a
+/// `revoking` one (membership, the registry) so that views know when to stop trusting, every
+/// one so that revoking calls know whose acknowledgement to wait for.
 pub fn spawn_heartbeats(
     bus: &EventBus,
-    source: String,
     revocations: Revocations,
+    revoking: bool,
     settings: FreshnessSettings,
     shutdown: Shutdown,
 ) -> JoinHandle<()> {
     let publisher = bus.publisher();
+    let source = revocations.replica().to_string();
+    let kind = if revoking {
+        REVOKING_REPLICA
+    } else {
+        VIEW_ONLY_REPLICA
+    };
     tokio::spawn(async move {
         let beat = |event_type: &str| Event {
             id: Uuid::now_v7(),
             event_type: event_type.to_string(),
             source: source.clone(),
             time: Utc::now(),
-            payload: Vec::new(),
+            payload: vec![kind],
             traceparent: None,
             tracestate: None,
         };
@@ -314,11 +405,13 @@ pub fn spawn_heartbeats(
                 () = shutdown.wait() => break,
                 _ = tick.tick() => {},
             }
+            // Stamped before looking at the holds: a heartbeat that passes the check was
+            // stamped before any hold that makes the next one skip.
+            let heartbeat = beat(HEARTBEAT);
+            let sent = heartbeat.time;
             if revocations.holding() {
                 continue;
             }
-            let heartbeat = beat(HEARTBEAT);
-            let sent = heartbeat.time;
             let publish = publisher.publish(std::slice::from_ref(&heartbeat));
             match tokio::time::timeout(settings.heartbeat_timeout, publish).await {
                 Ok(Ok(())) => {

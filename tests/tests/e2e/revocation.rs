@@ -201,6 +201,13 @@ async fn removed_and_demoted_members_are_refused_on_both_replicas_at_once() {
             );
         }
     }
+    // Both replicas heard each other: every removal and demotion was acknowledged by the
+    // other replica's view before it answered (not merely queued, not waited out).
+    let applied = "tenantry_revocations_total{outcome=\"applied\"} ";
+    let held = "tenantry_revocations_total{outcome=\"held\"} ";
+    let (first, second) = (cluster.metrics(), replica.metrics());
+    assert_eq!(sample(&first, applied) + sample(&second, applied), 10.0);
+    assert_eq!(sample(&first, held) + sample(&second, held), 0.0);
     replica.stop().await;
     cluster.stop().await;
 }
