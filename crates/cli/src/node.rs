@@ -197,6 +197,8 @@ pub struct Node {
     own_url: String,
     own_tls: Option<tonic::transport::ClientTlsConfig>,
     shutdown: Shutdown,
+    /// Triggered once the server has drained: the relays, the view's feed and heartbeats.
+    drained: Shutdown,
     shutdown_grace: Duration,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     background: Vec<JoinHandle<()>>,
@@ -301,26 +303,31 @@ impl Node {
         let freshness = spec.events.freshness;
         let revocations = Revocations::new(freshness, replica_source());
         revocations.record_into(&metrics);
+        revocations.publish_through(bus.publisher());
         let revoking = spec.services.iter().any(|(kind, _)| {
             matches!(
                 kind,
                 ServiceKind::Membership | ServiceKind::CustomerRegistry
             )
         });
+        // The feed, the heartbeats and the relays stop only once the server has drained: a
+        // revoking call still in flight needs its event relayed and acknowledged, and the
+        // goodbye must not go out before it answered.
+        let drained = Shutdown::new();
         background.push(spawn_view_feed(
             &bus,
             view.clone(),
             freshness,
             revocations.clone(),
             probes.readiness.clone(),
-            shutdown.clone(),
+            drained.clone(),
         ));
         background.push(spawn_heartbeats(
             &bus,
             revocations.clone(),
             revoking,
             freshness,
-            shutdown.clone(),
+            drained.clone(),
         ));
         for (kind, database_url) in &spec.services {
             let database = Database::new(database_url);
@@ -336,7 +343,7 @@ impl Node {
                     bus.publisher(),
                 )
                 .metrics(metrics.clone())
-                .run(shutdown.clone()),
+                .run(drained.clone()),
             ));
             let context = ServiceContext::new(
                 kind.name(),
@@ -390,6 +397,7 @@ impl Node {
             own_url,
             own_tls,
             shutdown,
+            drained,
             shutdown_grace: spec.shutdown_grace,
             server,
             background,
@@ -449,6 +457,7 @@ impl Node {
     pub async fn wait(self) -> Result<(), NodeError> {
         let result = self.server.await;
         self.shutdown.trigger();
+        self.drained.trigger();
         let deadline = self
             .shutdown
             .triggered_at()

@@ -35,6 +35,8 @@ pub struct Subscription {
     ready: watch::Receiver<bool>,
     /// Events dropped so far because the subscriber did not keep up.
     dropped: Arc<AtomicU64>,
+    /// Bindings so far (a new queue after each reconnection).
+    sessions: Arc<AtomicU64>,
 }
 
 impl Subscription {
@@ -43,10 +45,12 @@ impl Subscription {
         let (events, receiver) = mpsc::channel(CAPACITY);
         let (ready, ready_receiver) = watch::channel(false);
         let dropped_total = Arc::new(AtomicU64::new(0));
+        let sessions = Arc::new(AtomicU64::new(0));
         let subscription = Self {
             events: receiver,
             ready: ready_receiver,
             dropped: dropped_total.clone(),
+            sessions: sessions.clone(),
         };
         let feed = Feed {
             name: name.to_string(),
@@ -54,6 +58,7 @@ impl Subscription {
             ready,
             dropped: 0,
             dropped_total,
+            sessions,
         };
         (subscription, feed)
     }
@@ -82,6 +87,12 @@ impl Subscription {
         self.dropped.load(Ordering::SeqCst)
     }
 
+    /// How many times a queue was bound so far: a change means a gap in which events were
+    /// missed, even when the subscription is bound again by the time anyone looks.
+    pub fn sessions(&self) -> u64 {
+        self.sessions.load(Ordering::SeqCst)
+    }
+
     /// The next event; `None` once the subscription ended (shorthand for `events.recv()`).
     pub async fn recv(&mut self) -> Option<Event> {
         self.events.recv().await
@@ -98,6 +109,8 @@ pub(crate) struct Feed {
     dropped: u64,
     /// Every event dropped, as the subscriber sees it.
     dropped_total: Arc<AtomicU64>,
+    /// Bindings so far, as the subscriber sees them.
+    sessions: Arc<AtomicU64>,
 }
 
 /// What happened to an offered event.
@@ -153,6 +166,9 @@ impl Feed {
 
     /// Reports whether a queue is bound now.
     pub(crate) fn set_ready(&self, bound: bool) {
+        if bound {
+            self.sessions.fetch_add(1, Ordering::SeqCst);
+        }
         self.ready.send_replace(bound);
     }
 }

@@ -30,5 +30,5 @@ pub use kernel::{Peer, ServiceContext, ServiceInfo, StartError, Started};
 pub use migrations::{outbox_migration, processed_events_migration};
 pub use outbox::{Outbox, OutboxTransaction, WriteFuture};
 pub use relay::{Publisher, Relay};
-pub use revocations::Revocations;
+pub use revocations::{Revocations, Revoked};
 pub use view_feed::{FreshnessSettings, spawn_heartbeats, spawn_view_feed};

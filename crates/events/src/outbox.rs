@@ -71,6 +71,11 @@ impl Outbox {
         self
     }
 
+    /// How this outbox's revocations are announced (for [`Revocations::reannounce`]).
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
     /// Voids in `view` what this outbox's events change, as soon as their transaction commits.
     pub fn with_view(mut self, view: LocalView) -> Self {
         self.view = Some(view);
@@ -137,6 +142,13 @@ impl Outbox {
     pub async fn append<C: ConnectionTrait>(&self, txn: &C, event: &Event) -> Result<(), DbErr> {
         // Refused here, in the writer's transaction, rather than by the broker later: a row the
         // relay can never publish would block every row behind it.
+        if crate::view_feed::is_control(&event.event_type) {
+            return Err(DbErr::Custom(format!(
+                "event type {:?} is reserved for control messages (`tenantry.…`), which \
+                 never reach event consumers",
+                event.event_type
+            )));
+        }
         if event.event_type.is_empty() || event.event_type.len() > MAX_EVENT_TYPE_LEN {
             return Err(DbErr::Custom(format!(
                 "event type {:?} must be 1 to {MAX_EVENT_TYPE_LEN} bytes (an AMQP routing key)",

@@ -27,8 +27,8 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::Outbox;
-use crate::view_feed::FreshnessSettings;
+use crate::view_feed::{FreshnessSettings, INVALIDATE};
+use crate::{Event, Outbox};
 
 /// The revoking calls of one process, and the heartbeats they may hold back. Cheap to clone.
 #[derive(Clone, Debug, Default)]
@@ -52,6 +52,10 @@ struct Inner {
     acks: Mutex<HashMap<Uuid, (Instant, HashSet<String>)>>,
     /// Woken by every acknowledgement.
     acked: Notify,
+    /// Publishes `tenantry.invalidate` for [`Revocations::reannounce`].
+    publisher: std::sync::OnceLock<Arc<dyn crate::Publisher>>,
+    /// Since when this replica's own feed is bound without a break (`None`: not bound).
+    feed_bound_since: Mutex<Option<Instant>>,
     /// `tenantry_revocations_total{outcome}`, if recorded.
     outcomes: std::sync::OnceLock<prometheus::IntCounterVec>,
 }
@@ -107,14 +111,45 @@ impl Revocations {
         }
     }
 
+    /// Publishes [`Revocations::reannounce`]'s control messages through `publisher`.
+    pub fn publish_through(&self, publisher: Arc<dyn crate::Publisher>) {
+        let _ = self.inner.publisher.set(publisher);
+    }
+
     /// This replica's heartbeat source.
     pub fn replica(&self) -> &str {
         &self.inner.replica
     }
 
+    /// The feed reports since when it is bound without a break.
+    pub(crate) fn feed_bound_since(&self, since: Option<Instant>) {
+        *locked(&self.inner.feed_bound_since) = since;
+    }
+
+    /// How long this replica's last confirmed heartbeat stays younger than `timeout`.
+    pub(crate) fn own_heartbeat_left(&self, timeout: Duration) -> Option<Duration> {
+        let last = self.last_heartbeat()?;
+        let age = (Utc::now() - last).to_std().unwrap_or(Duration::ZERO);
+        timeout.checked_sub(age).filter(|left| !left.is_zero())
+    }
+
+    /// Whether this replica has heard every live replica: its feed has been bound without a
+    /// break for two heartbeat timeouts (every replica heartbeats four times per timeout).
+    fn hears_everyone(&self, settings: &FreshnessSettings) -> bool {
+        locked(&self.inner.feed_bound_since)
+            .is_some_and(|since| since.elapsed() >= settings.heartbeat_timeout * 2)
+    }
+
     /// Another replica's heartbeat arrived.
     pub(crate) fn view_heard(&self, replica: &str) {
-        locked(&self.inner.views).insert(replica.to_string(), Instant::now());
+        let mut views = locked(&self.inner.views);
+        if !views.contains_key(replica)
+            && let Some(settings) = self.inner.settings
+        {
+            // A new replica: forget the ones silent past the bound (killed without a goodbye).
+            views.retain(|_, heard| heard.elapsed() <= settings.forget_after);
+        }
+        views.insert(replica.to_string(), Instant::now());
     }
 
     /// Another replica said goodbye: no acknowledgement is awaited from it any more.
@@ -222,17 +257,93 @@ impl Revocations {
         };
         let committed = Utc::now();
         let deadline = tokio::time::Instant::now() + settings.confirm_wait;
+        // Acknowledgements prove something only if this replica hears every replica (its own
+        // feed steadily bound); otherwise the heartbeat bound below does the work.
         let announced = outbox
             .wait_published(connection, &ids, Some(deadline))
             .await
+            && self.hears_everyone(&settings)
             && self.wait_applied(&ids, deadline).await;
         self.forget(&ids);
         if announced {
             self.count("applied");
             return;
         }
-        // Heartbeats stop from here on; every one sent before now expires in every view within
-        // the timeout (plus the clocks' difference).
+        let confirmed = {
+            let (outbox, connection, ids) = (outbox.clone(), connection.clone(), ids.clone());
+            async move {
+                outbox.wait_published(&connection, &ids, None).await;
+            }
+        };
+        self.hold(settings, committed, &ids, confirmed).await;
+    }
+
+    /// Announces again a revocation that changed nothing now (the account is disabled already,
+    /// the member has that role already): a concurrent call may have made the change and still
+    /// be waiting for it to be applied, and this call must not answer OK before it is. A
+    /// control message (`tenantry.invalidate`) voids `revoked` in every view, which
+    /// acknowledges it like an event.
+    pub async fn reannounce(&self, revoked: Revoked) {
+        let (Some(settings), Some(publisher)) = (self.inner.settings, self.inner.publisher.get())
+        else {
+            return;
+        };
+        let committed = Utc::now();
+        let event = Event {
+            id: Uuid::now_v7(),
+            event_type: INVALIDATE.to_string(),
+            source: self.inner.replica.clone(),
+            time: committed,
+            payload: revoked.payload(),
+            traceparent: None,
+            tracestate: None,
+        };
+        let ids = [event.id];
+        self.expect(event.id);
+        let deadline = tokio::time::Instant::now() + settings.confirm_wait;
+        let published = matches!(
+            tokio::time::timeout_at(deadline, publisher.publish(std::slice::from_ref(&event)))
+                .await,
+            Ok(Ok(()))
+        );
+        let announced =
+            published && self.hears_everyone(&settings) && self.wait_applied(&ids, deadline).await;
+        self.forget(&ids);
+        if announced {
+            self.count("applied");
+            return;
+        }
+        let confirmed = {
+            let publisher = publisher.clone();
+            async move {
+                // Published once the broker is back: until then this replica's heartbeats stay
+                // silent, and afterwards every view has it queued.
+                while !published
+                    && publisher
+                        .publish(std::slice::from_ref(&event))
+                        .await
+                        .is_err()
+                {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        self.hold(settings, committed, &ids, confirmed).await;
+    }
+
+    /// The fallback of an announcement that could not be completed: this replica's heartbeats
+    /// stop until `confirmed` completes, and the call answers once every view has stopped
+    /// trusting its cache — or, if views may have forgotten this replica, once `confirmed`
+    /// completed and every replica applied `ids` (see the module documentation).
+    async fn hold(
+        &self,
+        settings: FreshnessSettings,
+        committed: DateTime<Utc>,
+        ids: &[Uuid],
+        confirmed: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        // Heartbeats stop from here on; every one stamped before now expires in every view
+        // within the timeout (plus the clocks' difference).
         self.inner.holds.fetch_add(1, Ordering::SeqCst);
         let held_since = Utc::now();
         tracing::warn!(
@@ -240,30 +351,35 @@ impl Revocations {
             "a revocation is not confirmed by the broker, or not applied by every replica in \
              time; heartbeats stop until the broker confirms it"
         );
-        let release = {
-            let (revocations, outbox, connection, ids) = (
-                self.clone(),
-                outbox.clone(),
-                connection.clone(),
-                ids.clone(),
-            );
-            async move {
-                outbox.wait_published(&connection, &ids, None).await;
-                revocations.inner.holds.fetch_sub(1, Ordering::SeqCst);
-                tracing::info!("the revocation is confirmed; heartbeats resume");
-            }
-        };
-        tokio::spawn(release);
-        let bound = to_chrono(settings.heartbeat_timeout + settings.clock_skew);
+        let (done, mut is_done) = tokio::sync::watch::channel(false);
+        let revocations = self.clone();
+        tokio::spawn(async move {
+            confirmed.await;
+            revocations.inner.holds.fetch_sub(1, Ordering::SeqCst);
+            let _ = done.send(true);
+            tracing::info!("the revocation is confirmed; heartbeats resume");
+        });
+        // Views stop trusting strictly before sent + timeout (their clock); a few milliseconds
+        // on top make "no sooner" strict.
+        let bound =
+            to_chrono(settings.heartbeat_timeout + settings.clock_skew + Duration::from_millis(10));
         let forgotten_at = self
             .last_heartbeat()
             .map(|last| last + to_chrono(settings.forget_after) - to_chrono(settings.clock_skew));
         if forgotten_at.is_none_or(|forgotten_at| committed >= forgotten_at) {
             tracing::warn!(
                 "this replica's heartbeats have not reached the broker for a long time; \
-                 the revocation answers only once the broker confirms it"
+                 the revocation answers only once the broker confirms it and every replica \
+                 applied it"
             );
-            outbox.wait_published(connection, &ids, None).await;
+            let _ = is_done.wait_for(|done| *done).await;
+            for id in ids {
+                self.expect(*id);
+            }
+            let _ = self
+                .wait_applied(ids, tokio::time::Instant::now() + settings.forget_after)
+                .await;
+            self.forget(ids);
             self.count("confirmed_late");
             return;
         }
@@ -271,6 +387,38 @@ impl Revocations {
         let answer_at = held_since + bound;
         if let Ok(wait) = (answer_at - Utc::now()).to_std() {
             tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// What a revoking call that changed nothing announces again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Revoked {
+    /// Everything about a user (`users/{sub}` or the bare sub).
+    User(String),
+    /// Everything about an account (`accounts/{id}` or the bare id).
+    Account(String),
+}
+
+impl Revoked {
+    fn payload(&self) -> Vec<u8> {
+        let (kind, name) = match self {
+            Revoked::User(user) => (b'u', user),
+            Revoked::Account(account) => (b'a', account),
+        };
+        let mut payload = vec![kind];
+        payload.extend_from_slice(name.as_bytes());
+        payload
+    }
+
+    /// Reads a `tenantry.invalidate` payload back.
+    pub(crate) fn from_payload(payload: &[u8]) -> Option<Self> {
+        let (kind, name) = payload.split_first()?;
+        let name = std::str::from_utf8(name).ok()?.to_string();
+        match kind {
+            b'u' => Some(Revoked::User(name)),
+            b'a' => Some(Revoked::Account(name)),
+            _ => None,
         }
     }
 }

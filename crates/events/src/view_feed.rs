@@ -25,6 +25,7 @@ use tenantry_proto::events::v1 as pb;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::revocations::Revoked;
 use crate::{Event, EventBus, Revocations};
 
 /// The routing key of a heartbeat. Keys under `tenantry.` are control messages, not events:
@@ -33,9 +34,15 @@ use crate::{Event, EventBus, Revocations};
 pub const HEARTBEAT: &str = "tenantry.heartbeat";
 /// The routing key of the heartbeat a replica sends when it stops cleanly.
 pub const GOODBYE: &str = "tenantry.goodbye";
+/// The routing key of a revocation announced again by a call that changed nothing (payload:
+/// `u` + user or `a` + account); views void it and acknowledge it like an event.
+pub const INVALIDATE: &str = "tenantry.invalidate";
 /// The routing key of a view's acknowledgement that it applied a revocation (payload: the
 /// event id's 16 bytes), awaited by the revoking call (see [`Revocations`]).
 pub const APPLIED: &str = "tenantry.applied";
+
+/// How long an acknowledgement may take to be confirmed before it is given up.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether a routing key (or binding) names a control message rather than an event.
 pub(crate) fn is_control(key: &str) -> bool {
@@ -123,14 +130,14 @@ impl HeartbeatTracker {
         }
     }
 
-    /// Whether every replica heard from has a recent heartbeat (and there is at least one);
-    /// forgets the replicas silent for longer than `forget_after`.
-    pub(crate) fn all_recent(
+    /// How much longer every replica heard from stays recent (`None` if one is not recent, or
+    /// nobody was heard); forgets the replicas silent for longer than `forget_after`.
+    pub(crate) fn trust_left(
         &mut self,
         settings: &FreshnessSettings,
         now: DateTime<Utc>,
         now_instant: Instant,
-    ) -> bool {
+    ) -> Option<Duration> {
         let age = |seen: &Seen| {
             let by_sender = (now - seen.sent).to_std().unwrap_or(Duration::ZERO);
             by_sender.max(now_instant.duration_since(seen.received))
@@ -145,11 +152,24 @@ impl HeartbeatTracker {
             }
             keep
         });
-        !self.replicas.is_empty()
-            && self
-                .replicas
-                .values()
-                .all(|seen| age(seen) <= settings.heartbeat_timeout)
+        self.replicas
+            .values()
+            .map(|seen| settings.heartbeat_timeout.checked_sub(age(seen)))
+            .try_fold(None, |least: Option<Duration>, left| {
+                let left = left.filter(|left| !left.is_zero())?;
+                Some(Some(least.map_or(left, |least| least.min(left))))
+            })
+            .flatten()
+    }
+
+    #[cfg(test)]
+    fn all_recent(
+        &mut self,
+        settings: &FreshnessSettings,
+        now: DateTime<Utc>,
+        now_instant: Instant,
+    ) -> bool {
+        self.trust_left(settings, now, now_instant).is_some()
     }
 }
 
@@ -169,6 +189,7 @@ pub fn spawn_view_feed(
         HEARTBEAT.to_string(),
         GOODBYE.to_string(),
         APPLIED.to_string(),
+        INVALIDATE.to_string(),
     ];
     let mut subscription = bus.subscribe("tenantry.view", bindings, shutdown.clone());
     let publisher = bus.publisher();
@@ -178,10 +199,13 @@ pub fn spawn_view_feed(
             revocations,
             publisher,
         };
+        let started = Instant::now();
         let mut bound_now = subscription.readiness();
         let health = readiness;
         let mut tracker = HeartbeatTracker::default();
         let mut dropped = subscription.dropped();
+        let mut sessions = subscription.sessions();
+        let mut bound_since: Option<Instant> = None;
         let mut tick = tokio::time::interval(settings.heartbeat_every / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -196,28 +220,100 @@ pub fn spawn_view_feed(
                 _ = tick.tick() => {},
             }
             let now_dropped = subscription.dropped();
-            if now_dropped != dropped {
-                // An invalidation may be among the dropped events.
+            let now_sessions = subscription.sessions();
+            if now_dropped != dropped || now_sessions != sessions {
+                // An invalidation may be among the dropped events, or among those published
+                // while the queue was gone (even if it is bound again already).
                 dropped = now_dropped;
+                sessions = now_sessions;
                 view.drop_all();
+                bound_since = None;
             }
             let bound = *bound_now.borrow();
-            let recent = tracker.all_recent(&settings, Utc::now(), Instant::now());
-            view.set_fresh(bound && recent);
-            health.set_degraded(
-                "local view",
-                match (bound, recent) {
-                    (true, true) => None,
-                    (false, _) => Some("event subscription not bound; every call asks membership and the database".into()),
-                    (true, false) => Some(format!(
-                        "no heartbeat within {:?} from every membership and registry replica; every call asks membership and the database",
-                        settings.heartbeat_timeout
-                    )),
-                },
-            );
+            let now = Instant::now();
+            if !bound {
+                bound_since = None;
+            } else if bound_since.is_none() {
+                bound_since = Some(now);
+            }
+            feed.revocations.feed_bound_since(bound_since);
+            let trust = Trust {
+                bound,
+                warm: started.elapsed() >= settings.forget_after,
+                steady: bound_since.is_some_and(|since| now - since >= settings.heartbeat_timeout),
+                heard: tracker.trust_left(&settings, Utc::now(), now),
+                heard_back: feed
+                    .revocations
+                    .own_heartbeat_left(settings.heartbeat_timeout),
+            };
+            view.set_fresh_until(trust.until(now));
+            health.set_degraded("local view", trust.missing(&settings));
         }
         view.set_fresh(false);
+        if !shutdown.is_triggered() {
+            tracing::error!(
+                "the local view's event feed ended; every call asks membership and the database"
+            );
+            health.set_degraded(
+                "local view",
+                Some("event feed ended; every call asks membership and the database".into()),
+            );
+        }
     })
+}
+
+/// What the view's trust rests on at one moment.
+struct Trust {
+    /// The subscription is bound.
+    bound: bool,
+    /// The process has run for `forget_after`: a replica that fell silent before it started,
+    /// and that it therefore never heard, is no longer counted on by anyone.
+    warm: bool,
+    /// Bound without a break for a heartbeat timeout: every replica's heartbeat arrived since.
+    steady: bool,
+    /// How long every revoking replica's heartbeat stays recent.
+    heard: Option<Duration>,
+    /// How long this replica's own last confirmed heartbeat stays recent: revoking calls wait
+    /// for the acknowledgements of the replicas they hear, so a replica they cannot hear must
+    /// not trust its cache.
+    heard_back: Option<Duration>,
+}
+
+impl Trust {
+    fn until(&self, now: Instant) -> Option<Instant> {
+        if !(self.bound && self.warm && self.steady) {
+            return None;
+        }
+        Some(now + self.heard?.min(self.heard_back?))
+    }
+
+    fn missing(&self, settings: &FreshnessSettings) -> Option<String> {
+        let uncached = "every call asks membership and the database";
+        if !self.bound {
+            return Some(format!("event subscription not bound; {uncached}"));
+        }
+        if !self.warm {
+            return Some(format!(
+                "starting: the cache is trusted {:?} after start; {uncached}",
+                settings.forget_after
+            ));
+        }
+        if !self.steady {
+            return Some(format!("event subscription bound just now; {uncached}"));
+        }
+        if self.heard.is_none() {
+            return Some(format!(
+                "no heartbeat within {:?} from every membership and registry replica; {uncached}",
+                settings.heartbeat_timeout
+            ));
+        }
+        if self.heard_back.is_none() {
+            return Some(format!(
+                "this replica's heartbeats are not confirmed; {uncached}"
+            ));
+        }
+        None
+    }
 }
 
 /// What the feed task holds besides the view.
@@ -249,6 +345,14 @@ impl Feed {
                 if let Ok(id) = Uuid::from_slice(&event.payload) {
                     self.revocations.applied(id, &event.source);
                 }
+            }
+            INVALIDATE => {
+                match Revoked::from_payload(&event.payload) {
+                    Some(Revoked::User(user)) => self.view.drop_user(&user),
+                    Some(Revoked::Account(account)) => self.view.drop_account(&account),
+                    None => self.view.drop_all(),
+                }
+                self.acknowledge(event.id);
             }
             _ => match invalidation(event) {
                 Some(invalidation) => {
@@ -288,8 +392,17 @@ impl Feed {
         };
         let publisher = self.publisher.clone();
         tokio::spawn(async move {
-            if let Err(error) = publisher.publish(std::slice::from_ref(&ack)).await {
-                tracing::debug!(%error, "cannot acknowledge a revocation; its caller falls back to the heartbeat bound");
+            // Late is as good as never to a caller that waits at most the confirm wait: bounded,
+            // so acknowledgements cannot pile up behind a blocked broker.
+            let publish = publisher.publish(std::slice::from_ref(&ack));
+            match tokio::time::timeout(ACK_TIMEOUT, publish).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "cannot acknowledge a revocation; its caller falls back to the heartbeat bound")
+                }
+                Err(_) => tracing::debug!(
+                    "acknowledgement not confirmed in time; its caller falls back to the heartbeat bound"
+                ),
             }
         });
     }

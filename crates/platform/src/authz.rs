@@ -186,12 +186,7 @@ impl Authorizer {
             .await;
         if let Some(readiness) = &self.readiness {
             match &response {
-                Err(status)
-                    if matches!(
-                        status.code(),
-                        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
-                    ) =>
-                {
+                Err(status) if crate::error::is_unreachable(status) => {
                     readiness.set_degraded(
                         "membership",
                         Some(format!(

@@ -198,9 +198,10 @@ pub fn from_upstream(service: &str, status: &Status) -> ApiError {
         Code::Unavailable | Code::Cancelled => {
             ApiError::unavailable(format!("{service} is unavailable; retry later"))
         }
-        // A connection that broke under the call (the peer crashed): tonic reports it as
-        // UNKNOWN "transport error", made here from the transport error, not sent by the peer.
-        Code::Unknown if broken_transport(status) => {
+        // A connection that broke under the call (the peer crashed or reset the stream): tonic
+        // reports it as UNKNOWN "transport error", or INTERNAL / RESOURCE_EXHAUSTED for some
+        // HTTP/2 resets, made here from the error, not sent by the peer.
+        _ if broken_transport(status) => {
             ApiError::unavailable(format!("{service} is unavailable; retry later"))
         }
         Code::DeadlineExceeded => ApiError::deadline_exceeded(format!("{service} timed out")),
@@ -212,18 +213,19 @@ pub fn from_upstream(service: &str, status: &Status) -> ApiError {
     }
 }
 
-/// Whether tonic made `status` from a failure of the connection (its source chain holds the
-/// transport or I/O error) rather than receiving it from the peer, whose statuses have no
-/// source.
+/// Whether tonic made `status` here from a failure of the connection or the HTTP/2 stream
+/// rather than receiving it from the peer: statuses the peer sends carry no source, those made
+/// from a transport, HTTP/2 or I/O error do.
 fn broken_transport(status: &Status) -> bool {
-    let mut source = std::error::Error::source(status);
-    while let Some(error) = source {
-        if error.is::<tonic::transport::Error>() || error.is::<std::io::Error>() {
-            return true;
-        }
-        source = error.source();
-    }
-    false
+    std::error::Error::source(status).is_some()
+}
+
+/// Whether a failed call to a peer says the peer is unreachable (not that it refused).
+pub fn is_unreachable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded
+    ) || broken_transport(status)
 }
 
 #[derive(Debug, thiserror::Error)]

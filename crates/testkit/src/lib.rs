@@ -192,7 +192,7 @@ impl TestCluster {
             membership: tenantry_membership::Config::default(),
             invitation: options.invitation.clone(),
             notification: tenantry_notification::Config::default(),
-            events: EventsSpec::new(amqp.clone(), options.retry.clone()),
+            events: test_events(amqp.clone(), options.retry.clone()),
             mail_dir: mail_dir.clone(),
             admin_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         };
@@ -495,6 +495,14 @@ impl Replica {
     pub async fn stop(self) {
         let _ = self.node.stop().await;
     }
+}
+
+/// The events of a test node: a warm-up of 10 s (the shortest the bounds allow: ten heartbeat
+/// timeouts) instead of 30, so tests that need a trusted view wait less.
+fn test_events(amqp: Option<AmqpConfig>, retry: tenantry_events::RetryPolicy) -> EventsSpec {
+    let mut events = EventsSpec::new(amqp, retry);
+    events.freshness.forget_after = Duration::from_secs(10);
+    events
 }
 
 /// `admin_url` with its database replaced by `database`.

@@ -251,6 +251,19 @@ async fn disabled_and_deleted_accounts_are_seen_at_once_on_both_replicas() {
             "no replica serves the account as it was"
         );
     }
+    // Disabling again changes nothing, but a concurrent first call may still be announcing the
+    // change: the repeat is announced too (and acknowledged by the other replica) before OK.
+    let applied = "tenantry_revocations_total{outcome=\"applied\"} ";
+    let before = sample(&cluster.metrics(), applied);
+    cluster
+        .registry_as(&operator)
+        .disable_account(DisableAccountRequest {
+            name: account.name.clone(),
+            etag: String::new(),
+        })
+        .await
+        .expect("disabling a disabled account is OK");
+    assert_eq!(sample(&cluster.metrics(), applied), before + 1.0);
     for mut invitations in [cluster.invitation_as(&owner), replica.invitation_as(&owner)] {
         let refused = invitations
             .create_invitation(CreateInvitationRequest {

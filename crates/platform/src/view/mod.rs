@@ -19,7 +19,7 @@ mod cache;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
@@ -60,6 +60,10 @@ pub struct LocalView {
 struct Inner {
     settings: ViewSettings,
     fresh: AtomicBool,
+    /// Until when the view may be trusted without its feed saying so again (nanoseconds after
+    /// `created`): freshness expires by itself if the feed stalls.
+    fresh_until: AtomicU64,
+    created: Instant,
     /// Bumped by [`LocalView::drop_all`]: every ticket taken before is void.
     epoch: AtomicU64,
     users: Box<[AtomicU64]>,
@@ -92,6 +96,8 @@ impl LocalView {
             inner: Arc::new(Inner {
                 settings,
                 fresh: AtomicBool::new(false),
+                fresh_until: AtomicU64::new(u64::MAX),
+                created: Instant::now(),
                 epoch: AtomicU64::new(0),
                 users: stripes(),
                 accounts: stripes(),
@@ -146,7 +152,27 @@ impl LocalView {
 
     /// Whether cached answers may be served now.
     pub fn is_fresh(&self) -> bool {
-        self.inner.settings.capacity > 0 && self.inner.fresh.load(Ordering::SeqCst)
+        let inner = &self.inner;
+        inner.settings.capacity > 0
+            && inner.fresh.load(Ordering::SeqCst)
+            && (inner.created.elapsed().as_nanos() as u64)
+                < inner.fresh_until.load(Ordering::SeqCst)
+    }
+
+    /// Marks the view fresh until `until` (and no longer, unless told again), or not fresh.
+    /// The feed calls it on every change and tick; see [`LocalView::set_fresh`].
+    pub fn set_fresh_until(&self, until: Option<Instant>) {
+        let inner = &self.inner;
+        // A deadline that expired before this call counts as a loss: whatever was kept is
+        // dropped on the way back (checked before the new deadline is stored).
+        if inner.fresh.load(Ordering::SeqCst) && !self.is_fresh() {
+            self.set_fresh(false);
+        }
+        if let Some(until) = until {
+            let nanos = until.saturating_duration_since(inner.created).as_nanos() as u64;
+            inner.fresh_until.store(nanos, Ordering::SeqCst);
+        }
+        self.set_fresh(until.is_some_and(|until| until > Instant::now()));
     }
 
     /// Marks the view fresh or not. Any change drops every cached answer: on the way down
@@ -260,6 +286,28 @@ mod tests {
         let bob = view.ticket(Some("bob"), Some("globex")).unwrap();
         view.drop_account("accounts/globex");
         assert!(!view.is_current(&bob));
+    }
+
+    #[test]
+    fn freshness_expires_by_itself_when_the_feed_stalls() {
+        let view = LocalView::new(ViewSettings::default());
+        view.set_fresh_until(Some(Instant::now() + Duration::from_millis(30)));
+        let ticket = view.ticket(Some("alice"), None).unwrap();
+        assert!(view.is_current(&ticket));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(
+            !view.is_fresh(),
+            "no word from the feed: not fresh any more"
+        );
+        assert!(!view.is_current(&ticket));
+        view.set_fresh_until(Some(Instant::now() + Duration::from_secs(5)));
+        assert!(view.is_fresh());
+        assert!(
+            !view.is_current(&ticket),
+            "what was kept before the lapse stays void"
+        );
+        view.set_fresh_until(None);
+        assert!(!view.is_fresh());
     }
 
     #[test]

@@ -270,7 +270,13 @@ impl CustomerRegistryService for RegistryApi {
             self.authorizer
                 .require_or_service(&principal, &id, Permission::AccountRead)
                 .await?;
-            let account = self.store.get(&id).await?;
+            // A peer reads the source of record: membership keeps what it reads here, and a
+            // view is never filled from another view.
+            let account = match principal {
+                Principal::Service(_) => self.store.find_in_database(&id).await?,
+                Principal::User(_) => self.store.find(&id).await?,
+            }
+            .ok_or_else(|| crate::domain::RegistryError::AccountNotFound(id.clone()))?;
             Ok(pb::GetAccountResponse {
                 account: Some(account_to_proto(account)),
             })

@@ -18,7 +18,7 @@ use sea_orm::{
 };
 use std::sync::Arc;
 
-use tenantry_events::Outbox;
+use tenantry_events::{Outbox, Revoked};
 use tenantry_platform::db::{Database, StoreError};
 use tenantry_platform::idempotency::{ReplayError, RequestIds, RequestKey};
 use tenantry_platform::view::{LocalView, ViewCache};
@@ -110,8 +110,8 @@ enum Update {
 pub struct Store {
     database: Database,
     outbox: Outbox,
-    /// Accounts kept in memory under the local view's rules (DESIGN.md §9): this replica
-    /// replaces its copy at commit, the others drop theirs on the `account.*` event.
+    /// Accounts kept in memory under the local view's rules (DESIGN.md §9): this replica drops
+    /// its copy at commit, the others on the `account.*` event; the next read refills it.
     accounts: Option<Arc<ViewCache<Account>>>,
 }
 
@@ -152,18 +152,10 @@ impl Store {
         Ok(found)
     }
 
-    /// Keeps `account` as this replica just committed it (the commit already voided the old
-    /// copy; a later change on another replica voids this one when its event arrives).
-    fn remember(&self, account: &Account) {
-        if let Some(cache) = &self.accounts
-            && let Some(ticket) = cache.view().ticket(None, Some(account.id.as_str()))
-        {
-            cache.insert(
-                cache.key(&[account.id.as_str().as_bytes()]),
-                account.clone(),
-                ticket,
-            );
-        }
+    /// The account `id` as the database has it now, or `None`: for peers filling their own
+    /// views (membership's account replica), which must never fill from this one.
+    pub async fn find_in_database(&self, id: &AccountId) -> Result<Option<Account>, RegistryError> {
+        find(self.connection()?, id).await
     }
 
     /// The account `id`, or [`RegistryError::AccountNotFound`].
@@ -330,8 +322,9 @@ impl Store {
         etag: &str,
         actor: &str,
     ) -> Result<Account, RegistryError> {
+        let revokes = matches!(operation, Operation::Disable | Operation::Delete);
         let (id, etag, actor) = (id.clone(), etag.to_string(), actor.to_string());
-        let account: Account = self
+        let (account, changed): (Account, bool) = self
             .outbox
             .write::<_, RegistryError, _>(self.connection()?, move |tx| {
                 Box::pin(async move {
@@ -344,7 +337,7 @@ impl Store {
                         _ => 0,
                     };
                     let Some((update, change)) = operation.plan(&account, live_customers)? else {
-                        return Ok(account);
+                        return Ok((account, false));
                     };
                     let updated = apply(tx, account, update, &etag).await?;
                     let event = account_event(change, &updated, &actor);
@@ -355,11 +348,20 @@ impl Store {
                     } else {
                         tx.append(&event).await?;
                     }
-                    Ok(updated)
+                    Ok((updated, true))
                 })
             })
             .await?;
-        self.remember(&account);
+        if revokes && !changed {
+            // Already as asked: perhaps by a concurrent call still announcing it. This one
+            // answers no sooner than that one may (see `Revocations::reannounce`).
+            self.outbox
+                .revocations()
+                .reannounce(Revoked::Account(account.id.to_string()))
+                .await;
+        }
+        // Not kept here: the commit voided this replica's copy, and a ticket taken now could
+        // not tell this write from a later one on another replica; the next read refills it.
         Ok(account)
     }
 }

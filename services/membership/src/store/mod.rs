@@ -19,7 +19,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
 };
-use tenantry_events::{Outbox, OutboxTransaction};
+use tenantry_events::{Outbox, OutboxTransaction, Revoked};
 use tenantry_platform::db::{Database, StoreError};
 use tenantry_platform::idempotency::{ReplayError, RequestIds, RequestKey, RequestRecord};
 use tenantry_platform::{AccountId, UserId};
@@ -299,6 +299,12 @@ impl Store {
         actor: &str,
     ) -> Result<Member, MembershipError> {
         if current.role == role {
+            // Already as asked: perhaps by a concurrent call still announcing it. This one
+            // answers no sooner than that one may (see `Revocations::reannounce`).
+            self.outbox
+                .revocations()
+                .reannounce(Revoked::User(current.user_id.to_string()))
+                .await;
             return Ok(current.clone());
         }
         let tx = self.begin().await?;
