@@ -303,7 +303,6 @@ impl Node {
         let freshness = spec.events.freshness;
         let revocations = Revocations::new(freshness, replica_source());
         revocations.record_into(&metrics);
-        revocations.publish_through(bus.publisher());
         let revoking = spec.services.iter().any(|(kind, _)| {
             matches!(
                 kind,

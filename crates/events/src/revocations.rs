@@ -111,9 +111,13 @@ impl Revocations {
         }
     }
 
-    /// Publishes [`Revocations::reannounce`]'s control messages through `publisher`.
-    pub fn publish_through(&self, publisher: Arc<dyn crate::Publisher>) {
-        let _ = self.inner.publisher.set(publisher);
+    /// The publisher of this replica's control messages (heartbeats, acknowledgements,
+    /// announcements): one channel for them all.
+    pub(crate) fn control_publisher(&self, bus: &crate::EventBus) -> Arc<dyn crate::Publisher> {
+        self.inner
+            .publisher
+            .get_or_init(|| bus.publisher())
+            .clone()
     }
 
     /// This replica's heartbeat source.

@@ -6,7 +6,7 @@
 //!   `account.*` event those about its account.
 //! - **Heartbeats** ([`spawn_heartbeats`]): every replica that can take access away (one running
 //!   membership or the registry) publishes one every [`FreshnessSettings::heartbeat_every`]
-//!   through the same publisher as its events, and a goodbye when it stops cleanly. It skips
+//!   through a channel of its own (shared with the acknowledgements), and a goodbye when it stops cleanly. It skips
 //!   them while one of its revocations is not confirmed by the broker (see [`Revocations`]).
 //! - **Freshness**: the view is fresh only while its subscription is bound, no event was dropped,
 //!   and every revoking replica heard from in the last [`FreshnessSettings::forget_after`] has
@@ -192,7 +192,7 @@ pub fn spawn_view_feed(
         INVALIDATE.to_string(),
     ];
     let mut subscription = bus.subscribe("tenantry.view", bindings, shutdown.clone());
-    let publisher = bus.publisher();
+    let publisher = revocations.control_publisher(bus);
     tokio::spawn(async move {
         let feed = Feed {
             view: view.clone(),
@@ -493,7 +493,7 @@ pub fn spawn_heartbeats(
     settings: FreshnessSettings,
     shutdown: Shutdown,
 ) -> JoinHandle<()> {
-    let publisher = bus.publisher();
+    let publisher = revocations.control_publisher(bus);
     let source = revocations.replica().to_string();
     let kind = if revoking {
         REVOKING_REPLICA

@@ -28,8 +28,9 @@ use crate::metrics::Metrics;
 pub use cache::{CacheKey, ViewCache};
 
 /// Generation stripes per dimension: events bump a stripe, so two keys sharing one only cost
-/// each other a miss. 65,536 × 8 bytes × 2 = 1 MiB per process.
-const STRIPES: usize = 1 << 16;
+/// each other a miss. 16,384 × 8 bytes × 2 = 256 KiB per process (an idle process's memory
+/// counts: see the footprint in docs/benchmarks.md).
+const STRIPES: usize = 1 << 14;
 
 /// How a view is sized and bounded (settings of the node).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
