@@ -114,10 +114,7 @@ impl Revocations {
     /// The publisher of this replica's control messages (heartbeats, acknowledgements,
     /// announcements): one channel for them all.
     pub(crate) fn control_publisher(&self, bus: &crate::EventBus) -> Arc<dyn crate::Publisher> {
-        self.inner
-            .publisher
-            .get_or_init(|| bus.publisher())
-            .clone()
+        self.inner.publisher.get_or_init(|| bus.publisher()).clone()
     }
 
     /// This replica's heartbeat source.
