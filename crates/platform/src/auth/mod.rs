@@ -693,46 +693,4 @@ mod tests {
         let cli = Cli::try_parse_from(["tenantry", "--token-cache-size", "0"]).unwrap();
         assert_eq!(cli.auth.token_cache_size, 0);
     }
-
-    /// Cost of `verify`, cached and not: `cargo test -p tenantry-platform --release --lib
-    /// -- --ignored --nocapture verify_cost`.
-    #[tokio::test]
-    #[ignore = "a timing loop, not a test"]
-    async fn verify_cost() {
-        const ROUNDS: u32 = 2_000;
-        let hs256 = mint_user_token("user-secret", &claims(vec![], 600, "tenantry")).unwrap();
-        let service = ServiceTokenMinter::new("invitation", "internal-secret")
-            .unwrap()
-            .token()
-            .unwrap();
-        let ec_key = EncodingKey::from_ec_pem(jwks::tests::TEST_EC_KEY.as_bytes()).unwrap();
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some("idp-key-1".into());
-        let es256 =
-            jsonwebtoken::encode(&header, &claims(vec![], 600, "tenantry"), &ec_key).unwrap();
-        let (url, _) = jwks::tests::serve_jwks(jwks::tests::TEST_JWKS).await;
-        for size in [0, 10_000] {
-            let auth = Authenticator::new(AuthConfig {
-                jwks_url: Some(url.clone()),
-                token_cache_size: size,
-                ..AuthConfig::with_secrets("user-secret", "internal-secret")
-            })
-            .unwrap();
-            for (name, token) in [
-                ("HS256 user", &hs256),
-                ("service", &service),
-                ("ES256 user", &es256),
-            ] {
-                auth.verify(token).await.unwrap();
-                let started = Instant::now();
-                for _ in 0..ROUNDS {
-                    auth.verify(token).await.unwrap();
-                }
-                println!(
-                    "cache size {size:>6}: {name:<10} {:>8.2} µs per verify",
-                    started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS)
-                );
-            }
-        }
-    }
 }
