@@ -222,14 +222,7 @@ impl Bench {
     }
 }
 
-/// The value of the metric sample `series` (its exact text, labels included) in `metrics` as
-/// the admin port renders them; 0 if absent.
-pub fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
+pub use tenantry_testkit::metric_sample as sample;
 
 /// `tenantry_view_lookups_total` of one process: (cache, outcome, count), in the order
 /// rendered.

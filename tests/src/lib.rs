@@ -343,3 +343,39 @@ pub fn in_own_process(module: &str, test: &str) -> bool {
     );
     false
 }
+
+/// `(host, port)` of a `scheme://user:pass@host:port/…` URL.
+pub fn host_and_port(url: &str, default_port: u16) -> Option<(String, u16)> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    match host_port.rsplit_once(':') {
+        Some((host, port)) => Some((host.to_string(), port.parse().ok()?)),
+        None => Some((host_port.to_string(), default_port)),
+    }
+}
+
+/// The socket address of `url`'s server (for a TCP proxy in front of it).
+pub fn server_addr(url: &str, default_port: u16) -> std::net::SocketAddr {
+    let (host, port) = host_and_port(url, default_port).expect("a server address");
+    let host = if host == "localhost" {
+        "127.0.0.1".to_string()
+    } else {
+        host
+    };
+    format!("{host}:{port}").parse().expect("server address")
+}
+
+/// `url` with its `host:port` replaced by `addr` (credentials, path and query kept).
+pub fn through(url: &str, addr: std::net::SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let credentials = authority
+        .rsplit_once('@')
+        .map(|(credentials, _)| format!("{credentials}@"))
+        .unwrap_or_default();
+    format!("{scheme}://{credentials}{addr}{tail}")
+}

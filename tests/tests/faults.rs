@@ -35,10 +35,10 @@ mod revocation;
 #[path = "faults/system.rs"]
 mod system;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use observe::Tally;
+use tenantry_e2e::{server_addr, through};
 use tonic::Code;
 
 /// One fault test at a time: each takes a shared server away.
@@ -47,29 +47,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Whether outages are made with a TCP proxy instead of by stopping the servers.
 fn via_proxy() -> bool {
     std::env::var("TENANTRY_TEST_FAULTS").is_ok_and(|mode| mode == "proxy")
-}
-
-/// `url` with its `host:port` replaced by `addr` (credentials, path and query kept).
-fn through(url: &str, addr: SocketAddr) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL");
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let credentials = authority
-        .rsplit_once('@')
-        .map(|(credentials, _)| format!("{credentials}@"))
-        .unwrap_or_default();
-    format!("{scheme}://{credentials}{addr}{tail}")
-}
-
-/// The socket address of `url`'s server (for a proxy in front of it).
-fn server_addr(url: &str, default_port: u16) -> SocketAddr {
-    let (host, port) = system::host_and_port(url, default_port).expect("a server address");
-    let host = if host == "localhost" {
-        "127.0.0.1".to_string()
-    } else {
-        host
-    };
-    format!("{host}:{port}").parse().expect("server address")
 }
 
 /// Runs `call` until it answers something other than UNAVAILABLE (the code a caller may

@@ -19,7 +19,6 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use support::{ServeProcess, TestResources, authorized, backend_url, free_port, with_database};
 use tenantry_cli::{EventsSpec, Node, NodeSpec, PeerUrls, ServiceKind};
 use tenantry_events::{AmqpConfig, RetryPolicy};
-use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
 use tenantry_platform::config::AuthConfig;
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
 use tenantry_proto::membership::v1::{AddMemberRequest, Role, add_member_request};
@@ -42,26 +41,7 @@ const FANOUT_BATCH: usize = 250;
 const NOTIFICATION: &str = tenantry_notification::SERVICE_NAME;
 
 fn token(sub: &str, operator: bool) -> String {
-    let now = unix_now();
-    mint_user_token(
-        JWT_SECRET,
-        &DevTokenClaims {
-            sub: sub.into(),
-            email: Some(format!("{sub}@example.com")),
-            given_name: None,
-            family_name: None,
-            roles: if operator {
-                vec!["tenantry-operator".into()]
-            } else {
-                Vec::new()
-            },
-            iss: "tenantry".into(),
-            aud: "tenantry".into(),
-            exp: now + 600,
-            iat: now,
-        },
-    )
-    .expect("token")
+    support::user_token(JWT_SECRET, sub, operator)
 }
 
 async fn count(database: &DatabaseConnection, sql: &str) -> usize {

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use support::{TestResources, authorized, backend_url};
 use tenantry_cli::{EventsSpec, Node, NodeSpec, PeerUrls, ServiceKind};
 use tenantry_events::{AmqpConfig, RetryPolicy};
-use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
 use tenantry_platform::config::AuthConfig;
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
 use tenantry_proto::membership::v1::{AddMemberRequest, Role, add_member_request};
@@ -27,26 +26,7 @@ const JWT_SECRET: &str = "membership-stopped-test-secret";
 const INTERNAL_SECRET: &str = "membership-stopped-internal";
 
 fn token(sub: &str, operator: bool) -> String {
-    let now = unix_now();
-    mint_user_token(
-        JWT_SECRET,
-        &DevTokenClaims {
-            sub: sub.into(),
-            email: Some(format!("{sub}@example.com")),
-            given_name: None,
-            family_name: None,
-            roles: if operator {
-                vec!["tenantry-operator".into()]
-            } else {
-                Vec::new()
-            },
-            iss: "tenantry".into(),
-            aud: "tenantry".into(),
-            exp: now + 600,
-            iat: now,
-        },
-    )
-    .expect("token")
+    support::user_token(JWT_SECRET, sub, operator)
 }
 
 fn spec(

@@ -37,7 +37,6 @@ use replicas_cluster::{
     scrape, signed_millis, start_cluster, transport_failure,
 };
 use support::{TestResources, authorized, backend_url, with_database};
-use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
 use tenantry_proto::invitation::v1::invitation_service_client::InvitationServiceClient;
 use tenantry_proto::invitation::v1::{CreateInvitationRequest, ListInvitationsRequest};
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
@@ -69,26 +68,7 @@ const SETTLE: Duration = Duration::from_secs(1);
 const READERS: usize = 3;
 
 fn token(sub: &str, operator: bool) -> String {
-    let now = unix_now();
-    mint_user_token(
-        JWT_SECRET,
-        &DevTokenClaims {
-            sub: sub.into(),
-            email: Some(format!("{sub}@example.com")),
-            given_name: None,
-            family_name: None,
-            roles: if operator {
-                vec!["tenantry-operator".into()]
-            } else {
-                Vec::new()
-            },
-            iss: "tenantry".into(),
-            aud: "tenantry".into(),
-            exp: now + 3600,
-            iat: now,
-        },
-    )
-    .expect("token")
+    support::user_token(JWT_SECRET, sub, operator)
 }
 
 #[derive(Clone, Copy)]

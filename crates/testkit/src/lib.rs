@@ -497,6 +497,15 @@ impl Replica {
     }
 }
 
+/// The value of one sample in a Prometheus text rendering (`series` is the exact series text
+/// with its labels and the space after it, e.g. `tenantry_view_fresh `), 0 if absent.
+pub fn metric_sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The events of a test node: a warm-up of 10 s (the shortest the bounds allow: ten heartbeat
 /// timeouts) instead of 30, so tests that need a trusted view wait less.
 fn test_events(amqp: Option<AmqpConfig>, retry: tenantry_events::RetryPolicy) -> EventsSpec {

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use tenantry_e2e::{add_member, expect_code};
+use tenantry_e2e::{add_member, expect_code, server_addr, through};
 use tenantry_proto::invitation::v1::CreateInvitationRequest;
 use tenantry_proto::membership::v1::{Member, RemoveMemberRequest, Role, UpdateMemberRequest};
 use tenantry_proto::registry::v1::{
@@ -19,7 +19,7 @@ use tenantry_proto::registry::v1::{
 use tenantry_testkit::proxy::TcpProxy;
 use tenantry_testkit::{
     Backend, ClusterOptions, RegistryClient, Replica, TestCluster, TestUser, amqp_or_skip,
-    postgres_or_skip,
+    metric_sample as sample, postgres_or_skip,
 };
 use tonic::Code;
 
@@ -52,14 +52,6 @@ impl MetricsSource for Replica {
     fn metrics_source(&self) -> Box<dyn Fn() -> String + Send + Sync + '_> {
         Box::new(|| self.metrics())
     }
-}
-
-/// The value of the sample `name` (exact series text, labels included), 0 if absent.
-pub(crate) fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
@@ -306,7 +298,7 @@ async fn a_replica_whose_subscription_is_cut_serves_no_cached_allow() {
     let mut options = ClusterOptions::new(Backend::Postgres);
     options.amqp = true;
     let cluster = TestCluster::start_with(options).await;
-    let addr = broker_addr(&broker);
+    let addr = server_addr(&broker, 5672);
     let proxy = TcpProxy::start(addr).await;
     let replica = cluster
         .start_replica_via_broker(&through(&broker, proxy.addr()))
@@ -352,34 +344,4 @@ async fn a_replica_whose_subscription_is_cut_serves_no_cached_allow() {
     expect_code(refused, Code::PermissionDenied);
     replica.stop().await;
     cluster.stop().await;
-}
-
-fn broker_addr(url: &str) -> std::net::SocketAddr {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    let host_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let with_port = if host_port.contains(':') {
-        host_port.to_string()
-    } else {
-        format!("{host_port}:5672")
-    };
-    use std::net::ToSocketAddrs;
-    with_port
-        .to_socket_addrs()
-        .expect("broker address")
-        .next()
-        .expect("a broker address")
-}
-
-fn through(url: &str, addr: std::net::SocketAddr) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL");
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let credentials = authority
-        .rsplit_once('@')
-        .map(|(credentials, _)| format!("{credentials}@"))
-        .unwrap_or_default();
-    format!("{scheme}://{credentials}{addr}{tail}")
 }

@@ -11,19 +11,13 @@ use tenantry_proto::membership::v1::{RemoveMemberRequest, Role};
 use tenantry_proto::registry::v1::{CreateAccountRequest, GetAccountRequest};
 use tenantry_testkit::proxy::TcpProxy;
 use tenantry_testkit::{
-    Backend, ClusterOptions, RegistryClient, TestCluster, TestUser, amqp_or_skip, postgres_or_skip,
+    Backend, ClusterOptions, RegistryClient, TestCluster, TestUser, amqp_or_skip,
+    metric_sample as sample, postgres_or_skip,
 };
 use tonic::Code;
 
 use crate::system::{self, Outage};
 use crate::{SERIAL, server_addr, through, via_proxy};
-
-fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
 
 const FRESH: &str = "tenantry_view_fresh ";
 const HITS: &str = "tenantry_view_lookups_total{cache=\"decisions\",outcome=\"hit\"} ";

@@ -67,18 +67,7 @@ fn run(program: &PathBuf, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// `(host, port)` of a `scheme://user:pass@host:port/…` URL.
-pub(crate) fn host_and_port(url: &str, default_port: u16) -> Option<(String, u16)> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?']).next()?;
-    let host_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    match host_port.rsplit_once(':') {
-        Some((host, port)) => Some((host.to_string(), port.parse().ok()?)),
-        None => Some((host_port.to_string(), default_port)),
-    }
-}
+pub(crate) use tenantry_e2e::host_and_port;
 
 fn is_local(host: &str) -> bool {
     matches!(host, "127.0.0.1" | "localhost" | "::1" | "[::1]")

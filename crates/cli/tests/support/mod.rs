@@ -155,6 +155,32 @@ pub fn operator_token(jwt_secret: &str) -> String {
     .expect("token")
 }
 
+/// A user token for `sub` signed with `jwt_secret` (an operator if `operator`), valid for an
+/// hour, with the e-mail `{sub}@example.com`.
+pub fn user_token(jwt_secret: &str, sub: &str, operator: bool) -> String {
+    use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
+    let now = unix_now();
+    mint_user_token(
+        jwt_secret,
+        &DevTokenClaims {
+            sub: sub.into(),
+            email: Some(format!("{sub}@example.com")),
+            given_name: None,
+            family_name: None,
+            roles: if operator {
+                vec!["tenantry-operator".into()]
+            } else {
+                Vec::new()
+            },
+            iss: "tenantry".into(),
+            aud: "tenantry".into(),
+            exp: now + 3600,
+            iat: now,
+        },
+    )
+    .expect("token")
+}
+
 /// `message` with `authorization: Bearer {token}`.
 pub fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
