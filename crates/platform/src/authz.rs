@@ -133,17 +133,9 @@ impl Authorizer {
         let Some(decisions) = &self.decisions else {
             return self
                 .ask_membership(subject, account_id, permission, false)
-                .await;
+                .await
+                .map(|(grant, _)| grant);
         };
-        if permission == Permission::OwnersManage {
-            // Depends on whether the account has an OWNER, which a change to another member
-            // (an event about someone else) alters: never kept.
-            return self
-                .ask_membership(subject, account_id, permission, true)
-                .await;
-        }
-        // The claims are part of the key: changed claims miss, so membership refreshes its
-        // user directory from them as it does for every uncached call.
         let key = decisions.key(&[
             subject.user.as_bytes(),
             subject.email.as_bytes(),
@@ -158,10 +150,11 @@ impl Authorizer {
         }
         let sub = subject.user.strip_prefix("users/").unwrap_or(&subject.user);
         let ticket = decisions.view().ticket(Some(sub), Some(account_id));
-        let grant = self
+        let (grant, keepable) = self
             .ask_membership(subject, account_id, permission, true)
             .await?;
-        if let Some(ticket) = ticket {
+        // Membership says which answers depend only on what the events announce.
+        if let (Some(ticket), true) = (ticket, keepable) {
             decisions.insert(key, grant, ticket);
         }
         Ok(grant)
@@ -173,7 +166,7 @@ impl Authorizer {
         account_id: &str,
         permission: Permission,
         bypass_view: bool,
-    ) -> Result<Grant, ApiError> {
+    ) -> Result<(Grant, bool), ApiError> {
         let response = self
             .client
             .clone()
@@ -215,10 +208,11 @@ impl Authorizer {
                 .ok()
                 .filter(|role| *role != Role::Unspecified)
         };
-        Ok(Grant {
+        let grant = Grant {
             role: role(response.role),
             partner_role: role(response.partner_role),
-        })
+        };
+        Ok((grant, response.keepable))
     }
 }
 

@@ -199,13 +199,18 @@ pub fn check_update_mask(mask: Option<&prost_types::FieldMask>) -> Result<(), Ap
 }
 
 /// The answer to Authorize: the decision and the subject's standing in the account.
-pub fn authorize_response(access: &Access, decision: Decision) -> wire::AuthorizeResponse {
+pub fn authorize_response(
+    access: &Access,
+    permission: Permission,
+    decision: Decision,
+) -> wire::AuthorizeResponse {
     wire::AuthorizeResponse {
         allowed: decision.allowed,
         role: Role::option_to_wire(access.role),
         partner_role: Role::option_to_wire(access.partner_role),
         account_exists: access.facts.is_some(),
         reason: decision.reason,
+        keepable: permission.keepable(),
     }
 }
 

@@ -83,7 +83,7 @@ impl MembershipApi {
         // OWNERS_MANAGE depends on the OWNER count, which the view does not keep.
         let count_owners = permission == Permission::OwnersManage;
         if !bypass_view
-            && !count_owners
+            && permission.keepable()
             && let Some(access) = view.cached(caller, account_id)
             && access.allows(permission)
         {

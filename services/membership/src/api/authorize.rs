@@ -44,7 +44,7 @@ impl MembershipApi {
             reason = %decision.reason,
             "authorize"
         );
-        Ok(wire::authorize_response(&access, decision))
+        Ok(wire::authorize_response(&access, permission, decision))
     }
 
     /// How many OWNERs an account has against the limit, for the invitation service (service

@@ -124,6 +124,15 @@ impl Permission {
         Permission::MessagesList,
     ];
 
+    /// Whether a decision on this permission depends only on the caller's roles (in the
+    /// account and its managing partner) and the account's facts, so a local view may keep it
+    /// until a `member.*` event about the caller or an `account.*` event about the account.
+    /// OWNERS_MANAGE also depends on whether the account has an OWNER, which a change to
+    /// another member alters.
+    pub fn keepable(self) -> bool {
+        self != Permission::OwnersManage
+    }
+
     /// The name used in log reasons.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -81,8 +81,22 @@ async fn a_lagging_replica_does_not_refuse_a_fresh_partner() {
         permission: wire::Permission::CustomersCreate as i32,
         bypass_view: false,
     };
-    let answer = h.api.authorize(as_(&service(), ask)).await.unwrap();
+    let answer = h.api.authorize(as_(&service(), ask.clone())).await.unwrap();
     assert!(answer.allowed, "{answer:?}");
+    assert!(
+        answer.keepable,
+        "depends only on pam's roles and the account"
+    );
+    let owners = wire::AuthorizeRequest {
+        permission: wire::Permission::OwnersManage as i32,
+        ..ask
+    };
+    let answer = h.api.authorize(as_(&service(), owners)).await.unwrap();
+    assert!(answer.allowed, "{answer:?}");
+    assert!(
+        !answer.keepable,
+        "OWNERS_MANAGE also depends on the other OWNERs: never kept"
+    );
     // A customer the replica still believes DISABLED can be joined once the registry says ACTIVE.
     h.stale.lock().unwrap().insert(
         "acme".into(),
