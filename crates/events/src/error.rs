@@ -105,6 +105,13 @@ pub(crate) enum ConsumeError {
     /// The broker cancelled the consumer (e.g. its queue was deleted).
     #[error("the broker cancelled the consumer")]
     Cancelled,
+    /// Setting up the session did not finish in time (a broker restarting can leave a
+    /// connection that looks open but answers nothing).
+    #[error("the broker did not answer the session's set-up within {0:?}")]
+    SetupTimeout(std::time::Duration),
+    /// The channel or its connection was found closed while the delivery stream had not ended.
+    #[error("the channel was found closed")]
+    ChannelClosed,
 }
 
 /// Why a delivery could not be settled (acked, or moved to the retry or dead-letter queue).
@@ -116,6 +123,8 @@ pub(crate) enum SettleError {
     Nacked(String),
     #[error("the republish to {0} was unroutable (queue missing)")]
     Unroutable(String),
+    #[error("the broker did not answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 #[cfg(test)]

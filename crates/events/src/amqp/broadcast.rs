@@ -20,7 +20,7 @@ use tenantry_platform::server::Shutdown;
 use uuid::Uuid;
 
 use super::message::{self, short};
-use super::{AmqpBus, topology};
+use super::{AmqpBus, BROKER_CALL_TIMEOUT, CHANNEL_CHECK_INTERVAL, topology};
 use crate::broadcast::{Feed, Offer};
 use crate::consumer::Backoff;
 use crate::error::ConsumeError;
@@ -107,7 +107,9 @@ async fn session(
         () = feed.closed() => return Ok(()),
         connection = bus.connection() => connection?,
     };
-    let channel = connection.create_channel().await?;
+    let channel = tokio::time::timeout(BROKER_CALL_TIMEOUT, connection.create_channel())
+        .await
+        .map_err(|_| ConsumeError::SetupTimeout(BROKER_CALL_TIMEOUT))??;
     let result = consume(&channel, names, feed, shutdown, backoff).await;
     // Closing the channel cancels its consumer (if any): the exclusive, auto-delete queue goes
     // away. After a failure the channel is probably gone already; try anyway, not for long.
@@ -126,63 +128,75 @@ async fn consume(
     shutdown: &Shutdown,
     backoff: &mut Backoff,
 ) -> Result<(), ConsumeError> {
-    topology::declare_exchange(channel, &names.exchange).await?;
-    topology::declare_exchange(channel, &names.control_exchange).await?;
     let queue = names.fresh_queue();
-    let mut arguments = FieldTable::default();
-    // Explicitly classic: a broker defaulting to quorum queues would refuse an exclusive one.
-    arguments.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString(LongString::from(b"classic".to_vec())),
-    );
-    channel
-        .queue_declare(
-            queue.clone(),
-            QueueDeclareOptions {
-                durable: false,
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            arguments,
-        )
-        .await?;
-    for binding in &names.bindings {
+    let set_up = async {
+        topology::declare_exchange(channel, &names.exchange).await?;
+        topology::declare_exchange(channel, &names.control_exchange).await?;
+        let mut arguments = FieldTable::default();
+        // Explicitly classic: a broker defaulting to quorum queues would refuse an exclusive one.
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(LongString::from(b"classic".to_vec())),
+        );
         channel
-            .queue_bind(
+            .queue_declare(
                 queue.clone(),
-                if crate::view_feed::is_control(binding.as_str()) {
-                    names.control_exchange.clone()
-                } else {
-                    names.exchange.clone()
+                QueueDeclareOptions {
+                    durable: false,
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
                 },
-                binding.clone(),
-                QueueBindOptions::default(),
+                arguments,
+            )
+            .await?;
+        for binding in &names.bindings {
+            channel
+                .queue_bind(
+                    queue.clone(),
+                    if crate::view_feed::is_control(binding.as_str()) {
+                        names.control_exchange.clone()
+                    } else {
+                        names.exchange.clone()
+                    },
+                    binding.clone(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        let deliveries = channel
+            .basic_consume(
+                queue.clone(),
+                ShortString::from(""),
+                BasicConsumeOptions {
+                    // Auto-ack: live pushes are never redelivered.
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
                 FieldTable::default(),
             )
             .await?;
-    }
-    let mut deliveries = channel
-        .basic_consume(
-            queue.clone(),
-            ShortString::from(""),
-            BasicConsumeOptions {
-                // Auto-ack: live pushes are never redelivered.
-                no_ack: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+        Ok::<_, lapin::Error>(deliveries)
+    };
+    let mut deliveries = tokio::time::timeout(BROKER_CALL_TIMEOUT, set_up)
+        .await
+        .map_err(|_| ConsumeError::SetupTimeout(BROKER_CALL_TIMEOUT))??;
     backoff.reset();
     feed.set_ready(true);
     tracing::info!(subscription = %feed.name, %queue, "subscription bound");
 
+    let mut channel_check = tokio::time::interval(CHANNEL_CHECK_INTERVAL);
     let result = loop {
         tokio::select! {
             biased;
             () = shutdown.wait() => break Ok(()),
             () = feed.closed() => break Ok(()),
+            _ = channel_check.tick() => {
+                if !channel.status().connected() {
+                    break Err(ConsumeError::ChannelClosed);
+                }
+            }
             delivery = deliveries.next() => match delivery {
                 Some(Ok(delivery)) => {
                     let event = message::event(
@@ -210,9 +224,8 @@ async fn consume(
     feed.set_ready(false);
     if result.is_ok() {
         // The auto-delete queue goes with its only consumer.
-        let _ = channel
-            .basic_cancel(deliveries.tag(), BasicCancelOptions::default())
-            .await;
+        let cancel = channel.basic_cancel(deliveries.tag(), BasicCancelOptions::default());
+        let _ = tokio::time::timeout(BROKER_CALL_TIMEOUT, cancel).await;
     }
     result
 }

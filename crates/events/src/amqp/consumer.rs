@@ -22,7 +22,7 @@ use tenantry_platform::server::Shutdown;
 use tokio::task::JoinSet;
 
 use super::topology::{self, Names};
-use super::{AmqpBus, message};
+use super::{AmqpBus, BROKER_CALL_TIMEOUT, CHANNEL_CHECK_INTERVAL, message};
 use crate::ConsumerSpec;
 use crate::consumer::{self, Backoff, Disposition, Outcome};
 use crate::error::{ConsumeError, SettleError};
@@ -75,24 +75,30 @@ async fn session(
     backoff: &mut Backoff,
 ) -> Result<(), ConsumeError> {
     let connection = bus.connection().await?;
-    let channel = connection.create_channel().await?;
-    // Confirm mode: a delivery is acked only once its republish to the retry or dead-letter
-    // queue is confirmed, so a failure never loses the event.
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    channel
-        .basic_qos(bus.config().prefetch.max(1), BasicQosOptions::default())
-        .await?;
-    topology::declare_group(&channel, names).await?;
-    let mut deliveries = channel
-        .basic_consume(
-            names.queue.clone(),
-            ShortString::from(""),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let set_up = async {
+        let channel = connection.create_channel().await?;
+        // Confirm mode: a delivery is acked only once its republish to the retry or dead-letter
+        // queue is confirmed, so a failure never loses the event.
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channel
+            .basic_qos(bus.config().prefetch.max(1), BasicQosOptions::default())
+            .await?;
+        topology::declare_group(&channel, names).await?;
+        let deliveries = channel
+            .basic_consume(
+                names.queue.clone(),
+                ShortString::from(""),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok::<_, lapin::Error>((channel, deliveries))
+    };
+    let (channel, mut deliveries) = tokio::time::timeout(BROKER_CALL_TIMEOUT, set_up)
+        .await
+        .map_err(|_| ConsumeError::SetupTimeout(BROKER_CALL_TIMEOUT))??;
     backoff.reset();
     tracing::info!(group = %spec.group, queue = %names.queue, "consuming");
 
@@ -100,9 +106,15 @@ async fn session(
     // Ends the waits of deliveries whose handler waits for its database once this session is
     // over (shutdown, or the channel is gone and its deliveries will come again anyway).
     let session_over = Shutdown::new();
+    let mut channel_check = tokio::time::interval(CHANNEL_CHECK_INTERVAL);
     let result = loop {
         tokio::select! {
             () = shutdown.wait() => break Ok(()),
+            _ = channel_check.tick() => {
+                if !channel.status().connected() || !connection.status().connected() {
+                    break Err(ConsumeError::ChannelClosed);
+                }
+            }
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {},
             delivery = deliveries.next() => match delivery {
                 Some(Ok(delivery)) => {
@@ -122,16 +134,16 @@ async fn session(
     };
     if result.is_ok() {
         // Stop new deliveries; the ones in flight finish and are acked on this channel.
-        let _ = channel
-            .basic_cancel(deliveries.tag(), BasicCancelOptions::default())
-            .await;
+        let cancel = channel.basic_cancel(deliveries.tag(), BasicCancelOptions::default());
+        let _ = tokio::time::timeout(BROKER_CALL_TIMEOUT, cancel).await;
     }
     session_over.trigger();
     while in_flight.join_next().await.is_some() {}
     if result.is_ok() {
         // Every delivery received was started at once; those the client still buffered after
         // the cancel were never acknowledged and return to the queue with the channel.
-        let _ = channel.close(200, "consumer stopped".into()).await;
+        let close = channel.close(200, "consumer stopped".into());
+        let _ = tokio::time::timeout(BROKER_CALL_TIMEOUT, close).await;
     }
     result
 }
@@ -180,11 +192,7 @@ impl Context {
                     Outcome::Interrupted => Ok(()),
                     Outcome::Handled | Outcome::Duplicate | Outcome::UnknownType => {
                         consumer::record_outcome(metrics, group, &outcome, None);
-                        delivery
-                            .ack(BasicAckOptions::default())
-                            .await
-                            .map(drop)
-                            .map_err(Into::into)
+                        settle(delivery.ack(BasicAckOptions::default())).await
                     }
                     Outcome::Failed(error) => {
                         let disposition = self.bus.config().retry.after_failure(attempt, error);
@@ -223,12 +231,11 @@ impl Context {
                 "could not settle a delivery; the broker will deliver it again"
             );
             // If the channel still works, give the message back now rather than at reconnect.
-            let _ = delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await;
+            let _ = settle(delivery.nack(BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            }))
+            .await;
         }
     }
 
@@ -244,8 +251,7 @@ impl Context {
             .with_expiration(expiration.into());
         self.republish(&self.names.retry, delivery, properties)
             .await?;
-        delivery.ack(BasicAckOptions::default()).await?;
-        Ok(())
+        settle(delivery.ack(BasicAckOptions::default())).await
     }
 
     /// Into `{group}.dead`, with the reason in a header for the operator.
@@ -258,8 +264,7 @@ impl Context {
         let properties = message::republished(&delivery.properties, attempt, Some(reason));
         self.republish(&self.names.dead, delivery, properties)
             .await?;
-        delivery.ack(BasicAckOptions::default()).await?;
-        Ok(())
+        settle(delivery.ack(BasicAckOptions::default())).await
     }
 
     /// Publishes a copy to `queue` through the default exchange and waits for the confirm.
@@ -269,26 +274,41 @@ impl Context {
         delivery: &Delivery,
         properties: BasicProperties,
     ) -> Result<(), SettleError> {
-        let confirmation = self
-            .channel
-            .basic_publish(
-                ShortString::from(""),
-                queue.clone(),
-                // Mandatory: if the queue is gone the broker returns the message instead of
-                // silently dropping it, and the delivery is not acked.
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &delivery.data,
-                properties,
-            )
-            .await?
-            .await?;
+        let publish = async {
+            self.channel
+                .basic_publish(
+                    ShortString::from(""),
+                    queue.clone(),
+                    // Mandatory: if the queue is gone the broker returns the message instead of
+                    // silently dropping it, and the delivery is not acked.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &delivery.data,
+                    properties,
+                )
+                .await?
+                .await
+        };
+        let confirmation = tokio::time::timeout(BROKER_CALL_TIMEOUT, publish)
+            .await
+            .map_err(|_| SettleError::Timeout(BROKER_CALL_TIMEOUT))??;
         match confirmation {
             Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
             Confirmation::Ack(Some(_)) => Err(SettleError::Unroutable(queue.to_string())),
             Confirmation::Nack(_) => Err(SettleError::Nacked(queue.to_string())),
         }
     }
+}
+
+/// Waits for an ack or nack to be sent, at most [`BROKER_CALL_TIMEOUT`].
+async fn settle<T>(
+    call: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> Result<(), SettleError> {
+    tokio::time::timeout(BROKER_CALL_TIMEOUT, call)
+        .await
+        .map_err(|_| SettleError::Timeout(BROKER_CALL_TIMEOUT))?
+        .map(drop)
+        .map_err(Into::into)
 }

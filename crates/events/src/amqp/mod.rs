@@ -30,6 +30,16 @@ use crate::{ConsumerSpec, Event, PublishError, Publisher, RetryPolicy, Subscript
 /// black-holed broker address would otherwise hang the relay and the consumers.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long setting up a session (channel, QoS, topology, consume) and settling one delivery
+/// (ack, republish and its confirm) may take. lapin has had futures that never resolve when a
+/// connection dies at the wrong moment (e.g. a broker stopping); without a bound, one such
+/// future would stall a consumer for good instead of making it reconnect.
+const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How often a session checks that its channel and connection are still open, in case the
+/// delivery stream was not ended when they closed.
+const CHANNEL_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
 /// How to reach RabbitMQ and name things on it.
 #[derive(Clone, Debug)]
 pub struct AmqpConfig {
