@@ -27,7 +27,7 @@ impl MigrationTrait for Migration {
             .await
     }
 
-    // Outside a transaction, as it was written for a concurrent build (see create_index_if_missing).
+    // On PostgreSQL the index is built CONCURRENTLY, which cannot run in a transaction.
     fn use_transaction(&self) -> Option<bool> {
         Some(false)
     }
