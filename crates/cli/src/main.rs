@@ -18,6 +18,7 @@ use tenantry_platform::config::{
 };
 use tenantry_platform::db;
 use tenantry_platform::error::ErrorChain;
+use tenantry_platform::retention::RetentionConfig;
 use tenantry_platform::view::ViewSettings;
 
 #[derive(Parser, Debug)]
@@ -63,6 +64,8 @@ struct UpArgs {
     notification: tenantry_notification::Config,
     #[command(flatten)]
     events: EventsArgs,
+    #[command(flatten)]
+    retention: RetentionConfig,
 }
 
 #[derive(Args, Debug)]
@@ -102,6 +105,8 @@ struct ServeArgs {
     notification: tenantry_notification::Config,
     #[command(flatten)]
     events: EventsArgs,
+    #[command(flatten)]
+    retention: RetentionConfig,
     /// Where invitation e-mails are written as `.eml` files when no SMTP URL is set.
     #[arg(long = "mail-dir", env = "TENANTRY_MAIL_DIR", default_value = "./mail")]
     mail_dir: std::path::PathBuf,
@@ -130,6 +135,22 @@ struct EventsArgs {
         default_value_t = 32
     )]
     amqp_prefetch: u16,
+    /// Most deliveries a consumer handles in one transaction (1 = one at a time).
+    #[arg(
+        long = "consumer-batch-size",
+        env = "TENANTRY_CONSUMER_BATCH_SIZE",
+        default_value_t = 16,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000)
+    )]
+    consumer_batch_size: usize,
+    /// How long a consumer waits for more deliveries to fill a batch, in milliseconds.
+    #[arg(
+        long = "consumer-batch-linger-ms",
+        env = "TENANTRY_CONSUMER_BATCH_LINGER_MS",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u64).range(0..=1000)
+    )]
+    consumer_batch_linger_ms: u64,
     /// Tries of an event handler before the event goes to the dead-letter queue.
     #[arg(
         long = "event-max-attempts",
@@ -202,6 +223,8 @@ impl EventsArgs {
                 queue_prefix: self.amqp_prefix.clone(),
                 prefetch: self.amqp_prefetch,
                 retry: retry.clone(),
+                batch_size: self.consumer_batch_size,
+                batch_linger: Duration::from_millis(self.consumer_batch_linger_ms),
             }),
             retry,
             view: ViewSettings {
@@ -301,6 +324,8 @@ async fn run(cli: Cli) -> std::process::ExitCode {
 
 async fn up(mut args: UpArgs) -> anyhow::Result<()> {
     args.server.apply_connection_settings();
+    // The services' pruners read the retention settings when they start.
+    args.retention.apply().map_err(anyhow::Error::msg)?;
     if args.auth.jwt_secret.is_none() && args.auth.jwks_url.is_none() {
         tracing::warn!("TENANTRY_JWT_SECRET is not set: using the public development secret");
         args.auth.jwt_secret = Some(DEV_JWT_SECRET.to_string());
@@ -386,6 +411,8 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.server.apply_connection_settings();
+    // The service's pruner reads the retention settings when it starts.
+    args.retention.apply().map_err(anyhow::Error::msg)?;
     if args.auth.jwt_secret.as_deref() == Some(DEV_JWT_SECRET) {
         bail!(
             "refusing to serve with the public development secret; set TENANTRY_JWT_SECRET or TENANTRY_JWKS_URL"
@@ -552,5 +579,33 @@ mod tests {
             args.database_pool_size,
             tenantry_platform::db::DEFAULT_POOL_SIZE
         );
+    }
+
+    #[test]
+    fn retention_settings_are_read_and_validated() {
+        use clap::Parser;
+        let cli =
+            super::Cli::try_parse_from(["tenantry", "up", "--invitation-retention-days", "30"]);
+        let Ok(super::Cli {
+            command: super::Command::Up(args),
+            ..
+        }) = cli
+        else {
+            panic!("expected up");
+        };
+        let settings = args.retention.settings().expect("valid");
+        assert_eq!(settings.invitations.as_secs(), 30 * 24 * 3600);
+        let error = super::Cli::try_parse_from([
+            "tenantry",
+            "serve",
+            "invitation",
+            "--database-url",
+            "postgres://db/invitation",
+            "--prune-interval-seconds",
+            "0",
+        ])
+        .expect_err("a zero interval")
+        .to_string();
+        assert!(error.contains("TENANTRY_PRUNE_INTERVAL_SECONDS"), "{error}");
     }
 }

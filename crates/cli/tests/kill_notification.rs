@@ -138,6 +138,7 @@ async fn sigkill_in_the_middle_of_a_fan_out_loses_and_duplicates_nothing() {
                     queue_prefix: prefix.clone(),
                     prefetch: 16,
                     retry: RetryPolicy::default(),
+                    ..AmqpConfig::default()
                 }),
                 RetryPolicy::default(),
             ),

@@ -43,6 +43,7 @@ fn spec(
             queue_prefix: prefix.to_string(),
             prefetch: 16,
             retry: RetryPolicy::default(),
+            ..AmqpConfig::default()
         }),
         RetryPolicy::default(),
     );

@@ -14,14 +14,46 @@ use tenantry_platform::telemetry;
 use tracing::Instrument;
 
 use crate::entities::processed_events;
+
+pub(crate) mod batch;
 use crate::{Event, HandlerError, Outbox};
+
+/// What [`Handler::prepare`] hands to [`Handler::handle_prepared`]: anything, or nothing.
+pub type Prepared = Option<Box<dyn std::any::Any + Send + Sync>>;
 
 /// What a consumer group does with one event. Runs inside a transaction on the consumer's own
 /// database that the runtime commits together with the processed-event record; the delivery is
 /// acknowledged only after that commit. An event id already recorded for the group is acked
 /// without calling the handler (idempotency).
+///
+/// A handler whose work includes an exchange with another system that must not hold a
+/// database transaction open (an SMTP server) does that part in [`Handler::prepare`], before
+/// the transaction, and must then guard it itself (e.g. with a lease on its row): the
+/// processed-event record only guards what happens inside the transaction.
 #[async_trait::async_trait]
 pub trait Handler: Send + Sync + 'static {
+    /// Runs before the transaction, outside it, once per delivery; what it returns goes to
+    /// [`Handler::handle_prepared`]. An error ends the delivery as a failed attempt (nothing
+    /// was committed by the runtime). Default: nothing to prepare.
+    async fn prepare(
+        &self,
+        _database: &sea_orm::DatabaseConnection,
+        _event: &Event,
+    ) -> Result<Prepared, HandlerError> {
+        Ok(None)
+    }
+
+    /// Like [`Handler::handle`], with what [`Handler::prepare`] returned (may run more than
+    /// once for one `prepared` if the transaction has to be retried). Default: `handle`.
+    async fn handle_prepared(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        event: &Event,
+        _prepared: &Prepared,
+    ) -> Result<(), HandlerError> {
+        self.handle(txn, event).await
+    }
+
     /// Handles `event` using `txn`; the runtime commits on Ok and rolls back on Err. Events
     /// it appends to the service's outbox (in `txn`) are relayed once the runtime committed.
     /// A type it does not handle is [`HandlerError::unknown_type`], never a silent `Ok`.
@@ -34,6 +66,13 @@ pub trait Handler: Send + Sync + 'static {
     /// Called once the runtime committed the work of [`Handler::handle`] for `event` (never
     /// before, never after a rollback): wake whatever waits for that work. Default: nothing.
     async fn after_commit(&self, _event: &Event) {}
+
+    /// Whether the runtime may handle several events of this group in one transaction (each
+    /// in a savepoint of its own; see `consumer/batch.rs`). A handler that prepares work
+    /// outside the transaction answers false. Default: true.
+    fn handles_batches(&self) -> bool {
+        true
+    }
 
     /// Called after a failed attempt was rolled back, outside any transaction: lets a handler record
     /// the failure (e.g. an e-mail's delivery status). `dead_lettered` = no more retries. Default: nothing.
@@ -134,6 +173,11 @@ impl RetryPolicy {
     /// What to do after delivery `attempt` (1-based) of an event ended in `error`.
     pub(crate) fn after_failure(&self, attempt: u32, error: &HandlerError) -> Disposition {
         match error {
+            // Waiting for someone else does not use an attempt.
+            HandlerError::Busy { retry_after, .. } => Disposition::Retry {
+                next_attempt: attempt,
+                delay: (*retry_after).clamp(self.base_delay, self.max_delay.max(self.base_delay)),
+            },
             HandlerError::Permanent(_) | HandlerError::UnknownType(_) => Disposition::Dead,
             HandlerError::Transient(_) if attempt >= self.max_attempts.max(1) => Disposition::Dead,
             HandlerError::Transient(_) => Disposition::Retry {
@@ -193,29 +237,18 @@ pub(crate) async fn process(
     attempt: u32,
     shutdown: &Shutdown,
 ) -> Outcome {
-    // The handler's work joins the trace of whoever caused the event (through the relay's
-    // publish span); events it appends in turn carry this span's context.
-    let span = tracing::info_span!(
-        parent: None,
-        "event.process",
-        otel.name = %format_args!("{} process", event.event_type),
-        otel.kind = "consumer",
-        messaging.operation.type = "process",
-        messaging.destination.name = %event.event_type,
-        messaging.consumer.group.name = group,
-        messaging.message.id = %event.id,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-    );
-    telemetry::continue_trace(
-        &span,
-        event.traceparent.as_deref(),
-        event.tracestate.as_deref(),
-    );
+    let span = process_span(group, event);
     async {
+        let prepared = match prepare(database, handler, event, shutdown).await {
+            Ok(prepared) => prepared,
+            Err(outcome) => {
+                log_outcome(group, event, attempt, &outcome);
+                return outcome;
+            }
+        };
         let mut waiting: Option<Backoff> = None;
         let outcome = loop {
-            match try_process(group, database, handler, outbox, event).await {
+            match try_process(group, database, handler, outbox, event, &prepared).await {
                 Ok(outcome) => break outcome,
                 Err(error @ (StoreError::NotReady | StoreError::Unavailable(_))) => {
                     let backoff = waiting.get_or_insert_with(|| {
@@ -251,6 +284,7 @@ async fn try_process(
     handler: &dyn Handler,
     outbox: Option<&Outbox>,
     event: &Event,
+    prepared: &Prepared,
 ) -> Result<Outcome, StoreError> {
     let connection = database.connection()?;
     let txn = connection.begin().await?;
@@ -271,7 +305,7 @@ async fn try_process(
         return Ok(Outcome::Duplicate);
     }
     let appended_before = outbox.map(Outbox::appended);
-    match handler.handle(&txn, event).await {
+    match handler.handle_prepared(&txn, event, prepared).await {
         Ok(()) => {}
         // Committed with the processed-event record: a redelivery is then a duplicate, not
         // another warning.
@@ -295,6 +329,59 @@ async fn try_process(
     Ok(Outcome::Handled)
 }
 
+/// The `event.process` span of one event. The handler's work joins the trace of whoever caused
+/// the event (through the relay's publish span); events it appends in turn carry this span's
+/// context.
+pub(crate) fn process_span(group: &str, event: &Event) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "event.process",
+        otel.name = %format_args!("{} process", event.event_type),
+        otel.kind = "consumer",
+        messaging.operation.type = "process",
+        messaging.destination.name = %event.event_type,
+        messaging.consumer.group.name = group,
+        messaging.message.id = %event.id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    telemetry::continue_trace(
+        &span,
+        event.traceparent.as_deref(),
+        event.tracestate.as_deref(),
+    );
+    span
+}
+
+/// Runs the handler's [`Handler::prepare`], waiting (like the transaction) while the database
+/// is not ready yet. Err: the delivery's outcome (failed, or interrupted by `shutdown`).
+async fn prepare(
+    database: &Database,
+    handler: &dyn Handler,
+    event: &Event,
+    shutdown: &Shutdown,
+) -> Result<Prepared, Outcome> {
+    let mut waiting: Option<Backoff> = None;
+    loop {
+        match database.connection() {
+            Ok(connection) => {
+                return handler
+                    .prepare(connection, event)
+                    .await
+                    .map_err(Outcome::Failed);
+            }
+            Err(_) => {
+                let backoff =
+                    waiting.get_or_insert_with(|| Backoff::new(DATABASE_WAIT.0, DATABASE_WAIT.1));
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.next_delay()) => {},
+                    () = shutdown.wait() => return Err(Outcome::Interrupted),
+                }
+            }
+        }
+    }
+}
+
 /// Lets the handler record a failed attempt (e.g. an e-mail's delivery status) on a fresh
 /// connection: the attempt's own transaction was rolled back with everything it wrote.
 pub(crate) async fn report_failure(
@@ -314,7 +401,7 @@ pub(crate) async fn report_failure(
 }
 
 /// Logs how a delivery ended (one place, so both transports log alike).
-fn log_outcome(group: &str, event: &Event, attempt: u32, outcome: &Outcome) {
+pub(crate) fn log_outcome(group: &str, event: &Event, attempt: u32, outcome: &Outcome) {
     match outcome {
         Outcome::Handled => tracing::debug!(
             group, event_id = %event.id, event_type = %event.event_type, attempt, "event handled"
@@ -322,6 +409,10 @@ fn log_outcome(group: &str, event: &Event, attempt: u32, outcome: &Outcome) {
         Outcome::Duplicate => tracing::info!(
             group, event_id = %event.id, event_type = %event.event_type,
             "event already handled by this group; acknowledged without handling"
+        ),
+        Outcome::Failed(error @ HandlerError::Busy { .. }) => tracing::info!(
+            group, event_id = %event.id, event_type = %event.event_type, attempt,
+            reason = %error, "the event's work is held elsewhere; it waits"
         ),
         Outcome::Failed(error) => tracing::warn!(
             group, event_id = %event.id, event_type = %event.event_type, attempt,

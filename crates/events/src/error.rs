@@ -45,6 +45,18 @@ pub enum HandlerError {
     /// runtime records the event as handled, counts it (`outcome="unknown_type"`) and warns.
     #[error("no handling for event type {0:?}")]
     UnknownType(String),
+    /// Another delivery holds the work (e.g. a lease on the row, taken by a copy of the same
+    /// event on another replica, or by a process that died and whose lease has not expired):
+    /// try again after `retry_after`, without using up an attempt — waiting for someone else is
+    /// not this event's failure, and counting it would dead-letter an event that only had to
+    /// wait out a lease.
+    #[error("busy: {reason} (again in {retry_after:?})")]
+    Busy {
+        /// Who holds the work, for the log.
+        reason: String,
+        /// When trying again can succeed (e.g. when the lease expires).
+        retry_after: std::time::Duration,
+    },
 }
 
 /// A service's own error as a handler failure: whether the same event would fail the same way

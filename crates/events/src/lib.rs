@@ -22,7 +22,7 @@ pub mod view_feed;
 pub use amqp::{AmqpBus, AmqpConfig, event_from_amqp};
 pub use broadcast::Subscription;
 pub use bus::EventBus;
-pub use consumer::{ConsumerSpec, Handler, RetryPolicy, routing_keys};
+pub use consumer::{ConsumerSpec, Handler, Prepared, RetryPolicy, routing_keys};
 pub use envelope::Event;
 pub use error::{HandlerError, HandlerFailure, PublishError};
 pub use in_process::InProcessBus;

@@ -27,6 +27,9 @@ fn config(url: &str, prefix: &str, prefetch: u16, max_attempts: u32) -> AmqpConf
             base_delay: Duration::from_millis(50),
             max_delay: Duration::from_millis(200),
         },
+        // One at a time: these tests count handler calls per delivery attempt (a batch tries
+        // a failing event once more, in the batch, before it is retried alone).
+        batch_size: 1,
         ..AmqpConfig::default()
     }
 }
@@ -90,6 +93,122 @@ fn header(message: &BasicGetMessage, key: &str) -> Option<AMQPValue> {
         .inner()
         .get(key)
         .cloned()
+}
+
+/// Records, for each event, the transaction it was committed in: [`Scripted`]'s work and
+/// outcome, plus `txid_current()` (the top-level transaction's id, also inside a savepoint).
+struct TransactionRecorder(Arc<Scripted>);
+
+#[async_trait::async_trait]
+impl Handler for TransactionRecorder {
+    async fn handle(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        event: &tenantry_events::Event,
+    ) -> Result<(), tenantry_events::HandlerError> {
+        use sea_orm::ConnectionTrait;
+        self.0.handle(txn, event).await?;
+        let record = format!(
+            "INSERT INTO committed_in (event_id, txid) VALUES ('{}', txid_current())",
+            event.id
+        );
+        txn.execute_unprepared(&record)
+            .await
+            .map_err(|error| tenantry_events::HandlerError::Transient(error.to_string()))?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_batch_commits_together_and_a_poison_event_is_retried_alone_on_postgres() {
+    use sea_orm::ConnectionTrait;
+    let Some(broker) = broker().await else { return };
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let prefix = prefix("batch");
+    let database = database(&pg.url).await;
+    database
+        .connection()
+        .expect("connected")
+        .execute_unprepared("CREATE TABLE committed_in (event_id TEXT PRIMARY KEY, txid BIGINT)")
+        .await
+        .expect("create committed_in");
+    let scripted = Scripted::new();
+    let config = AmqpConfig {
+        batch_size: 16,
+        // Long enough that every published event is in a batch before it is handled.
+        batch_linger: Duration::from_millis(200),
+        ..config(AMQP_URL, &prefix, 32, 2)
+    };
+    let bus = EventBus::amqp(config);
+    let shutdown = Shutdown::new();
+    let consumer = bus.spawn_consumer(
+        ConsumerSpec {
+            group: GROUP.to_string(),
+            bindings: vec!["test.batch".to_string()],
+            database: database.clone(),
+            handler: Arc::new(TransactionRecorder(scripted.clone())),
+            outbox: None,
+        },
+        shutdown.clone(),
+    );
+    let probe = broker.create_channel().await.expect("channel");
+    let queue = format!("{prefix}{GROUP}");
+    started(&broker, &queue).await;
+
+    // 19 good events and one that always fails, published together.
+    let mut events: Vec<_> = (0..19).map(|_| event("test.batch", "ok")).collect();
+    let poison = event("test.batch", "permanent");
+    events.insert(7, poison.clone());
+    bus.publisher().publish(&events).await.expect("publish");
+
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            count(&database, "handled").await == 19
+        })
+        .await,
+        "every good event handled"
+    );
+    let dead = dead_letters(&probe, &format!("{queue}.dead"), 1).await;
+    assert_eq!(dead.len(), 1, "the poison event is dead-lettered");
+    assert_eq!(
+        dead[0]
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string()),
+        Some(poison.id.to_string())
+    );
+    // Tried once in its batch (rolled back to its savepoint), then alone: permanent.
+    assert_eq!(scripted.calls(poison.id), 2);
+    for good in events.iter().filter(|event| event.id != poison.id) {
+        assert_eq!(scripted.calls(good.id), 1, "a good event is handled once");
+    }
+    // 19 events in at most a few transactions (16 + 4 deliveries), not 19.
+    let transactions = database
+        .connection()
+        .expect("connected")
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT COUNT(DISTINCT txid) FROM committed_in",
+        ))
+        .await
+        .expect("count transactions")
+        .expect("a row")
+        .try_get_by_index::<i64>(0)
+        .expect("a count");
+    assert!(
+        (1..=4).contains(&transactions),
+        "19 events committed in {transactions} transactions"
+    );
+    // The dead-lettered event is not recorded as processed (a replay would try it again).
+    assert_eq!(count(&database, "processed_events").await, 19);
+
+    shutdown.trigger();
+    consumer.await.expect("consumer stops");
+    cleanup(&probe, &format!("{prefix}tenantry.events"), &[&queue]).await;
+    pg.drop_database(&[&database]).await;
 }
 
 #[tokio::test]

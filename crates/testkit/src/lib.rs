@@ -161,6 +161,7 @@ impl TestCluster {
             queue_prefix: format!("test-{}.", &tag[..12]),
             prefetch: 16,
             retry: options.retry.clone(),
+            ..AmqpConfig::default()
         });
         let mail_dir = std::env::temp_dir().join(format!("tenantry-test-mail-{tag}"));
         Self::launch(services, cleanup, true, &options, amqp, mail_dir).await

@@ -107,6 +107,18 @@ async fn session(
     // over (shutdown, or the channel is gone and its deliveries will come again anyway).
     let session_over = Shutdown::new();
     let mut channel_check = tokio::time::interval(CHANNEL_CHECK_INTERVAL);
+    let context = || Context {
+        channel: channel.clone(),
+        spec: spec.clone(),
+        names: names.clone(),
+        bus: bus.clone(),
+        session_over: session_over.clone(),
+    };
+    // Deliveries wait here for a batch to fill, at most `batch_linger` after the first.
+    let (batch_size, batch_linger) = batching(bus, spec);
+    let mut pending: Vec<Delivery> = Vec::new();
+    let linger = tokio::time::sleep(batch_linger);
+    tokio::pin!(linger);
     let result = loop {
         tokio::select! {
             () = shutdown.wait() => break Ok(()),
@@ -116,22 +128,29 @@ async fn session(
                 }
             }
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {},
+            () = &mut linger, if !pending.is_empty() => {
+                dispatch(&mut in_flight, context(), std::mem::take(&mut pending));
+            }
             delivery = deliveries.next() => match delivery {
                 Some(Ok(delivery)) => {
-                    let context = Context {
-                        channel: channel.clone(),
-                        spec: spec.clone(),
-                        names: names.clone(),
-                        bus: bus.clone(),
-                        session_over: session_over.clone(),
-                    };
-                    in_flight.spawn(async move { context.handle(delivery).await });
+                    if pending.is_empty() {
+                        linger.as_mut().reset(tokio::time::Instant::now() + batch_linger);
+                    }
+                    pending.push(delivery);
+                    if pending.len() >= batch_size {
+                        dispatch(&mut in_flight, context(), std::mem::take(&mut pending));
+                    }
                 }
                 Some(Err(error)) => break Err(ConsumeError::Broker(error)),
                 None => break Err(ConsumeError::Cancelled),
             },
         }
     };
+    // Received deliveries are handled (and acked, if the channel still works) rather than left
+    // to the redelivery: the same as the ones already in flight.
+    if !pending.is_empty() {
+        dispatch(&mut in_flight, context(), std::mem::take(&mut pending));
+    }
     if result.is_ok() {
         // Stop new deliveries; the ones in flight finish and are acked on this channel.
         let cancel = channel.basic_cancel(deliveries.tag(), BasicCancelOptions::default());
@@ -148,6 +167,27 @@ async fn session(
     result
 }
 
+/// The batch size and linger of `spec`'s consumer: one at a time, at once, for a handler that
+/// does not handle batches.
+fn batching(bus: &AmqpBus, spec: &ConsumerSpec) -> (usize, Duration) {
+    let config = bus.config();
+    if spec.handler.handles_batches() && config.batch_size > 1 {
+        (config.batch_size, config.batch_linger)
+    } else {
+        (1, Duration::ZERO)
+    }
+}
+
+/// Hands `deliveries` to a task of their own: one alone, or several as a batch.
+fn dispatch(in_flight: &mut JoinSet<()>, context: Context, mut deliveries: Vec<Delivery>) {
+    if deliveries.len() == 1 {
+        let delivery = deliveries.pop().expect("one delivery");
+        in_flight.spawn(async move { context.handle(delivery).await });
+    } else {
+        in_flight.spawn(async move { context.handle_batch(deliveries).await });
+    }
+}
+
 /// What a delivery task needs.
 struct Context {
     channel: Channel,
@@ -158,7 +198,54 @@ struct Context {
 }
 
 impl Context {
+    /// Several deliveries in one transaction (see `consumer/batch.rs`); the ones the batch left
+    /// out (malformed, or failed) are handled one by one afterwards.
+    async fn handle_batch(self, deliveries: Vec<Delivery>) {
+        let group = &self.spec.group;
+        let mut decoded = Vec::with_capacity(deliveries.len());
+        let mut alone = Vec::new();
+        for delivery in deliveries {
+            match message::event(
+                delivery.routing_key.as_str(),
+                &delivery.properties,
+                &delivery.data,
+            ) {
+                Ok(event) => decoded.push((delivery, event)),
+                Err(_) => alone.push(delivery),
+            }
+        }
+        let events: Vec<&crate::Event> = decoded.iter().map(|(_, event)| event).collect();
+        let spec = &self.spec;
+        let outcomes = consumer::batch::process_batch(
+            group,
+            &spec.database,
+            &*spec.handler,
+            spec.outbox.as_ref(),
+            &events,
+        )
+        .await;
+        for ((delivery, event), outcome) in decoded.into_iter().zip(outcomes) {
+            let Some(outcome) = outcome else {
+                alone.push(delivery);
+                continue;
+            };
+            let attempt = message::attempt(&delivery.properties);
+            consumer::log_outcome(group, &event, attempt, &outcome);
+            consumer::record_outcome(self.bus.metrics(), group, &outcome, None);
+            if let Err(error) = settle(delivery.ack(BasicAckOptions::default())).await {
+                self.unsettled(&delivery, &error).await;
+            }
+        }
+        for delivery in alone {
+            self.handle_one(delivery).await;
+        }
+    }
+
     async fn handle(self, delivery: Delivery) {
+        self.handle_one(delivery).await;
+    }
+
+    async fn handle_one(&self, delivery: Delivery) {
         let group = &self.spec.group;
         let attempt = message::attempt(&delivery.properties);
         let result = match message::event(
@@ -226,17 +313,22 @@ impl Context {
             }
         };
         if let Err(error) = result {
-            tracing::warn!(
-                group, error = %ErrorChain(&error),
-                "could not settle a delivery; the broker will deliver it again"
-            );
-            // If the channel still works, give the message back now rather than at reconnect.
-            let _ = settle(delivery.nack(BasicNackOptions {
-                requeue: true,
-                ..BasicNackOptions::default()
-            }))
-            .await;
+            self.unsettled(&delivery, &error).await;
         }
+    }
+
+    /// After a delivery could not be settled: logs it and gives it back, if the channel still
+    /// works, rather than at reconnection.
+    async fn unsettled(&self, delivery: &Delivery, error: &SettleError) {
+        tracing::warn!(
+            group = %self.spec.group, error = %ErrorChain(error),
+            "could not settle a delivery; the broker will deliver it again"
+        );
+        let _ = settle(delivery.nack(BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        }))
+        .await;
     }
 
     /// Into the delay queue, which dead-letters it back to the group queue after `delay`.

@@ -1,16 +1,27 @@
 //! Sending e-mail: a small trait the mailer uses, with an SMTP transport (lettre, tokio; plain
 //! `smtp://` for local catchers, `smtps://` or `smtp://…?tls=required` with rustls) and a file
 //! transport that writes `.eml` files (the embedded default).
+//!
+//! The SMTP transport keeps a small pool of open, authenticated connections ([`pool`]):
+//! consecutive e-mails reuse a session instead of connecting, greeting, securing and
+//! authenticating again each time. At most [`PoolLimits::max_connections`] are open per
+//! replica; a connection is closed after [`PoolLimits::max_messages_per_connection`] e-mails,
+//! after [`PoolLimits::idle_timeout`] unused, and after any failure; an e-mail whose reused
+//! connection turns out to be closed is sent once more on a new one.
 
+mod pool;
 pub mod render;
 mod smtp;
+
+pub use pool::PoolLimits;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 
-/// How long one SMTP exchange may take before it counts as a (transient) failure.
+/// How long sending one e-mail over SMTP may take before it counts as a (transient) failure:
+/// waiting for a pooled connection, opening one if needed, and the transaction.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why an e-mail could not be handed over. The reason never contains the message (so never
@@ -48,6 +59,14 @@ pub enum MailSetupError {
     /// The SMTP URL is not usable (the URL itself is not repeated: it may hold a password).
     #[error("TENANTRY_SMTP_URL is not a usable SMTP URL: {0}")]
     SmtpUrl(String),
+    /// A setting of the SMTP connection pool is not usable ([`PoolLimits::from_env`]).
+    #[error("{name} is not valid: {reason}")]
+    Setting {
+        /// The environment variable.
+        name: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
     /// The sender address does not parse.
     #[error("TENANTRY_MAIL_FROM is not a valid mailbox: {0}")]
     From(String),
@@ -69,11 +88,11 @@ pub trait MailTransport: Send + Sync + std::fmt::Debug {
     async fn send(&self, message: Message) -> Result<(), MailError>;
 }
 
-/// SMTP: lettre's protocol over a connection opened with `TCP_NODELAY` (see [`smtp`]), one
-/// connection per e-mail.
+/// SMTP: lettre's protocol over connections opened with `TCP_NODELAY` (see [`smtp`]), kept
+/// open between e-mails in a bounded pool (see [`pool`]). Clones share the pool.
 #[derive(Clone)]
 pub struct SmtpTransport {
-    endpoint: smtp::SmtpEndpoint,
+    pool: pool::Pool,
 }
 
 impl std::fmt::Debug for SmtpTransport {
@@ -85,11 +104,20 @@ impl std::fmt::Debug for SmtpTransport {
 impl SmtpTransport {
     /// A transport for `url`: `smtp://host:port` (plain, for local servers),
     /// `smtp://host?tls=required|opportunistic` (STARTTLS), `smtps://user:pass@host:465`
-    /// (implicit TLS). Connects lazily.
+    /// (implicit TLS). Connects lazily, pooling with the default [`PoolLimits`].
     pub fn from_url(url: &str) -> Result<Self, MailSetupError> {
+        let endpoint = smtp::SmtpEndpoint::parse(url, SMTP_TIMEOUT)?;
         Ok(Self {
-            endpoint: smtp::SmtpEndpoint::parse(url, SMTP_TIMEOUT)?,
+            pool: pool::Pool::new(endpoint, PoolLimits::default()),
         })
+    }
+
+    /// This transport with a pool of `limits` (e.g. [`PoolLimits::from_env`]) instead; call it
+    /// before sending (the connections of the previous pool are not carried over).
+    pub fn with_pool(self, limits: PoolLimits) -> Self {
+        Self {
+            pool: pool::Pool::new(self.pool.endpoint().clone(), limits),
+        }
     }
 }
 
@@ -101,7 +129,7 @@ impl MailTransport for SmtpTransport {
         fields(otel.kind = "client", server.protocol = "smtp")
     )]
     async fn send(&self, message: Message) -> Result<(), MailError> {
-        self.endpoint.send(&message).await
+        self.pool.send(&message).await
     }
 }
 

@@ -1,11 +1,18 @@
-//! The SMTP client: lettre speaks the protocol, this module opens the connection.
+//! The SMTP client: lettre speaks the protocol, this module opens the connection and runs the
+//! mail transaction; [`super::pool`] keeps the connections open between e-mails.
 //!
 //! Why not lettre's own `AsyncSmtpTransport`: it never sets `TCP_NODELAY` (lettre 0.11.23), and
 //! writes the message body and the final `.` in two writes. With Nagle's algorithm on, the
 //! second write waits for the server's delayed ACK of the first: 40 ms per e-mail on Linux,
 //! measured by the benchmark (docs/benchmarks.md). So the TCP connection is opened here, with
-//! `TCP_NODELAY`, and handed to lettre's `AsyncSmtpConnection` for greeting, EHLO, STARTTLS,
-//! AUTH and the transaction.
+//! `TCP_NODELAY`, and handed to lettre's `AsyncSmtpConnection` for greeting, EHLO, STARTTLS and
+//! AUTH ([`SmtpEndpoint::connect`]).
+//!
+//! The transaction (MAIL FROM, RCPT TO, DATA, the message) is run here too, command by command
+//! ([`transaction`]) rather than with lettre's `send`, because the pool must know *where* a
+//! transaction failed: a reused connection the server closed while it sat idle fails at the
+//! first command, MAIL FROM, before the server accepted anything, and only then may the e-mail
+//! be tried again on a new connection.
 //!
 //! The URL format is lettre's: `smtp://host[:25]` (plain), `smtp://host[:587]?tls=required`
 //! or `?tls=opportunistic` (STARTTLS), `smtps://host[:465]` (TLS from the first byte);
@@ -18,12 +25,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use lettre::Message;
+use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
 };
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
@@ -183,32 +191,19 @@ impl SmtpEndpoint {
             TlsSetup::new(&self.host, &self.security, &[certificate]).expect("a valid test CA");
     }
 
-    /// Sends one message over a new connection, all of it within the timeout.
-    pub(super) async fn send(&self, message: &Message) -> Result<(), MailError> {
-        match tokio::time::timeout(self.timeout, self.exchange(message)).await {
-            Ok(result) => result,
-            Err(_) => Err(MailError::transient(format!(
-                "the mail server did not finish within {} s",
-                self.timeout.as_secs()
-            ))),
-        }
+    /// How long one e-mail may take, from waiting for a connection to the server's last reply.
+    pub(super) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
-    async fn exchange(&self, message: &Message) -> Result<(), MailError> {
-        let mut connection = self.connect().await?;
-        let sent = connection
-            .send(message.envelope(), &message.formatted())
-            .await;
-        // QUIT politely; the message's fate is already decided.
-        connection.abort().await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(error) => Err(smtp_failure(&error)),
-        }
+    /// `host:port`, for logs (never the URL: it may hold a password).
+    pub(super) fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
     }
 
-    /// A connection that has been greeted, EHLO'd, secured as configured and authenticated.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, MailError> {
+    /// A new connection that has been greeted, EHLO'd, secured as configured and authenticated.
+    /// The caller bounds the time it may take.
+    pub(super) async fn connect(&self) -> Result<AsyncSmtpConnection, MailError> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|error| {
@@ -255,6 +250,87 @@ impl SmtpEndpoint {
         }
         Ok(connection)
     }
+}
+
+/// How a [`transaction`] failed, for the pool to decide what becomes of its connection.
+#[derive(Debug)]
+pub(super) struct Failed {
+    /// The failure as the sender sees it.
+    pub(super) error: MailError,
+    /// The first command, MAIL FROM, failed: the server has accepted nothing of this e-mail.
+    pub(super) at_mail_from: bool,
+    /// The session still works: the server answered 4xx/5xx, or nothing was sent. Such a
+    /// connection is closed politely (QUIT); one whose I/O failed is just dropped.
+    pub(super) session_alive: bool,
+}
+
+/// One mail transaction on an open session: MAIL FROM (with SMTPUTF8 / 8BITMIME as lettre would
+/// ask for them), RCPT TO for each recipient, DATA and the dot-stuffed message. Ok once the
+/// server answered 250 to the final `.`: it has taken responsibility for the e-mail.
+///
+/// After that reply the session is ready for the next transaction (RFC 5321 §4.1.1.4: the
+/// end of data clears the buffers), so a reused connection starts with MAIL FROM, no RSET.
+pub(super) async fn transaction(
+    connection: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    body: &[u8],
+) -> Result<(), Failed> {
+    let parameters = mail_parameters(connection, envelope, body).map_err(|reason| Failed {
+        error: MailError::transient(format!(
+            "the mail server could not take the message: {reason}"
+        )),
+        at_mail_from: false,
+        session_alive: true,
+    })?;
+    let failed = |at_mail_from: bool| {
+        move |error: lettre::transport::smtp::Error| Failed {
+            error: smtp_failure(&error),
+            at_mail_from,
+            session_alive: error.status().is_some(),
+        }
+    };
+    connection
+        .command(Mail::new(envelope.from().cloned(), parameters))
+        .await
+        .map_err(failed(true))?;
+    for recipient in envelope.to() {
+        connection
+            .command(Rcpt::new(recipient.clone(), Vec::new()))
+            .await
+            .map_err(failed(false))?;
+    }
+    connection.command(Data).await.map_err(failed(false))?;
+    connection.message(body).await.map_err(failed(false))?;
+    Ok(())
+}
+
+/// The MAIL FROM parameters the e-mail needs, as lettre's `send` chooses them; an error when
+/// the server lacks the extension (never sent without it, per RFC 6531 and RFC 6152).
+fn mail_parameters(
+    connection: &AsyncSmtpConnection,
+    envelope: &Envelope,
+    body: &[u8],
+) -> Result<Vec<MailParameter>, &'static str> {
+    let server = connection.server_info();
+    let mut parameters = Vec::new();
+    if envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .any(|address| !AsRef::<str>::as_ref(address).is_ascii())
+    {
+        if !server.supports_feature(Extension::SmtpUtfEight) {
+            return Err("the envelope has non-ASCII addresses but the server lacks SMTPUTF8");
+        }
+        parameters.push(MailParameter::SmtpUtfEight);
+    }
+    if !body.is_ascii() {
+        if !server.supports_feature(Extension::EightBitMime) {
+            return Err("the message is not ASCII but the server lacks 8BITMIME");
+        }
+        parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    Ok(parameters)
 }
 
 /// lettre's error as ours: 5xx answers are permanent, everything else may pass.
@@ -307,289 +383,4 @@ impl AsyncWrite for ImplicitTls {
 }
 
 #[cfg(test)]
-mod tests {
-    //! A small SMTP server in the test speaks plain text, STARTTLS and implicit TLS, so every
-    //! way of connecting is exercised against a real socket and a real TLS handshake.
-
-    use super::*;
-    use base64::Engine as _;
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    use tokio::net::TcpListener;
-
-    /// What the server saw of one session.
-    #[derive(Debug, Default)]
-    struct Session {
-        tls: bool,
-        auth: Option<String>,
-        recipients: Vec<String>,
-        data: String,
-    }
-
-    struct TestCa {
-        root: CertificateDer<'static>,
-        server: rustls::ServerConfig,
-    }
-
-    fn test_ca() -> TestCa {
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
-        let issuer = Issuer::from_params(&ca_params, &ca_key);
-        let server_key = KeyPair::generate().expect("server key");
-        let server_cert = CertificateParams::new(vec!["localhost".to_string()])
-            .expect("server params")
-            .signed_by(&server_key, &issuer)
-            .expect("server certificate");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let server = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![server_cert.der().clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
-            )
-            .expect("server TLS config");
-        TestCa {
-            root: ca_cert.der().clone(),
-            server,
-        }
-    }
-
-    trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-    impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
-
-    /// Serves one SMTP session on a fresh port; `implicit` starts TLS at once, `offer_starttls`
-    /// advertises STARTTLS.
-    async fn serve_once(
-        tls: Option<rustls::ServerConfig>,
-        implicit: bool,
-        offer_starttls: bool,
-    ) -> (u16, tokio::task::JoinHandle<Session>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        let acceptor = tls.map(|config| tokio_rustls::TlsAcceptor::from(Arc::new(config)));
-        let task = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.expect("accept");
-            let mut session = Session::default();
-            let mut stream: Box<dyn Stream> = if implicit {
-                session.tls = true;
-                let acceptor = acceptor.clone().expect("a TLS config");
-                Box::new(acceptor.accept(tcp).await.expect("TLS handshake"))
-            } else {
-                Box::new(tcp)
-            };
-            stream
-                .write_all(b"220 test ESMTP\r\n")
-                .await
-                .expect("greet");
-            let mut reader = BufReader::new(stream);
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).await.expect("read") == 0 {
-                    return session;
-                }
-                let command = line.trim_end().to_owned();
-                let verb = command
-                    .split(' ')
-                    .next()
-                    .unwrap_or_default()
-                    .to_ascii_uppercase();
-                let answer: String = match verb.as_str() {
-                    "EHLO" => {
-                        let starttls = if offer_starttls && !session.tls {
-                            "250-STARTTLS\r\n"
-                        } else {
-                            ""
-                        };
-                        format!("250-test\r\n{starttls}250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n")
-                    }
-                    "STARTTLS" => {
-                        let mut stream = reader.into_inner();
-                        stream.write_all(b"220 go ahead\r\n").await.expect("write");
-                        let acceptor = acceptor.clone().expect("a TLS config");
-                        let secured = acceptor.accept(stream).await.expect("STARTTLS handshake");
-                        session.tls = true;
-                        reader = BufReader::new(Box::new(secured));
-                        continue;
-                    }
-                    "AUTH" => {
-                        let encoded = command.rsplit(' ').next().unwrap_or_default();
-                        let decoded = base64::engine::general_purpose::STANDARD
-                            .decode(encoded)
-                            .expect("base64");
-                        session.auth = Some(String::from_utf8_lossy(&decoded).replace('\0', "|"));
-                        "235 ok\r\n".into()
-                    }
-                    "MAIL" => "250 ok\r\n".into(),
-                    "RCPT" => {
-                        session.recipients.push(command.clone());
-                        "250 ok\r\n".into()
-                    }
-                    "DATA" => {
-                        reader
-                            .get_mut()
-                            .write_all(b"354 go on\r\n")
-                            .await
-                            .expect("write");
-                        loop {
-                            let mut data_line = String::new();
-                            reader.read_line(&mut data_line).await.expect("read data");
-                            if data_line == ".\r\n" {
-                                break;
-                            }
-                            session.data.push_str(&data_line);
-                        }
-                        "250 queued\r\n".into()
-                    }
-                    "QUIT" => {
-                        let _ = reader.get_mut().write_all(b"221 bye\r\n").await;
-                        return session;
-                    }
-                    _ => "502 not implemented\r\n".into(),
-                };
-                reader
-                    .get_mut()
-                    .write_all(answer.as_bytes())
-                    .await
-                    .expect("write");
-            }
-        });
-        (port, task)
-    }
-
-    fn message() -> Message {
-        Message::builder()
-            .from("Tenantry <noreply@tenantry.test>".parse().expect("from"))
-            .to("ada@example.com".parse().expect("to"))
-            .subject("hello")
-            .body("the body\r\n.a line starting with a dot\r\n".to_string())
-            .expect("message")
-    }
-
-    async fn send_through(url: &str, ca: Option<&TestCa>) -> Result<(), MailError> {
-        let mut endpoint = SmtpEndpoint::parse(url, Duration::from_secs(10)).expect("URL");
-        if let Some(ca) = ca {
-            endpoint.trust(ca.root.clone());
-        }
-        endpoint.send(&message()).await
-    }
-
-    #[tokio::test]
-    async fn plain_text_delivers_the_message_dot_stuffed() {
-        let (port, server) = serve_once(None, false, false).await;
-        send_through(&format!("smtp://127.0.0.1:{port}"), None)
-            .await
-            .expect("sent");
-        let session = server.await.expect("server");
-        assert!(!session.tls);
-        assert_eq!(session.auth, None);
-        assert_eq!(session.recipients, ["RCPT TO:<ada@example.com>"]);
-        assert!(session.data.contains("Subject: hello"));
-        // The client doubles a leading dot; the server sees it stuffed.
-        assert!(session.data.contains("..a line starting with a dot"));
-    }
-
-    #[tokio::test]
-    async fn starttls_upgrades_and_authenticates_inside_tls() {
-        let ca = test_ca();
-        let (port, server) = serve_once(Some(ca.server.clone()), false, true).await;
-        send_through(
-            &format!("smtp://mailer:s%40cret@localhost:{port}?tls=required"),
-            Some(&ca),
-        )
-        .await
-        .expect("sent");
-        let session = server.await.expect("server");
-        assert!(session.tls);
-        assert_eq!(session.auth.as_deref(), Some("|mailer|s@cret"));
-        assert!(session.data.contains("Subject: hello"));
-    }
-
-    #[tokio::test]
-    async fn required_starttls_refuses_a_server_without_it() {
-        let ca = test_ca();
-        let (port, _server) = serve_once(Some(ca.server.clone()), false, false).await;
-        let error = send_through(&format!("smtp://localhost:{port}?tls=required"), Some(&ca))
-            .await
-            .expect_err("no plain-text fallback");
-        assert!(error.reason.contains("STARTTLS"), "{}", error.reason);
-    }
-
-    #[tokio::test]
-    async fn opportunistic_starttls_falls_back_to_plain_text() {
-        let (port, server) = serve_once(None, false, false).await;
-        send_through(&format!("smtp://localhost:{port}?tls=opportunistic"), None)
-            .await
-            .expect("sent");
-        assert!(!server.await.expect("server").tls);
-    }
-
-    #[tokio::test]
-    async fn implicit_tls_verifies_the_server_and_delivers() {
-        let ca = test_ca();
-        let (port, server) = serve_once(Some(ca.server.clone()), true, false).await;
-        send_through(&format!("smtps://localhost:{port}"), Some(&ca))
-            .await
-            .expect("sent");
-        let session = server.await.expect("server");
-        assert!(session.tls);
-        assert!(session.data.contains("Subject: hello"));
-    }
-
-    #[tokio::test]
-    async fn implicit_tls_refuses_an_unknown_certificate_authority() {
-        let ca = test_ca();
-        let (port, _server) = serve_once(Some(ca.server.clone()), true, false).await;
-        let error = send_through(&format!("smtps://localhost:{port}"), None)
-            .await
-            .expect_err("unknown CA");
-        assert!(error.reason.contains("SMTP TLS"), "{}", error.reason);
-        assert!(!error.permanent);
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_server_is_a_transient_failure() {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            listener.local_addr().expect("address").port()
-        };
-        let error = send_through(&format!("smtp://127.0.0.1:{port}"), None)
-            .await
-            .expect_err("nobody listens");
-        assert!(!error.permanent);
-        assert!(error.reason.contains("cannot connect"), "{}", error.reason);
-    }
-
-    #[test]
-    fn urls_are_parsed_like_lettre_and_bad_ones_refused_without_echoing_them() {
-        let parse = |url: &str| SmtpEndpoint::parse(url, Duration::from_secs(1));
-        let plain = parse("smtp://mail.example.com").expect("plain");
-        assert_eq!((plain.port, plain.security.clone()), (25, Security::Plain));
-        let starttls = parse("smtp://mail.example.com?tls=required").expect("starttls");
-        assert_eq!(
-            (starttls.port, starttls.security),
-            (587, Security::StartTls { required: true })
-        );
-        let implicit = parse("smtps://u:p@mail.example.com").expect("smtps");
-        assert_eq!(
-            (implicit.port, implicit.security),
-            (465, Security::Implicit)
-        );
-        assert!(implicit.credentials.is_some());
-        let v6 = parse("smtp://[::1]:2525").expect("IPv6");
-        assert_eq!((v6.host.as_str(), v6.port), ("::1", 2525));
-        for bad in [
-            "http://u:hunter2@mail.example.com",
-            "smtp://u:hunter2@mail.example.com?tls=sometimes",
-            "smtps://u:hunter2@mail.example.com?tls=required",
-            "not a url hunter2",
-        ] {
-            let error = parse(bad).err().expect(bad);
-            assert!(!error.to_string().contains("hunter2"), "{error}");
-        }
-    }
-}
+mod tests;
