@@ -18,6 +18,7 @@ use tenantry_platform::clients::{InvalidServiceUrl, ServiceChannel};
 use tenantry_platform::db::Database;
 use tenantry_platform::metrics::Metrics;
 use tenantry_platform::pagination::PageTokens;
+use tenantry_platform::retention::{PruneTarget, Pruner};
 use tenantry_platform::server::{self, Readiness, Shutdown};
 use tenantry_platform::view::LocalView;
 use tenantry_proto::EventType;
@@ -230,6 +231,15 @@ impl ServiceContext {
     /// Runs `work` until it ends (it should end at shutdown).
     pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
         tokio::spawn(work)
+    }
+
+    /// Runs the service's pruner until shutdown: every `TENANTRY_PRUNE_INTERVAL_SECONDS` it
+    /// deletes the rows of `targets` older than their retention, in small batches, counting
+    /// them in `tenantry_pruned_rows_total` (see [`tenantry_platform::retention`]).
+    pub fn prune(&self, targets: Vec<PruneTarget>) -> JoinHandle<()> {
+        let pruner =
+            Pruner::new(self.service, self.database.clone(), targets).metrics(self.metrics.clone());
+        tokio::spawn(pruner.run(self.shutdown.clone()))
     }
 }
 

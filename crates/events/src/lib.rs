@@ -16,6 +16,7 @@ pub mod kernel;
 mod migrations;
 mod outbox;
 mod relay;
+pub mod retention;
 mod revocations;
 pub mod view_feed;
 
@@ -27,7 +28,9 @@ pub use envelope::Event;
 pub use error::{HandlerError, HandlerFailure, PublishError};
 pub use in_process::InProcessBus;
 pub use kernel::{Peer, ServiceContext, ServiceInfo, StartError, Started};
-pub use migrations::{outbox_migration, processed_events_migration};
+pub use migrations::{
+    outbox_migration, processed_events_migration, processed_events_retention_migration,
+};
 pub use outbox::{Outbox, OutboxTransaction, WriteFuture};
 pub use relay::{Publisher, Relay};
 pub use revocations::{Revocations, Revoked};

@@ -1,4 +1,4 @@
-//! The migrations of the two tables this crate owns. Each service includes them in its own
+//! The migrations of the two tables this crate owns (and of the index that prunes one). Each service includes them in its own
 //! Migrator (after its own migrations), so the tables live in the service's database and its
 //! migration bookkeeping; the schema builder keeps them valid on SQLite and PostgreSQL.
 
@@ -15,6 +15,14 @@ pub fn outbox_migration() -> Box<dyn MigrationTrait> {
 /// (consumer_group, event_id) PK + handled_time — the consumer idempotency record.
 pub fn processed_events_migration() -> Box<dyn MigrationTrait> {
     Box::new(CreateProcessedEvents)
+}
+
+/// Migration every service that includes [`processed_events_migration`] also includes (after
+/// it): the index `processed_events_by_handled_time` that the pruner's batches use
+/// ([`crate::retention::processed_events_target`]), built without blocking writers
+/// (`CREATE INDEX CONCURRENTLY` on PostgreSQL, so this migration runs outside a transaction).
+pub fn processed_events_retention_migration() -> Box<dyn MigrationTrait> {
+    Box::new(IndexProcessedEventsByTime)
 }
 
 #[derive(DeriveIden)]
@@ -141,5 +149,43 @@ impl MigrationTrait for CreateProcessedEvents {
         manager
             .drop_table(Table::drop().table(ProcessedEvents::Table).to_owned())
             .await
+    }
+}
+
+struct IndexProcessedEventsByTime;
+
+impl MigrationName for IndexProcessedEventsByTime {
+    fn name(&self) -> &str {
+        "events_m0003_processed_events_by_handled_time"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for IndexProcessedEventsByTime {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        tenantry_platform::retention::create_index_online(
+            manager.get_connection(),
+            crate::retention::PROCESSED_EVENTS_TIME_INDEX,
+            "processed_events",
+            &["handled_time"],
+            None,
+        )
+        .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name(crate::retention::PROCESSED_EVENTS_TIME_INDEX)
+                    .table(ProcessedEvents::Table)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    // CREATE INDEX CONCURRENTLY cannot run inside a transaction.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(false)
     }
 }

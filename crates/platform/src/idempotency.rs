@@ -5,6 +5,10 @@
 //! Each service keeps the records in its own database, in a table made by [`request_ids_table`];
 //! [`RequestIds`] reads and writes it. A record is written in the same transaction as the row
 //! the request created, so a create and its record exist together or not at all.
+//!
+//! Records are kept for `TENANTRY_REQUEST_ID_RETENTION_HOURS` (default 7 days, at least 24
+//! hours): each service's pruner deletes older ones ([`RequestIds::prune_target`], indexed by
+//! [`index_request_ids`]), and a create retried after that is a new create.
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{ConnectionTrait, DbErr};
@@ -120,6 +124,23 @@ pub fn request_ids_table(name: &str) -> sea_orm_migration::prelude::TableCreateS
         .to_owned()
 }
 
+/// The index of `table`'s `create_time` that the pruner's batches use, created without
+/// blocking writers (see [`crate::retention::create_index_online`]; the migration calling it
+/// must not run in a transaction). Named `{table}_by_create_time`.
+pub async fn index_request_ids<C: ConnectionTrait>(
+    connection: &C,
+    table: &str,
+) -> Result<(), DbErr> {
+    crate::retention::create_index_online(
+        connection,
+        &format!("{table}_by_create_time"),
+        table,
+        &["create_time"],
+        None,
+    )
+    .await
+}
+
 /// What a service remembers of a create: who asked what under the request id, and the key of
 /// the resource it created.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,6 +186,17 @@ impl RequestIds {
     /// The records in `table` (e.g. `invitation_request_ids`).
     pub const fn new(table: &'static str) -> Self {
         Self { table }
+    }
+
+    /// The table.
+    pub const fn table(&self) -> &'static str {
+        self.table
+    }
+
+    /// The records older than `retention` (by `create_time`), for the service's pruner: a
+    /// create retried after that is a new create.
+    pub fn prune_target(&self, retention: std::time::Duration) -> crate::retention::PruneTarget {
+        crate::retention::PruneTarget::new(self.table, &["request_id"], "create_time", retention)
     }
 
     /// The record of an earlier create under `request_id`, if any.

@@ -19,6 +19,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod names;
 pub mod pagination;
+pub mod retention;
 pub mod role;
 pub mod server;
 pub mod sweep;

@@ -24,6 +24,7 @@
 //! | `tenantry_consumer_dead_letters_total` | counter | `group` |
 //! | `tenantry_emails_sent_total`, `tenantry_emails_failed_total` | counter | — |
 //! | `tenantry_deliveries_written_total` | counter | — |
+//! | `tenantry_pruned_rows_total` | counter | `service`, `table` |
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
@@ -56,6 +57,7 @@ struct Inner {
     emails_sent: IntCounter,
     emails_failed: IntCounter,
     deliveries_written: IntCounter,
+    pruned_rows: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -185,6 +187,11 @@ impl Metrics {
             "tenantry_deliveries_written_total",
             "Message deliveries written by the fan-out",
         );
+        let pruned_rows = counter_vec(
+            "tenantry_pruned_rows_total",
+            "Rows deleted by the pruner once older than their retention period",
+            &["service", "table"],
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -199,6 +206,7 @@ impl Metrics {
                 emails_sent,
                 emails_failed,
                 deliveries_written,
+                pruned_rows,
             }),
         }
     }
@@ -307,6 +315,14 @@ impl Metrics {
     pub fn deliveries_written(&self, count: u64) {
         self.inner.deliveries_written.inc_by(count);
     }
+
+    /// The pruner of `service` deleted `count` old rows of `table` (0 exports the series).
+    pub fn rows_pruned(&self, service: &str, table: &str, count: u64) {
+        self.inner
+            .pruned_rows
+            .with_label_values(&[service, table])
+            .inc_by(count);
+    }
 }
 
 /// The gRPC code as in the status code guide (`OK`, `NOT_FOUND`, …).
@@ -389,6 +405,7 @@ mod tests {
         metrics.email_sent();
         metrics.deliveries_written(3);
         metrics.consumer_delivery("g", DeliveryOutcome::Handled);
+        metrics.rows_pruned("invitation", "processed_events", 2500);
         let text = metrics.render();
         assert!(text.contains(
             "tenantry_grpc_requests_total{code=\"PERMISSION_DENIED\",method=\"CreateAccount\",service=\"tenantry.registry.v1.CustomerRegistryService\"} 1"
@@ -400,6 +417,12 @@ mod tests {
         );
         assert!(
             text.contains("tenantry_consumer_deliveries_total{group=\"g\",outcome=\"handled\"} 1")
+        );
+        assert!(
+            text.contains(
+                "tenantry_pruned_rows_total{service=\"invitation\",table=\"processed_events\"} 2500"
+            ),
+            "{text}"
         );
     }
 

@@ -79,7 +79,12 @@ pub fn start(
     let service =
         CustomerRegistryServiceServer::new(api).max_decoding_message_size(ctx.max_request_bytes);
     Ok(
-        tenantry_events::Started::serving(tonic::service::Routes::new(service))
-            .with_tasks([ctx.follow_database::<Migrator>(SERVICE_NAME)]),
+        tenantry_events::Started::serving(tonic::service::Routes::new(service)).with_tasks([
+            ctx.follow_database::<Migrator>(SERVICE_NAME),
+            // Old rows of bounded tables (request ids) are pruned after their retention.
+            ctx.prune(store::prune_targets(
+                &tenantry_platform::retention::settings(),
+            )),
+        ]),
     )
 }

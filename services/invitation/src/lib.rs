@@ -126,6 +126,16 @@ pub struct Config {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
     )]
     pub guesses_per_address: usize,
+    /// How long the mailer reserves an e-mail it is sending, in seconds: a copy of the event
+    /// arriving meanwhile waits; past it (the sending process died), any replica may send the
+    /// e-mail again. Longer than an SMTP exchange may take (its timeout is 20 s).
+    #[arg(
+        long = "mail-lease-seconds",
+        env = "TENANTRY_MAIL_LEASE_SECONDS",
+        default_value_t = consumers::mailer::DEFAULT_LEASE.as_secs(),
+        value_parser = clap::value_parser!(u64).range(30..=3600)
+    )]
+    pub mail_lease_seconds: u64,
     /// The window of both guess limits, in seconds.
     #[arg(
         long = "invitation-guess-window-seconds",
@@ -149,6 +159,7 @@ impl Default for Config {
             guesses_per_caller: domain::limits::MAX_UNKNOWN_SECRETS,
             guesses_per_address: domain::limits::MAX_UNKNOWN_SECRETS_PER_ADDRESS,
             guess_window_seconds: domain::limits::UNKNOWN_SECRET_WINDOW.as_secs(),
+            mail_lease_seconds: consumers::mailer::DEFAULT_LEASE.as_secs(),
         }
     }
 }
@@ -196,7 +207,8 @@ fn consumer_groups(
 ) -> Vec<ConsumerSpec> {
     let accounts = Arc::new(peers::RegistryAccounts::new(deps.registry.clone()));
     let mailer = consumers::Mailer::new(accounts, mail, &config.public_url, sender(config))
-        .with_metrics(deps.metrics.clone());
+        .with_metrics(deps.metrics.clone())
+        .with_lease(Duration::from_secs(config.mail_lease_seconds));
     let account_events = consumers::AccountEvents::new(deps.outbox.clone());
     let member_events = consumers::MemberEvents::new(deps.outbox.clone());
     vec![
@@ -258,7 +270,9 @@ pub fn mail_transport(
         .as_deref()
         .filter(|url| !url.trim().is_empty())
     {
-        Some(url) => Ok(Arc::new(mail::SmtpTransport::from_url(url.trim())?)),
+        Some(url) => Ok(Arc::new(
+            mail::SmtpTransport::from_url(url.trim())?.with_pool(mail::PoolLimits::from_env()?),
+        )),
         None => Ok(Arc::new(mail::FileTransport::new(mail_dir)?)),
     }
 }
@@ -314,6 +328,11 @@ pub fn start(
         config.clone(),
         deps.clone(),
         ctx.shutdown.clone(),
+    )));
+    // Old rows of bounded tables (request ids, processed events, closed invitations) are
+    // pruned after their retention.
+    tasks.push(ctx.prune(store::retention::prune_targets(
+        &tenantry_platform::retention::settings(),
     )));
     let routes = tonic::service::Routes::new(grpc_service(config, deps, ctx.max_request_bytes));
     Ok(tenantry_events::Started::serving(routes).with_tasks(tasks))

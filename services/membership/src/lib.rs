@@ -124,6 +124,10 @@ pub fn start(config: Config, ctx: &ServiceContext) -> Result<Started, StartError
     };
     let mut tasks = vec![ctx.follow_database::<Migrator>(SERVICE_NAME)];
     tasks.extend(consumers(&deps).into_iter().map(|spec| ctx.consume(spec)));
+    // Old rows of bounded tables (request ids, processed events) are pruned after their retention.
+    tasks.push(ctx.prune(store::prune_targets(
+        &tenantry_platform::retention::settings(),
+    )));
     let service = MembershipServiceServer::new(api::MembershipApi::new(config, deps))
         .max_decoding_message_size(ctx.max_request_bytes);
     Ok(Started::serving(tonic::service::Routes::new(service)).with_tasks(tasks))

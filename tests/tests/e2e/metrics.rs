@@ -224,6 +224,17 @@ async fn the_admin_port_serves_probes_and_metrics_that_move() {
     assert!(has_series(&after, "tenantry_consumer_retries_total"));
     assert!(has_series(&after, "tenantry_consumer_dead_letters_total"));
     assert_eq!(value(&after, "tenantry_emails_failed_total", &[]), 0.0);
+    // Each service's pruner exports its tables' series from the start (nothing is old yet).
+    for (service, table) in [
+        ("customer-registry", "registry_request_ids"),
+        ("membership", "processed_events"),
+        ("invitation", "invitations"),
+        ("notification", "notification_request_ids"),
+    ] {
+        let series =
+            format!("tenantry_pruned_rows_total{{service=\"{service}\",table=\"{table}\"}} 0");
+        assert!(after.contains(&series), "{series}:\n{after}");
+    }
 
     cluster.stop().await;
 }

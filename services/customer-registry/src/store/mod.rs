@@ -33,6 +33,14 @@ use entities::account;
 /// retried create returns the first result.
 const REQUEST_IDS: RequestIds = RequestIds::new("registry_request_ids");
 
+/// The tables the service's pruner keeps bounded (see [`tenantry_platform::retention`]): the
+/// request ids of creates, kept for `retention.request_ids`.
+pub fn prune_targets(
+    retention: &tenantry_platform::retention::RetentionSettings,
+) -> Vec<tenantry_platform::retention::PruneTarget> {
+    vec![REQUEST_IDS.prune_target(retention.request_ids)]
+}
+
 /// A new account to insert.
 #[derive(Clone, Debug)]
 pub struct NewAccount {

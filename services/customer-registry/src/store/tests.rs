@@ -88,7 +88,11 @@ async fn migrations_use_their_own_table_and_rerun_cleanly() {
         ))
         .await
         .unwrap();
-    assert_eq!(rows.len(), 2, "the accounts table and the outbox");
+    assert_eq!(
+        rows.len(),
+        3,
+        "the accounts table, the outbox and the request ids' retention index"
+    );
 }
 
 #[tokio::test]

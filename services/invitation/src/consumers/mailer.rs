@@ -1,7 +1,24 @@
 //! The mailer: for `invitation.created` and `invitation.resent` it mints the secret, sends the
-//! e-mail with the accept link and stores only the secret's SHA-256, all in the runtime's
-//! transaction (a failed send rolls back; the runtime retries, and `failed` records the
-//! attempt outside the rolled-back transaction).
+//! e-mail with the accept link and stores only the secret's SHA-256.
+//!
+//! No database transaction is open during the SMTP exchange (it can take seconds, and a pooled
+//! connection idle in a transaction serves nobody). So the work is split (see `store::mailer`):
+//! 1. [`Handler::prepare`], before the runtime's transaction: read the invitation and the
+//!    account, mint the secret, and *claim* the e-mail — one committed statement storing the
+//!    secret's hash and a lease (a random token, valid for the lease time) — then send. A
+//!    failed send releases the lease; the runtime retries, and `failed` records the attempt.
+//! 2. [`Handler::handle_prepared`], in the runtime's transaction with the processed-event
+//!    record: SENT, conditioned on still holding the lease; then the runtime acks.
+//!
+//! A second copy of the event (a redelivery after a broker outage, on this replica or another)
+//! finds the lease held and waits it out ([`HandlerError::Busy`], no attempt used): then the
+//! e-mail is SENT and the copy does nothing. Only if the process dies between the SMTP server's
+//! `250` for the message and the commit of SENT is the e-mail sent twice: once the lease
+//! expired, the redelivered event claims it again and sends the same e-mail with the same
+//! `Message-ID` (derived from the event id), so the duplicate is detectable (and mail clients
+//! that thread by Message-ID show one); its secret is new, and the first e-mail's secret stays
+//! valid as the previous one, so either link works. "Exactly once" therefore means: once per
+//! event, except for a crash inside that window, where the second copy is the same message.
 //!
 //! Superseded e-mails: the event's `invitation.resend_count` (the secret's generation) must
 //! equal the row's; an older event (a resend happened since) is skipped, as is an event for
@@ -9,10 +26,11 @@
 //! exact where clocks and event times are not.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use lettre::message::Mailbox;
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
-use tenantry_events::{Event, Handler, HandlerError};
+use tenantry_events::{Event, Handler, HandlerError, Prepared};
 use tenantry_platform::metrics::Metrics;
 use tenantry_platform::time::now;
 use tenantry_proto::EventType;
@@ -24,7 +42,8 @@ use crate::domain::{Invitation, InvitationId, InvitationState};
 use crate::mail::render::{self, InvitationEmail};
 use crate::mail::{MailError, MailTransport};
 use crate::peers::{AccountDirectory, AccountState};
-use crate::store::{self, mailer as delivery};
+use crate::store;
+use crate::store::mailer::{self as delivery, Claim};
 use crate::wire::parse_invitation_name;
 
 /// Sends invitation e-mails.
@@ -35,6 +54,19 @@ pub struct Mailer {
     public_url: String,
     from: Mailbox,
     metrics: Metrics,
+    lease: Duration,
+}
+
+/// How long a claimed e-mail is reserved for the attempt that claimed it, by default: longer
+/// than any SMTP exchange may take (its timeout is 20 s, plus the wait for a pooled connection).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
+
+/// What [`Mailer::prepare`] hands to the transaction: the e-mail it sent under its lease.
+#[derive(Debug)]
+struct SentUnderLease {
+    invitation_id: InvitationId,
+    generation: i32,
+    token: String,
 }
 
 impl Mailer {
@@ -51,7 +83,14 @@ impl Mailer {
             public_url: public_url.to_string(),
             from,
             metrics: Metrics::default(),
+            lease: DEFAULT_LEASE,
         }
+    }
+
+    /// Reserves a claimed e-mail for `lease` (see [`DEFAULT_LEASE`]).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// Counts e-mails sent and failed in `metrics` (default: a registry nobody scrapes).
@@ -110,19 +149,24 @@ fn mail_error(error: MailError) -> HandlerError {
 
 #[async_trait::async_trait]
 impl Handler for Mailer {
-    async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
+    async fn prepare(
+        &self,
+        database: &DatabaseConnection,
+        event: &Event,
+    ) -> Result<Prepared, HandlerError> {
         let (invitation_id, generation) = requested(event)?;
-        let Some(invitation) = store::load(txn, &invitation_id)
+        let Some(invitation) = store::load(database, &invitation_id)
             .await
             .map_err(HandlerError::from)?
         else {
             tracing::warn!(invitation_id = %invitation_id, event = %event.id, "no such invitation; nothing to send");
-            return Ok(());
+            return Ok(None);
         };
         if let Some(reason) = skip_reason(&invitation, generation) {
             tracing::debug!(invitation = %invitation.name(), event = %event.id, reason, "no e-mail");
-            return Ok(());
+            return Ok(None);
         }
+        // Asked before claiming: no lease is held while the registry answers.
         let account = self
             .accounts
             .account(&invitation.account_id)
@@ -134,10 +178,38 @@ impl Handler for Mailer {
             Some(account) if account.state != AccountState::Deleted => account,
             _ => {
                 tracing::info!(invitation = %invitation.name(), "the account is gone; no e-mail");
-                return Ok(());
+                return Ok(None);
             }
         };
         let secret = Secret::mint();
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let claimed_at = now();
+        let lease_until = claimed_at
+            + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::minutes(2));
+        let claim = delivery::claim(
+            database,
+            &invitation_id,
+            generation,
+            &token,
+            &secret.hash(),
+            lease_until,
+            claimed_at,
+        )
+        .await
+        .map_err(HandlerError::from)?;
+        match claim {
+            Claim::Claimed => {}
+            Claim::Moved => {
+                tracing::debug!(invitation = %invitation.name(), event = %event.id, "the e-mail was sent or superseded meanwhile");
+                return Ok(None);
+            }
+            Claim::Held(until) => {
+                return Err(HandlerError::Busy {
+                    reason: format!("another attempt is sending {}", invitation.name()),
+                    retry_after: (until - claimed_at).to_std().unwrap_or_default(),
+                });
+            }
+        }
         let email = InvitationEmail {
             to_email: invitation.email.clone(),
             to_name: [invitation.given_name.trim(), invitation.family_name.trim()]
@@ -152,22 +224,67 @@ impl Handler for Mailer {
             link: accept_link(&self.public_url, secret.token()),
             message_id: render::message_id(&event.id, &self.from),
         };
-        let message = render::render(&email, &self.from)
-            .map_err(|error| HandlerError::Permanent(error.to_string()))?;
-        drop(email);
-        if let Err(error) = self.mail.send(message).await {
-            self.metrics.email_failed();
-            return Err(mail_error(error));
+        let sent = match render::render(&email, &self.from) {
+            Ok(message) => {
+                drop(email);
+                self.mail.send(message).await.map_err(|error| {
+                    self.metrics.email_failed();
+                    mail_error(error)
+                })
+            }
+            Err(error) => Err(HandlerError::Permanent(error.to_string())),
+        };
+        if let Err(error) = sent {
+            // Nothing was sent: the next attempt need not wait for the lease. If releasing
+            // fails too, the lease expires on its own.
+            if let Err(release) = delivery::release(database, &invitation_id, &token).await {
+                tracing::warn!(invitation = %invitation.name(), error = %release, "cannot release the e-mail's lease; it expires on its own");
+            }
+            return Err(error);
         }
         self.metrics.email_sent();
-        let recorded =
-            delivery::record_sent(txn, &invitation_id, generation, &secret.hash(), now())
-                .await
-                .map_err(HandlerError::from)?;
+        Ok(Some(Box::new(SentUnderLease {
+            invitation_id,
+            generation,
+            token,
+        })))
+    }
+
+    /// Each e-mail is claimed and sent before its own transaction: not batched.
+    fn handles_batches(&self) -> bool {
+        false
+    }
+
+    async fn handle(&self, _txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
+        // Only reached without `prepare` (the runtime always prepares): nothing was sent.
+        requested(event).map(drop)
+    }
+
+    async fn handle_prepared(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &Event,
+        prepared: &Prepared,
+    ) -> Result<(), HandlerError> {
+        let Some(sent) = prepared
+            .as_ref()
+            .and_then(|prepared| prepared.downcast_ref::<SentUnderLease>())
+        else {
+            return requested(event).map(drop);
+        };
+        let recorded = delivery::record_sent(
+            txn,
+            &sent.invitation_id,
+            sent.generation,
+            &sent.token,
+            now(),
+        )
+        .await
+        .map_err(HandlerError::from)?;
         if recorded {
-            tracing::info!(invitation = %invitation.name(), event = %event.id, "invitation e-mail sent");
+            tracing::info!(invitation_id = %sent.invitation_id, event = %event.id, "invitation e-mail sent");
         } else {
-            tracing::info!(invitation = %invitation.name(), "invitation changed while its e-mail was sent; its link is void");
+            tracing::info!(invitation_id = %sent.invitation_id, event = %event.id, "invitation changed while its e-mail was sent (resent, closed, or its lease expired); not recorded");
         }
         Ok(())
     }
@@ -187,6 +304,8 @@ impl Handler for Mailer {
             HandlerError::Transient(reason)
             | HandlerError::Permanent(reason)
             | HandlerError::UnknownType(reason) => reason.as_str(),
+            // Another attempt holds the e-mail: not this one's failure to record.
+            HandlerError::Busy { .. } => return,
         };
         let result = delivery::record_failed_attempt(
             database,

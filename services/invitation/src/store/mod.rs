@@ -8,6 +8,7 @@ pub mod entities;
 pub mod guesses;
 pub mod mailer;
 pub mod migrations;
+pub mod retention;
 #[cfg(test)]
 pub(crate) mod tests;
 #[cfg(test)]
@@ -62,20 +63,26 @@ impl Store {
         load(self.connection()?, invitation_id).await
     }
 
-    /// The invitation whose current secret has this hash. The index finds the row; the hash it
-    /// holds is then confirmed in constant time (see `domain::secret`).
+    /// The invitation whose current secret has this hash, or whose earlier secret has it (an
+    /// e-mail an interrupted attempt may have sent, see `store::mailer`). The indexes find the
+    /// row; the hash it holds is then confirmed in constant time (see `domain::secret`).
     pub async fn find_by_secret_hash(
         &self,
         secret_hash: &str,
     ) -> Result<Option<Invitation>, InvitationError> {
         invitation::Entity::find()
-            .filter(invitation::Column::SecretHash.eq(secret_hash))
+            .filter(
+                Condition::any()
+                    .add(invitation::Column::SecretHash.eq(secret_hash))
+                    .add(invitation::Column::PreviousSecretHash.eq(secret_hash)),
+            )
             .one(self.connection()?)
             .await?
             .filter(|row| {
-                row.secret_hash
-                    .as_deref()
-                    .is_some_and(|stored| hash_matches(stored, secret_hash))
+                [&row.secret_hash, &row.previous_secret_hash]
+                    .into_iter()
+                    .flatten()
+                    .any(|stored| hash_matches(stored, secret_hash))
             })
             .map(to_invitation)
             .transpose()
@@ -182,6 +189,9 @@ impl Store {
             last_sent_time: Set(now),
             update_time: Set(now),
             version: Set(1),
+            delivery_lease_token: Set(None),
+            delivery_lease_until: Set(None),
+            previous_secret_hash: Set(None),
         };
         invitation::Entity::insert(row)
             .exec_without_returning(&*tx)
@@ -245,6 +255,19 @@ impl Store {
             .col_expr(
                 invitation::Column::SecretHash,
                 Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                invitation::Column::PreviousSecretHash,
+                Expr::value(Option::<String>::None),
+            )
+            // An attempt still sending the old e-mail finds its lease gone and records nothing.
+            .col_expr(
+                invitation::Column::DeliveryLeaseToken,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                invitation::Column::DeliveryLeaseUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
             )
             .col_expr(invitation::Column::ExpireTime, Expr::value(now + lifetime))
             .col_expr(

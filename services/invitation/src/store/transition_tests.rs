@@ -139,6 +139,34 @@ async fn a_failed_add_member_rolls_the_acceptance_back() {
     );
 }
 
+/// What the mailer does around one e-mail: claim it with the secret's hash, then record SENT.
+async fn claim_and_record_sent(
+    connection: &sea_orm::DatabaseConnection,
+    invitation_id: &crate::domain::InvitationId,
+    generation: i32,
+    hash: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, crate::domain::InvitationError> {
+    let token = format!("attempt-{hash}");
+    let until = now + Duration::seconds(60);
+    match mailer::claim(
+        connection,
+        invitation_id,
+        generation,
+        &token,
+        hash,
+        until,
+        now,
+    )
+    .await?
+    {
+        mailer::Claim::Claimed => {
+            mailer::record_sent(connection, invitation_id, generation, &token, now).await
+        }
+        _ => Ok(false),
+    }
+}
+
 #[tokio::test]
 async fn resend_rotates_and_restarts() {
     let temp = temp_store().await;
@@ -153,7 +181,7 @@ async fn resend_rotates_and_restarts() {
         .unwrap();
     let connection = temp.database.connection().unwrap();
     assert!(
-        mailer::record_sent(connection, &invitation.invitation_id, 0, "hash-0", at(1))
+        claim_and_record_sent(connection, &invitation.invitation_id, 0, "hash-0", at(1))
             .await
             .unwrap()
     );
@@ -191,12 +219,12 @@ async fn resend_rotates_and_restarts() {
     );
     // The mailer of the superseded e-mail can no longer write, the new one can.
     assert!(
-        !mailer::record_sent(connection, &invitation.invitation_id, 0, "hash-0b", at(101))
+        !claim_and_record_sent(connection, &invitation.invitation_id, 0, "hash-0b", at(101))
             .await
             .unwrap()
     );
     assert!(
-        mailer::record_sent(connection, &invitation.invitation_id, 1, "hash-1", at(102))
+        claim_and_record_sent(connection, &invitation.invitation_id, 1, "hash-1", at(102))
             .await
             .unwrap()
     );

@@ -34,6 +34,18 @@ use entities::{account_member_count as counts, member, user};
 /// AddMember's request ids; a record's resource key is `{account_id}/{user_id}`.
 pub(crate) const REQUEST_IDS: RequestIds = RequestIds::new("membership_request_ids");
 
+/// The tables the service's pruner keeps bounded (see [`tenantry_platform::retention`]): the
+/// request ids of creates (kept for `retention.request_ids`) and the consumer groups' records
+/// of handled events (kept for `retention.processed_events`).
+pub fn prune_targets(
+    retention: &tenantry_platform::retention::RetentionSettings,
+) -> Vec<tenantry_platform::retention::PruneTarget> {
+    vec![
+        REQUEST_IDS.prune_target(retention.request_ids),
+        tenantry_events::retention::processed_events_target(retention.processed_events),
+    ]
+}
+
 /// Membership's tables.
 #[derive(Clone, Debug)]
 pub struct Store {

@@ -38,6 +38,18 @@ pub(crate) const CHUNK: usize = 500;
 /// SendMessage's request ids (`notification_request_ids`).
 const REQUEST_IDS: RequestIds = RequestIds::new("notification_request_ids");
 
+/// The tables the service's pruner keeps bounded (see [`tenantry_platform::retention`]): the
+/// request ids of creates (kept for `retention.request_ids`) and the consumer groups' records
+/// of handled events (kept for `retention.processed_events`).
+pub fn prune_targets(
+    retention: &tenantry_platform::retention::RetentionSettings,
+) -> Vec<tenantry_platform::retention::PruneTarget> {
+    vec![
+        REQUEST_IDS.prune_target(retention.request_ids),
+        tenantry_events::retention::processed_events_target(retention.processed_events),
+    ]
+}
+
 /// The notification service's tables.
 #[derive(Clone, Debug)]
 pub struct Store {

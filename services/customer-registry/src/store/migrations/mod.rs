@@ -4,6 +4,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m0001_accounts;
+mod m0002_retention;
 
 /// Applies the registry's migrations; its bookkeeping table is `registry_migrations`.
 #[derive(Debug)]
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_accounts::Migration),
             tenantry_events::outbox_migration(),
+            Box::new(m0002_retention::Migration),
         ]
     }
 

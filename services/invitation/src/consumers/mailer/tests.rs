@@ -105,10 +105,13 @@ fn tokens_in(eml: &Path) -> Vec<String> {
         .collect()
 }
 
+/// What the consumer runtime does with one delivery: prepare (claim and send, no transaction
+/// open), then the transaction recording SENT.
 async fn handle(temp: &TempStore, mailer: &Mailer, event: &Event) -> Result<(), HandlerError> {
     let connection = temp.database.connection().unwrap();
+    let prepared = mailer.prepare(connection, event).await?;
     let txn = connection.begin().await.unwrap();
-    let result = mailer.handle(&txn, event).await;
+    let result = mailer.handle_prepared(&txn, event, &prepared).await;
     if result.is_ok() {
         txn.commit().await.unwrap();
     }
@@ -310,13 +313,12 @@ async fn failures_are_retried_and_recorded_outside_the_transaction() {
     assert_eq!(seen.delivery.state, DeliveryState::Queued);
     assert_eq!(seen.delivery.attempts, 1);
     assert!(seen.delivery.failure_reason.contains("connection refused"));
-    assert_eq!(
-        crate::store::mailer::secret_hash(connection, &invitation.invitation_id)
-            .await
-            .unwrap(),
-        None,
-        "a failed attempt stores no hash"
-    );
+    // The failed attempt's hash stays (a failure after the data was handed over may still be
+    // delivered), and its lease is released: the retry need not wait for it.
+    let first_hash = crate::store::mailer::secret_hash(connection, &invitation.invitation_id)
+        .await
+        .unwrap();
+    assert!(first_hash.is_some());
 
     let error = handle(&temp, &mailer, &event).await.unwrap_err();
     mailer.failed(connection, &event, 2, &error, true).await;
@@ -386,4 +388,94 @@ async fn an_unavailable_registry_is_transient_and_a_deleted_account_gets_no_emai
         .await,
         Err(HandlerError::Permanent(_))
     ));
+}
+
+#[tokio::test]
+async fn a_copy_of_the_event_waits_for_the_lease_and_a_lapsed_lease_is_claimed_again() {
+    let temp = temp_store().await;
+    let dir = MailDir::new();
+    let mailer = mailer(globex(), Arc::new(FileTransport::new(&dir.0).unwrap()))
+        .with_lease(std::time::Duration::from_secs(30));
+    let connection = temp.database.connection().unwrap();
+    let now = tenantry_platform::time::now();
+    let held = temp
+        .store
+        .create(
+            &new_invitation("globex", "held@example.com", now),
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    let lapsed = temp
+        .store
+        .create(
+            &new_invitation("globex", "lapsed@example.com", now),
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+
+    // Another attempt is sending `held` for the next 30 s: a copy of the event waits it out,
+    // without an attempt used and without an e-mail.
+    let other = crate::store::mailer::claim(
+        connection,
+        &held.invitation_id,
+        0,
+        "another-attempt",
+        &hash_token("the other attempt's secret"),
+        now + chrono::Duration::seconds(30),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(other, Claim::Claimed);
+    let event = crate::events::created(&held, "users/alice", now);
+    let error = handle(&temp, &mailer, &event).await.unwrap_err();
+    let HandlerError::Busy { retry_after, .. } = &error else {
+        panic!("expected Busy, got {error:?}");
+    };
+    assert!(
+        *retry_after > std::time::Duration::from_secs(25),
+        "{retry_after:?}"
+    );
+    assert!(dir.files().is_empty());
+    // Its failure is not recorded as the e-mail's.
+    mailer.failed(connection, &event, 1, &error, false).await;
+    let seen = temp.store.get(&held.invitation_id).await.unwrap().unwrap();
+    assert_eq!(seen.delivery.attempts, 0);
+
+    // An attempt that claimed `lapsed` died after its SMTP server may have taken the e-mail:
+    // once its lease has lapsed, a redelivery sends again, and both links work.
+    let died = chrono::Duration::seconds(60);
+    crate::store::mailer::claim(
+        connection,
+        &lapsed.invitation_id,
+        0,
+        "dead-attempt",
+        &hash_token("the dead attempt's secret"),
+        now - died + chrono::Duration::seconds(30),
+        now - died,
+    )
+    .await
+    .unwrap();
+    let event = crate::events::created(&lapsed, "users/alice", now);
+    handle(&temp, &mailer, &event).await.unwrap();
+    let files = dir.files();
+    assert_eq!(files.len(), 1);
+    let token = tokens_in(&files[0])[0].clone();
+    for secret in [token.as_str(), "the dead attempt's secret"] {
+        let found = temp
+            .store
+            .find_by_secret_hash(&hash_token(secret))
+            .await
+            .unwrap()
+            .expect("either link finds the invitation");
+        assert_eq!(found.invitation_id, lapsed.invitation_id);
+        assert_eq!(found.delivery.state, DeliveryState::Sent);
+    }
+    // A late copy of the same event now finds it SENT and sends nothing.
+    handle(&temp, &mailer, &event).await.unwrap();
+    assert_eq!(dir.files().len(), 1);
 }

@@ -40,8 +40,9 @@ pub struct Model {
     pub revoke_time: Option<DateTimeUtc>,
     /// Who revoked it.
     pub revoked_by: Option<String>,
-    /// SHA-256 hex of the current secret; NULL until the mailer sent the e-mail and again from
-    /// a resend until the next e-mail. The secret itself is never stored.
+    /// SHA-256 hex of the current secret; NULL until the mailer claims the e-mail (stored just
+    /// before the send) and again from a resend until the next claim. The secret itself is
+    /// never stored.
     pub secret_hash: Option<String>,
     /// `QUEUED`, `SENT` or `FAILED`.
     pub delivery_state: String,
@@ -61,6 +62,14 @@ pub struct Model {
     pub update_time: DateTimeUtc,
     /// Starts at 1, +1 on every lifecycle change; the etag.
     pub version: i64,
+    /// A random token naming the mailer attempt that claimed the current e-mail; NULL when no
+    /// attempt holds it.
+    pub delivery_lease_token: Option<String>,
+    /// Until when that attempt may send; past it, any replica may claim the e-mail again.
+    pub delivery_lease_until: Option<DateTimeUtc>,
+    /// SHA-256 hex of the secret of an earlier attempt at the current e-mail whose outcome is
+    /// unknown (it may have been mailed before its process died): accepted like `secret_hash`.
+    pub previous_secret_hash: Option<String>,
 }
 
 /// No relations are navigated.

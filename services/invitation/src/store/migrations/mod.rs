@@ -1,11 +1,14 @@
 //! The invitation service's schema, built with the backend-agnostic schema builder (SQLite and
 //! PostgreSQL), followed by the events crate's `outbox` and `processed_events`, then the
-//! unknown-secret counts (`invitation_guesses`).
+//! unknown-secret counts (`invitation_guesses`), then the mailer's lease, then the indexes the
+//! pruner uses.
 
 use sea_orm_migration::prelude::*;
 
 mod m0001_initial;
 mod m0002_guesses;
+mod m0003_delivery_lease;
+mod m0004_retention;
 
 /// Applies the invitation service's migrations; its bookkeeping table is
 /// `invitation_migrations`.
@@ -20,6 +23,9 @@ impl MigratorTrait for Migrator {
             tenantry_events::outbox_migration(),
             tenantry_events::processed_events_migration(),
             Box::new(m0002_guesses::Migration),
+            Box::new(m0003_delivery_lease::Migration),
+            tenantry_events::processed_events_retention_migration(),
+            Box::new(m0004_retention::Migration),
         ]
     }
 

@@ -5,9 +5,10 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_initial;
 mod m0002_account_replica;
+mod m0003_retention;
 
-/// Applies membership's migrations (and the events crate's `outbox` and `processed_events`);
-/// its bookkeeping table is `membership_migrations`.
+/// Applies membership's migrations (and the events crate's `outbox` and `processed_events`,
+/// with the index that prunes it); its bookkeeping table is `membership_migrations`.
 #[derive(Debug)]
 pub struct Migrator;
 
@@ -19,6 +20,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_account_replica::Migration),
             tenantry_events::outbox_migration(),
             tenantry_events::processed_events_migration(),
+            tenantry_events::processed_events_retention_migration(),
+            Box::new(m0003_retention::Migration),
         ]
     }
 

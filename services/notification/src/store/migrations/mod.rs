@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_initial;
 mod m0002_fanout_trace_context;
+mod m0003_retention;
 
 /// Applies the notification service's migrations; its bookkeeping table is
 /// `notification_migrations`.
@@ -19,6 +20,8 @@ impl MigratorTrait for Migrator {
             tenantry_events::outbox_migration(),
             tenantry_events::processed_events_migration(),
             Box::new(m0002_fanout_trace_context::Migration),
+            tenantry_events::processed_events_retention_migration(),
+            Box::new(m0003_retention::Migration),
         ]
     }
 

@@ -1,0 +1,47 @@
+//! The indexes the pruner's batches use, built without blocking writers: closed invitations by
+//! their last change (a partial index: PENDING rows are never pruned), and the request ids of
+//! CreateInvitation by `create_time`.
+
+use sea_orm_migration::prelude::*;
+
+use crate::store::retention::{CLOSED, CLOSED_INVITATIONS_INDEX};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let connection = manager.get_connection();
+        tenantry_platform::retention::create_index_online(
+            connection,
+            CLOSED_INVITATIONS_INDEX,
+            "invitations",
+            &["update_time"],
+            Some(CLOSED),
+        )
+        .await?;
+        tenantry_platform::idempotency::index_request_ids(connection, "invitation_request_ids")
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for (index, table) in [
+            (
+                "invitation_request_ids_by_create_time",
+                "invitation_request_ids",
+            ),
+            (CLOSED_INVITATIONS_INDEX, "invitations"),
+        ] {
+            manager
+                .drop_index(Index::drop().name(index).table(table).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+
+    // On PostgreSQL the indexes are built CONCURRENTLY, which cannot run in a transaction.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(false)
+    }
+}

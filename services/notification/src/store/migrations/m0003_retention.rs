@@ -1,0 +1,34 @@
+//! The index of `notification_request_ids.create_time` that the pruner's batches use (request ids older than
+//! `TENANTRY_REQUEST_ID_RETENTION_HOURS` are deleted), built without blocking writers.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        tenantry_platform::idempotency::index_request_ids(
+            manager.get_connection(),
+            "notification_request_ids",
+        )
+        .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("notification_request_ids_by_create_time")
+                    .table("notification_request_ids")
+                    .to_owned(),
+            )
+            .await
+    }
+
+    // On PostgreSQL the index is built CONCURRENTLY, which cannot run in a transaction.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(false)
+    }
+}
