@@ -19,8 +19,8 @@ pub fn processed_events_migration() -> Box<dyn MigrationTrait> {
 
 /// Migration every service that includes [`processed_events_migration`] also includes (after
 /// it): the index `processed_events_by_handled_time` that the pruner's batches use
-/// ([`crate::retention::processed_events_target`]), built without blocking writers
-/// (`CREATE INDEX CONCURRENTLY` on PostgreSQL, so this migration runs outside a transaction).
+/// ([`crate::retention::processed_events_target`]), built with a plain `CREATE INDEX` (see
+/// `tenantry_platform::retention::create_index_if_missing` for why not concurrently).
 pub fn processed_events_retention_migration() -> Box<dyn MigrationTrait> {
     Box::new(IndexProcessedEventsByTime)
 }
@@ -163,7 +163,7 @@ impl MigrationName for IndexProcessedEventsByTime {
 #[async_trait::async_trait]
 impl MigrationTrait for IndexProcessedEventsByTime {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        tenantry_platform::retention::create_index_online(
+        tenantry_platform::retention::create_index_if_missing(
             manager.get_connection(),
             crate::retention::PROCESSED_EVENTS_TIME_INDEX,
             "processed_events",
@@ -184,7 +184,7 @@ impl MigrationTrait for IndexProcessedEventsByTime {
             .await
     }
 
-    // CREATE INDEX CONCURRENTLY cannot run inside a transaction.
+    // Outside a transaction, as it was written for a concurrent build (see create_index_if_missing).
     fn use_transaction(&self) -> Option<bool> {
         Some(false)
     }

@@ -125,13 +125,13 @@ pub fn request_ids_table(name: &str) -> sea_orm_migration::prelude::TableCreateS
 }
 
 /// The index of `table`'s `create_time` that the pruner's batches use, created without
-/// blocking writers (see [`crate::retention::create_index_online`]; the migration calling it
+/// blocking writers (see [`crate::retention::create_index_if_missing`]; the migration calling it
 /// must not run in a transaction). Named `{table}_by_create_time`.
 pub async fn index_request_ids<C: ConnectionTrait>(
     connection: &C,
     table: &str,
 ) -> Result<(), DbErr> {
-    crate::retention::create_index_online(
+    crate::retention::create_index_if_missing(
         connection,
         &format!("{table}_by_create_time"),
         table,

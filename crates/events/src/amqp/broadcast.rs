@@ -107,9 +107,12 @@ async fn session(
         () = feed.closed() => return Ok(()),
         connection = bus.connection() => connection?,
     };
-    let channel = tokio::time::timeout(BROKER_CALL_TIMEOUT, connection.create_channel())
-        .await
-        .map_err(|_| ConsumeError::SetupTimeout(BROKER_CALL_TIMEOUT))??;
+    let Ok(channel) = tokio::time::timeout(BROKER_CALL_TIMEOUT, connection.create_channel()).await
+    else {
+        bus.discard(&connection).await;
+        return Err(ConsumeError::SetupTimeout(BROKER_CALL_TIMEOUT));
+    };
+    let channel = channel?;
     let result = consume(&channel, names, feed, shutdown, backoff).await;
     // Closing the channel cancels its consumer (if any): the exclusive, auto-delete queue goes
     // away. After a failure the channel is probably gone already; try anyway, not for long.

@@ -96,9 +96,11 @@ async fn session(
             .await?;
         Ok::<_, lapin::Error>((channel, deliveries))
     };
-    let (channel, mut deliveries) = tokio::time::timeout(BROKER_CALL_TIMEOUT, set_up)
-        .await
-        .map_err(|_| ConsumeError::SetupTimeout(BROKER_CALL_TIMEOUT))??;
+    let Ok(set_up) = tokio::time::timeout(BROKER_CALL_TIMEOUT, set_up).await else {
+        bus.discard(&connection).await;
+        return Err(ConsumeError::SetupTimeout(BROKER_CALL_TIMEOUT));
+    };
+    let (channel, mut deliveries) = set_up?;
     backoff.reset();
     tracing::info!(group = %spec.group, queue = %names.queue, "consuming");
 
@@ -324,6 +326,16 @@ impl Context {
             group = %self.spec.group, error = %ErrorChain(error),
             "could not settle a delivery; the broker will deliver it again"
         );
+        if matches!(error, SettleError::Timeout(_)) {
+            // The ack may have reached the broker after all: a nack of the same tag would be a
+            // channel error. Closing the channel returns whatever it still holds unacked (the
+            // session reconnects), and idempotency absorbs the redelivery.
+            let close = self
+                .channel
+                .close(200, "a delivery could not be settled".into());
+            let _ = tokio::time::timeout(BROKER_CALL_TIMEOUT, close).await;
+            return;
+        }
         let _ = settle(delivery.nack(BasicNackOptions {
             requeue: true,
             ..BasicNackOptions::default()

@@ -190,6 +190,23 @@ impl AmqpBus {
         subscription
     }
 
+    /// Gives up on `connection` (it looks open but did not answer in time): the next
+    /// [`AmqpBus::connection`] opens a new one, and closing it ends the channels still on it,
+    /// whose owners reconnect too.
+    pub(crate) async fn discard(&self, connection: &Arc<Connection>) {
+        {
+            let mut slot = self.shared.connection.lock().await;
+            if slot
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, connection))
+            {
+                *slot = None;
+            }
+        }
+        let close = connection.close(320, "unresponsive; reconnecting".into());
+        let _ = tokio::time::timeout(BROKER_CALL_TIMEOUT, close).await;
+    }
+
     /// The shared connection, (re)connecting when there is none or it is no longer connected.
     pub(crate) async fn connection(&self) -> Result<Arc<Connection>, ConnectError> {
         let mut slot = self.shared.connection.lock().await;

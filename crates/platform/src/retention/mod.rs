@@ -16,7 +16,7 @@
 //! batches, and stops at shutdown. On PostgreSQL `SKIP LOCKED` passes over rows a request or
 //! another replica's pruner holds, so pruning never waits on (or makes wait) the hot path; on
 //! SQLite each statement holds the one connection for a single short batch. An index on the time
-//! column (created by [`create_index_online`]) keeps each batch an index range scan.
+//! column (created by [`create_index_if_missing`]) keeps each batch an index range scan.
 
 mod settings;
 #[cfg(test)]
@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::sea_query::{Alias, Condition, DeleteStatement, Expr, LockBehavior, LockType, Query};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr};
 
 pub use settings::{
     DEFAULT_INVITATION_RETENTION_DAYS, DEFAULT_PROCESSED_EVENTS_RETENTION_HOURS,
@@ -345,18 +345,20 @@ fn random_fraction() -> f64 {
 }
 
 /// Creates the index `name` on `table (columns)` (with `WHERE predicate` if given, a fixed SQL
-/// condition valid on both backends) if it does not exist, without blocking writers: on
-/// PostgreSQL `CREATE INDEX CONCURRENTLY` (an invalid index left by an interrupted build is
-/// dropped and built again), so the migration running it must not be in a transaction
-/// (`MigrationTrait::use_transaction` → `Some(false)`); on SQLite a plain `CREATE INDEX`.
-pub async fn create_index_online<C: ConnectionTrait>(
+/// condition valid on both backends) if it does not exist, with a plain `CREATE INDEX`.
+///
+/// Not `CONCURRENTLY`: migrations run under the migration lock (`db::with_migration_lock`),
+/// and a concurrent build waits for every older snapshot in the database, including a second
+/// replica's statement waiting for that lock, so two replicas starting at once would deadlock.
+/// The tables indexed here are small next to the hot ones, and the build blocks writes to them
+/// only while it runs.
+pub async fn create_index_if_missing<C: ConnectionTrait>(
     connection: &C,
     name: &str,
     table: &str,
     columns: &[&str],
     predicate: Option<&str>,
 ) -> Result<(), DbErr> {
-    let backend = connection.get_database_backend();
     let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
     let columns = columns
         .iter()
@@ -367,35 +369,10 @@ pub async fn create_index_online<C: ConnectionTrait>(
         .map(|predicate| format!(" WHERE {predicate}"))
         .unwrap_or_default();
     let (index, table) = (quote(name), quote(table));
-    if backend == DbBackend::Postgres {
-        let invalid = connection
-            .query_one_raw(Statement::from_sql_and_values(
-                backend,
-                "SELECT NOT i.indisvalid AS invalid FROM pg_index i \
-                 JOIN pg_class c ON c.oid = i.indexrelid \
-                 WHERE c.relname = $1 AND pg_catalog.pg_table_is_visible(c.oid)",
-                [name.into()],
-            ))
-            .await?
-            .map(|row| row.try_get::<bool>("", "invalid"))
-            .transpose()?
-            .unwrap_or(false);
-        if invalid {
-            connection
-                .execute_unprepared(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
-                .await?;
-        }
-        connection
-            .execute_unprepared(&format!(
-                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} ({columns}){predicate}"
-            ))
-            .await?;
-    } else {
-        connection
-            .execute_unprepared(&format!(
-                "CREATE INDEX IF NOT EXISTS {index} ON {table} ({columns}){predicate}"
-            ))
-            .await?;
-    }
+    connection
+        .execute_unprepared(&format!(
+            "CREATE INDEX IF NOT EXISTS {index} ON {table} ({columns}){predicate}"
+        ))
+        .await?;
     Ok(())
 }

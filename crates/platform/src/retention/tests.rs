@@ -34,7 +34,7 @@ impl MigrationTrait for CreateRequestIds {
         index_request_ids(manager.get_connection(), TABLE).await
     }
 
-    // CREATE INDEX CONCURRENTLY cannot run in a transaction.
+    // As the services' retention migrations: outside a transaction.
     fn use_transaction(&self) -> Option<bool> {
         Some(false)
     }
@@ -187,7 +187,7 @@ async fn prunes_in_batches_on_postgres() {
         .unwrap();
     prunes_in_batches_and_keeps_the_window(&database).await;
     let connection = database.connection().unwrap();
-    // The index was built (concurrently) and is valid; building it again is a no-op.
+    // The index was built and is valid; building it again is a no-op.
     let valid = connection
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,

@@ -2,23 +2,26 @@
 //! e-mail with the accept link and stores only the secret's SHA-256.
 //!
 //! No database transaction is open during the SMTP exchange (it can take seconds, and a pooled
-//! connection idle in a transaction serves nobody). So the work is split (see `store::mailer`):
-//! 1. [`Handler::prepare`], before the runtime's transaction: read the invitation and the
-//!    account, mint the secret, and *claim* the e-mail — one committed statement storing the
-//!    secret's hash and a lease (a random token, valid for the lease time) — then send. A
-//!    failed send releases the lease; the runtime retries, and `failed` records the attempt.
-//! 2. [`Handler::handle_prepared`], in the runtime's transaction with the processed-event
-//!    record: SENT, conditioned on still holding the lease; then the runtime acks.
+//! connection idle in a transaction serves nobody). So all of it happens in
+//! [`Handler::prepare`], before the runtime's transaction (see `store::mailer`): read the
+//! invitation and the account, mint the secret, and *claim* the e-mail — one committed
+//! statement storing the secret's hash and a lease (a random token, valid for the lease time) —
+//! then send, then commit SENT at once (conditioned on still holding the lease). A failed send
+//! releases the lease; the runtime retries, and `failed` records the attempt. The runtime's
+//! transaction then only records the processed event, and the delivery is acked.
 //!
 //! A second copy of the event (a redelivery after a broker outage, on this replica or another)
 //! finds the lease held and waits it out ([`HandlerError::Busy`], no attempt used): then the
-//! e-mail is SENT and the copy does nothing. Only if the process dies between the SMTP server's
-//! `250` for the message and the commit of SENT is the e-mail sent twice: once the lease
-//! expired, the redelivered event claims it again and sends the same e-mail with the same
-//! `Message-ID` (derived from the event id), so the duplicate is detectable (and mail clients
-//! that thread by Message-ID show one); its secret is new, and the first e-mail's secret stays
-//! valid as the previous one, so either link works. "Exactly once" therefore means: once per
-//! event, except for a crash inside that window, where the second copy is the same message.
+//! e-mail is SENT and the copy does nothing. An unreachable database also waits (Busy) rather
+//! than using up attempts. Only if the process dies between the SMTP server's `250` for the
+//! message and the commit of SENT is the e-mail sent twice: once the lease expired, the
+//! redelivered event claims it again and sends the same e-mail with the same `Message-ID`
+//! (derived from the event id), so the duplicate is detectable (and mail clients that thread
+//! by Message-ID show one); its secret is new, and the first e-mail's secret stays valid as the
+//! previous one, so either link works. "Exactly once" therefore means: once per event, except
+//! for a crash inside that window, where the second copy is the same message. Replica clocks
+//! must agree to well within the lease minus the SMTP timeout (100 s by default): the lease's
+//! end is written and compared with each replica's own clock.
 //!
 //! Superseded e-mails: the event's `invitation.resend_count` (the secret's generation) must
 //! equal the row's; an older event (a resend happened since) is skipped, as is an event for
@@ -61,14 +64,6 @@ pub struct Mailer {
 /// than any SMTP exchange may take (its timeout is 20 s, plus the wait for a pooled connection).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 
-/// What [`Mailer::prepare`] hands to the transaction: the e-mail it sent under its lease.
-#[derive(Debug)]
-struct SentUnderLease {
-    invitation_id: InvitationId,
-    generation: i32,
-    token: String,
-}
-
 impl Mailer {
     /// A mailer sending from `from` through `mail`, with links under `public_url`.
     pub fn new(
@@ -84,6 +79,51 @@ impl Mailer {
             from,
             metrics: Metrics::default(),
             lease: DEFAULT_LEASE,
+        }
+    }
+
+    /// Records the e-mail sent under `token` as SENT, trying again while the database cannot be
+    /// reached, as long as the lease lasts (past it, another attempt may claim the e-mail).
+    async fn record_sent(
+        &self,
+        database: &DatabaseConnection,
+        invitation: &Invitation,
+        generation: i32,
+        token: &str,
+        lease_until: chrono::DateTime<chrono::Utc>,
+    ) {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match delivery::record_sent(
+                database,
+                &invitation.invitation_id,
+                generation,
+                token,
+                now(),
+            )
+            .await
+            {
+                Ok(true) => {
+                    tracing::info!(invitation = %invitation.name(), "invitation e-mail sent");
+                    return;
+                }
+                Ok(false) => {
+                    tracing::info!(invitation = %invitation.name(), "invitation changed while its e-mail was sent (resent or closed); not recorded");
+                    return;
+                }
+                Err(error)
+                    if now() + chrono::Duration::from_std(wait).unwrap_or_default()
+                        < lease_until =>
+                {
+                    tracing::warn!(invitation = %invitation.name(), error = %error, "cannot record the e-mail as sent yet; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => {
+                    tracing::error!(invitation = %invitation.name(), error = %error, "could not record the e-mail as sent before its lease ended; it may be sent again (same Message-ID)");
+                    return;
+                }
+            }
         }
     }
 
@@ -139,6 +179,25 @@ fn skip_reason(invitation: &Invitation, generation: i32) -> Option<&'static str>
     }
 }
 
+/// How long a delivery waits before trying again while the database cannot be reached.
+const DATABASE_WAIT: Duration = Duration::from_secs(1);
+
+/// A store error in [`Mailer::prepare`] as a handler failure. The database being unreachable is
+/// not the event's fault: it waits ([`HandlerError::Busy`]) without using up an attempt, as the
+/// runtime's own transaction waits, instead of being retried into the dead letters.
+fn store_error(error: crate::domain::InvitationError) -> HandlerError {
+    use tenantry_platform::db::StoreError;
+    match error {
+        crate::domain::InvitationError::Store(
+            StoreError::Unavailable(_) | StoreError::NotReady,
+        ) => HandlerError::Busy {
+            reason: format!("the invitation database is unreachable: {error}"),
+            retry_after: DATABASE_WAIT,
+        },
+        other => HandlerError::from(other),
+    }
+}
+
 fn mail_error(error: MailError) -> HandlerError {
     if error.permanent {
         HandlerError::Permanent(error.reason)
@@ -157,7 +216,7 @@ impl Handler for Mailer {
         let (invitation_id, generation) = requested(event)?;
         let Some(invitation) = store::load(database, &invitation_id)
             .await
-            .map_err(HandlerError::from)?
+            .map_err(store_error)?
         else {
             tracing::warn!(invitation_id = %invitation_id, event = %event.id, "no such invitation; nothing to send");
             return Ok(None);
@@ -196,7 +255,7 @@ impl Handler for Mailer {
             claimed_at,
         )
         .await
-        .map_err(HandlerError::from)?;
+        .map_err(store_error)?;
         match claim {
             Claim::Claimed => {}
             Claim::Moved => {
@@ -243,50 +302,23 @@ impl Handler for Mailer {
             return Err(error);
         }
         self.metrics.email_sent();
-        Ok(Some(Box::new(SentUnderLease {
-            invitation_id,
-            generation,
-            token,
-        })))
+        // SENT is committed at once, on its own, not with the consumer's transaction: whatever
+        // happens to that transaction (a database error, shutdown), a later copy of the event
+        // then finds the e-mail sent. Only a crash before this commit can send it twice.
+        self.record_sent(database, &invitation, generation, &token, lease_until)
+            .await;
+        Ok(None)
+    }
+
+    async fn handle(&self, _txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
+        // The e-mail's bookkeeping was committed by `prepare`; the runtime's transaction only
+        // records the processed event.
+        requested(event).map(drop)
     }
 
     /// Each e-mail is claimed and sent before its own transaction: not batched.
     fn handles_batches(&self) -> bool {
         false
-    }
-
-    async fn handle(&self, _txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
-        // Only reached without `prepare` (the runtime always prepares): nothing was sent.
-        requested(event).map(drop)
-    }
-
-    async fn handle_prepared(
-        &self,
-        txn: &DatabaseTransaction,
-        event: &Event,
-        prepared: &Prepared,
-    ) -> Result<(), HandlerError> {
-        let Some(sent) = prepared
-            .as_ref()
-            .and_then(|prepared| prepared.downcast_ref::<SentUnderLease>())
-        else {
-            return requested(event).map(drop);
-        };
-        let recorded = delivery::record_sent(
-            txn,
-            &sent.invitation_id,
-            sent.generation,
-            &sent.token,
-            now(),
-        )
-        .await
-        .map_err(HandlerError::from)?;
-        if recorded {
-            tracing::info!(invitation_id = %sent.invitation_id, event = %event.id, "invitation e-mail sent");
-        } else {
-            tracing::info!(invitation_id = %sent.invitation_id, event = %event.id, "invitation changed while its e-mail was sent (resent, closed, or its lease expired); not recorded");
-        }
-        Ok(())
     }
 
     async fn failed(

@@ -13,7 +13,7 @@ pub struct Migration;
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let connection = manager.get_connection();
-        tenantry_platform::retention::create_index_online(
+        tenantry_platform::retention::create_index_if_missing(
             connection,
             CLOSED_INVITATIONS_INDEX,
             "invitations",
@@ -40,7 +40,7 @@ impl MigrationTrait for Migration {
         Ok(())
     }
 
-    // On PostgreSQL the indexes are built CONCURRENTLY, which cannot run in a transaction.
+    // Outside a transaction, as it was written for a concurrent build (see create_index_if_missing).
     fn use_transaction(&self) -> Option<bool> {
         Some(false)
     }

@@ -27,7 +27,7 @@ impl MigrationTrait for Migration {
             .await
     }
 
-    // On PostgreSQL the index is built CONCURRENTLY, which cannot run in a transaction.
+    // Outside a transaction, as it was written for a concurrent build (see create_index_if_missing).
     fn use_transaction(&self) -> Option<bool> {
         Some(false)
     }
