@@ -55,8 +55,24 @@ async fn delivery_of(cluster: &TestCluster, actor: &TestUser, name: &str) -> Inv
         .expect("invitation")
 }
 
+/// Sends the services' warnings (and the mailer's and the consumers' progress) to the test's
+/// output, which the harness shows only when the test fails: an outage test that fails on a
+/// loaded machine must say why. Other tests of this binary that log are captured alike (their
+/// threads write to their own test's output); the tests that install a subscriber of their own
+/// run in a child process.
+fn show_logs_if_failing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "warn,tenantry_invitation=info,tenantry_events=info,lapin=off",
+        ))
+        .with_ansi(false)
+        .with_test_writer()
+        .try_init();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invitations_made_while_the_broker_is_down_are_mailed_exactly_once() {
+    show_logs_if_failing();
     let Some(broker) = backends() else {
         eprintln!("skipped: needs RabbitMQ and aiosmtpd (see .ci/run)");
         return;
@@ -77,8 +93,9 @@ async fn invitations_made_while_the_broker_is_down_are_mailed_exactly_once() {
     let addresses: Vec<String> = (0..INVITES)
         .map(|index| format!("outage-{index}@example.com"))
         .collect();
+    let mut names = Vec::with_capacity(INVITES);
     for address in &addresses {
-        invite(
+        let invitation = invite(
             &cluster,
             &partner.owner,
             &customer.name,
@@ -87,6 +104,7 @@ async fn invitations_made_while_the_broker_is_down_are_mailed_exactly_once() {
         )
         .await
         .expect("creating an invitation needs no broker");
+        names.push(invitation.name);
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(
@@ -97,11 +115,18 @@ async fn invitations_made_while_the_broker_is_down_are_mailed_exactly_once() {
     proxy.restore();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     while smtp.received().len() < INVITES {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {} of {INVITES} e-mails arrived after the broker came back",
-            smtp.received().len()
-        );
+        if tokio::time::Instant::now() >= deadline {
+            let mut states = Vec::new();
+            for name in &names {
+                let delivery = delivery_of(&cluster, &partner.owner, name).await.delivery;
+                states.push(format!("{name}: {delivery:?}"));
+            }
+            panic!(
+                "only {} of {INVITES} e-mails arrived after the broker came back; deliveries:\n{}",
+                smtp.received().len(),
+                states.join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Give duplicates a chance to show up before counting.

@@ -68,7 +68,8 @@ fn attribute(span: &SpanData, key: &str) -> Option<String> {
 }
 
 /// The spans of the trace started by the server span named `root_name`, once `complete` says
-/// the trace has everything the test waits for (spans are exported as they end).
+/// the trace has everything the test waits for and every parent has ended too (spans are
+/// exported as they end).
 async fn trace_of(
     root_name: &str,
     complete: impl Fn(&[SpanData]) -> bool,
@@ -86,7 +87,9 @@ async fn trace_of(
                 .into_iter()
                 .filter(|span| span.span_context.trace_id() == trace_id)
                 .collect();
-            if complete(&trace) {
+            // Spans are exported as they end, so a parent (the consumer's process span around
+            // the SMTP send, say) may still be open when its child is already here.
+            if complete(&trace) && every_parent_present(&trace) {
                 return (root, trace);
             }
         }
@@ -102,6 +105,18 @@ async fn trace_of(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Whether every span that has a parent has it in `trace` (i.e. it has ended and been
+/// exported too).
+fn every_parent_present(trace: &[SpanData]) -> bool {
+    let ids: std::collections::HashSet<SpanId> = trace
+        .iter()
+        .map(|span| span.span_context.span_id())
+        .collect();
+    trace
+        .iter()
+        .all(|span| span.parent_span_id == SpanId::INVALID || ids.contains(&span.parent_span_id))
 }
 
 fn has(trace: &[SpanData], name: &str, kind: SpanKind) -> bool {
