@@ -31,6 +31,9 @@ impl From<RegistryError> for ApiError {
                     format!("{name} is deleted, which is final; it can no longer be changed"),
                 )
             }
+            // The same answer membership gives once it dropped the members: nothing about the
+            // account leaks to someone who no longer belongs to it.
+            RegistryError::AccessEnded(_) => ApiError::permission_denied(),
             RegistryError::ParentNotPartner(id) => {
                 let name = id.name();
                 ApiError::failed_precondition(

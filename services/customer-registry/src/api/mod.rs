@@ -267,16 +267,20 @@ impl CustomerRegistryService for RegistryApi {
             let principal = Principal::of(&request)?;
             let id = AccountId::from_name("name", &request.get_ref().name)?;
             // Peers read accounts (display names, partner and state checks).
-            self.authorizer
+            let grant = self
+                .authorizer
                 .require_or_service(&principal, &id, Permission::AccountRead)
                 .await?;
             // A peer reads the source of record: membership keeps what it reads here, and a
             // view is never filled from another view.
-            let account = match principal {
+            let account = match &principal {
                 Principal::Service(_) => self.store.find_in_database(&id).await?,
                 Principal::User(_) => self.store.find(&id).await?,
             }
             .ok_or_else(|| crate::domain::RegistryError::AccountNotFound(id.clone()))?;
+            if let Principal::User(user) = &principal {
+                crate::domain::check_still_readable(&account, &grant, user.operator)?;
+            }
             Ok(pb::GetAccountResponse {
                 account: Some(account_to_proto(account)),
             })

@@ -21,6 +21,10 @@ pub enum RegistryError {
     /// The account is DELETED, which is final.
     #[error("accounts/{0} is deleted")]
     AccountDeleted(AccountId),
+    /// The caller's access rested on membership of an account that is now DELETED (membership
+    /// drops such members a moment later; the registry refuses them at once).
+    #[error("access to accounts/{0} ended with its deletion")]
+    AccessEnded(AccountId),
     /// The parent of a new customer is not a partner account.
     #[error("accounts/{0} is not a partner account")]
     ParentNotPartner(AccountId),

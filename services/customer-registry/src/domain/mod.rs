@@ -10,6 +10,7 @@ pub mod identifier;
 pub mod update;
 
 use chrono::{DateTime, Utc};
+use tenantry_platform::authz::Grant;
 use tenantry_platform::etag::{etag, etag_allows};
 
 pub use error::RegistryError;
@@ -157,6 +158,22 @@ pub fn rename(account: &Account, name: &DisplayName) -> Result<Change<DisplayNam
     Ok(Change::To(name.clone()))
 }
 
+/// Checks that a caller allowed by `grant` (or an operator) may still read `account`. A
+/// deleted account's own members lose access at once: membership drops them from the
+/// `account.deleted` event, which may run a moment after DeleteAccount answered, and until
+/// then its answer (or a local view filled from it) still allows them. The managing partner's
+/// members and operators keep seeing the account, as DELETED.
+pub fn check_still_readable(
+    account: &Account,
+    grant: &Grant,
+    operator: bool,
+) -> Result<(), RegistryError> {
+    if account.state == AccountState::Deleted && !operator && grant.partner_role.is_none() {
+        return Err(RegistryError::AccessEnded(account.id.clone()));
+    }
+    Ok(())
+}
+
 /// Checks that `parent` may get a new managed customer: an ACTIVE partner.
 pub fn check_can_manage_customers(parent: &Account) -> Result<(), RegistryError> {
     if !parent.partner {
@@ -205,6 +222,37 @@ mod tests {
             );
             assert_eq!(enable(&a).map_err(|_| ()), want_enable, "enable {state:?}");
         }
+    }
+
+    #[test]
+    fn a_deleted_account_is_read_only_by_its_partner_and_operators() {
+        use tenantry_proto::membership::v1::Role;
+        let member = Grant {
+            role: Some(Role::Owner),
+            partner_role: None,
+        };
+        let partner = Grant {
+            role: None,
+            partner_role: Some(Role::Employee),
+        };
+        let nobody = Grant {
+            role: None,
+            partner_role: None,
+        };
+        for state in [AccountState::Active, AccountState::Disabled] {
+            let a = account(state, false, true);
+            assert!(
+                check_still_readable(&a, &member, false).is_ok(),
+                "{state:?}"
+            );
+        }
+        let gone = account(AccountState::Deleted, false, true);
+        assert!(matches!(
+            check_still_readable(&gone, &member, false),
+            Err(RegistryError::AccessEnded(_))
+        ));
+        assert!(check_still_readable(&gone, &partner, false).is_ok());
+        assert!(check_still_readable(&gone, &nobody, true).is_ok());
     }
 
     #[test]
