@@ -5,7 +5,40 @@ use tenantry_platform::ApiError;
 use tenantry_platform::time::{to_optional_timestamp, to_timestamp};
 use tenantry_proto::registry::v1 as pb;
 
-use crate::domain::{Account, AccountState, StateFilter};
+use crate::domain::{Account, AccountId, AccountState, StateFilter};
+
+/// Most names one BatchGetAccounts may carry: a message's 1,000 recipients and its partner,
+/// with room to spare, in well under the default request size limit.
+pub const MAX_BATCH_NAMES: usize = 1024;
+
+/// BatchGetAccounts' `names`: 1 to [`MAX_BATCH_NAMES`] account names, each parsed, duplicates
+/// dropped (first occurrence kept).
+pub fn batch_names(names: &[String]) -> Result<Vec<AccountId>, ApiError> {
+    if names.is_empty() {
+        return Err(ApiError::invalid_field(
+            "names",
+            "at least one account name is required",
+        ));
+    }
+    if names.len() > MAX_BATCH_NAMES {
+        return Err(ApiError::invalid_field(
+            "names",
+            format!(
+                "at most {MAX_BATCH_NAMES} names per call (got {})",
+                names.len()
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    let mut ids = Vec::with_capacity(names.len());
+    for (index, name) in names.iter().enumerate() {
+        let id = AccountId::from_name(&format!("names[{index}]"), name)?;
+        if seen.insert(id.clone()) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
 
 /// The wire form of an account.
 pub fn account_to_proto(account: Account) -> pb::Account {

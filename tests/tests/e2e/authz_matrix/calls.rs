@@ -62,6 +62,12 @@ pub async fn call(
             .get_account(registry::GetAccountRequest { name: account() })
             .await
             .map(drop),
+        "BatchGetAccounts" => registry
+            .batch_get_accounts(registry::BatchGetAccountsRequest {
+                names: vec![account()],
+            })
+            .await
+            .map(drop),
         "ListAccounts" => registry
             .list_accounts(registry::ListAccountsRequest::default())
             .await

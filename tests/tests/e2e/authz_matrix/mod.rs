@@ -95,14 +95,14 @@ type Row = (
 /// e-mailed invitation link), so nothing a cell changes reaches another cell.
 ///
 /// Choices where DESIGN.md §5 is silent, following the proto comments:
-/// - Service identities may call only what a peer needs (GetAccount, ListManagedCustomers,
-///   AddMember, GetMember, ListMembers, Authorize, GetOwnerCapacity); everything else refuses
+/// - Service identities may call only what a peer needs (GetAccount, BatchGetAccounts,
+///   ListManagedCustomers, AddMember, GetMember, ListMembers, Authorize, GetOwnerCapacity); everything else refuses
 ///   them, as does every RPC that acts for a person (ListMyAccounts, the inbox, invitation
 ///   links).
 /// - Managing a customer's members and invitations is for its own OWNER/ADMIN (and
 ///   operators): partner people join it first (AddMyself).
-/// - Operators cannot AddMyself (they use AddMember), cannot call Authorize or
-///   GetOwnerCapacity, and cannot acknowledge someone else's inbox item.
+/// - Operators cannot AddMyself (they use AddMember), cannot call Authorize,
+///   GetOwnerCapacity or BatchGetAccounts, and cannot acknowledge someone else's inbox item.
 /// - "Other customer OWNER" is the strongest role elsewhere; "no membership" is also the
 ///   invitee of the AcceptInvitation targets, so only they accept.
 #[rustfmt::skip]
@@ -113,6 +113,7 @@ const MATRIX: &[Row] = &[
     (R, "CreateManagedCustomer", Setup::World, ACCOUNT, [A,  A, A, D,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
     (R, "ListManagedCustomers",  Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   D, D, D,     D,   D,   A,   U, U, U, U]),
     (R, "GetAccount",            Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   A, A, A,     D,   D,   A,   U, U, U, U]),
+    (R, "BatchGetAccounts",      Setup::World, ACCOUNT, [D,  D, D, D,   D, D, D,   D, D, D,     D,   D,   A,   U, U, U, U]),
     (R, "ListAccounts",          Setup::World, NONE,    [A,  D, D, D,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
     (R, "UpdateAccount",         Setup::Cust,  ACCOUNT, [A,  A, A, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
     (R, "DisableAccount",        Setup::Cust,  ACCOUNT, [A,  A, A, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),

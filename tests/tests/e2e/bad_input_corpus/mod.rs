@@ -230,7 +230,9 @@ impl World {
     /// The token of a caller allowed to call `rpc` (`Service/Method`) about the world.
     pub fn caller_of(&self, rpc: &str) -> String {
         match rpc.rsplit('/').next().unwrap_or_default() {
-            "Authorize" | "GetOwnerCapacity" => self.service_token.clone(),
+            "Authorize" | "GetOwnerCapacity" | "CheckInvitee" | "BatchGetAccounts" => {
+                self.service_token.clone()
+            }
             // Operators use AddMember; AddMyself is for partner people.
             "AddMyself" => self.owner.token(),
             // The inbox and invitation links act for the person calling.

@@ -58,6 +58,18 @@ pub async fn run(cluster: &TestCluster, world: &World, tally: &mut Tally) {
         })
         .await;
 
+    let registry = client("BatchGetAccounts");
+    tally
+        .run(
+            &format!("{R}/BatchGetAccounts"),
+            batch_get_accounts(world),
+            |request| {
+                let mut registry = registry.clone();
+                async move { registry.batch_get_accounts(request).await.map(drop) }
+            },
+        )
+        .await;
+
     let registry = client("ListAccounts");
     tally
         .run(
@@ -387,5 +399,44 @@ fn update_account(world: &World) -> Vec<Case<pb::UpdateAccountRequest>> {
         Code::ResourceExhausted,
         make(customer, &oversized(), &[]),
     ));
+    cases
+}
+
+fn batch_get_accounts(world: &World) -> Vec<Case<pb::BatchGetAccountsRequest>> {
+    let batch = |names: Vec<String>| pb::BatchGetAccountsRequest { names };
+    let good = world.customer.clone();
+    let mut cases: Vec<Case<pb::BatchGetAccountsRequest>> = bad_account_names()
+        .into_iter()
+        .flat_map(|(what, name)| {
+            [
+                invalid(
+                    format!("names[0]: {what}"),
+                    "names[0]",
+                    batch(vec![name.clone()]),
+                ),
+                invalid(
+                    format!("names[1]: {what}"),
+                    "names[1]",
+                    batch(vec![good.clone(), name]),
+                ),
+            ]
+        })
+        .collect();
+    cases.push(invalid("names: empty", "names", batch(Vec::new())));
+    cases.push(invalid(
+        "names: 1,025 of them",
+        "names",
+        batch(vec![good.clone(); 1025]),
+    ));
+    cases.push(code(
+        "names: oversized request",
+        Code::ResourceExhausted,
+        batch(vec![format!("accounts/{}", oversized())]),
+    ));
+    cases.push(accepted(
+        "names: unknown accounts are left out",
+        batch(vec!["accounts/no-such-account".into(), good.clone()]),
+    ));
+    cases.push(accepted("names: 1,024 duplicates", batch(vec![good; 1024])));
     cases
 }
