@@ -50,7 +50,9 @@ impl Handler for AccountReplicaHandler {
         let written = replica::save(txn, &fetched).await.map_err(transient)?;
         let account_id = &fetched.facts.account_id;
         if deleted {
-            // Deleting is final, so this holds whatever order the events came in.
+            // Deleting is final, so this holds whatever order the events came in. `save` has
+            // locked the replica row first, which AddMember's transaction reads FOR SHARE
+            // (`replica::deleted_for_write`): keep that order, or a member may survive.
             let dropped = replica::drop_members(txn, account_id)
                 .await
                 .map_err(transient)?;

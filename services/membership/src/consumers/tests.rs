@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use prost_types::Timestamp;
-use sea_orm::TransactionTrait;
+use sea_orm::{ActiveValue::Set, EntityTrait, TransactionTrait};
 use tenantry_events::Outbox;
 use tenantry_platform::pagination::PageTokens;
 use tenantry_platform::testing::TempDatabase;
@@ -15,6 +15,7 @@ use super::*;
 use crate::domain::owners::MAX_OWNERS;
 use crate::domain::{AccountState, MemberSource, NewMember, Role};
 use crate::store::Store;
+use crate::store::entities::member;
 use crate::store::migrations::Migrator;
 
 fn a(account_id: &str) -> AccountId {
@@ -227,8 +228,9 @@ async fn replaying_an_event_is_harmless() {
         account("acme", 2, "Acme", WireState::Deleted),
     );
     handle(&temp, &deleted).await.unwrap();
-    // A member added between two deliveries of the deletion (a request that read the facts
-    // before the deletion arrived) is dropped by the redelivery too.
+    // A member added after the deletion is refused (AddMember's transaction reads the
+    // replica); one that got in anyway (e.g. when the replica had no row) is dropped by a
+    // redelivery.
     let new = NewMember {
         account_id: a("acme"),
         user_id: u("late"),
@@ -236,7 +238,32 @@ async fn replaying_an_event_is_harmless() {
         source: MemberSource::Direct,
         added_by: "users/operator".into(),
     };
-    store.add_member(&new, MAX_OWNERS, None).await.unwrap();
+    let refused = store.add_member(&new, MAX_OWNERS, None).await;
+    assert!(
+        matches!(refused, Err(MembershipError::AccountDeleted(_))),
+        "{refused:?}"
+    );
+    let now = tenantry_platform::time::now();
+    member::Entity::insert(member::ActiveModel {
+        account_id: Set("acme".into()),
+        user_id: Set("late".into()),
+        role: Set(Role::Admin.as_str().into()),
+        source: Set(MemberSource::Direct.as_str().into()),
+        added_by: Set("users/operator".into()),
+        create_time: Set(now),
+        update_time: Set(now),
+        version: Set(1),
+    })
+    .exec_without_returning(temp.database.connection().unwrap())
+    .await
+    .unwrap();
+    assert!(
+        store
+            .member(&a("acme"), &u("late"))
+            .await
+            .unwrap()
+            .is_some()
+    );
     handle(&temp, &deleted).await.unwrap();
     assert!(
         store

@@ -4,6 +4,8 @@
 //! OWNER rules are enforced here with conditional updates of `account_member_counts`, which is
 //! race-free on SQLite and PostgreSQL alike. The account replica lives in [`replica`].
 
+#[cfg(test)]
+mod deletion_race_tests;
 pub mod entities;
 #[cfg(test)]
 mod event_tests;
@@ -244,7 +246,8 @@ impl Store {
     /// Creates a membership (AddMember) and publishes `member.added` by `new.added_by`. A new
     /// OWNER is counted only while the account has fewer than `owner_ceiling` OWNERs.
     /// `request` is recorded in the same transaction. A unique-key race (the member or the
-    /// request id) is [`MembershipError::AlreadyMember`].
+    /// request id) is [`MembershipError::AlreadyMember`]; an account deleted since the caller
+    /// checked it is [`MembershipError::AccountDeleted`], as the check would have said.
     pub async fn add_member(
         &self,
         new: &NewMember,
@@ -252,6 +255,9 @@ impl Store {
         request: Option<&RequestRecord>,
     ) -> Result<Member, MembershipError> {
         let tx = self.begin().await?;
+        if replica::deleted_for_write(&*tx, &new.account_id).await? {
+            return Err(MembershipError::AccountDeleted(new.account_id.to_string()));
+        }
         insert_member(&*tx, new, owner_ceiling).await?;
         if let Some(request) = request {
             REQUEST_IDS
@@ -270,9 +276,16 @@ impl Store {
 
     /// Creates the membership unless the user already is a member (AddMyself). Returns the
     /// membership and whether this call created it; concurrent calls create one row, and only
-    /// the call that created it publishes `member.added` (by `new.added_by`, the member).
+    /// the call that created it publishes `member.added` (by `new.added_by`, the member). An
+    /// account deleted since the caller checked it is [`MembershipError::AccountNotActive`], as
+    /// AddMyself's check says of a deleted account.
     pub async fn add_myself(&self, new: &NewMember) -> Result<(Member, bool), MembershipError> {
         let tx = self.begin().await?;
+        if replica::deleted_for_write(&*tx, &new.account_id).await? {
+            return Err(MembershipError::AccountNotActive(
+                new.account_id.to_string(),
+            ));
+        }
         if let Some(existing) = load_member(&*tx, &new.account_id, &new.user_id).await? {
             tx.commit().await?;
             return Ok((existing, false));

@@ -2,8 +2,10 @@
 //! reads through to the registry on a miss). A row is only ever replaced by a newer registry
 //! version, so late or repeated deliveries cannot bring back old facts.
 
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+};
 
 use tenantry_platform::AccountId;
 
@@ -34,6 +36,28 @@ pub async fn load(
         version: row.registry_version,
         update_time: row.update_time,
     }))
+}
+
+/// Whether the replica holds `account_id` as DELETED, read inside a write transaction that
+/// must not add a member to a deleted account: its handler's checks ran before the
+/// transaction, and `account.deleted` may have committed since. No row (the read-through
+/// could not keep the facts) is not deleted, as the handler's checks already decided.
+///
+/// On PostgreSQL the row is read `FOR SHARE`. The deletion's consumer locks the same row in
+/// [`save`] (an `ON CONFLICT DO UPDATE` locks the conflicting row even when its version guard
+/// skips the update) before [`drop_members`]: either this read waits for the deletion to
+/// commit and sees DELETED, or the deletion waits for this transaction to commit and its
+/// later DELETE (a new snapshot) removes the new member. SQLite serializes transactions, and
+/// sea-query leaves the lock out there.
+pub async fn deleted_for_write(
+    conn: &impl ConnectionTrait,
+    account_id: &AccountId,
+) -> Result<bool, MembershipError> {
+    let row = account_replica::Entity::find_by_id(account_id.to_string())
+        .lock(LockType::Share)
+        .one(conn)
+        .await?;
+    Ok(row.is_some_and(|row| row.state == AccountState::Deleted.as_str()))
 }
 
 /// Stores `account` unless the replica already holds this or a newer version of it, in one
