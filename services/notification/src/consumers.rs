@@ -1,8 +1,9 @@
 //! The consumer groups of the notification service (DESIGN.md §2, §6):
 //! - `tenantry.notification.fanout`: `message.sent` → one fan-out job per recipient account
 //!   (the worker does the rest, page by page);
-//! - `tenantry.notification.membership-events`: `member.removed` → the user's pending
-//!   deliveries through that account are withdrawn;
+//! - `tenantry.notification.membership-events`: `member.removed` → the removal is recorded
+//!   (fan-out pages read before it leave the user out) and the user's pending deliveries
+//!   through that account are withdrawn;
 //! - `tenantry.notification.account-events`: `account.deleted` / `account.disabled` → the
 //!   account's fan-out stops and its pending deliveries are withdrawn.
 //!
@@ -19,7 +20,7 @@ use tenantry_platform::{AccountId, ApiError};
 use tenantry_proto::EventType;
 use tenantry_proto::events::v1 as events;
 
-use crate::store::{fanout, withdraw};
+use crate::store::{fanout, removals, withdraw};
 use crate::wire::parse_message_name;
 use crate::worker::FanoutWake;
 
@@ -72,7 +73,8 @@ impl Handler for FanoutJobs {
     }
 }
 
-/// `member.removed` → withdraw that user's pending deliveries through that account.
+/// `member.removed` → record the removal (for fan-out pages read before it) and withdraw that
+/// user's pending deliveries through that account.
 #[derive(Debug)]
 pub struct MembershipEvents {
     outbox: Outbox,
@@ -96,9 +98,11 @@ impl Handler for MembershipEvents {
         let (account_id, user_id) = parse_member_ids("member.name", &name).map_err(|_| {
             HandlerError::Permanent(format!("member.removed {} names no member", event.id))
         })?;
-        let withdrawn = withdraw::withdraw_member(txn, &self.outbox, &account_id, &user_id, now())
-            .await
-            .map_err(HandlerError::from)?;
+        // The event's time is membership's clock, as are the times fan-out pages list.
+        let withdrawn =
+            removals::member_removed(txn, &self.outbox, &account_id, &user_id, event.time, now())
+                .await
+                .map_err(HandlerError::from)?;
         if withdrawn > 0 {
             tracing::info!(member = %name, withdrawn, "withdrew the pending deliveries of a removed member");
         }

@@ -238,7 +238,8 @@ pub fn start(config: Config, ctx: &ServiceContext) -> Result<Started, StartError
     tasks.push(ctx.spawn(fanout));
     let sweep = run_expiry_sweep(config.clone(), deps.clone(), ctx.shutdown.clone());
     tasks.push(ctx.spawn(sweep));
-    // Old rows of bounded tables (request ids, processed events) are pruned after their retention.
+    // Old rows of bounded tables (request ids, processed events, removed members) are pruned
+    // after their retention.
     tasks.push(ctx.prune(store::prune_targets(
         &tenantry_platform::retention::settings(),
     )));

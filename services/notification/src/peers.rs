@@ -2,9 +2,13 @@
 //! (the sender is an ACTIVE partner; its customers and their states) and membership (the
 //! members of a recipient account, page by page, for the fan-out).
 
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
 use tenantry_platform::clients::ServiceChannel;
 use tenantry_platform::error::from_upstream;
 use tenantry_platform::names::{account_name, parse_user};
+use tenantry_platform::time::from_timestamp;
 use tenantry_platform::{AccountId, ApiError, Role};
 use tenantry_proto::membership::v1 as membership;
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
@@ -12,10 +16,12 @@ use tenantry_proto::registry::v1 as registry;
 use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 use tonic::Code;
 
-use crate::domain::{AccountFacts, AccountState};
+use crate::domain::{AccountFacts, AccountState, ListedMember};
 
 /// Customers read per ListManagedCustomers page.
 const CUSTOMER_PAGE: i32 = 1000;
+/// Names per BatchGetAccounts call (the registry's limit).
+const BATCH_NAMES: usize = 1024;
 
 fn facts_of(account: registry::Account) -> AccountFacts {
     // A state this build does not know is treated as not usable.
@@ -61,6 +67,32 @@ impl Registry {
         }
     }
 
+    /// The facts of those of `ids` that exist, in one BatchGetAccounts call per 1,024 ids (one
+    /// call for a message's partner and its up to 1,000 recipients).
+    pub async fn accounts(
+        &self,
+        ids: &[AccountId],
+    ) -> Result<HashMap<AccountId, AccountFacts>, ApiError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH_NAMES) {
+            let accounts = self
+                .client
+                .clone()
+                .batch_get_accounts(registry::BatchGetAccountsRequest {
+                    names: chunk.iter().map(|id| account_name(id.as_str())).collect(),
+                })
+                .await
+                .map_err(|status| from_upstream("customer registry", &status))?
+                .into_inner()
+                .accounts;
+            for account in accounts {
+                let id = AccountId::trusted(account.account_id.clone());
+                found.insert(id, facts_of(account));
+            }
+        }
+        Ok(found)
+    }
+
     /// Every not-deleted customer of the partner: `(account_id, state)`, by id, paging.
     pub async fn customers(
         &self,
@@ -96,8 +128,8 @@ impl Registry {
 /// One page of an account's members.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberPage {
-    /// User ids (`sub`).
-    pub users: Vec<String>,
+    /// The members, with when each membership began.
+    pub members: Vec<ListedMember>,
     /// Token of the next page; empty on the last.
     pub next_page_token: String,
 }
@@ -112,6 +144,22 @@ pub enum MemberPageError {
     /// Try again later.
     #[error("membership unavailable: {0}")]
     Unavailable(String),
+}
+
+/// A listed member, `None` for one naming no user. A membership without a valid start time
+/// counts as begun at the earliest time: any removal of the user then leaves it out of the
+/// fan-out, which errs on the side of not delivering to a removed member.
+fn listed(member: &membership::Member) -> Option<ListedMember> {
+    let user_id = parse_user("user", &member.user).ok()?;
+    let added_time = member
+        .create_time
+        .as_ref()
+        .and_then(|time| from_timestamp("create_time", time).ok())
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    Some(ListedMember {
+        user_id,
+        added_time,
+    })
 }
 
 /// Where the fan-out reads members from (membership; a fake in tests).
@@ -164,11 +212,7 @@ impl MemberSource for Membership {
             Ok(response) => {
                 let page = response.into_inner();
                 Ok(MemberPage {
-                    users: page
-                        .members
-                        .iter()
-                        .filter_map(|member| parse_user("user", &member.user).ok())
-                        .collect(),
+                    members: page.members.iter().filter_map(listed).collect(),
                     next_page_token: page.next_page_token,
                 })
             }
@@ -186,5 +230,28 @@ impl MemberSource for Membership {
                 status.message()
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tenantry_platform::time::to_timestamp;
+
+    use super::*;
+
+    #[test]
+    fn listed_members_carry_when_their_membership_began() {
+        let added = tenantry_platform::time::now();
+        let member = |user: &str, create_time| membership::Member {
+            user: user.into(),
+            create_time,
+            ..Default::default()
+        };
+        let alice = listed(&member("users/alice", Some(to_timestamp(added)))).unwrap();
+        assert_eq!((alice.user_id.as_str(), alice.added_time), ("alice", added));
+        // No start time: the earliest, so any recorded removal of the user leaves it out.
+        let bob = listed(&member("users/bob", None)).unwrap();
+        assert_eq!(bob.added_time, DateTime::<Utc>::MIN_UTC);
+        assert_eq!(listed(&member("accounts/acme", None)), None);
     }
 }

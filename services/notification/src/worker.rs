@@ -193,7 +193,7 @@ async fn write_pages(
                 Some(fetch(next.clone()).await)
             }
         };
-        let apply = store.apply_page(&job, &page.users, &next, tenantry_platform::time::now());
+        let apply = store.apply_page(&job, &page.members, &next, tenantry_platform::time::now());
         let (applied, read_ahead) = tokio::join!(apply, read_ahead);
         if let (Ok(PageOutcome::Applied { inserted, .. }), Some(metrics)) = (&applied, metrics) {
             metrics.deliveries_written(*inserted);
@@ -232,7 +232,7 @@ async fn fetch_page(
         Err(MemberPageError::Gone(why)) => {
             tracing::info!(account = %account_id, %why, "recipient account gone; fan-out ends");
             Ok(crate::peers::MemberPage {
-                users: Vec::new(),
+                members: Vec::new(),
                 next_page_token: String::new(),
             })
         }

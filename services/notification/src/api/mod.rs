@@ -94,29 +94,39 @@ impl NotificationApi {
     }
 
     /// The message `draft` becomes once the registry confirmed the sender (an ACTIVE partner)
-    /// and resolved its recipients (see [`domain::listed_recipients`]).
+    /// and resolved its recipients (see [`domain::listed_recipients`]): one registry call for
+    /// listed recipients (the partner and the recipients in one BatchGetAccounts), the partner
+    /// and its customer list for all of them.
     async fn addressed(
         &self,
         partner_id: AccountId,
         draft: SendDraft,
         sender: String,
     ) -> Result<NewMessage, Failure> {
-        let partner = self.registry.account(&partner_id).await?;
-        let display_name = domain::sending_partner(&partner_id, partner)?;
-        let customers: HashMap<AccountId, AccountState> = self
-            .registry
-            .customers(&partner_id)
-            .await?
-            .into_iter()
-            .collect();
-        let recipients = match &draft.recipients {
-            Recipients::AllCustomers => domain::all_active_customers(&partner_id, &customers)?,
+        let (display_name, recipients) = match &draft.recipients {
+            Recipients::AllCustomers => {
+                let partner = self.registry.account(&partner_id).await?;
+                let display_name = domain::sending_partner(&partner_id, partner)?;
+                let customers: HashMap<AccountId, AccountState> = self
+                    .registry
+                    .customers(&partner_id)
+                    .await?
+                    .into_iter()
+                    .collect();
+                let recipients = domain::all_active_customers(&partner_id, &customers)?;
+                (display_name, recipients)
+            }
             Recipients::Listed(requested) => {
-                let mut looked_up = HashMap::new();
-                for id in domain::unlisted(requested, &customers) {
-                    looked_up.insert(id.clone(), self.registry.account(id).await?);
-                }
-                domain::listed_recipients(&partner_id, requested, &customers, &looked_up)?
+                let ids: Vec<AccountId> = std::iter::once(partner_id.clone())
+                    .chain(requested.iter().map(|(_, id)| id.clone()))
+                    .collect();
+                let mut accounts = self.registry.accounts(&ids).await?;
+                let partner = accounts.get(&partner_id).cloned();
+                let display_name = domain::sending_partner(&partner_id, partner)?;
+                // The partner itself is no recipient (it manages no account of its own).
+                accounts.remove(&partner_id);
+                let recipients = domain::listed_recipients(&partner_id, requested, &accounts)?;
+                (display_name, recipients)
             }
         };
         Ok(draft.into_message(partner_id, display_name, sender, recipients))

@@ -12,7 +12,7 @@ use tenantry_platform::{AccountId, Role, UserId};
 pub use error::NotificationError;
 pub use send::{
     AccountFacts, AccountState, NOT_A_MANAGED_CUSTOMER, Recipients, SEND_MESSAGE, SendDraft,
-    SendInput, all_active_customers, check_send, listed_recipients, sending_partner, unlisted,
+    SendInput, all_active_customers, check_send, listed_recipients, sending_partner,
 };
 
 /// Longest title, in Unicode characters (after trimming).
@@ -225,6 +225,16 @@ pub struct NewMessage {
     pub roles: Vec<Role>,
     /// Optional expiry.
     pub expire_time: Option<DateTime<Utc>>,
+}
+
+/// A member of a recipient account as a fan-out page read it from membership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedMember {
+    /// The user (`sub`).
+    pub user_id: String,
+    /// When this membership began (membership's clock). A removal at or after it ended this
+    /// membership; a user added again after a removal has a later one.
+    pub added_time: DateTime<Utc>,
 }
 
 /// One acknowledgement.

@@ -236,41 +236,26 @@ pub fn all_active_customers(
     Ok(active)
 }
 
-/// The requested accounts the customer list does not name (deleted customers are not listed,
-/// so the registry is asked for the account itself).
-pub fn unlisted<'a>(
-    requested: &'a [(usize, AccountId)],
-    customers: &HashMap<AccountId, AccountState>,
-) -> Vec<&'a AccountId> {
-    requested
-        .iter()
-        .filter(|(_, id)| !customers.contains_key(id))
-        .map(|(_, id)| id)
-        .collect()
-}
-
 /// Every requested recipient must be an ACTIVE customer of the partner: others are
 /// INVALID_ARGUMENT naming `recipients[i]` (same answer whether the account exists or not);
-/// customers that are not ACTIVE (disabled, deleted) are FAILED_PRECONDITION. `looked_up`
-/// holds what the registry said of each [`unlisted`] account.
+/// customers that are not ACTIVE (disabled, deleted) are FAILED_PRECONDITION. `accounts` holds
+/// what the registry said of the requested accounts (one batched call); an account it does not
+/// hold does not exist.
 pub fn listed_recipients(
     partner_id: &AccountId,
     requested: &[(usize, AccountId)],
-    customers: &HashMap<AccountId, AccountState>,
-    looked_up: &HashMap<AccountId, Option<AccountFacts>>,
+    accounts: &HashMap<AccountId, AccountFacts>,
 ) -> Result<Vec<AccountId>, NotificationError> {
     let mut invalid = Vec::new();
     let mut not_active = Vec::new();
     for (index, id) in requested {
-        match customers.get(id) {
-            Some(AccountState::Active) => {}
-            Some(_) => not_active.push(id.as_str().to_string()),
-            None => match looked_up.get(id) {
-                Some(Some(facts)) if facts.managed_by.as_deref() == Some(partner_id.as_str()) => {
-                    not_active.push(id.as_str().to_string())
+        match accounts.get(id) {
+            Some(facts) if facts.managed_by.as_deref() == Some(partner_id.as_str()) => {
+                if facts.state != AccountState::Active {
+                    not_active.push(id.as_str().to_string());
                 }
-                _ => invalid.push(*index),
-            },
+            }
+            _ => invalid.push(*index),
         }
     }
     if !invalid.is_empty() {
@@ -438,32 +423,39 @@ mod tests {
             Err(NotificationError::NoActiveCustomers(_))
         ));
 
-        let requested = vec![(0, id("c01")), (2, id("gone")), (3, id("other"))];
-        assert_eq!(
-            unlisted(&requested, &customers),
-            [&id("gone"), &id("other")]
-        );
-        let looked_up = HashMap::from([
+        let accounts = HashMap::from([
+            (id("c01"), facts(false, AccountState::Active, Some("acme"))),
+            (
+                id("c02"),
+                facts(false, AccountState::Disabled, Some("acme")),
+            ),
             (
                 id("gone"),
-                Some(facts(false, AccountState::Deleted, Some("acme"))),
+                facts(false, AccountState::Deleted, Some("acme")),
             ),
             (
                 id("other"),
-                Some(facts(false, AccountState::Active, Some("beta"))),
+                facts(false, AccountState::Active, Some("beta")),
             ),
         ]);
+        // Another partner's customer and an unknown account are refused alike.
+        let requested = vec![
+            (0, id("c01")),
+            (2, id("gone")),
+            (3, id("other")),
+            (4, id("unknown")),
+        ];
         assert!(matches!(
-            listed_recipients(&acme, &requested, &customers, &looked_up),
-            Err(NotificationError::InvalidRecipients(indexes)) if indexes == [3]
+            listed_recipients(&acme, &requested, &accounts),
+            Err(NotificationError::InvalidRecipients(indexes)) if indexes == [3, 4]
         ));
         let requested = vec![(0, id("c01")), (1, id("c02")), (2, id("gone"))];
         assert!(matches!(
-            listed_recipients(&acme, &requested, &customers, &looked_up),
+            listed_recipients(&acme, &requested, &accounts),
             Err(NotificationError::RecipientsNotActive(ids)) if ids == ["c02", "gone"]
         ));
         assert_eq!(
-            listed_recipients(&acme, &requested[..1], &customers, &looked_up).unwrap(),
+            listed_recipients(&acme, &requested[..1], &accounts).unwrap(),
             [id("c01")]
         );
     }

@@ -18,8 +18,9 @@ use tenantry_platform::telemetry::TraceHeaders;
 
 use super::entities::{fanout_job, message, recipient_account};
 use super::inbox::pending_accounts_of;
+use super::removals::still_members;
 use super::{CHUNK, Store, bump, load_message, settle_all_must_read};
-use crate::domain::{DeliveryState, Message, MessageState, NotificationError};
+use crate::domain::{DeliveryState, ListedMember, Message, MessageState, NotificationError};
 use crate::events::{self, InboxChange};
 use crate::wire::inbox_item;
 
@@ -239,14 +240,15 @@ impl Store {
 
     /// Writes one page of `job` in one transaction: advances the cursor from `job.page_token`
     /// to `next_page_token` (done when empty) only if it is still there, inserts the
-    /// deliveries of `users` that do not exist yet, bumps `recipient_count` by that number,
-    /// and appends `inbox.changed` (one event for the page; a separate one for each user who
-    /// already has the message through another account, with all their accounts). Nothing is
-    /// inserted for a message that has expired.
+    /// deliveries of `members` that do not exist yet, leaving out those removed since the page
+    /// was read ([`super::removals`]), bumps `recipient_count` by that number, and appends
+    /// `inbox.changed` (one event for the page; a separate one for each user who already has
+    /// the message through another account, with all their accounts). Nothing is inserted for
+    /// a message that has expired.
     pub async fn apply_page(
         &self,
         job: &Job,
-        users: &[String],
+        members: &[ListedMember],
         next_page_token: &str,
         now: DateTime<Utc>,
     ) -> Result<PageOutcome, NotificationError> {
@@ -282,7 +284,9 @@ impl Store {
         let inserted = if expired {
             0
         } else {
-            insert_page(txn, outbox, &message, &job.account_id, users, now).await?
+            // Only now, with the job row updated (locked on PostgreSQL): see `removals`.
+            let users = still_members(txn, &job.account_id, members).await?;
+            insert_page(txn, outbox, &message, &job.account_id, &users, now).await?
         };
         if done {
             settle_all_must_read(txn, outbox, &message, &job.account_id, now).await?;

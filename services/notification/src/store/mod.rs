@@ -9,6 +9,9 @@ pub mod fanout;
 pub mod inbox;
 pub mod migrations;
 #[cfg(test)]
+mod removal_tests;
+pub mod removals;
+#[cfg(test)]
 mod tests;
 pub mod withdraw;
 
@@ -39,14 +42,16 @@ pub(crate) const CHUNK: usize = 500;
 const REQUEST_IDS: RequestIds = RequestIds::new("notification_request_ids");
 
 /// The tables the service's pruner keeps bounded (see [`tenantry_platform::retention`]): the
-/// request ids of creates (kept for `retention.request_ids`) and the consumer groups' records
-/// of handled events (kept for `retention.processed_events`).
+/// request ids of creates (kept for `retention.request_ids`), the consumer groups' records
+/// of handled events and the records of removed members (both kept for
+/// `retention.processed_events`).
 pub fn prune_targets(
     retention: &tenantry_platform::retention::RetentionSettings,
 ) -> Vec<tenantry_platform::retention::PruneTarget> {
     vec![
         REQUEST_IDS.prune_target(retention.request_ids),
         tenantry_events::retention::processed_events_target(retention.processed_events),
+        removals::prune_target(retention.processed_events),
     ]
 }
 

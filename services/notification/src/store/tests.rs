@@ -14,7 +14,9 @@ use super::Store;
 use super::fanout::{self, PageOutcome};
 use super::migrations::Migrator;
 use super::withdraw;
-use crate::domain::{DeliveryState, MessageState, NewMessage, NotificationError, ReadPolicy};
+use crate::domain::{
+    DeliveryState, ListedMember, MessageState, NewMessage, NotificationError, ReadPolicy,
+};
 use crate::peers::{MemberPage, MemberPageError, MemberSource};
 use crate::worker::run_job;
 
@@ -75,7 +77,14 @@ impl MemberSource for FakeMembers {
         };
         let end = (start + page_size as usize).min(users.len());
         Ok(MemberPage {
-            users: users[start..end].to_vec(),
+            // Members since long ago (no removal is recorded in these tests).
+            members: users[start..end]
+                .iter()
+                .map(|user| ListedMember {
+                    user_id: user.clone(),
+                    added_time: DateTime::UNIX_EPOCH,
+                })
+                .collect(),
             next_page_token: if end < users.len() {
                 end.to_string()
             } else {
@@ -164,7 +173,7 @@ async fn fan_out_resumes_from_its_cursor_without_duplicates() {
     let first = members.page("acme", &[], 10, "").await.unwrap();
     let outcome = db
         .store
-        .apply_page(&job, &first.users, &first.next_page_token, now)
+        .apply_page(&job, &first.members, &first.next_page_token, now)
         .await
         .unwrap();
     assert_eq!(
@@ -177,7 +186,7 @@ async fn fan_out_resumes_from_its_cursor_without_duplicates() {
     // Replaying the same page from the old cursor writes nothing.
     assert_eq!(
         db.store
-            .apply_page(&job, &first.users, &first.next_page_token, now)
+            .apply_page(&job, &first.members, &first.next_page_token, now)
             .await
             .unwrap(),
         PageOutcome::Stale

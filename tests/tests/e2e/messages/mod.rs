@@ -4,6 +4,7 @@
 //! fan-out that survives a restart mid-way) is in `production_shape`.
 
 mod production_shape;
+mod registry_calls;
 
 use std::time::{Duration, Instant};
 

@@ -5,3 +5,4 @@ pub mod fanout_job;
 pub mod message;
 pub mod receipt;
 pub mod recipient_account;
+pub mod removed_member;

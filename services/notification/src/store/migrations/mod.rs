@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_initial;
 mod m0002_fanout_trace_context;
 mod m0003_retention;
+mod m0004_removed_members;
 
 /// Applies the notification service's migrations; its bookkeeping table is
 /// `notification_migrations`.
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_fanout_trace_context::Migration),
             tenantry_events::processed_events_retention_migration(),
             Box::new(m0003_retention::Migration),
+            Box::new(m0004_removed_members::Migration),
         ]
     }
 
