@@ -126,6 +126,13 @@ impl CustomerRegistryService for Echo {
         unimplemented()
     }
 
+    async fn batch_get_accounts(
+        &self,
+        _request: Request<pb::BatchGetAccountsRequest>,
+    ) -> Result<Response<pb::BatchGetAccountsResponse>, Status> {
+        unimplemented()
+    }
+
     async fn list_accounts(
         &self,
         _request: Request<pb::ListAccountsRequest>,
@@ -217,6 +224,13 @@ impl MembershipService for MembershipEcho {
         &self,
         _request: Request<mpb::ListMyAccountsRequest>,
     ) -> Result<Response<mpb::ListMyAccountsResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn check_invitee(
+        &self,
+        _request: Request<mpb::CheckInviteeRequest>,
+    ) -> Result<Response<mpb::CheckInviteeResponse>, Status> {
         unimplemented()
     }
 

@@ -171,11 +171,13 @@ pub struct Deps {
     pub database: tenantry_platform::db::Database,
     /// Membership's `Authorize`.
     pub authorizer: tenantry_platform::authz::Authorizer,
-    /// Membership (AddMember on acceptance, the e-mail check, the OWNER capacity), with this
-    /// service's identity.
+    /// Membership (AddMember on acceptance, CheckInvitee: the e-mail check and the OWNER
+    /// capacity), with this service's identity.
     pub membership: MembershipServiceClient<tenantry_platform::clients::ServiceChannel>,
-    /// The customer registry (account display names and states), with this service's identity.
-    pub registry: CustomerRegistryServiceClient<tenantry_platform::clients::ServiceChannel>,
+    /// Account display names and states: the registry's `GetAccount` (this service's
+    /// identity), kept in the local view ([`peers::CachedAccounts`]); one per process, shared
+    /// by the handlers and the mailer.
+    pub accounts: Arc<dyn peers::AccountDirectory>,
     /// Signs and checks page tokens.
     pub page_tokens: tenantry_platform::pagination::PageTokens,
     /// Where state changes append their events.
@@ -205,10 +207,14 @@ fn consumer_groups(
     deps: &Deps,
     mail: Arc<dyn mail::MailTransport>,
 ) -> Vec<ConsumerSpec> {
-    let accounts = Arc::new(peers::RegistryAccounts::new(deps.registry.clone()));
-    let mailer = consumers::Mailer::new(accounts, mail, &config.public_url, sender(config))
-        .with_metrics(deps.metrics.clone())
-        .with_lease(Duration::from_secs(config.mail_lease_seconds));
+    let mailer = consumers::Mailer::new(
+        deps.accounts.clone(),
+        mail,
+        &config.public_url,
+        sender(config),
+    )
+    .with_metrics(deps.metrics.clone())
+    .with_lease(Duration::from_secs(config.mail_lease_seconds));
     let account_events = consumers::AccountEvents::new(deps.outbox.clone());
     let member_events = consumers::MemberEvents::new(deps.outbox.clone());
     vec![
@@ -312,7 +318,12 @@ pub fn start(
             .with_view(&ctx.view)
             .reporting_to(ctx.readiness.clone()),
         membership: MembershipServiceClient::new(membership_channel),
-        registry: CustomerRegistryServiceClient::new(ctx.peer(Peer::Registry)?),
+        accounts: Arc::new(peers::CachedAccounts::new(
+            peers::RegistryAccounts::new(CustomerRegistryServiceClient::new(
+                ctx.peer(Peer::Registry)?,
+            )),
+            &ctx.view,
+        )),
         page_tokens: ctx.page_tokens.clone(),
         outbox: ctx.outbox.clone(),
         metrics: ctx.metrics.clone(),

@@ -1,12 +1,14 @@
 //! The other services this one calls, behind small interfaces: account facts from the
-//! customer registry (the e-mail's display name, the ACTIVE checks, the accept page), and
-//! membership's member operations (AddMember on acceptance, the e-mail check, the OWNER
-//! capacity).
+//! customer registry (the e-mail's display name, the ACTIVE checks, the accept page), kept in
+//! the local view by [`CachedAccounts`], and membership's member operations (AddMember on
+//! acceptance, and [`Members::check_invitee`]: the e-mail check and the OWNER capacity in one
+//! call).
 //! Both carry this service's identity.
 
 use tenantry_platform::clients::ServiceChannel;
 use tenantry_platform::error::from_upstream;
 use tenantry_platform::names::member_name;
+use tenantry_platform::view::{LocalView, ViewCache};
 use tenantry_platform::{AccountId, ApiError, UserId};
 use tenantry_proto::membership::v1 as membership;
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
@@ -14,7 +16,7 @@ use tenantry_proto::registry::v1 as registry;
 use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 use tonic::Code;
 
-use crate::domain::{InvitationError, Role, normalize_email};
+use crate::domain::{InvitationError, Role};
 
 pub use tenantry_platform::AccountState;
 
@@ -71,16 +73,62 @@ impl AccountDirectory for RegistryAccounts {
     }
 }
 
+/// Account facts kept in the local view (DESIGN.md §9, docs/local-view.md), asked of `source`
+/// (the registry's `GetAccount`) on a miss. An `account.*` event about the account drops the
+/// entry — DisableAccount and DeleteAccount answer only once every view applied theirs — so the
+/// ACTIVE checks stay prompt; nothing is kept while the view is not fresh. Only ACTIVE accounts
+/// are kept: like a refused authorization, an unknown or inactive account is asked about again
+/// each time, so a refusal never outlives the EnableAccount (or CreateAccount) that ends it.
+#[derive(Debug)]
+pub struct CachedAccounts<S = RegistryAccounts> {
+    source: S,
+    cache: ViewCache<AccountFacts>,
+}
+
+impl<S: AccountDirectory> CachedAccounts<S> {
+    /// Facts from `source`, kept under `view`'s rules.
+    pub fn new(source: S, view: &LocalView) -> Self {
+        Self {
+            source,
+            cache: ViewCache::new(view, "accounts"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: AccountDirectory> AccountDirectory for CachedAccounts<S> {
+    async fn account(&self, account_id: &AccountId) -> Result<Option<AccountFacts>, ApiError> {
+        let key = self.cache.key(&[account_id.as_str().as_bytes()]);
+        if let Some(facts) = self.cache.get(key) {
+            return Ok(Some(facts));
+        }
+        // Taken before asking: an `account.*` event arriving while the answer is on its way
+        // voids the ticket, so that answer is not kept.
+        let ticket = self.cache.view().ticket(None, Some(account_id.as_str()));
+        let found = self.source.account(account_id).await?;
+        if let (Some(ticket), Some(facts)) = (ticket, &found)
+            && facts.state == AccountState::Active
+        {
+            self.cache.insert(key, facts.clone(), ticket);
+        }
+        Ok(found)
+    }
+}
+
 /// Membership's member operations, with this service's identity.
 #[derive(Clone, Debug)]
 pub struct Members {
     client: MembershipServiceClient<ServiceChannel>,
 }
 
-/// Members read per ListMembers page when checking an e-mail.
-const MEMBER_PAGE: i32 = 1000;
-/// Pages read at most when checking an e-mail (only reached if the server ignores the filter).
-const MAX_MEMBER_PAGES: usize = 20;
+/// What membership says about an address about to be invited (its internal `CheckInvitee`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Invitee {
+    /// A member of the account has the e-mail (case-insensitive).
+    pub email_is_member: bool,
+    /// The account has room for one more OWNER now (membership keeps the limit).
+    pub owner_room: bool,
+}
 
 impl Members {
     /// Operations through `client`.
@@ -88,58 +136,28 @@ impl Members {
         Self { client }
     }
 
-    /// Whether a member of the account has `email` (case-insensitive). Uses ListMembers'
-    /// `email` filter and compares again here, so a server that ignores the filter still
-    /// gives the right answer.
-    pub async fn has_member_with_email(
+    /// Whether a member of the account has `email` (case-insensitive), and whether the account
+    /// has room for one more OWNER: membership's internal `CheckInvitee`, one call. (Needs a
+    /// membership that has it: membership is upgraded before the invitation service.)
+    pub async fn check_invitee(
         &self,
         account_id: &AccountId,
         email: &str,
-    ) -> Result<bool, InvitationError> {
-        let wanted = normalize_email(email);
-        let mut page_token = String::new();
-        for _ in 0..MAX_MEMBER_PAGES {
-            let page = self
-                .client
-                .clone()
-                .list_members(membership::ListMembersRequest {
-                    parent: account_id.name(),
-                    page_size: MEMBER_PAGE,
-                    page_token: page_token.clone(),
-                    roles: Vec::new(),
-                    email: email.to_string(),
-                })
-                .await
-                .map_err(|status| upstream(&status))?
-                .into_inner();
-            if page
-                .members
-                .iter()
-                .any(|member| normalize_email(&member.email) == wanted)
-            {
-                return Ok(true);
-            }
-            if page.next_page_token.is_empty() {
-                return Ok(false);
-            }
-            page_token = page.next_page_token;
-        }
-        Ok(false)
-    }
-
-    /// Whether the account has room for one more OWNER now (membership's internal
-    /// `GetOwnerCapacity`; membership keeps the limit).
-    pub async fn has_owner_room(&self, account_id: &AccountId) -> Result<bool, InvitationError> {
-        let capacity = self
+    ) -> Result<Invitee, InvitationError> {
+        let answer = self
             .client
             .clone()
-            .get_owner_capacity(membership::GetOwnerCapacityRequest {
+            .check_invitee(membership::CheckInviteeRequest {
                 account: account_id.name(),
+                email: email.to_string(),
             })
             .await
             .map_err(|status| upstream(&status))?
             .into_inner();
-        Ok(capacity.has_room)
+        Ok(Invitee {
+            email_is_member: answer.email_is_member,
+            owner_room: answer.owner_room,
+        })
     }
 
     /// Makes `user_id` a member with `role`, source INVITATION. If they already are a member
@@ -214,4 +232,151 @@ fn owner_limit_or_inactive(account_id: &AccountId, status: &tonic::Status) -> In
 
 fn upstream(status: &tonic::Status) -> InvitationError {
     InvitationError::Upstream(from_upstream("membership", status))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tenantry_platform::view::ViewSettings;
+
+    use super::*;
+
+    /// A registry that knows `acme` (ACTIVE) and `frozen` (DISABLED), and counts the questions
+    /// it is asked.
+    #[derive(Debug, Default)]
+    struct FakeRegistry {
+        asked: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl AccountDirectory for FakeRegistry {
+        async fn account(&self, account_id: &AccountId) -> Result<Option<AccountFacts>, ApiError> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            let state = match account_id.as_str() {
+                "acme" => AccountState::Active,
+                "frozen" => AccountState::Disabled,
+                _ => return Ok(None),
+            };
+            Ok(Some(AccountFacts {
+                display_name: account_id.as_str().to_uppercase(),
+                state,
+            }))
+        }
+    }
+
+    fn view(fresh: bool) -> LocalView {
+        let view = LocalView::new(ViewSettings {
+            capacity: 1000,
+            max_age: Duration::from_secs(60),
+        });
+        view.set_fresh(fresh);
+        view
+    }
+
+    fn acme() -> AccountId {
+        AccountId::trusted("acme")
+    }
+
+    impl CachedAccounts<FakeRegistry> {
+        fn asked(&self) -> usize {
+            self.source.asked.load(Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_answer_asks_nothing_until_an_account_event() {
+        let view = view(true);
+        let accounts = CachedAccounts::new(FakeRegistry::default(), &view);
+        let facts = accounts.account(&acme()).await.unwrap().unwrap();
+        assert_eq!(facts.display_name, "ACME");
+        assert_eq!(
+            accounts.account(&acme()).await.unwrap(),
+            Some(facts.clone())
+        );
+        assert_eq!(accounts.asked(), 1, "the second answer came from the view");
+        // account.disabled / account.deleted / … about acme: asked again, then kept again.
+        view.drop_account("accounts/acme");
+        assert_eq!(
+            accounts.account(&acme()).await.unwrap(),
+            Some(facts.clone())
+        );
+        assert_eq!(accounts.asked(), 2);
+        assert_eq!(accounts.account(&acme()).await.unwrap(), Some(facts));
+        assert_eq!(accounts.asked(), 2);
+    }
+
+    #[tokio::test]
+    async fn unknown_and_inactive_accounts_are_not_kept() {
+        let view = view(true);
+        let accounts = CachedAccounts::new(FakeRegistry::default(), &view);
+        let nowhere = AccountId::trusted("nowhere");
+        assert_eq!(accounts.account(&nowhere).await.unwrap(), None);
+        assert_eq!(accounts.account(&nowhere).await.unwrap(), None);
+        assert_eq!(
+            accounts.asked(),
+            2,
+            "a created account must not stay unknown"
+        );
+        let frozen = AccountId::trusted("frozen");
+        for _ in 0..2 {
+            let facts = accounts.account(&frozen).await.unwrap().unwrap();
+            assert_eq!(facts.state, AccountState::Disabled);
+        }
+        assert_eq!(
+            accounts.asked(),
+            4,
+            "an enabled account must not stay DISABLED"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_view_that_is_not_fresh_keeps_nothing() {
+        let view = view(false);
+        let accounts = CachedAccounts::new(FakeRegistry::default(), &view);
+        for asked in 1..=3 {
+            assert!(accounts.account(&acme()).await.unwrap().is_some());
+            assert_eq!(accounts.asked(), asked);
+        }
+        // Losing freshness drops what was kept.
+        view.set_fresh(true);
+        accounts.account(&acme()).await.unwrap();
+        accounts.account(&acme()).await.unwrap();
+        assert_eq!(accounts.asked(), 4);
+        view.set_fresh(false);
+        accounts.account(&acme()).await.unwrap();
+        assert_eq!(accounts.asked(), 5);
+    }
+
+    /// A registry whose answer is overtaken by an `account.*` event while it is on its way.
+    #[derive(Debug)]
+    struct Overtaken {
+        view: LocalView,
+        inner: FakeRegistry,
+    }
+
+    #[async_trait::async_trait]
+    impl AccountDirectory for Overtaken {
+        async fn account(&self, account_id: &AccountId) -> Result<Option<AccountFacts>, ApiError> {
+            let answer = self.inner.account(account_id).await;
+            self.view.drop_account(account_id.as_str());
+            answer
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_overtaken_by_an_account_event_is_not_kept() {
+        let view = view(true);
+        let accounts = CachedAccounts::new(
+            Overtaken {
+                view: view.clone(),
+                inner: FakeRegistry::default(),
+            },
+            &view,
+        );
+        accounts.account(&acme()).await.unwrap();
+        accounts.account(&acme()).await.unwrap();
+        assert_eq!(accounts.source.inner.asked.load(Ordering::SeqCst), 2);
+    }
 }

@@ -249,15 +249,10 @@ async fn invitation_refusals() {
         })
         .await
         .expect("revoke");
-    tenantry_e2e::add_member(
-        &cluster,
-        &operator,
-        &customer.name,
-        &TestUser::new("olga"),
-        Role::Owner,
-    )
-    .await
-    .expect("operator adds an owner");
+    let olga = TestUser::new("olga");
+    tenantry_e2e::add_member(&cluster, &operator, &customer.name, &olga, Role::Owner)
+        .await
+        .expect("operator adds an owner");
     expect_code(
         invite(
             &cluster,
@@ -274,6 +269,28 @@ async fn invitation_refusals() {
         invite(&cluster, alice, &customer.name, &emma.email, Role::Admin).await,
         Code::AlreadyExists,
     );
+    // An OWNER invitation beyond the OWNER limit (2) is refused up front.
+    tenantry_e2e::add_member(
+        &cluster,
+        &operator,
+        &customer.name,
+        &TestUser::new("oscar"),
+        Role::Owner,
+    )
+    .await
+    .expect("operator adds the second owner");
+    let full = expect_code(
+        invite(
+            &cluster,
+            &olga,
+            &customer.name,
+            "third@example.com",
+            Role::Owner,
+        )
+        .await,
+        Code::FailedPrecondition,
+    );
+    assert!(full.message().contains("OWNER"), "{}", full.message());
     // One pending invitation per address.
     let carol = TestUser::new("carol");
     let first = invite(

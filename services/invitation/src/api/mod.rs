@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status};
 use crate::domain::create::{CreateInvitation, Requested};
 use crate::domain::secret::{hash_token, plausible_token};
 use crate::domain::{self, Invitation, InvitationError, RevokeDecision, Role};
-use crate::peers::{AccountDirectory, AccountState, Members, RegistryAccounts};
+use crate::peers::{AccountDirectory, AccountState, Members};
 use crate::store::Store;
 use crate::store::guesses::GuessCounter;
 use crate::wire::{self, invitation_to_wire, parse_invitation_name};
@@ -49,7 +49,7 @@ impl InvitationApi {
             store: Store::new(deps.database.clone(), deps.outbox),
             authorizer: deps.authorizer,
             members: Members::new(deps.membership),
-            accounts: Arc::new(RegistryAccounts::new(deps.registry)),
+            accounts: deps.accounts,
             page_tokens: deps.page_tokens,
             guesses: GuessGuard::new(
                 config.guesses_per_caller,
@@ -182,19 +182,18 @@ impl InvitationApi {
         }
     }
 
-    /// CreateInvitation's checks against the other services: the account is ACTIVE, an OWNER
-    /// invitation fits under the OWNER limit, and no member has the e-mail already.
+    /// CreateInvitation's checks against the other services: the account is ACTIVE (the
+    /// registry's answer, usually kept in the local view), and — one membership call — an OWNER
+    /// invitation fits under the OWNER limit and no member has the e-mail already.
     async fn check_invitable(&self, create: &CreateInvitation) -> Result<(), Failure> {
         let new = &create.new;
         self.account_must_be_active(&new.account_id).await?;
-        if create.invites_owner() {
-            create.check_owner_room(self.members.has_owner_room(&new.account_id).await?)?;
-        }
-        let is_member = self
+        let invitee = self
             .members
-            .has_member_with_email(&new.account_id, &new.email)
+            .check_invitee(&new.account_id, &new.email)
             .await?;
-        Ok(create.check_not_member(is_member)?)
+        create.check_owner_room(invitee.owner_room)?;
+        Ok(create.check_not_member(invitee.email_is_member)?)
     }
 
     async fn list(

@@ -5,6 +5,7 @@
 mod access;
 mod authorize;
 pub mod errors;
+mod invitee;
 mod lists;
 mod members;
 #[cfg(test)]
@@ -133,6 +134,15 @@ impl MembershipService for MembershipApi {
     ) -> Result<Response<wire::GetOwnerCapacityResponse>, Status> {
         Ok(Response::new(
             MembershipApi::get_owner_capacity(self, request).await?,
+        ))
+    }
+
+    async fn check_invitee(
+        &self,
+        request: Request<wire::CheckInviteeRequest>,
+    ) -> Result<Response<wire::CheckInviteeResponse>, Status> {
+        Ok(Response::new(
+            MembershipApi::check_invitee(self, request).await?,
         ))
     }
 }

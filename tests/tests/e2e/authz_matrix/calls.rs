@@ -171,6 +171,13 @@ pub async fn call(
             })
             .await
             .map(drop),
+        "CheckInvitee" => members
+            .check_invitee(membership::CheckInviteeRequest {
+                account: account(),
+                email: "matrix-invitee@example.com".into(),
+            })
+            .await
+            .map(drop),
         "GetOwnerCapacity" => members
             .get_owner_capacity(membership::GetOwnerCapacityRequest { account: account() })
             .await

@@ -96,13 +96,13 @@ type Row = (
 ///
 /// Choices where DESIGN.md §5 is silent, following the proto comments:
 /// - Service identities may call only what a peer needs (GetAccount, BatchGetAccounts,
-///   ListManagedCustomers, AddMember, GetMember, ListMembers, Authorize, GetOwnerCapacity); everything else refuses
-///   them, as does every RPC that acts for a person (ListMyAccounts, the inbox, invitation
+///   ListManagedCustomers, AddMember, GetMember, ListMembers, Authorize, GetOwnerCapacity,
+///   CheckInvitee); everything else refuses them, as does every RPC that acts for a person (ListMyAccounts, the inbox, invitation
 ///   links).
 /// - Managing a customer's members and invitations is for its own OWNER/ADMIN (and
 ///   operators): partner people join it first (AddMyself).
 /// - Operators cannot AddMyself (they use AddMember), cannot call Authorize,
-///   GetOwnerCapacity or BatchGetAccounts, and cannot acknowledge someone else's inbox item.
+///   GetOwnerCapacity, CheckInvitee or BatchGetAccounts, and cannot acknowledge someone else's inbox item.
 /// - "Other customer OWNER" is the strongest role elsewhere; "no membership" is also the
 ///   invitee of the AcceptInvitation targets, so only they accept.
 #[rustfmt::skip]
@@ -127,6 +127,7 @@ const MATRIX: &[Row] = &[
     (M, "ListMembers",           Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   A, A, A,     D,   D,   A,   U, U, U, U]),
     (M, "ListMyAccounts",        Setup::World, NONE,    [A,  A, A, A,   A, A, A,   A, A, A,     A,   A,   D,   U, U, U, U]),
     (M, "Authorize",             Setup::World, ACCOUNT, [D,  D, D, D,   D, D, D,   D, D, D,     D,   D,   A,   U, U, U, U]),
+    (M, "CheckInvitee",          Setup::World, ACCOUNT, [D,  D, D, D,   D, D, D,   D, D, D,     D,   D,   A,   U, U, U, U]),
     (M, "GetOwnerCapacity",      Setup::World, ACCOUNT, [D,  D, D, D,   D, D, D,   D, D, D,     D,   D,   A,   U, U, U, U]),
     (I, "CreateInvitation",      Setup::World, ACCOUNT, [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
     (I, "ListInvitations",       Setup::World, ACCOUNT, [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),

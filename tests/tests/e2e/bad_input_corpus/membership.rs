@@ -132,6 +132,59 @@ pub async fn run(cluster: &TestCluster, world: &World, tally: &mut Tally) {
             async move { membership.get_owner_capacity(request).await.map(drop) }
         })
         .await;
+
+    let membership = client("CheckInvitee");
+    tally
+        .run(
+            &format!("{M}/CheckInvitee"),
+            check_invitee(world),
+            |request| {
+                let mut membership = membership.clone();
+                async move { membership.check_invitee(request).await.map(drop) }
+            },
+        )
+        .await;
+}
+
+fn check_invitee(world: &World) -> Vec<Case<pb::CheckInviteeRequest>> {
+    let base = || pb::CheckInviteeRequest {
+        account: world.customer.clone(),
+        email: "newcomer@example.com".into(),
+    };
+    let mut cases = named("account", |account| pb::CheckInviteeRequest {
+        account,
+        ..base()
+    });
+    // An unknown account is an answer (no members, no OWNERs), not an error, as for
+    // GetOwnerCapacity.
+    if let Some(unknown) = cases.last_mut() {
+        unknown.expect = super::Expect::Accepted;
+    }
+    for (what, email) in bad_emails() {
+        cases.push(invalid(
+            format!("email: {what}"),
+            "email",
+            pb::CheckInviteeRequest { email, ..base() },
+        ));
+    }
+    cases.push(code(
+        "email: oversized request",
+        Code::ResourceExhausted,
+        pb::CheckInviteeRequest {
+            email: format!("{}@example.com", oversized()),
+            ..base()
+        },
+    ));
+    // The address is compared trimmed and case-insensitively: spaces around it and upper case
+    // are accepted.
+    cases.push(accepted(
+        "email: upper case and surrounding spaces",
+        pb::CheckInviteeRequest {
+            email: "  NewComer@Example.COM ".into(),
+            ..base()
+        },
+    ));
+    cases
 }
 
 /// The entries of a call about one member named in `field`: every malformed name, an oversized

@@ -1,0 +1,262 @@
+//! CheckInvitee: the internal RPC the invitation service calls before it stores an invitation —
+//! whether a member already has the invitee's e-mail, and the account's OWNER capacity — so
+//! CreateInvitation asks membership once instead of calling ListMembers and GetOwnerCapacity.
+//! Answered from membership's database (the source of record), never from the local view.
+
+use tenantry_platform::validation::Violations;
+use tenantry_platform::{AccountId, ApiError, Principal};
+use tenantry_proto::membership::v1 as pb;
+use tonic::Request;
+
+use super::MembershipApi;
+use crate::domain::owners::OwnerCapacity;
+use crate::domain::validate_email;
+use crate::wire;
+
+impl MembershipApi {
+    /// Whether a member of the account has the e-mail, and its OWNER capacity (service
+    /// identities only; an account membership does not know has no members and no OWNERs).
+    pub(super) async fn check_invitee(
+        &self,
+        request: Request<pb::CheckInviteeRequest>,
+    ) -> Result<pb::CheckInviteeResponse, ApiError> {
+        let principal = Principal::of(&request)?;
+        let service = principal.service()?.name.clone();
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let account_id =
+            violations.check_api("account", AccountId::from_name("account", &request.account));
+        // The platform's address rule (the one CreateInvitation applies), in lookup form.
+        let email = violations.check("email", validate_email(&request.email));
+        let (Some(account_id), Some(email)) = (account_id, email) else {
+            return Err(violations.into_error());
+        };
+        // Two independent reads, run together: the OWNER counter row, and the account's members
+        // holding the address (the directory's normalized e-mail; one row is enough).
+        let (owners, holders) = tokio::try_join!(
+            self.store.owner_count(&account_id),
+            self.store
+                .list_members(&account_id, &[], Some(&email), None, 1),
+        )?;
+        let capacity = wire::owner_capacity_to_wire(OwnerCapacity::of(owners));
+        tracing::debug!(
+            %service,
+            account = %request.account,
+            email_is_member = !holders.is_empty(),
+            owners,
+            "check invitee"
+        );
+        Ok(pb::CheckInviteeResponse {
+            email_is_member: !holders.is_empty(),
+            owner_room: capacity.has_room,
+            owners: capacity.owner_count,
+            max_owners: capacity.max_owners,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tenantry_platform::pagination::PageTokens;
+    use tenantry_platform::testing::TempDatabase;
+    use tenantry_platform::{ServiceIdentity, UserId, UserIdentity};
+    use tonic::Code;
+
+    use super::*;
+    use crate::accounts::AccountDirectory;
+    use crate::domain::{AccountFacts, AccountState, UserProfile};
+    use crate::store::migrations::Migrator;
+    use crate::{Config, Deps};
+
+    /// `solo`, a standalone ACTIVE account; nothing else exists.
+    #[derive(Debug)]
+    struct OneAccount;
+
+    #[async_trait::async_trait]
+    impl AccountDirectory for OneAccount {
+        async fn account(&self, account_id: &AccountId) -> Result<Option<AccountFacts>, ApiError> {
+            Ok((account_id.as_str() == "solo").then(|| AccountFacts {
+                account_id: account_id.clone(),
+                display_name: "Solo".into(),
+                partner: false,
+                managed_by: None,
+                state: AccountState::Active,
+            }))
+        }
+    }
+
+    async fn api() -> (MembershipApi, TempDatabase) {
+        let temp = TempDatabase::new::<Migrator>("membership-invitee").await;
+        let deps = Deps {
+            database: temp.database.clone(),
+            accounts: Arc::new(OneAccount),
+            page_tokens: PageTokens::new(b"test"),
+            outbox: tenantry_events::Outbox::new(),
+            view: None,
+        };
+        (MembershipApi::new(Config::default(), deps), temp)
+    }
+
+    fn person(sub: &str, operator: bool) -> Principal {
+        Principal::User(UserIdentity {
+            sub: sub.into(),
+            email: Some(format!("{sub}@example.com")),
+            given_name: None,
+            family_name: None,
+            operator,
+        })
+    }
+
+    fn service() -> Principal {
+        Principal::Service(ServiceIdentity {
+            name: "invitation".into(),
+        })
+    }
+
+    fn as_<T>(principal: &Principal, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.extensions_mut().insert(principal.clone());
+        request
+    }
+
+    fn ask(account: &str, email: &str) -> pb::CheckInviteeRequest {
+        pb::CheckInviteeRequest {
+            account: account.into(),
+            email: email.into(),
+        }
+    }
+
+    /// Makes `user` (directory e-mail `email`) a member of `solo` with `role`.
+    async fn seed(api: &MembershipApi, user: &str, email: &str, role: pb::Role) {
+        api.store
+            .upsert_user(
+                &UserId::trusted(user),
+                &UserProfile {
+                    email: email.into(),
+                    ..UserProfile::default()
+                },
+            )
+            .await
+            .unwrap();
+        let add = pb::AddMemberRequest {
+            parent: "accounts/solo".into(),
+            principal: Some(pb::add_member_request::Principal::User(format!(
+                "users/{user}"
+            ))),
+            role: role as i32,
+            ..Default::default()
+        };
+        api.add_member(as_(&person("op", true), add)).await.unwrap();
+    }
+
+    fn answer(response: &pb::CheckInviteeResponse) -> (bool, bool, i32, i32) {
+        (
+            response.email_is_member,
+            response.owner_room,
+            response.owners,
+            response.max_owners,
+        )
+    }
+
+    #[tokio::test]
+    async fn members_e_mails_and_owner_capacity_in_one_answer() {
+        let (api, _temp) = api().await;
+        let check =
+            |account: &str, email: &str| api.check_invitee(as_(&service(), ask(account, email)));
+        assert_eq!(
+            answer(&check("accounts/solo", "olga@example.com").await.unwrap()),
+            (false, true, 0, 2)
+        );
+        seed(&api, "olga", "Olga@Example.com", pb::Role::Owner).await;
+        // Case-insensitive and trimmed, like the invitation's own comparison.
+        assert_eq!(
+            answer(&check("accounts/solo", " OLGA@example.COM ").await.unwrap()),
+            (true, true, 1, 2)
+        );
+        seed(&api, "otto", "otto@example.com", pb::Role::Owner).await;
+        seed(&api, "erin", "erin@example.com", pb::Role::Employee).await;
+        assert_eq!(
+            answer(&check("accounts/solo", "erin@example.com").await.unwrap()),
+            (true, false, 2, 2)
+        );
+        // A directory entry that is not a member of the account is not a member.
+        api.store
+            .upsert_user(
+                &UserId::trusted("nina"),
+                &UserProfile {
+                    email: "nina@example.com".into(),
+                    ..UserProfile::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            answer(&check("accounts/solo", "nina@example.com").await.unwrap()),
+            (false, false, 2, 2)
+        );
+        // The same values GetOwnerCapacity returns.
+        let capacity = api
+            .get_owner_capacity(as_(
+                &service(),
+                pb::GetOwnerCapacityRequest {
+                    account: "accounts/solo".into(),
+                },
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            (capacity.owner_count, capacity.max_owners, capacity.has_room),
+            (2, 2, false)
+        );
+        // An account membership does not know has no members and no OWNERs.
+        assert_eq!(
+            answer(&check("accounts/nowhere", "erin@example.com").await.unwrap()),
+            (false, true, 0, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn only_services_may_ask() {
+        let (api, _temp) = api().await;
+        for who in [person("olga", false), person("op", true)] {
+            let error = api
+                .check_invitee(as_(&who, ask("accounts/solo", "olga@example.com")))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (error.code(), error.reason()),
+                (Code::PermissionDenied, "INTERNAL_ONLY")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_names_and_addresses_are_invalid_arguments() {
+        let (api, _temp) = api().await;
+        let fields = |account: &str, email: &str| {
+            let request = as_(&service(), ask(account, email));
+            async {
+                let error = api.check_invitee(request).await.unwrap_err();
+                assert_eq!(error.code(), Code::InvalidArgument);
+                error
+                    .field_violations()
+                    .into_iter()
+                    .map(|(field, _)| field)
+                    .collect::<Vec<_>>()
+            }
+        };
+        for bad in ["", "solo", "accounts/NOPE", "accounts/solo/members/x"] {
+            assert_eq!(
+                fields(bad, "olga@example.com").await,
+                ["account"],
+                "{bad:?}"
+            );
+        }
+        for bad in ["", "   ", "olga", "olga@example", "olga\n@example.com"] {
+            assert_eq!(fields("accounts/solo", bad).await, ["email"], "{bad:?}");
+        }
+        assert_eq!(fields("solo", "").await, ["account", "email"]);
+    }
+}
