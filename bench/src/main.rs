@@ -84,6 +84,10 @@ pub struct Settings {
     pub fanout_customers: usize,
     /// Members per fan-out customer.
     pub fanout_members: usize,
+    /// Customers listed in each measured SendMessage.
+    pub send_customers: usize,
+    /// SendMessage calls measured.
+    pub send_messages: usize,
     /// Invitations measured (after a warm-up of a tenth as many).
     pub invitations: u64,
     /// Removals measured by the revocation-delay workload.
@@ -113,6 +117,8 @@ impl Settings {
                 stored_deliveries: 50_000,
                 fanout_customers: 10,
                 fanout_members: 100,
+                send_customers: 100,
+                send_messages: 5,
                 invitations: 200,
                 revocation_rounds: 20,
                 // The default TENANTRY_VIEW_CAPACITY: CI runs a debug build.
@@ -129,6 +135,8 @@ impl Settings {
                 stored_deliveries: 1_000_000,
                 fanout_customers: 100,
                 fanout_members: 1_000,
+                send_customers: 1_000,
+                send_messages: 30,
                 invitations: 2_000,
                 revocation_rounds: 200,
                 view_capacity: 1_000_000,

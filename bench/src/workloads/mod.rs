@@ -9,6 +9,7 @@ pub mod get_account;
 pub mod invitation;
 pub mod pending_messages;
 pub mod revocation_delay;
+pub mod send_message;
 pub mod view_memory;
 
 use crate::cluster::Bench;
@@ -33,6 +34,8 @@ pub enum Workload {
     PendingMessages,
     /// One message to many members, against a bulk insert of the same deliveries.
     FanOut,
+    /// `SendMessage` to many listed customers: latency and registry calls per message.
+    SendMessage,
     /// Invitation to e-mail received, against publish-with-confirm + consume + SMTP.
     Invitation,
     /// Idle memory and start-up time of each service as its own process.
@@ -41,13 +44,14 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in the order they run.
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 10] = [
         Workload::ViewMemory,
         Workload::GetAccount,
         Workload::Authorize,
         Workload::RevocationDelay,
         Workload::CreateCustomer,
         Workload::Invitation,
+        Workload::SendMessage,
         Workload::FanOut,
         Workload::PendingMessages,
         Workload::Footprint,
@@ -80,6 +84,7 @@ pub async fn run_in_cluster(
             Workload::CreateCustomer => rows.push(create_customer::run(bench).await?),
             Workload::PendingMessages => rows.push(pending_messages::run(bench).await?),
             Workload::FanOut => rows.push(fanout::run(bench).await?),
+            Workload::SendMessage => rows.push(send_message::run(bench).await?),
             Workload::Invitation => rows.push(invitation::run(bench).await?),
             Workload::ViewMemory | Workload::Footprint => {}
         }

@@ -16,7 +16,7 @@ use tenantry_proto::registry::v1 as registry;
 use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 use tonic::Code;
 
-use crate::domain::{InvitationError, Role};
+use crate::domain::{InvitationError, Role, normalize_email};
 
 pub use tenantry_platform::AccountState;
 
@@ -137,8 +137,9 @@ impl Members {
     }
 
     /// Whether a member of the account has `email` (case-insensitive), and whether the account
-    /// has room for one more OWNER: membership's internal `CheckInvitee`, one call. (Needs a
-    /// membership that has it: membership is upgraded before the invitation service.)
+    /// has room for one more OWNER: membership's internal `CheckInvitee`, one call. A
+    /// membership replica that does not have it yet (a rolling upgrade that reached this
+    /// service first) answers UNIMPLEMENTED; then the two calls it replaced are made.
     pub async fn check_invitee(
         &self,
         account_id: &AccountId,
@@ -151,13 +152,64 @@ impl Members {
                 account: account_id.name(),
                 email: email.to_string(),
             })
+            .await;
+        match answer {
+            Ok(answer) => {
+                let answer = answer.into_inner();
+                Ok(Invitee {
+                    email_is_member: answer.email_is_member,
+                    owner_room: answer.owner_room,
+                })
+            }
+            Err(status) if status.code() == Code::Unimplemented => Ok(Invitee {
+                email_is_member: self.has_member_with_email(account_id, email).await?,
+                owner_room: self.has_owner_room(account_id).await?,
+            }),
+            Err(status) => Err(upstream(&status)),
+        }
+    }
+
+    /// Whether a member of the account has `email`, through ListMembers' `email` filter
+    /// (compared again here): for a membership without CheckInvitee.
+    async fn has_member_with_email(
+        &self,
+        account_id: &AccountId,
+        email: &str,
+    ) -> Result<bool, InvitationError> {
+        let wanted = normalize_email(email);
+        let page = self
+            .client
+            .clone()
+            .list_members(membership::ListMembersRequest {
+                parent: account_id.name(),
+                page_size: 1000,
+                page_token: String::new(),
+                roles: Vec::new(),
+                email: email.to_string(),
+            })
             .await
             .map_err(|status| upstream(&status))?
             .into_inner();
-        Ok(Invitee {
-            email_is_member: answer.email_is_member,
-            owner_room: answer.owner_room,
-        })
+        // The filter leaves at most the holders of the address: one page is all of them.
+        Ok(page
+            .members
+            .iter()
+            .any(|member| normalize_email(&member.email) == wanted))
+    }
+
+    /// Whether the account has room for one more OWNER (`GetOwnerCapacity`): for a membership
+    /// without CheckInvitee.
+    async fn has_owner_room(&self, account_id: &AccountId) -> Result<bool, InvitationError> {
+        let capacity = self
+            .client
+            .clone()
+            .get_owner_capacity(membership::GetOwnerCapacityRequest {
+                account: account_id.name(),
+            })
+            .await
+            .map_err(|status| upstream(&status))?
+            .into_inner();
+        Ok(capacity.has_room)
     }
 
     /// Makes `user_id` a member with `role`, source INVITATION. If they already are a member
