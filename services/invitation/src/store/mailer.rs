@@ -56,7 +56,7 @@ pub async fn claim(
         .col_expr(invitation::Column::SecretHash, Expr::value(secret_hash))
         .filter(invitation::Column::InvitationId.eq(invitation_id.as_str()))
         .filter(invitation::Column::ResendCount.eq(resend_count))
-        .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
+        .filter(super::still_pending())
         .filter(invitation::Column::DeliveryState.ne(DeliveryState::Sent.as_str()))
         .filter(
             Condition::any()
@@ -148,7 +148,7 @@ pub async fn record_sent(
         .col_expr(invitation::Column::UpdateTime, Expr::value(now))
         .filter(invitation::Column::InvitationId.eq(invitation_id.as_str()))
         .filter(invitation::Column::ResendCount.eq(resend_count))
-        .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
+        .filter(super::still_pending())
         .filter(invitation::Column::DeliveryLeaseToken.eq(token))
         .exec(conn)
         .await?;
@@ -191,7 +191,7 @@ pub async fn record_failed_attempt(
         .col_expr(invitation::Column::UpdateTime, Expr::value(now))
         .filter(invitation::Column::InvitationId.eq(invitation_id.as_str()))
         .filter(invitation::Column::ResendCount.eq(resend_count))
-        .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
+        .filter(super::still_pending())
         .filter(invitation::Column::DeliveryState.ne(DeliveryState::Sent.as_str()))
         .exec(conn)
         .await?;
