@@ -51,9 +51,10 @@ impl Workload {
         Workload::RevocationDelay,
         Workload::CreateCustomer,
         Workload::Invitation,
-        Workload::SendMessage,
         Workload::FanOut,
         Workload::PendingMessages,
+        // Last of the cluster's: its messages leave fan-out jobs for the background.
+        Workload::SendMessage,
         Workload::Footprint,
     ];
 

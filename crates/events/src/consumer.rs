@@ -67,6 +67,15 @@ pub trait Handler: Send + Sync + 'static {
     /// before, never after a rollback): wake whatever waits for that work. Default: nothing.
     async fn after_commit(&self, _event: &Event) {}
 
+    /// Whether [`Handler::prepare`] records the event's outcome durably itself (the e-mail's
+    /// SENT state, which a later copy of the event finds), so that the runtime's own
+    /// transaction would only add a processed-event record nobody needs: after a successful
+    /// `prepare` the delivery is then acknowledged at once, without that transaction, and
+    /// [`Handler::handle`] is not called. Such a handler is never batched. Default: false.
+    fn prepare_is_final(&self) -> bool {
+        false
+    }
+
     /// Whether the runtime may handle several events of this group in one transaction (each
     /// in a savepoint of its own; see `consumer/batch.rs`). A handler that prepares work
     /// outside the transaction answers false. Default: true.
@@ -240,6 +249,10 @@ pub(crate) async fn process(
     let span = process_span(group, event);
     async {
         let prepared = match prepare(database, handler, event, shutdown).await {
+            Ok(_) if handler.prepare_is_final() => {
+                log_outcome(group, event, attempt, &Outcome::Handled);
+                return Outcome::Handled;
+            }
             Ok(prepared) => prepared,
             Err(outcome) => {
                 log_outcome(group, event, attempt, &outcome);

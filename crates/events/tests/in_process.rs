@@ -220,3 +220,85 @@ async fn waits_for_its_database_instead_of_using_up_attempts() {
     consumer.await.expect("consumer stops");
     file.remove();
 }
+
+/// A handler that records its own outcome in `prepare` (like the mailer): counts its prepares
+/// and the `handle` calls the runtime must not make.
+#[derive(Debug, Default)]
+struct FinalInPrepare {
+    prepared: std::sync::atomic::AtomicUsize,
+    handled: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Handler for FinalInPrepare {
+    async fn prepare(
+        &self,
+        _database: &sea_orm::DatabaseConnection,
+        _event: &tenantry_events::Event,
+    ) -> Result<tenantry_events::Prepared, tenantry_events::HandlerError> {
+        self.prepared
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(None)
+    }
+
+    async fn handle(
+        &self,
+        _txn: &sea_orm::DatabaseTransaction,
+        _event: &tenantry_events::Event,
+    ) -> Result<(), tenantry_events::HandlerError> {
+        self.handled
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn prepare_is_final(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_final_prepare_is_acknowledged_without_a_processed_event_record() {
+    let file = SqliteFile::new();
+    let database = database(&file.url).await;
+    let bus = EventBus::in_process(retry(3));
+    let shutdown = Shutdown::new();
+    let handler = Arc::new(FinalInPrepare::default());
+    let consumer = bus.spawn_consumer(
+        ConsumerSpec {
+            group: "final".to_string(),
+            bindings: vec!["invitation.created".to_string()],
+            database: database.clone(),
+            handler: handler.clone() as Arc<dyn Handler>,
+            outbox: None,
+        },
+        shutdown.clone(),
+    );
+    let created = event("invitation.created", "ok");
+    bus.publisher()
+        .publish(std::slice::from_ref(&created))
+        .await
+        .expect("publish");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            handler.prepared.load(std::sync::atomic::Ordering::SeqCst) == 1
+        })
+        .await
+    );
+    // No transaction of the runtime's: nothing recorded, `handle` never called; a copy of the
+    // event prepares again (the handler's own row is the record).
+    assert_eq!(count(&database, "processed_events").await, 0);
+    bus.publisher()
+        .publish(std::slice::from_ref(&created))
+        .await
+        .expect("publish");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            handler.prepared.load(std::sync::atomic::Ordering::SeqCst) == 2
+        })
+        .await
+    );
+    assert_eq!(handler.handled.load(std::sync::atomic::Ordering::SeqCst), 0);
+    shutdown.trigger();
+    consumer.await.expect("consumer stops");
+    file.remove();
+}

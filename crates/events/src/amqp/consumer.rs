@@ -173,7 +173,7 @@ async fn session(
 /// does not handle batches.
 fn batching(bus: &AmqpBus, spec: &ConsumerSpec) -> (usize, Duration) {
     let config = bus.config();
-    if spec.handler.handles_batches() && config.batch_size > 1 {
+    if spec.handler.handles_batches() && !spec.handler.prepare_is_final() && config.batch_size > 1 {
         (config.batch_size, config.batch_linger)
     } else {
         (1, Duration::ZERO)

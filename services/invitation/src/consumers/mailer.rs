@@ -7,8 +7,9 @@
 //! invitation and the account, mint the secret, and *claim* the e-mail — one committed
 //! statement storing the secret's hash and a lease (a random token, valid for the lease time) —
 //! then send, then commit SENT at once (conditioned on still holding the lease). A failed send
-//! releases the lease; the runtime retries, and `failed` records the attempt. The runtime's
-//! transaction then only records the processed event, and the delivery is acked.
+//! releases the lease; the runtime retries, and `failed` records the attempt. The invitation
+//! row is the e-mail's record, so the runtime adds no processed-event transaction of its own
+//! ([`Handler::prepare_is_final`]): the delivery is acked at once.
 //!
 //! A second copy of the event (a redelivery after a broker outage, on this replica or another)
 //! finds the lease held and waits it out ([`HandlerError::Busy`], no attempt used): then the
@@ -311,9 +312,16 @@ impl Handler for Mailer {
     }
 
     async fn handle(&self, _txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
-        // The e-mail's bookkeeping was committed by `prepare`; the runtime's transaction only
-        // records the processed event.
+        // The e-mail's bookkeeping was committed by `prepare`; the runtimes do not call this
+        // (see `prepare_is_final`).
         requested(event).map(drop)
+    }
+
+    /// The invitation row is the e-mail's record: SENT (or a skip reason) is committed by
+    /// `prepare`, and a later copy of the event finds it there, so the runtime's
+    /// processed-event transaction would be one more commit per e-mail for nothing.
+    fn prepare_is_final(&self) -> bool {
+        true
     }
 
     /// Each e-mail is claimed and sent before its own transaction: not batched.
