@@ -17,8 +17,8 @@
 //!   was e-mailed exactly once (except, printed as a NOTE, an e-mail the killed mailer had sent
 //!   but not committed: a known product limitation, see `verify.rs`), each message was fanned out once (one delivery per recipient,
 //!   recipient counter to match), membership's account replica matches the registry's accounts
-//!   version for version, and the mailer's and fan-out's `processed_events` hold one row per
-//!   invitation / message. Redeliveries the consumers caught (`outcome="duplicate"`) are printed.
+//!   version for version, every invitation is SENT, and the fan-out's `processed_events` hold
+//!   one row per message. Redeliveries the consumers caught (`outcome="duplicate"`) are printed.
 //!
 //! Needs TENANTRY_TEST_POSTGRES_URL and TENANTRY_TEST_AMQP_URL; under CI=true a missing one is a
 //! failure.
