@@ -47,6 +47,24 @@ fn python() -> String {
     std::env::var("TENANTRY_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
 
+/// aiosmtpd's SMTP server with its Maildir handler on 127.0.0.1, a port the system chooses
+/// (printed on the first line of stdout), storing into the Maildir named by the argument.
+const SERVE: &str = r#"
+import asyncio, sys
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import SMTP
+
+async def main():
+    handler = Mailbox(sys.argv[1])
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(handler, hostname="localhost"), "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"#;
+
 /// Whether aiosmtpd can be started here. Under `CI=true` its absence is a failure.
 pub fn available() -> bool {
     let ok = std::process::Command::new(python())
@@ -60,41 +78,36 @@ pub fn available() -> bool {
 }
 
 impl SmtpServer {
-    /// Starts a server on a free port and waits until it accepts connections.
+    /// Starts a server on a port the system chooses and waits until it listens.
+    ///
+    /// aiosmtpd binds port 0 itself and prints the port it got. (Picking a free port here and
+    /// handing it over raced with every other test: another server could take the port in
+    /// between, this aiosmtpd then failed to bind and exited, and the readiness probe reached
+    /// the other test's server — so e-mails went to a server that stopped with its test.)
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("free port")
-            .port();
+        use tokio::io::AsyncBufReadExt;
         let dir =
             std::env::temp_dir().join(format!("tenantry-smtp-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("mail dir");
-        let child = tokio::process::Command::new(python())
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-            ])
+        let mut child = tokio::process::Command::new(python())
+            .args(["-c", SERVE])
             .arg(dir.join("Maildir"))
             .kill_on_drop(true)
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start aiosmtpd");
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Self { child, port, dir };
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("aiosmtpd did not start on port {port}");
+        let stdout = child.stdout.take().expect("aiosmtpd's stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("aiosmtpd did not say its port within 30 s")
+            .expect("aiosmtpd's stdout");
+        let port: u16 = first
+            .as_deref()
+            .and_then(|line| line.trim().parse().ok())
+            .unwrap_or_else(|| panic!("aiosmtpd did not start (said {first:?})"));
+        Self { child, port, dir }
     }
 
     /// `smtp://127.0.0.1:PORT`.
