@@ -124,21 +124,37 @@ pub fn request_ids_table(name: &str) -> sea_orm_migration::prelude::TableCreateS
         .to_owned()
 }
 
-/// The index of `table`'s `create_time` that the pruner's batches use, created without
-/// blocking writers (see [`crate::retention::create_index_if_missing`]; the migration calling it
-/// must not run in a transaction). Named `{table}_by_create_time`.
+/// The name of the index [`index_request_ids`] creates on `table`.
+fn request_ids_index(table: &str) -> String {
+    format!("{table}_by_create_time")
+}
+
+/// The index of `table`'s `create_time` that the pruner's batches use, if missing (see
+/// [`crate::retention::create_index_if_missing`]). Named `{table}_by_create_time`.
 pub async fn index_request_ids<C: ConnectionTrait>(
     connection: &C,
     table: &str,
 ) -> Result<(), DbErr> {
     crate::retention::create_index_if_missing(
         connection,
-        &format!("{table}_by_create_time"),
+        &request_ids_index(table),
         table,
         &["create_time"],
         None,
     )
     .await
+}
+
+/// Drops the index [`index_request_ids`] created on `table` (a migration's `down`).
+pub async fn unindex_request_ids<C: ConnectionTrait>(
+    connection: &C,
+    table: &str,
+) -> Result<(), DbErr> {
+    let statement = sea_orm::sea_query::Index::drop()
+        .name(request_ids_index(table))
+        .table(sea_orm::sea_query::Alias::new(table))
+        .to_owned();
+    connection.execute(&statement).await.map(drop)
 }
 
 /// What a service remembers of a create: who asked what under the request id, and the key of
@@ -278,6 +294,39 @@ mod tests {
             method: method.into(),
             fingerprint: fingerprint.into(),
         }
+    }
+
+    #[tokio::test]
+    async fn the_pruning_index_is_created_once_and_dropped_by_name() {
+        let connection = sea_orm::Database::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        connection
+            .execute_unprepared("CREATE TABLE demo_request_ids (create_time TEXT NOT NULL)")
+            .await
+            .expect("table");
+        let indexes = || async {
+            connection
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    "SELECT name FROM sqlite_master WHERE type = 'index' \
+                     AND name = 'demo_request_ids_by_create_time'",
+                ))
+                .await
+                .expect("indexes")
+                .len()
+        };
+        index_request_ids(&connection, "demo_request_ids")
+            .await
+            .expect("index");
+        index_request_ids(&connection, "demo_request_ids")
+            .await
+            .expect("again");
+        assert_eq!(indexes().await, 1);
+        unindex_request_ids(&connection, "demo_request_ids")
+            .await
+            .expect("drop");
+        assert_eq!(indexes().await, 0);
     }
 
     #[test]

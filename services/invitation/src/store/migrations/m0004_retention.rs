@@ -1,4 +1,4 @@
-//! The indexes the pruner's batches use, built without blocking writers: closed invitations by
+//! The indexes the pruner's batches use: closed invitations by
 //! their last change (a partial index: PENDING rows are never pruned), and the request ids of
 //! CreateInvitation by `create_time`.
 
@@ -26,18 +26,17 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for (index, table) in [
-            (
-                "invitation_request_ids_by_create_time",
-                "invitation_request_ids",
-            ),
-            (CLOSED_INVITATIONS_INDEX, "invitations"),
-        ] {
-            manager
-                .drop_index(Index::drop().name(index).table(table).to_owned())
-                .await?;
-        }
-        Ok(())
+        let connection = manager.get_connection();
+        tenantry_platform::idempotency::unindex_request_ids(connection, "invitation_request_ids")
+            .await?;
+        manager
+            .drop_index(
+                Index::drop()
+                    .name(CLOSED_INVITATIONS_INDEX)
+                    .table("invitations")
+                    .to_owned(),
+            )
+            .await
     }
 
     // Outside a transaction, as it was written for a concurrent build (see create_index_if_missing).

@@ -1,5 +1,5 @@
 //! The index of `notification_request_ids.create_time` that the pruner's batches use (request ids older than
-//! `TENANTRY_REQUEST_ID_RETENTION_HOURS` are deleted), built without blocking writers.
+//! `TENANTRY_REQUEST_ID_RETENTION_HOURS` are deleted).
 
 use sea_orm_migration::prelude::*;
 
@@ -17,14 +17,11 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_index(
-                Index::drop()
-                    .name("notification_request_ids_by_create_time")
-                    .table("notification_request_ids")
-                    .to_owned(),
-            )
-            .await
+        tenantry_platform::idempotency::unindex_request_ids(
+            manager.get_connection(),
+            "notification_request_ids",
+        )
+        .await
     }
 
     // Outside a transaction, as it was written for a concurrent build (see create_index_if_missing).
