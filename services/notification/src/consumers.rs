@@ -15,7 +15,7 @@
 use sea_orm::DatabaseTransaction;
 use tenantry_events::{Event, Handler, HandlerError, Outbox};
 use tenantry_platform::names::parse_member_ids;
-use tenantry_platform::time::now;
+use tenantry_platform::time::{from_timestamp, now};
 use tenantry_platform::{AccountId, ApiError};
 use tenantry_proto::EventType;
 use tenantry_proto::events::v1 as events;
@@ -94,13 +94,23 @@ impl Handler for MembershipEvents {
             return Err(HandlerError::unknown_type(event));
         };
         let removed: events::MemberRemoved = event.decode()?;
-        let name = removed.member.map(|m| m.name).unwrap_or_default();
+        let member = removed.member.unwrap_or_default();
+        let name = member.name;
         let (account_id, user_id) = parse_member_ids("member.name", &name).map_err(|_| {
             HandlerError::Permanent(format!("member.removed {} names no member", event.id))
         })?;
-        // The event's time is membership's clock, as are the times fan-out pages list.
+        // The removed membership's start is the value fan-out pages list for it (both are
+        // membership's create_time). An event without it (none is sent so) falls back to the
+        // removal's time, which leaves out every membership that began before the removal.
+        let removal = removals::Removal {
+            member_since: member
+                .create_time
+                .and_then(|time| from_timestamp("member.create_time", &time).ok())
+                .unwrap_or(event.time),
+            remove_time: event.time,
+        };
         let withdrawn =
-            removals::member_removed(txn, &self.outbox, &account_id, &user_id, event.time, now())
+            removals::member_removed(txn, &self.outbox, &account_id, &user_id, removal, now())
                 .await
                 .map_err(HandlerError::from)?;
         if withdrawn > 0 {

@@ -172,6 +172,88 @@ async fn re_added_before_the_read(store: &Store, database: &Database) {
     assert_eq!(pending(store, "uma").await, 0, "uma's was removed");
 }
 
+/// Two membership replicas whose clocks differ: rita was removed on one whose clock is ahead
+/// (the event's time is hour 3) and added again on one whose clock is behind (her new
+/// membership began at hour 2). The page lists the new membership: she gets the message, since
+/// the removed membership began at hour 0. Comparing the removal's time with the listed start
+/// would have left her out.
+async fn re_added_on_a_replica_whose_clock_is_behind(store: &Store, database: &Database) {
+    let start = now() - Duration::days(30);
+    let at = |hours: i64| start + Duration::hours(hours);
+    let (_, job) = send_and_claim(store, database).await;
+    consume(database, &removal("rita", at(0), at(3))).await;
+    let read = page(&[("rita", at(2))]);
+    let outcome = store.apply_page(&job, &read, "", now()).await.unwrap();
+    assert_eq!(
+        outcome,
+        PageOutcome::Applied {
+            inserted: 1,
+            done: true
+        }
+    );
+    assert_eq!(pending(store, "rita").await, 1, "rita's membership is new");
+}
+
+/// A record written before `member_since` existed still leaves out a membership that began
+/// before its removal, and the next removal of that user replaces it.
+async fn records_of_an_older_build(store: &Store, database: &Database) {
+    let start = now() - Duration::days(30);
+    let at = |hours: i64| start + Duration::hours(hours);
+    let (_, job) = send_and_claim(store, database).await;
+    let connection = database.connection().unwrap();
+    let backend = connection.get_database_backend();
+    for (user, removed) in [("olga", at(1)), ("rita", at(1))] {
+        connection
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                backend,
+                "INSERT INTO removed_members (account_id, user_id, remove_time) \
+                 VALUES ('acme', $1, $2)",
+                [user.into(), removed.into()],
+            ))
+            .await
+            .unwrap();
+    }
+    // rita was added again at 2 and removed again (that membership began at 2).
+    consume(database, &removal("rita", at(2), at(4))).await;
+    let read = page(&[("olga", at(0)), ("rita", at(2))]);
+    let outcome = store.apply_page(&job, &read, "", now()).await.unwrap();
+    assert_eq!(
+        outcome,
+        PageOutcome::Applied {
+            inserted: 0,
+            done: true
+        }
+    );
+}
+
+#[tokio::test]
+async fn records_of_an_older_build_still_count_on_sqlite() {
+    let (temp, store) = on_sqlite().await;
+    records_of_an_older_build(&store, &temp.database).await;
+}
+
+#[tokio::test]
+async fn records_of_an_older_build_still_count_on_postgres() {
+    let Some((_temp, database, store)) = on_postgres("notification_removal_old").await else {
+        return;
+    };
+    records_of_an_older_build(&store, &database).await;
+}
+
+#[tokio::test]
+async fn a_member_re_added_on_a_replica_behind_gets_the_message_on_sqlite() {
+    let (temp, store) = on_sqlite().await;
+    re_added_on_a_replica_whose_clock_is_behind(&store, &temp.database).await;
+}
+
+#[tokio::test]
+async fn a_member_re_added_on_a_replica_behind_gets_the_message_on_postgres() {
+    let Some((_temp, database, store)) = on_postgres("notification_removal_skew").await else {
+        return;
+    };
+    re_added_on_a_replica_whose_clock_is_behind(&store, &database).await;
+}
+
 #[tokio::test]
 async fn a_member_removed_between_page_read_and_write_gets_nothing_on_sqlite() {
     let (temp, store) = on_sqlite().await;

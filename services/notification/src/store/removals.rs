@@ -1,10 +1,14 @@
 //! Removed members and the fan-out. The worker reads a page of an account's members from
 //! membership and writes its deliveries later; a `member.removed` consumed in between finds
 //! none of that page's deliveries to withdraw, and nothing would withdraw them afterwards. So
-//! the consumer records the removal (`removed_members`, the latest per account and user), and
-//! a page leaves out every user whose listed membership began at or before a recorded removal:
-//! that membership is the one removed, while a user added again since has a later start. Both
-//! times come from membership's clock (the listed member's create_time, the event's time).
+//! the consumer records the removal (`removed_members`, the latest per account and user, with
+//! the start of the membership it ended), and a page leaves out every user whose listed
+//! membership began at or before the start of a removed one: that membership is the one
+//! removed (or an older one), while a user added again since has a later start. Both times are
+//! the same column of membership's row (the listed member's `create_time`, and the removed
+//! member's in the event), so no two replicas' clocks are compared: a user removed on one
+//! membership replica and re-added on another whose clock is behind still gets the message.
+//! Records written before `member_since` existed compare with the removal's time instead.
 //!
 //! On PostgreSQL (READ COMMITTED) the consumer's and the page's transactions write different
 //! rows, so they are made to meet on the account's open fan-out job rows: the consumer locks
@@ -35,15 +39,24 @@ use super::entities::{fanout_job, removed_member};
 use super::withdraw::withdraw_member;
 use crate::domain::{ListedMember, NotificationError};
 
-/// `member.removed`: records the removal at `remove_time` (membership's clock) and withdraws
-/// the user's PENDING deliveries through `account_id`, after locking the account's open fan-out
-/// jobs against pages being written (see the module). Returns how many were withdrawn.
+/// The removal a `member.removed` event reports, in membership's times.
+#[derive(Clone, Copy, Debug)]
+pub struct Removal {
+    /// When the removed membership began (the removed member's `create_time`).
+    pub member_since: DateTime<Utc>,
+    /// When it was removed (the event's time); kept for pruning.
+    pub remove_time: DateTime<Utc>,
+}
+
+/// `member.removed`: records `removal` and withdraws the user's PENDING deliveries through
+/// `account_id`, after locking the account's open fan-out jobs against pages being written
+/// (see the module). Returns how many were withdrawn.
 pub async fn member_removed(
     conn: &impl ConnectionTrait,
     outbox: &Outbox,
     account_id: &AccountId,
     user_id: &UserId,
-    remove_time: DateTime<Utc>,
+    removal: Removal,
     now: DateTime<Utc>,
 ) -> Result<u64, NotificationError> {
     if conn.get_database_backend() == DbBackend::Postgres {
@@ -59,32 +72,36 @@ pub async fn member_removed(
             .all(conn)
             .await?;
     }
-    record_removal(conn, account_id, user_id, remove_time).await?;
+    record_removal(conn, account_id, user_id, removal).await?;
     withdraw_member(conn, outbox, account_id, user_id, now).await
 }
 
-/// Upserts the removal record, keeping the later time (removals may be consumed out of order).
+/// Upserts the removal record, keeping the latest removed membership (removals may be consumed
+/// out of order). A record without `member_since` (written by an older build) is replaced.
 async fn record_removal(
     conn: &impl ConnectionTrait,
     account_id: &AccountId,
     user_id: &UserId,
-    remove_time: DateTime<Utc>,
+    removal: Removal,
 ) -> Result<(), NotificationError> {
-    let column = removed_member::Column::RemoveTime;
+    let since = removed_member::Column::MemberSince;
     removed_member::Entity::insert(removed_member::ActiveModel {
         account_id: Set(account_id.as_str().to_string()),
         user_id: Set(user_id.as_str().to_string()),
-        remove_time: Set(remove_time),
+        remove_time: Set(removal.remove_time),
+        member_since: Set(Some(removal.member_since)),
     })
     .on_conflict(
         OnConflict::columns([
             removed_member::Column::AccountId,
             removed_member::Column::UserId,
         ])
-        .update_column(column)
+        .update_columns([removed_member::Column::RemoveTime, since])
         .action_and_where(
-            Expr::col((removed_member::Entity, column))
-                .lt(Expr::col((Alias::new("excluded"), column))),
+            Expr::col((removed_member::Entity, since))
+                .is_null()
+                .or(Expr::col((removed_member::Entity, since))
+                    .lt(Expr::col((Alias::new("excluded"), since)))),
         )
         .to_owned(),
     )
@@ -94,8 +111,8 @@ async fn record_removal(
 }
 
 /// The users of `members` to deliver to through `account_id`: all but those whose listed
-/// membership a recorded removal ended (removed at or after it began), in page order. Call it
-/// after the page's job row was updated (see the module).
+/// membership a recorded removal ended (it began no later than the removed one), in page
+/// order. Call it after the page's job row was updated (see the module).
 pub(crate) async fn still_members(
     conn: &impl ConnectionTrait,
     account_id: &str,
@@ -109,12 +126,12 @@ pub(crate) async fn still_members(
     let backend = conn.get_database_backend();
     let sql = match backend {
         DbBackend::Postgres => {
-            "SELECT user_id, remove_time FROM removed_members WHERE account_id = $1 \
-             AND user_id IN (SELECT json_array_elements_text($2::json))"
+            "SELECT user_id, COALESCE(member_since, remove_time) AS ended FROM removed_members \
+             WHERE account_id = $1 AND user_id IN (SELECT json_array_elements_text($2::json))"
         }
         _ => {
-            "SELECT user_id, remove_time FROM removed_members WHERE account_id = ?1 \
-             AND user_id IN (SELECT value FROM json_each(?2))"
+            "SELECT user_id, COALESCE(member_since, remove_time) AS ended FROM removed_members \
+             WHERE account_id = ?1 AND user_id IN (SELECT value FROM json_each(?2))"
         }
     };
     let users: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
@@ -127,18 +144,20 @@ pub(crate) async fn still_members(
             [account_id.into(), users.into()],
         ))
         .await?;
-    let mut removed = HashMap::with_capacity(rows.len());
+    // Per user: the start of the latest removed membership (or, for an old record, the
+    // removal's time); a listed membership that began no later is that one or an older one.
+    let mut ended = HashMap::with_capacity(rows.len());
     for row in rows {
         let user_id: String = row.try_get("", "user_id")?;
-        let remove_time: DateTime<Utc> = row.try_get("", "remove_time")?;
-        removed.insert(user_id, remove_time);
+        let began: DateTime<Utc> = row.try_get("", "ended")?;
+        ended.insert(user_id, began);
     }
     Ok(members
         .iter()
         .filter(|member| {
-            removed
+            ended
                 .get(&member.user_id)
-                .is_none_or(|removed| *removed < member.added_time)
+                .is_none_or(|began| *began < member.added_time)
         })
         .map(|member| member.user_id.clone())
         .collect())

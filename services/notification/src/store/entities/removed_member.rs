@@ -16,6 +16,10 @@ pub struct Model {
     /// When membership removed them (its clock: the `member.removed` event's time); the
     /// latest removal when there were several.
     pub remove_time: DateTimeUtc,
+    /// When the removed membership began (the removed member's `create_time`, membership's
+    /// clock): a listed membership that began no later is that one or an older one. `None` in
+    /// records written before this column existed (they compare with `remove_time`).
+    pub member_since: Option<DateTimeUtc>,
 }
 
 /// No relations are navigated.

@@ -7,6 +7,7 @@ mod m0001_initial;
 mod m0002_fanout_trace_context;
 mod m0003_retention;
 mod m0004_removed_members;
+mod m0005_removed_member_since;
 
 /// Applies the notification service's migrations; its bookkeeping table is
 /// `notification_migrations`.
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             tenantry_events::processed_events_retention_migration(),
             Box::new(m0003_retention::Migration),
             Box::new(m0004_removed_members::Migration),
+            Box::new(m0005_removed_member_since::Migration),
         ]
     }
 
