@@ -47,12 +47,18 @@ impl Handler for AccountReplicaHandler {
         })?;
         let fetched = versioned_facts_of(account)
             .map_err(|error| HandlerError::Permanent(format!("event {}: {error}", event.id)))?;
-        let written = replica::save(txn, &fetched).await.map_err(transient)?;
         let account_id = &fetched.facts.account_id;
         if deleted {
-            // Deleting is final, so this holds whatever order the events came in. `save` has
-            // locked the replica row first, which AddMember's transaction reads FOR SHARE
-            // (`replica::deleted_for_write`): keep that order, or a member may survive.
+            // Before DELETED is stored: AddMember's and AddMyself's transactions hold this lock
+            // shared while they check and write (`replica::deleted_for_write`), so either they
+            // see DELETED or their member is there for the DELETE below to drop.
+            replica::lock_for_deletion(txn, account_id)
+                .await
+                .map_err(transient)?;
+        }
+        let written = replica::save(txn, &fetched).await.map_err(transient)?;
+        if deleted {
+            // Deleting is final, so this holds whatever order the events came in.
             let dropped = replica::drop_members(txn, account_id)
                 .await
                 .map_err(transient)?;

@@ -163,12 +163,15 @@ async fn deletion_in_flight(database: &Database, add: Add) {
 }
 
 /// On PostgreSQL the write is in flight (its check passed and its member row is inserted,
-/// uncommitted) when the deletion's consumer runs: the consumer's upsert of the replica row
-/// waits for the write's share lock, also when its version guard skips the update, and its
-/// DELETE then sees the new member. This is `Store::add_member`'s transaction, held open.
-async fn add_in_flight(database: &Database, deleted_version: i64) {
+/// uncommitted) when the deletion's consumer runs: the consumer waits for the write's shared
+/// account lock, also when its version guard skips the update or when the replica has no row
+/// for the account yet (`replicated` false: the handler's read-through could not keep it), and
+/// its DELETE then sees the new member. This is `Store::add_member`'s transaction, held open.
+async fn add_in_flight(database: &Database, deleted_version: i64, replicated: bool) {
     let store = Store::new(database.clone(), Outbox::new());
-    handle(database, &account_event("acme", 2, WireState::Active)).await;
+    if replicated {
+        handle(database, &account_event("acme", 2, WireState::Active)).await;
+    }
     let write = store.begin().await.unwrap();
     assert!(
         !replica::deleted_for_write(&*write, &a("acme"))
@@ -257,7 +260,17 @@ async fn a_deletion_waits_for_an_add_in_flight_on_postgres() {
     let Some((_temp, database)) = postgres("membership_deletion_race").await else {
         return;
     };
-    add_in_flight(&database, 3).await;
+    add_in_flight(&database, 3, true).await;
+}
+
+/// The replica has no row for the account when the write starts, so there is no row to lock:
+/// the consumer's first insert of it must still wait for the write.
+#[tokio::test]
+async fn a_deletion_waits_for_an_add_in_flight_without_a_replica_row_on_postgres() {
+    let Some((_temp, database)) = postgres("membership_deletion_race").await else {
+        return;
+    };
+    add_in_flight(&database, 3, false).await;
 }
 
 /// The replica already holds a newer version: the consumer's upsert changes nothing but must
@@ -267,5 +280,5 @@ async fn a_stale_deletion_waits_for_an_add_in_flight_on_postgres() {
     let Some((_temp, database)) = postgres("membership_deletion_race").await else {
         return;
     };
-    add_in_flight(&database, 1).await;
+    add_in_flight(&database, 1, true).await;
 }

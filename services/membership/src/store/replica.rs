@@ -2,9 +2,9 @@
 //! reads through to the registry on a miss). A row is only ever replaced by a newer registry
 //! version, so late or repeated deliveries cannot bring back old facts.
 
-use sea_orm::sea_query::{Expr, ExprTrait, LockType, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement,
 };
 
 use tenantry_platform::AccountId;
@@ -43,21 +43,68 @@ pub async fn load(
 /// transaction, and `account.deleted` may have committed since. No row (the read-through
 /// could not keep the facts) is not deleted, as the handler's checks already decided.
 ///
-/// On PostgreSQL the row is read `FOR SHARE`. The deletion's consumer locks the same row in
-/// [`save`] (an `ON CONFLICT DO UPDATE` locks the conflicting row even when its version guard
-/// skips the update) before [`drop_members`]: either this read waits for the deletion to
+/// On PostgreSQL the write first takes the account's membership lock shared
+/// ([`lock_account`]); the deletion's consumer takes it exclusively before it stores DELETED
+/// and drops the members ([`lock_for_deletion`]). Either this read waits for the deletion to
 /// commit and sees DELETED, or the deletion waits for this transaction to commit and its
-/// later DELETE (a new snapshot) removes the new member. SQLite serializes transactions, and
-/// sea-query leaves the lock out there.
+/// DELETE (a later statement) removes the new member. The lock is not a row's, so this holds
+/// also when the replica has no row for the account yet (a row lock would have nothing to
+/// lock, and the consumer's first insert of the row could slip past), and it writes nothing
+/// (a `FOR SHARE` row lock writes the row). Writes to one account share the lock and do not
+/// wait for each other. SQLite serializes transactions.
 pub async fn deleted_for_write(
     conn: &impl ConnectionTrait,
     account_id: &AccountId,
 ) -> Result<bool, MembershipError> {
+    lock_account(conn, account_id, AccountLock::Shared).await?;
     let row = account_replica::Entity::find_by_id(account_id.to_string())
-        .lock(LockType::Share)
         .one(conn)
         .await?;
     Ok(row.is_some_and(|row| row.state == AccountState::Deleted.as_str()))
+}
+
+/// Takes the account's membership lock exclusively for the rest of the transaction, which
+/// then stores the deletion and drops the members (see [`deleted_for_write`]). PostgreSQL
+/// only; SQLite serializes transactions.
+pub async fn lock_for_deletion(
+    conn: &impl ConnectionTrait,
+    account_id: &AccountId,
+) -> Result<(), MembershipError> {
+    lock_account(conn, account_id, AccountLock::Exclusive).await
+}
+
+/// The first key of the account membership locks (PostgreSQL's two-key advisory locks, apart
+/// from the one-key lock migrations take); the second is `hashtext(account_id)`, computed by
+/// the server, so every replica uses the same key. Two accounts whose ids share a hash only
+/// share a lock.
+const ACCOUNT_LOCK_CLASS: i32 = 0x6d62_7277;
+
+#[derive(Clone, Copy, Debug)]
+enum AccountLock {
+    Shared,
+    Exclusive,
+}
+
+async fn lock_account(
+    conn: &impl ConnectionTrait,
+    account_id: &AccountId,
+    mode: AccountLock,
+) -> Result<(), MembershipError> {
+    let backend = conn.get_database_backend();
+    if backend != DbBackend::Postgres {
+        return Ok(());
+    }
+    let sql = match mode {
+        AccountLock::Shared => "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
+        AccountLock::Exclusive => "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+    };
+    conn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [ACCOUNT_LOCK_CLASS.into(), account_id.as_str().into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// Stores `account` unless the replica already holds this or a newer version of it, in one
