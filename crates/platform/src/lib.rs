@@ -16,6 +16,7 @@ pub mod email;
 pub mod error;
 pub mod etag;
 pub mod idempotency;
+pub mod key_locks;
 pub mod metrics;
 pub mod names;
 pub mod pagination;

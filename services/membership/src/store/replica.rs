@@ -3,9 +3,8 @@
 //! version, so late or repeated deliveries cannot bring back old facts.
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use tenantry_platform::key_locks::KeyLock;
 
 use tenantry_platform::AccountId;
 
@@ -44,7 +43,7 @@ pub async fn load(
 /// could not keep the facts) is not deleted, as the handler's checks already decided.
 ///
 /// On PostgreSQL the write first takes the account's membership lock shared
-/// ([`lock_account`]); the deletion's consumer takes it exclusively before it stores DELETED
+/// ([`ACCOUNT_LOCK`]); the deletion's consumer takes it exclusively before it stores DELETED
 /// and drops the members ([`lock_for_deletion`]). Either this read waits for the deletion to
 /// commit and sees DELETED, or the deletion waits for this transaction to commit and its
 /// DELETE (a later statement) removes the new member. The lock is not a row's, so this holds
@@ -56,7 +55,7 @@ pub async fn deleted_for_write(
     conn: &impl ConnectionTrait,
     account_id: &AccountId,
 ) -> Result<bool, MembershipError> {
-    lock_account(conn, account_id, AccountLock::Shared).await?;
+    ACCOUNT_LOCK.shared(conn, account_id.as_str()).await?;
     let row = account_replica::Entity::find_by_id(account_id.to_string())
         .one(conn)
         .await?;
@@ -70,42 +69,12 @@ pub async fn lock_for_deletion(
     conn: &impl ConnectionTrait,
     account_id: &AccountId,
 ) -> Result<(), MembershipError> {
-    lock_account(conn, account_id, AccountLock::Exclusive).await
-}
-
-/// The first key of the account membership locks (PostgreSQL's two-key advisory locks, apart
-/// from the one-key lock migrations take); the second is `hashtext(account_id)`, computed by
-/// the server, so every replica uses the same key. Two accounts whose ids share a hash only
-/// share a lock.
-const ACCOUNT_LOCK_CLASS: i32 = 0x6d62_7277;
-
-#[derive(Clone, Copy, Debug)]
-enum AccountLock {
-    Shared,
-    Exclusive,
-}
-
-async fn lock_account(
-    conn: &impl ConnectionTrait,
-    account_id: &AccountId,
-    mode: AccountLock,
-) -> Result<(), MembershipError> {
-    let backend = conn.get_database_backend();
-    if backend != DbBackend::Postgres {
-        return Ok(());
-    }
-    let sql = match mode {
-        AccountLock::Shared => "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
-        AccountLock::Exclusive => "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-    };
-    conn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        sql,
-        [ACCOUNT_LOCK_CLASS.into(), account_id.as_str().into()],
-    ))
-    .await?;
+    ACCOUNT_LOCK.exclusive(conn, account_id.as_str()).await?;
     Ok(())
 }
+
+/// The lock AddMember/AddMyself (shared) and the deletion (exclusive) meet on, per account.
+const ACCOUNT_LOCK: KeyLock = KeyLock::named("membership.account");
 
 /// Stores `account` unless the replica already holds this or a newer version of it, in one
 /// statement (an upsert whose update is conditional on the stored version), so concurrent
