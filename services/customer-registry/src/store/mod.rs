@@ -9,6 +9,8 @@ pub mod entities;
 pub mod migrations;
 
 #[cfg(test)]
+mod parent_race_tests;
+#[cfg(test)]
 mod tests;
 
 use sea_orm::sea_query::{Expr, ExprTrait};
