@@ -180,10 +180,15 @@ async fn a_batch_commits_together_and_a_poison_event_is_retried_alone_on_postgre
             .map(|id| id.to_string()),
         Some(poison.id.to_string())
     );
-    // Tried once in its batch (rolled back to its savepoint), then alone: permanent.
+    // Tried once in its batch (which was rolled back and tried again without it), then
+    // alone: permanent.
     assert_eq!(scripted.calls(poison.id), 2);
     for good in events.iter().filter(|event| event.id != poison.id) {
-        assert_eq!(scripted.calls(good.id), 1, "a good event is handled once");
+        // Called again when its batch was retried without the poison, committed once.
+        assert!(
+            (1..=2).contains(&scripted.calls(good.id)),
+            "a good event is tried at most twice"
+        );
     }
     // 19 events in at most a few transactions (16 + 4 deliveries), not 19.
     let transactions = database
