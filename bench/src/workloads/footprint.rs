@@ -246,9 +246,15 @@ async fn delete_queues(amqp_url: &str, prefix: &str) {
         return;
     };
     if let Ok(channel) = connection.create_channel().await {
+        // The retry policy `tenantry serve` configures by default, which names the delay
+        // queues.
+        let retry = tenantry_events::RetryPolicy {
+            max_attempts: 5,
+            base_delay: std::time::Duration::from_millis(1000),
+            max_delay: std::time::Duration::from_secs(60),
+        };
         for group in tenantry_testkit::consumer_groups() {
-            for suffix in ["", ".retry", ".dead"] {
-                let name = format!("{prefix}{group}{suffix}");
+            for name in tenantry_events::group_queues(prefix, group, &retry) {
                 let _ = channel
                     .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
                     .await;

@@ -49,8 +49,9 @@ impl EventBus {
     }
 
     /// Starts a consumer group (declares its topology first: durable queue bound to the exchange,
-    /// "{group}.retry" delay queue dead-lettering back, "{group}.dead" dead-letter queue), running
-    /// until shutdown; in-flight handlers finish before it returns.
+    /// "{group}.retry.{N}ms" delay queues dead-lettering back, "{group}.dead" dead-letter queue;
+    /// see `amqp/topology.rs`), running until shutdown; in-flight handlers finish before it
+    /// returns.
     pub fn spawn_consumer(&self, spec: ConsumerSpec, shutdown: Shutdown) -> JoinHandle<()> {
         match self {
             Self::InProcess(bus) => bus.spawn_consumer(spec, shutdown),

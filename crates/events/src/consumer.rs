@@ -179,6 +179,34 @@ impl RetryPolicy {
             .min(self.max_delay)
     }
 
+    /// The delays a retry may wait, each with a delay queue of its own on RabbitMQ:
+    /// `base_delay` doubled until `max_delay`, which ends the list (whole milliseconds, at
+    /// least 1). A delay queue holds one delay only, so what expires first is always at its
+    /// head; with one queue for all delays a long wait at the head held shorter ones back.
+    pub fn delay_levels(&self) -> Vec<Duration> {
+        let millis = |delay: Duration| (delay.as_millis().max(1)).min(u128::from(u32::MAX)) as u64;
+        let max = millis(self.max_delay.max(self.base_delay));
+        let mut levels = Vec::new();
+        let mut level = millis(self.base_delay);
+        while level < max {
+            levels.push(Duration::from_millis(level));
+            level = level.saturating_mul(2);
+        }
+        levels.push(Duration::from_millis(max));
+        levels
+    }
+
+    /// The delay level a retry after `delay` waits: the shortest not shorter than `delay` (the
+    /// longest if all are), so a retry never comes back early.
+    pub(crate) fn level_for(&self, delay: Duration) -> Duration {
+        let levels = self.delay_levels();
+        let longest = *levels.last().unwrap_or(&self.max_delay);
+        levels
+            .into_iter()
+            .find(|level| *level >= delay)
+            .unwrap_or(longest)
+    }
+
     /// What to do after delivery `attempt` (1-based) of an event ended in `error`.
     pub(crate) fn after_failure(&self, attempt: u32, error: &HandlerError) -> Disposition {
         match error {
@@ -517,6 +545,40 @@ mod tests {
                 .to_vec()
         );
         assert_eq!(policy.delay(u32::MAX), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn every_delay_has_a_level_no_shorter() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(500),
+        };
+        assert_eq!(
+            policy.delay_levels(),
+            [100, 200, 400, 500].map(Duration::from_millis).to_vec()
+        );
+        for attempt in 1..=10 {
+            let delay = policy.delay(attempt);
+            assert_eq!(
+                policy.level_for(delay),
+                delay,
+                "transient delays are levels"
+            );
+        }
+        let ms = Duration::from_millis;
+        assert_eq!(policy.level_for(ms(0)), ms(100));
+        assert_eq!(policy.level_for(ms(150)), ms(200));
+        assert_eq!(policy.level_for(ms(401)), ms(500));
+        assert_eq!(policy.level_for(ms(90_000)), ms(500), "the longest at most");
+        let default = RetryPolicy::default().delay_levels();
+        assert_eq!(default.len(), 7, "{default:?}");
+        let odd = RetryPolicy {
+            max_attempts: 1,
+            base_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+        };
+        assert_eq!(odd.delay_levels(), vec![ms(1)]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub mod retention;
 mod revocations;
 pub mod view_feed;
 
-pub use amqp::{AmqpBus, AmqpConfig, event_from_amqp};
+pub use amqp::{AmqpBus, AmqpConfig, event_from_amqp, group_queues};
 pub use broadcast::Subscription;
 pub use bus::EventBus;
 pub use consumer::{ConsumerSpec, Handler, Prepared, RetryPolicy, routing_keys};

@@ -365,6 +365,63 @@ async fn transient_failures_are_retried_through_the_delay_queue_and_dead_letters
     file.remove();
 }
 
+/// A retry that waits long (a busy event, 15 s) does not hold back a short one queued after it:
+/// each delay has its own queue, so the short retry comes back first.
+#[tokio::test]
+async fn a_long_retry_does_not_hold_back_a_short_one() {
+    let Some(broker) = broker().await else { return };
+    let prefix = prefix("retry-order");
+    let file = SqliteFile::new();
+    let database = database(&file.url).await;
+    let handler = Scripted::new();
+    let config = AmqpConfig {
+        retry: RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(20),
+        },
+        ..config(AMQP_URL, &prefix, 1, 5)
+    };
+    let bus = EventBus::amqp(config);
+    let shutdown = Shutdown::new();
+    let consumer = bus.spawn_consumer(spec(&database, &handler, &["test.order"]), shutdown.clone());
+    let probe = broker.create_channel().await.expect("channel");
+    let queue = format!("{prefix}{GROUP}");
+    started(&broker, &queue).await;
+
+    let long = event("test.order", "busy-15000");
+    let short = event("test.order", "fail-1");
+    let publisher = bus.publisher();
+    publisher
+        .publish(std::slice::from_ref(&long))
+        .await
+        .expect("publish");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            handler.calls(long.id) == 1
+        })
+        .await,
+        "the long retry is waiting"
+    );
+    publisher
+        .publish(std::slice::from_ref(&short))
+        .await
+        .expect("publish");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            handler.calls(short.id) == 2
+        })
+        .await,
+        "the short retry came back within 5 s, not after the long one's 15 s"
+    );
+    assert_eq!(handler.calls(long.id), 1, "the long one still waits");
+
+    shutdown.trigger();
+    consumer.await.expect("consumer stops");
+    cleanup(&probe, &format!("{prefix}tenantry.events"), &[&queue]).await;
+    file.remove();
+}
+
 #[tokio::test]
 async fn the_consumer_reconnects_redeclares_and_resumes_after_the_broker_goes_away() {
     let Some(broker) = broker().await else { return };

@@ -574,8 +574,7 @@ async fn delete_broker_topology(amqp: &AmqpConfig) {
     };
     if let Ok(channel) = connection.create_channel().await {
         for group in consumer_groups() {
-            for suffix in ["", ".retry", ".dead"] {
-                let name = format!("{}{group}{suffix}", amqp.queue_prefix);
+            for name in tenantry_events::group_queues(&amqp.queue_prefix, group, &amqp.retry) {
                 let _ = channel
                     .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
                     .await;

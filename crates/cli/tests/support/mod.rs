@@ -487,9 +487,15 @@ pub async fn delete_topology(connection: &lapin::Connection, prefix: &str) {
     let groups = tenantry_cli::ServiceKind::ALL
         .into_iter()
         .flat_map(|kind| kind.info().consumer_groups.iter().copied());
+    // The retry policy `tenantry serve` configures by default (none of these tests sets
+    // TENANTRY_EVENT_RETRY_DELAY_MS), which names the delay queues.
+    let retry = tenantry_events::RetryPolicy {
+        max_attempts: 5,
+        base_delay: std::time::Duration::from_millis(1000),
+        max_delay: std::time::Duration::from_secs(60),
+    };
     for group in groups {
-        for suffix in ["", ".retry", ".dead"] {
-            let queue = format!("{prefix}{group}{suffix}");
+        for queue in tenantry_events::group_queues(prefix, group, &retry) {
             let _ = channel
                 .queue_delete(
                     queue.as_str().into(),

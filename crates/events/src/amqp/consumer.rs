@@ -36,6 +36,7 @@ pub(super) async fn run(bus: AmqpBus, spec: ConsumerSpec, shutdown: Shutdown) {
         &config.exchange,
         &spec.group,
         &spec.bindings,
+        &config.retry,
     ) {
         Ok(names) => names,
         Err(reason) => {
@@ -343,17 +344,17 @@ impl Context {
         .await;
     }
 
-    /// Into the delay queue, which dead-letters it back to the group queue after `delay`.
+    /// Into the delay queue of `delay`'s level, which dead-letters it back to the group queue
+    /// once its TTL (the level, never shorter than `delay`) has passed.
     async fn retry(
         &self,
         delivery: &Delivery,
         next_attempt: u32,
         delay: Duration,
     ) -> Result<(), SettleError> {
-        let expiration = delay.as_millis().max(1).to_string();
-        let properties = message::republished(&delivery.properties, next_attempt, None)
-            .with_expiration(expiration.into());
-        self.republish(&self.names.retry, delivery, properties)
+        let level = self.bus.config().retry.level_for(delay);
+        let properties = message::republished(&delivery.properties, next_attempt, None);
+        self.republish(self.names.retry_queue(level), delivery, properties)
             .await?;
         settle(delivery.ack(BasicAckOptions::default())).await
     }

@@ -57,8 +57,8 @@ pub(crate) fn republished(
     if let Some(error) = error {
         put(&mut headers, ERROR_HEADER, error);
     }
-    // Rebuilt rather than cloned, so no expiration carries over (the retry path sets a fresh
-    // one; none must reach the dead-letter queue).
+    // Rebuilt rather than cloned, so no expiration carries over (one from an earlier build's
+    // delay queue must not reach a delay or dead-letter queue).
     let mut republished = BasicProperties::default()
         .with_headers(headers)
         .with_delivery_mode(2)

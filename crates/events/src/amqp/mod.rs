@@ -13,6 +13,7 @@ mod message;
 mod topology;
 
 pub use message::event as event_from_amqp;
+pub use topology::group_queues;
 
 use std::sync::Arc;
 use std::time::Duration;

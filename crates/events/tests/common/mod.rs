@@ -148,12 +148,25 @@ pub async fn drain(
 
 /// Deletes the test's queues (the ones given, plus each group's .retry and .dead) and exchange.
 pub async fn cleanup(channel: &Channel, exchange: &str, queues: &[&str]) {
+    // The delay levels of the policies these tests use.
+    let policies = [
+        tenantry_events::RetryPolicy::default(),
+        tenantry_events::RetryPolicy {
+            max_attempts: 1,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(200),
+        },
+        tenantry_events::RetryPolicy {
+            max_attempts: 1,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(20),
+        },
+    ];
     for queue in queues {
-        for name in [
-            String::from(*queue),
-            format!("{queue}.retry"),
-            format!("{queue}.dead"),
-        ] {
+        let names = policies
+            .iter()
+            .flat_map(|policy| tenantry_events::group_queues("", queue, policy));
+        for name in names {
             let _ = channel
                 .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
                 .await;
@@ -298,8 +311,8 @@ pub async fn count(database: &Database, table: &str) -> i64 {
 }
 
 /// A handler scripted by the payload (a protobuf string): "ok" succeeds, "fail-N" fails
-/// transiently N times then succeeds, "always" always fails transiently, "permanent" fails
-/// permanently. Success inserts the event id into `handled` inside the runtime's transaction.
+/// transiently N times then succeeds, "busy-MS" is busy (retry after MS milliseconds) the first
+/// time then succeeds, "always" always fails transiently, "permanent" fails permanently. Success inserts the event id into `handled` inside the runtime's transaction.
 #[derive(Default)]
 pub struct Scripted {
     calls: Mutex<HashMap<Uuid, u32>>,
@@ -333,6 +346,13 @@ impl Handler for Scripted {
         let fail = match script.as_str() {
             "always" => Some(HandlerError::Transient("scripted: always".into())),
             "permanent" => Some(HandlerError::Permanent("scripted: permanent".into())),
+            other if other.starts_with("busy-") && call == 1 => {
+                let millis = other["busy-".len()..].parse().unwrap_or(1_000);
+                Some(HandlerError::Busy {
+                    reason: "scripted: busy".into(),
+                    retry_after: Duration::from_millis(millis),
+                })
+            }
             other => match other
                 .strip_prefix("fail-")
                 .and_then(|n| n.parse::<u32>().ok())
