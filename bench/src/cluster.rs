@@ -99,6 +99,14 @@ impl Bench {
             cluster.addr(),
             cluster.admin_addr()
         );
+        // Every workload measures the steady state: until the local view trusts its events
+        // (the start-up warm-up, 10 s in a test node), every authorized call asks membership,
+        // which is a start-up cost, not the hot path's.
+        wait_fresh("cluster", || cluster.metrics()).await?;
+        eprintln!(
+            "  local view fresh after {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
         let tag = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();
         let operator = TestUser::operator("bench-ops");
         let owner = TestUser::new("bench-owner");
