@@ -20,17 +20,13 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use support::{
-    ServeProcess, SlowSmtpServer, SmtpEvent, TestResources, aiosmtpd_available, authorized,
-    backend_url, free_port, operator_token, with_database,
-};
+use support::mailer::MailerCluster;
+use support::{SmtpEvent, aiosmtpd_available, authorized, backend_url};
 use tenantry_proto::invitation::v1::invitation_service_client::InvitationServiceClient;
 use tenantry_proto::invitation::v1::{
     CreateInvitationRequest, EmailDeliveryState, ListInvitationsRequest,
 };
 use tenantry_proto::membership::v1::Role;
-use tenantry_proto::registry::v1::CreateAccountRequest;
-use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 
 const JWT_SECRET: &str = "consumer-shutdown-test-secret";
 const INTERNAL_SECRET: &str = "consumer-shutdown-internal";
@@ -60,80 +56,21 @@ async fn sigterm_finishes_the_mails_in_flight_and_a_new_process_sends_the_rest_o
         eprintln!("skipped: aiosmtpd is not installed");
         return;
     }
-    // Declared before the processes, so dropped after them: also on a failed assertion.
-    let resources = TestResources::create("consumer-shutdown", &amqp, &postgres).await;
-    let (dir, prefix) = (&resources.dir, &resources.prefix);
-    let invitation_database_url = with_database(&postgres, &resources.database);
-    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.join(name).display());
-    let smtp = SlowSmtpServer::start(dir, SMTP_DELAY).await;
-
-    // The peers listen on ports chosen up front, since each names the other.
-    let registry_port = free_port();
-    let membership_port = free_port();
-    let registry_url = format!("http://127.0.0.1:{registry_port}");
-    let membership_url = format!("http://127.0.0.1:{membership_port}");
-    let shared = |extra: &[(&'static str, String)]| {
-        let mut settings = vec![
-            ("TENANTRY_JWT_SECRET", JWT_SECRET.to_string()),
-            ("TENANTRY_INTERNAL_SECRET", INTERNAL_SECRET.to_string()),
-            ("TENANTRY_SHUTDOWN_GRACE_SECONDS", GRACE_SECONDS.to_string()),
-            ("TENANTRY_AMQP_URL", amqp.clone()),
-            ("TENANTRY_AMQP_PREFIX", prefix.clone()),
-            ("TENANTRY_REGISTRY_URL", registry_url.clone()),
-            ("TENANTRY_MEMBERSHIP_URL", membership_url.clone()),
-        ];
-        settings.extend_from_slice(extra);
-        settings
-    };
-    let registry_settings = shared(&[("TENANTRY_DATABASE_URL", sqlite("registry.db"))]);
-    let membership_settings = shared(&[("TENANTRY_DATABASE_URL", sqlite("membership.db"))]);
-    let (registry, membership) = tokio::join!(
-        ServeProcess::start(
-            "customer-registry",
-            "tenantry.registry.v1.CustomerRegistryService",
-            registry_port,
-            dir,
-            "registry",
-            &registry_settings,
-        ),
-        ServeProcess::start(
-            "membership",
-            "tenantry.membership.v1.MembershipService",
-            membership_port,
-            dir,
-            "membership",
-            &membership_settings,
-        ),
-    );
-    let invitation_settings = shared(&[
-        ("TENANTRY_DATABASE_URL", invitation_database_url.clone()),
-        ("TENANTRY_SMTP_URL", smtp.url()),
-        ("TENANTRY_AMQP_PREFETCH", PREFETCH.to_string()),
-    ]);
-    let start_invitation = |log_name: &'static str| {
-        ServeProcess::start(
-            "invitation",
-            "tenantry.invitation.v1.InvitationService",
-            free_port(),
-            dir,
-            log_name,
-            &invitation_settings,
-        )
-    };
-    let first = start_invitation("invitation-1").await;
-
-    let token = operator_token(JWT_SECRET);
-    CustomerRegistryServiceClient::new(registry.channel().await)
-        .create_account(authorized(
-            CreateAccountRequest {
-                account_id: "globex".into(),
-                display_name: "Globex Corporation".into(),
-                request_id: String::new(),
-            },
-            &token,
-        ))
-        .await
-        .expect("create the account");
+    // Declared before the invitation processes, so dropped after them: also on a failed
+    // assertion.
+    let cluster = MailerCluster::start(
+        "consumer-shutdown",
+        (&amqp, &postgres),
+        (JWT_SECRET, INTERNAL_SECRET),
+        SMTP_DELAY,
+        &[("TENANTRY_SHUTDOWN_GRACE_SECONDS", GRACE_SECONDS.to_string())],
+        &[("TENANTRY_AMQP_PREFETCH", PREFETCH.to_string())],
+    )
+    .await;
+    let smtp = &cluster.smtp;
+    let prefix = &cluster.resources.prefix;
+    let first = cluster.start_invitation("invitation-1").await;
+    let token = cluster.operator_token();
     let mut invitations = InvitationServiceClient::new(first.channel().await);
     let invitees: Vec<String> = (0..INVITATIONS)
         .map(|index| format!("invitee-{index}@globex.example"))
@@ -193,7 +130,7 @@ async fn sigterm_finishes_the_mails_in_flight_and_a_new_process_sends_the_rest_o
     );
 
     // Same database, same queues: the rest (queued, or delivered but unacknowledged) is sent.
-    let second = start_invitation("invitation-2").await;
+    let second = cluster.start_invitation("invitation-2").await;
     smtp.wait_for("accepted", INVITATIONS, Duration::from_secs(30))
         .await;
     // A duplicate would begin within a delivery round; give it one.
@@ -286,8 +223,5 @@ async fn sigterm_finishes_the_mails_in_flight_and_a_new_process_sends_the_rest_o
     );
 
     let _ = connection.close(0, "done".into()).await;
-    for peer in [registry, membership] {
-        let (exited_zero, _) = peer.terminate(EXIT_TIMEOUT).await;
-        assert!(exited_zero, "a peer exited non-zero");
-    }
+    cluster.stop_peers(EXIT_TIMEOUT).await;
 }

@@ -19,17 +19,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use support::{
-    ServeProcess, SlowSmtpServer, TestResources, aiosmtpd_available, authorized, backend_url,
-    free_port, operator_token, with_database,
-};
+use support::mailer::MailerCluster;
+use support::{aiosmtpd_available, authorized, backend_url};
 use tenantry_proto::invitation::v1::invitation_service_client::InvitationServiceClient;
 use tenantry_proto::invitation::v1::{
     CreateInvitationRequest, EmailDeliveryState, ListInvitationsRequest,
 };
 use tenantry_proto::membership::v1::Role;
-use tenantry_proto::registry::v1::CreateAccountRequest;
-use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 
 const JWT_SECRET: &str = "mailer-sigkill-test-secret";
 const INTERNAL_SECRET: &str = "mailer-sigkill-internal";
@@ -54,77 +50,20 @@ async fn sigkill_while_500_emails_are_sent_loses_none_and_duplicates_only_detect
         eprintln!("skipped: aiosmtpd is not installed");
         return;
     }
-    let resources = TestResources::create("mailer-sigkill", &amqp, &postgres).await;
-    let (dir, prefix) = (&resources.dir, &resources.prefix);
-    let invitation_database_url = with_database(&postgres, &resources.database);
-    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.join(name).display());
-    let smtp = SlowSmtpServer::start(dir, SMTP_DELAY).await;
-
-    let registry_port = free_port();
-    let membership_port = free_port();
-    let registry_url = format!("http://127.0.0.1:{registry_port}");
-    let membership_url = format!("http://127.0.0.1:{membership_port}");
-    let shared = |extra: &[(&'static str, String)]| {
-        let mut settings = vec![
-            ("TENANTRY_JWT_SECRET", JWT_SECRET.to_string()),
-            ("TENANTRY_INTERNAL_SECRET", INTERNAL_SECRET.to_string()),
-            ("TENANTRY_AMQP_URL", amqp.clone()),
-            ("TENANTRY_AMQP_PREFIX", prefix.clone()),
-            ("TENANTRY_REGISTRY_URL", registry_url.clone()),
-            ("TENANTRY_MEMBERSHIP_URL", membership_url.clone()),
-        ];
-        settings.extend_from_slice(extra);
-        settings
-    };
-    let registry_settings = shared(&[("TENANTRY_DATABASE_URL", sqlite("registry.db"))]);
-    let membership_settings = shared(&[("TENANTRY_DATABASE_URL", sqlite("membership.db"))]);
-    let (registry, membership) = tokio::join!(
-        ServeProcess::start(
-            "customer-registry",
-            "tenantry.registry.v1.CustomerRegistryService",
-            registry_port,
-            dir,
-            "registry",
-            &registry_settings,
-        ),
-        ServeProcess::start(
-            "membership",
-            "tenantry.membership.v1.MembershipService",
-            membership_port,
-            dir,
-            "membership",
-            &membership_settings,
-        ),
-    );
-    let invitation_settings = shared(&[
-        ("TENANTRY_DATABASE_URL", invitation_database_url.clone()),
-        ("TENANTRY_SMTP_URL", smtp.url()),
-        ("TENANTRY_MAIL_LEASE_SECONDS", LEASE_SECONDS.to_string()),
-    ]);
-    let start_invitation = |log_name: &'static str| {
-        ServeProcess::start(
-            "invitation",
-            "tenantry.invitation.v1.InvitationService",
-            free_port(),
-            dir,
-            log_name,
-            &invitation_settings,
-        )
-    };
-    let first = start_invitation("invitation-1").await;
-
-    let token = operator_token(JWT_SECRET);
-    CustomerRegistryServiceClient::new(registry.channel().await)
-        .create_account(authorized(
-            CreateAccountRequest {
-                account_id: "globex".into(),
-                display_name: "Globex Corporation".into(),
-                request_id: String::new(),
-            },
-            &token,
-        ))
-        .await
-        .expect("create the account");
+    // Declared before the invitation processes, so dropped after them: also on a failed
+    // assertion.
+    let cluster = MailerCluster::start(
+        "mailer-sigkill",
+        (&amqp, &postgres),
+        (JWT_SECRET, INTERNAL_SECRET),
+        SMTP_DELAY,
+        &[],
+        &[("TENANTRY_MAIL_LEASE_SECONDS", LEASE_SECONDS.to_string())],
+    )
+    .await;
+    let smtp = &cluster.smtp;
+    let first = cluster.start_invitation("invitation-1").await;
+    let token = cluster.operator_token();
     let invitations = InvitationServiceClient::new(first.channel().await);
     let invitees: Vec<String> = (0..INVITATIONS)
         .map(|index| format!("invitee-{index}@globex.example"))
@@ -168,7 +107,7 @@ async fn sigkill_while_500_emails_are_sent_loses_none_and_duplicates_only_detect
         "the kill came before every e-mail was sent ({accepted} accepted)"
     );
 
-    let second = start_invitation("invitation-2").await;
+    let second = cluster.start_invitation("invitation-2").await;
     // Every address gets an e-mail: the rest at once, the ones the dead process held once
     // their leases lapsed.
     let deadline = Instant::now() + Duration::from_secs(LEASE_SECONDS * 3 + 60);
@@ -263,8 +202,5 @@ async fn sigkill_while_500_emails_are_sent_loses_none_and_duplicates_only_detect
     );
     let (exited_zero, _) = second.terminate(EXIT_TIMEOUT).await;
     assert!(exited_zero, "the second invitation process exited non-zero");
-    for peer in [registry, membership] {
-        let (exited_zero, _) = peer.terminate(EXIT_TIMEOUT).await;
-        assert!(exited_zero, "a peer exited non-zero");
-    }
+    cluster.stop_peers(EXIT_TIMEOUT).await;
 }

@@ -5,6 +5,8 @@
 //! Each test binary uses the part it needs.
 #![allow(dead_code)]
 
+pub mod mailer;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
