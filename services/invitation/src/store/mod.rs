@@ -193,19 +193,19 @@ impl Store {
             delivery_lease_until: Set(None),
             previous_secret_hash: Set(None),
         };
-        invitation::Entity::insert(row)
-            .exec_without_returning(&*tx)
+        // RETURNING: the row as stored (times at the database's precision) without reading
+        // it back in another round trip.
+        let created = invitation::Entity::insert(row)
+            .exec_with_returning(&*tx)
             .await
             .map_err(|error| conflict_as(error, already))?;
+        let created = to_invitation(created)?;
         if let Some(request) = request {
             REQUEST_IDS
                 .record(&*tx, request, &invitation_id)
                 .await
                 .map_err(|error| conflict_as(error, already))?;
         }
-        let created = load(&*tx, &invitation_id)
-            .await?
-            .ok_or(InvitationError::ConcurrentChange)?;
         tx.append(&events::created(&created, &new.inviter, now))
             .await?;
         tx.commit().await?;
