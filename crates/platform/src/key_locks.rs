@@ -35,19 +35,25 @@ impl KeyLock {
     /// Takes the lock on `key` shared: other shared holders go ahead, an exclusive holder is
     /// waited for (and waits for this transaction).
     pub async fn shared(&self, conn: &impl ConnectionTrait, key: &str) -> Result<(), DbErr> {
-        self.take(conn, key, "pg_advisory_xact_lock_shared").await
+        self.take(
+            conn,
+            key,
+            "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))",
+        )
+        .await
     }
 
     /// Takes the lock on `key` exclusively, waiting for every holder's transaction to end.
     pub async fn exclusive(&self, conn: &impl ConnectionTrait, key: &str) -> Result<(), DbErr> {
-        self.take(conn, key, "pg_advisory_xact_lock").await
+        self.take(conn, key, "SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .await
     }
 
     async fn take(
         &self,
         conn: &impl ConnectionTrait,
         key: &str,
-        function: &str,
+        sql: &'static str,
     ) -> Result<(), DbErr> {
         let backend = conn.get_database_backend();
         if backend != DbBackend::Postgres {
@@ -55,7 +61,7 @@ impl KeyLock {
         }
         conn.execute_raw(Statement::from_sql_and_values(
             backend,
-            format!("SELECT {function}($1, hashtext($2))"),
+            sql,
             [self.class.into(), key.into()],
         ))
         .await?;

@@ -63,11 +63,12 @@ impl Names {
         })
     }
 
-    /// The delay queue a retry after `delay` goes to (see [`RetryPolicy::level_for`]).
+    /// The delay queue of `level`, one of the policy's levels (which one a delay waits is
+    /// [`RetryPolicy::level_for`]'s rule, not this lookup's).
     pub(crate) fn retry_queue(&self, level: Duration) -> &ShortString {
         self.retry_levels
             .iter()
-            .find(|(candidate, _)| *candidate >= level)
+            .find(|(candidate, _)| *candidate == level)
             .or(self.retry_levels.last())
             .map_or(&self.retry, |(_, name)| name)
     }
