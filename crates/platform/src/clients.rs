@@ -272,7 +272,18 @@ impl tower::Service<http::Request<Body>> for TracedChannel {
             };
         Box::pin(
             async move {
-                let response = response.await?;
+                let response = response.await.map_err(|error| {
+                    if refused_before_processing(error.as_ref()) {
+                        // tonic would say INTERNAL; the gRPC spec says such a call was never
+                        // processed and may be retried, which is what UNAVAILABLE tells callers.
+                        Box::new(tonic::Status::unavailable(
+                            "the peer's connection closed before it took the call (a replica \
+                             shutting down); the call was not processed, retry it",
+                        )) as BoxError
+                    } else {
+                        error
+                    }
+                })?;
                 // Errors of unary calls come trailers-only: the code is in the headers. A
                 // successful call's OK arrives in the trailers, after this span's work.
                 let code = response
@@ -287,4 +298,32 @@ impl tower::Service<http::Request<Body>> for TracedChannel {
             .instrument(span),
         )
     }
+}
+
+/// Whether `error` (or an error it was caused by) says the peer never took the call, so it did
+/// nothing there and is safe to send again:
+///
+/// - HTTP/2 refused it with a graceful GOAWAY (NO_ERROR) whose last stream id is below the
+///   call's stream — a server draining for shutdown does that to calls that crossed its GOAWAY
+///   on the wire (tonic's client reports it as INTERNAL, "h2 protocol error");
+/// - the connection closed while the call still waited in hyper's queue, before it was sent
+///   (tonic reports CANCELLED, which reads as if the caller had given up).
+///
+/// The gRPC spec calls both UNAVAILABLE.
+pub fn refused_before_processing(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if let Some(http2) = error.downcast_ref::<h2::Error>() {
+            return http2.is_go_away()
+                && http2.is_remote()
+                && http2.reason() == Some(h2::Reason::NO_ERROR);
+        }
+        if let Some(http) = error.downcast_ref::<hyper::Error>()
+            && http.is_canceled()
+        {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }

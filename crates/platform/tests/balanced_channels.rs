@@ -406,3 +406,48 @@ async fn dns_over_tls_verifies_the_dns_name() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(replica.calls(), 20);
 }
+
+/// Calls racing a server's graceful shutdown either complete or fail with UNAVAILABLE, the code
+/// that tells a caller to retry: the ones that crossed the GOAWAY on the wire or still waited
+/// in the client's queue were never taken (tonic alone would call them INTERNAL or CANCELLED).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_racing_a_shutdown_fail_only_with_unavailable() {
+    let replica = Replica::start().await;
+    let client = client(&replica.url());
+    calls(&client, 20, 4).await;
+
+    let callers: Vec<_> = (0..64)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut codes = Vec::new();
+                // Until the server is gone: then every call fails, and the loop ends.
+                for _ in 0..10_000 {
+                    match check(&client).await {
+                        Ok(()) => codes.push(Code::Ok),
+                        Err(status) => {
+                            codes.push(status.code());
+                            if codes.iter().filter(|code| **code != Code::Ok).count() >= 5 {
+                                break;
+                            }
+                        }
+                    }
+                }
+                codes
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    replica.stop().await;
+
+    let mut failures = 0;
+    for caller in callers {
+        for code in caller.await.expect("caller") {
+            if code != Code::Ok {
+                assert_eq!(code, Code::Unavailable, "a call racing the shutdown");
+                failures += 1;
+            }
+        }
+    }
+    assert!(failures > 0, "the callers went on until the server was gone");
+}
