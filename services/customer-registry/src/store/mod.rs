@@ -15,8 +15,8 @@ mod tests;
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 use std::sync::Arc;
 
@@ -266,17 +266,25 @@ impl Store {
                     {
                         return Ok(account);
                     }
-                    if let Some(parent) = &new.managed_by {
-                        // Share-locked so a concurrent DeleteAccount/DisableAccount of the parent
-                        // (an UPDATE, which waits for share locks) serializes with this create,
-                        // while creates under the same partner do not wait for each other
-                        // (PostgreSQL; SQLite has a single writer anyway). An exclusive lock
-                        // here made every create of a partner queue behind the previous one's
-                        // commit.
-                        let parent = load_shared(tx, parent).await?;
-                        domain::check_can_manage_customers(&parent)?;
-                    }
-                    let created = insert(tx, new).await?;
+                    // The common case on PostgreSQL: one statement checks and locks the parent
+                    // and inserts the customer.
+                    let created = match insert_under_parent(tx, &new).await? {
+                        Some(created) => created,
+                        None => {
+                            if let Some(parent) = &new.managed_by {
+                                // Share-locked so a concurrent DeleteAccount/DisableAccount of
+                                // the parent (an UPDATE, which waits for share locks)
+                                // serializes with this create, while creates under the same
+                                // partner do not wait for each other (PostgreSQL; SQLite has a
+                                // single writer anyway). An exclusive lock here made every
+                                // create of a partner queue behind the previous one's commit.
+                                // The domain rule says why a parent is refused.
+                                let parent = load_shared(tx, parent).await?;
+                                domain::check_can_manage_customers(&parent)?;
+                            }
+                            insert(tx, new).await?
+                        }
+                    };
                     if let Some(key) = &key {
                         REQUEST_IDS.record(&**tx, key, created.id.as_str()).await?;
                     }
@@ -477,6 +485,65 @@ async fn insert(txn: &DatabaseTransaction, new: NewAccount) -> Result<Account, R
         update_time: now,
         delete_time: None,
     })
+}
+
+/// PostgreSQL: inserts the managed customer `new` in one statement that share-locks its parent
+/// (as [`load_shared`] does) and inserts only if the parent may manage customers; `None` when it
+/// inserted nothing (no such parent, a parent refused, or SQLite) — then the caller checks the
+/// parent the long way, where [`domain::check_can_manage_customers`] says why it is refused.
+///
+/// One round trip instead of two, and the only place the rule is restated: the `WHERE` below
+/// must admit no parent that rule refuses (the registry's store tests check both refusals on
+/// PostgreSQL). If a concurrent change of the parent commits first, the share lock waits for
+/// it and PostgreSQL re-evaluates the `WHERE` against the row as it is then.
+async fn insert_under_parent(
+    txn: &DatabaseTransaction,
+    new: &NewAccount,
+) -> Result<Option<Account>, RegistryError> {
+    let Some(parent) = &new.managed_by else {
+        return Ok(None);
+    };
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(None);
+    }
+    let now = tenantry_platform::time::now();
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO accounts (account_id, display_name, partner, managed_by, state, creator, \
+         version, create_time, update_time, delete_time) \
+         SELECT $1, $2, FALSE, parent.account_id, $3, $4, 1, $5, $5, NULL \
+         FROM accounts AS parent \
+         WHERE parent.account_id = $6 AND parent.partner AND parent.state = $3 \
+         FOR SHARE OF parent",
+        [
+            new.id.as_str().into(),
+            new.display_name.as_str().into(),
+            AccountState::Active.as_str().into(),
+            new.creator.as_str().into(),
+            now.into(),
+            parent.as_str().into(),
+        ],
+    );
+    let inserted = txn
+        .execute_raw(statement)
+        .await
+        .map_err(|error| match StoreError::from(error) {
+            StoreError::Conflict(_) => RegistryError::AccountIdTaken(new.id.clone()),
+            other => RegistryError::Store(other),
+        })?
+        .rows_affected();
+    Ok((inserted == 1).then(|| Account {
+        id: new.id.clone(),
+        display_name: new.display_name.clone(),
+        partner: false,
+        managed_by: Some(parent.clone()),
+        state: AccountState::Active,
+        creator: new.creator.clone(),
+        version: 1,
+        create_time: now,
+        update_time: now,
+        delete_time: None,
+    }))
 }
 
 /// Writes `update` to `account` if its version is still the one read, and returns the result.

@@ -1,6 +1,8 @@
-//! A create under a partner racing a change of that partner, on PostgreSQL (SQLite runs one
-//! transaction at a time): the create holds the partner's row `FOR SHARE` from its check to its
-//! commit, a change locks it `FOR UPDATE`, so neither goes ahead of the other unseen.
+//! Creates under a partner on PostgreSQL, where the check of the partner and the insert are one
+//! statement ([`insert_under_parent`]): it refuses what the domain rule refuses, writes the row
+//! the SQLite path writes, and racing a change of that partner (SQLite runs one transaction at
+//! a time) the create holds the partner's row `FOR SHARE` from its check to its commit, a change
+//! locks it `FOR UPDATE`, so neither goes ahead of the other unseen.
 
 use std::time::Duration;
 
@@ -52,11 +54,10 @@ async fn a_partner_delete_waits_for_a_create_in_flight_on_postgres() {
         return;
     };
     let create = database.connection().unwrap().begin().await.unwrap();
-    let parent = load_shared(&create, &id("partner")).await.unwrap();
-    domain::check_can_manage_customers(&parent).unwrap();
-    insert(&create, new_account("cust", Some("partner")))
+    insert_under_parent(&create, &new_account("cust", Some("partner")))
         .await
-        .unwrap();
+        .unwrap()
+        .expect("the partner may manage customers");
     let delete = tokio::spawn({
         let store = store.clone();
         async move { store.delete_account(&id("partner"), "", "users/op").await }
@@ -109,4 +110,67 @@ async fn a_create_waits_for_a_partner_change_in_flight_on_postgres() {
         matches!(created, Err(RegistryError::ParentNotActive(_))),
         "{created:?}"
     );
+}
+
+/// Every parent the domain rule refuses is refused with the rule's error and no row; an
+/// accepted create stores exactly the account it returns.
+#[tokio::test]
+async fn the_one_statement_create_refuses_what_the_rule_refuses_on_postgres() {
+    let Some((_temp, _database, store)) = with_partner("registry_parent_rule").await else {
+        return;
+    };
+    let created = store
+        .create_account(new_account("cust", Some("partner")), None)
+        .await
+        .unwrap();
+    let stored = store.get(&id("cust")).await.unwrap();
+    assert_eq!(stored, created);
+    assert_eq!(created.managed_by, Some(id("partner")));
+    assert_eq!((created.state, created.version), (AccountState::Active, 1));
+
+    store
+        .create_account(new_account("plain", None), None)
+        .await
+        .unwrap();
+    let refused = store
+        .create_account(new_account("under-plain", Some("plain")), None)
+        .await;
+    assert!(
+        matches!(refused, Err(RegistryError::ParentNotPartner(_))),
+        "{refused:?}"
+    );
+    let refused = store
+        .create_account(new_account("under-nobody", Some("nobody")), None)
+        .await;
+    assert!(
+        matches!(refused, Err(RegistryError::AccountNotFound(_))),
+        "{refused:?}"
+    );
+    let refused = store
+        .create_account(new_account("cust", Some("partner")), None)
+        .await;
+    assert!(
+        matches!(refused, Err(RegistryError::AccountIdTaken(_))),
+        "{refused:?}"
+    );
+    store
+        .disable_account(&id("partner"), "", "users/op")
+        .await
+        .unwrap();
+    let refused = store
+        .create_account(new_account("cust-2", Some("partner")), None)
+        .await;
+    assert!(
+        matches!(refused, Err(RegistryError::ParentNotActive(_))),
+        "{refused:?}"
+    );
+    for missing in ["under-plain", "under-nobody", "cust-2"] {
+        assert!(
+            matches!(
+                store.get(&id(missing)).await,
+                Err(RegistryError::AccountNotFound(_))
+            ),
+            "{missing} was stored"
+        );
+    }
 }
