@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use chrono::Utc;
 use sea_orm::{
     ActiveValue::NotSet, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbErr, EntityTrait, PaginatorTrait, QueryFilter, Set, TransactionTrait,
+    DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Set, Statement, TransactionTrait,
 };
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
@@ -140,21 +140,7 @@ impl Outbox {
     /// published until the transaction commits and the relay picks the row up. Outside a
     /// consumer's handler, use [`OutboxTransaction::append`], which also wakes the relay.
     pub async fn append<C: ConnectionTrait>(&self, txn: &C, event: &Event) -> Result<(), DbErr> {
-        // Refused here, in the writer's transaction, rather than by the broker later: a row the
-        // relay can never publish would block every row behind it.
-        if crate::view_feed::is_control(&event.event_type) {
-            return Err(DbErr::Custom(format!(
-                "event type {:?} is reserved for control messages (`tenantry.…`), which \
-                 never reach event consumers",
-                event.event_type
-            )));
-        }
-        if event.event_type.is_empty() || event.event_type.len() > MAX_EVENT_TYPE_LEN {
-            return Err(DbErr::Custom(format!(
-                "event type {:?} must be 1 to {MAX_EVENT_TYPE_LEN} bytes (an AMQP routing key)",
-                event.event_type
-            )));
-        }
+        check_publishable(event)?;
         let row = outbox::ActiveModel {
             seq: NotSet,
             event_id: Set(event.id.to_string()),
@@ -171,6 +157,78 @@ impl Outbox {
             .await?;
         self.appended.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// PostgreSQL: runs `change` — one data-modifying statement with a `RETURNING` clause —
+    /// and appends `event` in the same statement if `change` returned a row, outside any
+    /// transaction (the statement is its own); true if it did. Then, as after
+    /// [`OutboxTransaction::commit`], the relay is woken and the local view voids what `event`
+    /// changes. One round trip for a change and its event, where [`Outbox::write`] takes four.
+    ///
+    /// Not for events that take access away: those commit only once announced
+    /// ([`OutboxTransaction::append_revocation`]). Refused on other databases (no
+    /// data-modifying `WITH` there): use [`Outbox::write`].
+    pub async fn write_one(
+        &self,
+        connection: &DatabaseConnection,
+        change: Statement,
+        event: &Event,
+    ) -> Result<bool, DbErr> {
+        check_publishable(event)?;
+        if connection.get_database_backend() != DbBackend::Postgres
+            || change.db_backend != DbBackend::Postgres
+        {
+            return Err(DbErr::Custom(
+                "Outbox::write_one needs PostgreSQL; use Outbox::write".into(),
+            ));
+        }
+        let mut values = change.values.map(|values| values.0).unwrap_or_default();
+        let first = values.len() + 1;
+        let sql = format!(
+            "WITH change AS ({change}) \
+             INSERT INTO outbox (event_id, event_type, source, time, payload, traceparent, \
+             tracestate, create_time) \
+             SELECT ${p1}, ${p2}, ${p3}, ${p4}, ${p5}, ${p6}, ${p7}, ${p8} \
+             WHERE EXISTS (SELECT 1 FROM change)",
+            change = change.sql,
+            p1 = first,
+            p2 = first + 1,
+            p3 = first + 2,
+            p4 = first + 3,
+            p5 = first + 4,
+            p6 = first + 5,
+            p7 = first + 6,
+            p8 = first + 7,
+        );
+        values.extend([
+            event.id.to_string().into(),
+            event.event_type.as_str().into(),
+            event.source.as_str().into(),
+            event.time.into(),
+            event.payload.clone().into(),
+            event.traceparent.clone().into(),
+            event.tracestate.clone().into(),
+            Utc::now().into(),
+        ]);
+        let appended = connection
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await?
+            .rows_affected()
+            == 1;
+        if appended {
+            self.appended.fetch_add(1, Ordering::Relaxed);
+            self.wake();
+            if let Some(view) = &self.view
+                && let Some(invalidation) = invalidation(event)
+            {
+                invalidation.apply(view);
+            }
+        }
+        Ok(appended)
     }
 
     /// How many events were appended so far, by any transaction: a consumer's runtime compares
@@ -325,4 +383,23 @@ impl Deref for OutboxTransaction {
     fn deref(&self) -> &DatabaseTransaction {
         &self.txn
     }
+}
+
+/// Refused here, in the writer's transaction, rather than by the broker later: a row the relay
+/// can never publish would block every row behind it.
+fn check_publishable(event: &Event) -> Result<(), DbErr> {
+    if crate::view_feed::is_control(&event.event_type) {
+        return Err(DbErr::Custom(format!(
+            "event type {:?} is reserved for control messages (`tenantry.…`), which \
+             never reach event consumers",
+            event.event_type
+        )));
+    }
+    if event.event_type.is_empty() || event.event_type.len() > MAX_EVENT_TYPE_LEN {
+        return Err(DbErr::Custom(format!(
+            "event type {:?} must be 1 to {MAX_EVENT_TYPE_LEN} bytes (an AMQP routing key)",
+            event.event_type
+        )));
+    }
+    Ok(())
 }

@@ -241,3 +241,105 @@ async fn after_commit_follows_the_runtime_commit_only_and_the_outbox_is_woken_by
     file.remove();
     effects_file.remove();
 }
+
+/// `Outbox::write_one` on PostgreSQL: a change and its event in one statement — both or
+/// neither, the event only when the change returned a row — and the relay woken at once.
+#[tokio::test]
+async fn write_one_writes_a_change_and_its_event_in_one_statement_on_postgres() {
+    let Some(pg) = PgDatabase::create().await else {
+        return;
+    };
+    let database = database(&pg.url).await;
+    let bus = EventBus::in_process(retry());
+    let shutdown = Shutdown::new();
+    let seen = Scripted::new();
+    let consumer = bus.spawn_consumer(
+        ConsumerSpec {
+            group: "seen".into(),
+            bindings: vec!["test.#".into()],
+            database: database.clone(),
+            handler: seen.clone() as Arc<dyn Handler>,
+            outbox: None,
+        },
+        shutdown.clone(),
+    );
+    let outbox = Outbox::new();
+    slow_relay(&database, &outbox, &bus, &shutdown);
+    let connection = database.connection().expect("connected");
+    let insert = |id: &str, condition: &str| {
+        sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            format!(
+                "INSERT INTO handled (event_id) SELECT $1 WHERE {condition} RETURNING event_id"
+            ),
+            [id.into()],
+        )
+    };
+
+    let written = event("test.written", "ok");
+    assert!(
+        outbox
+            .write_one(connection, insert("row-1", "TRUE"), &written)
+            .await
+            .expect("written")
+    );
+    assert!(has_row(&database, "row-1").await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            seen.calls(written.id) == 1
+        })
+        .await,
+        "the statement itself woke the relay (it polls once a minute)"
+    );
+
+    // The change wrote nothing: no event either.
+    let skipped = event("test.skipped", "ok");
+    assert!(
+        !outbox
+            .write_one(connection, insert("row-2", "FALSE"), &skipped)
+            .await
+            .expect("ran")
+    );
+    // The change failed (the key is taken): neither is written.
+    let failed = event("test.failed", "ok");
+    outbox
+        .write_one(connection, insert("row-1", "TRUE"), &failed)
+        .await
+        .expect_err("duplicate key");
+    assert!(!has_row(&database, "row-2").await);
+    assert_eq!(count(&database, "outbox").await, 0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!((seen.calls(skipped.id), seen.calls(failed.id)), (0, 0));
+
+    // Refused on SQLite, which has no data-modifying WITH.
+    let file = SqliteFile::new();
+    let sqlite = common::database(&file.url).await;
+    let refused = outbox
+        .write_one(
+            sqlite.connection().expect("connected"),
+            insert("row-3", "TRUE"),
+            &event("test.refused", "ok"),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(error) if error.to_string().contains("PostgreSQL")),
+        "{refused:?}"
+    );
+
+    shutdown.trigger();
+    consumer.await.expect("consumer ends");
+    file.remove();
+    pg.drop_database(&[&database, &sqlite]).await;
+}
+
+/// Whether `handled` holds `event_id`.
+async fn has_row(database: &Database, event_id: &str) -> bool {
+    use sea_orm::sea_query::ExprTrait;
+    let connection = database.connection().expect("connected");
+    let query = Query::select()
+        .expr(sea_orm::sea_query::Expr::cust("1"))
+        .from(Alias::new("handled"))
+        .and_where(sea_orm::sea_query::Expr::col(Alias::new("event_id")).eq(event_id))
+        .to_owned();
+    connection.query_one(&query).await.expect("query").is_some()
+}
