@@ -15,10 +15,12 @@ mod tests;
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use tenantry_events::{Outbox, Revoked};
 use tenantry_platform::db::{Database, StoreError};
@@ -258,6 +260,26 @@ impl Store {
         new: NewAccount,
         key: Option<RequestKey>,
     ) -> Result<Account, RegistryError> {
+        let connection = self.connection()?;
+        // The common case on PostgreSQL, a managed customer without a request id: the check
+        // and lock of the parent, the account and its event are one statement, no transaction
+        // around it. Anything else, and a parent it refused, takes the transaction below.
+        let now = tenantry_platform::time::now();
+        if key.is_none()
+            && let Some(statement) =
+                insert_under_parent_statement(connection.get_database_backend(), &new, now)
+        {
+            let created = created_account(new.clone(), now);
+            let event = account_event(AccountChange::Created, &created, &created.creator);
+            if self
+                .outbox
+                .write_one(connection, statement, &event)
+                .await
+                .map_err(|error| insert_error(error, &new))?
+            {
+                return Ok(created);
+            }
+        }
         self.outbox
             .write(self.connection()?, move |tx| {
                 Box::pin(async move {
@@ -266,8 +288,8 @@ impl Store {
                     {
                         return Ok(account);
                     }
-                    // The common case on PostgreSQL: one statement checks and locks the parent
-                    // and inserts the customer.
+                    // On PostgreSQL one statement checks and locks the parent and inserts the
+                    // customer.
                     let created = match insert_under_parent(tx, &new).await? {
                         Some(created) => created,
                         None => {
@@ -469,11 +491,77 @@ async fn insert(txn: &DatabaseTransaction, new: NewAccount) -> Result<Account, R
     account::Entity::insert(row)
         .exec_without_returning(txn)
         .await
-        .map_err(|error| match StoreError::from(error) {
-            StoreError::Conflict(_) => RegistryError::AccountIdTaken(new.id.clone()),
-            other => RegistryError::Store(other),
-        })?;
-    Ok(Account {
+        .map_err(|error| insert_error(error, &new))?;
+    Ok(created_account(new, now))
+}
+
+/// PostgreSQL: the statement inserting the managed customer `new` that share-locks its parent
+/// (as [`load_shared`] does) and inserts only if the parent may manage customers, returning the
+/// new id; `None` for an account with no parent or on SQLite. When it inserts nothing (no such
+/// parent, or a parent refused), the caller checks the parent the long way, where
+/// [`domain::check_can_manage_customers`] says why.
+///
+/// This `WHERE` is the one place the rule is restated: it must admit no parent that rule
+/// refuses (`parent_race_tests` checks every refusal on PostgreSQL). If a concurrent change of
+/// the parent commits first, the share lock waits for it and PostgreSQL re-evaluates the
+/// `WHERE` against the row as it is then.
+fn insert_under_parent_statement(
+    backend: DbBackend,
+    new: &NewAccount,
+    now: DateTime<Utc>,
+) -> Option<Statement> {
+    let parent = new.managed_by.as_ref()?;
+    (backend == DbBackend::Postgres).then(|| {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO accounts (account_id, display_name, partner, managed_by, state, creator, \
+             version, create_time, update_time, delete_time) \
+             SELECT $1, $2, FALSE, parent.account_id, $3, $4, 1, $5, $5, NULL \
+             FROM accounts AS parent \
+             WHERE parent.account_id = $6 AND parent.partner AND parent.state = $3 \
+             FOR SHARE OF parent \
+             RETURNING account_id",
+            [
+                new.id.as_str().into(),
+                new.display_name.as_str().into(),
+                AccountState::Active.as_str().into(),
+                new.creator.as_str().into(),
+                now.into(),
+                parent.as_str().into(),
+            ],
+        )
+    })
+}
+
+/// [`insert_under_parent_statement`] in `txn`: the account if it inserted it.
+async fn insert_under_parent(
+    txn: &DatabaseTransaction,
+    new: &NewAccount,
+) -> Result<Option<Account>, RegistryError> {
+    let now = tenantry_platform::time::now();
+    let Some(statement) = insert_under_parent_statement(txn.get_database_backend(), new, now)
+    else {
+        return Ok(None);
+    };
+    let inserted = txn
+        .execute_raw(statement)
+        .await
+        .map_err(|error| insert_error(error, new))?
+        .rows_affected();
+    Ok((inserted == 1).then(|| created_account(new.clone(), now)))
+}
+
+/// An insert's error: the id in use, or the store's.
+fn insert_error(error: DbErr, new: &NewAccount) -> RegistryError {
+    match StoreError::from(error) {
+        StoreError::Conflict(_) => RegistryError::AccountIdTaken(new.id.clone()),
+        other => RegistryError::Store(other),
+    }
+}
+
+/// The account a create of `new` at `now` stores: ACTIVE, version 1.
+fn created_account(new: NewAccount, now: DateTime<Utc>) -> Account {
+    Account {
         id: new.id,
         display_name: new.display_name,
         partner: false,
@@ -484,66 +572,7 @@ async fn insert(txn: &DatabaseTransaction, new: NewAccount) -> Result<Account, R
         create_time: now,
         update_time: now,
         delete_time: None,
-    })
-}
-
-/// PostgreSQL: inserts the managed customer `new` in one statement that share-locks its parent
-/// (as [`load_shared`] does) and inserts only if the parent may manage customers; `None` when it
-/// inserted nothing (no such parent, a parent refused, or SQLite) — then the caller checks the
-/// parent the long way, where [`domain::check_can_manage_customers`] says why it is refused.
-///
-/// One round trip instead of two, and the only place the rule is restated: the `WHERE` below
-/// must admit no parent that rule refuses (the registry's store tests check both refusals on
-/// PostgreSQL). If a concurrent change of the parent commits first, the share lock waits for
-/// it and PostgreSQL re-evaluates the `WHERE` against the row as it is then.
-async fn insert_under_parent(
-    txn: &DatabaseTransaction,
-    new: &NewAccount,
-) -> Result<Option<Account>, RegistryError> {
-    let Some(parent) = &new.managed_by else {
-        return Ok(None);
-    };
-    if txn.get_database_backend() != DbBackend::Postgres {
-        return Ok(None);
     }
-    let now = tenantry_platform::time::now();
-    let statement = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "INSERT INTO accounts (account_id, display_name, partner, managed_by, state, creator, \
-         version, create_time, update_time, delete_time) \
-         SELECT $1, $2, FALSE, parent.account_id, $3, $4, 1, $5, $5, NULL \
-         FROM accounts AS parent \
-         WHERE parent.account_id = $6 AND parent.partner AND parent.state = $3 \
-         FOR SHARE OF parent",
-        [
-            new.id.as_str().into(),
-            new.display_name.as_str().into(),
-            AccountState::Active.as_str().into(),
-            new.creator.as_str().into(),
-            now.into(),
-            parent.as_str().into(),
-        ],
-    );
-    let inserted = txn
-        .execute_raw(statement)
-        .await
-        .map_err(|error| match StoreError::from(error) {
-            StoreError::Conflict(_) => RegistryError::AccountIdTaken(new.id.clone()),
-            other => RegistryError::Store(other),
-        })?
-        .rows_affected();
-    Ok((inserted == 1).then(|| Account {
-        id: new.id.clone(),
-        display_name: new.display_name.clone(),
-        partner: false,
-        managed_by: Some(parent.clone()),
-        state: AccountState::Active,
-        creator: new.creator.clone(),
-        version: 1,
-        create_time: now,
-        update_time: now,
-        delete_time: None,
-    }))
 }
 
 /// Writes `update` to `account` if its version is still the one read, and returns the result.
