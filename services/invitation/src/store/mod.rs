@@ -1,9 +1,12 @@
 //! The invitation service's persistence. Every state change is one transaction that also
 //! appends its `invitation.*` event to the outbox (an [`Outbox::begin`] transaction, whose
-//! commit wakes the relay; consumers append in the runtime's transaction).
+//! commit wakes the relay; consumers append in the runtime's transaction), or on PostgreSQL,
+//! for the hot create, one statement doing both ([`Outbox::write_one`]).
 //! Lifecycle changes are conditional updates (`WHERE invitation_id = ? AND version = ? AND
 //! state = 'PENDING' AND expire_time > now`), so concurrent writers cannot both win.
 
+#[cfg(test)]
+mod create_tests;
 pub mod entities;
 pub mod guesses;
 pub mod mailer;
@@ -19,8 +22,8 @@ use std::future::Future;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, SimpleExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, UpdateMany,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, UpdateMany,
 };
 use tenantry_events::Outbox;
 use tenantry_platform::db::{Database, StoreError};
@@ -138,7 +141,8 @@ impl Store {
     /// the request record. A PENDING invitation for the same (account, e-mail) that is already
     /// past its expiry is marked EXPIRED first (with its event), so it does not block. A lost
     /// race on the one-pending-per-e-mail index (or the request id) is
-    /// [`InvitationError::AlreadyPending`].
+    /// [`InvitationError::AlreadyPending`]. On PostgreSQL without a request id the invitation
+    /// and its event are first tried as one statement; only a conflict takes the transaction.
     pub async fn create(
         &self,
         new: &NewInvitation,
@@ -149,11 +153,37 @@ impl Store {
             account_id: new.account_id.clone(),
             email: new.email.clone(),
         };
-        let email_normalized = normalize_email(&new.email);
-        let tx = self.outbox.begin(self.connection()?).await?;
+        let connection = self.connection()?;
+        // The common case on PostgreSQL, no request id: the invitation and its event are one
+        // statement, no transaction around them. A conflict on the one-pending-per-e-mail
+        // index may be a PENDING invitation already past its expiry: the transaction below
+        // expires it first, or says AlreadyPending.
+        if request.is_none() && connection.get_database_backend() == DbBackend::Postgres {
+            let row = new_row(new, InvitationId::mint(), now);
+            let created = to_invitation(row.clone())?;
+            let mut insert =
+                invitation::Entity::insert(invitation::ActiveModel::from(row)).into_query();
+            insert.returning_col(invitation::Column::InvitationId);
+            let statement = DbBackend::Postgres.build(&insert);
+            match self
+                .outbox
+                .write_one(
+                    connection,
+                    statement,
+                    &events::created(&created, &new.inviter, now),
+                )
+                .await
+                .map_err(|error| conflict_as(error, already))
+            {
+                Ok(true) => return Ok(created),
+                Ok(false) | Err(InvitationError::AlreadyPending { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        let tx = self.outbox.begin(connection).await?;
         let stale = invitation::Entity::find()
             .filter(invitation::Column::AccountId.eq(new.account_id.as_str()))
-            .filter(invitation::Column::EmailNormalized.eq(&email_normalized))
+            .filter(invitation::Column::EmailNormalized.eq(normalize_email(&new.email)))
             .filter(invitation::Column::State.eq(InvitationState::Pending.as_str()))
             .filter(invitation::Column::ExpireTime.lte(now))
             .all(&*tx)
@@ -162,37 +192,7 @@ impl Store {
             expire(&*tx, &self.outbox, &to_invitation(row)?, now).await?;
         }
         let invitation_id = InvitationId::mint();
-        let row = invitation::ActiveModel {
-            invitation_id: Set(invitation_id.to_string()),
-            account_id: Set(new.account_id.to_string()),
-            email: Set(new.email.clone()),
-            email_normalized: Set(email_normalized),
-            given_name: Set(new.given_name.clone()),
-            family_name: Set(new.family_name.clone()),
-            role: Set(new.role.as_str().to_string()),
-            state: Set(InvitationState::Pending.as_str().to_string()),
-            inviter: Set(new.inviter.clone()),
-            inviter_display_name: Set(new.inviter_display_name.clone()),
-            create_time: Set(now),
-            expire_time: Set(new.expire_time),
-            accept_time: Set(None),
-            accepted_by: Set(None),
-            revoke_time: Set(None),
-            revoked_by: Set(None),
-            secret_hash: Set(None),
-            delivery_state: Set(DeliveryState::Queued.as_str().to_string()),
-            delivery_attempts: Set(0),
-            delivery_failure_reason: Set(String::new()),
-            delivery_last_attempt_time: Set(None),
-            delivery_sent_time: Set(None),
-            resend_count: Set(0),
-            last_sent_time: Set(now),
-            update_time: Set(now),
-            version: Set(1),
-            delivery_lease_token: Set(None),
-            delivery_lease_until: Set(None),
-            previous_secret_hash: Set(None),
-        };
+        let row = invitation::ActiveModel::from(new_row(new, invitation_id.clone(), now));
         // RETURNING: the row as stored (times at the database's precision) without reading
         // it back in another round trip.
         let created = invitation::Entity::insert(row)
@@ -529,6 +529,51 @@ fn conflict_as(
     match StoreError::from(error) {
         StoreError::Conflict(_) => conflict(),
         other => InvitationError::Store(other),
+    }
+}
+
+/// The row a create of `new` at `now` stores: PENDING, its e-mail QUEUED, version 1. Times
+/// are kept to the microsecond, as both databases store them, so the invitation answered and
+/// announced equals the one read back later.
+fn new_row(
+    new: &NewInvitation,
+    invitation_id: InvitationId,
+    now: DateTime<Utc>,
+) -> invitation::Model {
+    let micros = |time: DateTime<Utc>| {
+        DateTime::from_timestamp_micros(time.timestamp_micros()).unwrap_or(time)
+    };
+    let now = micros(now);
+    invitation::Model {
+        invitation_id: invitation_id.to_string(),
+        account_id: new.account_id.to_string(),
+        email: new.email.clone(),
+        email_normalized: normalize_email(&new.email),
+        given_name: new.given_name.clone(),
+        family_name: new.family_name.clone(),
+        role: new.role.as_str().to_string(),
+        state: InvitationState::Pending.as_str().to_string(),
+        inviter: new.inviter.clone(),
+        inviter_display_name: new.inviter_display_name.clone(),
+        create_time: now,
+        expire_time: micros(new.expire_time),
+        accept_time: None,
+        accepted_by: None,
+        revoke_time: None,
+        revoked_by: None,
+        secret_hash: None,
+        delivery_state: DeliveryState::Queued.as_str().to_string(),
+        delivery_attempts: 0,
+        delivery_failure_reason: String::new(),
+        delivery_last_attempt_time: None,
+        delivery_sent_time: None,
+        resend_count: 0,
+        last_sent_time: now,
+        update_time: now,
+        version: 1,
+        delivery_lease_token: None,
+        delivery_lease_until: None,
+        previous_secret_hash: None,
     }
 }
 
