@@ -449,5 +449,8 @@ async fn calls_racing_a_shutdown_fail_only_with_unavailable() {
             }
         }
     }
-    assert!(failures > 0, "the callers went on until the server was gone");
+    assert!(
+        failures > 0,
+        "the callers went on until the server was gone"
+    );
 }
