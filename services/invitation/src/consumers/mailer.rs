@@ -4,9 +4,10 @@
 //! No database transaction is open during the SMTP exchange (it can take seconds, and a pooled
 //! connection idle in a transaction serves nobody). So all of it happens in
 //! [`Handler::prepare`], before the runtime's transaction (see `store::mailer`): read the
-//! invitation and the account, mint the secret, and *claim* the e-mail — one committed
-//! statement storing the secret's hash and a lease (a random token, valid for the lease time) —
-//! then send, then commit SENT at once (conditioned on still holding the lease). A failed send
+//! account (named in the event), mint the secret, and *claim* the e-mail — one committed
+//! statement storing the secret's hash and a lease (a random token, valid for the lease time)
+//! that returns the invitation claimed — then send, then commit SENT at once (conditioned on
+//! still holding the lease). A failed send
 //! releases the lease; the runtime retries, and `failed` records the attempt. The invitation
 //! row is the e-mail's record, so the runtime adds no processed-event transaction of its own
 //! ([`Handler::prepare_is_final`]): the delivery is acked at once.
@@ -42,11 +43,10 @@ use tenantry_proto::events::v1 as events;
 use tenantry_proto::invitation::v1 as wire;
 
 use crate::domain::secret::{Secret, accept_link};
-use crate::domain::{Invitation, InvitationId, InvitationState};
+use crate::domain::{AccountId, Invitation, InvitationId};
 use crate::mail::render::{self, InvitationEmail};
 use crate::mail::{MailError, MailTransport};
 use crate::peers::{AccountDirectory, AccountState};
-use crate::store;
 use crate::store::mailer::{self as delivery, Claim};
 use crate::wire::parse_invitation_name;
 
@@ -141,9 +141,10 @@ impl Mailer {
     }
 }
 
-/// The invitation an `invitation.created` / `invitation.resent` event is about: its id and the
-/// generation of the e-mail asked for. Other types are [`HandlerError::unknown_type`].
-fn requested(event: &Event) -> Result<(InvitationId, i32), HandlerError> {
+/// The invitation an `invitation.created` / `invitation.resent` event is about: its account, its
+/// id and the generation of the e-mail asked for. Other types are
+/// [`HandlerError::unknown_type`].
+fn requested(event: &Event) -> Result<(AccountId, InvitationId, i32), HandlerError> {
     let invitation: Option<wire::Invitation> = match event.known_type() {
         Some(EventType::InvitationCreated) => {
             event.decode::<events::InvitationCreated>()?.invitation
@@ -157,27 +158,14 @@ fn requested(event: &Event) -> Result<(InvitationId, i32), HandlerError> {
             event.event_type, event.id
         ))
     })?;
-    let (_, invitation_id) =
-        parse_invitation_name("invitation.name", &invitation.name).map_err(|_| {
+    let (account_id, invitation_id) = parse_invitation_name("invitation.name", &invitation.name)
+        .map_err(|_| {
             HandlerError::Permanent(format!(
                 "{} {} names no invitation",
                 event.event_type, event.id
             ))
         })?;
-    Ok((invitation_id, invitation.resend_count))
-}
-
-/// Why this event needs no e-mail, if it does not.
-fn skip_reason(invitation: &Invitation, generation: i32) -> Option<&'static str> {
-    if invitation.state_at(now()) != InvitationState::Pending {
-        Some("the invitation is no longer pending")
-    } else if generation != invitation.resend_count {
-        Some("a newer e-mail superseded this one")
-    } else if invitation.delivery.state == crate::domain::DeliveryState::Sent {
-        Some("this e-mail was already sent")
-    } else {
-        None
-    }
+    Ok((account_id, invitation_id, invitation.resend_count))
 }
 
 /// How long a delivery waits before trying again while the database cannot be reached.
@@ -214,30 +202,16 @@ impl Handler for Mailer {
         database: &DatabaseConnection,
         event: &Event,
     ) -> Result<Prepared, HandlerError> {
-        let (invitation_id, generation) = requested(event)?;
-        let Some(invitation) = store::load(database, &invitation_id)
-            .await
-            .map_err(store_error)?
-        else {
-            tracing::warn!(invitation_id = %invitation_id, event = %event.id, "no such invitation; nothing to send");
-            return Ok(None);
-        };
-        if let Some(reason) = skip_reason(&invitation, generation) {
-            tracing::debug!(invitation = %invitation.name(), event = %event.id, reason, "no e-mail");
-            return Ok(None);
-        }
-        // Asked before claiming: no lease is held while the registry answers.
-        let account = self
-            .accounts
-            .account(&invitation.account_id)
-            .await
-            .map_err(|error| {
-                HandlerError::Transient(format!("cannot read the account: {}", error.message()))
-            })?;
+        let (account_id, invitation_id, generation) = requested(event)?;
+        // Asked before claiming: no lease is held while the registry answers (normally the
+        // local view does, from memory).
+        let account = self.accounts.account(&account_id).await.map_err(|error| {
+            HandlerError::Transient(format!("cannot read the account: {}", error.message()))
+        })?;
         let account = match account {
             Some(account) if account.state != AccountState::Deleted => account,
             _ => {
-                tracing::info!(invitation = %invitation.name(), "the account is gone; no e-mail");
+                tracing::info!(invitation_id = %invitation_id, account_id = %account_id, "the account is gone; no e-mail");
                 return Ok(None);
             }
         };
@@ -246,6 +220,8 @@ impl Handler for Mailer {
         let claimed_at = now();
         let lease_until = claimed_at
             + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::minutes(2));
+        // The claim is the first read: it takes only an e-mail still wanted as asked (the
+        // invitation PENDING, this generation, not SENT) and returns the invitation it claimed.
         let claim = delivery::claim(
             database,
             &invitation_id,
@@ -257,19 +233,19 @@ impl Handler for Mailer {
         )
         .await
         .map_err(store_error)?;
-        match claim {
-            Claim::Claimed => {}
+        let invitation = match claim {
+            Claim::Claimed(invitation) => invitation,
             Claim::Moved => {
-                tracing::debug!(invitation = %invitation.name(), event = %event.id, "the e-mail was sent or superseded meanwhile");
+                tracing::debug!(invitation_id = %invitation_id, event = %event.id, "no e-mail: the invitation is gone, closed, superseded or its e-mail sent");
                 return Ok(None);
             }
             Claim::Held(until) => {
                 return Err(HandlerError::Busy {
-                    reason: format!("another attempt is sending {}", invitation.name()),
+                    reason: format!("another attempt is sending invitation {invitation_id}"),
                     retry_after: (until - claimed_at).to_std().unwrap_or_default(),
                 });
             }
-        }
+        };
         let email = InvitationEmail {
             to_email: invitation.email.clone(),
             to_name: [invitation.given_name.trim(), invitation.family_name.trim()]
@@ -337,7 +313,7 @@ impl Handler for Mailer {
         error: &HandlerError,
         dead_lettered: bool,
     ) {
-        let Ok((invitation_id, generation)) = requested(event) else {
+        let Ok((_, invitation_id, generation)) = requested(event) else {
             return;
         };
         let reason = match error {

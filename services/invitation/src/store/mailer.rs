@@ -17,13 +17,14 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::entities::invitation;
-use crate::domain::{DeliveryState, InvitationError, InvitationId, InvitationState};
+use crate::domain::{DeliveryState, Invitation, InvitationError, InvitationId, InvitationState};
 
 /// What [`claim`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// The lease is this attempt's, and the row holds its secret's hash.
-    Claimed,
+    /// The lease is this attempt's, and the row holds its secret's hash: the invitation as
+    /// claimed (what the e-mail says).
+    Claimed(Box<Invitation>),
     /// Another attempt holds the lease until this time.
     Held(DateTime<Utc>),
     /// The e-mail is no longer wanted as asked: sent, superseded by a resend, or the
@@ -33,8 +34,10 @@ pub enum Claim {
 
 /// Claims the e-mail of generation `resend_count` for the attempt `token` until `until`,
 /// storing `secret_hash` as the current secret's (an earlier attempt's hash, if any, becomes
-/// the previous one). Claims only a PENDING, unsent e-mail whose lease is free or expired at
-/// `now`. One statement: on its own connection it commits at once.
+/// the previous one). Claims only the unsent e-mail of an invitation PENDING and not past its
+/// expiry at `now`, whose lease is free or expired at `now`. One statement (on PostgreSQL it
+/// also returns the row, so the mailer reads nothing before it): on its own connection it
+/// commits at once.
 pub async fn claim(
     conn: &impl ConnectionTrait,
     invitation_id: &InvitationId,
@@ -44,7 +47,7 @@ pub async fn claim(
     until: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Claim, InvitationError> {
-    let result = invitation::Entity::update_many()
+    let update = invitation::Entity::update_many()
         .col_expr(invitation::Column::DeliveryLeaseToken, Expr::value(token))
         .col_expr(invitation::Column::DeliveryLeaseUntil, Expr::value(until))
         // SET reads the row as it was: the hash an earlier attempt stored moves along.
@@ -57,16 +60,29 @@ pub async fn claim(
         .filter(invitation::Column::InvitationId.eq(invitation_id.as_str()))
         .filter(invitation::Column::ResendCount.eq(resend_count))
         .filter(super::still_pending())
+        .filter(invitation::Column::ExpireTime.gt(now))
         .filter(invitation::Column::DeliveryState.ne(DeliveryState::Sent.as_str()))
         .filter(
             Condition::any()
                 .add(invitation::Column::DeliveryLeaseUntil.is_null())
                 .add(invitation::Column::DeliveryLeaseUntil.lt(now)),
-        )
-        .exec(conn)
-        .await?;
-    if result.rows_affected == 1 {
-        return Ok(Claim::Claimed);
+        );
+    let claimed = if conn.support_returning() {
+        update
+            .exec_with_returning(conn)
+            .await?
+            .into_iter()
+            .next()
+            .map(super::to_invitation)
+            .transpose()?
+    } else if update.exec(conn).await?.rows_affected == 1 {
+        // SQLite: the lease is this attempt's now, so reading the row after is as good.
+        super::load(conn, invitation_id).await?
+    } else {
+        None
+    };
+    if let Some(invitation) = claimed {
+        return Ok(Claim::Claimed(Box::new(invitation)));
     }
     let row = invitation::Entity::find_by_id(invitation_id.to_string())
         .one(conn)
@@ -75,6 +91,7 @@ pub async fn claim(
         Some(row)
             if row.resend_count == resend_count
                 && row.state == InvitationState::Pending.as_str()
+                && row.expire_time > now
                 && row.delivery_state != DeliveryState::Sent.as_str() =>
         {
             match row.delivery_lease_until {

@@ -160,7 +160,7 @@ async fn claim_and_record_sent(
     )
     .await?
     {
-        mailer::Claim::Claimed => {
+        mailer::Claim::Claimed(_) => {
             mailer::record_sent(connection, invitation_id, generation, &token, now).await
         }
         _ => Ok(false),

@@ -430,7 +430,7 @@ async fn a_copy_of_the_event_waits_for_the_lease_and_a_lapsed_lease_is_claimed_a
     )
     .await
     .unwrap();
-    assert_eq!(other, Claim::Claimed);
+    assert!(matches!(other, Claim::Claimed(_)), "{other:?}");
     let event = crate::events::created(&held, "users/alice", now);
     let error = handle(&temp, &mailer, &event).await.unwrap_err();
     let HandlerError::Busy { retry_after, .. } = &error else {
@@ -478,4 +478,38 @@ async fn a_copy_of_the_event_waits_for_the_lease_and_a_lapsed_lease_is_claimed_a
     // A late copy of the same event now finds it SENT and sends nothing.
     handle(&temp, &mailer, &event).await.unwrap();
     assert_eq!(dir.files().len(), 1);
+}
+
+/// An invitation still PENDING in its row but past its expiry (nothing has marked it EXPIRED
+/// yet) gets no e-mail, and the claim leaves it as it was: no lease, no secret.
+#[tokio::test]
+async fn an_invitation_past_its_expiry_gets_no_email() {
+    let temp = temp_store().await;
+    let dir = MailDir::new();
+    let transport = Arc::new(FileTransport::new(&dir.0).unwrap());
+    let now = tenantry_platform::time::now();
+    let created = now - chrono::Duration::days(8);
+    let invitation = temp
+        .store
+        .create(
+            &new_invitation("globex", "bob@example.com", created),
+            None,
+            created,
+        )
+        .await
+        .unwrap();
+    assert!(invitation.expire_time < now);
+    let event = crate::events::created(&invitation, "users/alice", created);
+    handle(&temp, &mailer(globex(), transport), &event)
+        .await
+        .unwrap();
+    assert!(dir.files().is_empty());
+    let stored = crate::store::load(
+        temp.database.connection().unwrap(),
+        &invitation.invitation_id,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(stored, invitation, "untouched");
 }
