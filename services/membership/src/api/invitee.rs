@@ -31,23 +31,19 @@ impl MembershipApi {
         let (Some(account_id), Some(email)) = (account_id, email) else {
             return Err(violations.into_error());
         };
-        // Two independent reads, run together: the OWNER counter row, and the account's members
-        // holding the address (the directory's normalized e-mail; one row is enough).
-        let (owners, holders) = tokio::try_join!(
-            self.store.owner_count(&account_id),
-            self.store
-                .list_members(&account_id, &[], Some(&email), None, 1),
-        )?;
-        let capacity = wire::owner_capacity_to_wire(OwnerCapacity::of(owners));
+        // One statement: the OWNER counter row, and whether a member holds the address (the
+        // directory's normalized e-mail).
+        let facts = self.store.invitee(&account_id, &email).await?;
+        let capacity = wire::owner_capacity_to_wire(OwnerCapacity::of(facts.owners));
         tracing::debug!(
             %service,
             account = %request.account,
-            email_is_member = !holders.is_empty(),
-            owners,
+            email_is_member = facts.email_is_member,
+            owners = facts.owners,
             "check invitee"
         );
         Ok(pb::CheckInviteeResponse {
-            email_is_member: !holders.is_empty(),
+            email_is_member: facts.email_is_member,
             owner_room: capacity.has_room,
             owners: capacity.owner_count,
             max_owners: capacity.max_owners,

@@ -9,8 +9,11 @@ mod deletion_race_tests;
 pub mod entities;
 #[cfg(test)]
 mod event_tests;
+mod invitee;
 pub mod migrations;
 pub mod replica;
+
+pub use invitee::InviteeFacts;
 #[cfg(test)]
 mod tests;
 
