@@ -246,6 +246,17 @@ pub fn bad_emails() -> Values {
         ("display-name form", "Ivy <ivy@example.com>"),
         ("zero-width space", "ivy\u{200b}@example.com"),
         ("right-to-left override", "ivy@\u{202e}moc.elpmaxe"),
+        // Refused by the mailer's address rules too, so never stored only to fail at sending.
+        (
+            "two dots in a row in the local part",
+            "jane..doe@example.com",
+        ),
+        ("local part starts with a dot", ".jane@example.com"),
+        ("local part ends with a dot", "jane.@example.com"),
+        ("a comment in the local part", "a(b)@example.com"),
+        ("a bracket in the local part", "jane[1]@example.com"),
+        ("a colon in the local part", "jane:doe@example.com"),
+        ("a semicolon in the local part", "jane;doe@example.com"),
     ]);
     values.push((
         "65-character local part",
