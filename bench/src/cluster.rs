@@ -136,6 +136,7 @@ impl Bench {
                 role: Role::Owner as i32,
                 source: 0,
                 request_id: String::new(),
+                invitee_profile: None,
             })
             .await?;
         Ok(Self {

@@ -70,6 +70,7 @@ pub async fn add_member(
             role: role as i32,
             source: 0,
             request_id: String::new(),
+            invitee_profile: None,
         })
         .await
         .map(|response| response.into_inner().member.expect("member"))

@@ -192,6 +192,7 @@ async fn add_member(
             role: role as i32,
             source: 0,
             request_id: String::new(),
+            invitee_profile: None,
         })
         .await
         .context("AddMember")?

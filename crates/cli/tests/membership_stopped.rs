@@ -192,6 +192,7 @@ async fn with_membership_stopped_kept_decisions_still_answer_and_the_rest_is_una
                     role: Role::Employee as i32,
                     source: 0,
                     request_id: String::new(),
+                    invitee_profile: None,
                 },
                 &operator,
             ))

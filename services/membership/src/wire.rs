@@ -29,12 +29,40 @@ pub fn add_member_request(
     request: &wire::AddMemberRequest,
     from_service: bool,
 ) -> Result<AddMember, ApiError> {
+    let target = add_member_target(request.principal.as_ref())?;
+    let source = add_member_source(request.source, from_service)?;
+    let profile = request
+        .invitee_profile
+        .as_ref()
+        .map(invitee_profile)
+        .transpose()?;
+    if profile.is_some()
+        && !(source == MemberSource::Invitation && matches!(target, Target::User(_)))
+    {
+        return Err(ApiError::invalid_field(
+            "invitee_profile",
+            "only with source MEMBER_SOURCE_INVITATION and `user` (the invitation service \
+             adding the person who accepted)",
+        ));
+    }
     Ok(AddMember {
         account_id: AccountId::from_name("parent", &request.parent)?,
-        target: add_member_target(request.principal.as_ref())?,
+        target,
         role: role_from_wire("role", request.role)?,
-        source: add_member_source(request.source, from_service)?,
+        source,
         request_id: request_id(&request.request_id)?,
+        profile,
+    })
+}
+
+/// The directory entry AddMember was given: the e-mail checked (the platform's rule), the
+/// names trimmed, as the claims of a token are recorded.
+fn invitee_profile(profile: &wire::InviteeProfile) -> Result<UserProfile, ApiError> {
+    Ok(UserProfile {
+        email: tenantry_platform::email::validate_email(&profile.email)
+            .map_err(|why| ApiError::invalid_field("invitee_profile.email", why))?,
+        given_name: profile.given_name.trim().to_string(),
+        family_name: profile.family_name.trim().to_string(),
     })
 }
 

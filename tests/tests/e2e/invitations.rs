@@ -9,7 +9,9 @@ use tenantry_proto::invitation::v1::{
     AcceptInvitationRequest, EmailDeliveryState, GetInvitationRequest, InvitationState,
     LookupInvitationRequest, ResendInvitationRequest, RevokeInvitationRequest,
 };
-use tenantry_proto::membership::v1::{ListMyAccountsRequest, MemberSource, Role};
+use tenantry_proto::membership::v1::{
+    ListMembersRequest, ListMyAccountsRequest, MemberSource, Role,
+};
 use tenantry_testkit::smtp::{ReceivedMail, SmtpServer};
 use tenantry_testkit::{
     Backend, ClusterOptions, TestCluster, TestUser, amqp_or_skip, postgres_or_skip,
@@ -128,6 +130,24 @@ async fn invite_accept_flow(
     assert_eq!(member.user, bob.resource_name());
     assert_eq!(member.source, MemberSource::Invitation as i32);
     assert_eq!(member.role, Role::Employee as i32);
+    // Complete at once: the e-mail of bob's token came with the acceptance, so the partner's
+    // list shows it before bob ever calls membership himself.
+    assert_eq!(member.email, bob.email);
+    let listed = cluster
+        .membership_as(alice)
+        .list_members(ListMembersRequest {
+            parent: customer.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("list members")
+        .into_inner()
+        .members;
+    let listed = listed
+        .iter()
+        .find(|listed| listed.user == bob.resource_name())
+        .expect("bob is listed");
+    assert_eq!(listed.email, bob.email);
 
     // Single use: bob retrying gets the same membership (an idempotent retry); anyone else —
     // even another login with bob's e-mail address — is refused.

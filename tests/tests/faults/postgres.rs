@@ -256,6 +256,7 @@ async fn postgresql_restarted_under_load() {
                     role: Role::Employee as i32,
                     source: 0,
                     request_id: uuid::Uuid::new_v4().to_string(),
+                    invitee_profile: None,
                 };
                 let added = retrying(&tally, || {
                     let (mut client, request) = (cluster.membership_as(&alice), request.clone());

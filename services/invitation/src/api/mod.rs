@@ -16,6 +16,7 @@ use tenantry_platform::time::{now, to_timestamp};
 use tenantry_platform::{AccountId, ApiError, Principal, UserId, UserIdentity};
 use tenantry_proto::invitation::v1 as pb;
 use tenantry_proto::invitation::v1::invitation_service_server::InvitationService;
+use tenantry_proto::membership::v1 as membership_pb;
 use tenantry_proto::membership::v1::Member as WireMember;
 use tonic::{Request, Response, Status};
 
@@ -389,12 +390,22 @@ impl InvitationApi {
         domain::check_accept(&invitation, now)?;
         self.account_must_be_active(&invitation.account_id).await?;
         let user_id = UserId::trusted(user.sub.clone());
+        // The e-mail matched the invitation's (above); the names are the token's, as
+        // membership records them on the user's own calls.
+        let profile = membership_pb::InviteeProfile {
+            email: user
+                .email
+                .clone()
+                .unwrap_or_else(|| invitation.email.clone()),
+            given_name: user.given_name.clone().unwrap_or_default(),
+            family_name: user.family_name.clone().unwrap_or_default(),
+        };
         let accepted = self
             .store
             .accept(&invitation, &user_id, now, || async {
                 let member = self
                     .members
-                    .add_invited(&invitation.account_id, &user_id, invitation.role)
+                    .add_invited(&invitation.account_id, &user_id, invitation.role, profile)
                     .await?;
                 Ok((member.name.clone(), member))
             })

@@ -32,6 +32,10 @@ impl MembershipApi {
         }
         let owner_ceiling = members::check_add(&access, account, add.role)?;
         let user_id = self.user_named_by(&add.target).await?;
+        if let Some(profile) = add.profile.clone() {
+            // The invitee's claims, so the member is listed complete at once.
+            self.directory.remember(&user_id, profile).await?;
+        }
         let (new, record) = add.into_new(user_id, &caller, key);
         let result = self
             .store

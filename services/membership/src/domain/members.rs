@@ -10,7 +10,7 @@ use super::access::Access;
 use super::owners::MAX_OWNERS;
 use super::{
     AccountFacts, AccountState, Caller, Member, MemberSource, MembershipError, NewMember,
-    Permission, Role,
+    Permission, Role, UserProfile,
 };
 
 /// The method name under which AddMember records its request ids.
@@ -48,6 +48,9 @@ pub struct AddMember {
     pub source: MemberSource,
     /// The optional request id (canonical UUID).
     pub request_id: Option<String>,
+    /// The invitee's directory entry from their verified token (source INVITATION only),
+    /// written before the membership so it is listed complete at once.
+    pub profile: Option<UserProfile>,
 }
 
 impl AddMember {

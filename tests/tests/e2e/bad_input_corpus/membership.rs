@@ -214,6 +214,7 @@ fn add_member(world: &World) -> Vec<Case<pb::AddMemberRequest>> {
         role: pb::Role::Employee as i32,
         source: 0,
         request_id: String::new(),
+        invitee_profile: None,
     };
     let mut cases = named("parent", |parent| pb::AddMemberRequest { parent, ..base() });
     cases.push(invalid(
@@ -278,6 +279,18 @@ fn add_member(world: &World) -> Vec<Case<pb::AddMemberRequest>> {
             pb::AddMemberRequest { source, ..base() },
         ));
     }
+    cases.push(invalid(
+        "invitee_profile from a person (the invitation service's only)",
+        "invitee_profile",
+        pb::AddMemberRequest {
+            invitee_profile: Some(pb::InviteeProfile {
+                email: "newcomer@example.com".into(),
+                given_name: "New".into(),
+                family_name: "Comer".into(),
+            }),
+            ..base()
+        },
+    ));
     for (what, request_id) in bad_request_ids() {
         cases.push(invalid(
             format!("request_id: {what}"),

@@ -343,6 +343,7 @@ pub async fn contested_owner_seat(cluster: &TestCluster) {
                                 role: Role::Owner as i32,
                                 source: 0,
                                 request_id: String::new(),
+                                invitee_profile: None,
                             })
                             .await
                             .map(|response| response.into_inner().member.expect("member"))

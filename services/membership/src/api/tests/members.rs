@@ -402,3 +402,74 @@ async fn lists_page_and_hide_deleted_accounts() {
         Code::PermissionDenied
     );
 }
+
+/// The invitation service hands over the invitee's e-mail and name from their token: the new
+/// member is listed complete at once. Nobody else may, and a bad address is named.
+#[tokio::test]
+async fn an_invited_member_is_listed_with_the_profile_the_invitation_service_gave() {
+    let h = harness().await;
+    h.seed("solo", "olga", wire::Role::Owner).await;
+    let profile = |email: &str| wire::InviteeProfile {
+        email: email.into(),
+        given_name: " Ivy ".into(),
+        family_name: "Invitee".into(),
+    };
+    let invited = |email: &str| wire::AddMemberRequest {
+        source: wire::MemberSource::Invitation as i32,
+        invitee_profile: Some(profile(email)),
+        ..add("solo", "ivy", wire::Role::Employee)
+    };
+    let fields = |error: ApiError| -> Vec<String> {
+        assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+        error
+            .field_violations()
+            .into_iter()
+            .map(|(field, _)| field)
+            .collect()
+    };
+
+    let from_a_person = wire::AddMemberRequest {
+        source: 0,
+        ..invited("ivy@example.com")
+    };
+    let error = h
+        .add(&person("olga", false), from_a_person)
+        .await
+        .unwrap_err();
+    assert_eq!(fields(error), ["invitee_profile"]);
+    let by_email = wire::AddMemberRequest {
+        principal: Some(wire::add_member_request::Principal::Email(
+            "ivy@example.com".into(),
+        )),
+        ..invited("ivy@example.com")
+    };
+    let error = h.add(&service(), by_email).await.unwrap_err();
+    assert_eq!(fields(error), ["invitee_profile"]);
+    let error = h
+        .add(&service(), invited("ivy..x@example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(fields(error), ["invitee_profile.email"]);
+
+    let member = h
+        .add(&service(), invited(" Ivy@Example.com "))
+        .await
+        .unwrap();
+    let expected = crate::domain::UserProfile {
+        email: "Ivy@Example.com".into(),
+        given_name: "Ivy".into(),
+        family_name: "Invitee".into(),
+    };
+    assert_eq!(member.profile, expected, "answered complete");
+    let listed = h
+        .api
+        .store
+        .list_members(&AccountId::trusted("solo"), &[], None, None, 10)
+        .await
+        .unwrap();
+    let ivy = listed
+        .iter()
+        .find(|member| member.user_id.as_str() == "ivy")
+        .expect("listed");
+    assert_eq!(ivy.profile, expected, "listed complete");
+}
