@@ -284,6 +284,55 @@ pub fn describe_lookups(
         .join(", ")
 }
 
+impl Bench {
+    /// Waits (up to 120 s) until every consumer queue of the cluster is empty, so a workload
+    /// does not measure the previous one's backlog (CreateManagedCustomer leaves thousands of
+    /// `account.created` events for membership and notification to catch up on).
+    pub async fn settle(&self) -> anyhow::Result<()> {
+        let Some(amqp) = self.cluster.amqp() else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let connection =
+            lapin::Connection::connect(&amqp.url, lapin::ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        let queues: Vec<String> = tenantry_testkit::consumer_groups()
+            .map(|group| format!("{}{group}", amqp.queue_prefix))
+            .collect();
+        let mut quiet_in_a_row = 0;
+        while quiet_in_a_row < 2 {
+            let mut waiting = 0;
+            for queue in &queues {
+                let declared = channel
+                    .queue_declare(
+                        queue.as_str().into(),
+                        lapin::options::QueueDeclareOptions {
+                            passive: true,
+                            ..Default::default()
+                        },
+                        lapin::types::FieldTable::default(),
+                    )
+                    .await?;
+                waiting += declared.message_count();
+            }
+            quiet_in_a_row = if waiting == 0 { quiet_in_a_row + 1 } else { 0 };
+            anyhow::ensure!(
+                started.elapsed() < std::time::Duration::from_secs(120),
+                "the consumers did not catch up within 120 s ({waiting} events waiting)"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        if started.elapsed() > std::time::Duration::from_millis(500) {
+            eprintln!(
+                "  consumers caught up with the previous workload after {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        let _ = connection.close(0, "settled".into()).await;
+        Ok(())
+    }
+}
+
 /// Waits (up to 30 s) until a process's `tenantry_view_fresh` is 1.
 pub async fn wait_fresh(who: &str, metrics: impl Fn() -> String) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

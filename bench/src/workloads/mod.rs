@@ -78,6 +78,7 @@ pub async fn run_in_cluster(
             continue;
         }
         eprintln!("\n== {workload:?}");
+        bench.settle().await?;
         match workload {
             Workload::GetAccount => rows.push(get_account::run(bench).await?),
             Workload::Authorize => rows.extend(authorize::run(bench).await?),
