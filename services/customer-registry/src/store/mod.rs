@@ -1,6 +1,7 @@
 //! The registry's storage. Every state change is one database transaction, written through
-//! the outbox's writer ([`Outbox::write`]), that also appends the change's `account.*` event,
-//! so an event is published if and only if its change committed: creates in
+//! the outbox's writer ([`Outbox::write`]; for a managed customer on PostgreSQL one statement,
+//! [`Outbox::write_one`]), that also appends the change's `account.*` event, so an event is
+//! published if and only if its change committed: creates in
 //! [`Store::create_account`], every other change in one path ([`Store::change`]) that locks the
 //! account, checks its etag, asks the domain rule, and writes the result. Reads never run
 //! inside a transaction they did not open: the SQLite pool has one connection.
