@@ -285,9 +285,11 @@ pub fn describe_lookups(
 }
 
 impl Bench {
-    /// Waits (up to 120 s) until every consumer queue of the cluster is empty, so a workload
-    /// does not measure the previous one's backlog (CreateManagedCustomer leaves thousands of
-    /// `account.created` events for membership and notification to catch up on).
+    /// Waits (up to 120 s) until no event waits in any consumer group's queue (ready messages,
+    /// twice in a row 200 ms apart), so a workload does not measure the previous one's backlog
+    /// (CreateManagedCustomer leaves thousands of `account.created` events for membership and
+    /// notification to catch up on). Deliveries being handled, retry queues and outbox rows
+    /// not yet relayed are not counted: those are moments of work, not the backlog.
     pub async fn settle(&self) -> anyhow::Result<()> {
         let Some(amqp) = self.cluster.amqp() else {
             return Ok(());

@@ -213,14 +213,15 @@ impl Members {
     }
 
     /// Makes `user_id` a member with `role`, source INVITATION, giving membership the
-    /// invitee's e-mail and name from their token (`profile`) so the member is listed complete
-    /// at once. If they already are a member their existing membership is returned unchanged.
+    /// invitee's e-mail and name from their token (`profile`, when the token has a usable
+    /// e-mail) so the member is listed complete at once. If they already are a member their
+    /// existing membership is returned unchanged.
     pub async fn add_invited(
         &self,
         account_id: &AccountId,
         user_id: &UserId,
         role: Role,
-        profile: membership::InviteeProfile,
+        profile: Option<membership::InviteeProfile>,
     ) -> Result<membership::Member, InvitationError> {
         let added = self
             .client
@@ -233,7 +234,7 @@ impl Members {
                 role: role.to_wire(),
                 source: membership::MemberSource::Invitation as i32,
                 request_id: String::new(),
-                invitee_profile: Some(profile),
+                invitee_profile: profile,
             })
             .await;
         match added {

@@ -55,14 +55,16 @@ pub fn add_member_request(
     })
 }
 
-/// The directory entry AddMember was given: the e-mail checked (the platform's rule), the
-/// names trimmed, as the claims of a token are recorded.
+/// The directory entry AddMember was given: the e-mail checked (the platform's rule), then
+/// everything kept as given — as [`profile_of_user`] records the same token's claims on the
+/// user's own calls, so the two write the same entry.
 fn invitee_profile(profile: &wire::InviteeProfile) -> Result<UserProfile, ApiError> {
+    tenantry_platform::email::validate_email(&profile.email)
+        .map_err(|why| ApiError::invalid_field("invitee_profile.email", why))?;
     Ok(UserProfile {
-        email: tenantry_platform::email::validate_email(&profile.email)
-            .map_err(|why| ApiError::invalid_field("invitee_profile.email", why))?,
-        given_name: profile.given_name.trim().to_string(),
-        family_name: profile.family_name.trim().to_string(),
+        email: profile.email.clone(),
+        given_name: profile.given_name.clone(),
+        family_name: profile.family_name.clone(),
     })
 }
 

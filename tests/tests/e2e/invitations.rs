@@ -518,3 +518,64 @@ async fn pending_invitations_follow_member_and_account_events() {
     eventually_revoked(&pending.name).await;
     cluster.stop().await;
 }
+
+/// With the e-mail check configured off, whoever holds the link may accept; the invitation's
+/// address (the inviter's choice) must not become theirs in membership's directory, and a
+/// token e-mail the API would refuse must not make the acceptance fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepting_without_the_e_mail_check_never_takes_the_invitations_address() {
+    let mut options = ClusterOptions::new(Backend::Sqlite);
+    options.invitation.require_matching_email = false;
+    let cluster = TestCluster::start_with(options).await;
+    let operator = TestUser::operator("ops");
+    let (partner, customer) =
+        partner_admin_in_customer(&cluster, &operator, "acme", "globex").await;
+    let alice = &partner.owner;
+    invite(
+        &cluster,
+        alice,
+        &customer.name,
+        "victim@example.com",
+        Role::Employee,
+    )
+    .await
+    .expect("invite");
+    let token = wait_for_files(&cluster, "victim@example.com", 1).await[0]
+        .accept_token()
+        .expect("an accept link");
+
+    // The link reaches someone whose token's e-mail is one the API refuses (no dot).
+    let other = TestUser {
+        email: "admin@localhost".into(),
+        ..TestUser::new("other")
+    };
+    let member = cluster
+        .invitation_as(&other)
+        .accept_invitation(AcceptInvitationRequest { token })
+        .await
+        .expect("accepted: the profile never blocks the membership")
+        .into_inner()
+        .member
+        .expect("member");
+    assert_eq!(member.user, other.resource_name());
+    let listed = cluster
+        .membership_as(alice)
+        .list_members(ListMembersRequest {
+            parent: customer.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("list members")
+        .into_inner()
+        .members;
+    let listed = listed
+        .iter()
+        .find(|listed| listed.user == other.resource_name())
+        .expect("listed");
+    assert_ne!(
+        listed.email.to_lowercase(),
+        "victim@example.com",
+        "the invitation's address became someone else's"
+    );
+    cluster.stop().await;
+}

@@ -390,16 +390,19 @@ impl InvitationApi {
         domain::check_accept(&invitation, now)?;
         self.account_must_be_active(&invitation.account_id).await?;
         let user_id = UserId::trusted(user.sub.clone());
-        // The e-mail matched the invitation's (above); the names are the token's, as
-        // membership records them on the user's own calls.
-        let profile = membership_pb::InviteeProfile {
-            email: user
-                .email
-                .clone()
-                .unwrap_or_else(|| invitation.email.clone()),
-            given_name: user.given_name.clone().unwrap_or_default(),
-            family_name: user.family_name.clone().unwrap_or_default(),
-        };
+        // The token's own claims, as membership records them on the user's own calls — never
+        // the invitation's address, which the inviter chose (with the e-mail check configured
+        // off, the person accepting need not own it). A token without a usable e-mail sends
+        // none: the profile is a convenience and never blocks the membership.
+        let profile = user
+            .email
+            .as_deref()
+            .filter(|email| tenantry_platform::email::validate_email(email).is_ok())
+            .map(|email| membership_pb::InviteeProfile {
+                email: email.to_string(),
+                given_name: user.given_name.clone().unwrap_or_default(),
+                family_name: user.family_name.clone().unwrap_or_default(),
+            });
         let accepted = self
             .store
             .accept(&invitation, &user_id, now, || async {

