@@ -305,17 +305,7 @@ impl Bench {
         while quiet_in_a_row < 2 {
             let mut waiting = 0;
             for queue in &queues {
-                let declared = channel
-                    .queue_declare(
-                        queue.as_str().into(),
-                        lapin::options::QueueDeclareOptions {
-                            passive: true,
-                            ..Default::default()
-                        },
-                        lapin::types::FieldTable::default(),
-                    )
-                    .await?;
-                waiting += declared.message_count();
+                waiting += tenantry_testkit::ready_messages(&channel, queue).await?;
             }
             quiet_in_a_row = if waiting == 0 { quiet_in_a_row + 1 } else { 0 };
             anyhow::ensure!(

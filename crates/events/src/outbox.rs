@@ -183,22 +183,17 @@ impl Outbox {
             ));
         }
         let mut values = change.values.map(|values| values.0).unwrap_or_default();
-        let first = values.len() + 1;
+        // The event's values follow the change's own: $n+1 … $n+8.
+        let placeholders: Vec<String> = (values.len() + 1..=values.len() + 8)
+            .map(|index| format!("${index}"))
+            .collect();
         let sql = format!(
             "WITH change AS ({change}) \
              INSERT INTO outbox (event_id, event_type, source, time, payload, traceparent, \
              tracestate, create_time) \
-             SELECT ${p1}, ${p2}, ${p3}, ${p4}, ${p5}, ${p6}, ${p7}, ${p8} \
-             WHERE EXISTS (SELECT 1 FROM change)",
+             SELECT {placeholders} WHERE EXISTS (SELECT 1 FROM change)",
             change = change.sql,
-            p1 = first,
-            p2 = first + 1,
-            p3 = first + 2,
-            p4 = first + 3,
-            p5 = first + 4,
-            p6 = first + 5,
-            p7 = first + 6,
-            p8 = first + 7,
+            placeholders = placeholders.join(", "),
         );
         values.extend([
             event.id.to_string().into(),

@@ -34,6 +34,29 @@ fn slow_relay(database: &Database, outbox: &Outbox, bus: &EventBus, shutdown: &S
     tokio::spawn(relay.run(shutdown.clone()));
 }
 
+/// An outbox on `database` relayed by a slow relay (see [`slow_relay`]) to an in-process bus,
+/// and the scripted consumer `seen` of every `test.*` event, until `shutdown`.
+fn watched_outbox(
+    database: &Database,
+    shutdown: &Shutdown,
+) -> (Outbox, Arc<Scripted>, tokio::task::JoinHandle<()>) {
+    let bus = EventBus::in_process(retry());
+    let seen = Scripted::new();
+    let consumer = bus.spawn_consumer(
+        ConsumerSpec {
+            group: "seen".into(),
+            bindings: vec!["test.#".into()],
+            database: database.clone(),
+            handler: seen.clone() as Arc<dyn Handler>,
+            outbox: None,
+        },
+        shutdown.clone(),
+    );
+    let outbox = Outbox::new();
+    slow_relay(database, &outbox, &bus, shutdown);
+    (outbox, seen, consumer)
+}
+
 async fn insert_handled<C: ConnectionTrait>(connection: &C, event: &Event) -> Result<(), DbErr> {
     let insert = Query::insert()
         .into_table(Alias::new("handled"))
@@ -55,21 +78,8 @@ enum WriteError {
 async fn write_commits_state_and_events_together_or_neither() {
     let file = SqliteFile::new();
     let database = database(&file.url).await;
-    let bus = EventBus::in_process(retry());
     let shutdown = Shutdown::new();
-    let seen = Scripted::new();
-    let consumer = bus.spawn_consumer(
-        ConsumerSpec {
-            group: "seen".into(),
-            bindings: vec!["test.#".into()],
-            database: database.clone(),
-            handler: seen.clone() as Arc<dyn Handler>,
-            outbox: None,
-        },
-        shutdown.clone(),
-    );
-    let outbox = Outbox::new();
-    slow_relay(&database, &outbox, &bus, &shutdown);
+    let (outbox, seen, consumer) = watched_outbox(&database, &shutdown);
     let connection = database.connection().expect("connected");
 
     let refused = event("test.refused", "ok");
@@ -250,21 +260,8 @@ async fn write_one_writes_a_change_and_its_event_in_one_statement_on_postgres() 
         return;
     };
     let database = database(&pg.url).await;
-    let bus = EventBus::in_process(retry());
     let shutdown = Shutdown::new();
-    let seen = Scripted::new();
-    let consumer = bus.spawn_consumer(
-        ConsumerSpec {
-            group: "seen".into(),
-            bindings: vec!["test.#".into()],
-            database: database.clone(),
-            handler: seen.clone() as Arc<dyn Handler>,
-            outbox: None,
-        },
-        shutdown.clone(),
-    );
-    let outbox = Outbox::new();
-    slow_relay(&database, &outbox, &bus, &shutdown);
+    let (outbox, seen, consumer) = watched_outbox(&database, &shutdown);
     let connection = database.connection().expect("connected");
     let insert = |id: &str, condition: &str| {
         sea_orm::Statement::from_sql_and_values(

@@ -18,8 +18,12 @@ pub fn to_optional_timestamp(time: Option<DateTime<Utc>>) -> Option<prost_types:
 /// The current time truncated to microseconds, the precision both SQLite and PostgreSQL keep,
 /// so a value read back equals the value written.
 pub fn now() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+    stored_precision(Utc::now())
+}
+
+/// `time` truncated to microseconds, as both databases store it.
+pub fn stored_precision(time: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(time.timestamp_micros()).unwrap_or(time)
 }
 
 /// The first second a `google.protobuf.Timestamp` may hold: 0001-01-01T00:00:00Z.

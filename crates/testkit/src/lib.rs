@@ -507,6 +507,22 @@ pub fn metric_sample(metrics: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// How many messages wait (ready, not yet delivered) in the existing queue `queue`; an error if
+/// it does not exist (which also closes `channel`, as any failed passive declare does).
+pub async fn ready_messages(channel: &lapin::Channel, queue: &str) -> Result<u32, lapin::Error> {
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await?;
+    Ok(declared.message_count())
+}
+
 /// The events of a test node: a warm-up of 10 s (the shortest the bounds allow: ten heartbeat
 /// timeouts) instead of 30, so tests that need a trusted view wait less.
 fn test_events(amqp: Option<AmqpConfig>, retry: tenantry_events::RetryPolicy) -> EventsSpec {

@@ -10,7 +10,7 @@ use tenantry_proto::invitation::v1::{
     LookupInvitationRequest, ResendInvitationRequest, RevokeInvitationRequest,
 };
 use tenantry_proto::membership::v1::{
-    ListMembersRequest, ListMyAccountsRequest, MemberSource, Role,
+    ListMembersRequest, ListMyAccountsRequest, Member, MemberSource, Role,
 };
 use tenantry_testkit::smtp::{ReceivedMail, SmtpServer};
 use tenantry_testkit::{
@@ -39,6 +39,28 @@ async fn wait_for_files(cluster: &TestCluster, to: &str, count: usize) -> Vec<Re
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `member` as `viewer` sees them in the account's ListMembers (the first page).
+async fn listed_member(
+    cluster: &TestCluster,
+    viewer: &TestUser,
+    account: &str,
+    member: &TestUser,
+) -> Member {
+    cluster
+        .membership_as(viewer)
+        .list_members(ListMembersRequest {
+            parent: account.to_string(),
+            ..Default::default()
+        })
+        .await
+        .expect("list members")
+        .into_inner()
+        .members
+        .into_iter()
+        .find(|listed| listed.user == member.resource_name())
+        .expect("listed")
 }
 
 /// Invite → e-mail → lookup → accept → member of the customer, seen in the account switcher.
@@ -133,20 +155,7 @@ async fn invite_accept_flow(
     // Complete at once: the e-mail of bob's token came with the acceptance, so the partner's
     // list shows it before bob ever calls membership himself.
     assert_eq!(member.email, bob.email);
-    let listed = cluster
-        .membership_as(alice)
-        .list_members(ListMembersRequest {
-            parent: customer.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("list members")
-        .into_inner()
-        .members;
-    let listed = listed
-        .iter()
-        .find(|listed| listed.user == bob.resource_name())
-        .expect("bob is listed");
+    let listed = listed_member(cluster, alice, &customer.name, &bob).await;
     assert_eq!(listed.email, bob.email);
 
     // Single use: bob retrying gets the same membership (an idempotent retry); anyone else —
@@ -558,20 +567,7 @@ async fn accepting_without_the_e_mail_check_never_takes_the_invitations_address(
         .member
         .expect("member");
     assert_eq!(member.user, other.resource_name());
-    let listed = cluster
-        .membership_as(alice)
-        .list_members(ListMembersRequest {
-            parent: customer.name.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("list members")
-        .into_inner()
-        .members;
-    let listed = listed
-        .iter()
-        .find(|listed| listed.user == other.resource_name())
-        .expect("listed");
+    let listed = listed_member(&cluster, alice, &customer.name, &other).await;
     assert_ne!(
         listed.email.to_lowercase(),
         "victim@example.com",

@@ -5,10 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Confirmation};
 use tenantry_e2e::{invite, partner_admin_in_customer};
@@ -180,18 +177,10 @@ async fn poison_messages_are_dead_lettered_without_blocking_the_queue() {
             "messages left in the mailer's queue",
         ),
     ] {
-        let declared = channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        let ready = tenantry_testkit::ready_messages(&channel, &queue)
             .await
             .expect("the queue exists");
-        assert_eq!(declared.message_count(), 0, "{what} in {queue}");
+        assert_eq!(ready, 0, "{what} in {queue}");
     }
     assert_eq!(
         cluster.mail_files().len(),

@@ -540,10 +540,8 @@ fn new_row(
     invitation_id: InvitationId,
     now: DateTime<Utc>,
 ) -> invitation::Model {
-    let micros = |time: DateTime<Utc>| {
-        DateTime::from_timestamp_micros(time.timestamp_micros()).unwrap_or(time)
-    };
-    let now = micros(now);
+    use tenantry_platform::time::stored_precision;
+    let now = stored_precision(now);
     invitation::Model {
         invitation_id: invitation_id.to_string(),
         account_id: new.account_id.to_string(),
@@ -556,7 +554,7 @@ fn new_row(
         inviter: new.inviter.clone(),
         inviter_display_name: new.inviter_display_name.clone(),
         create_time: now,
-        expire_time: micros(new.expire_time),
+        expire_time: stored_precision(new.expire_time),
         accept_time: None,
         accepted_by: None,
         revoke_time: None,
