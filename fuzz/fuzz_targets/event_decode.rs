@@ -29,6 +29,7 @@ const EVENT_TYPES: [&str; 21] = [
     "invitation.accepted",
     "invitation.revoked",
     "invitation.expired",
+    "invitation.declined",
     "message.sent",
     "message.acknowledged",
     "message.resolved",
@@ -52,7 +53,7 @@ fn payload<M: Message + Default + PartialEq + std::fmt::Debug>(event: &Event) {
 
 /// Every payload type, the one named by the event type first.
 fn payloads(event: &Event) {
-    let all: [fn(&Event); 19] = [
+    let all: [fn(&Event); 20] = [
         payload::<events::AccountCreated>,
         payload::<events::AccountUpdated>,
         payload::<events::AccountPromotedToPartner>,
@@ -67,13 +68,14 @@ fn payloads(event: &Event) {
         payload::<events::InvitationAccepted>,
         payload::<events::InvitationRevoked>,
         payload::<events::InvitationExpired>,
+        payload::<events::InvitationDeclined>,
         payload::<events::MessageSent>,
         payload::<events::MessageAcknowledged>,
         payload::<events::MessageResolved>,
         payload::<events::MessageExpired>,
         payload::<events::InboxChanged>,
     ];
-    let named = EVENT_TYPES[..19]
+    let named = EVENT_TYPES[..20]
         .iter()
         .position(|event_type| *event_type == event.event_type);
     if let Some(index) = named {

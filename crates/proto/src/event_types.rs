@@ -52,6 +52,7 @@ event_types! {
     InvitationAccepted => "invitation.accepted",
     InvitationRevoked => "invitation.revoked",
     InvitationExpired => "invitation.expired",
+    InvitationDeclined => "invitation.declined",
     MessageSent => "message.sent",
     MessageAcknowledged => "message.acknowledged",
     MessageResolved => "message.resolved",
@@ -77,6 +78,7 @@ impl EventType {
                 | EventType::InvitationAccepted
                 | EventType::InvitationRevoked
                 | EventType::InvitationExpired
+                | EventType::InvitationDeclined
                 | EventType::MessageAcknowledged
                 | EventType::MessageResolved
                 | EventType::MessageExpired

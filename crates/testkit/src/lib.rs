@@ -386,6 +386,28 @@ impl TestCluster {
             .collect()
     }
 
+    /// Waits (30 s at most, else panics) until at least `count` `.eml` files to `to` were
+    /// written; returns them, oldest first.
+    pub async fn wait_for_mail_files(&self, to: &str, count: usize) -> Vec<smtp::ReceivedMail> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let mails: Vec<smtp::ReceivedMail> = self
+                .mail_files()
+                .into_iter()
+                .filter(|mail| mail.to.contains(to))
+                .collect();
+            if mails.len() >= count {
+                return mails;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "expected {count} .eml file(s) to {to}, got {}",
+                mails.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Every event the cluster publishes from now on whose type matches one of `bindings`
     /// (routing keys, `#` for all), through the cluster's own bus (in-process or RabbitMQ);
     /// returns once the subscription is bound. It ends when the cluster stops or restarts.

@@ -59,3 +59,12 @@ pub fn expired(invitation: &Invitation, now: DateTime<Utc>) -> Event {
     };
     Event::of(SOURCE, &payload)
 }
+
+/// `invitation.declined`, by the invitee.
+pub fn declined(invitation: &Invitation, actor: &str, now: DateTime<Utc>) -> Event {
+    let payload = events::InvitationDeclined {
+        invitation: Some(invitation_to_wire(invitation, now)),
+        actor: actor.to_string(),
+    };
+    Event::of(SOURCE, &payload)
+}

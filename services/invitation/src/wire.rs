@@ -22,6 +22,7 @@ pub fn state_to_wire(state: InvitationState) -> i32 {
         InvitationState::Accepted => wire::InvitationState::Accepted as i32,
         InvitationState::Revoked => wire::InvitationState::Revoked as i32,
         InvitationState::Expired => wire::InvitationState::Expired as i32,
+        InvitationState::Declined => wire::InvitationState::Declined as i32,
     }
 }
 
@@ -38,10 +39,11 @@ pub fn states_filter(values: &[i32]) -> Result<Vec<InvitationState>, ApiError> {
             Ok(wire::InvitationState::Accepted) => InvitationState::Accepted,
             Ok(wire::InvitationState::Revoked) => InvitationState::Revoked,
             Ok(wire::InvitationState::Expired) => InvitationState::Expired,
+            Ok(wire::InvitationState::Declined) => InvitationState::Declined,
             _ => {
                 return Err(ApiError::invalid_field(
                     "states",
-                    "each state must be PENDING, ACCEPTED, REVOKED or EXPIRED",
+                    "each state must be PENDING, ACCEPTED, DECLINED, REVOKED or EXPIRED",
                 ));
             }
         };
@@ -95,6 +97,8 @@ pub fn invitation_to_wire(invitation: &Invitation, now: DateTime<Utc>) -> wire::
         resend_count: invitation.resend_count,
         last_sent_time: Some(to_timestamp(invitation.last_sent_time)),
         revoked_by: invitation.revoked_by.clone().unwrap_or_default(),
+        decline_time: invitation.decline_time.map(to_timestamp),
+        declined_by: invitation.declined_by.clone().unwrap_or_default(),
     }
 }
 

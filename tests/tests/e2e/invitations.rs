@@ -20,27 +20,6 @@ use tonic::Code;
 
 const MAIL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Waits for the `.eml` files of an embedded cluster.
-async fn wait_for_files(cluster: &TestCluster, to: &str, count: usize) -> Vec<ReceivedMail> {
-    let deadline = tokio::time::Instant::now() + MAIL_TIMEOUT;
-    loop {
-        let mails: Vec<ReceivedMail> = cluster
-            .mail_files()
-            .into_iter()
-            .filter(|mail| mail.to.contains(to))
-            .collect();
-        if mails.len() >= count {
-            return mails;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "expected {count} .eml file(s) to {to}, got {}",
-            mails.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// `member` as `viewer` sees them in the account's ListMembers (the first page).
 async fn listed_member(
     cluster: &TestCluster,
@@ -202,7 +181,7 @@ async fn invite_accept_flow(
 async fn invite_and_accept_on_the_embedded_default() {
     let cluster = TestCluster::start(Backend::Sqlite).await;
     invite_accept_flow(&cluster, async |to: &str, count: usize| {
-        wait_for_files(&cluster, to, count).await
+        cluster.wait_for_mail_files(to, count).await
     })
     .await;
     cluster.stop().await;
@@ -343,7 +322,7 @@ async fn invitation_refusals() {
         Code::AlreadyExists,
     );
     // Resend too soon.
-    let _ = wait_for_files(&cluster, &carol.email, 1).await;
+    let _ = cluster.wait_for_mail_files(&carol.email, 1).await;
     expect_code(
         cluster
             .invitation_as(alice)
@@ -374,7 +353,7 @@ async fn invitation_refusals() {
         Code::NotFound,
     );
     // Wrong e-mail.
-    let token = wait_for_files(&cluster, &carol.email, 1).await[0]
+    let token = cluster.wait_for_mail_files(&carol.email, 1).await[0]
         .accept_token()
         .expect("token");
     expect_code(
@@ -419,7 +398,7 @@ async fn invitation_refusals() {
         .into_inner()
         .invitation
         .expect("invitation");
-    let token = wait_for_files(&cluster, &frank.email, 1).await[0]
+    let token = cluster.wait_for_mail_files(&frank.email, 1).await[0]
         .accept_token()
         .expect("token");
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -549,7 +528,7 @@ async fn accepting_without_the_e_mail_check_never_takes_the_invitations_address(
     )
     .await
     .expect("invite");
-    let token = wait_for_files(&cluster, "victim@example.com", 1).await[0]
+    let token = cluster.wait_for_mail_files("victim@example.com", 1).await[0]
         .accept_token()
         .expect("an accept link");
 

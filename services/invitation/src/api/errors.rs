@@ -22,6 +22,7 @@ fn state_label(state: InvitationState) -> &'static str {
         InvitationState::Accepted => "ACCEPTED (it can be used once)",
         InvitationState::Revoked => "REVOKED",
         InvitationState::Expired => "EXPIRED",
+        InvitationState::Declined => "DECLINED by the invitee",
     }
 }
 
@@ -30,6 +31,7 @@ fn not_pending_reason(state: InvitationState) -> &'static str {
         InvitationState::Accepted => "INVITATION_ACCEPTED",
         InvitationState::Revoked => "INVITATION_REVOKED",
         InvitationState::Expired => "INVITATION_EXPIRED",
+        InvitationState::Declined => "INVITATION_DECLINED",
         InvitationState::Pending => "INVITATION_PENDING",
     }
 }

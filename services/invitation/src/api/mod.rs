@@ -352,12 +352,7 @@ impl InvitationApi {
         let invitation = self
             .by_token(user, address, &request.get_ref().token)
             .await?;
-        let account_display_name = self
-            .accounts
-            .account(&invitation.account_id)
-            .await?
-            .map(|facts| facts.display_name)
-            .unwrap_or_default();
+        let account_display_name = self.display_name(&invitation.account_id).await?;
         let now = now();
         Ok(pb::LookupInvitationResponse {
             account: invitation.account_id.name(),
@@ -424,6 +419,54 @@ impl InvitationApi {
         }
         domain::check_accept(&latest, tenantry_platform::time::now())?;
         Err(InvitationError::ConcurrentChange.into())
+    }
+
+    async fn decline(
+        &self,
+        request: Request<pb::DeclineInvitationRequest>,
+    ) -> Result<pb::DeclineInvitationResponse, Failure> {
+        let principal = Principal::of(&request)?;
+        let user = principal.user()?;
+        let address = peer_ip(&request);
+        let token = &request.get_ref().token;
+        let user_id = UserId::trusted(user.sub.clone());
+        let invitation = self.by_token(user, address, token).await?;
+        let declined = if invitation.declined_by_user(&user_id) {
+            invitation
+        } else {
+            if !self.email_matches(&invitation, user) {
+                return Err(InvitationError::EmailMismatch.into());
+            }
+            domain::check_decline(&invitation, now())?;
+            match self.store.decline(&invitation, &user_id, now()).await? {
+                Some(declined) => declined,
+                None => {
+                    // Lost a race (accepted, revoked, resent, expired, or our own retry).
+                    let latest = self.by_token(user, address, token).await?;
+                    if !latest.declined_by_user(&user_id) {
+                        domain::check_decline(&latest, tenantry_platform::time::now())?;
+                        return Err(InvitationError::ConcurrentChange.into());
+                    }
+                    latest
+                }
+            }
+        };
+        let account_display_name = self.display_name(&declined.account_id).await?;
+        Ok(pb::DeclineInvitationResponse {
+            account: declined.account_id.name(),
+            account_display_name,
+            decline_time: declined.decline_time.map(to_timestamp),
+        })
+    }
+
+    /// The account's display name; empty for an account that no longer exists.
+    async fn display_name(&self, account_id: &AccountId) -> Result<String, Failure> {
+        Ok(self
+            .accounts
+            .account(account_id)
+            .await?
+            .map(|facts| facts.display_name)
+            .unwrap_or_default())
     }
 
     /// The caller's membership if the caller already accepted this invitation (a retry).
@@ -523,5 +566,12 @@ impl InvitationService for InvitationApi {
         Ok(Response::new(pb::AcceptInvitationResponse {
             member: Some(member),
         }))
+    }
+
+    async fn decline_invitation(
+        &self,
+        request: Request<pb::DeclineInvitationRequest>,
+    ) -> Result<Response<pb::DeclineInvitationResponse>, Status> {
+        Ok(Response::new(self.decline(request).await?))
     }
 }

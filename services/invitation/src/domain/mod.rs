@@ -61,7 +61,7 @@ impl From<InvitationId> for String {
     }
 }
 
-/// Lifecycle state: PENDING → ACCEPTED | REVOKED | EXPIRED, all final.
+/// Lifecycle state: PENDING → ACCEPTED | DECLINED | REVOKED | EXPIRED, all final.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum InvitationState {
     /// Waiting for acceptance; the link works.
@@ -72,6 +72,8 @@ pub enum InvitationState {
     Revoked,
     /// Not accepted before its expiry.
     Expired,
+    /// Declined by the invitee.
+    Declined,
 }
 
 impl InvitationState {
@@ -82,6 +84,7 @@ impl InvitationState {
             InvitationState::Accepted => "ACCEPTED",
             InvitationState::Revoked => "REVOKED",
             InvitationState::Expired => "EXPIRED",
+            InvitationState::Declined => "DECLINED",
         }
     }
 
@@ -92,6 +95,7 @@ impl InvitationState {
             "ACCEPTED" => Some(InvitationState::Accepted),
             "REVOKED" => Some(InvitationState::Revoked),
             "EXPIRED" => Some(InvitationState::Expired),
+            "DECLINED" => Some(InvitationState::Declined),
             _ => None,
         }
     }
@@ -191,6 +195,10 @@ pub struct Invitation {
     pub revoke_time: Option<DateTime<Utc>>,
     /// `users/{sub}`, or `services/invitation` for a system withdrawal.
     pub revoked_by: Option<String>,
+    /// When the invitee declined it.
+    pub decline_time: Option<DateTime<Utc>>,
+    /// `users/{sub}` who declined it.
+    pub declined_by: Option<String>,
     /// Status of the latest e-mail.
     pub delivery: Delivery,
     /// How often ResendInvitation was used; also the "generation" of the secret that the
@@ -212,6 +220,12 @@ impl Invitation {
     /// `accounts/{account_id}/invitations/{invitation_id}`.
     pub fn name(&self) -> String {
         invitation_name(&self.account_id, &self.invitation_id)
+    }
+
+    /// Whether `user` declined it (a retried decline).
+    pub fn declined_by_user(&self, user: &UserId) -> bool {
+        self.state == InvitationState::Declined
+            && self.declined_by.as_deref() == Some(user.name().as_str())
     }
 
     /// Whether `user` accepted it (a retried acceptance).
@@ -294,6 +308,12 @@ pub fn check_accept(invitation: &Invitation, now: DateTime<Utc>) -> Result<(), I
         return Err(InvitationError::AcceptedByAnother(invitation.name()));
     }
     check_acceptable(invitation, now)
+}
+
+/// DeclineInvitation's state rule: only PENDING (as seen now); one accepted by anyone is told
+/// apart, as for acceptance. (A retry by the user who declined is answered before this.)
+pub fn check_decline(invitation: &Invitation, now: DateTime<Utc>) -> Result<(), InvitationError> {
+    check_accept(invitation, now)
 }
 
 /// RevokeInvitation's order: an already REVOKED invitation is returned whatever the etag (a

@@ -25,6 +25,8 @@ fn pending(expire_in: i64) -> Invitation {
         accepted_by: None,
         revoke_time: None,
         revoked_by: None,
+        decline_time: None,
+        declined_by: None,
         delivery: Delivery::queued(),
         resend_count: 0,
         last_sent_time: at(0),
@@ -41,6 +43,7 @@ fn expiry_is_applied_on_read() {
     // Final states stay what they are after the expiry.
     for state in [
         InvitationState::Accepted,
+        InvitationState::Declined,
         InvitationState::Revoked,
         InvitationState::Expired,
     ] {
@@ -279,4 +282,48 @@ proptest::proptest! {
         proptest::prop_assert_eq!(expiry_of_new(Some(requested), lifetime, now).is_ok(), within);
         proptest::prop_assert_eq!(expiry_of_new(None, lifetime, now), Ok(now + lifetime));
     }
+}
+
+#[test]
+fn only_a_pending_invitation_can_be_declined() {
+    assert!(check_decline(&pending(100), at(0)).is_ok());
+    assert!(matches!(
+        check_decline(&pending(100), at(100)),
+        Err(InvitationError::NotPending {
+            state: InvitationState::Expired,
+            ..
+        })
+    ));
+    let bob = UserId::trusted("bob".to_string());
+    let declined = Invitation {
+        state: InvitationState::Declined,
+        decline_time: Some(at(5)),
+        declined_by: Some(bob.name()),
+        ..pending(100)
+    };
+    assert!(declined.declined_by_user(&bob));
+    assert!(!declined.declined_by_user(&UserId::trusted("eve".to_string())));
+    assert!(matches!(
+        check_decline(&declined, at(6)),
+        Err(InvitationError::NotPending {
+            state: InvitationState::Declined,
+            ..
+        })
+    ));
+    let accepted = Invitation {
+        state: InvitationState::Accepted,
+        ..pending(100)
+    };
+    assert!(matches!(
+        check_decline(&accepted, at(6)),
+        Err(InvitationError::AcceptedByAnother(_))
+    ));
+    // An acceptance of a declined invitation is refused as not PENDING.
+    assert!(matches!(
+        check_accept(&declined, at(6)),
+        Err(InvitationError::NotPending {
+            state: InvitationState::Declined,
+            ..
+        })
+    ));
 }

@@ -238,6 +238,35 @@ impl Store {
         Ok(Some(revoked))
     }
 
+    /// Declines `current` for the invitee `user` (PENDING as seen at `now`, checked by the
+    /// caller): DECLINED with its time and decliner, and `invitation.declined`. `None` if
+    /// `current` changed meanwhile.
+    pub async fn decline(
+        &self,
+        current: &Invitation,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Invitation>, InvitationError> {
+        let actor = user.name();
+        let tx = self.outbox.begin(self.connection()?).await?;
+        let update = pending_update(current, now)
+            .col_expr(
+                invitation::Column::State,
+                Expr::value(InvitationState::Declined.as_str()),
+            )
+            .col_expr(invitation::Column::DeclineTime, Expr::value(now))
+            .col_expr(invitation::Column::DeclinedBy, Expr::value(actor.as_str()));
+        if update.exec(&*tx).await?.rows_affected == 0 {
+            return Ok(None);
+        }
+        let declined = load(&*tx, &current.invitation_id)
+            .await?
+            .ok_or(InvitationError::ConcurrentChange)?;
+        tx.append(&events::declined(&declined, &actor, now)).await?;
+        tx.commit().await?;
+        Ok(Some(declined))
+    }
+
     /// Resends `current` (read, authorized and rate-checked by the caller): the stored hash is
     /// cleared at once (the old link dies), the lifetime restarts at `now`, resend_count + 1,
     /// delivery QUEUED again, and `invitation.resent` asks the mailer for a new secret.
@@ -572,6 +601,8 @@ fn new_row(
         delivery_lease_token: None,
         delivery_lease_until: None,
         previous_secret_hash: None,
+        decline_time: None,
+        declined_by: None,
     }
 }
 
@@ -613,6 +644,8 @@ fn to_invitation(row: invitation::Model) -> Result<Invitation, InvitationError> 
         accepted_by: row.accepted_by,
         revoke_time: row.revoke_time,
         revoked_by: row.revoked_by,
+        decline_time: row.decline_time,
+        declined_by: row.declined_by,
         resend_count: row.resend_count,
         last_sent_time: row.last_sent_time,
         version: row.version,

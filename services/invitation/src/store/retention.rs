@@ -3,10 +3,10 @@
 //! - request ids of CreateInvitation older than `TENANTRY_REQUEST_ID_RETENTION_HOURS`;
 //! - `processed_events` of its consumer groups older than
 //!   `TENANTRY_PROCESSED_EVENTS_RETENTION_HOURS`;
-//! - closed invitations (ACCEPTED, REVOKED, EXPIRED: any state but PENDING) whose last change is
+//! - closed invitations (ACCEPTED, DECLINED, REVOKED, EXPIRED: any state but PENDING) whose last change is
 //!   older than `TENANTRY_INVITATION_RETENTION_DAYS`. Every write to an invitation after it
 //!   closed is conditioned on PENDING, so its `update_time` is the moment it closed (accepted,
-//!   revoked, or marked EXPIRED by the expiry sweep shortly after its expiry); a later write
+//!   declined, revoked, or marked EXPIRED by the expiry sweep shortly after its expiry); a later write
 //!   could only postpone the pruning. A PENDING row is never pruned, even past its expiry: the
 //!   sweep marks it EXPIRED (with its `invitation.expired` event) and the retention counts
 //!   from then. Until pruned, an invitation is listed by ListInvitations in its final state.

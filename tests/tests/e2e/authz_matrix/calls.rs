@@ -231,6 +231,12 @@ pub async fn call(
             })
             .await
             .map(drop),
+        "DeclineInvitation" => invitations
+            .decline_invitation(invitation::DeclineInvitationRequest {
+                token: target.link.clone(),
+            })
+            .await
+            .map(drop),
 
         "SendMessage" => messages
             .send_message(notification::SendMessageRequest {

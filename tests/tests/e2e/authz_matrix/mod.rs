@@ -104,7 +104,8 @@ type Row = (
 /// - Operators cannot AddMyself (they use AddMember), cannot call Authorize,
 ///   GetOwnerCapacity, CheckInvitee or BatchGetAccounts, and cannot acknowledge someone else's inbox item.
 /// - "Other customer OWNER" is the strongest role elsewhere; "no membership" is also the
-///   invitee of the AcceptInvitation targets, so only they accept.
+///   invitee of the AcceptInvitation and DeclineInvitation targets, so only they accept or
+///   decline.
 #[rustfmt::skip]
 const MATRIX: &[Row] = &[
     //                                                  op  | partner  | other p. | customer   | oc | no | svc| none exp key aud
@@ -136,6 +137,7 @@ const MATRIX: &[Row] = &[
     (I, "ResendInvitation",      Setup::Inv,   CHILD,   [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
     (I, "LookupInvitation",      Setup::World, ACCOUNT, [A,  A, A, A,   A, A, A,   A, A, A,     A,   A,   D,   U, U, U, U]),
     (I, "AcceptInvitation",      Setup::Link,  ACCOUNT, [Ds, Ds,Ds,Ds,  Ds,Ds,Ds,  Ds,Ds,Ds,    Ds,  A,   D,   U, U, U, U]),
+    (I, "DeclineInvitation",     Setup::Link,  ACCOUNT, [Ds, Ds,Ds,Ds,  Ds,Ds,Ds,  Ds,Ds,Ds,    Ds,  A,   D,   U, U, U, U]),
     (N, "SendMessage",           Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
     (N, "ListMessages",          Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
     (N, "GetMessage",            Setup::World, CHILD,   [A,  A, A, A,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),

@@ -132,6 +132,14 @@ pub async fn run(cluster: &TestCluster, world: &World, tally: &mut Tally) {
     tally
         .run(&format!("{I}/AcceptInvitation"), cases, accept)
         .await;
+    let decline = |request: pb::DeclineInvitationRequest| {
+        let mut invitations = cluster.invitation_as(&TestUser::new("linker"));
+        async move { invitations.decline_invitation(request).await.map(drop) }
+    };
+    let cases = secrets(|token| pb::DeclineInvitationRequest { token });
+    tally
+        .run(&format!("{I}/DeclineInvitation"), cases, decline)
+        .await;
 }
 
 /// An invitation link's secret: empty is INVALID_ARGUMENT naming `token`; anything else that

@@ -240,6 +240,7 @@ impl World {
             | "ListPendingMessages"
             | "WatchInbox"
             | "AcceptInvitation"
+            | "DeclineInvitation"
             | "LookupInvitation"
             | "ListMyAccounts" => self.employee.token(),
             _ => self.operator.token(),

@@ -21,7 +21,7 @@ pub struct Model {
     pub family_name: String,
     /// `OWNER`, `ADMIN` or `EMPLOYEE`.
     pub role: String,
-    /// `PENDING`, `ACCEPTED`, `REVOKED` or `EXPIRED` (a PENDING row past its expiry reads as
+    /// `PENDING`, `ACCEPTED`, `DECLINED`, `REVOKED` or `EXPIRED` (a PENDING row past its expiry reads as
     /// EXPIRED until the sweep marks it).
     pub state: String,
     /// `users/{sub}` of the creator.
@@ -70,6 +70,10 @@ pub struct Model {
     /// SHA-256 hex of the secret of an earlier attempt at the current e-mail whose outcome is
     /// unknown (it may have been mailed before its process died): accepted like `secret_hash`.
     pub previous_secret_hash: Option<String>,
+    /// When the invitee declined it.
+    pub decline_time: Option<DateTimeUtc>,
+    /// `users/{sub}` who declined it.
+    pub declined_by: Option<String>,
 }
 
 /// No relations are navigated.

@@ -1,7 +1,7 @@
 //! The invitation service's schema, built with the backend-agnostic schema builder (SQLite and
 //! PostgreSQL), followed by the events crate's `outbox` and `processed_events`, then the
 //! unknown-secret counts (`invitation_guesses`), then the mailer's lease, then the indexes the
-//! pruner uses.
+//! pruner uses, then who declined and when.
 
 use sea_orm_migration::prelude::*;
 
@@ -9,6 +9,7 @@ mod m0001_initial;
 mod m0002_guesses;
 mod m0003_delivery_lease;
 mod m0004_retention;
+mod m0005_decline;
 
 /// Applies the invitation service's migrations; its bookkeeping table is
 /// `invitation_migrations`.
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_delivery_lease::Migration),
             tenantry_events::processed_events_retention_migration(),
             Box::new(m0004_retention::Migration),
+            Box::new(m0005_decline::Migration),
         ]
     }
 
