@@ -334,6 +334,25 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
         // One process: the services only need to agree with themselves.
         args.auth.internal_secret = Some(random_secret());
     }
+    // The e-mails' links open the invitation page: listen where they point when that is here
+    // and someone can sign in there (the development sign-in needs the development secret).
+    let can_sign_in = args.auth.jwt_secret.as_deref() == Some(DEV_JWT_SECRET)
+        || (args.invitation.oidc_issuer_url.is_some() && args.invitation.oidc_client_id.is_some());
+    if args.invitation.accept_page_listen.is_none() && can_sign_in {
+        args.invitation.accept_page_listen = local_address_of(&args.invitation.public_url);
+    }
+    let page = match args.invitation.accept_page_listen {
+        Some(_) => format!(
+            "the e-mails' links open {}/invitations/accept",
+            args.invitation.public_url.trim_end_matches('/')
+        ),
+        None if !can_sign_in => {
+            "no page: nobody could sign in (set TENANTRY_OIDC_ISSUER_URL and TENANTRY_OIDC_CLIENT_ID)"
+                .to_string()
+        }
+        None => "no page: TENANTRY_PUBLIC_URL is not on this machine (set TENANTRY_ACCEPT_PAGE_LISTEN)"
+            .to_string(),
+    };
     let data_dir = &args.data.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -400,6 +419,7 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
             data_dir.join("mail").display()
         ),
     }
+    println!("  invitations:   {page}");
     if let Some(admin) = node.admin_addr() {
         println!("  metrics:       http://{admin}/metrics (probes: /livez, /readyz)");
     }
@@ -407,6 +427,22 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
     node.wait().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The address to listen on for `public_url` when it names this machine (`localhost`, a
+/// loopback address), with its port.
+fn local_address_of(public_url: &str) -> Option<std::net::SocketAddr> {
+    let url = url::Url::parse(public_url).ok()?;
+    let port = url.port_or_known_default()?;
+    let ip = match url.host()? {
+        url::Host::Domain(domain) if domain.eq_ignore_ascii_case("localhost") => {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        }
+        url::Host::Ipv4(ip) if ip.is_loopback() => ip.into(),
+        url::Host::Ipv6(ip) if ip.is_loopback() => ip.into(),
+        _ => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -525,6 +561,20 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn up_listens_for_the_page_where_local_links_point() {
+        assert_eq!(
+            super::local_address_of("http://localhost:8080"),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            super::local_address_of("http://[::1]/"),
+            Some("[::1]:80".parse().unwrap())
+        );
+        assert_eq!(super::local_address_of("https://invite.example.com"), None);
+        assert_eq!(super::local_address_of("not a url"), None);
     }
 
     #[test]

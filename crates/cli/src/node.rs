@@ -69,7 +69,17 @@ impl ServiceKind {
                 tenantry_registry::start(spec.registry.clone(), context)
             }
             ServiceKind::Membership => tenantry_membership::start(spec.membership.clone(), context),
-            ServiceKind::Invitation => tenantry_invitation::start(spec.invitation.clone(), context),
+            ServiceKind::Invitation => {
+                let mut config = spec.invitation.clone();
+                // The development sign-in stands in for an identity provider only where every
+                // token is signed with the public development secret anyway (`serve` refuses
+                // that secret).
+                // Tests may also switch it on in code; no setting can.
+                config.development_sign_in |= spec.auth.jwt_secret.as_deref()
+                    == Some(tenantry_platform::config::DEV_JWT_SECRET);
+                let cookie_secret = spec.auth.internal_secret.clone().unwrap_or_default();
+                tenantry_invitation::start(config, cookie_secret.as_bytes(), context)
+            }
             ServiceKind::Notification => {
                 tenantry_notification::start(spec.notification.clone(), context)
             }

@@ -84,6 +84,12 @@ async fn run_once(otel_endpoint: Option<&str>, settle: impl Fn(&[String]) -> boo
         .arg("up")
         .env("TENANTRY_DATA_DIR", &dir)
         .env("TENANTRY_LISTEN", format!("127.0.0.1:{port}"))
+        // The invitation page on a port of its own, not the default 8080.
+        .env(
+            "TENANTRY_PUBLIC_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .env_remove("TENANTRY_ACCEPT_PAGE_LISTEN")
         .env("TENANTRY_JWT_SECRET", SECRET)
         .env("TENANTRY_LOG_FORMAT", "json")
         .env("TENANTRY_LOG", "info,tenantry_events=debug")

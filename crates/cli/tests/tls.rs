@@ -72,6 +72,12 @@ fn tenantry_up(port: u16, data_dir: &Path, tls: &[(&str, &Path)]) -> tokio::proc
     command
         .arg("up")
         .env("TENANTRY_LISTEN", format!("127.0.0.1:{port}"))
+        // The invitation page on a port of its own, not the default 8080.
+        .env(
+            "TENANTRY_PUBLIC_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .env_remove("TENANTRY_ACCEPT_PAGE_LISTEN")
         .env("TENANTRY_DATA_DIR", data_dir)
         .env("TENANTRY_LOG", "warn")
         .env_remove("TENANTRY_AMQP_URL")

@@ -41,6 +41,17 @@ impl ReceivedMail {
             .collect();
         (!token.is_empty()).then_some(token)
     }
+
+    /// The first accept link (`…/invitations/accept?token=…`) in the text part, whole.
+    pub fn accept_link(&self) -> Option<String> {
+        let token = self.accept_token()?;
+        let marker = format!("/invitations/accept?token={token}");
+        let end = self.text.find(&marker)? + marker.len();
+        let start = self.text[..end]
+            .rfind(|c: char| c.is_whitespace() || c == '<' || c == '(')
+            .map_or(0, |at| at + 1);
+        Some(self.text[start..end].to_string())
+    }
 }
 
 fn python() -> String {

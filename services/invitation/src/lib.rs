@@ -7,6 +7,7 @@ pub mod consumers;
 pub mod domain;
 pub mod events;
 pub mod mail;
+pub mod page;
 pub mod peers;
 pub mod store;
 pub mod wire;
@@ -144,6 +145,35 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub guess_window_seconds: u64,
+    /// Address of the invitation page's HTTP listener (the page the e-mail links open, at
+    /// {public_url}/invitations/accept); unset = no page (`tenantry up` listens where
+    /// TENANTRY_PUBLIC_URL points when that is this machine).
+    #[arg(long = "accept-page-listen", env = "TENANTRY_ACCEPT_PAGE_LISTEN")]
+    pub accept_page_listen: Option<std::net::SocketAddr>,
+    /// OpenID Connect issuer URL the page signs people in with (discovery from
+    /// {issuer}/.well-known/openid-configuration); the same provider as the API's tokens.
+    #[arg(long = "oidc-issuer-url", env = "TENANTRY_OIDC_ISSUER_URL")]
+    pub oidc_issuer_url: Option<String>,
+    /// The page's client id at the OpenID provider (redirect URI {public_url}/invitations/callback).
+    #[arg(long = "oidc-client-id", env = "TENANTRY_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// The page's client secret (unset: a public client, PKCE only); environment only.
+    #[arg(skip = std::env::var("TENANTRY_OIDC_CLIENT_SECRET").ok().filter(|secret| !secret.is_empty()))]
+    pub oidc_client_secret: Option<String>,
+    /// Scopes the page asks the OpenID provider for.
+    #[arg(
+        long = "oidc-scopes",
+        env = "TENANTRY_OIDC_SCOPES",
+        default_value = "openid email profile"
+    )]
+    pub oidc_scopes: String,
+    /// Where the page sends a person who accepted (a link on the confirmation); unset = no link.
+    #[arg(long = "application-url", env = "TENANTRY_APPLICATION_URL")]
+    pub application_url: Option<String>,
+    /// The development sign-in (e-mail and name, no identity provider): set by the node only
+    /// under `tenantry up` with the public development secret, never from a setting.
+    #[arg(skip)]
+    pub development_sign_in: bool,
 }
 
 impl Default for Config {
@@ -160,6 +190,13 @@ impl Default for Config {
             guesses_per_address: domain::limits::MAX_UNKNOWN_SECRETS_PER_ADDRESS,
             guess_window_seconds: domain::limits::UNKNOWN_SECRET_WINDOW.as_secs(),
             mail_lease_seconds: consumers::mailer::DEFAULT_LEASE.as_secs(),
+            accept_page_listen: None,
+            oidc_issuer_url: None,
+            oidc_client_id: None,
+            oidc_client_secret: None,
+            oidc_scopes: "openid email profile".into(),
+            application_url: None,
+            development_sign_in: false,
         }
     }
 }
@@ -187,14 +224,12 @@ pub struct Deps {
     pub metrics: tenantry_platform::metrics::Metrics,
 }
 
-/// The gRPC service, refusing requests larger than `max_request_bytes`.
+/// The gRPC service over `api`, refusing requests larger than `max_request_bytes`.
 fn grpc_service(
-    config: Config,
-    deps: Deps,
+    api: Arc<api::InvitationApi>,
     max_request_bytes: usize,
 ) -> InvitationServiceServer<api::InvitationApi> {
-    InvitationServiceServer::new(api::InvitationApi::new(config, deps))
-        .max_decoding_message_size(max_request_bytes)
+    InvitationServiceServer::from_arc(api).max_decoding_message_size(max_request_bytes)
 }
 
 /// The consumer groups of this service: `tenantry.invitation.mailer` (invitation.created,
@@ -305,9 +340,12 @@ async fn run_expiry_sweep(
 }
 
 /// Starts the invitation service in `ctx`'s node: its handlers, the mailer and the event
-/// consumers, the expiry sweep, and its health following its database.
+/// consumers, the expiry sweep, its health following its database, and — when
+/// `config.accept_page_listen` is set — the invitation page, whose cookies are sealed with a key
+/// derived from `cookie_secret` (the cluster's internal secret).
 pub fn start(
     config: Config,
+    cookie_secret: &[u8],
     ctx: &tenantry_events::ServiceContext,
 ) -> Result<tenantry_events::Started, tenantry_events::StartError> {
     use tenantry_events::Peer;
@@ -345,7 +383,14 @@ pub fn start(
     tasks.push(ctx.prune(store::retention::prune_targets(
         &tenantry_platform::retention::settings(),
     )));
-    let routes = tonic::service::Routes::new(grpc_service(config, deps, ctx.max_request_bytes));
+    let api = Arc::new(api::InvitationApi::new(config.clone(), deps));
+    if let Some(addr) = config.accept_page_listen {
+        let settings = page::settings(&config).map_err(|error| ctx.setup_error(error))?;
+        let page = page::build(settings, api.clone(), cookie_secret);
+        let listener = page::listen(addr).map_err(|error| ctx.setup_error(error))?;
+        tasks.push(ctx.spawn(page::serve(page, listener, ctx.shutdown.clone())));
+    }
+    let routes = tonic::service::Routes::new(grpc_service(api, ctx.max_request_bytes));
     Ok(tenantry_events::Started::serving(routes).with_tasks(tasks))
 }
 

@@ -12,6 +12,7 @@ mod bad_input;
 mod bad_input_corpus;
 mod event_delivery;
 mod invitation_decline;
+mod invitation_page;
 mod invitations;
 mod messages;
 mod metrics;

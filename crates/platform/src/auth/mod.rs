@@ -188,6 +188,31 @@ pub fn unix_now() -> u64 {
     jsonwebtoken::get_current_timestamp()
 }
 
+/// An identity provider's signing keys, from its JWKS URL, for tokens verified outside the gRPC
+/// edge (the ID tokens of the invitation page's sign-in): fetched on first use and again when a
+/// token names an unknown key id, with the same limits as the edge's keys.
+pub struct ProviderKeys(JwksCache);
+
+impl std::fmt::Debug for ProviderKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderKeys").finish_non_exhaustive()
+    }
+}
+
+impl ProviderKeys {
+    /// The keys published at `jwks_url`.
+    pub fn new(jwks_url: String) -> Self {
+        // No token cache to empty on a revoked key: ID tokens are checked once each.
+        Self(JwksCache::new(jwks_url, Arc::new(TokenCache::new(0))))
+    }
+
+    /// The key with id `kid`: UNAUTHENTICATED for an unknown one, UNAVAILABLE when the keys
+    /// cannot be fetched.
+    pub async fn key(&self, kid: &str) -> Result<DecodingKey, ApiError> {
+        self.0.key(kid).await
+    }
+}
+
 /// Verifies bearer tokens.
 pub struct Authenticator {
     config: AuthConfig,

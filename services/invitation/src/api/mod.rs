@@ -342,16 +342,23 @@ impl InvitationApi {
             || domain::email_matches(&invitation.email, user.email.as_deref())
     }
 
+    /// LookupInvitation for `user` calling from `address`; the accept page calls it too.
+    pub async fn lookup_link(
+        &self,
+        user: &UserIdentity,
+        address: Option<IpAddr>,
+        token: &str,
+    ) -> Result<pb::LookupInvitationResponse, Status> {
+        Ok(self.lookup(user, address, token).await?)
+    }
+
     async fn lookup(
         &self,
-        request: Request<pb::LookupInvitationRequest>,
+        user: &UserIdentity,
+        address: Option<IpAddr>,
+        token: &str,
     ) -> Result<pb::LookupInvitationResponse, Failure> {
-        let principal = Principal::of(&request)?;
-        let user = principal.user()?;
-        let address = peer_ip(&request);
-        let invitation = self
-            .by_token(user, address, &request.get_ref().token)
-            .await?;
+        let invitation = self.by_token(user, address, token).await?;
         let account_display_name = self.display_name(&invitation.account_id).await?;
         let now = now();
         Ok(pb::LookupInvitationResponse {
@@ -366,14 +373,22 @@ impl InvitationApi {
         })
     }
 
+    /// AcceptInvitation for `user` calling from `address`; the accept page calls it too.
+    pub async fn accept_link(
+        &self,
+        user: &UserIdentity,
+        address: Option<IpAddr>,
+        token: &str,
+    ) -> Result<WireMember, Status> {
+        Ok(self.accept(user, address, token).await?)
+    }
+
     async fn accept(
         &self,
-        request: Request<pb::AcceptInvitationRequest>,
+        user: &UserIdentity,
+        address: Option<IpAddr>,
+        token: &str,
     ) -> Result<WireMember, Failure> {
-        let principal = Principal::of(&request)?;
-        let user = principal.user()?;
-        let address = peer_ip(&request);
-        let token = &request.get_ref().token;
         let invitation = self.by_token(user, address, token).await?;
         if let Some(member) = self.already_accepted_by(&invitation, user).await? {
             return Ok(member);
@@ -421,14 +436,22 @@ impl InvitationApi {
         Err(InvitationError::ConcurrentChange.into())
     }
 
+    /// DeclineInvitation for `user` calling from `address`; the accept page calls it too.
+    pub async fn decline_link(
+        &self,
+        user: &UserIdentity,
+        address: Option<IpAddr>,
+        token: &str,
+    ) -> Result<pb::DeclineInvitationResponse, Status> {
+        Ok(self.decline(user, address, token).await?)
+    }
+
     async fn decline(
         &self,
-        request: Request<pb::DeclineInvitationRequest>,
+        user: &UserIdentity,
+        address: Option<IpAddr>,
+        token: &str,
     ) -> Result<pb::DeclineInvitationResponse, Failure> {
-        let principal = Principal::of(&request)?;
-        let user = principal.user()?;
-        let address = peer_ip(&request);
-        let token = &request.get_ref().token;
         let user_id = UserId::trusted(user.sub.clone());
         let invitation = self.by_token(user, address, token).await?;
         let declined = if invitation.declined_by_user(&user_id) {
@@ -483,6 +506,12 @@ impl InvitationApi {
         }
         Ok(None)
     }
+}
+
+/// The person calling a link RPC (services are refused) and their IP address.
+fn person_calling<T>(request: &Request<T>) -> Result<(UserIdentity, Option<IpAddr>), Failure> {
+    let principal = Principal::of(request)?;
+    Ok((principal.user()?.clone(), peer_ip(request)))
 }
 
 /// The IP address the call came from (`None` when the transport does not tell).
@@ -555,14 +584,21 @@ impl InvitationService for InvitationApi {
         &self,
         request: Request<pb::LookupInvitationRequest>,
     ) -> Result<Response<pb::LookupInvitationResponse>, Status> {
-        Ok(Response::new(self.lookup(request).await?))
+        let (user, address) = person_calling(&request)?;
+        Ok(Response::new(
+            self.lookup(&user, address, &request.get_ref().token)
+                .await?,
+        ))
     }
 
     async fn accept_invitation(
         &self,
         request: Request<pb::AcceptInvitationRequest>,
     ) -> Result<Response<pb::AcceptInvitationResponse>, Status> {
-        let member = self.accept(request).await?;
+        let (user, address) = person_calling(&request)?;
+        let member = self
+            .accept(&user, address, &request.get_ref().token)
+            .await?;
         Ok(Response::new(pb::AcceptInvitationResponse {
             member: Some(member),
         }))
@@ -572,6 +608,10 @@ impl InvitationService for InvitationApi {
         &self,
         request: Request<pb::DeclineInvitationRequest>,
     ) -> Result<Response<pb::DeclineInvitationResponse>, Status> {
-        Ok(Response::new(self.decline(request).await?))
+        let (user, address) = person_calling(&request)?;
+        Ok(Response::new(
+            self.decline(&user, address, &request.get_ref().token)
+                .await?,
+        ))
     }
 }
