@@ -56,11 +56,18 @@ pub enum Suite {
     RabbitMq,
     /// Tests that send e-mail to a real SMTP server: aiosmtpd ([`smtp::available`]).
     Smtp,
+    /// Tests in a real browser against a real OpenID provider ([`crate::browser`]).
+    Browser,
 }
 
 impl Suite {
     /// Every suite, in the order of their notices.
-    pub const ALL: [Suite; 3] = [Suite::Postgres, Suite::RabbitMq, Suite::Smtp];
+    pub const ALL: [Suite; 4] = [
+        Suite::Postgres,
+        Suite::RabbitMq,
+        Suite::Smtp,
+        Suite::Browser,
+    ];
 
     /// The line [`note_not_run`] writes for this suite.
     pub fn notice(self) -> String {
@@ -77,6 +84,10 @@ impl Suite {
                             `pip install aiosmtpd` (or set TENANTRY_TEST_PYTHON to a Python that \
                             has it) to run it"
                 .to_string(),
+            Suite::Browser => "note: the browser suite did not run in this test binary; install \
+                               Debian's chromium and chromium-driver and run \
+                               `npm ci --prefix tests/oidc` to run it"
+                .to_string(),
         }
     }
 }
@@ -87,7 +98,7 @@ impl Suite {
 /// and `eprint!` macros write, so this one is shown even though the skipping tests pass.
 pub fn note_not_run(suite: Suite) {
     use std::io::Write;
-    static NOTED: [std::sync::Once; 3] = [const { std::sync::Once::new() }; 3];
+    static NOTED: [std::sync::Once; 4] = [const { std::sync::Once::new() }; 4];
     NOTED[suite as usize].call_once(|| {
         let _ = writeln!(std::io::stderr(), "{}", suite.notice());
     });

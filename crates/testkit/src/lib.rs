@@ -6,6 +6,7 @@
 //! when its URL is not configured.
 
 mod backends;
+pub mod browser;
 mod identities;
 pub mod proxy;
 pub mod smtp;

@@ -163,9 +163,17 @@ impl Page {
     }
 
     /// Whether a POST may act: from the page's own origin (when the browser says) and with the
-    /// CSRF token of the opened link.
+    /// CSRF token of the opened link. Browsers send `Origin: null` on every POST from a page
+    /// with `Referrer-Policy: no-referrer`, so the origin is judged by the fetch metadata
+    /// (`Sec-Fetch-Site`) first, then by an `Origin` other than `null`.
     fn form_allowed(&self, headers: &HeaderMap, fields: &HashMap<String, String>) -> Option<Link> {
+        if let Some(site) = headers.get("sec-fetch-site")
+            && site.as_bytes() != b"same-origin"
+        {
+            return None;
+        }
         if let Some(origin) = headers.get(header::ORIGIN)
+            && origin.as_bytes() != b"null"
             && origin.as_bytes() != self.origin.as_bytes()
         {
             return None;
@@ -266,7 +274,7 @@ owner's place.",
             }
             InvitationState::Pending => html(
                 StatusCode::FORBIDDEN,
-                views::wrong_email(&summary, &person, csrf),
+                views::wrong_email(&summary, &person, csrf, self.openid.is_some()),
             ),
             InvitationState::Accepted => closed(
                 StatusCode::GONE,
@@ -479,15 +487,22 @@ fn sign_in_failed(error: &SignInError) -> Answer {
     )
 }
 
-/// GET /invitations/sign-in: off to the identity provider.
-pub(super) async fn sign_in(State(page): State<Arc<Page>>, headers: HeaderMap) -> Answer {
+/// GET /invitations/sign-in: off to the identity provider (`?prompt=login`: asking it for the
+/// credentials again, so another account can be chosen).
+pub(super) async fn sign_in(
+    State(page): State<Arc<Page>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Answer {
     let Some(openid) = &page.openid else {
         return super::not_found().await;
     };
     if page.link(&headers).is_none() {
         return no_link();
     }
-    match openid.begin().await {
+    let prompt_login = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .any(|(key, value)| key == "prompt" && value == "login");
+    match openid.begin(prompt_login).await {
         Ok((pending, url)) => redirect(
             &url,
             &[page.cookies.seal(SIGN_IN, &pending, SIGN_IN_SECONDS)],

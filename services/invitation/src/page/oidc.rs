@@ -187,8 +187,9 @@ impl OpenIdClient {
         })
     }
 
-    /// Starts a sign-in: what to keep, and where to send the browser.
-    pub async fn begin(&self) -> Result<(PendingSignIn, String), SignInError> {
+    /// Starts a sign-in: what to keep, and where to send the browser; `prompt_login` asks the
+    /// provider for the credentials even if the browser is signed in there (another account).
+    pub async fn begin(&self, prompt_login: bool) -> Result<(PendingSignIn, String), SignInError> {
         let provider = self.provider().await?;
         let pending = PendingSignIn {
             state: random_token(),
@@ -216,6 +217,9 @@ impl OpenIdClient {
             .append_pair("nonce", &pending.nonce)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
+        if prompt_login {
+            url.query_pairs_mut().append_pair("prompt", "login");
+        }
         Ok((pending, url.into()))
     }
 

@@ -29,7 +29,7 @@ button.link{background:none;border:none;color:var(--accent);text-decoration:unde
 a{color:var(--accent)}
 :focus-visible{outline:3px solid #f0a202;outline-offset:2px}
 .who{color:var(--muted);font-size:.95rem;border-top:1px solid var(--line);margin-top:1.5rem;padding-top:.75rem}
-.who form{display:inline}
+.who p{margin:0 0 .25rem}
 @media (max-width:36rem){main{margin:0;border:none;border-radius:0;min-height:100vh}dl{grid-template-columns:1fr}dd{margin-bottom:.4rem}}
 "#;
 
@@ -139,8 +139,8 @@ fn signed_in_line(person: &Person, csrf: &str) -> String {
         ""
     };
     format!(
-        "<p class=\"who\">Signed in as <strong>{}</strong>{email}{development}. \
-<form method=\"post\" action=\"/invitations/sign-out\">{}<button class=\"link\" type=\"submit\">Sign out</button></form></p>",
+        "<div class=\"who\"><p>Signed in as <strong>{}</strong>{email}{development}.</p>\
+<form method=\"post\" action=\"/invitations/sign-out\">{}<button class=\"link\" type=\"submit\">Sign out</button></form></div>",
         escape(&person.label),
         hidden_csrf(csrf)
     )
@@ -205,8 +205,9 @@ as <strong>{role}</strong>.</p>{list}<p class=\"notice ok\">Your e-mail address 
     layout(&format!("Join {}?", summary.account), &body)
 }
 
-/// The invitation is for another address than the signed-in person's.
-pub fn wrong_email(summary: &Summary, person: &Person, csrf: &str) -> String {
+/// The invitation is for another address than the signed-in person's; `openid`: whether the
+/// identity provider can be asked for another account.
+pub fn wrong_email(summary: &Summary, person: &Person, csrf: &str, openid: bool) -> String {
     let yours = match &person.email {
         Some(email) => format!("You are signed in as {}.", escape(email)),
         None => "Your sign-in did not give a verified e-mail address.".to_string(),
@@ -215,7 +216,12 @@ pub fn wrong_email(summary: &Summary, person: &Person, csrf: &str) -> String {
         "<h1>This invitation is for another e-mail address</h1>\
 <p class=\"notice warning\">The invitation was sent to <strong>{sent}</strong>. {yours} \
 Only the invited address can accept or decline it.</p>{list}\
-<p>Sign out and sign in again with the account of {sent}, or ask {inviter} to invite your address instead.</p>{who}",
+<p>Sign in with the account of {sent}, or ask {inviter} to invite your address instead.</p>{switch}{who}",
+        switch = if openid && !person.development {
+            "<div class=\"actions\"><a class=\"button\" href=\"/invitations/sign-in?prompt=login\">Use another account</a></div>"
+        } else {
+            ""
+        },
         sent = escape(&summary.email),
         inviter = escape(&summary.inviter),
         list = summary_list(summary),
