@@ -172,6 +172,7 @@ async fn the_grpc_port_speaks_tls_only_when_configured() {
         &DevTokenClaims {
             sub: "tls-user".into(),
             email: Some("tls-user@example.com".into()),
+            email_verified: Some(true),
             given_name: None,
             family_name: None,
             roles: Vec::new(),

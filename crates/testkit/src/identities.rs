@@ -106,6 +106,7 @@ impl TestUser {
         let mut claims = DevTokenClaims {
             sub: self.sub.clone(),
             email: Some(self.email.clone()),
+            email_verified: Some(true),
             given_name: None,
             family_name: None,
             roles: if self.operator {

@@ -11,6 +11,7 @@ mod authz_matrix;
 mod bad_input;
 mod bad_input_corpus;
 mod event_delivery;
+mod invitation_batch;
 mod invitation_browser;
 mod invitation_decline;
 mod invitation_page;

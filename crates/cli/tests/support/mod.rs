@@ -145,6 +145,7 @@ pub fn operator_token(jwt_secret: &str) -> String {
         &DevTokenClaims {
             sub: "ops".into(),
             email: Some("ops@example.com".into()),
+            email_verified: Some(true),
             given_name: Some("Olivia".into()),
             family_name: None,
             roles: vec!["tenantry-operator".into()],
@@ -167,6 +168,7 @@ pub fn user_token(jwt_secret: &str, sub: &str, operator: bool) -> String {
         &DevTokenClaims {
             sub: sub.into(),
             email: Some(format!("{sub}@example.com")),
+            email_verified: Some(true),
             given_name: None,
             family_name: None,
             roles: if operator {

@@ -185,6 +185,7 @@ mod tests {
             principal: Principal::User(UserIdentity {
                 sub: sub.into(),
                 email: None,
+                email_verified: false,
                 given_name: None,
                 family_name: None,
                 operator: false,

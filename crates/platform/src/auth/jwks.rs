@@ -235,6 +235,7 @@ QupCRacIPy+g2titizsKj1Jq44HzmCutGcsrKiQ6hxiche9dL7Sraf9B
         let claims = DevTokenClaims {
             sub: "carol".into(),
             email: Some("carol@idp.example".into()),
+            email_verified: Some(true),
             given_name: Some("Carol".into()),
             family_name: None,
             roles: vec![],
@@ -291,6 +292,7 @@ QupCRacIPy+g2titizsKj1Jq44HzmCutGcsrKiQ6hxiche9dL7Sraf9B
             &DevTokenClaims {
                 sub: "mallory".into(),
                 email: None,
+                email_verified: None,
                 given_name: None,
                 family_name: None,
                 roles: vec![],

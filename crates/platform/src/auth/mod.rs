@@ -42,6 +42,9 @@ pub struct UserIdentity {
     pub sub: String,
     /// The token's `email`, if any.
     pub email: Option<String>,
+    /// Whether the token says the e-mail is verified (`email_verified`: true or "true"):
+    /// what lets a person find invitations by their address alone (ListMyInvitations).
+    pub email_verified: bool,
     /// The token's `given_name`, if any.
     pub given_name: Option<String>,
     /// The token's `family_name`, if any.
@@ -133,11 +136,22 @@ struct UserClaims {
     #[serde(default)]
     email: Option<String>,
     #[serde(default)]
+    email_verified: Option<serde_json::Value>,
+    #[serde(default)]
     given_name: Option<String>,
     #[serde(default)]
     family_name: Option<String>,
     #[serde(flatten)]
     other: HashMap<String, serde_json::Value>,
+}
+
+/// An `email_verified` claim: the boolean true, or the string "true" some providers send.
+pub fn claims_verified(value: Option<&serde_json::Value>) -> bool {
+    match value {
+        Some(serde_json::Value::Bool(verified)) => *verified,
+        Some(serde_json::Value::String(text)) => text == "true",
+        _ => false,
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -157,6 +171,9 @@ pub struct DevTokenClaims {
     /// E-mail address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Whether the e-mail is verified (development tokens vouch for the address they carry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
     /// Given name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub given_name: Option<String>,
@@ -372,6 +389,7 @@ impl Authenticator {
         Ok(Verified {
             principal: Principal::User(UserIdentity {
                 sub: claims.sub,
+                email_verified: claims_verified(claims.email_verified.as_ref()),
                 email: claims.email.filter(|email| !email.is_empty()),
                 given_name: claims.given_name.filter(|name| !name.is_empty()),
                 family_name: claims.family_name.filter(|name| !name.is_empty()),
@@ -535,6 +553,7 @@ mod tests {
         DevTokenClaims {
             sub: "alice".into(),
             email: Some("alice@example.com".into()),
+            email_verified: Some(true),
             given_name: None,
             family_name: None,
             roles,

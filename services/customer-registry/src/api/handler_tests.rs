@@ -37,6 +37,7 @@ fn user(sub: &str, operator: bool) -> Principal {
     Principal::User(UserIdentity {
         sub: sub.into(),
         email: None,
+        email_verified: false,
         given_name: None,
         family_name: None,
         operator,

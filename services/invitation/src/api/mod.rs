@@ -2,8 +2,10 @@
 //! with the domain rules, call the store and the peers, map back. The secret of a request is
 //! hashed at once and never logged.
 
+mod batch;
 pub mod errors;
 pub mod guesses;
+mod mine;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -602,6 +604,26 @@ impl InvitationService for InvitationApi {
         Ok(Response::new(pb::AcceptInvitationResponse {
             member: Some(member),
         }))
+    }
+
+    async fn list_my_invitations(
+        &self,
+        request: Request<pb::ListMyInvitationsRequest>,
+    ) -> Result<Response<pb::ListMyInvitationsResponse>, Status> {
+        let (user, _) = person_calling(&request)?;
+        Ok(Response::new(
+            self.list_mine(&user, request.get_ref()).await?,
+        ))
+    }
+
+    async fn batch_create_invitations(
+        &self,
+        request: Request<pb::BatchCreateInvitationsRequest>,
+    ) -> Result<Response<pb::BatchCreateInvitationsResponse>, Status> {
+        let principal = Principal::of(&request).map_err(Failure::from)?;
+        Ok(Response::new(
+            self.batch_create(principal, request.into_inner()).await?,
+        ))
     }
 
     async fn decline_invitation(

@@ -55,6 +55,9 @@ impl Session {
     fn identity(&self) -> UserIdentity {
         UserIdentity {
             sub: self.sub.clone(),
+            // The page keeps an e-mail only when the provider (or the development sign-in)
+            // vouched for it.
+            email_verified: self.email.is_some(),
             email: self.email.clone(),
             given_name: self.given_name.clone(),
             family_name: self.family_name.clone(),

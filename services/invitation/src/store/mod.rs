@@ -117,6 +117,31 @@ impl Store {
             .collect()
     }
 
+    /// A page of the PENDING invitations (not expired at `now`) to the normalized `email`, in
+    /// any account, newest (highest id) first, below `before`.
+    pub async fn pending_for_email(
+        &self,
+        email: &str,
+        before: Option<&str>,
+        limit: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Invitation>, InvitationError> {
+        let mut query = invitation::Entity::find()
+            .filter(invitation::Column::EmailNormalized.eq(email))
+            .filter(states_at(&[InvitationState::Pending], now));
+        if let Some(before) = before {
+            query = query.filter(invitation::Column::InvitationId.lt(before));
+        }
+        query
+            .order_by_desc(invitation::Column::InvitationId)
+            .limit(limit)
+            .all(self.connection()?)
+            .await?
+            .into_iter()
+            .map(to_invitation)
+            .collect()
+    }
+
     /// The invitation an earlier create under `key.request_id` made, if that call was this
     /// same request (a retry); [`InvitationError::RequestIdReused`] if it was another.
     pub async fn replay(&self, key: &RequestKey) -> Result<Option<Invitation>, InvitationError> {

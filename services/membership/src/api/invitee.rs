@@ -99,6 +99,7 @@ mod tests {
         Principal::User(UserIdentity {
             sub: sub.into(),
             email: Some(format!("{sub}@example.com")),
+            email_verified: true,
             given_name: None,
             family_name: None,
             operator,

@@ -231,6 +231,21 @@ pub async fn call(
             })
             .await
             .map(drop),
+        "ListMyInvitations" => invitations
+            .list_my_invitations(invitation::ListMyInvitationsRequest::default())
+            .await
+            .map(drop),
+        "BatchCreateInvitations" => invitations
+            .batch_create_invitations(invitation::BatchCreateInvitationsRequest {
+                parent: account(),
+                requests: vec![invitation::CreateInvitationRequest {
+                    email: format!("{}@example.com", fresh_id("guest")),
+                    role: membership::Role::Employee as i32,
+                    ..Default::default()
+                }],
+            })
+            .await
+            .map(drop),
         "DeclineInvitation" => invitations
             .decline_invitation(invitation::DeclineInvitationRequest {
                 token: target.link.clone(),

@@ -138,6 +138,8 @@ const MATRIX: &[Row] = &[
     (I, "LookupInvitation",      Setup::World, ACCOUNT, [A,  A, A, A,   A, A, A,   A, A, A,     A,   A,   D,   U, U, U, U]),
     (I, "AcceptInvitation",      Setup::Link,  ACCOUNT, [Ds, Ds,Ds,Ds,  Ds,Ds,Ds,  Ds,Ds,Ds,    Ds,  A,   D,   U, U, U, U]),
     (I, "DeclineInvitation",     Setup::Link,  ACCOUNT, [Ds, Ds,Ds,Ds,  Ds,Ds,Ds,  Ds,Ds,Ds,    Ds,  A,   D,   U, U, U, U]),
+    (I, "ListMyInvitations",     Setup::World, NONE,    [A,  A, A, A,   A, A, A,   A, A, A,     A,   A,   D,   U, U, U, U]),
+    (I, "BatchCreateInvitations",Setup::World, ACCOUNT, [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
     (N, "SendMessage",           Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
     (N, "ListMessages",          Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
     (N, "GetMessage",            Setup::World, CHILD,   [A,  A, A, A,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),

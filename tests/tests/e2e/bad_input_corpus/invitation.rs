@@ -29,6 +29,90 @@ pub async fn run(cluster: &TestCluster, world: &World, tally: &mut Tally) {
         )
         .await;
 
+    let invitations = client("BatchCreateInvitations");
+    let one = || pb::CreateInvitationRequest {
+        email: format!("batch-{}@example.com", uuid::Uuid::new_v4().simple()),
+        role: Role::Employee as i32,
+        ..Default::default()
+    };
+    let mut cases = named("parent", |parent| pb::BatchCreateInvitationsRequest {
+        parent,
+        requests: vec![one()],
+    });
+    cases.push(invalid(
+        "requests: none",
+        "requests",
+        pb::BatchCreateInvitationsRequest {
+            parent: world.customer.clone(),
+            requests: Vec::new(),
+        },
+    ));
+    cases.push(invalid(
+        "requests: 101",
+        "requests",
+        pb::BatchCreateInvitationsRequest {
+            parent: world.customer.clone(),
+            requests: (0..101).map(|_| one()).collect(),
+        },
+    ));
+    // Bad items do not fail the call: each is answered in its result (tests in
+    // invitation_batch.rs).
+    cases.push(accepted(
+        "an item with a bad e-mail",
+        pb::BatchCreateInvitationsRequest {
+            parent: world.customer.clone(),
+            requests: vec![pb::CreateInvitationRequest {
+                email: "jane..doe@example.com".into(),
+                ..one()
+            }],
+        },
+    ));
+    cases.push(code(
+        "oversized request",
+        Code::ResourceExhausted,
+        pb::BatchCreateInvitationsRequest {
+            parent: world.customer.clone(),
+            requests: vec![pb::CreateInvitationRequest {
+                given_name: oversized(),
+                ..one()
+            }],
+        },
+    ));
+    tally
+        .run(&format!("{I}/BatchCreateInvitations"), cases, |request| {
+            let mut invitations = invitations.clone();
+            async move {
+                invitations
+                    .batch_create_invitations(request)
+                    .await
+                    .map(drop)
+            }
+        })
+        .await;
+
+    let invitations = client("ListMyInvitations");
+    let mut cases = page_entries(
+        |page_size, page_token| pb::ListMyInvitationsRequest {
+            page_size,
+            page_token,
+        },
+        &world.foreign_token,
+    );
+    cases.push(code(
+        "oversized request",
+        Code::ResourceExhausted,
+        pb::ListMyInvitationsRequest {
+            page_size: 0,
+            page_token: oversized(),
+        },
+    ));
+    tally
+        .run(&format!("{I}/ListMyInvitations"), cases, |request| {
+            let mut invitations = invitations.clone();
+            async move { invitations.list_my_invitations(request).await.map(drop) }
+        })
+        .await;
+
     let invitations = client("ListInvitations");
     let mut cases = named("parent", |parent| pb::ListInvitationsRequest {
         parent,

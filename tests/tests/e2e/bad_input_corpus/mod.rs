@@ -241,6 +241,7 @@ impl World {
             | "WatchInbox"
             | "AcceptInvitation"
             | "DeclineInvitation"
+            | "ListMyInvitations"
             | "LookupInvitation"
             | "ListMyAccounts" => self.employee.token(),
             _ => self.operator.token(),

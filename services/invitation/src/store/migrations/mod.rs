@@ -1,7 +1,8 @@
 //! The invitation service's schema, built with the backend-agnostic schema builder (SQLite and
 //! PostgreSQL), followed by the events crate's `outbox` and `processed_events`, then the
 //! unknown-secret counts (`invitation_guesses`), then the mailer's lease, then the indexes the
-//! pruner uses, then who declined and when.
+//! pruner uses, then who declined and when, then
+//! the index ListMyInvitations finds a person's invitations by.
 
 use sea_orm_migration::prelude::*;
 
@@ -10,6 +11,7 @@ mod m0002_guesses;
 mod m0003_delivery_lease;
 mod m0004_retention;
 mod m0005_decline;
+mod m0006_by_email;
 
 /// Applies the invitation service's migrations; its bookkeeping table is
 /// `invitation_migrations`.
@@ -28,6 +30,7 @@ impl MigratorTrait for Migrator {
             tenantry_events::processed_events_retention_migration(),
             Box::new(m0004_retention::Migration),
             Box::new(m0005_decline::Migration),
+            Box::new(m0006_by_email::Migration),
         ]
     }
 

@@ -91,6 +91,7 @@ fn person(sub: &str, operator: bool) -> Principal {
     Principal::User(UserIdentity {
         sub: sub.into(),
         email: Some(format!("{sub}@Example.com")),
+        email_verified: true,
         given_name: Some(sub.to_uppercase()),
         family_name: None,
         operator,
