@@ -47,6 +47,6 @@ ENV TENANTRY_LISTEN=0.0.0.0:50051 \
     TENANTRY_ADMIN_LISTEN=0.0.0.0:9090 \
     TENANTRY_LOG_FORMAT=json
 # 50051: gRPC (services, health, reflection); 9090: admin HTTP (/metrics, /livez, /readyz).
-EXPOSE 50051 9090
+EXPOSE 50051 9090 8080
 ENTRYPOINT ["tenantry"]
 CMD ["serve", "customer-registry"]

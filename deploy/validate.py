@@ -15,7 +15,11 @@ so a CI run cannot pass without running every check. No cluster and no Docker en
    resources, topology spread, scrape annotations), a Service with `grpc` and `admin` ports, a
    PDB, an HPA, a migration Job; no Secret object; the NetworkPolicies allow exactly the calls
    of DESIGN.md §2; every called service has a headless twin `NAME-headless` (gRPC port, same
-   pods) and the peer URLs point at it (`dns:///NAME-headless:50051`);
+   pods) and the peer URLs point at it (`dns:///NAME-headless:50051`); the invitation page:
+   container port `http` 8080, Service `invitation-page` (port `http` 8080, the same pods),
+   8080 reachable from the gateway namespace only, HTTPS egress; where it listens
+   (TENANTRY_ACCEPT_PAGE_LISTEN) the overlays configure its sign-in (OIDC issuer and client id,
+   without which the service does not start) and the client secret comes from a Secret;
 4. docker-compose.yml matches the compose spec, and every depends_on names a service;
 5. hadolint passes on the Dockerfile.
 Exits 1 on any failure.
@@ -42,6 +46,10 @@ SERVICES = {
     "invitation": "tenantry.invitation.v1.InvitationService",
     "notification": "tenantry.notification.v1.NotificationService",
 }
+# Services with an HTTP page of their own: its port (container port and Service port `http`)
+# and its Service.
+PAGES = {"invitation": (8080, "invitation-page")}
+GATEWAY = {"tenantry.io/gateway": "true"}
 # DESIGN.md §2: who calls whom over gRPC.
 CALLS = {
     "customer-registry": {"membership"},
@@ -196,7 +204,63 @@ def check_rules(overlay, docs):
         check_network(where, name, pod["metadata"]["labels"], policies, deployments)
         if any(name in targets for targets in CALLS.values()):
             check_headless(where, name, services, deployment)
+        if name in PAGES:
+            check_page(overlay, where, name, deployment, services, policies, config_data(docs))
     check_peer_urls(overlay, docs)
+
+
+def config_data(docs):
+    configs = [doc for doc in docs if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].startswith("tenantry-config")]
+    return configs[0].get("data", {}) if len(configs) == 1 else {}
+
+
+def check_page(overlay, where, name, deployment, services, policies, config):
+    """The service's HTTP page: port, Service, who reaches it, and a sign-in where it listens."""
+    port, service_name = PAGES[name]
+    pod = deployment["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    ports = {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}
+    if ports.get("http") != port:
+        fail(where, f"no container port http {port}")
+    service = services.get(service_name)
+    if service is None:
+        fail(where, f"no Service {service_name}")
+    else:
+        service_ports = {p["name"]: p["port"] for p in service["spec"].get("ports", [])}
+        if service_ports != {"http": port}:
+            fail(where, f"{service_name} ports are {service_ports}")
+        if service["spec"].get("selector") != deployment["spec"]["selector"]["matchLabels"]:
+            fail(where, f"{service_name} selects other pods than the Deployment")
+    mine = [p for p in policies if selects(p, pod["metadata"]["labels"])]
+    for rule in (rule for p in mine for rule in p["spec"].get("ingress", [])):
+        if port not in {p.get("port") for p in rule.get("ports", [])}:
+            continue
+        for peer in rule.get("from", []):
+            if set(peer) != {"namespaceSelector"} or peer["namespaceSelector"].get("matchLabels") != GATEWAY:
+                fail(where, f"{port} is reachable from {peer}, not only from the gateway namespace")
+    egress = [rule for p in mine for rule in p["spec"].get("egress", [])]
+    if 443 not in {p.get("port") for rule in egress for p in rule.get("ports", [])}:
+        fail(where, "no HTTPS egress to the OpenID provider (443)")
+    env = {e["name"]: e for e in container.get("env", [])}
+    secret = env.get("TENANTRY_OIDC_CLIENT_SECRET")
+    if secret is not None and "secretKeyRef" not in secret.get("valueFrom", {}):
+        fail(where, "TENANTRY_OIDC_CLIENT_SECRET does not come from a Secret")
+
+    def setting(variable):
+        if variable in env:
+            return env[variable].get("value") or env[variable].get("valueFrom")
+        return config.get(variable)
+
+    listen = setting("TENANTRY_ACCEPT_PAGE_LISTEN")
+    if listen is None:
+        return  # no page in this rendering
+    if listen != f"0.0.0.0:{port}":
+        fail(where, f"TENANTRY_ACCEPT_PAGE_LISTEN is {listen!r}, expected 0.0.0.0:{port}")
+    issuer, client = setting("TENANTRY_OIDC_ISSUER_URL"), setting("TENANTRY_OIDC_CLIENT_ID")
+    if (issuer is None) != (client is None):
+        fail(where, "TENANTRY_OIDC_ISSUER_URL and TENANTRY_OIDC_CLIENT_ID must be set together")
+    elif issuer is None and overlay != "base":  # base is never applied alone: overlays set these
+        fail(where, "the page listens but has no sign-in (TENANTRY_OIDC_ISSUER_URL, TENANTRY_OIDC_CLIENT_ID): the service would not start")
 
 
 def check_headless(where, name, services, deployment):
@@ -270,8 +334,9 @@ def check_network(where, name, labels, policies, deployments):
     if smtp != (name == "invitation"):
         fail(where, f"SMTP egress is {'open' if smtp else 'closed'}")
     ingress_ports = {p.get("port") for rule in ingress for p in rule.get("ports", [])}
-    if ingress_ports != {50051, 9090}:
-        fail(where, f"ingress ports are {sorted(ingress_ports)}")
+    expected_ports = {50051, 9090} | ({PAGES[name][0]} if name in PAGES else set())
+    if ingress_ports != expected_ports:
+        fail(where, f"ingress ports are {sorted(ingress_ports)}, expected {sorted(expected_ports)}")
 
 
 def check_compose():
