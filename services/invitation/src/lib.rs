@@ -145,6 +145,15 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub guess_window_seconds: u64,
+    /// Hours before an invitation's expiry that a reminder e-mail (with a link of its own) goes
+    /// to the invitee, once per e-mail; 0 = no reminders. Invitations shorter than this get none.
+    #[arg(
+        long = "invitation-reminder-hours",
+        env = "TENANTRY_INVITATION_REMINDER_HOURS",
+        default_value_t = 24,
+        value_parser = clap::value_parser!(u32).range(0..=24 * 30)
+    )]
+    pub reminder_hours: u32,
     /// Address of the invitation page's HTTP listener (the page the e-mail links open, at
     /// {public_url}/invitations/accept); unset = no page (`tenantry up` listens where
     /// TENANTRY_PUBLIC_URL points when that is this machine).
@@ -190,6 +199,7 @@ impl Default for Config {
             guesses_per_address: domain::limits::MAX_UNKNOWN_SECRETS_PER_ADDRESS,
             guess_window_seconds: domain::limits::UNKNOWN_SECRET_WINDOW.as_secs(),
             mail_lease_seconds: consumers::mailer::DEFAULT_LEASE.as_secs(),
+            reminder_hours: 24,
             accept_page_listen: None,
             oidc_issuer_url: None,
             oidc_client_id: None,
@@ -339,6 +349,32 @@ async fn run_expiry_sweep(
     .await;
 }
 
+/// Sends the due reminder e-mails every sweep interval until shutdown. Waits quietly while the
+/// database is not ready.
+async fn run_reminders(
+    config: Config,
+    database: tenantry_platform::db::Database,
+    reminders: consumers::Reminders,
+    shutdown: tenantry_platform::server::Shutdown,
+) {
+    let reminders = Arc::new(reminders);
+    let interval = Duration::from_secs(config.sweep_interval_seconds);
+    sweep::run_every(interval, database.clone(), shutdown, move || {
+        let (reminders, database) = (reminders.clone(), database.clone());
+        async move {
+            let Ok(connection) = database.connection() else {
+                return;
+            };
+            match reminders.send_due(connection, now()).await {
+                Ok(0) => {}
+                Ok(sent) => tracing::info!(sent, "reminder e-mails sent"),
+                Err(error) => tracing::warn!(%error, "the reminder sweep failed; it runs again"),
+            }
+        }
+    })
+    .await;
+}
+
 /// Starts the invitation service in `ctx`'s node: its handlers, the mailer and the event
 /// consumers, the expiry sweep, its health following its database, and — when
 /// `config.accept_page_listen` is set — the invitation page, whose cookies are sealed with a key
@@ -369,7 +405,7 @@ pub fn start(
     let mail = mail_transport(&config, &ctx.mail_dir).map_err(|error| ctx.setup_error(error))?;
     let mut tasks = vec![ctx.follow_database::<Migrator>(SERVICE_NAME)];
     tasks.extend(
-        consumer_groups(&config, &deps, mail)
+        consumer_groups(&config, &deps, mail.clone())
             .into_iter()
             .map(|spec| ctx.consume(spec)),
     );
@@ -378,6 +414,22 @@ pub fn start(
         deps.clone(),
         ctx.shutdown.clone(),
     )));
+    if config.reminder_hours > 0 {
+        let reminders = consumers::Reminders::new(
+            deps.accounts.clone(),
+            mail.clone(),
+            &config.public_url,
+            sender(&config),
+            deps.metrics.clone(),
+            Duration::from_secs(config.mail_lease_seconds),
+        );
+        tasks.push(ctx.spawn(run_reminders(
+            config.clone(),
+            deps.database.clone(),
+            reminders,
+            ctx.shutdown.clone(),
+        )));
+    }
     // Old rows of bounded tables (request ids, processed events, closed invitations) are
     // pruned after their retention.
     tasks.push(ctx.prune(store::retention::prune_targets(
@@ -420,6 +472,9 @@ mod tests {
         assert_eq!(cli.config.guesses_per_caller, defaults.guesses_per_caller);
         assert_eq!(cli.config.guesses_per_address, defaults.guesses_per_address);
         assert_eq!(cli.config.guess_window_seconds, 600);
+        assert_eq!(cli.config.reminder_hours, defaults.reminder_hours);
+        assert!(cli.config.accept_page_listen.is_none());
+        assert!(Cli::try_parse_from(["invitation", "--invitation-reminder-hours", "721"]).is_err());
         let cli = Cli::try_parse_from([
             "invitation",
             "--invitation-lifetime-hours",

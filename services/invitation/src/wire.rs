@@ -99,6 +99,7 @@ pub fn invitation_to_wire(invitation: &Invitation, now: DateTime<Utc>) -> wire::
         revoked_by: invitation.revoked_by.clone().unwrap_or_default(),
         decline_time: invitation.decline_time.map(to_timestamp),
         declined_by: invitation.declined_by.clone().unwrap_or_default(),
+        reminder_sent_time: invitation.reminder_sent_time.map(to_timestamp),
     }
 }
 

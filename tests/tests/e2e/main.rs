@@ -15,6 +15,7 @@ mod invitation_batch;
 mod invitation_browser;
 mod invitation_decline;
 mod invitation_page;
+mod invitation_reminder;
 mod invitations;
 mod messages;
 mod metrics;

@@ -68,6 +68,11 @@ impl InvitationApi {
         Duration::hours(i64::from(self.config.lifetime_hours))
     }
 
+    /// How long before the expiry the reminder e-mail goes out (zero: none).
+    fn reminder_before(&self) -> Duration {
+        Duration::hours(i64::from(self.config.reminder_hours))
+    }
+
     fn resend_interval(&self) -> Duration {
         Duration::seconds(i64::try_from(self.config.resend_interval_seconds).unwrap_or(i64::MAX))
     }
@@ -143,7 +148,7 @@ impl InvitationApi {
             inviter: user.resource_name(),
             inviter_display_name: inviter_name(user),
         };
-        CreateInvitation::validate(requested, self.lifetime(), now)
+        CreateInvitation::validate(requested, self.lifetime(), self.reminder_before(), now)
     }
 
     async fn create(
@@ -282,7 +287,13 @@ impl InvitationApi {
         self.check_resend(&current, &request.etag, now)?;
         if let Some(resent) = self
             .store
-            .resend(&current, &actor, self.lifetime(), now)
+            .resend(
+                &current,
+                &actor,
+                self.lifetime(),
+                self.reminder_before(),
+                now,
+            )
             .await?
         {
             return Ok(invitation_to_wire(&resent, now));

@@ -141,6 +141,31 @@ impl Mailer {
     }
 }
 
+/// The e-mail about `invitation` (the invitation itself, or its `reminder`).
+pub(crate) fn email_for(
+    invitation: &Invitation,
+    account_display_name: String,
+    link: String,
+    message_id: String,
+    reminder: bool,
+) -> InvitationEmail {
+    InvitationEmail {
+        to_email: invitation.email.clone(),
+        to_name: [invitation.given_name.trim(), invitation.family_name.trim()]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+        account_display_name,
+        inviter_display_name: invitation.inviter_display_name.clone(),
+        role: invitation.role,
+        expire_time: invitation.expire_time,
+        link,
+        message_id,
+        reminder,
+    }
+}
+
 /// The invitation an `invitation.created` / `invitation.resent` event is about: its account, its
 /// id and the generation of the e-mail asked for. Other types are
 /// [`HandlerError::unknown_type`].
@@ -246,20 +271,13 @@ impl Handler for Mailer {
                 });
             }
         };
-        let email = InvitationEmail {
-            to_email: invitation.email.clone(),
-            to_name: [invitation.given_name.trim(), invitation.family_name.trim()]
-                .into_iter()
-                .filter(|part| !part.is_empty())
-                .collect::<Vec<_>>()
-                .join(" "),
-            account_display_name: account.display_name,
-            inviter_display_name: invitation.inviter_display_name.clone(),
-            role: invitation.role,
-            expire_time: invitation.expire_time,
-            link: accept_link(&self.public_url, secret.token()),
-            message_id: render::message_id(&event.id, &self.from),
-        };
+        let email = email_for(
+            &invitation,
+            account.display_name,
+            accept_link(&self.public_url, secret.token()),
+            render::message_id(&event.id, &self.from),
+            false,
+        );
         let sent = match render::render(&email, &self.from) {
             Ok(message) => {
                 drop(email);

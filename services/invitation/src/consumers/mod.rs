@@ -12,6 +12,7 @@
 //! [`HandlerError::unknown_type`].
 
 pub mod mailer;
+pub mod reminders;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +27,7 @@ use tenantry_proto::events::v1 as events;
 use crate::store;
 
 pub use mailer::Mailer;
+pub use reminders::Reminders;
 
 /// Group of the mailer.
 pub const MAILER_GROUP: &str = "tenantry.invitation.mailer";

@@ -48,10 +48,12 @@ pub struct CreateInvitation {
 impl CreateInvitation {
     /// Validates every field of `requested` (INVALID_ARGUMENT naming each offending field, in
     /// the order email, given_name, family_name, role, expire_time). The expiry is the
-    /// requested one, or `now + lifetime`.
+    /// requested one, or `now + lifetime`; a reminder is due `reminder_before` the expiry (see
+    /// [`super::reminder_due`]).
     pub fn validate(
         requested: Requested<'_>,
         lifetime: Duration,
+        reminder_before: Duration,
         now: DateTime<Utc>,
     ) -> Result<Self, ApiError> {
         let mut violations = Violations::new();
@@ -78,6 +80,7 @@ impl CreateInvitation {
                 inviter: requested.inviter,
                 inviter_display_name: requested.inviter_display_name,
                 expire_time,
+                reminder_due_time: super::reminder_due(now, expire_time, reminder_before),
             },
             requested_expiry: requested.expire_time,
         })
@@ -157,9 +160,13 @@ mod tests {
 
     #[test]
     fn a_valid_request_gets_its_expiry_and_key() {
-        let create =
-            CreateInvitation::validate(requested(Ok(Role::Owner)), Duration::hours(1), at(0))
-                .unwrap();
+        let create = CreateInvitation::validate(
+            requested(Ok(Role::Owner)),
+            Duration::hours(1),
+            Duration::zero(),
+            at(0),
+        )
+        .unwrap();
         assert_eq!(create.new.email, "Bob@Example.com");
         assert_eq!(create.new.given_name, "Bob");
         assert_eq!(create.new.expire_time, at(3600));
@@ -180,9 +187,13 @@ mod tests {
             create.check_not_member(true),
             Err(InvitationError::AlreadyMember { .. })
         ));
-        let admin =
-            CreateInvitation::validate(requested(Ok(Role::Admin)), Duration::hours(1), at(0))
-                .unwrap();
+        let admin = CreateInvitation::validate(
+            requested(Ok(Role::Admin)),
+            Duration::hours(1),
+            Duration::zero(),
+            at(0),
+        )
+        .unwrap();
         assert!(!admin.invites_owner());
         assert!(admin.check_owner_room(false).is_ok(), "no OWNER, no limit");
     }
@@ -192,7 +203,8 @@ mod tests {
         let mut bad = requested(Err("required: ROLE_OWNER, ROLE_ADMIN or ROLE_EMPLOYEE"));
         bad.email = "";
         bad.expire_time = Some(at(-1));
-        let error = CreateInvitation::validate(bad, Duration::hours(1), at(0)).unwrap_err();
+        let error = CreateInvitation::validate(bad, Duration::hours(1), Duration::zero(), at(0))
+            .unwrap_err();
         let fields: Vec<_> = error
             .field_violations()
             .into_iter()

@@ -199,6 +199,8 @@ pub struct Invitation {
     pub decline_time: Option<DateTime<Utc>>,
     /// `users/{sub}` who declined it.
     pub declined_by: Option<String>,
+    /// When the reminder e-mail of the current generation was sent.
+    pub reminder_sent_time: Option<DateTime<Utc>>,
     /// Status of the latest e-mail.
     pub delivery: Delivery,
     /// How often ResendInvitation was used; also the "generation" of the secret that the
@@ -414,6 +416,18 @@ pub fn expiry_of_new(
     }
 }
 
+/// When an e-mail sent at `sent` for an invitation expiring at `expire_time` is followed by a
+/// reminder, `before` the expiry: only if the e-mail goes out before that moment (an invitation
+/// shorter than `before` needs none), and never with `before` zero (reminders off).
+pub fn reminder_due(
+    sent: DateTime<Utc>,
+    expire_time: DateTime<Utc>,
+    before: Duration,
+) -> Option<DateTime<Utc>> {
+    let due = expire_time - before;
+    (before > Duration::zero() && sent < due).then_some(due)
+}
+
 /// The inviter's name as the e-mail and the accept page show it: given + family name from the
 /// token, else the token e-mail, else the user name.
 pub fn inviter_display_name(
@@ -458,6 +472,8 @@ pub struct NewInvitation {
     pub inviter_display_name: String,
     /// When it expires.
     pub expire_time: DateTime<Utc>,
+    /// When its reminder e-mail is due; `None`: no reminder (see [`reminder_due`]).
+    pub reminder_due_time: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ fn pending(expire_in: i64) -> Invitation {
         revoked_by: None,
         decline_time: None,
         declined_by: None,
+        reminder_sent_time: None,
         delivery: Delivery::queued(),
         resend_count: 0,
         last_sent_time: at(0),
@@ -326,4 +327,18 @@ fn only_a_pending_invitation_can_be_declined() {
             ..
         })
     ));
+}
+
+#[test]
+fn a_reminder_is_due_before_the_expiry_of_an_invitation_long_enough() {
+    let day = Duration::days(1);
+    assert_eq!(
+        reminder_due(at(0), at(0) + day * 7, day),
+        Some(at(0) + day * 6)
+    );
+    // Shorter than the reminder's lead: the first e-mail is recent enough.
+    assert_eq!(reminder_due(at(0), at(0) + Duration::hours(20), day), None);
+    assert_eq!(reminder_due(at(0), at(0) + day, day), None);
+    // Reminders off.
+    assert_eq!(reminder_due(at(0), at(0) + day * 7, Duration::zero()), None);
 }

@@ -24,9 +24,11 @@ pub struct InvitationEmail {
     pub expire_time: DateTime<Utc>,
     /// `{public_url}/invitations/accept?token=…`.
     pub link: String,
-    /// The Message-ID without angle brackets, derived from the event id so a duplicate
-    /// delivery of one event is recognisable.
+    /// The Message-ID without angle brackets, derived from the event id (for a reminder: the
+    /// invitation and its generation) so a duplicate is recognisable.
     pub message_id: String,
+    /// Whether this is the reminder before the expiry rather than the invitation itself.
+    pub reminder: bool,
 }
 
 /// Why an e-mail could not be built (the recipient address is unusable): permanent.
@@ -40,6 +42,23 @@ pub fn subject(inviter_display_name: &str, account_display_name: &str) -> String
         "{} invited you to {} on Tenantry",
         one_line(inviter_display_name),
         one_line(account_display_name)
+    )
+}
+
+/// The subject of the reminder, e.g. "Reminder: Alice Admin invited you to Globex Corporation
+/// on Tenantry".
+pub fn reminder_subject(inviter_display_name: &str, account_display_name: &str) -> String {
+    format!(
+        "Reminder: {}",
+        subject(inviter_display_name, account_display_name)
+    )
+}
+
+/// The Message-ID of the reminder of `invitation_id`'s e-mail generation `generation`.
+pub fn reminder_message_id(invitation_id: &str, generation: i32, from: &Mailbox) -> String {
+    format!(
+        "invitation-reminder-{invitation_id}-{generation}@{}",
+        from.email.domain()
     )
 }
 
@@ -91,9 +110,10 @@ pub fn text_body(email: &InvitationEmail) -> String {
         name if name.is_empty() => "Hello,".to_string(),
         name => format!("Hello {name},"),
     };
+    let reminder = if email.reminder { "A reminder: " } else { "" };
     format!(
         "{greeting}\n\n\
-         {inviter} invited you to join {account} on Tenantry as {role}.\n\n\
+         {reminder}{inviter} invited you to join {account} on Tenantry as {role}.\n\n\
          Accept the invitation here:\n\
          {link}\n\n\
          The link works once and expires on {expiry}.\n\
@@ -113,10 +133,11 @@ pub fn html_body(email: &InvitationEmail) -> String {
         name => format!("Hello {},", html_escape(&name)),
     };
     let link = html_escape(&email.link);
+    let reminder = if email.reminder { "A reminder: " } else { "" };
     format!(
         "<!DOCTYPE html>\n<html><body>\n\
          <p>{greeting}</p>\n\
-         <p><strong>{inviter}</strong> invited you to join <strong>{account}</strong> on \
+         <p>{reminder}<strong>{inviter}</strong> invited you to join <strong>{account}</strong> on \
          Tenantry as <strong>{role}</strong>.</p>\n\
          <p><a href=\"{link}\">Accept the invitation</a></p>\n\
          <p>Or open this link:<br>{link}</p>\n\
@@ -141,10 +162,11 @@ pub fn render(email: &InvitationEmail, from: &Mailbox) -> Result<Message, Render
     Message::builder()
         .from(from.clone())
         .to(to)
-        .subject(subject(
-            &email.inviter_display_name,
-            &email.account_display_name,
-        ))
+        .subject(if email.reminder {
+            reminder_subject(&email.inviter_display_name, &email.account_display_name)
+        } else {
+            subject(&email.inviter_display_name, &email.account_display_name)
+        })
         .message_id(Some(format!("<{}>", email.message_id)))
         .multipart(MultiPart::alternative_plain_html(
             text_body(email),
@@ -167,6 +189,7 @@ mod tests {
             expire_time: DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
             link: "https://app.example.com/invitations/accept?token=abc_DEF-123".into(),
             message_id: "invitation-0190f7a4-0000-7000-8000-000000000001@tenantry.invalid".into(),
+            reminder: false,
         }
     }
 
@@ -237,6 +260,25 @@ mod tests {
         assert_eq!(
             message_id(&id, &from),
             "invitation-00000000-0000-0000-0000-000000000000@mail.example.com"
+        );
+    }
+
+    #[test]
+    fn a_reminder_says_so() {
+        let from: Mailbox = "Tenantry <no-reply@mail.example.com>".parse().unwrap();
+        let email = InvitationEmail {
+            reminder: true,
+            ..email()
+        };
+        assert!(text_body(&email).contains("A reminder: Alice Admin invited you"));
+        assert!(html_body(&email).contains("A reminder: <strong>Alice Admin</strong>"));
+        assert_eq!(
+            reminder_subject("Alice Admin", "Globex"),
+            "Reminder: Alice Admin invited you to Globex on Tenantry"
+        );
+        assert_eq!(
+            reminder_message_id("abc", 2, &from),
+            "invitation-reminder-abc-2@mail.example.com"
         );
     }
 }

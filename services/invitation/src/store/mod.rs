@@ -11,6 +11,9 @@ pub mod entities;
 pub mod guesses;
 pub mod mailer;
 pub mod migrations;
+#[cfg(test)]
+mod reminder_tests;
+pub mod reminders;
 pub mod retention;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -67,7 +70,8 @@ impl Store {
     }
 
     /// The invitation whose current secret has this hash, or whose earlier secret has it (an
-    /// e-mail an interrupted attempt may have sent, see `store::mailer`). The indexes find the
+    /// e-mail an interrupted attempt may have sent, see `store::mailer`), or whose reminder's
+    /// secret has it (`store::reminders`). The indexes find the
     /// row; the hash it holds is then confirmed in constant time (see `domain::secret`).
     pub async fn find_by_secret_hash(
         &self,
@@ -77,15 +81,20 @@ impl Store {
             .filter(
                 Condition::any()
                     .add(invitation::Column::SecretHash.eq(secret_hash))
-                    .add(invitation::Column::PreviousSecretHash.eq(secret_hash)),
+                    .add(invitation::Column::PreviousSecretHash.eq(secret_hash))
+                    .add(invitation::Column::ReminderSecretHash.eq(secret_hash)),
             )
             .one(self.connection()?)
             .await?
             .filter(|row| {
-                [&row.secret_hash, &row.previous_secret_hash]
-                    .into_iter()
-                    .flatten()
-                    .any(|stored| hash_matches(stored, secret_hash))
+                [
+                    &row.secret_hash,
+                    &row.previous_secret_hash,
+                    &row.reminder_secret_hash,
+                ]
+                .into_iter()
+                .flatten()
+                .any(|stored| hash_matches(stored, secret_hash))
             })
             .map(to_invitation)
             .transpose()
@@ -244,17 +253,24 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Invitation>, InvitationError> {
-        let tx = self.outbox.begin(self.connection()?).await?;
-        let update = pending_update(current, now)
-            .col_expr(
-                invitation::Column::State,
-                Expr::value(InvitationState::Revoked.as_str()),
-            )
-            .col_expr(invitation::Column::RevokeTime, Expr::value(now))
-            .col_expr(invitation::Column::RevokedBy, Expr::value(actor));
-        if update.exec(&*tx).await?.rows_affected == 0 {
-            return Ok(None);
-        }
+        let deadline = reminders::wait_deadline();
+        let tx = loop {
+            let tx = self.outbox.begin(self.connection()?).await?;
+            let update = pending_update(current, now)
+                .col_expr(
+                    invitation::Column::State,
+                    Expr::value(InvitationState::Revoked.as_str()),
+                )
+                .col_expr(invitation::Column::RevokeTime, Expr::value(now))
+                .col_expr(invitation::Column::RevokedBy, Expr::value(actor));
+            if update.exec(&*tx).await?.rows_affected == 1 {
+                break tx;
+            }
+            drop(tx);
+            if !self.reminder_wait(current, deadline).await? {
+                return Ok(None);
+            }
+        };
         let revoked = load(&*tx, &current.invitation_id)
             .await?
             .ok_or(InvitationError::ConcurrentChange)?;
@@ -273,17 +289,24 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<Invitation>, InvitationError> {
         let actor = user.name();
-        let tx = self.outbox.begin(self.connection()?).await?;
-        let update = pending_update(current, now)
-            .col_expr(
-                invitation::Column::State,
-                Expr::value(InvitationState::Declined.as_str()),
-            )
-            .col_expr(invitation::Column::DeclineTime, Expr::value(now))
-            .col_expr(invitation::Column::DeclinedBy, Expr::value(actor.as_str()));
-        if update.exec(&*tx).await?.rows_affected == 0 {
-            return Ok(None);
-        }
+        let deadline = reminders::wait_deadline();
+        let tx = loop {
+            let tx = self.outbox.begin(self.connection()?).await?;
+            let update = pending_update(current, now)
+                .col_expr(
+                    invitation::Column::State,
+                    Expr::value(InvitationState::Declined.as_str()),
+                )
+                .col_expr(invitation::Column::DeclineTime, Expr::value(now))
+                .col_expr(invitation::Column::DeclinedBy, Expr::value(actor.as_str()));
+            if update.exec(&*tx).await?.rows_affected == 1 {
+                break tx;
+            }
+            drop(tx);
+            if !self.reminder_wait(current, deadline).await? {
+                return Ok(None);
+            }
+        };
         let declined = load(&*tx, &current.invitation_id)
             .await?
             .ok_or(InvitationError::ConcurrentChange)?;
@@ -301,11 +324,72 @@ impl Store {
         current: &Invitation,
         actor: &str,
         lifetime: Duration,
+        reminder_before: Duration,
         now: DateTime<Utc>,
     ) -> Result<Option<Invitation>, InvitationError> {
-        let tx = self.outbox.begin(self.connection()?).await?;
+        let deadline = reminders::wait_deadline();
+        let tx = loop {
+            let tx = self.outbox.begin(self.connection()?).await?;
+            if resend_update(current, lifetime, reminder_before, now)
+                .exec(&*tx)
+                .await?
+                .rows_affected
+                == 1
+            {
+                break tx;
+            }
+            drop(tx);
+            if !self.reminder_wait(current, deadline).await? {
+                return Ok(None);
+            }
+        };
+        let resent = load(&*tx, &current.invitation_id)
+            .await?
+            .ok_or(InvitationError::ConcurrentChange)?;
+        tx.append(&events::resent(&resent, actor, now)).await?;
+        tx.commit().await?;
+        Ok(Some(resent))
+    }
+
+    /// Whether a reminder e-mail of `current` is being sent (its lease held): then waits a
+    /// moment and says so, until `deadline`. A closing change retries after it, so no reminder
+    /// goes out after the change (see `store::reminders`).
+    async fn reminder_wait(
+        &self,
+        current: &Invitation,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, InvitationError> {
+        reminders::wait_while_sending(self.connection()?, &current.invitation_id, deadline).await
+    }
+}
+
+/// ResendInvitation's change (see [`Store::resend`]), a new reminder due with the new expiry.
+fn resend_update(
+    current: &Invitation,
+    lifetime: Duration,
+    reminder_before: Duration,
+    now: DateTime<Utc>,
+) -> UpdateMany<invitation::Entity> {
+    {
         let queued = Delivery::queued();
-        let update = pending_update(current, now)
+        let expire_time = now + lifetime;
+        pending_update(current, now)
+            .col_expr(
+                invitation::Column::ReminderDueTime,
+                Expr::value(crate::domain::reminder_due(
+                    now,
+                    expire_time,
+                    reminder_before,
+                )),
+            )
+            .col_expr(
+                invitation::Column::ReminderSentTime,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                invitation::Column::ReminderSecretHash,
+                Expr::value(Option::<String>::None),
+            )
             .col_expr(
                 invitation::Column::SecretHash,
                 Expr::value(Option::<String>::None),
@@ -323,7 +407,7 @@ impl Store {
                 invitation::Column::DeliveryLeaseUntil,
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
-            .col_expr(invitation::Column::ExpireTime, Expr::value(now + lifetime))
+            .col_expr(invitation::Column::ExpireTime, Expr::value(expire_time))
             .col_expr(
                 invitation::Column::ResendCount,
                 Expr::value(current.resend_count + 1),
@@ -345,18 +429,11 @@ impl Store {
             .col_expr(
                 invitation::Column::DeliverySentTime,
                 Expr::value(Option::<DateTime<Utc>>::None),
-            );
-        if update.exec(&*tx).await?.rows_affected == 0 {
-            return Ok(None);
-        }
-        let resent = load(&*tx, &current.invitation_id)
-            .await?
-            .ok_or(InvitationError::ConcurrentChange)?;
-        tx.append(&events::resent(&resent, actor, now)).await?;
-        tx.commit().await?;
-        Ok(Some(resent))
+            )
     }
+}
 
+impl Store {
     /// Accepts `current` for `user`, single use and race-safe: in ONE
     /// transaction the conditional update PENDING → ACCEPTED, then `add_member` (the
     /// synchronous AddMember, returning the membership's name and whatever the caller wants
@@ -375,17 +452,24 @@ impl Store {
         Fut: Future<Output = Result<(String, T), InvitationError>>,
     {
         let user = user.name();
-        let tx = self.outbox.begin(self.connection()?).await?;
-        let update = pending_update(current, now)
-            .col_expr(
-                invitation::Column::State,
-                Expr::value(InvitationState::Accepted.as_str()),
-            )
-            .col_expr(invitation::Column::AcceptTime, Expr::value(now))
-            .col_expr(invitation::Column::AcceptedBy, Expr::value(user.as_str()));
-        if update.exec(&*tx).await?.rows_affected == 0 {
-            return Ok(None);
-        }
+        let deadline = reminders::wait_deadline();
+        let tx = loop {
+            let tx = self.outbox.begin(self.connection()?).await?;
+            let update = pending_update(current, now)
+                .col_expr(
+                    invitation::Column::State,
+                    Expr::value(InvitationState::Accepted.as_str()),
+                )
+                .col_expr(invitation::Column::AcceptTime, Expr::value(now))
+                .col_expr(invitation::Column::AcceptedBy, Expr::value(user.as_str()));
+            if update.exec(&*tx).await?.rows_affected == 1 {
+                break tx;
+            }
+            drop(tx);
+            if !self.reminder_wait(current, deadline).await? {
+                return Ok(None);
+            }
+        };
         // Dropping `tx` on an error rolls the acceptance back.
         let (member, answer) = add_member().await?;
         let accepted = load(&*tx, &current.invitation_id)
@@ -539,8 +623,9 @@ async fn expire(
     Ok(true)
 }
 
-/// The conditional update of a lifecycle change: only the version read, only while PENDING
-/// and not yet expired at `now`; bumps version and update_time.
+/// The conditional update of a lifecycle change: only the version read, only while PENDING,
+/// not yet expired at `now` and with no reminder e-mail being sent; bumps version and
+/// update_time.
 fn pending_update(current: &Invitation, now: DateTime<Utc>) -> UpdateMany<invitation::Entity> {
     invitation::Entity::update_many()
         .col_expr(invitation::Column::UpdateTime, Expr::value(now))
@@ -552,6 +637,8 @@ fn pending_update(current: &Invitation, now: DateTime<Utc>) -> UpdateMany<invita
         .filter(invitation::Column::Version.eq(current.version))
         .filter(still_pending())
         .filter(invitation::Column::ExpireTime.gt(now))
+        // Not while a reminder e-mail is being sent: the change waits for it (Store::reminder_wait).
+        .filter(reminders::lease_free(now))
 }
 
 /// Rows whose state as seen at `now` is one of `states` (expiry applied on read).
@@ -628,6 +715,11 @@ fn new_row(
         previous_secret_hash: None,
         decline_time: None,
         declined_by: None,
+        reminder_due_time: new.reminder_due_time.map(stored_precision),
+        reminder_sent_time: None,
+        reminder_secret_hash: None,
+        reminder_lease_token: None,
+        reminder_lease_until: None,
     }
 }
 
@@ -671,6 +763,7 @@ fn to_invitation(row: invitation::Model) -> Result<Invitation, InvitationError> 
         revoked_by: row.revoked_by,
         decline_time: row.decline_time,
         declined_by: row.declined_by,
+        reminder_sent_time: row.reminder_sent_time,
         resend_count: row.resend_count,
         last_sent_time: row.last_sent_time,
         version: row.version,

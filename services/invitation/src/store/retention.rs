@@ -63,6 +63,7 @@ mod tests {
     fn expiring(email: &str, created: DateTime<Utc>, expire: DateTime<Utc>) -> NewInvitation {
         NewInvitation {
             expire_time: expire,
+            reminder_due_time: None,
             ..new_invitation("acme", email, created)
         }
     }

@@ -64,6 +64,7 @@ pub(crate) fn new_invitation(account_id: &str, email: &str, now: DateTime<Utc>) 
         inviter: "users/alice".into(),
         inviter_display_name: "Alice Admin".into(),
         expire_time: now + Duration::days(7),
+        reminder_due_time: None,
     }
 }
 

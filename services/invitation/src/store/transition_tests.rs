@@ -140,7 +140,7 @@ async fn a_failed_add_member_rolls_the_acceptance_back() {
 }
 
 /// What the mailer does around one e-mail: claim it with the secret's hash, then record SENT.
-async fn claim_and_record_sent(
+pub(crate) async fn claim_and_record_sent(
     connection: &sea_orm::DatabaseConnection,
     invitation_id: &crate::domain::InvitationId,
     generation: i32,
@@ -200,7 +200,7 @@ async fn resend_rotates_and_restarts() {
 
     let lifetime = Duration::hours(24);
     let resent = store
-        .resend(&sent, "users/alice", lifetime, at(100))
+        .resend(&sent, "users/alice", lifetime, Duration::zero(), at(100))
         .await
         .unwrap()
         .expect("resent");
@@ -231,7 +231,7 @@ async fn resend_rotates_and_restarts() {
     // A resend with the version read before the first resend loses.
     assert!(
         store
-            .resend(&sent, "users/alice", lifetime, at(200))
+            .resend(&sent, "users/alice", lifetime, Duration::zero(), at(200))
             .await
             .unwrap()
             .is_none()

@@ -226,7 +226,13 @@ async fn a_resend_supersedes_the_earlier_email() {
         .unwrap();
     let resent = temp
         .store
-        .resend(&sent, "users/alice", chrono::Duration::days(7), now)
+        .resend(
+            &sent,
+            "users/alice",
+            chrono::Duration::days(7),
+            chrono::Duration::zero(),
+            now,
+        )
         .await
         .unwrap()
         .unwrap();

@@ -74,6 +74,17 @@ pub struct Model {
     pub decline_time: Option<DateTimeUtc>,
     /// `users/{sub}` who declined it.
     pub declined_by: Option<String>,
+    /// When the reminder e-mail is due (NULL: none will be sent); set with each e-mail
+    /// generation from the reminder setting of the time.
+    pub reminder_due_time: Option<DateTimeUtc>,
+    /// When the reminder e-mail was sent.
+    pub reminder_sent_time: Option<DateTimeUtc>,
+    /// SHA-256 hex of the reminder's link secret (accepted like `secret_hash`).
+    pub reminder_secret_hash: Option<String>,
+    /// The attempt sending the reminder; NULL when none holds it.
+    pub reminder_lease_token: Option<String>,
+    /// Until when that attempt may send; closing changes wait for it.
+    pub reminder_lease_until: Option<DateTimeUtc>,
 }
 
 /// No relations are navigated.

@@ -2,7 +2,7 @@
 //! PostgreSQL), followed by the events crate's `outbox` and `processed_events`, then the
 //! unknown-secret counts (`invitation_guesses`), then the mailer's lease, then the indexes the
 //! pruner uses, then who declined and when, then
-//! the index ListMyInvitations finds a person's invitations by.
+//! the index ListMyInvitations finds a person's invitations by, then the reminder e-mail.
 
 use sea_orm_migration::prelude::*;
 
@@ -12,6 +12,7 @@ mod m0003_delivery_lease;
 mod m0004_retention;
 mod m0005_decline;
 mod m0006_by_email;
+mod m0007_reminder;
 
 /// Applies the invitation service's migrations; its bookkeeping table is
 /// `invitation_migrations`.
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_retention::Migration),
             Box::new(m0005_decline::Migration),
             Box::new(m0006_by_email::Migration),
+            Box::new(m0007_reminder::Migration),
         ]
     }
 
