@@ -14,7 +14,7 @@ use tenantry_events::{Event, event_from_amqp};
 use tenantry_proto::events::v1 as events;
 
 /// The routing keys of `proto/tenantry/events/v1/events.proto`, and two no consumer knows.
-const EVENT_TYPES: [&str; 21] = [
+const EVENT_TYPES: [&str; 22] = [
     "account.created",
     "account.updated",
     "account.promoted_to_partner",

@@ -77,6 +77,10 @@ impl ServiceKind {
                 // Tests may also switch it on in code; no setting can.
                 config.development_sign_in |= spec.auth.jwt_secret.as_deref()
                     == Some(tenantry_platform::config::DEV_JWT_SECRET);
+                // With an identity provider, the page must sign people in at the same one.
+                if spec.auth.jwks_url.is_some() {
+                    config.api_token_issuer = Some(spec.auth.issuer.clone());
+                }
                 let cookie_secret = spec.auth.internal_secret.clone().unwrap_or_default();
                 tenantry_invitation::start(config, cookie_secret.as_bytes(), context)
             }

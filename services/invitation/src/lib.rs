@@ -179,6 +179,10 @@ pub struct Config {
     /// Where the page sends a person who accepted (a link on the confirmation); unset = no link.
     #[arg(long = "application-url", env = "TENANTRY_APPLICATION_URL")]
     pub application_url: Option<String>,
+    /// The issuer of the API's user tokens when they come from an identity provider (JWKS): the
+    /// page's sign-in must be at the same one. Set by the node, never from a setting.
+    #[arg(skip)]
+    pub api_token_issuer: Option<String>,
     /// The development sign-in (e-mail and name, no identity provider): set by the node only
     /// under `tenantry up` with the public development secret, never from a setting.
     #[arg(skip)]
@@ -206,6 +210,7 @@ impl Default for Config {
             oidc_client_secret: None,
             oidc_scopes: "openid email profile".into(),
             application_url: None,
+            api_token_issuer: None,
             development_sign_in: false,
         }
     }

@@ -22,6 +22,8 @@ use crate::store::reminders;
 
 /// Reminders claimed per sweep round.
 const BATCH: u64 = 50;
+/// Rounds per sweep at most; the next sweep continues.
+const ROUNDS: usize = 20;
 
 /// Sends due reminder e-mails.
 #[derive(Debug)]
@@ -39,10 +41,11 @@ pub struct Reminders {
 pub enum Outcome {
     /// Sent and recorded.
     Sent,
-    /// Not sent now: another attempt holds it, it moved on, or its account cannot be used.
+    /// Not sent: another attempt holds it, or it moved on (closed, resent).
     Skipped,
-    /// The send failed; the next sweep tries again (or, for an address refused for good, never).
-    Failed,
+    /// Not sent now, tried again later: its account is disabled or cannot be read, or the
+    /// send failed transiently (an address refused for good is not tried again).
+    Postponed,
 }
 
 impl Reminders {
@@ -66,31 +69,28 @@ impl Reminders {
         }
     }
 
-    /// Sends the reminders due at `now`, a batch at a time, until none is left; returns how
-    /// many were sent.
+    /// Sends the reminders due at `now`, a batch at a time, until none is left (at most
+    /// [`ROUNDS`] batches per sweep); returns how many were sent. Each reminder leaves the due
+    /// set whatever becomes of it (sent, postponed, or held by another attempt), so those that
+    /// cannot go out never hold up the ones behind them.
     pub async fn send_due(
         &self,
         database: &DatabaseConnection,
         now: DateTime<Utc>,
     ) -> Result<usize, InvitationError> {
         let mut sent = 0;
-        loop {
+        for _ in 0..ROUNDS {
             let due = reminders::due(database, now, BATCH).await?;
-            let mut progressed = false;
             for invitation in &due {
-                match self.send(database, invitation).await? {
-                    Outcome::Sent => {
-                        sent += 1;
-                        progressed = true;
-                    }
-                    Outcome::Skipped | Outcome::Failed => {}
+                if self.send(database, invitation).await? == Outcome::Sent {
+                    sent += 1;
                 }
             }
-            // A full batch that sent nothing (held, failing) is left to the next sweep.
-            if (due.len() as u64) < BATCH || !progressed {
-                return Ok(sent);
+            if (due.len() as u64) < BATCH {
+                break;
             }
         }
+        Ok(sent)
     }
 
     /// Claims, sends and records one reminder.
@@ -103,10 +103,14 @@ impl Reminders {
         // one is reminded if it is enabled again before the expiry).
         let account = match self.accounts.account(&candidate.account_id).await {
             Ok(Some(account)) if account.state == AccountState::Active => account,
-            Ok(_) => return Ok(Outcome::Skipped),
+            Ok(_) => {
+                reminders::postpone(database, &candidate.invitation_id, now()).await?;
+                return Ok(Outcome::Postponed);
+            }
             Err(error) => {
                 tracing::warn!(invitation = %candidate.name(), error = %error.message(), "cannot read the account; the reminder waits");
-                return Ok(Outcome::Skipped);
+                reminders::postpone(database, &candidate.invitation_id, now()).await?;
+                return Ok(Outcome::Postponed);
             }
         };
         let secret = Secret::mint();
@@ -150,8 +154,15 @@ impl Reminders {
         if let Err(permanent) = sent {
             self.metrics.email_failed();
             tracing::warn!(invitation = %invitation.name(), permanent, "reminder e-mail not sent");
-            reminders::release(database, &invitation.invitation_id, &token, permanent).await?;
-            return Ok(Outcome::Failed);
+            reminders::release(
+                database,
+                &invitation.invitation_id,
+                &token,
+                permanent,
+                now(),
+            )
+            .await?;
+            return Ok(Outcome::Postponed);
         }
         self.metrics.email_sent();
         if reminders::record_sent(database, &invitation.invitation_id, &token, now()).await? {

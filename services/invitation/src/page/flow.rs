@@ -17,38 +17,42 @@ use tenantry_proto::membership::v1::Role;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-use super::cookies::{LINK, SESSION, SIGN_IN, random_token};
-use super::oidc::{PendingSignIn, SignInError};
+use super::cookies::{LINK, SESSION, random_token};
 use super::views::{self, Person, Summary};
 use super::{Page, html};
 
 /// How long the page keeps the link after it was opened.
 const LINK_SECONDS: u64 = 3600;
 /// How long a sign-in lasts on the page.
-const SESSION_SECONDS: u64 = 3600;
+pub(super) const SESSION_SECONDS: u64 = 3600;
 /// How long the identity provider may take to send the person back.
-const SIGN_IN_SECONDS: u64 = 600;
+pub(super) const SIGN_IN_SECONDS: u64 = 600;
 /// The longest link secret kept (real ones are 43 characters).
 const MAX_TOKEN_CHARS: usize = 128;
 /// Where every step returns to.
-const PAGE: &str = "/invitations/accept";
+pub(super) const PAGE: &str = "/invitations/accept";
 
 /// The opened link: its secret and the CSRF token of the page's forms.
 #[derive(Serialize, Deserialize)]
-struct Link {
+pub(super) struct Link {
     token: String,
     csrf: String,
+    /// No invitation has this link: shown again without asking (and counting) once more.
+    #[serde(default)]
+    dead: bool,
 }
 
 /// The signed-in person.
 #[derive(Serialize, Deserialize)]
-struct Session {
-    sub: String,
+pub(super) struct Session {
+    pub(super) sub: String,
     /// Verified e-mail only.
-    email: Option<String>,
-    given_name: Option<String>,
-    family_name: Option<String>,
-    development: bool,
+    pub(super) email: Option<String>,
+    pub(super) given_name: Option<String>,
+    pub(super) family_name: Option<String>,
+    pub(super) development: bool,
+    /// The CSRF token of the sign-out form.
+    pub(super) csrf: String,
 }
 
 impl Session {
@@ -80,13 +84,14 @@ impl Session {
             label,
             email: self.email.clone(),
             development: self.development,
+            sign_out_csrf: self.csrf.clone(),
         }
     }
 }
 
-type Answer = Response<Body>;
+pub(super) type Answer = Response<Body>;
 
-fn redirect(location: &str, cookies: &[String]) -> Answer {
+pub(super) fn redirect(location: &str, cookies: &[String]) -> Answer {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SEE_OTHER;
     let headers = response.headers_mut();
@@ -96,7 +101,7 @@ fn redirect(location: &str, cookies: &[String]) -> Answer {
     with_cookies(response, cookies)
 }
 
-fn with_cookies(mut response: Answer, cookies: &[String]) -> Answer {
+pub(super) fn with_cookies(mut response: Answer, cookies: &[String]) -> Answer {
     for cookie in cookies {
         if let Ok(value) = HeaderValue::from_str(cookie) {
             response.headers_mut().append(header::SET_COOKIE, value);
@@ -105,11 +110,11 @@ fn with_cookies(mut response: Answer, cookies: &[String]) -> Answer {
     response
 }
 
-fn message(status: StatusCode, title: &str, paragraphs: &[&str]) -> Answer {
+pub(super) fn message(status: StatusCode, title: &str, paragraphs: &[&str]) -> Answer {
     html(status, views::message(title, paragraphs, None))
 }
 
-fn no_link() -> Answer {
+pub(super) fn no_link() -> Answer {
     message(
         StatusCode::BAD_REQUEST,
         "Open the link from your invitation e-mail",
@@ -121,7 +126,20 @@ in this browser, or more than an hour has passed since.",
     )
 }
 
-fn form_expired() -> Answer {
+fn link_does_not_work() -> Answer {
+    message(
+        StatusCode::NOT_FOUND,
+        "This link does not work",
+        &[
+            "No invitation has this link. Only the latest invitation e-mail works: a newer one \
+replaces the link of the earlier ones. The link may also have been copied incompletely.",
+            "Open the link in the most recent invitation e-mail, or ask the person who invited \
+you to send it again.",
+        ],
+    )
+}
+
+pub(super) fn form_expired() -> Answer {
     message(
         StatusCode::FORBIDDEN,
         "This form has expired",
@@ -148,7 +166,14 @@ fn unavailable() -> Answer {
     response
 }
 
-fn form(body: &Bytes) -> HashMap<String, String> {
+/// Whether the form's `csrf` field is `expected`, compared in constant time.
+pub(super) fn csrf_matches(fields: &HashMap<String, String>, expected: &str) -> bool {
+    fields
+        .get("csrf")
+        .is_some_and(|sent| bool::from(sent.as_bytes().ct_eq(expected.as_bytes())))
+}
+
+pub(super) fn form(body: &Bytes) -> HashMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
@@ -157,36 +182,44 @@ fn client_ip(address: &SocketAddr) -> Option<std::net::IpAddr> {
 }
 
 impl Page {
-    fn link(&self, headers: &HeaderMap) -> Option<Link> {
+    pub(super) fn link(&self, headers: &HeaderMap) -> Option<Link> {
         self.cookies.open(headers, LINK)
     }
 
-    fn session(&self, headers: &HeaderMap) -> Option<Session> {
+    pub(super) fn session(&self, headers: &HeaderMap) -> Option<Session> {
         self.cookies.open(headers, SESSION)
     }
 
-    /// Whether a POST may act: from the page's own origin (when the browser says) and with the
-    /// CSRF token of the opened link. Browsers send `Origin: null` on every POST from a page
-    /// with `Referrer-Policy: no-referrer`, so the origin is judged by the fetch metadata
-    /// (`Sec-Fetch-Site`) first, then by an `Origin` other than `null`.
-    fn form_allowed(&self, headers: &HeaderMap, fields: &HashMap<String, String>) -> Option<Link> {
+    /// Whether a POST comes from the page's own origin, when the browser says. Browsers send
+    /// `Origin: null` on every POST from a page with `Referrer-Policy: no-referrer`, so the
+    /// origin is judged by the fetch metadata (`Sec-Fetch-Site`) first, then by an `Origin`
+    /// other than `null`.
+    pub(super) fn same_origin(&self, headers: &HeaderMap) -> bool {
         if let Some(site) = headers.get("sec-fetch-site")
             && site.as_bytes() != b"same-origin"
         {
-            return None;
+            return false;
         }
-        if let Some(origin) = headers.get(header::ORIGIN)
-            && origin.as_bytes() != b"null"
-            && origin.as_bytes() != self.origin.as_bytes()
-        {
+        !headers.get(header::ORIGIN).is_some_and(|origin| {
+            origin.as_bytes() != b"null" && origin.as_bytes() != self.origin.as_bytes()
+        })
+    }
+
+    /// Whether a POST may act on the opened link: [`Page::same_origin`], with the link's CSRF
+    /// token.
+    pub(super) fn form_allowed(
+        &self,
+        headers: &HeaderMap,
+        fields: &HashMap<String, String>,
+    ) -> Option<Link> {
+        if !self.same_origin(headers) {
             return None;
         }
         let link = self.link(headers)?;
-        let sent = fields.get("csrf")?;
-        bool::from(sent.as_bytes().ct_eq(link.csrf.as_bytes())).then_some(link)
+        csrf_matches(fields, &link.csrf).then_some(link)
     }
 
-    fn sign_in_page(&self, link: &Link, error: Option<&str>) -> Answer {
+    pub(super) fn sign_in_page(&self, link: &Link, error: Option<&str>) -> Answer {
         let development = self.development.then_some(link.csrf.as_str());
         html(
             if error.is_some() {
@@ -206,16 +239,16 @@ impl Page {
             .map(|info| info.reason.clone())
             .unwrap_or_default();
         match (status.code(), reason.as_str()) {
-            (Code::NotFound, _) => message(
-                StatusCode::NOT_FOUND,
-                "This link does not work",
+            (_, "ACCOUNT_NOT_FOUND") => message(
+                StatusCode::GONE,
+                "The account no longer exists",
                 &[
-                    "No invitation has this link. Only the latest invitation e-mail works: a newer \
-one replaces the link of the earlier ones. The link may also have been copied incompletely.",
-                    "Open the link in the most recent invitation e-mail, or ask the person who \
-invited you to send it again.",
+                    "The account you were invited to has been deleted, so nobody can join it. \
+Nothing was changed.",
+                    "If you still need access, ask the person who invited you.",
                 ],
             ),
+            (Code::NotFound, _) => link_does_not_work(),
             (Code::ResourceExhausted, _) => message(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many attempts",
@@ -269,7 +302,7 @@ owner's place.",
         let person = session.person();
         let csrf = link.csrf.as_str();
         let closed = |status, title: &str, text: &str| {
-            html(status, views::closed(title, text, &summary, &person, csrf))
+            html(status, views::closed(title, text, &summary, &person))
         };
         match found.state() {
             InvitationState::Pending if found.email_matches => {
@@ -277,7 +310,7 @@ owner's place.",
             }
             InvitationState::Pending => html(
                 StatusCode::FORBIDDEN,
-                views::wrong_email(&summary, &person, csrf, self.openid.is_some()),
+                views::wrong_email(&summary, &person, self.openid.is_some()),
             ),
             InvitationState::Accepted => closed(
                 StatusCode::GONE,
@@ -354,6 +387,7 @@ pub(super) async fn show(
                 let link = Link {
                     token,
                     csrf: random_token(),
+                    dead: false,
                 };
                 redirect(PAGE, &[page.cookies.seal(LINK, &link, LINK_SECONDS)])
             }
@@ -371,6 +405,9 @@ again; if your mail program split it over two lines, copy all of it.",
     let Some(link) = page.link(&headers) else {
         return no_link();
     };
+    if link.dead {
+        return link_does_not_work();
+    }
     let Some(session) = page.session(&headers) else {
         return page.sign_in_page(&link, None);
     };
@@ -380,6 +417,14 @@ again; if your mail program split it over two lines, copy all of it.",
         .await
     {
         Ok(found) => page.invitation(&found, &session, &link),
+        // Reloading the page must not count as another guess against the limits.
+        Err(status) if status.code() == Code::NotFound => {
+            let dead = Link { dead: true, ..link };
+            with_cookies(
+                page.refusal(&status),
+                &[page.cookies.seal(LINK, &dead, LINK_SECONDS)],
+            )
+        }
         Err(status) => page.refusal(&status),
     }
 }
@@ -394,15 +439,20 @@ fn acting(page: &Page, headers: &HeaderMap, body: &Bytes) -> Result<(Link, Sessi
     Ok((link, session))
 }
 
-/// Whether a refusal of Accept/Decline is best explained by showing the invitation as it is now
-/// (expired, revoked, used, declined, another e-mail, replaced).
+/// Whether a refusal of Accept/Decline is about the invitation itself (replaced, another
+/// e-mail address, no longer PENDING), which the page, shown again, explains.
 fn explained_by_the_page(status: &Status) -> bool {
-    matches!(status.code(), Code::NotFound | Code::PermissionDenied)
-        || (status.code() == Code::FailedPrecondition
-            && status
-                .get_error_details()
-                .error_info()
-                .is_some_and(|info| info.reason.starts_with("INVITATION_")))
+    let reason = status
+        .get_error_details()
+        .error_info()
+        .map(|info| info.reason.clone())
+        .unwrap_or_default();
+    match status.code() {
+        Code::NotFound => reason == "INVITATION_NOT_FOUND",
+        Code::PermissionDenied => reason == "EMAIL_MISMATCH",
+        Code::FailedPrecondition => reason.starts_with("INVITATION_"),
+        _ => false,
+    }
 }
 
 /// POST /invitations/accept.
@@ -466,184 +516,4 @@ pub(super) async fn decline(
         Err(status) if explained_by_the_page(&status) => redirect(PAGE, &[]),
         Err(status) => page.refusal(&status),
     }
-}
-
-fn sign_in_failed(error: &SignInError) -> Answer {
-    tracing::warn!(%error, "sign-in for the invitation page failed");
-    let (status, text) = match error {
-        SignInError::Unavailable(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The sign-in service cannot be reached right now. Please try again in a minute.",
-        ),
-        SignInError::Refused(_) | SignInError::InvalidToken(_) => (
-            StatusCode::BAD_REQUEST,
-            "The sign-in could not be completed. Please open the link from your e-mail and sign in again.",
-        ),
-    };
-    html(
-        status,
-        views::message(
-            "Sign-in failed",
-            &[text],
-            Some((PAGE, "Back to the invitation")),
-        ),
-    )
-}
-
-/// GET /invitations/sign-in: off to the identity provider (`?prompt=login`: asking it for the
-/// credentials again, so another account can be chosen).
-pub(super) async fn sign_in(
-    State(page): State<Arc<Page>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Answer {
-    let Some(openid) = &page.openid else {
-        return super::not_found().await;
-    };
-    if page.link(&headers).is_none() {
-        return no_link();
-    }
-    let prompt_login = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .any(|(key, value)| key == "prompt" && value == "login");
-    match openid.begin(prompt_login).await {
-        Ok((pending, url)) => redirect(
-            &url,
-            &[page.cookies.seal(SIGN_IN, &pending, SIGN_IN_SECONDS)],
-        ),
-        Err(error) => sign_in_failed(&error),
-    }
-}
-
-/// GET /invitations/callback: back from the identity provider.
-pub(super) async fn callback(
-    State(page): State<Arc<Page>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Answer {
-    let Some(openid) = &page.openid else {
-        return super::not_found().await;
-    };
-    let fields: HashMap<String, String> =
-        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect();
-    let pending: Option<PendingSignIn> = page.cookies.open(&headers, SIGN_IN);
-    let clear = page.cookies.clear(SIGN_IN);
-    let Some(pending) = pending.filter(|pending| {
-        fields
-            .get("state")
-            .is_some_and(|state| bool::from(state.as_bytes().ct_eq(pending.state.as_bytes())))
-    }) else {
-        return with_cookies(
-            message(
-                StatusCode::BAD_REQUEST,
-                "Sign-in expired",
-                &[
-                    "This sign-in was not started here or took too long. Open the link from your \
-e-mail and sign in again.",
-                ],
-            ),
-            &[clear],
-        );
-    };
-    if fields.contains_key("error") {
-        return with_cookies(
-            html(
-                StatusCode::OK,
-                views::message(
-                    "Sign-in cancelled",
-                    &["You did not sign in, so the invitation was not answered."],
-                    Some((PAGE, "Back to the invitation")),
-                ),
-            ),
-            &[clear],
-        );
-    }
-    let Some(code) = fields.get("code").filter(|code| !code.is_empty()) else {
-        return with_cookies(
-            sign_in_failed(&SignInError::Refused("no code".into())),
-            &[clear],
-        );
-    };
-    let signed_in = match openid.finish(&pending, code).await {
-        Ok(signed_in) => signed_in,
-        Err(error) => return with_cookies(sign_in_failed(&error), &[clear]),
-    };
-    if signed_in.sub.is_empty() || signed_in.sub.len() > 255 || signed_in.sub.contains('/') {
-        return with_cookies(
-            sign_in_failed(&SignInError::InvalidToken(
-                "`sub` must be 1-255 characters without `/`".into(),
-            )),
-            &[clear],
-        );
-    }
-    let session = Session {
-        sub: signed_in.sub,
-        email: signed_in.email,
-        given_name: signed_in.given_name,
-        family_name: signed_in.family_name,
-        development: false,
-    };
-    redirect(
-        PAGE,
-        &[clear, page.cookies.seal(SESSION, &session, SESSION_SECONDS)],
-    )
-}
-
-/// POST /invitations/dev-sign-in: only when the development sign-in is on.
-pub(super) async fn dev_sign_in(
-    State(page): State<Arc<Page>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    if !page.development {
-        return super::not_found().await;
-    }
-    let fields = form(&body);
-    let Some(link) = page.form_allowed(&headers, &fields) else {
-        return form_expired();
-    };
-    let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or_default();
-    let email = match tenantry_platform::email::validate_email(field("email")) {
-        Ok(email) if !email.contains('/') => email,
-        Ok(_) => return page.sign_in_page(&link, Some("The e-mail address must not contain “/”.")),
-        Err(reason) => {
-            return page.sign_in_page(&link, Some(&format!("E-mail address: {reason}.")));
-        }
-    };
-    let name = |name: &str, label: &str| {
-        crate::domain::validate_name(field(name))
-            .map(|value| Some(value).filter(|value| !value.is_empty()))
-            .map_err(|reason| format!("{label}: {reason}."))
-    };
-    let (given_name, family_name) = match (
-        name("given_name", "Given name"),
-        name("family_name", "Family name"),
-    ) {
-        (Ok(given), Ok(family)) => (given, family),
-        (Err(reason), _) | (_, Err(reason)) => return page.sign_in_page(&link, Some(&reason)),
-    };
-    let session = Session {
-        sub: crate::domain::normalize_email(&email),
-        email: Some(email),
-        given_name,
-        family_name,
-        development: true,
-    };
-    redirect(
-        PAGE,
-        &[page.cookies.seal(SESSION, &session, SESSION_SECONDS)],
-    )
-}
-
-/// POST /invitations/sign-out.
-pub(super) async fn sign_out(
-    State(page): State<Arc<Page>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Answer {
-    if page.form_allowed(&headers, &form(&body)).is_none() {
-        return form_expired();
-    }
-    redirect(PAGE, &[page.cookies.clear(SESSION)])
 }

@@ -11,6 +11,7 @@
 pub mod cookies;
 mod flow;
 pub mod oidc;
+mod sign_in;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -47,6 +48,23 @@ pub enum PageSetupError {
         setting: &'static str,
         /// Its value.
         value: String,
+    },
+    /// The public URL has a path: the links and the cookies' path would not meet the page.
+    #[error(
+        "TENANTRY_PUBLIC_URL must be an origin without a path when the invitation page is served \
+(its links are {{public_url}}/invitations/…): {0:?}"
+    )]
+    PublicPath(String),
+    /// The page would sign people in at another provider than the API's tokens come from.
+    #[error(
+        "TENANTRY_OIDC_ISSUER_URL ({page:?}) must be the issuer of the API's tokens \
+(TENANTRY_JWT_ISSUER, {api:?}): a member's user id is the `sub` of the page's sign-in"
+    )]
+    IssuerMismatch {
+        /// The page's issuer.
+        page: String,
+        /// The API tokens' issuer.
+        api: String,
     },
     /// The listener could not be opened.
     #[error("cannot listen on {0}")]
@@ -88,12 +106,23 @@ pub(crate) struct PageSettings {
 /// Checks the page's settings: a sign-in must exist, URLs must be URLs.
 pub(crate) fn settings(config: &crate::Config) -> Result<PageSettings, PageSetupError> {
     let public = http_url("TENANTRY_PUBLIC_URL", &config.public_url)?;
+    if public.path() != "/" || public.query().is_some() {
+        return Err(PageSetupError::PublicPath(config.public_url.clone()));
+    }
     if let Some(application) = &config.application_url {
         http_url("TENANTRY_APPLICATION_URL", application)?;
     }
     let openid = match (&config.oidc_issuer_url, &config.oidc_client_id) {
         (Some(issuer), Some(client_id)) => {
             http_url("TENANTRY_OIDC_ISSUER_URL", issuer)?;
+            if let Some(api) = &config.api_token_issuer
+                && api.trim_end_matches('/') != issuer.trim_end_matches('/')
+            {
+                return Err(PageSetupError::IssuerMismatch {
+                    page: issuer.clone(),
+                    api: api.clone(),
+                });
+            }
             Some(OidcSettings {
                 issuer: issuer.clone(),
                 client_id: client_id.clone(),
@@ -166,10 +195,10 @@ fn router(page: Arc<Page>) -> Router {
     Router::new()
         .route("/invitations/accept", get(flow::show).post(flow::accept))
         .route("/invitations/decline", post(flow::decline))
-        .route("/invitations/sign-in", get(flow::sign_in))
-        .route("/invitations/callback", get(flow::callback))
-        .route("/invitations/dev-sign-in", post(flow::dev_sign_in))
-        .route("/invitations/sign-out", post(flow::sign_out))
+        .route("/invitations/sign-in", get(sign_in::sign_in))
+        .route("/invitations/callback", get(sign_in::callback))
+        .route("/invitations/dev-sign-in", post(sign_in::dev_sign_in))
+        .route("/invitations/sign-out", post(sign_in::sign_out))
         .route(views::STYLESHEET_PATH, get(stylesheet))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))

@@ -34,6 +34,23 @@ fn a_page_needs_a_sign_in() {
 }
 
 #[test]
+fn the_sign_in_is_at_the_provider_of_the_api_tokens() {
+    let page = |api: Option<&str>| {
+        settings(&config(|config| {
+            config.oidc_issuer_url = Some("https://id.example.com/realms/x".into());
+            config.oidc_client_id = Some("page".into());
+            config.api_token_issuer = api.map(str::to_string);
+        }))
+    };
+    assert!(page(None).is_ok(), "HS256 tokens: nothing to compare");
+    assert!(page(Some("https://id.example.com/realms/x/")).is_ok());
+    assert!(matches!(
+        page(Some("https://other.example.com")),
+        Err(PageSetupError::IssuerMismatch { .. })
+    ));
+}
+
+#[test]
 fn urls_must_be_absolute_http_urls() {
     for bad in ["", "localhost:8080", "ftp://example.com", "http://"] {
         let refused = settings(&config(|config| {
@@ -51,6 +68,11 @@ fn urls_must_be_absolute_http_urls() {
             "{bad:?}"
         );
     }
+    let refused = settings(&config(|config| {
+        config.development_sign_in = true;
+        config.public_url = "https://example.com/app".into();
+    }));
+    assert!(matches!(refused, Err(PageSetupError::PublicPath(_))));
     let refused = settings(&config(|config| {
         config.development_sign_in = true;
         config.application_url = Some("javascript:alert(1)".into());

@@ -105,6 +105,8 @@ pub struct Person {
     pub email: Option<String>,
     /// Whether this is the development sign-in.
     pub development: bool,
+    /// The CSRF token of the sign-out form (the session's own: signing out needs no link).
+    pub sign_out_csrf: String,
 }
 
 fn summary_list(summary: &Summary) -> String {
@@ -127,7 +129,7 @@ fn hidden_csrf(csrf: &str) -> String {
 }
 
 /// The "signed in as … · Sign out" line.
-fn signed_in_line(person: &Person, csrf: &str) -> String {
+fn signed_in_line(person: &Person) -> String {
     let email = person
         .email
         .as_deref()
@@ -142,7 +144,7 @@ fn signed_in_line(person: &Person, csrf: &str) -> String {
         "<div class=\"who\"><p>Signed in as <strong>{}</strong>{email}{development}.</p>\
 <form method=\"post\" action=\"/invitations/sign-out\">{}<button class=\"link\" type=\"submit\">Sign out</button></form></div>",
         escape(&person.label),
-        hidden_csrf(csrf)
+        hidden_csrf(&person.sign_out_csrf)
     )
 }
 
@@ -200,14 +202,14 @@ as <strong>{role}</strong>.</p>{list}<p class=\"notice ok\">Your e-mail address 
         role = escape(summary.role),
         list = summary_list(summary),
         csrf = hidden_csrf(csrf),
-        who = signed_in_line(person, csrf),
+        who = signed_in_line(person),
     );
     layout(&format!("Join {}?", summary.account), &body)
 }
 
 /// The invitation is for another address than the signed-in person's; `openid`: whether the
 /// identity provider can be asked for another account.
-pub fn wrong_email(summary: &Summary, person: &Person, csrf: &str, openid: bool) -> String {
+pub fn wrong_email(summary: &Summary, person: &Person, openid: bool) -> String {
     let yours = match &person.email {
         Some(email) => format!("You are signed in as {}.", escape(email)),
         None => "Your sign-in did not give a verified e-mail address.".to_string(),
@@ -225,19 +227,19 @@ Only the invited address can accept or decline it.</p>{list}\
         sent = escape(&summary.email),
         inviter = escape(&summary.inviter),
         list = summary_list(summary),
-        who = signed_in_line(person, csrf),
+        who = signed_in_line(person),
     );
     layout("This invitation is for another e-mail address", &body)
 }
 
 /// The invitation can no longer be answered: `title` and `text` say why and what to do.
-pub fn closed(title: &str, text: &str, summary: &Summary, person: &Person, csrf: &str) -> String {
+pub fn closed(title: &str, text: &str, summary: &Summary, person: &Person) -> String {
     let body = format!(
         "<h1>{}</h1><p class=\"notice warning\">{}</p>{}{}",
         escape(title),
         escape(text),
         summary_list(summary),
-        signed_in_line(person, csrf)
+        signed_in_line(person)
     );
     layout(title, &body)
 }
@@ -307,9 +309,11 @@ mod tests {
             label: "Bob".into(),
             email: Some("bob@example.com".into()),
             development: false,
+            sign_out_csrf: "s1gn".into(),
         };
         let page = answer(&summary, &person, "t0k");
-        assert_eq!(page.matches("name=\"csrf\" value=\"t0k\"").count(), 3);
+        assert_eq!(page.matches("name=\"csrf\" value=\"t0k\"").count(), 2);
+        assert_eq!(page.matches("name=\"csrf\" value=\"s1gn\"").count(), 1);
         assert!(page.contains("lang=\"en\"") && page.contains("name=\"viewport\""));
     }
 }

@@ -106,21 +106,40 @@ async fn a_failed_reminder_is_tried_again_unless_refused_for_good() {
         .await
         .unwrap()
         .expect("claimed");
-    reminders::release(connection, &invitation.invitation_id, "one", false)
+    reminders::release(connection, &invitation.invitation_id, "one", false, now)
         .await
         .unwrap();
-    assert_eq!(
-        reminders::secret_hash(connection, &invitation.invitation_id)
+    // Tried again later, not now: it does not hold up the reminders behind it.
+    assert!(
+        reminders::due(connection, now, 10)
             .await
-            .unwrap(),
-        None,
-        "the unsent reminder's link is dropped"
+            .unwrap()
+            .is_empty()
     );
-    reminders::claim(connection, &invitation, "two", "hash-2", until, now)
-        .await
-        .unwrap()
-        .expect("claimed again");
-    reminders::release(connection, &invitation.invitation_id, "two", true)
+    let later = now + reminders::RETRY_AFTER;
+    reminders::claim(
+        connection,
+        &invitation,
+        "two",
+        "hash-2",
+        later + Duration::seconds(60),
+        later,
+    )
+    .await
+    .unwrap()
+    .expect("claimed again");
+    // The first attempt's link may have been mailed: both work.
+    for hash in ["hash-1", "hash-2"] {
+        assert!(
+            temp.store
+                .find_by_secret_hash(hash)
+                .await
+                .unwrap()
+                .is_some(),
+            "{hash} leads to the invitation"
+        );
+    }
+    reminders::release(connection, &invitation.invitation_id, "two", true, later)
         .await
         .unwrap();
     assert!(
@@ -130,4 +149,46 @@ async fn a_failed_reminder_is_tried_again_unless_refused_for_good() {
             .is_empty(),
         "given up"
     );
+}
+
+#[tokio::test]
+async fn a_system_withdrawal_does_not_wait_for_a_reminder() {
+    let temp = temp_store().await;
+    let connection = temp.database.connection().unwrap();
+    let now = tenantry_platform::time::now();
+    let new = NewInvitation {
+        expire_time: now + Duration::days(7),
+        reminder_due_time: Some(now - Duration::seconds(1)),
+        ..new_invitation("globex", "bob@example.com", now)
+    };
+    let invitation = temp.store.create(&new, None, now).await.unwrap();
+    claim_and_record_sent(connection, &invitation.invitation_id, 0, "first", now)
+        .await
+        .unwrap();
+    reminders::claim(
+        connection,
+        &invitation,
+        "one",
+        "hash-1",
+        now + Duration::seconds(60),
+        now,
+    )
+    .await
+    .unwrap()
+    .expect("claimed");
+    // The account is deleted while the reminder is being sent: the consumer's withdrawal
+    // goes through at once rather than being dropped or stalled.
+    let txn = sea_orm::TransactionTrait::begin(connection).await.unwrap();
+    let withdrawn = withdraw_account(&txn, &temp.outbox, &invitation.account_id, now)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(withdrawn, 1);
+    let revoked = temp
+        .store
+        .get(&invitation.invitation_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked.state, InvitationState::Revoked);
 }

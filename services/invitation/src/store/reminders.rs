@@ -10,17 +10,27 @@
 //! Never after acceptance, decline or revocation: the claim requires PENDING, and those changes
 //! (and resends) are conditioned on no live reminder lease — they wait for an e-mail being sent
 //! ([`wait_while_sending`]) instead of racing it. System withdrawals (account deleted, invitee
-//! added directly) and expiry do not wait: the claim also checks the expiry, and the sender
-//! skips accounts that are gone.
+//! added directly) and expiry do not wait (a consumer must not stall on a mail server): the
+//! claim checks the expiry, the sender skips accounts that are gone, and at most the one
+//! reminder already being handed over can cross such a withdrawal.
+//!
+//! A link an attempt may have mailed keeps working: an attempt whose outcome is unknown (the
+//! SMTP exchange failed transiently, or its process died) leaves its secret's hash, and the next
+//! claim moves it to `previous_reminder_secret_hash`, as the mailer does for the first e-mail.
+//! Reminders that cannot go out now (account disabled or unreadable, a transient failure) are
+//! postponed by [`RETRY_AFTER`], so they never hold up the ones behind them.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::entities::invitation;
 use crate::domain::{DeliveryState, Invitation, InvitationError, InvitationId};
+
+/// How long a reminder that could not go out now waits before it is tried again.
+pub const RETRY_AFTER: chrono::Duration = chrono::Duration::minutes(10);
 
 /// How long a closing change waits at most for a reminder being sent (longer than the SMTP
 /// timeout, shorter than an RPC deadline should be).
@@ -81,6 +91,12 @@ pub async fn claim(
     let update = invitation::Entity::update_many()
         .col_expr(invitation::Column::ReminderLeaseToken, Expr::value(token))
         .col_expr(invitation::Column::ReminderLeaseUntil, Expr::value(until))
+        // SET reads the row as it was: the hash an earlier attempt left moves along.
+        .col_expr(
+            invitation::Column::PreviousReminderSecretHash,
+            Expr::col(invitation::Column::ReminderSecretHash)
+                .if_null(Expr::col(invitation::Column::PreviousReminderSecretHash)),
+        )
         .col_expr(
             invitation::Column::ReminderSecretHash,
             Expr::value(secret_hash),
@@ -105,8 +121,8 @@ pub async fn claim(
     Ok(None)
 }
 
-/// Records the reminder sent by attempt `token` and ends its lease. False if the lease was
-/// lost meanwhile (it expired and another attempt claimed the reminder).
+/// Records the reminder sent by attempt `token` and ends its lease (no longer due). False if
+/// the lease was lost meanwhile (it expired and another attempt claimed the reminder).
 pub async fn record_sent(
     conn: &impl ConnectionTrait,
     invitation_id: &InvitationId,
@@ -115,6 +131,10 @@ pub async fn record_sent(
 ) -> Result<bool, InvitationError> {
     let result = invitation::Entity::update_many()
         .col_expr(invitation::Column::ReminderSentTime, Expr::value(now))
+        .col_expr(
+            invitation::Column::ReminderDueTime,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .col_expr(
             invitation::Column::ReminderLeaseToken,
             Expr::value(Option::<String>::None),
@@ -130,16 +150,18 @@ pub async fn record_sent(
     Ok(result.rows_affected == 1)
 }
 
-/// Ends attempt `token`'s lease without recording a send; `give_up` also cancels the reminder
-/// (the address refuses mail for good), else the next sweep tries again. Its link's hash is
-/// dropped: that e-mail never went out.
+/// Ends attempt `token`'s lease without recording a send. `give_up` (the address refuses mail
+/// for good) cancels the reminder; otherwise it is due again after [`RETRY_AFTER`]. The
+/// attempt's link hash stays: a transient failure may still have delivered the e-mail.
 pub async fn release(
     conn: &impl ConnectionTrait,
     invitation_id: &InvitationId,
     token: &str,
     give_up: bool,
+    now: DateTime<Utc>,
 ) -> Result<(), InvitationError> {
-    let mut update = invitation::Entity::update_many()
+    let due = (!give_up).then(|| now + RETRY_AFTER);
+    invitation::Entity::update_many()
         .col_expr(
             invitation::Column::ReminderLeaseToken,
             Expr::value(Option::<String>::None),
@@ -148,19 +170,30 @@ pub async fn release(
             invitation::Column::ReminderLeaseUntil,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
-        .col_expr(
-            invitation::Column::ReminderSecretHash,
-            Expr::value(Option::<String>::None),
-        );
-    if give_up {
-        update = update.col_expr(
-            invitation::Column::ReminderDueTime,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        );
-    }
-    update
+        .col_expr(invitation::Column::ReminderDueTime, Expr::value(due))
         .filter(invitation::Column::InvitationId.eq(invitation_id.as_str()))
         .filter(invitation::Column::ReminderLeaseToken.eq(token))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Puts off a due reminder that cannot go out now (its account disabled or unreadable) by
+/// [`RETRY_AFTER`], unless an attempt holds it.
+pub async fn postpone(
+    conn: &impl ConnectionTrait,
+    invitation_id: &InvitationId,
+    now: DateTime<Utc>,
+) -> Result<(), InvitationError> {
+    invitation::Entity::update_many()
+        .col_expr(
+            invitation::Column::ReminderDueTime,
+            Expr::value(now + RETRY_AFTER),
+        )
+        .filter(invitation::Column::InvitationId.eq(invitation_id.as_str()))
+        .filter(invitation::Column::ReminderSentTime.is_null())
+        .filter(invitation::Column::ReminderDueTime.is_not_null())
+        .filter(lease_free(now))
         .exec(conn)
         .await?;
     Ok(())

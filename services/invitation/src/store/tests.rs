@@ -11,6 +11,7 @@ use tenantry_platform::testing::TempDatabase;
 use tenantry_proto::events::v1 as wire_events;
 
 use super::*;
+use crate::domain::UserId;
 use crate::store::migrations::Migrator;
 
 /// A migrated store on a temporary SQLite file, removed on drop.

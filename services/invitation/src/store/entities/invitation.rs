@@ -81,6 +81,9 @@ pub struct Model {
     pub reminder_sent_time: Option<DateTimeUtc>,
     /// SHA-256 hex of the reminder's link secret (accepted like `secret_hash`).
     pub reminder_secret_hash: Option<String>,
+    /// SHA-256 hex of an earlier reminder attempt's secret whose outcome is unknown (accepted
+    /// too: that attempt may have mailed it).
+    pub previous_reminder_secret_hash: Option<String>,
     /// The attempt sending the reminder; NULL when none holds it.
     pub reminder_lease_token: Option<String>,
     /// Until when that attempt may send; closing changes wait for it.

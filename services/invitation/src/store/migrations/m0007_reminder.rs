@@ -1,5 +1,5 @@
 //! The reminder e-mail (issue 15): when it is due and when it went out, the hash of its link's
-//! secret (accepted like the first e-mail's), and the lease of the attempt sending it, which
+//! secret and of an earlier attempt's (accepted like the first e-mail's), and the lease of the attempt sending it, which
 //! closing changes wait for so no reminder goes out after them.
 
 use sea_orm_migration::{prelude::*, schema::*};
@@ -8,6 +8,8 @@ use sea_orm_migration::{prelude::*, schema::*};
 const DUE: &str = "invitations_by_reminder_due_time";
 /// Lookups by a reminder's secret.
 const BY_SECRET: &str = "invitations_by_reminder_secret_hash";
+/// Lookups by the secret of an earlier reminder attempt whose outcome is unknown.
+const BY_PREVIOUS_SECRET: &str = "invitations_by_previous_reminder_secret_hash";
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -20,6 +22,7 @@ impl MigrationTrait for Migration {
             timestamp_with_time_zone_null("reminder_due_time"),
             timestamp_with_time_zone_null("reminder_sent_time"),
             string_null("reminder_secret_hash"),
+            string_null("previous_reminder_secret_hash"),
             string_null("reminder_lease_token"),
             timestamp_with_time_zone_null("reminder_lease_until"),
         ] {
@@ -51,7 +54,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for name in [DUE, BY_SECRET] {
+        for name in [DUE, BY_SECRET, BY_PREVIOUS_SECRET] {
             manager
                 .drop_index(Index::drop().name(name).table("invitations").to_owned())
                 .await?;
@@ -60,6 +63,7 @@ impl MigrationTrait for Migration {
             "reminder_due_time",
             "reminder_sent_time",
             "reminder_secret_hash",
+            "previous_reminder_secret_hash",
             "reminder_lease_token",
             "reminder_lease_until",
         ] {
