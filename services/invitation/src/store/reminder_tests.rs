@@ -8,19 +8,18 @@ use super::transition_tests::claim_and_record_sent;
 use super::*;
 use crate::domain::NewInvitation;
 
-#[tokio::test]
-async fn a_decline_waits_for_the_reminder_being_sent() {
-    let temp = temp_store().await;
-    let store = &temp.store;
-    let connection = temp.database.connection().unwrap();
-    // Real time: the wait compares the lease with the clock.
-    let now = tenantry_platform::time::now();
+/// An invitation to bob whose first e-mail went out and whose reminder is due at `now`.
+async fn due_reminder(
+    temp: &super::tests::TempStore,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Invitation {
     let new = NewInvitation {
         expire_time: now + Duration::days(7),
         reminder_due_time: Some(now - Duration::seconds(1)),
         ..new_invitation("globex", "bob@example.com", now)
     };
-    let invitation = store.create(&new, None, now).await.unwrap();
+    let invitation = temp.store.create(&new, None, now).await.unwrap();
+    let connection = temp.database.connection().unwrap();
     // Not before the first e-mail went out.
     assert!(
         reminders::due(connection, now, 10)
@@ -33,6 +32,17 @@ async fn a_decline_waits_for_the_reminder_being_sent() {
             .await
             .unwrap()
     );
+    invitation
+}
+
+#[tokio::test]
+async fn a_decline_waits_for_the_reminder_being_sent() {
+    let temp = temp_store().await;
+    let store = &temp.store;
+    let connection = temp.database.connection().unwrap();
+    // Real time: the wait compares the lease with the clock.
+    let now = tenantry_platform::time::now();
+    let invitation = due_reminder(&temp, now).await;
     assert_eq!(reminders::due(connection, now, 10).await.unwrap().len(), 1);
 
     let until = now + Duration::seconds(60);
@@ -92,15 +102,7 @@ async fn a_failed_reminder_is_tried_again_unless_refused_for_good() {
     let temp = temp_store().await;
     let connection = temp.database.connection().unwrap();
     let now = tenantry_platform::time::now();
-    let new = NewInvitation {
-        expire_time: now + Duration::days(7),
-        reminder_due_time: Some(now - Duration::seconds(1)),
-        ..new_invitation("globex", "bob@example.com", now)
-    };
-    let invitation = temp.store.create(&new, None, now).await.unwrap();
-    claim_and_record_sent(connection, &invitation.invitation_id, 0, "first", now)
-        .await
-        .unwrap();
+    let invitation = due_reminder(&temp, now).await;
     let until = now + Duration::seconds(60);
     reminders::claim(connection, &invitation, "one", "hash-1", until, now)
         .await
@@ -156,15 +158,7 @@ async fn a_system_withdrawal_does_not_wait_for_a_reminder() {
     let temp = temp_store().await;
     let connection = temp.database.connection().unwrap();
     let now = tenantry_platform::time::now();
-    let new = NewInvitation {
-        expire_time: now + Duration::days(7),
-        reminder_due_time: Some(now - Duration::seconds(1)),
-        ..new_invitation("globex", "bob@example.com", now)
-    };
-    let invitation = temp.store.create(&new, None, now).await.unwrap();
-    claim_and_record_sent(connection, &invitation.invitation_id, 0, "first", now)
-        .await
-        .unwrap();
+    let invitation = due_reminder(&temp, now).await;
     reminders::claim(
         connection,
         &invitation,

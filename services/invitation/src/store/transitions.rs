@@ -13,6 +13,7 @@ use super::entities::invitation;
 use super::{Store, load, reminders, still_pending};
 use crate::domain::{Delivery, Invitation, InvitationError, InvitationState, UserId};
 use crate::events;
+use tenantry_events::OutboxTransaction;
 
 impl Store {
     /// Revokes `current` (read and authorized by the caller, PENDING as seen at `now`).
@@ -22,23 +23,19 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Invitation>, InvitationError> {
-        let deadline = reminders::wait_deadline();
-        let tx = loop {
-            let tx = self.outbox.begin(self.connection()?).await?;
-            let update = final_update(current, now)
-                .col_expr(
-                    invitation::Column::State,
-                    Expr::value(InvitationState::Revoked.as_str()),
-                )
-                .col_expr(invitation::Column::RevokeTime, Expr::value(now))
-                .col_expr(invitation::Column::RevokedBy, Expr::value(actor));
-            if update.exec(&*tx).await?.rows_affected == 1 {
-                break tx;
-            }
-            drop(tx);
-            if !self.reminder_wait(current, deadline).await? {
-                return Ok(None);
-            }
+        let Some(tx) = self
+            .apply_waiting(current, || {
+                final_update(current, now)
+                    .col_expr(
+                        invitation::Column::State,
+                        Expr::value(InvitationState::Revoked.as_str()),
+                    )
+                    .col_expr(invitation::Column::RevokeTime, Expr::value(now))
+                    .col_expr(invitation::Column::RevokedBy, Expr::value(actor))
+            })
+            .await?
+        else {
+            return Ok(None);
         };
         let revoked = load(&*tx, &current.invitation_id)
             .await?
@@ -58,23 +55,19 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<Invitation>, InvitationError> {
         let actor = user.name();
-        let deadline = reminders::wait_deadline();
-        let tx = loop {
-            let tx = self.outbox.begin(self.connection()?).await?;
-            let update = final_update(current, now)
-                .col_expr(
-                    invitation::Column::State,
-                    Expr::value(InvitationState::Declined.as_str()),
-                )
-                .col_expr(invitation::Column::DeclineTime, Expr::value(now))
-                .col_expr(invitation::Column::DeclinedBy, Expr::value(actor.as_str()));
-            if update.exec(&*tx).await?.rows_affected == 1 {
-                break tx;
-            }
-            drop(tx);
-            if !self.reminder_wait(current, deadline).await? {
-                return Ok(None);
-            }
+        let Some(tx) = self
+            .apply_waiting(current, || {
+                final_update(current, now)
+                    .col_expr(
+                        invitation::Column::State,
+                        Expr::value(InvitationState::Declined.as_str()),
+                    )
+                    .col_expr(invitation::Column::DeclineTime, Expr::value(now))
+                    .col_expr(invitation::Column::DeclinedBy, Expr::value(actor.as_str()))
+            })
+            .await?
+        else {
+            return Ok(None);
         };
         let declined = load(&*tx, &current.invitation_id)
             .await?
@@ -96,21 +89,13 @@ impl Store {
         reminder_before: Duration,
         now: DateTime<Utc>,
     ) -> Result<Option<Invitation>, InvitationError> {
-        let deadline = reminders::wait_deadline();
-        let tx = loop {
-            let tx = self.outbox.begin(self.connection()?).await?;
-            if resend_update(current, lifetime, reminder_before, now)
-                .exec(&*tx)
-                .await?
-                .rows_affected
-                == 1
-            {
-                break tx;
-            }
-            drop(tx);
-            if !self.reminder_wait(current, deadline).await? {
-                return Ok(None);
-            }
+        let Some(tx) = self
+            .apply_waiting(current, || {
+                resend_update(current, lifetime, reminder_before, now)
+            })
+            .await?
+        else {
+            return Ok(None);
         };
         let resent = load(&*tx, &current.invitation_id)
             .await?
@@ -120,15 +105,27 @@ impl Store {
         Ok(Some(resent))
     }
 
-    /// Whether a reminder e-mail of `current` is being sent (its lease held): then waits a
-    /// moment and says so, until `deadline`. A closing change retries after it, so no reminder
-    /// goes out after the change (see `store::reminders`).
-    async fn reminder_wait(
+    /// Opens a transaction and applies `update`, a change of `current` a person asked for;
+    /// while a reminder e-mail of it is being sent (its lease held), waits a moment and tries
+    /// again (until [`reminders::wait_deadline`]), so no reminder goes out after the change (see
+    /// `store::reminders`). The open transaction, or `None` if `current` changed meanwhile.
+    async fn apply_waiting(
         &self,
         current: &Invitation,
-        deadline: tokio::time::Instant,
-    ) -> Result<bool, InvitationError> {
-        reminders::wait_while_sending(self.connection()?, &current.invitation_id, deadline).await
+        update: impl Fn() -> UpdateMany<invitation::Entity>,
+    ) -> Result<Option<OutboxTransaction>, InvitationError> {
+        let deadline = reminders::wait_deadline();
+        loop {
+            let tx = self.outbox.begin(self.connection()?).await?;
+            if update().exec(&*tx).await?.rows_affected == 1 {
+                return Ok(Some(tx));
+            }
+            drop(tx);
+            let connection = self.connection()?;
+            if !reminders::wait_while_sending(connection, &current.invitation_id, deadline).await? {
+                return Ok(None);
+            }
+        }
     }
 }
 
@@ -151,23 +148,19 @@ impl Store {
         Fut: Future<Output = Result<(String, T), InvitationError>>,
     {
         let user = user.name();
-        let deadline = reminders::wait_deadline();
-        let tx = loop {
-            let tx = self.outbox.begin(self.connection()?).await?;
-            let update = final_update(current, now)
-                .col_expr(
-                    invitation::Column::State,
-                    Expr::value(InvitationState::Accepted.as_str()),
-                )
-                .col_expr(invitation::Column::AcceptTime, Expr::value(now))
-                .col_expr(invitation::Column::AcceptedBy, Expr::value(user.as_str()));
-            if update.exec(&*tx).await?.rows_affected == 1 {
-                break tx;
-            }
-            drop(tx);
-            if !self.reminder_wait(current, deadline).await? {
-                return Ok(None);
-            }
+        let Some(tx) = self
+            .apply_waiting(current, || {
+                final_update(current, now)
+                    .col_expr(
+                        invitation::Column::State,
+                        Expr::value(InvitationState::Accepted.as_str()),
+                    )
+                    .col_expr(invitation::Column::AcceptTime, Expr::value(now))
+                    .col_expr(invitation::Column::AcceptedBy, Expr::value(user.as_str()))
+            })
+            .await?
+        else {
+            return Ok(None);
         };
         // Dropping `tx` on an error rolls the acceptance back.
         let (member, answer) = add_member().await?;
@@ -275,7 +268,7 @@ pub(super) fn pending_update(
 }
 
 /// A change a person asks for (accept, decline, revoke, resend): [`pending_update`], and not
-/// while a reminder e-mail is being sent — the change waits for it ([`Store::reminder_wait`]).
+/// while a reminder e-mail is being sent — the change waits for it ([`Store::apply_waiting`]).
 /// The lease is judged by the clock of each attempt, so a lease that ends during the wait
 /// stops blocking.
 fn closing_update(current: &Invitation, now: DateTime<Utc>) -> UpdateMany<invitation::Entity> {
