@@ -276,10 +276,13 @@ impl tower::Service<http::Request<Body>> for TracedChannel {
                     if refused_before_processing(error.as_ref()) {
                         // tonic would say INTERNAL; the gRPC spec says such a call was never
                         // processed and may be retried, which is what UNAVAILABLE tells callers.
-                        Box::new(tonic::Status::unavailable(
+                        // The transport's error stays its source, for the logs' cause chain.
+                        let mut refused = tonic::Status::unavailable(
                             "the peer's connection closed before it took the call (a replica \
                              shutting down); the call was not processed, retry it",
-                        )) as BoxError
+                        );
+                        refused.set_source(std::sync::Arc::from(error));
+                        Box::new(refused) as BoxError
                     } else {
                         error
                     }
