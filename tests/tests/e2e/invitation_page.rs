@@ -16,10 +16,7 @@ use tenantry_testkit::{Backend, ClusterOptions, TestCluster, TestUser};
 pub async fn cluster_with_page(
     configure: impl FnOnce(&mut tenantry_invitation::Config),
 ) -> (TestCluster, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = tenantry_testkit::browser::free_port();
     let public_url = format!("http://127.0.0.1:{port}");
     let mut options = ClusterOptions::new(Backend::Sqlite);
     options.invitation.public_url = public_url.clone();

@@ -89,7 +89,8 @@ fn one_line(text: &str) -> String {
         .to_string()
 }
 
-fn html_escape(text: &str) -> String {
+/// Escapes text for HTML content and quoted attributes (the e-mail and the invitation page).
+pub(crate) fn html_escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -36,21 +36,8 @@ a{color:var(--accent)}
 /// Where the stylesheet is served.
 pub const STYLESHEET_PATH: &str = "/invitations/page.css";
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
+// One escaper for the e-mail and the page.
+use crate::mail::render::html_escape as escape;
 
 /// A whole page: `title` (plain text) and `body` (HTML built by this module).
 pub fn layout(title: &str, body: &str) -> String {

@@ -11,22 +11,15 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // SQLite adds one column per ALTER TABLE.
-        for column in [
-            string_null("delivery_lease_token"),
-            timestamp_with_time_zone_null("delivery_lease_until"),
-            string_null("previous_secret_hash"),
-        ] {
-            let mut column = column;
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table("invitations")
-                        .add_column(&mut column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        super::add_columns(
+            manager,
+            vec![
+                string_null("delivery_lease_token"),
+                timestamp_with_time_zone_null("delivery_lease_until"),
+                string_null("previous_secret_hash"),
+            ],
+        )
+        .await?;
         // LookupInvitation / AcceptInvitation also find an invitation by the earlier hash.
         manager
             .create_index(
@@ -48,20 +41,15 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        for column in [
-            "delivery_lease_token",
-            "delivery_lease_until",
-            "previous_secret_hash",
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table("invitations")
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        super::drop_columns(
+            manager,
+            &[
+                "delivery_lease_token",
+                "delivery_lease_until",
+                "previous_secret_hash",
+            ],
+        )
+        .await?;
         Ok(())
     }
 }

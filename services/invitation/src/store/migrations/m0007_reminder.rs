@@ -17,25 +17,18 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // SQLite adds one column per ALTER TABLE.
-        for column in [
-            timestamp_with_time_zone_null("reminder_due_time"),
-            timestamp_with_time_zone_null("reminder_sent_time"),
-            string_null("reminder_secret_hash"),
-            string_null("previous_reminder_secret_hash"),
-            string_null("reminder_lease_token"),
-            timestamp_with_time_zone_null("reminder_lease_until"),
-        ] {
-            let mut column = column;
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table("invitations")
-                        .add_column(&mut column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        super::add_columns(
+            manager,
+            vec![
+                timestamp_with_time_zone_null("reminder_due_time"),
+                timestamp_with_time_zone_null("reminder_sent_time"),
+                string_null("reminder_secret_hash"),
+                string_null("previous_reminder_secret_hash"),
+                string_null("reminder_lease_token"),
+                timestamp_with_time_zone_null("reminder_lease_until"),
+            ],
+        )
+        .await?;
         for (name, column) in [
             (DUE, "reminder_due_time"),
             (BY_SECRET, "reminder_secret_hash"),
@@ -59,23 +52,18 @@ impl MigrationTrait for Migration {
                 .drop_index(Index::drop().name(name).table("invitations").to_owned())
                 .await?;
         }
-        for column in [
-            "reminder_due_time",
-            "reminder_sent_time",
-            "reminder_secret_hash",
-            "previous_reminder_secret_hash",
-            "reminder_lease_token",
-            "reminder_lease_until",
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table("invitations")
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        super::drop_columns(
+            manager,
+            &[
+                "reminder_due_time",
+                "reminder_sent_time",
+                "reminder_secret_hash",
+                "previous_reminder_secret_hash",
+                "reminder_lease_token",
+                "reminder_lease_until",
+            ],
+        )
+        .await?;
         Ok(())
     }
 }

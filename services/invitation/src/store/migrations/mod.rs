@@ -14,6 +14,36 @@ mod m0005_decline;
 mod m0006_by_email;
 mod m0007_reminder;
 
+/// Adds `columns` to `invitations`, one ALTER TABLE each (SQLite adds one column per statement).
+async fn add_columns(manager: &SchemaManager<'_>, columns: Vec<ColumnDef>) -> Result<(), DbErr> {
+    for mut column in columns {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("invitations")
+                    .add_column(&mut column)
+                    .to_owned(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Drops `columns` from `invitations`, one ALTER TABLE each.
+async fn drop_columns(manager: &SchemaManager<'_>, columns: &[&'static str]) -> Result<(), DbErr> {
+    for column in columns {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("invitations")
+                    .drop_column(*column)
+                    .to_owned(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// Applies the invitation service's migrations; its bookkeeping table is
 /// `invitation_migrations`.
 #[derive(Debug)]
