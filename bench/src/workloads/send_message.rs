@@ -1,6 +1,6 @@
 //! `SendMessage` to many listed customers: its latency (one call at a time, the message
 //! accepted; the fan-out runs afterwards in the background), and what each call cost the
-//! customer registry, counted from the cluster's `tenantry_grpc_requests_total`. The goal is
+//! customer registry, counted from the cluster's `grpc_server_handled_total`. The goal is
 //! one registry call per message (BatchGetAccounts for the partner and every recipient),
 //! whatever the number of recipients. No ceiling: the figure is the latency itself.
 
@@ -17,10 +17,10 @@ const REGISTRY: &str = "tenantry.registry.v1.CustomerRegistryService";
 
 /// Calls the registry served so far, all methods and outcomes.
 fn registry_calls(metrics: &str) -> f64 {
-    let service = format!("service=\"{REGISTRY}\"");
+    let service = format!("grpc_service=\"{REGISTRY}\"");
     metrics
         .lines()
-        .filter(|line| line.starts_with("tenantry_grpc_requests_total{") && line.contains(&service))
+        .filter(|line| line.starts_with("grpc_server_handled_total{") && line.contains(&service))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

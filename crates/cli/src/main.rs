@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tenantry_cli::{EventsSpec, Node, NodeSpec, PeerUrls, ServiceKind};
 use tenantry_events::Peer;
 use tenantry_events::{AmqpConfig, FreshnessSettings, RetryPolicy};
@@ -74,7 +74,11 @@ struct ServeArgs {
     #[arg(value_enum)]
     service: ServiceKind,
     /// The service's own database (`postgres://…`; `sqlite://…` works too).
-    #[arg(long = "database-url", env = "TENANTRY_DATABASE_URL")]
+    #[arg(
+        long = "database-url",
+        env = "TENANTRY_DATABASE_URL",
+        hide_env_values = true
+    )]
     database_url: String,
     /// PostgreSQL connections this process keeps open at most (1–1000; SQLite always uses one).
     /// Keep replicas × pool size below the server's `max_connections`.
@@ -116,7 +120,7 @@ struct ServeArgs {
 #[derive(Args, Debug, Clone)]
 struct EventsArgs {
     /// RabbitMQ URL; without it `up` uses an in-process bus (`serve` requires it).
-    #[arg(long = "amqp-url", env = "TENANTRY_AMQP_URL")]
+    #[arg(long = "amqp-url", env = "TENANTRY_AMQP_URL", hide_env_values = true)]
     amqp_url: Option<String>,
     /// The topic exchange every event is published to.
     #[arg(
@@ -225,6 +229,7 @@ impl EventsArgs {
                 retry: retry.clone(),
                 batch_size: self.consumer_batch_size,
                 batch_linger: Duration::from_millis(self.consumer_batch_linger_ms),
+                ..AmqpConfig::default()
             }),
             retry,
             view: ViewSettings {
@@ -242,7 +247,11 @@ struct MigrateArgs {
     #[arg(value_enum)]
     service: ServiceKind,
     /// The service's own database.
-    #[arg(long = "database-url", env = "TENANTRY_DATABASE_URL")]
+    #[arg(
+        long = "database-url",
+        env = "TENANTRY_DATABASE_URL",
+        hide_env_values = true
+    )]
     database_url: String,
     /// PostgreSQL connections this process keeps open at most (1–1000; SQLite always uses one).
     /// Keep replicas × pool size below the server's `max_connections`.
@@ -289,12 +298,26 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(run(Cli::parse())),
+        Ok(runtime) => runtime.block_on(run(parse_command_line())),
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The command line and environment, with every secret setting given as a `…_FILE` read from
+/// its file. Exits (status 2, as clap does) on a secret file that cannot be read, naming it.
+fn parse_command_line() -> Cli {
+    let problems = tenantry_platform::secrets::check_environment();
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("error: {problem}");
+        }
+        std::process::exit(2);
+    }
+    let matches = tenantry_platform::secrets::defaults_from_files(Cli::command()).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
 }
 
 async fn run(cli: Cli) -> std::process::ExitCode {

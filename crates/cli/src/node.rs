@@ -81,8 +81,20 @@ impl ServiceKind {
                 if spec.auth.jwks_url.is_some() {
                     config.api_token_issuer = Some(spec.auth.issuer.clone());
                 }
-                let cookie_secret = spec.auth.internal_secret.clone().unwrap_or_default();
-                tenantry_invitation::start(config, cookie_secret.as_bytes(), context)
+                let secrets = tenantry_invitation::CookieSecrets {
+                    current: spec
+                        .auth
+                        .internal_secret
+                        .clone()
+                        .unwrap_or_default()
+                        .into_bytes(),
+                    previous: spec
+                        .auth
+                        .internal_secret_previous
+                        .clone()
+                        .map(String::into_bytes),
+                };
+                tenantry_invitation::start(config, &secrets, context)
             }
             ServiceKind::Notification => {
                 tenantry_notification::start(spec.notification.clone(), context)
@@ -163,6 +175,23 @@ impl EventsSpec {
             freshness: FreshnessSettings::default(),
         }
     }
+}
+
+/// The name of the node's broker connection: `base` (the process, e.g. `tenantry serve`), the
+/// services it runs, the host (a pod's name in Kubernetes) and the process id, e.g.
+/// `tenantry serve membership,invitation on membership-7f9c (pid 1)`.
+fn broker_connection_name(base: &str, services: &[(ServiceKind, String)]) -> String {
+    let names: Vec<&str> = services.iter().map(|(kind, _)| kind.name()).collect();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_string());
+    format!(
+        "{base} {} on {host} (pid {})",
+        names.join(","),
+        std::process::id()
+    )
 }
 
 /// Why a node could not start or stopped with an error.
@@ -249,7 +278,13 @@ impl Node {
             .clone()
             .ok_or(NodeError::NoInternalSecret)?;
         let authenticator = Arc::new(Authenticator::new(spec.auth.clone())?);
-        let page_tokens = PageTokens::new(&page_token_key(&internal_secret));
+        let page_tokens = PageTokens::new(&page_token_key(&internal_secret)).accepting_previous(
+            spec.auth
+                .internal_secret_previous
+                .as_deref()
+                .map(page_token_key)
+                .as_deref(),
+        );
         let shutdown = Shutdown::new();
         let probes = Probes::new().await?;
         let mut routes = probes.routes();
@@ -274,7 +309,10 @@ impl Node {
             None => None,
         };
         let bus = match &spec.events.amqp {
-            Some(amqp) => EventBus::amqp(amqp.clone()),
+            Some(amqp) => EventBus::amqp(AmqpConfig {
+                connection_name: broker_connection_name(&amqp.connection_name, &spec.services),
+                ..amqp.clone()
+            }),
             None => EventBus::in_process(spec.events.retry.clone()),
         }
         .with_metrics(metrics.clone());

@@ -496,7 +496,14 @@ pub(crate) fn record_outcome(
     }
 }
 
-/// Exponential back-off for reconnecting and relaying while a dependency is down.
+/// The back-off of everything that waits for the broker to come back (consumers, broadcast
+/// subscriptions, the relay): 200 ms doubling to at most 2 s, so work resumes within about 2 s
+/// of the broker's return, while a long outage costs one connection attempt per process every
+/// 2 s. Jittered (see [`Backoff::next_delay`]), so a fleet does not reconnect in lockstep.
+pub(crate) const BROKER_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(200), Duration::from_secs(2));
+
+/// Exponential back-off with jitter for reconnecting and relaying while a dependency is down.
 #[derive(Debug)]
 pub(crate) struct Backoff {
     next: Duration,
@@ -513,11 +520,14 @@ impl Backoff {
         }
     }
 
-    /// The delay to wait now; the next one is twice as long (up to the maximum).
+    /// The delay to wait now, between half and all of the current step ("equal jitter": many
+    /// replicas that lost the broker together spread their reconnects); the next step is twice
+    /// as long, up to the maximum.
     pub(crate) fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
+        let step = self.next;
         self.next = self.next.saturating_mul(2).min(self.max);
-        delay
+        let half = step / 2;
+        half + half.mul_f64(rand::random::<f64>())
     }
 
     /// Back to the shortest delay (the dependency answered again).
@@ -529,6 +539,29 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_is_jittered_within_each_doubling_step_and_capped() {
+        let mut backoff = Backoff::new(BROKER_BACKOFF.0, BROKER_BACKOFF.1);
+        let delays: Vec<Duration> = (0..8).map(|_| backoff.next_delay()).collect();
+        for (delay, step_ms) in delays
+            .iter()
+            .zip([200u64, 400, 800, 1600, 2000, 2000, 2000, 2000])
+        {
+            let step = Duration::from_millis(step_ms);
+            assert!(
+                *delay >= step / 2 && *delay <= step,
+                "{delay:?} not in [{:?}, {step:?}]",
+                step / 2
+            );
+        }
+        backoff.reset();
+        assert!(backoff.next_delay() <= BROKER_BACKOFF.0);
+        let spread: std::collections::HashSet<Duration> = (0..20)
+            .map(|_| Backoff::new(Duration::from_secs(1), Duration::from_secs(1)).next_delay())
+            .collect();
+        assert!(spread.len() > 1, "jittered: {spread:?}");
+    }
 
     #[test]
     fn delays_double_up_to_the_maximum() {

@@ -15,7 +15,7 @@ use tenantry_platform::server::Shutdown;
 use tenantry_platform::telemetry;
 use uuid::Uuid;
 
-use crate::consumer::Backoff;
+use crate::consumer::{BROKER_BACKOFF, Backoff};
 use crate::entities::outbox;
 use crate::{Event, Outbox, PublishError};
 
@@ -120,7 +120,7 @@ impl Relay {
     pub async fn run(self, shutdown: Shutdown) {
         let service = self.service;
         tracing::info!(service, "outbox relay started");
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let mut backoff = Backoff::new(BROKER_BACKOFF.0, BROKER_BACKOFF.1);
         let mut failing = false;
         let mut last_sample: Option<tokio::time::Instant> = None;
         while !shutdown.is_triggered() {

@@ -68,7 +68,7 @@ async fn relay_publishes_in_order_with_cloudevents_attributes_and_deletes_rows()
     let messages = drain(&channel, &tap_queue, 5, Duration::from_secs(10)).await;
     let ids: Vec<String> = messages
         .iter()
-        .filter_map(|message| header(message, "cloudEvents:id"))
+        .filter_map(|message| header(message, "cloudEvents_id"))
         .collect();
     let expected: Vec<String> = events.iter().map(|event| event.id.to_string()).collect();
     assert_eq!(ids, expected, "published in outbox order");
@@ -86,19 +86,19 @@ async fn relay_publishes_in_order_with_cloudevents_attributes_and_deletes_rows()
         Some(events[0].id.to_string())
     );
     assert_eq!(
-        header(first, "cloudEvents:specversion").as_deref(),
+        header(first, "cloudEvents_specversion").as_deref(),
         Some("1.0")
     );
     assert_eq!(
-        header(first, "cloudEvents:type").as_deref(),
+        header(first, "cloudEvents_type").as_deref(),
         Some("test.ordered")
     );
     assert_eq!(
-        header(first, "cloudEvents:source").as_deref(),
+        header(first, "cloudEvents_source").as_deref(),
         Some("/tenantry/test")
     );
     assert_eq!(
-        header(first, "cloudEvents:time"),
+        header(first, "cloudEvents_time"),
         Some(events[0].time.to_rfc3339())
     );
     assert_eq!(header(first, "traceparent"), events[0].traceparent);
@@ -116,7 +116,7 @@ async fn relay_publishes_in_order_with_cloudevents_attributes_and_deletes_rows()
     append_all(&database, &outbox, std::slice::from_ref(&later)).await;
     let messages = drain(&channel, &tap_queue, 1, Duration::from_secs(3)).await;
     assert_eq!(
-        messages.first().and_then(|m| header(m, "cloudEvents:id")),
+        messages.first().and_then(|m| header(m, "cloudEvents_id")),
         Some(later.id.to_string())
     );
 
@@ -164,7 +164,7 @@ async fn relay_keeps_rows_while_the_broker_is_unreachable_and_publishes_them_whe
     let messages = drain(&channel, &tap_queue, 3, Duration::from_secs(15)).await;
     let ids: Vec<String> = messages
         .iter()
-        .filter_map(|message| header(message, "cloudEvents:id"))
+        .filter_map(|message| header(message, "cloudEvents_id"))
         .collect();
     let expected: Vec<String> = events.iter().map(|event| event.id.to_string()).collect();
     assert_eq!(ids, expected);
@@ -181,7 +181,7 @@ async fn relay_keeps_rows_while_the_broker_is_unreachable_and_publishes_them_whe
     append_all(&database, &outbox, std::slice::from_ref(&after)).await;
     let messages = drain(&channel, &tap_queue, 1, Duration::from_secs(15)).await;
     assert_eq!(
-        messages.first().and_then(|m| header(m, "cloudEvents:id")),
+        messages.first().and_then(|m| header(m, "cloudEvents_id")),
         Some(after.id.to_string())
     );
 
@@ -242,7 +242,7 @@ async fn two_relays_on_postgres_publish_every_row_exactly_once() {
     let ids: Vec<String> = messages
         .iter()
         .chain(extra.iter())
-        .filter_map(|message| header(message, "cloudEvents:id"))
+        .filter_map(|message| header(message, "cloudEvents_id"))
         .collect();
     let unique: HashSet<&String> = ids.iter().collect();
     assert_eq!(ids.len(), total, "every row published once");

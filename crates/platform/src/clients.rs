@@ -248,7 +248,9 @@ impl tower::Service<http::Request<Body>> for TracedChannel {
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let (service, method) = crate::metrics::rpc_labels(request.uri().path());
+        let crate::metrics::RpcLabels {
+            service, method, ..
+        } = crate::metrics::rpc_labels(request.uri().path());
         let span = tracing::info_span!(
             "grpc.client",
             otel.name = %request.uri().path().trim_start_matches('/'),

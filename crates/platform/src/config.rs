@@ -1,6 +1,7 @@
 //! Configuration shared by every service. Values come from, in rising priority: the documented
 //! defaults below, the environment (`TENANTRY_*`), and command-line flags. Secrets are read from
-//! the environment only, so they never show in a process list.
+//! the environment or from files only (see [`crate::secrets`]), so they never show in a process
+//! list.
 
 use std::path::PathBuf;
 
@@ -11,10 +12,10 @@ use clap::{Args, ValueEnum};
 pub const DEV_JWT_SECRET: &str = "tenantry-development-secret-do-not-use-in-production";
 
 /// How callers are authenticated (DESIGN.md §5).
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone)]
 pub struct AuthConfig {
     /// HS256 shared secret that signs user tokens (development and tests).
-    #[arg(skip = std::env::var("TENANTRY_JWT_SECRET").ok())]
+    #[arg(skip = crate::secrets::from_env("TENANTRY_JWT_SECRET"))]
     pub jwt_secret: Option<String>,
     /// JWKS URL of the identity provider (RS256/ES256 user tokens in production).
     #[arg(long = "jwks-url", env = "TENANTRY_JWKS_URL")]
@@ -49,8 +50,13 @@ pub struct AuthConfig {
     )]
     pub operator_role: String,
     /// HS256 secret that signs service-to-service tokens; every service of a cluster shares it.
-    #[arg(skip = std::env::var("TENANTRY_INTERNAL_SECRET").ok())]
+    /// Also keys page tokens and the invitation page's cookies.
+    #[arg(skip = crate::secrets::from_env("TENANTRY_INTERNAL_SECRET"))]
     pub internal_secret: Option<String>,
+    /// The internal secret being rotated away from (or towards): also accepted on service tokens,
+    /// page tokens and page cookies, never used to sign. See the README's rotation procedure.
+    #[arg(skip = crate::secrets::from_env("TENANTRY_INTERNAL_SECRET_PREVIOUS"))]
+    pub internal_secret_previous: Option<String>,
     /// Verified tokens remembered (by their SHA-256) until they expire, so repeated calls skip the
     /// signature check; 0 turns the cache off.
     #[arg(
@@ -59,6 +65,27 @@ pub struct AuthConfig {
         default_value_t = DEFAULT_TOKEN_CACHE_SIZE
     )]
     pub token_cache_size: usize,
+}
+
+/// Secrets show as `***`, so a configuration can be logged.
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |secret: &Option<String>| secret.as_ref().map(|_| "***");
+        f.debug_struct("AuthConfig")
+            .field("jwt_secret", &hidden(&self.jwt_secret))
+            .field("jwks_url", &self.jwks_url)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("roles_claim", &self.roles_claim)
+            .field("operator_role", &self.operator_role)
+            .field("internal_secret", &hidden(&self.internal_secret))
+            .field(
+                "internal_secret_previous",
+                &hidden(&self.internal_secret_previous),
+            )
+            .field("token_cache_size", &self.token_cache_size)
+            .finish()
+    }
 }
 
 /// Default of [`AuthConfig::token_cache_size`].
@@ -75,6 +102,7 @@ impl AuthConfig {
             roles_claim: "roles".to_string(),
             operator_role: "tenantry-operator".to_string(),
             internal_secret: Some(internal_secret.to_string()),
+            internal_secret_previous: None,
             token_cache_size: DEFAULT_TOKEN_CACHE_SIZE,
         }
     }

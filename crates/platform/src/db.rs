@@ -253,15 +253,60 @@ fn sqlite_path(url: &str) -> Option<&str> {
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
-fn redact(url: &str) -> String {
-    // postgres://user:password@host/db → postgres://user:***@host/db
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((credentials, host)) = rest.split_once('@')
-        && let Some((user, _password)) = credentials.split_once(':')
-    {
-        return format!("{scheme}://{user}:***@{host}");
+/// `url` fit for a log line or an error: the password of the user info and the value of every
+/// query parameter that can carry a secret (`password`, `sslpassword`, … as libpq and sqlx
+/// accept them) replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    // scheme://user:password@host/db → scheme://user:***@host/db
+    let mut redacted = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(slash) => rest.split_at(slash),
+                None => (rest, ""),
+            };
+            match authority.rsplit_once('@') {
+                Some((credentials, host)) => match credentials.split_once(':') {
+                    Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+                    None => base.to_string(),
+                },
+                None => base.to_string(),
+            }
+        }
+        None => base.to_string(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _value)) if is_secret_parameter(key) => format!("{key}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&pairs.join("&"));
     }
-    url.to_string()
+    redacted
+}
+
+/// Whether a connection URL's query parameter carries a secret.
+fn is_secret_parameter(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "sslpassword",
+        "auth",
+    ]
+    .iter()
+    .any(|secret| key.ends_with(secret))
 }
 
 /// A database failure, classified by what the caller can do about it.
@@ -374,6 +419,23 @@ mod tests {
             "postgres://app:***@db:5432/registry"
         );
         assert_eq!(redact("sqlite://data/a.db"), "sqlite://data/a.db");
+        assert_eq!(
+            redact("postgres://app@db/registry?sslmode=require&password=hunter2"),
+            "postgres://app@db/registry?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact("postgres://db/registry?user=app&PASSWORD=hunter2&sslpassword=key"),
+            "postgres://db/registry?user=app&PASSWORD=***&sslpassword=***"
+        );
+        // An `@` in the password (percent-encoding forgotten) does not leak its first part.
+        assert_eq!(
+            redact("postgres://app:p@ss@db/registry"),
+            "postgres://app:***@db/registry"
+        );
+        assert_eq!(
+            redact("postgres://db/x?options=-c%20a"),
+            "postgres://db/x?options=-c%20a"
+        );
     }
 
     #[test]

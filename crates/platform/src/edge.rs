@@ -90,14 +90,15 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let authenticator = self.authenticator.clone();
         let metrics = self.metrics.clone();
-        let (service, method) = crate::metrics::rpc_labels(request.uri().path());
+        let rpc = crate::metrics::rpc_labels(request.uri().path());
+        metrics.rpc_started(&rpc);
         let open = OPEN_PREFIXES
             .iter()
             .any(|prefix| request.uri().path().starts_with(prefix));
         let span = if open {
             tracing::Span::none()
         } else {
-            server_span(&request, &service, &method)
+            server_span(&request, &rpc.service, &rpc.method)
         };
         let call_span = span.clone();
         Box::pin(
@@ -120,11 +121,10 @@ where
                         inner.call(request).await?,
                     )),
                 };
-                metrics.observe_rpc_duration(&service, &method, started.elapsed());
+                metrics.observe_rpc_duration(&rpc, started.elapsed());
                 let call = RpcCall {
                     metrics,
-                    service,
-                    method,
+                    rpc,
                     span: call_span,
                 };
                 // A trailers-only response carries the final status in its headers.
@@ -166,15 +166,14 @@ fn server_span(request: &http::Request<Body>, service: &str, method: &str) -> tr
 /// The labels of one call whose status is not known yet.
 struct RpcCall {
     metrics: Metrics,
-    service: String,
-    method: String,
+    rpc: crate::metrics::RpcLabels,
     /// Held until the final status is known, so the span ends with the call.
     span: tracing::Span,
 }
 
 impl RpcCall {
     fn finish(self, code: tonic::Code) {
-        self.metrics.record_rpc(&self.service, &self.method, code);
+        self.metrics.record_rpc(&self.rpc, code);
         self.span.record("rpc.grpc.status_code", code as i32);
         if is_server_fault(code) {
             self.span.record("otel.status_code", "ERROR");

@@ -22,6 +22,7 @@ pub mod names;
 pub mod pagination;
 pub mod retention;
 pub mod role;
+pub mod secrets;
 pub mod server;
 pub mod sweep;
 pub mod telemetry;

@@ -10,23 +10,33 @@
 //! - `GET /readyz`: 200 only while every service of the node is SERVING, else 503;
 //! - anything else: 404.
 //!
-//! The metric names:
+//! The metric names: gRPC calls as the grpc-ecosystem middlewares (go-grpc-prometheus,
+//! go-grpc-middleware) name them, so their dashboards and alerts work unchanged; no label is
+//! called `service`, `job`, `instance`, `pod` or `namespace`, which Prometheus' Kubernetes
+//! discovery sets itself (a collision would rename ours to `exported_service`).
 //!
 //! | name | type | labels |
 //! |---|---|---|
-//! | `tenantry_grpc_requests_total` | counter | `service`, `method`, `code` |
-//! | `tenantry_grpc_request_duration_seconds` | histogram | `service`, `method` |
-//! | `tenantry_outbox_backlog` | gauge | `service` |
-//! | `tenantry_relay_lag_seconds` | gauge | `service` |
-//! | `tenantry_events_published_total` | counter | `service` |
+//! | `grpc_server_started_total` | counter | `grpc_type`, `grpc_service`, `grpc_method` |
+//! | `grpc_server_handled_total` | counter | `grpc_type`, `grpc_service`, `grpc_method`, `grpc_code` |
+//! | `grpc_server_handling_seconds` | histogram | `grpc_type`, `grpc_service`, `grpc_method` |
+//! | `tenantry_health_checks_total` | counter | `grpc_method`, `grpc_code` (probes, kept out of the `grpc_server_*` series) |
+//! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`, `process_start_time_seconds`, `process_threads` | counter/gauge | — (Linux) |
+//! | `tenantry_outbox_backlog` | gauge | `tenantry_service` |
+//! | `tenantry_relay_lag_seconds` | gauge | `tenantry_service` |
+//! | `tenantry_events_published_total` | counter | `tenantry_service` |
 //! | `tenantry_consumer_deliveries_total` | counter | `group`, `outcome` (`handled`, `duplicate`, `failed`, `unknown_type`) |
 //! | `tenantry_consumer_retries_total` | counter | `group` |
 //! | `tenantry_consumer_dead_letters_total` | counter | `group` |
 //! | `tenantry_emails_sent_total`, `tenantry_emails_failed_total` | counter | — |
 //! | `tenantry_deliveries_written_total` | counter | — |
-//! | `tenantry_pruned_rows_total` | counter | `service`, `table` |
+//! | `tenantry_pruned_rows_total` | counter | `tenantry_service`, `table` |
+//!
+//! `grpc_type` is `unary`, `client_stream`, `server_stream` or `bidi_stream`; `grpc_code` the
+//! status code's name as gRPC's Go implementation spells it (`OK`, `InvalidArgument`,
+//! `PermissionDenied`, …); a path no served method has is labelled `unknown` throughout.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -46,8 +56,10 @@ pub struct Metrics {
 
 struct Inner {
     registry: Registry,
-    grpc_requests: IntCounterVec,
+    grpc_started: IntCounterVec,
+    grpc_handled: IntCounterVec,
     grpc_duration: HistogramVec,
+    health_checks: IntCounterVec,
     outbox_backlog: IntGaugeVec,
     relay_lag: prometheus::GaugeVec,
     events_published: IntCounterVec,
@@ -120,22 +132,34 @@ impl Metrics {
                 IntCounter::new(name, help).expect("valid metric"),
             )
         };
-        let grpc_requests = counter_vec(
-            "tenantry_grpc_requests_total",
-            "gRPC calls handled, by final status code",
-            &["service", "method", "code"],
+        let grpc_started = counter_vec(
+            "grpc_server_started_total",
+            "RPCs started on the server",
+            &["grpc_type", "grpc_service", "grpc_method"],
+        );
+        let grpc_handled = counter_vec(
+            "grpc_server_handled_total",
+            "RPCs completed on the server, by status code",
+            &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
         );
         let grpc_duration = register(
             &registry,
             HistogramVec::new(
                 HistogramOpts::new(
-                    "tenantry_grpc_request_duration_seconds",
-                    "Time from receiving a gRPC call to sending its response headers",
+                    "grpc_server_handling_seconds",
+                    "Time from receiving an RPC to sending its response headers (a unary call's \
+                     whole handling; for a stream, the time to open it)",
                 ),
-                &["service", "method"],
+                &["grpc_type", "grpc_service", "grpc_method"],
             )
             .expect("valid metric"),
         );
+        let health_checks = counter_vec(
+            "tenantry_health_checks_total",
+            "gRPC health checks answered (probes), by status code",
+            &["grpc_method", "grpc_code"],
+        );
+        register_process_collector(&registry);
         let outbox_backlog = register(
             &registry,
             IntGaugeVec::new(
@@ -143,7 +167,7 @@ impl Metrics {
                     "tenantry_outbox_backlog",
                     "Outbox rows waiting to be published (sampled by the relay each cycle)",
                 ),
-                &["service"],
+                &["tenantry_service"],
             )
             .expect("valid metric"),
         );
@@ -154,14 +178,14 @@ impl Metrics {
                     "tenantry_relay_lag_seconds",
                     "Age of the oldest unpublished outbox row (0 when the outbox is empty)",
                 ),
-                &["service"],
+                &["tenantry_service"],
             )
             .expect("valid metric"),
         );
         let events_published = counter_vec(
             "tenantry_events_published_total",
             "Events published by the relay and confirmed by the transport",
-            &["service"],
+            &["tenantry_service"],
         );
         let consumer_deliveries = counter_vec(
             "tenantry_consumer_deliveries_total",
@@ -190,13 +214,15 @@ impl Metrics {
         let pruned_rows = counter_vec(
             "tenantry_pruned_rows_total",
             "Rows deleted by the pruner once older than their retention period",
-            &["service", "table"],
+            &["tenantry_service", "table"],
         );
         Self {
             inner: Arc::new(Inner {
                 registry,
-                grpc_requests,
+                grpc_started,
+                grpc_handled,
                 grpc_duration,
+                health_checks,
                 outbox_backlog,
                 relay_lag,
                 events_published,
@@ -225,20 +251,39 @@ impl Metrics {
         String::from_utf8(buffer).unwrap_or_default()
     }
 
+    /// One gRPC call received (health checks are counted apart, when they finish).
+    pub fn rpc_started(&self, rpc: &RpcLabels) {
+        if !rpc.is_health_check() {
+            self.inner
+                .grpc_started
+                .with_label_values(&[rpc.kind, &rpc.service, &rpc.method])
+                .inc();
+        }
+    }
+
     /// One finished gRPC call.
-    pub fn record_rpc(&self, service: &str, method: &str, code: tonic::Code) {
+    pub fn record_rpc(&self, rpc: &RpcLabels, code: tonic::Code) {
+        if rpc.is_health_check() {
+            self.inner
+                .health_checks
+                .with_label_values(&[&rpc.method, go_code_name(code)])
+                .inc();
+            return;
+        }
         self.inner
-            .grpc_requests
-            .with_label_values(&[service, method, code_name(code)])
+            .grpc_handled
+            .with_label_values(&[rpc.kind, &rpc.service, &rpc.method, go_code_name(code)])
             .inc();
     }
 
     /// The latency of one gRPC call (to its response headers).
-    pub fn observe_rpc_duration(&self, service: &str, method: &str, elapsed: Duration) {
-        self.inner
-            .grpc_duration
-            .with_label_values(&[service, method])
-            .observe(elapsed.as_secs_f64());
+    pub fn observe_rpc_duration(&self, rpc: &RpcLabels, elapsed: Duration) {
+        if !rpc.is_health_check() {
+            self.inner
+                .grpc_duration
+                .with_label_values(&[rpc.kind, &rpc.service, &rpc.method])
+                .observe(elapsed.as_secs_f64());
+        }
     }
 
     /// The relay's sample of its outbox: rows waiting and the age of the oldest.
@@ -325,6 +370,44 @@ impl Metrics {
     }
 }
 
+/// The process's own CPU, memory, file descriptors and start time (Linux; elsewhere nothing).
+fn register_process_collector(registry: &Registry) {
+    #[cfg(target_os = "linux")]
+    {
+        let collector = prometheus::process_collector::ProcessCollector::for_self();
+        if let Err(error) = registry.register(Box::new(collector)) {
+            tracing::warn!(%error, "process metrics are not exported");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = registry;
+}
+
+/// The gRPC code as gRPC's Go implementation names it (`OK`, `NotFound`, `Canceled`, …): the
+/// `grpc_code` label values of the grpc-ecosystem middlewares.
+pub fn go_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
 /// The gRPC code as in the status code guide (`OK`, `NOT_FOUND`, …).
 pub fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code;
@@ -349,10 +432,11 @@ pub fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// Every `(service, method)` this server can answer, from the descriptor sets it serves; other
-/// paths are labelled `unknown` so that random paths cannot blow up the label cardinality.
-static KNOWN_METHODS: LazyLock<HashSet<(String, String)>> = LazyLock::new(|| {
-    let mut known = HashSet::new();
+/// Every `(service, method)` this server can answer, with its `grpc_type`, from the descriptor
+/// sets it serves; other paths are labelled `unknown` so that random paths cannot blow up the
+/// label cardinality.
+static KNOWN_METHODS: LazyLock<HashMap<(String, String), &'static str>> = LazyLock::new(|| {
+    let mut known = HashMap::new();
     for set in [
         tenantry_proto::FILE_DESCRIPTOR_SET,
         tonic_health::pb::FILE_DESCRIPTOR_SET,
@@ -370,7 +454,13 @@ static KNOWN_METHODS: LazyLock<HashSet<(String, String)>> = LazyLock::new(|| {
                     (package, name) => format!("{package}.{name}"),
                 };
                 for method in service.method {
-                    known.insert((service_name.clone(), method.name().to_string()));
+                    let kind = match (method.client_streaming(), method.server_streaming()) {
+                        (false, false) => "unary",
+                        (true, false) => "client_stream",
+                        (false, true) => "server_stream",
+                        (true, true) => "bidi_stream",
+                    };
+                    known.insert((service_name.clone(), method.name().to_string()), kind);
                 }
             }
         }
@@ -378,16 +468,44 @@ static KNOWN_METHODS: LazyLock<HashSet<(String, String)>> = LazyLock::new(|| {
     known
 });
 
-/// The `service` and `method` labels of a request path `/{service}/{method}`.
-pub fn rpc_labels(path: &str) -> (String, String) {
+/// The gRPC health service, whose checks (probes) are counted apart.
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// The labels of one call: its served method, or `unknown` throughout for any other path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RpcLabels {
+    /// `grpc_service`, e.g. `tenantry.registry.v1.CustomerRegistryService`.
+    pub service: String,
+    /// `grpc_method`, e.g. `CreateAccount`.
+    pub method: String,
+    /// `grpc_type`: `unary`, `client_stream`, `server_stream` or `bidi_stream`.
+    pub kind: &'static str,
+}
+
+impl RpcLabels {
+    fn is_health_check(&self) -> bool {
+        self.service == HEALTH_SERVICE
+    }
+}
+
+/// The labels of a request path `/{service}/{method}`.
+pub fn rpc_labels(path: &str) -> RpcLabels {
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     if let (Some(service), Some(method)) = (parts.next(), parts.next()) {
         let key = (service.to_string(), method.to_string());
-        if KNOWN_METHODS.contains(&key) {
-            return key;
+        if let Some(kind) = KNOWN_METHODS.get(&key) {
+            return RpcLabels {
+                service: key.0,
+                method: key.1,
+                kind,
+            };
         }
     }
-    ("unknown".to_string(), "unknown".to_string())
+    RpcLabels {
+        service: "unknown".to_string(),
+        method: "unknown".to_string(),
+        kind: "unknown",
+    }
 }
 
 #[cfg(test)]
@@ -397,19 +515,43 @@ mod tests {
     #[test]
     fn every_family_is_exposed_and_counts() {
         let metrics = Metrics::new();
-        metrics.record_rpc(
-            "tenantry.registry.v1.CustomerRegistryService",
-            "CreateAccount",
-            tonic::Code::PermissionDenied,
-        );
+        let create = rpc_labels("/tenantry.registry.v1.CustomerRegistryService/CreateAccount");
+        metrics.rpc_started(&create);
+        metrics.record_rpc(&create, tonic::Code::PermissionDenied);
+        metrics.observe_rpc_duration(&create, Duration::from_millis(3));
+        let health = rpc_labels("/grpc.health.v1.Health/Check");
+        metrics.rpc_started(&health);
+        metrics.record_rpc(&health, tonic::Code::Ok);
+        metrics.observe_rpc_duration(&health, Duration::from_millis(1));
         metrics.email_sent();
         metrics.deliveries_written(3);
         metrics.consumer_delivery("g", DeliveryOutcome::Handled);
         metrics.rows_pruned("invitation", "processed_events", 2500);
         let text = metrics.render();
-        assert!(text.contains(
-            "tenantry_grpc_requests_total{code=\"PERMISSION_DENIED\",method=\"CreateAccount\",service=\"tenantry.registry.v1.CustomerRegistryService\"} 1"
-        ), "{text}");
+        let labels = "grpc_method=\"CreateAccount\",grpc_service=\"tenantry.registry.v1.CustomerRegistryService\",grpc_type=\"unary\"";
+        assert!(
+            text.contains(&format!("grpc_server_started_total{{{labels}}} 1")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "grpc_server_handled_total{{grpc_code=\"PermissionDenied\",{labels}}} 1"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("grpc_server_handling_seconds_count{{{labels}}} 1")),
+            "{text}"
+        );
+        // Probes are counted apart, never in the RPC series.
+        assert!(
+            !text.contains("grpc_service=\"grpc.health.v1.Health\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("tenantry_health_checks_total{grpc_code=\"OK\",grpc_method=\"Check\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("tenantry_emails_sent_total 1"), "{text}");
         assert!(
             text.contains("tenantry_deliveries_written_total 3"),
@@ -420,29 +562,58 @@ mod tests {
         );
         assert!(
             text.contains(
-                "tenantry_pruned_rows_total{service=\"invitation\",table=\"processed_events\"} 2500"
+                "tenantry_pruned_rows_total{table=\"processed_events\",tenantry_service=\"invitation\"} 2500"
             ),
             "{text}"
         );
+        // No label that Kubernetes service discovery sets itself.
+        assert!(!text.contains("{service="), "{text}");
+        assert!(!text.contains(",service="), "{text}");
+        #[cfg(target_os = "linux")]
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(
+                text.contains(&format!("\n{name} ")),
+                "{name} missing: {text}"
+            );
+        }
     }
 
     #[test]
-    fn unknown_paths_share_one_label() {
+    fn unknown_paths_share_one_label_and_streams_have_their_type() {
         assert_eq!(
             rpc_labels("/tenantry.registry.v1.CustomerRegistryService/CreateAccount"),
-            (
-                "tenantry.registry.v1.CustomerRegistryService".to_string(),
-                "CreateAccount".to_string()
-            )
+            RpcLabels {
+                service: "tenantry.registry.v1.CustomerRegistryService".to_string(),
+                method: "CreateAccount".to_string(),
+                kind: "unary",
+            }
         );
         assert_eq!(
-            rpc_labels("/grpc.health.v1.Health/Check").1,
-            "Check".to_string()
+            rpc_labels("/grpc.health.v1.Health/Watch").kind,
+            "server_stream"
         );
+        assert_eq!(
+            rpc_labels("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo").kind,
+            "bidi_stream"
+        );
+        assert_eq!(
+            rpc_labels("/tenantry.notification.v1.NotificationService/WatchInbox").kind,
+            "server_stream"
+        );
+        let unknown = RpcLabels {
+            service: "unknown".into(),
+            method: "unknown".into(),
+            kind: "unknown",
+        };
         assert_eq!(
             rpc_labels("/tenantry.registry.v1.CustomerRegistryService/Nope"),
-            ("unknown".to_string(), "unknown".to_string())
+            unknown
         );
-        assert_eq!(rpc_labels("/x"), ("unknown".into(), "unknown".into()));
+        assert_eq!(rpc_labels("/x"), unknown);
     }
 }

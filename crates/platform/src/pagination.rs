@@ -21,6 +21,10 @@ const TAG_BYTES: usize = 16;
 #[derive(Clone)]
 pub struct PageTokens {
     key: std::sync::Arc<[u8]>,
+    /// A key also accepted, never used to sign: the one before a rotation of the internal
+    /// secret (or after, on a replica not yet rolled), so a client paging through a list while
+    /// replicas roll keeps its place.
+    previous: Option<std::sync::Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for PageTokens {
@@ -41,18 +45,34 @@ pub struct PageRequest {
 impl PageTokens {
     /// Tokens signed with `secret`.
     pub fn new(secret: &[u8]) -> Self {
-        Self { key: secret.into() }
+        Self {
+            key: secret.into(),
+            previous: None,
+        }
+    }
+
+    /// These tokens, also accepting ones signed with `previous`.
+    pub fn accepting_previous(self, previous: Option<&[u8]>) -> Self {
+        Self {
+            previous: previous.map(Into::into),
+            ..self
+        }
     }
 
     fn tag(&self, scope: &str, cursor: &str) -> [u8; 32] {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(scope.as_bytes());
-        mac.update(&[0]);
-        mac.update(cursor.as_bytes());
-        mac.finalize().into_bytes().into()
+        tag(&self.key, scope, cursor)
     }
+}
 
+fn tag(key: &[u8], scope: &str, cursor: &str) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(scope.as_bytes());
+    mac.update(&[0]);
+    mac.update(cursor.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+impl PageTokens {
     /// The token that continues after `cursor` for the query `scope`.
     pub fn encode(&self, scope: &str, cursor: &str) -> String {
         let tag = self.tag(scope, cursor);
@@ -80,9 +100,11 @@ impl PageTokens {
         let cursor = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
         let cursor = String::from_utf8(cursor).map_err(|_| invalid())?;
         let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| invalid())?;
-        let expected = self.tag(scope, &cursor);
-        let matches: bool =
-            subtle::ConstantTimeEq::ct_eq(tag.as_slice(), &expected[..TAG_BYTES]).into();
+        let signed_with = |key: &[u8]| -> bool {
+            let expected = self::tag(key, scope, &cursor);
+            subtle::ConstantTimeEq::ct_eq(tag.as_slice(), &expected[..TAG_BYTES]).into()
+        };
+        let matches = signed_with(&self.key) || self.previous.as_deref().is_some_and(signed_with);
         if !matches {
             return Err(invalid());
         }
@@ -155,6 +177,31 @@ mod tests {
 
     /// Regression (fuzz target page_token): a token for a long cursor was refused by a length
     /// limit on tokens that `encode` did not respect.
+    #[test]
+    fn tokens_of_the_previous_key_are_accepted_during_a_rotation() {
+        let old = PageTokens::new(b"old");
+        let rotating = PageTokens::new(b"new").accepting_previous(Some(b"old"));
+        let token = old.encode("q", "acme");
+        assert_eq!(
+            rotating.decode("q", &token).unwrap().as_deref(),
+            Some("acme")
+        );
+        assert!(PageTokens::new(b"new").decode("q", &token).is_err());
+        let issued = rotating.encode("q", "zeta");
+        assert_eq!(
+            PageTokens::new(b"new")
+                .decode("q", &issued)
+                .unwrap()
+                .as_deref(),
+            Some("zeta")
+        );
+        assert!(
+            rotating
+                .decode("q", "YWNtZQ.AAAAAAAAAAAAAAAAAAAAAA")
+                .is_err()
+        );
+    }
+
     #[test]
     fn tokens_for_long_cursors_round_trip() {
         let tokens = PageTokens::new(b"k");

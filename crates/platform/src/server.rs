@@ -1,5 +1,5 @@
 //! The gRPC server bootstrap shared by every process: one listener serving the enabled services
-//! plus gRPC health and reflection v1, an edge layer that authenticates every call (health and
+//! plus gRPC health and reflection (v1 and v1alpha), an edge layer that authenticates every call (health and
 //! reflection stay open for probes and tooling) and records per-call metrics, a request size
 //! limit, readiness that follows the database, and graceful shutdown on SIGTERM or Ctrl-C.
 
@@ -206,17 +206,25 @@ impl std::fmt::Debug for Probes {
 
 impl Probes {
     /// Health (overall status NOT_SERVING until every registered service is SERVING) and
-    /// reflection v1 over the whole Tenantry API.
+    /// reflection over the whole Tenantry API, in both versions of the reflection protocol:
+    /// v1, and v1alpha for the clients that speak only it (grpcui, Evans, Python's
+    /// grpcio-reflection, older Postman). The `google.rpc` error details (BadRequest,
+    /// ErrorInfo, PreconditionFailure, RetryInfo, …) are served too, so a client decodes the
+    /// details of a refusal by reflection instead of showing base64.
     pub async fn new() -> Result<Self, ReflectionError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_service_status("", ServingStatus::NotServing)
             .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tenantry_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let routes = Routes::new(health_service).add_service(reflection);
+        let configure = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(tenantry_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        };
+        let routes = Routes::new(health_service)
+            .add_service(configure().build_v1()?)
+            .add_service(configure().build_v1alpha()?);
         Ok(Self {
             readiness: Readiness {
                 health,
@@ -319,8 +327,8 @@ pub async fn serve(
     .await
 }
 
-/// [`serve`], recording `tenantry_grpc_requests_total` and
-/// `tenantry_grpc_request_duration_seconds` in `metrics`.
+/// [`serve`], recording `grpc_server_started_total`, `grpc_server_handled_total` and
+/// `grpc_server_handling_seconds` in `metrics`.
 pub async fn serve_with_metrics(
     listener: TcpListener,
     routes: Routes,

@@ -27,6 +27,22 @@ use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegi
 
 pub use store::migrations::Migrator;
 
+/// What the invitation page's cookies are sealed with: the cluster's internal secret, and the
+/// previous one while it is being rotated (cookies sealed under it still open).
+#[derive(Clone, Default)]
+pub struct CookieSecrets {
+    /// Seals and opens.
+    pub current: Vec<u8>,
+    /// Only opens.
+    pub previous: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for CookieSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CookieSecrets")
+    }
+}
+
 /// The gRPC service name, for health and reflection.
 pub const SERVICE_NAME: &str = "tenantry.invitation.v1.InvitationService";
 
@@ -167,7 +183,7 @@ pub struct Config {
     #[arg(long = "oidc-client-id", env = "TENANTRY_OIDC_CLIENT_ID")]
     pub oidc_client_id: Option<String>,
     /// The page's client secret (unset: a public client, PKCE only); environment only.
-    #[arg(skip = std::env::var("TENANTRY_OIDC_CLIENT_SECRET").ok().filter(|secret| !secret.is_empty()))]
+    #[arg(skip = tenantry_platform::secrets::from_env("TENANTRY_OIDC_CLIENT_SECRET"))]
     pub oidc_client_secret: Option<String>,
     /// Scopes the page asks the OpenID provider for.
     #[arg(
@@ -383,10 +399,10 @@ async fn run_reminders(
 /// Starts the invitation service in `ctx`'s node: its handlers, the mailer and the event
 /// consumers, the expiry sweep, its health following its database, and — when
 /// `config.accept_page_listen` is set — the invitation page, whose cookies are sealed with a key
-/// derived from `cookie_secret` (the cluster's internal secret).
+/// derived from `cookie_secrets` (the cluster's internal secret).
 pub fn start(
     config: Config,
-    cookie_secret: &[u8],
+    cookie_secrets: &CookieSecrets,
     ctx: &tenantry_events::ServiceContext,
 ) -> Result<tenantry_events::Started, tenantry_events::StartError> {
     use tenantry_events::Peer;
@@ -443,7 +459,7 @@ pub fn start(
     let api = Arc::new(api::InvitationApi::new(config.clone(), deps));
     if let Some(addr) = config.accept_page_listen {
         let settings = page::settings(&config).map_err(|error| ctx.setup_error(error))?;
-        let page = page::build(settings, api.clone(), cookie_secret);
+        let page = page::build(settings, api.clone(), cookie_secrets);
         let listener = page::listen(addr).map_err(|error| ctx.setup_error(error))?;
         tasks.push(ctx.spawn(page::serve(page, listener, ctx.shutdown.clone())));
     }

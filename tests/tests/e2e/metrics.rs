@@ -106,14 +106,15 @@ async fn the_admin_port_serves_probes_and_metrics_that_move() {
 
     let before = scrape(&cluster).await;
     let create_ok = [
-        ("service", REGISTRY),
-        ("method", "CreateAccount"),
-        ("code", "OK"),
+        ("grpc_service", REGISTRY),
+        ("grpc_method", "CreateAccount"),
+        ("grpc_type", "unary"),
+        ("grpc_code", "OK"),
     ];
     let create_unauthenticated = [
-        ("service", REGISTRY),
-        ("method", "CreateAccount"),
-        ("code", "UNAUTHENTICATED"),
+        ("grpc_service", REGISTRY),
+        ("grpc_method", "CreateAccount"),
+        ("grpc_code", "Unauthenticated"),
     ];
     let mailer = [
         ("group", "tenantry.invitation.mailer"),
@@ -181,43 +182,63 @@ async fn the_admin_port_serves_probes_and_metrics_that_move() {
 
     // Per-RPC requests, errors by code and latency.
     assert!(
-        value(&after, "tenantry_grpc_requests_total", &create_ok)
-            > value(&before, "tenantry_grpc_requests_total", &create_ok),
+        value(&after, "grpc_server_handled_total", &create_ok)
+            > value(&before, "grpc_server_handled_total", &create_ok),
         "CreateAccount calls are counted:\n{after}"
     );
     assert!(
-        value(
-            &after,
-            "tenantry_grpc_requests_total",
-            &create_unauthenticated
-        ) >= 1.0,
+        value(&after, "grpc_server_handled_total", &create_unauthenticated) >= 1.0,
         "the refused call is counted by its code:\n{after}"
     );
     assert!(
         value(
             &after,
-            "tenantry_grpc_request_duration_seconds_count",
-            &[("service", REGISTRY), ("method", "CreateAccount")]
+            "grpc_server_handling_seconds_count",
+            &[("grpc_service", REGISTRY), ("grpc_method", "CreateAccount")]
         ) >= 2.0,
         "CreateAccount latencies are observed"
     );
-    assert!(has_series(
-        &after,
-        "tenantry_grpc_request_duration_seconds_bucket"
-    ));
+    assert!(has_series(&after, "grpc_server_handling_seconds_bucket"));
+    assert!(
+        value(
+            &after,
+            "grpc_server_started_total",
+            &[("grpc_service", REGISTRY), ("grpc_method", "CreateAccount")]
+        ) >= 2.0,
+        "started calls are counted"
+    );
+    // Probes are counted apart, never in the RPC series dashboards compute error rates from;
+    // the process's own resources are exported; no label is named like the ones Kubernetes
+    // service discovery sets.
+    assert!(
+        !after.contains("grpc_service=\"grpc.health.v1.Health\""),
+        "health checks stay out of the RPC series:\n{after}"
+    );
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(has_series(&after, name), "{name} is exported:\n{after}");
+    }
+    assert!(
+        !after.contains("{service=") && !after.contains(",service="),
+        "no `service` label:\n{after}"
+    );
 
     // Events: the relays publish and sample their outboxes; the consumers count deliveries.
     assert!(
         value(
             &after,
             "tenantry_events_published_total",
-            &[("service", "customer-registry")]
+            &[("tenantry_service", "customer-registry")]
         ) >= 1.0,
         "the registry's relay published account events"
     );
     for name in ["tenantry_outbox_backlog", "tenantry_relay_lag_seconds"] {
         assert!(
-            after.contains(&format!("{name}{{service=\"invitation\"}}")),
+            after.contains(&format!("{name}{{tenantry_service=\"invitation\"}}")),
             "{name} is sampled per service:\n{after}"
         );
     }
@@ -231,8 +252,9 @@ async fn the_admin_port_serves_probes_and_metrics_that_move() {
         ("invitation", "invitations"),
         ("notification", "notification_request_ids"),
     ] {
-        let series =
-            format!("tenantry_pruned_rows_total{{service=\"{service}\",table=\"{table}\"}} 0");
+        let series = format!(
+            "tenantry_pruned_rows_total{{table=\"{table}\",tenantry_service=\"{service}\"}} 0"
+        );
         assert!(after.contains(&series), "{series}:\n{after}");
     }
 

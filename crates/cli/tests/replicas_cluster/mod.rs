@@ -152,11 +152,11 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// `tenantry_grpc_requests_total` of gRPC service `grpc_name`, summed per method (all codes).
+/// `grpc_server_handled_total` of gRPC service `grpc_name`, summed per method (all codes).
 pub fn calls_by_method(metrics: &str, grpc_name: &str) -> BTreeMap<String, f64> {
     let mut calls = BTreeMap::new();
     for line in metrics.lines() {
-        let Some(rest) = line.strip_prefix("tenantry_grpc_requests_total{") else {
+        let Some(rest) = line.strip_prefix("grpc_server_handled_total{") else {
             continue;
         };
         let Some((labels, value)) = rest.split_once('}') else {
@@ -168,12 +168,12 @@ pub fn calls_by_method(metrics: &str, grpc_name: &str) -> BTreeMap<String, f64> 
                 (key == name).then(|| value.trim_matches('"').to_string())
             })
         };
-        if label("service").as_deref() != Some(grpc_name) {
+        if label("grpc_service").as_deref() != Some(grpc_name) {
             continue;
         }
         let value: f64 = value.trim().parse().unwrap_or(0.0);
         *calls
-            .entry(label("method").unwrap_or_default())
+            .entry(label("grpc_method").unwrap_or_default())
             .or_insert(0.0) += value;
     }
     calls

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::message::{self, short};
 use super::{AmqpBus, BROKER_CALL_TIMEOUT, CHANNEL_CHECK_INTERVAL, topology};
 use crate::broadcast::{Feed, Offer};
-use crate::consumer::Backoff;
+use crate::consumer::{BROKER_BACKOFF, Backoff};
 use crate::error::ConsumeError;
 
 /// How long closing a finished session's channel may take (the connection may be dead).
@@ -68,7 +68,7 @@ impl Names {
 /// Feeds `feed` until `shutdown` or until the subscriber is gone, reconnecting after any broker
 /// failure; dropping `feed` at the end ends the subscriber's stream.
 pub(super) async fn run(bus: AmqpBus, names: Names, mut feed: Feed, shutdown: Shutdown) {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let mut backoff = Backoff::new(BROKER_BACKOFF.0, BROKER_BACKOFF.1);
     while !shutdown.is_triggered() {
         match session(&bus, &names, &mut feed, &shutdown, &mut backoff).await {
             Ok(()) => break,

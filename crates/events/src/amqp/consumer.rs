@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use super::topology::{self, Names};
 use super::{AmqpBus, BROKER_CALL_TIMEOUT, CHANNEL_CHECK_INTERVAL, message};
 use crate::ConsumerSpec;
-use crate::consumer::{self, Backoff, Disposition, Outcome};
+use crate::consumer::{self, BROKER_BACKOFF, Backoff, Disposition, Outcome};
 use crate::error::{ConsumeError, SettleError};
 use tenantry_platform::metrics::DeliveryOutcome;
 
@@ -47,7 +47,7 @@ pub(super) async fn run(bus: AmqpBus, spec: ConsumerSpec, shutdown: Shutdown) {
         }
     };
     let spec = Arc::new(spec);
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let mut backoff = Backoff::new(BROKER_BACKOFF.0, BROKER_BACKOFF.1);
     while !shutdown.is_triggered() {
         match session(&bus, &spec, &names, &shutdown, &mut backoff).await {
             Ok(()) => break,

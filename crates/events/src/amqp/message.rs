@@ -1,6 +1,11 @@
-//! Events as AMQP messages: the CloudEvents AMQP binding (attributes as `cloudEvents:`-prefixed
+//! Events as AMQP messages: the CloudEvents AMQP binding (attributes as `cloudEvents_`-prefixed
 //! application properties, i.e. AMQP 0-9-1 headers), W3C trace context headers, and the
 //! delivery attempt header used by the retry path.
+//!
+//! The binding's prefix was `cloudEvents:` until version 1.0.1 made it `cloudEvents_` (a colon
+//! is not valid in the property names of JMS and other AMQP clients). Tenantry writes the
+//! current one and reads both, so messages from older producers (and from Tenantry builds
+//! before the change still sitting in a queue) are understood.
 
 use chrono::{DateTime, Utc};
 use lapin::BasicProperties;
@@ -15,22 +20,28 @@ pub(crate) const CONTENT_TYPE: &str = "application/protobuf";
 /// Why a message was dead-lettered, for the operator reading `{group}.dead`.
 pub(crate) const ERROR_HEADER: &str = "x-tenantry-error";
 
-const SPECVERSION: &str = "cloudEvents:specversion";
-const ID: &str = "cloudEvents:id";
-const TYPE: &str = "cloudEvents:type";
-const SOURCE: &str = "cloudEvents:source";
-const TIME: &str = "cloudEvents:time";
+/// The attribute prefix written (CloudEvents AMQP binding 1.0.1 and later).
+const PREFIX: &str = "cloudEvents_";
+/// The prefix of the binding's first version, still read.
+const LEGACY_PREFIX: &str = "cloudEvents:";
+const SPECVERSION: &str = "specversion";
+const ID: &str = "id";
+const TYPE: &str = "type";
+const SOURCE: &str = "source";
+const TIME: &str = "time";
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
 
 /// The properties of `event` as first published (persistent, so it survives a broker restart).
 pub(crate) fn properties(event: &Event) -> BasicProperties {
     let mut headers = FieldTable::default();
-    put(&mut headers, SPECVERSION, "1.0");
-    put(&mut headers, ID, &event.id.to_string());
-    put(&mut headers, TYPE, &event.event_type);
-    put(&mut headers, SOURCE, &event.source);
-    put(&mut headers, TIME, &event.time.to_rfc3339());
+    let mut attribute =
+        |name: &str, value: &str| put(&mut headers, &format!("{PREFIX}{name}"), value);
+    attribute(SPECVERSION, "1.0");
+    attribute(ID, &event.id.to_string());
+    attribute(TYPE, &event.event_type);
+    attribute(SOURCE, &event.source);
+    attribute(TIME, &event.time.to_rfc3339());
     if let Some(traceparent) = &event.traceparent {
         put(&mut headers, TRACEPARENT, traceparent);
     }
@@ -107,13 +118,13 @@ pub fn event(
 ) -> Result<Event, String> {
     let empty = FieldTable::default();
     let headers = properties.headers().as_ref().unwrap_or(&empty);
-    let id_text = text(headers, ID)
+    let id_text = attribute(headers, ID)
         .or_else(|| properties.message_id().as_ref().map(|id| id.to_string()))
-        .ok_or("no cloudEvents:id")?;
+        .ok_or("no cloudEvents_id")?;
     let id = Uuid::parse_str(&id_text).map_err(|_| format!("malformed event id {id_text:?}"))?;
-    let time = match text(headers, TIME) {
+    let time = match attribute(headers, TIME) {
         Some(time) => DateTime::parse_from_rfc3339(&time)
-            .map_err(|_| format!("malformed cloudEvents:time {time:?}"))?
+            .map_err(|_| format!("malformed cloudEvents_time {time:?}"))?
             .with_timezone(&Utc),
         None => Utc::now(),
     };
@@ -121,8 +132,8 @@ pub fn event(
         id,
         // A retried message arrives through the default exchange with the queue name as its
         // routing key, so the type comes from the header first.
-        event_type: text(headers, TYPE).unwrap_or_else(|| routing_key.to_string()),
-        source: text(headers, SOURCE).unwrap_or_default(),
+        event_type: attribute(headers, TYPE).unwrap_or_else(|| routing_key.to_string()),
+        source: attribute(headers, SOURCE).unwrap_or_default(),
         time,
         payload: data.to_vec(),
         traceparent: text(headers, TRACEPARENT),
@@ -140,6 +151,12 @@ fn put(headers: &mut FieldTable, key: &str, value: &str) {
         key.into(),
         AMQPValue::LongString(LongString::from(value.as_bytes().to_vec())),
     );
+}
+
+/// A CloudEvents attribute under the current prefix, else under the legacy one.
+fn attribute(headers: &FieldTable, name: &str) -> Option<String> {
+    text(headers, &format!("{PREFIX}{name}"))
+        .or_else(|| text(headers, &format!("{LEGACY_PREFIX}{name}")))
 }
 
 fn text(headers: &FieldTable, key: &str) -> Option<String> {
@@ -180,5 +197,47 @@ mod tests {
         let back = event("tenantry.group.retry", &retried, &[1, 2, 3]);
         original.tracestate = None;
         assert_eq!(back, Ok(original));
+    }
+
+    /// A message as another producer would make it by hand, with the attributes under `prefix`
+    /// and no `message_id`, so only the headers can carry the id.
+    fn by_hand(prefix: &str) -> BasicProperties {
+        let mut headers = FieldTable::default();
+        for (name, value) in [
+            ("specversion", "1.0"),
+            ("id", "0193a3c0-0000-7000-8000-000000000001"),
+            ("type", "account.created"),
+            ("source", "/elsewhere"),
+            ("time", "2025-01-02T03:04:05Z"),
+        ] {
+            put(&mut headers, &format!("{prefix}{name}"), value);
+        }
+        BasicProperties::default().with_headers(headers)
+    }
+
+    #[test]
+    fn reads_both_prefixes_and_writes_the_current_one() {
+        for prefix in ["cloudEvents_", "cloudEvents:"] {
+            let read = event("ignored.key", &by_hand(prefix), b"x").expect(prefix);
+            assert_eq!(read.id.to_string(), "0193a3c0-0000-7000-8000-000000000001");
+            assert_eq!(read.event_type, "account.created", "{prefix}");
+            assert_eq!(read.source, "/elsewhere", "{prefix}");
+            assert_eq!(
+                read.time.to_rfc3339(),
+                "2025-01-02T03:04:05+00:00",
+                "{prefix}"
+            );
+        }
+        let written = properties(&event("k", &by_hand("cloudEvents:"), b"x").expect("legacy"));
+        let headers = written.headers().clone().unwrap_or_default();
+        let names: Vec<String> = headers.inner().keys().map(|key| key.to_string()).collect();
+        assert!(
+            names.iter().any(|name| name == "cloudEvents_id"),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|name| name.starts_with("cloudEvents:")),
+            "{names:?}"
+        );
     }
 }

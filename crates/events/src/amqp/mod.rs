@@ -65,6 +65,11 @@ pub struct AmqpConfig {
     /// How long a consumer waits for more deliveries to fill a batch after the first arrived
     /// (default 2 ms): the latency it may add to an event, for fewer commits under load.
     pub batch_linger: Duration,
+    /// The name this process's connection shows in RabbitMQ's management UI and
+    /// `rabbitmqctl list_connections` (the `connection_name` client property), e.g.
+    /// `tenantry serve membership,invitation on pod-7f9c (pid 1)`: who is who among the
+    /// connections. Default `tenantry`.
+    pub connection_name: String,
 }
 
 impl Default for AmqpConfig {
@@ -77,6 +82,7 @@ impl Default for AmqpConfig {
             retry: RetryPolicy::default(),
             batch_size: DEFAULT_BATCH_SIZE,
             batch_linger: DEFAULT_BATCH_LINGER,
+            connection_name: "tenantry".to_string(),
         }
     }
 }
@@ -219,7 +225,9 @@ impl AmqpBus {
         // A broken connection is dropped; its channels and consumers have failed already and
         // their owners come back here for a new one.
         *slot = None;
-        let connect = Connection::connect(&self.shared.config.url, ConnectionProperties::default());
+        let properties = ConnectionProperties::default()
+            .with_connection_name(self.shared.config.connection_name.as_str().into());
+        let connect = Connection::connect(&self.shared.config.url, properties);
         let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| ConnectError::Timeout(CONNECT_TIMEOUT))??;

@@ -161,6 +161,11 @@ pub async fn cleanup(channel: &Channel, exchange: &str, queues: &[&str]) {
             base_delay: Duration::from_millis(50),
             max_delay: Duration::from_secs(20),
         },
+        tenantry_events::RetryPolicy {
+            max_attempts: 1,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        },
     ];
     for queue in queues {
         let names = policies

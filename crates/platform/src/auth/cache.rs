@@ -5,7 +5,8 @@
 //! [`Principal`] verification produced and the token's `exp`. An entry is served only while the
 //! clock is before `exp`: from `exp` on the token goes through full verification again, which
 //! applies the leeway exactly as it always did, so a cached token is never accepted when the
-//! uncached path would refuse it. Verification does not check `nbf`, so neither does the cache.
+//! uncached path would refuse it. A token refused for its `nbf` (not valid yet) is not cached, and
+//! once valid it stays valid until `exp`, so the cache needs no `nbf` of its own.
 //!
 //! Bounded: at most `capacity` entries in up to [`MAX_SHARDS`] mutex-guarded shards. A full shard
 //! drops its expired entries, then arbitrary ones (an eighth of the shard, so a full cache does not

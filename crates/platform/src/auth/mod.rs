@@ -32,7 +32,7 @@ pub const SERVICE_KEY_ID: &str = "tenantry-service";
 /// Audience and issuer of service-to-service tokens.
 pub const SERVICE_AUDIENCE: &str = "tenantry-internal";
 const SERVICE_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
-/// Clock skew allowed on `exp`, in seconds.
+/// Clock skew allowed on `exp` and `nbf`, in seconds (the README documents it).
 const LEEWAY_SECONDS: u64 = 30;
 
 /// A person, known by the `sub` of their token.
@@ -234,7 +234,9 @@ impl ProviderKeys {
 pub struct Authenticator {
     config: AuthConfig,
     user_secret: Option<DecodingKey>,
-    internal_secret: Option<DecodingKey>,
+    /// The keys service tokens are accepted with: the current internal secret, then the previous
+    /// one while it is being rotated.
+    internal_secrets: Vec<DecodingKey>,
     jwks: Option<JwksCache>,
     tokens: Arc<TokenCache>,
     /// Clock skew allowed on `exp` ([`LEEWAY_SECONDS`]; tests lower it).
@@ -267,11 +269,11 @@ impl Authenticator {
             .map(|secret| DecodingKey::from_secret(secret.as_bytes()))
             .transpose()
             .map_err(AuthSetupError::Key)?;
-        let internal_secret = config
-            .internal_secret
-            .as_deref()
+        let internal_secrets = [&config.internal_secret, &config.internal_secret_previous]
+            .into_iter()
+            .flatten()
             .map(|secret| DecodingKey::from_secret(secret.as_bytes()))
-            .transpose()
+            .collect::<Result<Vec<_>, _>>()
             .map_err(AuthSetupError::Key)?;
         let tokens = Arc::new(TokenCache::new(config.token_cache_size));
         let jwks = config
@@ -281,7 +283,7 @@ impl Authenticator {
         Ok(Self {
             config,
             user_secret,
-            internal_secret,
+            internal_secrets,
             jwks,
             tokens,
             leeway: LEEWAY_SECONDS,
@@ -372,6 +374,8 @@ impl Authenticator {
         validation.set_issuer(&[&self.config.issuer]);
         validation.set_audience(&[&self.config.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // A token not valid yet (`nbf` ahead of the clock by more than the leeway) is refused.
+        validation.validate_nbf = true;
         validation.leeway = self.leeway;
         let data = jsonwebtoken::decode::<UserClaims>(token, &key, &validation)
             .map_err(|error| ApiError::unauthenticated(describe_jwt_error(&error)))?;
@@ -401,17 +405,33 @@ impl Authenticator {
     }
 
     fn verify_service(&self, token: &str) -> Result<Verified, ApiError> {
-        let key = self
-            .internal_secret
-            .as_ref()
-            .ok_or_else(|| ApiError::unauthenticated("service tokens are not accepted here"))?;
+        if self.internal_secrets.is_empty() {
+            return Err(ApiError::unauthenticated(
+                "service tokens are not accepted here",
+            ));
+        }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[SERVICE_AUDIENCE]);
         validation.set_audience(&[SERVICE_AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
         validation.leeway = self.leeway;
-        let data = jsonwebtoken::decode::<ServiceClaims>(token, key, &validation)
-            .map_err(|error| ApiError::unauthenticated(describe_jwt_error(&error)))?;
+        // The current secret first; the previous one only for a signature the current one does
+        // not match (a replica not yet rolled to the new secret, or already rolled past it).
+        let mut outcome = Err(jsonwebtoken::errors::ErrorKind::InvalidSignature.into());
+        for key in &self.internal_secrets {
+            outcome = jsonwebtoken::decode::<ServiceClaims>(token, key, &validation);
+            match &outcome {
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        jsonwebtoken::errors::ErrorKind::InvalidSignature
+                    ) => {}
+                _ => break,
+            }
+        }
+        let data =
+            outcome.map_err(|error| ApiError::unauthenticated(describe_jwt_error(&error)))?;
         let name = data
             .claims
             .sub
@@ -620,6 +640,67 @@ mod tests {
             .token()
             .unwrap();
         assert!(auth.verify(&forged).await.is_err());
+    }
+
+    /// A user token signed with `secret` whose `nbf` is `nbf_offset` seconds from now.
+    fn token_valid_from(secret: &str, nbf_offset: i64) -> String {
+        let now = unix_now() as i64;
+        let claims = serde_json::json!({
+            "sub": "alice", "iss": "tenantry", "aud": "tenantry",
+            "exp": now + 7200, "iat": now, "nbf": now + nbf_offset,
+        });
+        let key = EncodingKey::from_secret(secret.as_bytes()).unwrap();
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_token_not_valid_yet_is_refused_beyond_the_leeway() {
+        let auth = authenticator();
+        let refused = auth
+            .verify(&token_valid_from("user-secret", 3600))
+            .await
+            .expect_err("nbf an hour ahead");
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        assert!(refused.message().contains("not valid yet"), "{refused:?}");
+        // Within the leeway (a clock a few seconds behind the issuer's): accepted.
+        auth.verify(&token_valid_from("user-secret", LEEWAY_SECONDS as i64 - 10))
+            .await
+            .expect("nbf within the leeway");
+        auth.verify(&token_valid_from("user-secret", -60))
+            .await
+            .expect("nbf passed");
+    }
+
+    #[tokio::test]
+    async fn service_tokens_of_the_previous_internal_secret_are_accepted_during_a_rotation() {
+        let rotating = Authenticator::new(AuthConfig {
+            internal_secret_previous: Some("old-internal".into()),
+            ..AuthConfig::with_secrets("user-secret", "new-internal")
+        })
+        .expect("authenticator");
+        let done = Authenticator::new(AuthConfig::with_secrets("user-secret", "new-internal"))
+            .expect("authenticator");
+        let token = |secret: &str| {
+            ServiceTokenMinter::new("invitation", secret)
+                .unwrap()
+                .token()
+                .unwrap()
+        };
+        for secret in ["new-internal", "old-internal"] {
+            assert_eq!(
+                rotating
+                    .verify(&token(secret))
+                    .await
+                    .unwrap()
+                    .resource_name(),
+                "services/invitation",
+                "{secret}"
+            );
+        }
+        assert!(rotating.verify(&token("other")).await.is_err());
+        // Once the previous secret is dropped, its tokens are refused.
+        assert!(done.verify(&token("old-internal")).await.is_err());
+        assert!(done.verify(&token("new-internal")).await.is_ok());
     }
 
     #[test]

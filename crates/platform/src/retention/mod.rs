@@ -249,7 +249,7 @@ impl Pruner {
         self
     }
 
-    /// Counts deleted rows in `tenantry_pruned_rows_total{service,table}` of `metrics`.
+    /// Counts deleted rows in `tenantry_pruned_rows_total{tenantry_service,table}` of `metrics`.
     pub fn metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
         self

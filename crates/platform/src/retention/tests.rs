@@ -332,7 +332,9 @@ async fn the_pruner_runs_every_interval_until_shutdown() {
         .unwrap();
     let text = metrics.render();
     assert!(
-        text.contains("tenantry_pruned_rows_total{service=\"test\",table=\"test_request_ids\"} 30"),
+        text.contains(
+            "tenantry_pruned_rows_total{table=\"test_request_ids\",tenantry_service=\"test\"} 30"
+        ),
         "{text}"
     );
 }

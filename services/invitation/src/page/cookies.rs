@@ -26,7 +26,9 @@ pub const PATH: &str = "/invitations";
 /// Seals and opens the page's cookies.
 #[derive(Clone)]
 pub struct CookieSealer {
-    key: std::sync::Arc<LessSafeKey>,
+    /// The key that seals, then any key that still opens (the previous internal secret's,
+    /// during a rotation), so a sign-in under way survives replicas rolling to a new secret.
+    keys: std::sync::Arc<[LessSafeKey]>,
     secure: bool,
 }
 
@@ -49,13 +51,25 @@ impl CookieSealer {
     /// A sealer whose key is derived from `secret` (the cluster's internal secret); `secure`
     /// adds the Secure attribute (an https public URL).
     pub fn new(secret: &[u8], secure: bool) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(b"tenantry invitation page cookies\0");
-        hasher.update(secret);
-        let key = UnboundKey::new(&AES_256_GCM, &hasher.finalize())
-            .expect("a SHA-256 digest is an AES-256 key");
+        Self::rotating(secret, None, secure)
+    }
+
+    /// [`CookieSealer::new`] that also opens cookies sealed under `previous` (the internal
+    /// secret being rotated).
+    pub fn rotating(secret: &[u8], previous: Option<&[u8]>, secure: bool) -> Self {
+        let derive = |secret: &[u8]| {
+            let mut hasher = Sha256::new();
+            hasher.update(b"tenantry invitation page cookies\0");
+            hasher.update(secret);
+            let key = UnboundKey::new(&AES_256_GCM, &hasher.finalize())
+                .expect("a SHA-256 digest is an AES-256 key");
+            LessSafeKey::new(key)
+        };
         Self {
-            key: std::sync::Arc::new(LessSafeKey::new(key)),
+            keys: std::iter::once(secret)
+                .chain(previous)
+                .map(derive)
+                .collect(),
             secure,
         }
     }
@@ -69,7 +83,7 @@ impl CookieSealer {
         let mut sealed = serde_json::to_vec(&envelope).expect("cookie values serialize");
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
-        self.key
+        self.keys[0]
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(name.as_bytes()),
@@ -100,13 +114,17 @@ impl CookieSealer {
             return None;
         }
         let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut sealed = sealed.to_vec();
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(name.as_bytes()), &mut sealed)
-            .ok()?;
-        let envelope: Envelope<T> = serde_json::from_slice(plain).ok()?;
+        let plain = self.keys.iter().find_map(|key| {
+            let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+            let mut opened = sealed.to_vec();
+            let length = key
+                .open_in_place(nonce, Aad::from(name.as_bytes()), &mut opened)
+                .ok()?
+                .len();
+            opened.truncate(length);
+            Some(opened)
+        })?;
+        let envelope: Envelope<T> = serde_json::from_slice(&plain).ok()?;
         (envelope.exp > tenantry_platform::auth::unix_now()).then_some(envelope.value)
     }
 }
@@ -142,6 +160,30 @@ mod tests {
             format!("other=1; {pair}").parse().unwrap(),
         );
         headers
+    }
+
+    #[test]
+    fn cookies_of_the_previous_secret_open_during_a_rotation_and_new_ones_use_the_current() {
+        let old = CookieSealer::new(b"old secret", false);
+        let rotating = CookieSealer::rotating(b"new secret", Some(b"old secret"), false);
+        let rolled_back = CookieSealer::rotating(b"old secret", Some(b"new secret"), false);
+        let done = CookieSealer::new(b"new secret", false);
+        let sealed_before = request_with(&old.seal(LINK, &"s".to_string(), 60));
+        assert_eq!(
+            rotating.open::<String>(&sealed_before, LINK).as_deref(),
+            Some("s")
+        );
+        assert_eq!(done.open::<String>(&sealed_before, LINK), None);
+        let sealed_during = request_with(&rotating.seal(LINK, &"t".to_string(), 60));
+        assert_eq!(
+            done.open::<String>(&sealed_during, LINK).as_deref(),
+            Some("t")
+        );
+        assert_eq!(
+            rolled_back.open::<String>(&sealed_during, LINK).as_deref(),
+            Some("t")
+        );
+        assert_eq!(old.open::<String>(&sealed_during, LINK), None);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Response, StatusCode, header};
 use axum::routing::{get, post};
 
+use crate::CookieSecrets;
 use crate::api::InvitationApi;
 use cookies::CookieSealer;
 use oidc::{OidcSettings, OpenIdClient};
@@ -148,12 +149,20 @@ pub(crate) fn settings(config: &crate::Config) -> Result<PageSettings, PageSetup
     })
 }
 
-/// The page over `api` with `settings`; the cookie key comes from `cookie_secret` (the
-/// cluster's internal secret, so every replica opens every replica's cookies).
-pub(crate) fn build(settings: PageSettings, api: Arc<InvitationApi>, cookie_secret: &[u8]) -> Page {
+/// The page over `api` with `settings`; the cookie key comes from `secrets` (the cluster's
+/// internal secret, so every replica opens every replica's cookies).
+pub(crate) fn build(
+    settings: PageSettings,
+    api: Arc<InvitationApi>,
+    secrets: &CookieSecrets,
+) -> Page {
     Page {
         api,
-        cookies: CookieSealer::new(cookie_secret, settings.public.scheme() == "https"),
+        cookies: CookieSealer::rotating(
+            &secrets.current,
+            secrets.previous.as_deref(),
+            settings.public.scheme() == "https",
+        ),
         openid: settings.openid.map(OpenIdClient::new),
         development: settings.development,
         application_url: settings.application_url,

@@ -10,11 +10,11 @@ const REGISTRY: &str = "tenantry.registry.v1.CustomerRegistryService";
 
 /// Calls of the registry's `method` the cluster served so far, whatever their outcome.
 fn registry_calls(cluster: &TestCluster, method: &str) -> f64 {
-    let labels = format!("method=\"{method}\",service=\"{REGISTRY}\"");
+    let labels = format!("grpc_method=\"{method}\",grpc_service=\"{REGISTRY}\"");
     cluster
         .metrics()
         .lines()
-        .filter(|line| line.starts_with("tenantry_grpc_requests_total{") && line.contains(&labels))
+        .filter(|line| line.starts_with("grpc_server_handled_total{") && line.contains(&labels))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
