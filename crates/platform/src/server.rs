@@ -216,11 +216,18 @@ impl Probes {
         health
             .set_service_status("", ServingStatus::NotServing)
             .await;
+        let error_details = error_detail_descriptors();
+        // Both reflection services registered in each, so each lists both.
         let configure = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(tenantry_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+                .register_file_descriptor_set(error_details.clone())
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                )
+                .include_reflection_service(false)
         };
         let routes = Routes::new(health_service)
             .add_service(configure().build_v1()?)
@@ -239,6 +246,28 @@ impl Probes {
     pub fn routes(&self) -> Routes {
         self.routes.clone()
     }
+}
+
+/// The `google.rpc` error-detail and status types under the file names googleapis gives them
+/// (`google/rpc/error_details.proto`, `google/rpc/status.proto`): `tonic-types` ships them as
+/// bare `error_details.proto` and `status.proto`, and a client that already holds the
+/// googleapis files (Python's googleapis-common-protos, a tool given googleapis imports) would
+/// see a second definition of every type under another file name and refuse the pair.
+fn error_detail_descriptors() -> prost_types::FileDescriptorSet {
+    use prost::Message as _;
+    let mut set = prost_types::FileDescriptorSet::decode(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .unwrap_or_default();
+    let googleapis_name = |name: &str| match name {
+        "error_details.proto" | "status.proto" => format!("google/rpc/{name}"),
+        other => other.to_string(),
+    };
+    for file in &mut set.file {
+        file.name = file.name.as_deref().map(googleapis_name);
+        for dependency in &mut file.dependency {
+            *dependency = googleapis_name(dependency);
+        }
+    }
+    set
 }
 
 /// How often a serving service pings its database: an outage shows as NOT_SERVING within
