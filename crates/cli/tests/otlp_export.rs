@@ -1,7 +1,9 @@
-//! Traces leave a real `tenantry up` process over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT`
-//! is set: a collector started by the test receives the spans of one call and of the event it
-//! caused, in one trace, under the process's service name; the JSON log lines written inside
-//! those spans carry the same trace id; without the variable nothing is exported.
+//! Traces leave a real `tenantry up` process over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is
+//! set, over gRPC (the default) and over HTTP/protobuf (`OTEL_EXPORTER_OTLP_PROTOCOL`): a
+//! collector started by the test receives the spans of one call and of the event it caused, in
+//! one trace, under the process's service name and with `OTEL_RESOURCE_ATTRIBUTES`; the JSON log
+//! lines written inside those spans carry the same trace id at their top level; without the
+//! variable nothing is exported.
 
 mod support;
 
@@ -26,9 +28,19 @@ const SECRET: &str = "otlp-export-test-secret";
 /// A span as the collector received it.
 #[derive(Clone, Debug)]
 struct ReceivedSpan {
-    service_name: String,
+    /// The resource's attributes (string values), e.g. `service.name`.
+    resource: Vec<(String, String)>,
     name: String,
     trace_id: String,
+}
+
+impl ReceivedSpan {
+    fn resource(&self, key: &str) -> Option<&str> {
+        self.resource
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+    }
 }
 
 #[derive(Clone, Default)]
@@ -36,29 +48,23 @@ struct Collector {
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
 }
 
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+impl Collector {
+    fn record(&self, request: ExportTraceServiceRequest) {
         let mut received = self.spans.lock().expect("lock");
-        for resource_spans in request.into_inner().resource_spans {
-            let service_name = resource_spans
+        for resource_spans in request.resource_spans {
+            let resource: Vec<(String, String)> = resource_spans
                 .resource
                 .iter()
                 .flat_map(|resource| &resource.attributes)
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-                .map(|value| match value {
-                    Value::StringValue(name) => name.clone(),
-                    other => format!("{other:?}"),
+                .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    Value::StringValue(value) => Some((kv.key.clone(), value.clone())),
+                    _ => None,
                 })
-                .unwrap_or_default();
+                .collect();
             for scope in resource_spans.scope_spans {
                 for span in scope.spans {
                     received.push(ReceivedSpan {
-                        service_name: service_name.clone(),
+                        resource: resource.clone(),
                         name: span.name,
                         trace_id: span
                             .trace_id
@@ -69,14 +75,83 @@ impl TraceService for Collector {
                 }
             }
         }
+    }
+
+    /// An OTLP/gRPC collector on a free port; its endpoint.
+    async fn serve_grpc(&self) -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind collector");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(self.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+        let task = tokio::spawn(async move {
+            let _ = server.await;
+        });
+        (endpoint, task)
+    }
+
+    /// An OTLP/HTTP collector (protobuf bodies on `POST /v1/traces`) on a free port; its base
+    /// endpoint, to which the exporter appends `/v1/traces`.
+    async fn serve_http(&self) -> (String, tokio::task::JoinHandle<()>) {
+        use prost::Message as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind collector");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let collector = self.clone();
+        let router = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let collector = collector.clone();
+                    async move {
+                        let protobuf = headers
+                            .get("content-type")
+                            .is_some_and(|value| value == "application/x-protobuf");
+                        match ExportTraceServiceRequest::decode(body) {
+                            Ok(request) if protobuf => {
+                                collector.record(request);
+                                let body = ExportTraceServiceResponse::default().encode_to_vec();
+                                (
+                                    axum::http::StatusCode::OK,
+                                    [("content-type", "application/x-protobuf")],
+                                    body,
+                                )
+                            }
+                            _ => (
+                                axum::http::StatusCode::BAD_REQUEST,
+                                [("content-type", "text/plain")],
+                                b"expected an OTLP protobuf body".to_vec(),
+                            ),
+                        }
+                    }
+                },
+            ),
+        );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        (endpoint, task)
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.record(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
 
-/// Runs `tenantry up` with `otel_endpoint` (if any), creates one account, waits until `settle`
-/// says so (given the log lines so far; at most 20 s), stops the process with SIGTERM and
-/// returns its JSON log lines.
-async fn run_once(otel_endpoint: Option<&str>, settle: impl Fn(&[String]) -> bool) -> Vec<String> {
+/// Runs `tenantry up` with the OpenTelemetry variables `otel` (none: no export), creates one
+/// account, waits until `settle` says so (given the log lines so far; at most 20 s), stops the
+/// process with SIGTERM and returns its JSON log lines.
+async fn run_once(otel: &[(&str, &str)], settle: impl Fn(&[String]) -> bool) -> Vec<String> {
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("tenantry-otlp-{}", uuid::Uuid::new_v4().simple()));
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenantry"));
@@ -99,13 +174,18 @@ async fn run_once(otel_endpoint: Option<&str>, settle: impl Fn(&[String]) -> boo
         .env_remove("OTEL_TRACES_EXPORTER")
         .env_remove("OTEL_SERVICE_NAME")
         .env_remove("OTEL_SDK_DISABLED")
+        .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+        .env_remove("OTEL_PROPAGATORS")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    if let Some(endpoint) = otel_endpoint {
-        command
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
-            .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    if !otel.is_empty() {
+        command.env("OTEL_BSP_SCHEDULE_DELAY", "100");
+    }
+    for (name, value) in otel {
+        command.env(name, value);
     }
     let mut child = command.spawn().expect("start tenantry up");
     let stdout = child.stdout.take().expect("stdout");
@@ -180,87 +260,90 @@ async fn run_once(otel_endpoint: Option<&str>, settle: impl Fn(&[String]) -> boo
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn traces_are_exported_over_otlp_and_logs_carry_their_ids() {
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind collector");
-    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-
-    let create = "tenantry.registry.v1.CustomerRegistryService/CreateAccount";
-    let consumed = "account.created process";
-    let spans = collector.spans.clone();
-    let logs = run_once(Some(&endpoint), |_| {
-        let spans = spans.lock().expect("lock");
-        let trace_of = |name: &str| {
-            spans
-                .iter()
-                .filter(|span| span.name == name)
-                .map(|span| span.trace_id.clone())
-                .collect::<Vec<_>>()
-        };
-        let calls = trace_of(create);
-        trace_of(consumed).iter().any(|trace| calls.contains(trace))
-    })
-    .await;
-
-    let spans = collector.spans.lock().expect("lock").clone();
-    // Calls made before the registry was ready were refused, each its own trace: the one that
-    // created the account is the trace with the event in it.
+/// The trace of the CreateAccount call that created the account (the one holding the
+/// consumer's span of the event it caused), once the collector has it.
+fn call_with_its_event(spans: &[ReceivedSpan]) -> Option<ReceivedSpan> {
     let in_trace = |trace_id: &str, name: &str| {
         spans
             .iter()
             .any(|span| span.trace_id == trace_id && span.name == name)
     };
-    let call = spans
+    spans
         .iter()
-        .find(|span| span.name == create && in_trace(&span.trace_id, consumed))
-        .unwrap_or_else(|| {
-            panic!("no {create} trace holds the consumer's span {consumed}; got {spans:#?}")
-        });
-    assert_eq!(call.service_name, "tenantry", "the process names itself");
-    assert!(
-        in_trace(&call.trace_id, "account.created publish"),
-        "the relay's publication is in the trace: {spans:#?}"
-    );
+        .find(|span| span.name == CREATE && in_trace(&span.trace_id, CONSUMED))
+        .cloned()
+}
+
+const CREATE: &str = "tenantry.registry.v1.CustomerRegistryService/CreateAccount";
+const CONSUMED: &str = "account.created process";
+
+/// Runs `tenantry up` exporting to `collector` with `otel`, and checks the trace of one call
+/// and its event, and the trace id of the JSON log lines written while handling the event.
+/// Returns the call's span.
+async fn export_and_check(collector: &Collector, otel: &[(&str, &str)]) -> ReceivedSpan {
+    let spans = collector.spans.clone();
+    let logs = run_once(otel, |_| {
+        call_with_its_event(&spans.lock().expect("lock")).is_some()
+    })
+    .await;
+    let spans = collector.spans.lock().expect("lock").clone();
+    // Calls made before the registry was ready were refused, each its own trace: the one that
+    // created the account is the trace with the event in it.
+    let call = call_with_its_event(&spans).unwrap_or_else(|| {
+        panic!("no {CREATE} trace holds the consumer's span {CONSUMED}; got {spans:#?}")
+    });
     let trace: Vec<&ReceivedSpan> = spans
         .iter()
         .filter(|span| span.trace_id == call.trace_id)
         .collect();
+    assert!(
+        trace
+            .iter()
+            .any(|span| span.name == "account.created publish"),
+        "the relay's publication is in the trace: {trace:#?}"
+    );
 
-    // Logs: JSON lines, and those written while handling the event carry the trace id.
-    let handled: Vec<&String> = logs
+    // Logs: JSON lines, and those written while handling the event carry the trace id at the
+    // top level of the line (where log stores look for it).
+    let handled: Vec<serde_json::Value> = logs
         .iter()
         .filter(|line| line.contains("event handled") && line.contains("account.created"))
+        .map(|line| serde_json::from_str(line).expect("JSON log line"))
         .collect();
     assert!(!handled.is_empty(), "no 'event handled' log line");
     for line in &handled {
-        let parsed: serde_json::Value = serde_json::from_str(line).expect("JSON log line");
-        assert!(parsed.get("timestamp").is_some(), "{line}");
+        assert!(line.get("timestamp").is_some(), "{line}");
     }
     assert!(
         handled
             .iter()
-            .any(|line| line.contains(&format!("\"trace_id\":\"{}\"", call.trace_id))),
-        "a log line of the consumer carries trace id {}: {handled:#?}",
+            .any(|line| line["trace_id"] == call.trace_id.as_str() && line["span_id"].is_string()),
+        "a log line of the consumer carries trace id {} at its top level: {handled:#?}",
         call.trace_id
     );
     eprintln!(
-        "exported {} spans; trace {} has {} spans",
+        "{otel:?}: exported {} spans; trace {} has {} spans",
         spans.len(),
         call.trace_id,
         trace.len()
     );
+    call
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_are_exported_over_otlp_and_logs_carry_their_ids() {
+    let collector = Collector::default();
+    let (endpoint, server) = collector.serve_grpc().await;
+    let call = export_and_check(&collector, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]).await;
+    assert_eq!(
+        call.resource("service.name"),
+        Some("tenantry"),
+        "the process names itself"
+    );
 
     // Without an endpoint nothing is sent (the collector sees no new span).
     let before = collector.spans.lock().expect("lock").len();
-    let logs = run_once(None, |lines| {
+    let logs = run_once(&[], |lines| {
         lines
             .iter()
             .any(|line| line.contains("event handled") && line.contains("\"trace_id\":\""))
@@ -271,6 +354,33 @@ async fn traces_are_exported_over_otlp_and_logs_carry_their_ids() {
     assert!(
         logs.iter().any(|line| line.contains("\"trace_id\":\"")),
         "log lines carry trace ids even when nothing is exported"
+    );
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_are_exported_over_otlp_http_with_the_resource_attributes() {
+    let collector = Collector::default();
+    let (endpoint, server) = collector.serve_http().await;
+    let call = export_and_check(
+        &collector,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=ci,service.namespace=tenantry-test,service.name=tenantry-ci",
+            ),
+            ("OTEL_PROPAGATORS", "tracecontext,baggage"),
+        ],
+    )
+    .await;
+    assert_eq!(call.resource("deployment.environment.name"), Some("ci"));
+    assert_eq!(call.resource("service.namespace"), Some("tenantry-test"));
+    assert_eq!(
+        call.resource("service.name"),
+        Some("tenantry-ci"),
+        "service.name among the resource attributes wins over the built-in default"
     );
     server.abort();
 }
