@@ -65,6 +65,17 @@ pub struct AuthConfig {
         default_value_t = DEFAULT_TOKEN_CACHE_SIZE
     )]
     pub token_cache_size: usize,
+    /// Seconds between two scheduled fetches of the JWKS (each jittered by ±10 %): a key removed
+    /// from the provider's JWKS is refused by every replica within this (+10 %, + the fetch).
+    /// Keys not fetched for three intervals (the provider is down) are stale: tokens verified
+    /// with them are verified again instead of being served from the token cache.
+    #[arg(
+        long = "jwks-refresh-seconds",
+        env = "TENANTRY_JWKS_REFRESH_SECONDS",
+        default_value_t = crate::auth::DEFAULT_JWKS_REFRESH_SECONDS,
+        value_parser = clap::value_parser!(u64).range(5..=3600)
+    )]
+    pub jwks_refresh_seconds: u64,
 }
 
 /// Secrets show as `***`, so a configuration can be logged.
@@ -84,6 +95,7 @@ impl std::fmt::Debug for AuthConfig {
                 &hidden(&self.internal_secret_previous),
             )
             .field("token_cache_size", &self.token_cache_size)
+            .field("jwks_refresh_seconds", &self.jwks_refresh_seconds)
             .finish()
     }
 }
@@ -104,6 +116,7 @@ impl AuthConfig {
             internal_secret: Some(internal_secret.to_string()),
             internal_secret_previous: None,
             token_cache_size: DEFAULT_TOKEN_CACHE_SIZE,
+            jwks_refresh_seconds: crate::auth::DEFAULT_JWKS_REFRESH_SECONDS,
         }
     }
 }
@@ -145,6 +158,16 @@ pub struct ServerConfig {
         default_value_t = 256 * 1024
     )]
     pub max_request_bytes: usize,
+    /// Largest request metadata (HTTP/2 header list: names, values and 32 bytes each, the
+    /// authorization header included) accepted, in bytes; larger ones get RESOURCE_EXHAUSTED
+    /// on their own stream, other calls on the connection go on.
+    #[arg(
+        long = "max-metadata-bytes",
+        env = "TENANTRY_MAX_METADATA_BYTES",
+        default_value_t = crate::server::DEFAULT_MAX_METADATA_BYTES,
+        value_parser = clap::value_parser!(u32).range(1024..=1_048_576)
+    )]
+    pub max_metadata_bytes: u32,
     /// Seconds in-flight calls get to finish after SIGTERM before the process exits.
     #[arg(
         long = "shutdown-grace-seconds",
@@ -181,14 +204,16 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Makes the process-wide connection settings take effect: the maximum connection age of
-    /// the gRPC servers ([`crate::server::set_max_connection_age`]) and the re-resolve
+    /// Makes the process-wide connection settings take effect: the maximum connection age and
+    /// metadata size of the gRPC servers ([`crate::server::set_max_connection_age`],
+    /// [`crate::server::set_max_metadata_bytes`]) and the re-resolve
     /// interval of `dns:///` peers ([`crate::clients::set_default_resolve_interval`]). Call it
     /// before starting servers and making channels.
     pub fn apply_connection_settings(&self) {
         crate::server::set_max_connection_age(std::time::Duration::from_secs(
             self.max_connection_age_seconds,
         ));
+        crate::server::set_max_metadata_bytes(self.max_metadata_bytes);
         crate::clients::set_default_resolve_interval(std::time::Duration::from_secs(
             self.peer_resolve_seconds,
         ));

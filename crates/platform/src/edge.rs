@@ -34,17 +34,27 @@ const OPEN_PREFIXES: [&str; 3] = [
 /// `grpc-status` header of a trailers-only response (every error of a unary call), else the
 /// `grpc-status` trailer when the body ends; a stream whose body is dropped before its trailers
 /// (the client went away) counts as CANCELLED.
+///
+/// Metadata: a call whose metadata is larger than `max_metadata_bytes` (HTTP/2 header list size)
+/// is refused RESOURCE_EXHAUSTED before anything reads it (a megabyte bearer token is never
+/// parsed); the connection and its other calls go on.
 #[derive(Clone)]
 pub(crate) struct EdgeLayer {
     authenticator: Arc<Authenticator>,
     metrics: Metrics,
+    max_metadata_bytes: usize,
 }
 
 impl EdgeLayer {
-    pub(crate) fn new(authenticator: Arc<Authenticator>, metrics: Metrics) -> Self {
+    pub(crate) fn new(
+        authenticator: Arc<Authenticator>,
+        metrics: Metrics,
+        max_metadata_bytes: u32,
+    ) -> Self {
         Self {
             authenticator,
             metrics,
+            max_metadata_bytes: max_metadata_bytes as usize,
         }
     }
 }
@@ -56,6 +66,7 @@ impl<S> tower::Layer<S> for EdgeLayer {
         EdgeService {
             inner,
             authenticator: self.authenticator.clone(),
+            max_metadata_bytes: self.max_metadata_bytes,
             metrics: self.metrics.clone(),
         }
     }
@@ -66,6 +77,7 @@ pub(crate) struct EdgeService<S> {
     inner: S,
     authenticator: Arc<Authenticator>,
     metrics: Metrics,
+    max_metadata_bytes: usize,
 }
 
 impl<S> tower::Service<http::Request<Body>> for EdgeService<S>
@@ -101,10 +113,14 @@ where
             server_span(&request, &rpc.service, &rpc.method)
         };
         let call_span = span.clone();
+        let metadata_bytes = header_list_size(request.headers());
+        let max_metadata_bytes = self.max_metadata_bytes;
         Box::pin(
             async move {
                 let started = Instant::now();
-                let refused = if open {
+                let refused = if metadata_bytes > max_metadata_bytes {
+                    Some(oversized_metadata(metadata_bytes, max_metadata_bytes).into_http())
+                } else if open {
                     None
                 } else {
                     match authenticator.authenticate(request.headers()).await {
@@ -142,6 +158,23 @@ where
             .instrument(span),
         )
     }
+}
+
+/// The size of a request's metadata as HTTP/2 counts a header list (RFC 9113 §6.5.2): each
+/// name and value plus 32 bytes.
+fn header_list_size(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum()
+}
+
+/// The refusal of a call whose metadata is `bytes` long, over `limit`.
+fn oversized_metadata(bytes: usize, limit: usize) -> tonic::Status {
+    tonic::Status::resource_exhausted(format!(
+        "the request metadata (headers, the authorization header included) is {bytes} bytes; \
+         at most {limit} are accepted (TENANTRY_MAX_METADATA_BYTES)"
+    ))
 }
 
 /// The call's server span, continuing the caller's trace. The name is the full method, as the

@@ -399,6 +399,56 @@ pub fn max_connection_age() -> Duration {
     Duration::from_secs(MAX_CONNECTION_AGE_SECONDS.load(std::sync::atomic::Ordering::Relaxed))
 }
 
+/// The default of [`max_metadata_bytes`]: what hyper allowed before the limits were explicit,
+/// so no client that worked stops working.
+pub const DEFAULT_MAX_METADATA_BYTES: u32 = 16 * 1024;
+
+static MAX_METADATA_BYTES: std::sync::atomic::AtomicU32 =
+    std::sync::atomic::AtomicU32::new(DEFAULT_MAX_METADATA_BYTES);
+
+/// Sets the largest request metadata servers started from now on accept (the process's
+/// `TENANTRY_MAX_METADATA_BYTES`).
+pub fn set_max_metadata_bytes(bytes: u32) {
+    MAX_METADATA_BYTES.store(bytes.max(1024), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The largest request metadata (its HTTP/2 header list size: every name and value plus 32
+/// bytes each) a call may carry; the edge answers a larger one RESOURCE_EXHAUSTED.
+pub fn max_metadata_bytes() -> u32 {
+    MAX_METADATA_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The HTTP/2 limits of the gRPC port, explicit rather than the libraries' defaults.
+///
+/// Oversized metadata must cost the caller its own call only: HTTP/2 header blocks past the
+/// advertised list size are answered 431 on their stream, but the protocol library closes the
+/// whole connection (GOAWAY, cutting every other call on it, e.g. other users' `WatchInbox`
+/// behind a gateway that multiplexes them) when a block exceeds four times that size or one
+/// header value cannot be buffered within it. So the advertised size is far above
+/// [`max_metadata_bytes`] — 2 MiB, or twice the metadata limit when that is larger — and the
+/// edge refuses what lies between with a clear RESOURCE_EXHAUSTED; a block beyond is 431
+/// (8 MiB: GOAWAY, the library's own abuse guard). The cost is bounded by the stream limit.
+pub mod http2 {
+    use std::time::Duration;
+
+    /// Most calls open at once on one connection (a gateway's many `WatchInbox` streams fit).
+    pub const MAX_CONCURRENT_STREAMS: u32 = 200;
+    /// The largest HTTP/2 frame a client may send (the protocol's default, stated).
+    pub const MAX_FRAME_SIZE: u32 = 16 * 1024;
+    /// Keep-alive pings on an idle connection, and how long the answer may take before the
+    /// connection is considered dead (a vanished client frees its streams).
+    pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+    /// See [`KEEPALIVE_INTERVAL`].
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+    /// Streams a client may open and reset before being accepted (rapid-reset attacks).
+    pub const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 50;
+
+    /// The header list size advertised for `max_metadata_bytes`.
+    pub fn header_list_size(max_metadata_bytes: u32) -> u32 {
+        (2 * 1024 * 1024).max(max_metadata_bytes.saturating_mul(2))
+    }
+}
+
 /// [`serve_with_metrics`], accepting only TLS connections (rustls) when `tls` is set. A client
 /// that fails the handshake (e.g. plaintext) is dropped; the server goes on. Client
 /// connections are closed gracefully after [`max_connection_age`].
@@ -419,11 +469,17 @@ pub async fn serve_with_tls(
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
+    let max_metadata = max_metadata_bytes();
     let server = builder
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_interval(Some(http2::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(http2::KEEPALIVE_TIMEOUT))
+        .http2_max_header_list_size(http2::header_list_size(max_metadata))
+        .max_concurrent_streams(http2::MAX_CONCURRENT_STREAMS)
+        .max_frame_size(http2::MAX_FRAME_SIZE)
+        .http2_max_pending_accept_reset_streams(Some(http2::MAX_PENDING_ACCEPT_RESET_STREAMS))
         .tcp_nodelay(true)
         .max_connection_age(max_connection_age())
-        .layer(EdgeLayer::new(authenticator, metrics))
+        .layer(EdgeLayer::new(authenticator, metrics, max_metadata))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, async move { stop.wait().await });
     tokio::pin!(server);

@@ -10,6 +10,7 @@
 mod authz_matrix;
 mod bad_input;
 mod bad_input_corpus;
+mod edge_limits;
 mod event_delivery;
 mod invitation_batch;
 mod invitation_browser;

@@ -45,8 +45,9 @@ pub(super) struct Verified {
     pub(super) principal: Principal,
     /// The token's `exp` (seconds since the epoch); the entry is served while the clock is before it.
     pub(super) expires_at: u64,
-    /// Whether a key of the JWKS verified it: such entries are served only while the JWKS is fresh,
-    /// so a key the provider revoked is noticed within the JWKS's maximum age.
+    /// Whether a key of the JWKS verified it: such entries are served only while the JWKS is fresh
+    /// (fetched within three refresh intervals), so a replica that cannot reach the provider stops
+    /// trusting them; a scheduled fetch that shows a key gone empties the cache.
     pub(super) from_jwks: bool,
 }
 

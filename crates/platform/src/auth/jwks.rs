@@ -1,63 +1,206 @@
-//! The identity provider's public keys, from its JWKS URL: fetched on first use, cached, and
-//! fetched again when a token names an unknown key id (key rotation) or the keys are older than
-//! [`JWKS_MAX_AGE`] — at most every [`JWKS_MIN_REFRESH_INTERVAL`], so forged key ids cannot make
-//! us hammer the provider. When a fetch shows that a key id we had is gone or its key changed
-//! (the provider revoked it), the cache of verified tokens is emptied, so tokens signed with it
-//! are verified again, and refused, on their next use.
+//! The identity provider's public keys, from its JWKS URL.
+//!
+//! Fetched on first use, then **on a schedule**: every `TENANTRY_JWKS_REFRESH_SECONDS` (60 s by
+//! default) after the latest fetch, each wait jittered by ±10 % ([`JITTER`]) so replicas do not
+//! call the provider in lockstep. The schedule is what bounds how long a key the provider removed
+//! is still accepted: every replica refuses it within one interval (+10 %, + the fetch), whatever
+//! its callers do. Without it a replica whose callers only ever used known keys fetched again only
+//! once its keys were 600 s old, and accepted a removed key that long, while replicas that had
+//! just fetched for an unknown key id refused it. A task started on first use does it (so
+//! [`JwksCache::new`] needs no runtime); it holds only a weak reference and is aborted when the
+//! cache is dropped.
+//!
+//! Also fetched when a token names an unknown key id (key rotation), at most every
+//! [`JWKS_MIN_REFRESH_INTERVAL`] once keys were fetched, so forged key ids cannot make us hammer
+//! the provider. A failed fetch keeps the keys fetched before (a provider briefly down must not
+//! lock everyone out) and the schedule tries again at its next tick. Keys not fetched for
+//! [`STALE_AFTER_INTERVALS`] intervals are stale: tokens verified with them are no longer served
+//! from the token cache but verified again (still against the old keys while the provider is
+//! down), so an outage of a couple of intervals costs nothing, and a longer one only the caching.
+//!
+//! When a fetch shows that a key id we had is gone or its key changed (the provider revoked it),
+//! the cache of verified tokens is emptied, so tokens signed with it are verified again, and
+//! refused, on their next use.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use tokio::sync::RwLock;
+use tokio::task::AbortHandle;
 
 use super::cache::TokenCache;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorChain};
 
-/// Shortest time between two fetches.
+/// Shortest time between two fetches prompted by tokens (an unknown key id, stale keys), once
+/// keys were fetched; the schedule does not wait for it.
 const JWKS_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
-/// Cached keys older than this are fetched again before use.
-const JWKS_MAX_AGE: Duration = Duration::from_secs(600);
+/// Keys not fetched for this many refresh intervals are stale (see [`JwksCache::is_fresh`]).
+const STALE_AFTER_INTERVALS: u32 = 3;
+/// Each wait of the schedule is the refresh interval times a factor drawn from 1 ± this.
+const JITTER: f64 = 0.1;
+/// Shortest refresh interval, whatever is configured: a guard against a zero.
+const SHORTEST_REFRESH_INTERVAL: Duration = Duration::from_millis(10);
 
-/// The identity provider's keys, fetched on first use and again on an unknown key id.
+/// The identity provider's keys: fetched on first use, on a schedule, and on an unknown key id.
 pub(super) struct JwksCache {
+    inner: Arc<Inner>,
+    /// The scheduled refresh, once started (by the first [`JwksCache::key`]).
+    refresher: Mutex<Option<AbortHandle>>,
+}
+
+/// What the scheduled refresh shares with the cache.
+struct Inner {
     url: String,
     http: reqwest::Client,
     keys: RwLock<HashMap<String, (Jwk, DecodingKey)>>,
     /// When the keys were last fetched: milliseconds since `started`, plus one; 0 before the first
     /// fetch. Written under the `keys` write lock, read without it by cached-token look-ups.
     fetched_at: AtomicU64,
+    /// When the last fetch, successful or not, began (same encoding).
+    attempted_at: AtomicU64,
     started: Instant,
+    /// Held by whoever fetches, so there is one fetch at a time and readers of the keys are
+    /// never held up by a slow provider.
+    fetching: tokio::sync::Mutex<()>,
     min_refresh_interval: Duration,
+    /// How often the keys are fetched on schedule.
+    refresh_interval: Duration,
+    /// Keys older than this are stale.
     max_age: Duration,
     /// Verified tokens, emptied when a key is revoked.
     tokens: Arc<TokenCache>,
 }
 
 impl JwksCache {
-    pub(super) fn new(url: String, tokens: Arc<TokenCache>) -> Self {
+    /// The keys at `url`, fetched again every `refresh_interval` (jittered) once used; a removed
+    /// key empties `tokens`.
+    pub(super) fn new(url: String, tokens: Arc<TokenCache>, refresh_interval: Duration) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
+        let refresh_interval = refresh_interval.max(SHORTEST_REFRESH_INTERVAL);
         Self {
-            url,
-            http,
-            keys: RwLock::new(HashMap::new()),
-            fetched_at: AtomicU64::new(0),
-            started: Instant::now(),
-            min_refresh_interval: JWKS_MIN_REFRESH_INTERVAL,
-            max_age: JWKS_MAX_AGE,
-            tokens,
+            inner: Arc::new(Inner {
+                url,
+                http,
+                keys: RwLock::new(HashMap::new()),
+                fetched_at: AtomicU64::new(0),
+                attempted_at: AtomicU64::new(0),
+                started: Instant::now(),
+                fetching: tokio::sync::Mutex::new(()),
+                min_refresh_interval: JWKS_MIN_REFRESH_INTERVAL,
+                refresh_interval,
+                max_age: refresh_interval.saturating_mul(STALE_AFTER_INTERVALS),
+                tokens,
+            }),
+            refresher: Mutex::new(None),
         }
     }
 
-    /// How long ago the keys were fetched; `None` before the first fetch.
-    fn age(&self) -> Option<Duration> {
-        match self.fetched_at.load(Ordering::SeqCst) {
+    /// The settings, for tests to change before the first use.
+    #[cfg(test)]
+    fn tune(&mut self) -> &mut Inner {
+        Arc::get_mut(&mut self.inner).expect("tuned before the first use")
+    }
+
+    /// Whether the keys were fetched within the maximum age: tokens verified with them may be
+    /// served from the token cache. Lock-free.
+    pub(super) fn is_fresh(&self) -> bool {
+        self.inner.is_fresh()
+    }
+
+    /// The key with id `kid`: UNAUTHENTICATED for an unknown one, UNAVAILABLE when no keys could
+    /// be fetched yet. Starts the scheduled refresh (again, if its runtime went away).
+    pub(super) async fn key(&self, kid: &str) -> Result<DecodingKey, ApiError> {
+        self.start_refresher();
+        self.inner.key(kid).await
+    }
+
+    fn start_refresher(&self) {
+        let mut refresher = self
+            .refresher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if refresher.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let task = runtime.spawn(refresh_on_schedule(Arc::downgrade(&self.inner)));
+            *refresher = Some(task.abort_handle());
+        }
+    }
+}
+
+impl Drop for JwksCache {
+    fn drop(&mut self) {
+        let refresher = self
+            .refresher
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(task) = refresher.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Fetches the keys every refresh interval (jittered) after the latest fetch, whoever made it,
+/// until the cache is gone. A failure keeps the keys and waits for the next tick.
+async fn refresh_on_schedule(cache: Weak<Inner>) {
+    let mut next_wait = None;
+    loop {
+        let Some(inner) = cache.upgrade() else {
+            return;
+        };
+        let wait = *next_wait.get_or_insert_with(|| jittered(inner.refresh_interval));
+        let due = |inner: &Inner| {
+            inner
+                .since(&inner.attempted_at)
+                .is_none_or(|since| since >= wait)
+        };
+        if !due(&inner) {
+            let since = inner.since(&inner.attempted_at).unwrap_or_default();
+            drop(inner);
+            tokio::time::sleep(wait.saturating_sub(since)).await;
+            continue;
+        }
+        let fetching = inner.fetching.lock().await;
+        // A token may have made someone fetch meanwhile: then wait from that fetch.
+        if !due(&inner) {
+            continue;
+        }
+        if let Err(error) = inner.fetch_and_replace().await {
+            tracing::warn!(
+                url = %inner.url,
+                error = %ErrorChain(&error),
+                retry_in_seconds = inner.refresh_interval.as_secs_f64(),
+                "cannot refresh the JWKS: keeping the keys fetched before"
+            );
+        }
+        drop(fetching);
+        next_wait = None;
+    }
+}
+
+/// `interval` times a factor drawn from 1 ± [`JITTER`].
+fn jittered(interval: Duration) -> Duration {
+    let factor = 1.0 - JITTER + 2.0 * JITTER * random_fraction();
+    Duration::try_from_secs_f64(interval.as_secs_f64() * factor).unwrap_or(interval)
+}
+
+/// A number in [0, 1) from the operating system's randomness (through a v4 UUID).
+fn random_fraction() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() as u64 >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Inner {
+    /// How long ago `stamp` was set; `None` if it never was.
+    fn since(&self, stamp: &AtomicU64) -> Option<Duration> {
+        match stamp.load(Ordering::SeqCst) {
             0 => None,
             at => Some(
                 self.started
@@ -67,54 +210,74 @@ impl JwksCache {
         }
     }
 
-    /// Whether the keys were fetched within the maximum age: tokens verified with them may be
-    /// served from the token cache. Lock-free.
-    pub(super) fn is_fresh(&self) -> bool {
-        self.age().is_some_and(|age| age < self.max_age)
+    /// Sets `stamp` to now.
+    fn stamp(&self, stamp: &AtomicU64) {
+        let millis = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        stamp.store(millis + 1, Ordering::SeqCst);
     }
 
-    pub(super) async fn key(&self, kid: &str) -> Result<DecodingKey, ApiError> {
-        {
-            let keys = self.keys.read().await;
-            if let (true, Some((_, key))) = (self.is_fresh(), keys.get(kid)) {
-                return Ok(key.clone());
-            }
-        }
-        let mut keys = self.keys.write().await;
-        let may_refresh = self
-            .age()
-            .is_none_or(|age| age >= self.min_refresh_interval);
-        if may_refresh {
-            match self.fetch().await {
-                Ok(fetched) => {
-                    let revoked = keys
-                        .iter()
-                        .any(|(kid, (jwk, _))| fetched.get(kid).is_none_or(|(new, _)| new != jwk));
-                    *keys = fetched;
-                    let millis =
-                        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-                    self.fetched_at.store(millis + 1, Ordering::SeqCst);
-                    if revoked {
-                        self.tokens.clear();
-                        tracing::debug!(
-                            url = %self.url,
-                            "a signing key left the JWKS or changed: cached tokens are verified again"
-                        );
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(url = %self.url, %error, "cannot refresh the JWKS");
-                    if keys.is_empty() {
-                        return Err(ApiError::unavailable(
-                            "the identity provider's keys cannot be fetched",
-                        ));
-                    }
-                }
-            }
-        }
+    fn is_fresh(&self) -> bool {
+        self.since(&self.fetched_at)
+            .is_some_and(|age| age < self.max_age)
+    }
+
+    /// The key `kid` of fresh keys, if there is one.
+    async fn fresh_key(&self, kid: &str) -> Option<DecodingKey> {
+        let keys = self.keys.read().await;
         keys.get(kid)
+            .filter(|_| self.is_fresh())
+            .map(|(_, key)| key.clone())
+    }
+
+    async fn key(&self, kid: &str) -> Result<DecodingKey, ApiError> {
+        if let Some(key) = self.fresh_key(kid).await {
+            return Ok(key);
+        }
+        let _fetching = self.fetching.lock().await;
+        // Someone may have fetched while we waited.
+        if let Some(key) = self.fresh_key(kid).await {
+            return Ok(key);
+        }
+        let never_fetched = self.since(&self.fetched_at).is_none();
+        let may_fetch = never_fetched
+            || self
+                .since(&self.attempted_at)
+                .is_none_or(|since| since >= self.min_refresh_interval);
+        if may_fetch && let Err(error) = self.fetch_and_replace().await {
+            tracing::warn!(url = %self.url, error = %ErrorChain(&error), "cannot refresh the JWKS");
+            if never_fetched {
+                return Err(ApiError::unavailable(
+                    "the identity provider's keys cannot be fetched",
+                ));
+            }
+        }
+        self.keys
+            .read()
+            .await
+            .get(kid)
             .map(|(_, key)| key.clone())
             .ok_or_else(|| ApiError::unauthenticated("token signed by an unknown key"))
+    }
+
+    /// Fetches the keys and puts them in place of the old ones, emptying the token cache when one
+    /// of those is gone or changed; on failure the old keys stay. The caller holds `fetching`.
+    async fn fetch_and_replace(&self) -> Result<(), reqwest::Error> {
+        self.stamp(&self.attempted_at);
+        let fetched = self.fetch().await?;
+        let mut keys = self.keys.write().await;
+        let revoked = keys
+            .iter()
+            .any(|(kid, (jwk, _))| fetched.get(kid).is_none_or(|(new, _)| new != jwk));
+        *keys = fetched;
+        self.stamp(&self.fetched_at);
+        if revoked {
+            self.tokens.clear();
+            tracing::debug!(
+                url = %self.url,
+                "a signing key left the JWKS or changed: cached tokens are verified again"
+            );
+        }
+        Ok(())
     }
 
     async fn fetch(&self) -> Result<HashMap<String, (Jwk, DecodingKey)>, reqwest::Error> {
@@ -142,7 +305,7 @@ impl JwksCache {
 pub(crate) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -231,6 +394,11 @@ QupCRacIPy+g2titizsKj1Jq44HzmCutGcsrKiQ6hxiche9dL7Sraf9B
     }
 
     fn es256_token_expiring(kid: &str, aud: &str, exp: u64) -> String {
+        let key = EncodingKey::from_ec_pem(TEST_EC_KEY.as_bytes()).unwrap();
+        es256_token_signed(&key, kid, aud, exp)
+    }
+
+    fn es256_token_signed(key: &EncodingKey, kid: &str, aud: &str, exp: u64) -> String {
         let now = unix_now();
         let claims = DevTokenClaims {
             sub: "carol".into(),
@@ -246,8 +414,240 @@ QupCRacIPy+g2titizsKj1Jq44HzmCutGcsrKiQ6hxiche9dL7Sraf9B
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(kid.into());
-        let key = EncodingKey::from_ec_pem(TEST_EC_KEY.as_bytes()).unwrap();
-        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    /// The JWK of [`TEST_EC_KEY`] (`idp-key-1`), as JSON.
+    fn test_jwk() -> String {
+        let set: serde_json::Value = serde_json::from_str(TEST_JWKS).unwrap();
+        set["keys"][0].to_string()
+    }
+
+    /// A P-256 key pair made for one test: its signing key, and its public key as a JWK named
+    /// `kid`.
+    fn generated_ec_key(kid: &str) -> (EncodingKey, String) {
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let pair = rcgen::KeyPair::generate().unwrap();
+        // An uncompressed point: 0x04, then x and y.
+        let (x, y) = pair.public_key_raw()[1..].split_at(32);
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+            "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),
+        });
+        let key = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+        (key, jwk.to_string())
+    }
+
+    /// A JWKS document of `jwks` (JSON objects).
+    fn jwks_of(jwks: &[&str]) -> String {
+        format!(r#"{{"keys":[{}]}}"#, jwks.join(","))
+    }
+
+    /// How long after `since` `auth` first refuses `token` (UNAUTHENTICATED), asking every 50 ms;
+    /// `None` if it still accepts it after 10 s.
+    async fn time_until_refused(
+        auth: &Authenticator,
+        token: &str,
+        since: Instant,
+    ) -> Option<Duration> {
+        loop {
+            match auth.verify(token).await {
+                Err(error) if error.code() == tonic::Code::Unauthenticated => {
+                    return Some(since.elapsed());
+                }
+                Err(error) => panic!("unexpected refusal: {error}"),
+                Ok(_) if since.elapsed() > Duration::from_secs(10) => return None,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_removed_from_the_jwks_is_refused_by_every_replica_within_the_refresh_interval() {
+        let (k2, k2_jwk) = generated_ec_key("idp-key-2");
+        let server = JwksServer::start(&jwks_of(&[&test_jwk(), &k2_jwk])).await;
+        let interval_seconds = 1;
+        let replica = || {
+            Authenticator::new(AuthConfig {
+                jwt_secret: None,
+                jwks_url: Some(server.url.clone()),
+                jwks_refresh_seconds: interval_seconds,
+                ..AuthConfig::with_secrets("unused", "internal")
+            })
+            .unwrap()
+        };
+        let (a, b) = (replica(), replica());
+        let exp = unix_now() + 600;
+        let k1_token = es256_token("idp-key-1", "tenantry");
+        let k2_token = es256_token_signed(&k2, "idp-key-2", "tenantry", exp);
+        // A verifies a K1 token once (and from then on serves it from its token cache). B, a
+        // little later (so the two schedules are out of step), verifies it and a K2 token.
+        a.verify(&k1_token).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.verify(&k1_token).await.unwrap();
+        b.verify(&k2_token).await.unwrap();
+        // The provider removes K1.
+        server.serve(Some(&jwks_of(&[&k2_jwk])));
+        let removed = Instant::now();
+        let (a_took, b_took) = tokio::join!(
+            time_until_refused(&a, &k1_token, removed),
+            time_until_refused(&b, &k1_token, removed),
+        );
+        let bound = Duration::from_secs(interval_seconds).mul_f64(1.1) + Duration::from_secs(1);
+        let shown = |took: Option<Duration>| {
+            took.map_or("still accepted after 10 s".to_string(), |took| {
+                format!("{:.3} s", took.as_secs_f64())
+            })
+        };
+        println!(
+            "refresh interval {interval_seconds} s: the removed key was refused by replica A after \
+             {}, by replica B after {} (bound {:.3} s)",
+            shown(a_took),
+            shown(b_took),
+            bound.as_secs_f64()
+        );
+        for (replica, took) in [("A", a_took), ("B", b_took)] {
+            let took =
+                took.unwrap_or_else(|| panic!("replica {replica} still accepts K1 after 10 s"));
+            assert!(
+                took <= bound,
+                "replica {replica} took {took:?}, more than {bound:?}"
+            );
+        }
+        // K2 stays accepted everywhere.
+        for auth in [&a, &b] {
+            auth.verify(&k2_token).await.unwrap();
+        }
+    }
+
+    /// A `tracing` writer into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    /// Waits (at most 10 s) until `server` has been asked `hits` times in all.
+    async fn wait_for_hits(server: &JwksServer, hits: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while server.hits() < hits {
+            assert!(
+                Instant::now() < deadline,
+                "{} hits, not {hits}",
+                server.hits()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // The default current-thread runtime runs the refresh task on this thread, where the
+    // captured log is the default subscriber.
+    #[tokio::test]
+    async fn a_failed_scheduled_refresh_keeps_the_keys_and_logs_why() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let _log = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::WARN)
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish(),
+        );
+        let server = JwksServer::start(TEST_JWKS).await;
+        let mut auth = jwks_authenticator(&server.url);
+        let jwks = auth.jwks.as_mut().unwrap().tune();
+        jwks.refresh_interval = Duration::from_millis(200);
+        jwks.max_age = Duration::from_millis(600);
+        let token = es256_token("idp-key-1", "tenantry");
+        auth.verify(&token).await.unwrap();
+        // Scheduled refreshes happen without any token.
+        wait_for_hits(&server, 3).await;
+        assert_eq!(verifications(&auth), 1);
+        // The provider goes down for longer than the keys' maximum age.
+        server.serve(None);
+        let hits = server.hits();
+        wait_for_hits(&server, hits + 4).await;
+        assert!(!auth.jwks.as_ref().unwrap().is_fresh());
+        let text = log.text();
+        assert!(
+            text.contains("WARN")
+                && text.contains("cannot refresh the JWKS: keeping the keys fetched before")
+                && text.contains("503"),
+            "{text}"
+        );
+        // The old keys still verify tokens: the cached one (verified again, the keys being
+        // stale) and a new one.
+        auth.verify(&token).await.unwrap();
+        let other = es256_token_expiring("idp-key-1", "tenantry", unix_now() + 900);
+        auth.verify(&other).await.unwrap();
+        assert_eq!(verifications(&auth), 3);
+        // The provider answers again, without the key: the next tick notices.
+        server.serve(Some(r#"{"keys":[]}"#));
+        let took = time_until_refused(&auth, &token, Instant::now()).await;
+        assert!(
+            took.is_some_and(|took| took < Duration::from_secs(2)),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_scheduled_refresh_ends_with_the_cache() {
+        let server = JwksServer::start(TEST_JWKS).await;
+        let mut auth = jwks_authenticator(&server.url);
+        auth.jwks.as_mut().unwrap().tune().refresh_interval = Duration::from_millis(50);
+        auth.verify(&es256_token("idp-key-1", "tenantry"))
+            .await
+            .unwrap();
+        wait_for_hits(&server, 3).await;
+        drop(auth);
+        let hits = server.hits();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(server.hits() <= hits + 1, "{} after {hits}", server.hits());
+    }
+
+    #[test]
+    fn the_refresh_interval_is_a_bounded_setting() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            auth: AuthConfig,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["tenantry"].iter().chain(args)).map(|cli| cli.auth)
+        };
+        assert_eq!(parse(&[]).unwrap().jwks_refresh_seconds, 60);
+        assert_eq!(
+            AuthConfig::with_secrets("a", "b").jwks_refresh_seconds,
+            crate::auth::DEFAULT_JWKS_REFRESH_SECONDS
+        );
+        for ok in ["5", "3600"] {
+            let config = parse(&["--jwks-refresh-seconds", ok]).unwrap();
+            assert_eq!(config.jwks_refresh_seconds.to_string(), ok);
+        }
+        for refused in ["4", "0", "3601", "soon"] {
+            let error = parse(&["--jwks-refresh-seconds", refused])
+                .err()
+                .unwrap_or_else(|| panic!("{refused} accepted"))
+                .to_string();
+            assert!(error.contains("--jwks-refresh-seconds"), "{error}");
+        }
+        assert!(format!("{:?}", parse(&[]).unwrap()).contains("jwks_refresh_seconds: 60"));
     }
 
     #[tokio::test]
@@ -354,7 +754,7 @@ QupCRacIPy+g2titizsKj1Jq44HzmCutGcsrKiQ6hxiche9dL7Sraf9B
     async fn a_key_gone_from_the_jwks_empties_the_cache_on_an_unknown_key_id() {
         let server = JwksServer::start(TEST_JWKS).await;
         let mut auth = jwks_authenticator(&server.url);
-        auth.jwks.as_mut().unwrap().min_refresh_interval = Duration::ZERO;
+        auth.jwks.as_mut().unwrap().tune().min_refresh_interval = Duration::ZERO;
         let token = es256_token("idp-key-1", "tenantry");
         auth.verify(&token).await.unwrap();
         auth.verify(&token).await.unwrap();
@@ -383,7 +783,7 @@ QupCRacIPy+g2titizsKj1Jq44HzmCutGcsrKiQ6hxiche9dL7Sraf9B
     async fn cached_tokens_are_checked_again_once_the_jwks_is_stale() {
         let server = JwksServer::start(TEST_JWKS).await;
         let mut auth = jwks_authenticator(&server.url);
-        let jwks = auth.jwks.as_mut().unwrap();
+        let jwks = auth.jwks.as_mut().unwrap().tune();
         jwks.min_refresh_interval = Duration::ZERO;
         jwks.max_age = Duration::from_millis(300);
         let token = es256_token("idp-key-1", "tenantry");
@@ -409,7 +809,7 @@ QupCRacIPy+g2titizsKj1Jq44HzmCutGcsrKiQ6hxiche9dL7Sraf9B
     async fn a_changed_key_under_the_same_id_empties_the_cache() {
         let server = JwksServer::start(TEST_JWKS).await;
         let mut auth = jwks_authenticator(&server.url);
-        auth.jwks.as_mut().unwrap().min_refresh_interval = Duration::ZERO;
+        auth.jwks.as_mut().unwrap().tune().min_refresh_interval = Duration::ZERO;
         let token = es256_token("idp-key-1", "tenantry");
         auth.verify(&token).await.unwrap();
         // Same key id, another key (the test key's `x` and `y` swapped: not our key).

@@ -2,9 +2,11 @@
 //!
 //! Users present `authorization: Bearer <JWT>` signed either with the HS256 shared secret
 //! (development, tests) or by the identity provider's keys published at a JWKS URL (RS256/ES256,
-//! production). `iss`, `aud` and `exp` are required and checked. Services calling each other
-//! present short-lived HS256 tokens signed with the cluster's internal secret and marked with the
-//! key id [`SERVICE_KEY_ID`]; they never pass for users and users never pass for them.
+//! production). The JWKS is fetched again every `TENANTRY_JWKS_REFRESH_SECONDS` (jittered), so a
+//! key the provider removed is refused by every replica within that interval (+10 %, + the
+//! fetch); see `jwks.rs`. `iss`, `aud` and `exp` are required and checked. Services calling each
+//! other present short-lived HS256 tokens signed with the cluster's internal secret and marked
+//! with the key id [`SERVICE_KEY_ID`]; they never pass for users and users never pass for them.
 //!
 //! Verified tokens, users' and services' alike, are remembered by the SHA-256 of their text until
 //! their `exp` (`TENANTRY_TOKEN_CACHE_SIZE` of them), so a caller's repeated calls cost one hash
@@ -34,6 +36,9 @@ pub const SERVICE_AUDIENCE: &str = "tenantry-internal";
 const SERVICE_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 /// Clock skew allowed on `exp` and `nbf`, in seconds (the README documents it).
 const LEEWAY_SECONDS: u64 = 30;
+/// Default of [`AuthConfig::jwks_refresh_seconds`]: how often the JWKS is fetched on schedule,
+/// which bounds how long a key removed from it is still accepted.
+pub const DEFAULT_JWKS_REFRESH_SECONDS: u64 = 60;
 
 /// A person, known by the `sub` of their token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -206,8 +211,9 @@ pub fn unix_now() -> u64 {
 }
 
 /// An identity provider's signing keys, from its JWKS URL, for tokens verified outside the gRPC
-/// edge (the ID tokens of the invitation page's sign-in): fetched on first use and again when a
-/// token names an unknown key id, with the same limits as the edge's keys.
+/// edge (the ID tokens of the invitation page's sign-in): fetched on first use, then every
+/// [`DEFAULT_JWKS_REFRESH_SECONDS`] (jittered) and when a token names an unknown key id, with the
+/// same limits as the edge's keys.
 pub struct ProviderKeys(JwksCache);
 
 impl std::fmt::Debug for ProviderKeys {
@@ -220,7 +226,11 @@ impl ProviderKeys {
     /// The keys published at `jwks_url`.
     pub fn new(jwks_url: String) -> Self {
         // No token cache to empty on a revoked key: ID tokens are checked once each.
-        Self(JwksCache::new(jwks_url, Arc::new(TokenCache::new(0))))
+        Self(JwksCache::new(
+            jwks_url,
+            Arc::new(TokenCache::new(0)),
+            Duration::from_secs(DEFAULT_JWKS_REFRESH_SECONDS),
+        ))
     }
 
     /// The key with id `kid`: UNAUTHENTICATED for an unknown one, UNAVAILABLE when the keys
@@ -253,6 +263,7 @@ impl std::fmt::Debug for Authenticator {
             .field("audience", &self.config.audience)
             .field("jwks_url", &self.config.jwks_url)
             .field("token_cache_size", &self.config.token_cache_size)
+            .field("jwks_refresh_seconds", &self.config.jwks_refresh_seconds)
             .finish_non_exhaustive()
     }
 }
@@ -276,10 +287,10 @@ impl Authenticator {
             .collect::<Result<Vec<_>, _>>()
             .map_err(AuthSetupError::Key)?;
         let tokens = Arc::new(TokenCache::new(config.token_cache_size));
-        let jwks = config
-            .jwks_url
-            .clone()
-            .map(|url| JwksCache::new(url, tokens.clone()));
+        let jwks = config.jwks_url.clone().map(|url| {
+            let interval = Duration::from_secs(config.jwks_refresh_seconds.max(1));
+            JwksCache::new(url, tokens.clone(), interval)
+        });
         Ok(Self {
             config,
             user_secret,
