@@ -118,7 +118,10 @@ pub fn defaults_from_files(command: clap::Command) -> clap::Command {
         // string per secret setting, once per process.
         let value: &'static str = Box::leak(value.into_boxed_str());
         command = command.mut_arg(id, |arg| {
+            // A default does not satisfy a required argument in clap (`--database-url`): the
+            // file's value does, so the argument is no longer required.
             arg.default_value(value)
+                .required(false)
                 .hide_default_value(true)
                 .hide_env_values(true)
         });
