@@ -560,7 +560,11 @@ async fn the_consumer_reconnects_redeclares_and_resumes_after_the_broker_goes_aw
         .await
         .expect("publish");
     tokio::time::sleep(Duration::from_secs(8)).await;
-    assert_eq!(handler.calls(during.id), 0, "nothing handled while the broker is away");
+    assert_eq!(
+        handler.calls(during.id),
+        0,
+        "nothing handled while the broker is away"
+    );
     let proxy = Proxy::start(port, BROKER_ADDR).await;
     let back_at = std::time::Instant::now();
     assert!(
