@@ -123,7 +123,7 @@ pub struct PeerUrls {
 }
 
 /// Everything a node needs to start.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeSpec {
     /// The services to run, each with its database URL.
     pub services: Vec<(ServiceKind, String)>,
@@ -149,6 +149,31 @@ pub struct NodeSpec {
     pub mail_dir: std::path::PathBuf,
     /// The admin HTTP port (`/metrics`, `/livez`, `/readyz`), if any.
     pub admin_listen: Option<SocketAddr>,
+}
+
+/// The databases' URLs without their passwords, so a spec can be logged.
+impl std::fmt::Debug for NodeSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let services: Vec<(ServiceKind, String)> = self
+            .services
+            .iter()
+            .map(|(kind, url)| (*kind, tenantry_platform::db::redact(url)))
+            .collect();
+        f.debug_struct("NodeSpec")
+            .field("services", &services)
+            .field("auth", &self.auth)
+            .field("peers", &self.peers)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("registry", &self.registry)
+            .field("membership", &self.membership)
+            .field("invitation", &self.invitation)
+            .field("notification", &self.notification)
+            .field("events", &self.events)
+            .field("mail_dir", &self.mail_dir)
+            .field("admin_listen", &self.admin_listen)
+            .finish()
+    }
 }
 
 /// The event transport: RabbitMQ when `amqp` is set, otherwise an in-process bus (which only
@@ -177,9 +202,9 @@ impl EventsSpec {
     }
 }
 
-/// The name of the node's broker connection: `base` (the process, e.g. `tenantry serve`), the
+/// The name of the node's broker connection: `base` (`tenantry` unless configured), the
 /// services it runs, the host (a pod's name in Kubernetes) and the process id, e.g.
-/// `tenantry serve membership,invitation on membership-7f9c (pid 1)`.
+/// `tenantry membership on membership-7f9c (pid 1)`.
 fn broker_connection_name(base: &str, services: &[(ServiceKind, String)]) -> String {
     let names: Vec<&str> = services.iter().map(|(kind, _)| kind.name()).collect();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

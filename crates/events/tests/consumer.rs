@@ -511,8 +511,8 @@ async fn hand_made_messages_with_either_cloudevents_prefix_are_handled() {
 }
 
 /// The consumer survives the broker going away (and is back within seconds of its return: the
-/// reconnect back-off is capped at 2 s, jittered, where doubling to 30 s left it asleep for up
-/// to 4.6 s more after this 8 s outage, and up to 30 s after longer ones) and a channel error.
+/// reconnect back-off is capped at 2 s, jittered, where doubling to 30 s left it asleep for
+/// 12 s more after this 13 s outage, and up to 30 s after longer ones) and a channel error.
 #[tokio::test]
 async fn the_consumer_reconnects_redeclares_and_resumes_after_the_broker_goes_away() {
     let Some(broker) = broker().await else { return };
@@ -575,10 +575,11 @@ async fn the_consumer_reconnects_redeclares_and_resumes_after_the_broker_goes_aw
         "handled after reconnecting"
     );
     let resumed_after = back_at.elapsed();
-    println!("consumer resumed {resumed_after:?} after the broker came back from an 8 s outage");
-    // The back-off's 2 s cap plus a generous margin for a loaded machine.
+    println!("consumer resumed {resumed_after:?} after the broker came back from a 13 s outage");
+    // The back-off's 2 s cap plus a generous margin for a loaded machine, still half of what
+    // the doubling back-off took.
     assert!(
-        resumed_after < Duration::from_secs(4),
+        resumed_after < Duration::from_secs(6),
         "resumed {resumed_after:?} after the broker's return"
     );
 

@@ -285,6 +285,16 @@ impl tower::Service<http::Request<Body>> for TracedChannel {
                         );
                         refused.set_source(std::sync::Arc::from(error));
                         Box::new(refused) as BoxError
+                    } else if connection_broke(error.as_ref()) {
+                        // tonic would say UNKNOWN; gRPC's own clients say UNAVAILABLE for a
+                        // connection that broke under a call, the code that invites a retry
+                        // (of calls safe to repeat: this one may have been processed).
+                        let mut broke = tonic::Status::unavailable(
+                            "the connection to the peer broke during the call (it may or may \
+                             not have been processed)",
+                        );
+                        broke.set_source(std::sync::Arc::from(error));
+                        Box::new(broke) as BoxError
                     } else {
                         error
                     }
@@ -303,6 +313,27 @@ impl tower::Service<http::Request<Body>> for TracedChannel {
             .instrument(span),
         )
     }
+}
+
+/// Whether `error` (or an error it was caused by) is the connection breaking under the call:
+/// the peer closed or reset it (a replica that exited, a connection cut) while the call was
+/// being written or awaited.
+pub fn connection_broke(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::BrokenPipe
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::UnexpectedEof
+            );
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// Whether `error` (or an error it was caused by) says the peer never took the call, so it did
@@ -331,4 +362,36 @@ pub fn refused_before_processing(error: &(dyn std::error::Error + 'static)) -> b
         source = error.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Transport(std::io::Error);
+
+    impl std::fmt::Display for Transport {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("transport error")
+        }
+    }
+
+    impl std::error::Error for Transport {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_broken_or_reset_connection_is_told_apart_from_other_failures() {
+        use std::io::ErrorKind;
+        for kind in [ErrorKind::BrokenPipe, ErrorKind::ConnectionReset] {
+            let broke = Transport(std::io::Error::new(kind, "x"));
+            assert!(connection_broke(&broke), "{kind:?}");
+        }
+        let refused = Transport(std::io::Error::new(ErrorKind::ConnectionRefused, "x"));
+        assert!(!connection_broke(&refused), "never connected is not broken");
+        assert!(!connection_broke(&std::fmt::Error));
+    }
 }

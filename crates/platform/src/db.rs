@@ -165,7 +165,9 @@ pub async fn connect_with_pool_size(
             .max_connections(pool_size.clamp(1, MAX_POOL_SIZE))
             .min_connections(0);
     }
-    sea_orm::Database::connect(options).await
+    sea_orm::Database::connect(options)
+        .await
+        .map_err(|error| without_raw_url(error, url))
 }
 
 /// The PostgreSQL advisory lock every migration of a database holds, replicas and the
@@ -255,41 +257,58 @@ fn sqlite_path(url: &str) -> Option<&str> {
 
 /// `url` fit for a log line or an error: the password of the user info and the value of every
 /// query parameter that can carry a secret (`password`, `sslpassword`, … as libpq and sqlx
-/// accept them) replaced by `***`.
+/// accept them) replaced by `***`. A URL that does not parse (a password with an unencoded `/`
+/// or `?`, no scheme) loses everything before its last `@`.
 pub fn redact(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    // scheme://user:password@host/db → scheme://user:***@host/db
-    let mut redacted = match base.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = match rest.find('/') {
-                Some(slash) => rest.split_at(slash),
-                None => (rest, ""),
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.has_host() || parsed.password().is_none() => {
+            if parsed.password().is_some() {
+                // Cannot fail: the URL has a host.
+                let _ = parsed.set_password(Some("***"));
+            }
+            if let Some(query) = parsed.query().map(redact_query) {
+                parsed.set_query(Some(&query));
+            }
+            parsed.to_string()
+        }
+        _ => {
+            let (scheme, rest) = match url.split_once("://") {
+                Some((scheme, rest)) => (format!("{scheme}://"), rest),
+                None => (String::new(), url),
             };
-            match authority.rsplit_once('@') {
-                Some((credentials, host)) => match credentials.split_once(':') {
-                    Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
-                    None => base.to_string(),
-                },
-                None => base.to_string(),
+            let rest = match rest.rsplit_once('@') {
+                Some((_, after)) => format!("***@{after}"),
+                None => rest.to_string(),
+            };
+            match rest.split_once('?') {
+                Some((base, query)) => format!("{scheme}{base}?{}", redact_query(query)),
+                None => format!("{scheme}{rest}"),
             }
         }
-        None => base.to_string(),
-    };
-    if let Some(query) = query {
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _value)) if is_secret_parameter(key) => format!("{key}=***"),
-                _ => pair.to_string(),
-            })
-            .collect();
-        redacted.push('?');
-        redacted.push_str(&pairs.join("&"));
     }
-    redacted
+}
+
+/// A query string with the value of every secret parameter replaced by `***`.
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _value)) if is_secret_parameter(key) => format!("{key}=***"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// `error` with every copy of the raw `url` in its text replaced by [`redact`]'s (a URL the
+/// driver cannot parse is quoted whole in its error).
+fn without_raw_url(error: DbErr, url: &str) -> DbErr {
+    let text = error.to_string();
+    if text.contains(url) {
+        DbErr::Custom(text.replace(url, &redact(url)))
+    } else {
+        error
+    }
 }
 
 /// Whether a connection URL's query parameter carries a secret.

@@ -113,7 +113,7 @@ where
             server_span(&request, &rpc.service, &rpc.method)
         };
         let call_span = span.clone();
-        let metadata_bytes = header_list_size(request.headers());
+        let metadata_bytes = header_list_size(&request);
         let max_metadata_bytes = self.max_metadata_bytes;
         Box::pin(
             async move {
@@ -161,12 +161,32 @@ where
 }
 
 /// The size of a request's metadata as HTTP/2 counts a header list (RFC 9113 §6.5.2): each
-/// name and value plus 32 bytes.
-fn header_list_size(headers: &http::HeaderMap) -> usize {
-    headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 32)
-        .sum()
+/// name and value plus 32 bytes, the pseudo-headers (`:method`, `:scheme`, `:authority`,
+/// `:path`) included, so a huge path cannot pass where a huge header would not.
+fn header_list_size(request: &http::Request<Body>) -> usize {
+    let uri = request.uri();
+    let pseudo = [
+        (":method", request.method().as_str().len()),
+        (":scheme", uri.scheme_str().map_or(0, str::len)),
+        (
+            ":authority",
+            uri.authority()
+                .map_or(0, |authority| authority.as_str().len()),
+        ),
+        (
+            ":path",
+            uri.path_and_query().map_or(0, |path| path.as_str().len()),
+        ),
+    ]
+    .iter()
+    .map(|(name, value)| name.len() + value + 32)
+    .sum::<usize>();
+    pseudo
+        + request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 32)
+            .sum::<usize>()
 }
 
 /// The refusal of a call whose metadata is `bytes` long, over `limit`.

@@ -106,7 +106,9 @@ pub fn defaults_from_files(command: clap::Command) -> clap::Command {
         .get_arguments()
         .filter_map(|arg| {
             let env = arg.get_env()?.to_str()?;
-            if !SECRET_SETTINGS.contains(&env) || std::env::var_os(env).is_some() {
+            // An empty variable counts as unset, as in `lookup`: the file's value is used.
+            let set = std::env::var_os(env).is_some_and(|value| !value.is_empty());
+            if !SECRET_SETTINGS.contains(&env) || set {
                 return None;
             }
             Some((arg.get_id().to_string(), from_env(env)?))
@@ -119,8 +121,10 @@ pub fn defaults_from_files(command: clap::Command) -> clap::Command {
         let value: &'static str = Box::leak(value.into_boxed_str());
         command = command.mut_arg(id, |arg| {
             // A default does not satisfy a required argument in clap (`--database-url`): the
-            // file's value does, so the argument is no longer required.
-            arg.default_value(value)
+            // file's value does, so the argument is no longer required. Nor may an empty
+            // variable of the same name win over the file, as clap's environment would.
+            arg.env(None::<&'static str>)
+                .default_value(value)
                 .required(false)
                 .hide_default_value(true)
                 .hide_env_values(true)

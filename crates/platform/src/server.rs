@@ -420,19 +420,21 @@ pub fn max_metadata_bytes() -> u32 {
 
 /// The HTTP/2 limits of the gRPC port, explicit rather than the libraries' defaults.
 ///
-/// Oversized metadata must cost the caller its own call only: HTTP/2 header blocks past the
-/// advertised list size are answered 431 on their stream, but the protocol library closes the
-/// whole connection (GOAWAY, cutting every other call on it, e.g. other users' `WatchInbox`
-/// behind a gateway that multiplexes them) when a block exceeds four times that size or one
-/// header value cannot be buffered within it. So the advertised size is far above
-/// [`max_metadata_bytes`] — 2 MiB, or twice the metadata limit when that is larger — and the
-/// edge refuses what lies between with a clear RESOURCE_EXHAUSTED; a block beyond is 431
-/// (8 MiB: GOAWAY, the library's own abuse guard). The cost is bounded by the stream limit.
+/// Oversized metadata must cost the caller its own call only. The HTTP/2 library answers a
+/// header block past the advertised list size with 431 on its stream (a client shows UNKNOWN),
+/// but closes the whole connection (GOAWAY, cutting every other call on it, e.g. other users'
+/// `WatchInbox` behind a gateway that multiplexes them) when a block exceeds four times that size
+/// or needs more CONTINUATION frames than the size allows (1.25 × size / 16 KiB). So the
+/// advertised size is 1 MiB + 64 KiB (or twice [`max_metadata_bytes`] when that is larger):
+/// metadata up to 1 MiB reaches the edge, which refuses anything over [`max_metadata_bytes`]
+/// with a clear RESOURCE_EXHAUSTED before reading it; a block a little larger is 431; from about
+/// 1.3 MiB of header block the library closes the connection, its guard against abuse.
 pub mod http2 {
     use std::time::Duration;
 
-    /// Most calls open at once on one connection (a gateway's many `WatchInbox` streams fit).
-    pub const MAX_CONCURRENT_STREAMS: u32 = 200;
+    /// Most calls open at once on one connection: far more than a client needs (a gateway's many
+    /// `WatchInbox` streams fit; calls beyond wait in the client), bounded against abuse.
+    pub const MAX_CONCURRENT_STREAMS: u32 = 1000;
     /// The largest HTTP/2 frame a client may send (the protocol's default, stated).
     pub const MAX_FRAME_SIZE: u32 = 16 * 1024;
     /// Keep-alive pings on an idle connection, and how long the answer may take before the
@@ -445,7 +447,7 @@ pub mod http2 {
 
     /// The header list size advertised for `max_metadata_bytes`.
     pub fn header_list_size(max_metadata_bytes: u32) -> u32 {
-        (2 * 1024 * 1024).max(max_metadata_bytes.saturating_mul(2))
+        (1024 * 1024 + 64 * 1024).max(max_metadata_bytes.saturating_mul(2))
     }
 }
 

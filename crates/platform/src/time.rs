@@ -51,6 +51,14 @@ pub fn from_timestamp(
         })
 }
 
+/// A uniformly random number in [0, 1), for jitter: the low 62 bits of a v4 UUID (its version
+/// and variant bits sit above them, so they are all random).
+pub(crate) fn random_fraction() -> f64 {
+    const RANDOM_BITS: u32 = 62;
+    let bits = uuid::Uuid::new_v4().as_u128() as u64 & ((1u64 << RANDOM_BITS) - 1);
+    bits as f64 / (1u64 << RANDOM_BITS) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -409,7 +409,8 @@ async fn dns_over_tls_verifies_the_dns_name() {
 
 /// Calls racing a server's graceful shutdown either complete or fail with UNAVAILABLE, the code
 /// that tells a caller to retry: the ones that crossed the GOAWAY on the wire or still waited
-/// in the client's queue were never taken (tonic alone would call them INTERNAL or CANCELLED).
+/// in the client's queue were never taken (tonic alone would call them INTERNAL or CANCELLED),
+/// and one being written when the server closed the socket met a broken pipe (tonic: UNKNOWN).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_racing_a_shutdown_fail_only_with_unavailable() {
     let replica = Replica::start().await;

@@ -77,7 +77,7 @@ pub const DEFAULT_MAIL_FROM: &str = "Tenantry <no-reply@tenantry.invalid>";
 const SWEEP_BATCH: u64 = 100;
 
 /// The invitation service's settings.
-#[derive(clap::Args, Clone, Debug)]
+#[derive(clap::Args, Clone)]
 #[group(id = "invitation")]
 pub struct Config {
     /// Lifetime of a new or resent invitation, in hours.
@@ -203,6 +203,40 @@ pub struct Config {
     /// under `tenantry up` with the public development secret, never from a setting.
     #[arg(skip)]
     pub development_sign_in: bool,
+}
+
+/// Secrets show as `***` (the SMTP URL's password, the client secret).
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("lifetime_hours", &self.lifetime_hours)
+            .field("resend_interval_seconds", &self.resend_interval_seconds)
+            .field("require_matching_email", &self.require_matching_email)
+            .field("public_url", &self.public_url)
+            .field(
+                "smtp_url",
+                &self.smtp_url.as_deref().map(tenantry_platform::db::redact),
+            )
+            .field("mail_from", &self.mail_from)
+            .field("sweep_interval_seconds", &self.sweep_interval_seconds)
+            .field("guesses_per_caller", &self.guesses_per_caller)
+            .field("guesses_per_address", &self.guesses_per_address)
+            .field("mail_lease_seconds", &self.mail_lease_seconds)
+            .field("guess_window_seconds", &self.guess_window_seconds)
+            .field("reminder_hours", &self.reminder_hours)
+            .field("accept_page_listen", &self.accept_page_listen)
+            .field("oidc_issuer_url", &self.oidc_issuer_url)
+            .field("oidc_client_id", &self.oidc_client_id)
+            .field(
+                "oidc_client_secret",
+                &self.oidc_client_secret.as_ref().map(|_| "***"),
+            )
+            .field("oidc_scopes", &self.oidc_scopes)
+            .field("application_url", &self.application_url)
+            .field("api_token_issuer", &self.api_token_issuer)
+            .field("development_sign_in", &self.development_sign_in)
+            .finish()
+    }
 }
 
 impl Default for Config {

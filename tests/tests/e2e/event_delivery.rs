@@ -215,7 +215,7 @@ async fn a_handler_that_keeps_failing_ends_in_the_dead_letter_queue() {
         .properties
         .headers()
         .as_ref()
-        .and_then(|headers| headers.inner().get("cloudEvents:type").cloned());
+        .and_then(|headers| headers.inner().get("cloudEvents_type").cloned());
     assert!(
         matches!(&event_type, Some(lapin::types::AMQPValue::LongString(value))
             if value.as_bytes() == b"invitation.created"),

@@ -3,9 +3,12 @@
 //! delivery attempt header used by the retry path.
 //!
 //! The binding's prefix was `cloudEvents:` until version 1.0.1 made it `cloudEvents_` (a colon
-//! is not valid in the property names of JMS and other AMQP clients). Tenantry writes the
-//! current one and reads both, so messages from older producers (and from Tenantry builds
-//! before the change still sitting in a queue) are understood.
+//! is not valid in the property names of JMS and other AMQP clients). Tenantry reads both, so
+//! messages from older producers (and from Tenantry builds before the change still sitting in a
+//! queue) are understood, and for now writes both: replicas of the previous build, still
+//! running during a rolling upgrade, read only `cloudEvents:` and would take a retried event's
+//! queue name for its type (and drop it as unknown) or lose a heartbeat's source. The legacy
+//! copy can go once no build older than this one runs.
 
 use chrono::{DateTime, Utc};
 use lapin::BasicProperties;
@@ -22,7 +25,8 @@ pub(crate) const ERROR_HEADER: &str = "x-tenantry-error";
 
 /// The attribute prefix written (CloudEvents AMQP binding 1.0.1 and later).
 const PREFIX: &str = "cloudEvents_";
-/// The prefix of the binding's first version, still read.
+/// The prefix of the binding's first version, still read, and written beside the current one
+/// for replicas of the previous build.
 const LEGACY_PREFIX: &str = "cloudEvents:";
 const SPECVERSION: &str = "specversion";
 const ID: &str = "id";
@@ -35,8 +39,10 @@ const TRACESTATE: &str = "tracestate";
 /// The properties of `event` as first published (persistent, so it survives a broker restart).
 pub(crate) fn properties(event: &Event) -> BasicProperties {
     let mut headers = FieldTable::default();
-    let mut attribute =
-        |name: &str, value: &str| put(&mut headers, &format!("{PREFIX}{name}"), value);
+    let mut attribute = |name: &str, value: &str| {
+        put(&mut headers, &format!("{PREFIX}{name}"), value);
+        put(&mut headers, &format!("{LEGACY_PREFIX}{name}"), value);
+    };
     attribute(SPECVERSION, "1.0");
     attribute(ID, &event.id.to_string());
     attribute(TYPE, &event.event_type);
@@ -216,7 +222,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_both_prefixes_and_writes_the_current_one() {
+    fn reads_both_prefixes_and_writes_both_for_now() {
         for prefix in ["cloudEvents_", "cloudEvents:"] {
             let read = event("ignored.key", &by_hand(prefix), b"x").expect(prefix);
             assert_eq!(read.id.to_string(), "0193a3c0-0000-7000-8000-000000000001");
@@ -231,13 +237,10 @@ mod tests {
         let written = properties(&event("k", &by_hand("cloudEvents:"), b"x").expect("legacy"));
         let headers = written.headers().clone().unwrap_or_default();
         let names: Vec<String> = headers.inner().keys().map(|key| key.to_string()).collect();
-        assert!(
-            names.iter().any(|name| name == "cloudEvents_id"),
-            "{names:?}"
-        );
-        assert!(
-            !names.iter().any(|name| name.starts_with("cloudEvents:")),
-            "{names:?}"
-        );
+        for name in ["specversion", "id", "type", "source", "time"] {
+            assert!(names.contains(&format!("cloudEvents_{name}")), "{names:?}");
+            // For replicas of the previous build during a rolling upgrade.
+            assert!(names.contains(&format!("cloudEvents:{name}")), "{names:?}");
+        }
     }
 }

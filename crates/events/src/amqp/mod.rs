@@ -47,7 +47,7 @@ pub const DEFAULT_BATCH_SIZE: usize = 16;
 pub const DEFAULT_BATCH_LINGER: Duration = Duration::from_millis(2);
 
 /// How to reach RabbitMQ and name things on it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AmqpConfig {
     /// e.g. `amqp://guest:guest@127.0.0.1:5672/%2f` (`amqps://` uses rustls).
     pub url: String,
@@ -67,9 +67,26 @@ pub struct AmqpConfig {
     pub batch_linger: Duration,
     /// The name this process's connection shows in RabbitMQ's management UI and
     /// `rabbitmqctl list_connections` (the `connection_name` client property), e.g.
-    /// `tenantry serve membership,invitation on pod-7f9c (pid 1)`: who is who among the
+    /// `tenantry membership on membership-7f9c (pid 1)` (the base name, the services, the host,
+    /// the process; `tenantry` and every service under `tenantry up`): who is who among the
     /// connections. Default `tenantry`.
     pub connection_name: String,
+}
+
+/// The URL without its password, so a configuration can be logged.
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &tenantry_platform::db::redact(&self.url))
+            .field("exchange", &self.exchange)
+            .field("queue_prefix", &self.queue_prefix)
+            .field("prefetch", &self.prefetch)
+            .field("retry", &self.retry)
+            .field("batch_size", &self.batch_size)
+            .field("batch_linger", &self.batch_linger)
+            .field("connection_name", &self.connection_name)
+            .finish()
+    }
 }
 
 impl Default for AmqpConfig {

@@ -11,8 +11,9 @@
 //! cache is dropped.
 //!
 //! Also fetched when a token names an unknown key id (key rotation), at most every
-//! [`JWKS_MIN_REFRESH_INTERVAL`] once keys were fetched, so forged key ids cannot make us hammer
-//! the provider. A failed fetch keeps the keys fetched before (a provider briefly down must not
+//! [`JWKS_MIN_REFRESH_INTERVAL`] once keys were fetched (counted apart from the scheduled
+//! fetches, which must not delay a new key), so forged key ids cannot make us hammer the
+//! provider. A failed fetch keeps the keys fetched before (a provider briefly down must not
 //! lock everyone out) and the schedule tries again at its next tick. Keys not fetched for
 //! [`STALE_AFTER_INTERVALS`] intervals are stale: tokens verified with them are no longer served
 //! from the token cache but verified again (still against the old keys while the provider is
@@ -62,6 +63,10 @@ struct Inner {
     fetched_at: AtomicU64,
     /// When the last fetch, successful or not, began (same encoding).
     attempted_at: AtomicU64,
+    /// When the last fetch a token asked for (an unknown key id, stale keys) began: those are
+    /// limited to one per `min_refresh_interval` on their own, so the scheduled fetches never
+    /// use up the budget and a new key is fetched as soon as a token names it.
+    demanded_at: AtomicU64,
     started: Instant,
     /// Held by whoever fetches, so there is one fetch at a time and readers of the keys are
     /// never held up by a slow provider.
@@ -91,6 +96,7 @@ impl JwksCache {
                 keys: RwLock::new(HashMap::new()),
                 fetched_at: AtomicU64::new(0),
                 attempted_at: AtomicU64::new(0),
+                demanded_at: AtomicU64::new(0),
                 started: Instant::now(),
                 fetching: tokio::sync::Mutex::new(()),
                 min_refresh_interval: JWKS_MIN_REFRESH_INTERVAL,
@@ -188,13 +194,8 @@ async fn refresh_on_schedule(cache: Weak<Inner>) {
 
 /// `interval` times a factor drawn from 1 ± [`JITTER`].
 fn jittered(interval: Duration) -> Duration {
-    let factor = 1.0 - JITTER + 2.0 * JITTER * random_fraction();
+    let factor = 1.0 - JITTER + 2.0 * JITTER * crate::time::random_fraction();
     Duration::try_from_secs_f64(interval.as_secs_f64() * factor).unwrap_or(interval)
-}
-
-/// A number in [0, 1) from the operating system's randomness (through a v4 UUID).
-fn random_fraction() -> f64 {
-    (uuid::Uuid::new_v4().as_u128() as u64 >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl Inner {
@@ -241,8 +242,11 @@ impl Inner {
         let never_fetched = self.since(&self.fetched_at).is_none();
         let may_fetch = never_fetched
             || self
-                .since(&self.attempted_at)
+                .since(&self.demanded_at)
                 .is_none_or(|since| since >= self.min_refresh_interval);
+        if may_fetch {
+            self.stamp(&self.demanded_at);
+        }
         if may_fetch && let Err(error) = self.fetch_and_replace().await {
             tracing::warn!(url = %self.url, error = %ErrorChain(&error), "cannot refresh the JWKS");
             if never_fetched {
@@ -582,7 +586,14 @@ QupCRacIPy+g2titizsKj1Jq44HzmCutGcsrKiQ6hxiche9dL7Sraf9B
         server.serve(None);
         let hits = server.hits();
         wait_for_hits(&server, hits + 4).await;
-        assert!(!auth.jwks.as_ref().unwrap().is_fresh());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while auth.jwks.as_ref().unwrap().is_fresh() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the keys never went stale while the provider was down"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let text = log.text();
         assert!(
             text.contains("WARN")

@@ -265,7 +265,7 @@ impl Pruner {
                 metrics.rows_pruned(self.service, target.table, 0);
             }
         }
-        let mut wait = scaled(self.interval, 0.1 + 0.9 * random_fraction());
+        let mut wait = scaled(self.interval, 0.1 + 0.9 * crate::time::random_fraction());
         loop {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {},
@@ -277,7 +277,7 @@ impl Pruner {
             if shutdown.is_triggered() {
                 return;
             }
-            wait = scaled(self.interval, 0.8 + 0.4 * random_fraction());
+            wait = scaled(self.interval, 0.8 + 0.4 * crate::time::random_fraction());
         }
     }
 
@@ -337,11 +337,6 @@ fn done(result: &Result<Pruned, PruneError>) -> &Pruned {
 /// `interval` × `factor`, or `interval` itself when that is not representable.
 fn scaled(interval: Duration, factor: f64) -> Duration {
     Duration::try_from_secs_f64(interval.as_secs_f64() * factor).unwrap_or(interval)
-}
-
-/// A number in [0, 1) from the operating system's randomness (through a v4 UUID).
-fn random_fraction() -> f64 {
-    (uuid::Uuid::new_v4().as_u128() as u64 >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Creates the index `name` on `table (columns)` (with `WHERE predicate` if given, a fixed SQL

@@ -312,6 +312,7 @@ impl OpenIdClient {
         validation.set_audience(&[&self.settings.client_id]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
         let claims = jsonwebtoken::decode::<IdClaims>(token, &key, &validation)
             .map_err(|error| SignInError::InvalidToken(error.to_string()))?
             .claims;
