@@ -559,7 +559,7 @@ async fn the_consumer_reconnects_redeclares_and_resumes_after_the_broker_goes_aw
         .publish(std::slice::from_ref(&during))
         .await
         .expect("publish");
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(13)).await;
     assert_eq!(
         handler.calls(during.id),
         0,
