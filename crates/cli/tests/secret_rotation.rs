@@ -16,7 +16,9 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::{ServeProcess, TestResources, authorized, backend_url, user_token, with_database};
+use support::{
+    ServeProcess, TestResources, authorized, backend_url, http_get, user_token, with_database,
+};
 use tenantry_proto::invitation::v1::CreateInvitationRequest;
 use tenantry_proto::invitation::v1::invitation_service_client::InvitationServiceClient;
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
@@ -30,7 +32,6 @@ use tenantry_proto::registry::v1::{
     CreateAccountRequest, CreateManagedCustomerRequest, ListAccountsRequest,
     PromoteToPartnerRequest,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -163,23 +164,6 @@ impl Cluster {
     fn note(&self, line: &str) {
         eprintln!("[{:5.1}s] {line}", self.origin.elapsed().as_secs_f64());
     }
-}
-
-/// `GET path` on an admin port over HTTP/1.0: the status and the body.
-async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
-        .await
-        .ok()?
-        .ok()?;
-    let response = String::from_utf8_lossy(&response);
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, response.split_once("\r\n\r\n")?.1.to_string()))
 }
 
 /// `grpc_server_handled_total` of `method` (every method if empty) answered with `code`.
