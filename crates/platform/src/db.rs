@@ -164,6 +164,12 @@ pub async fn connect_with_pool_size(
         options
             .max_connections(pool_size.clamp(1, MAX_POOL_SIZE))
             .min_connections(0);
+        // The pool retries a failing connection until its acquire timeout and then says only
+        // "pool timed out": one direct connection first reports the cause (refused, unknown
+        // host, bad password) within the connect timeout.
+        probe_postgres(url)
+            .await
+            .map_err(|error| without_raw_url(error, url))?;
     }
     sea_orm::Database::connect(options)
         .await
@@ -242,6 +248,23 @@ pub async fn with_migration_lock<T>(
     }
     let _ = session.close().await;
     result
+}
+
+/// Opens and closes one PostgreSQL connection: the server's or the network's own error if that
+/// fails.
+async fn probe_postgres(url: &str) -> Result<(), DbErr> {
+    use sea_orm::sqlx::{Connection, PgConnection};
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(url)).await {
+        Ok(Ok(connection)) => {
+            // A failed goodbye changes nothing: the server reached us.
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(error)) => Err(DbErr::Conn(sea_orm::RuntimeErr::SqlxError(error.into()))),
+        Err(_) => Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+            "no connection to the database within {CONNECT_TIMEOUT:?}"
+        )))),
+    }
 }
 
 /// How long opening a PostgreSQL connection may take.
@@ -430,6 +453,19 @@ pub fn is_unique_violation(error: &DbErr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_reported_with_its_cause() {
+        // Port 1 on the loopback: nothing listens there, so the connection is refused at once.
+        let url = "postgres://app:hunter2@127.0.0.1:1/registry?password=hunter3";
+        let Err(error) = connect(url).await else {
+            panic!("connected to port 1")
+        };
+        let text = ErrorChain(&error).to_string();
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert!(!text.contains("pool timed out"), "{text}");
+        assert!(!text.contains("hunter"), "{text}");
+    }
 
     #[test]
     fn redacts_passwords() {
