@@ -211,17 +211,8 @@ pub async fn with_migration_lock<T>(
     if url.starts_with("sqlite:") {
         return migrate.await;
     }
-    use sea_orm::sqlx::{Connection, PgConnection};
-    let mut session = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(url)).await
-    {
-        Ok(Ok(session)) => session,
-        Ok(Err(error)) => return Err(DbErr::Conn(sea_orm::RuntimeErr::SqlxError(error.into()))),
-        Err(_) => {
-            return Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
-                "no connection for the migration lock within {CONNECT_TIMEOUT:?}"
-            ))));
-        }
-    };
+    use sea_orm::sqlx::Connection;
+    let mut session = connect_directly(url, "the migration lock").await?;
     let exec_error =
         |error: sea_orm::sqlx::Error| DbErr::Exec(sea_orm::RuntimeErr::SqlxError(error.into()));
     let acquired: bool = sea_orm::sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
@@ -253,16 +244,22 @@ pub async fn with_migration_lock<T>(
 /// Opens and closes one PostgreSQL connection: the server's or the network's own error if that
 /// fails.
 async fn probe_postgres(url: &str) -> Result<(), DbErr> {
+    use sea_orm::sqlx::Connection;
+    let connection = connect_directly(url, "the database").await?;
+    // A failed goodbye changes nothing: the server reached us.
+    let _ = connection.close().await;
+    Ok(())
+}
+
+/// One PostgreSQL connection outside any pool, within [`CONNECT_TIMEOUT`]; `purpose` names what
+/// it is for in the timeout's error.
+async fn connect_directly(url: &str, purpose: &str) -> Result<sea_orm::sqlx::PgConnection, DbErr> {
     use sea_orm::sqlx::{Connection, PgConnection};
     match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(url)).await {
-        Ok(Ok(connection)) => {
-            // A failed goodbye changes nothing: the server reached us.
-            let _ = connection.close().await;
-            Ok(())
-        }
+        Ok(Ok(connection)) => Ok(connection),
         Ok(Err(error)) => Err(DbErr::Conn(sea_orm::RuntimeErr::SqlxError(error.into()))),
         Err(_) => Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
-            "no connection to the database within {CONNECT_TIMEOUT:?}"
+            "no connection for {purpose} within {CONNECT_TIMEOUT:?}"
         )))),
     }
 }

@@ -59,23 +59,9 @@ impl PageTokens {
         }
     }
 
-    fn tag(&self, scope: &str, cursor: &str) -> [u8; 32] {
-        tag(&self.key, scope, cursor)
-    }
-}
-
-fn tag(key: &[u8], scope: &str, cursor: &str) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(scope.as_bytes());
-    mac.update(&[0]);
-    mac.update(cursor.as_bytes());
-    mac.finalize().into_bytes().into()
-}
-
-impl PageTokens {
     /// The token that continues after `cursor` for the query `scope`.
     pub fn encode(&self, scope: &str, cursor: &str) -> String {
-        let tag = self.tag(scope, cursor);
+        let tag = tag(&self.key, scope, cursor);
         format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(cursor),
@@ -152,6 +138,15 @@ impl PageTokens {
             .map(|last| self.encode(scope, &key_of(last)))
             .unwrap_or_default()
     }
+}
+
+/// The HMAC of `cursor` within the query `scope` under `key`.
+fn tag(key: &[u8], scope: &str, cursor: &str) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(scope.as_bytes());
+    mac.update(&[0]);
+    mac.update(cursor.as_bytes());
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
