@@ -380,3 +380,29 @@ pub fn through(url: &str, addr: std::net::SocketAddr) -> String {
         .unwrap_or_default();
     format!("{scheme}://{credentials}{addr}{tail}")
 }
+
+/// Opens `WatchInbox` with `client` and reads its first event, which must be the snapshot:
+/// the open stream (for the arrivals and removals after it) and that snapshot.
+pub async fn watch_inbox(
+    mut client: tenantry_testkit::NotificationClient,
+) -> (
+    tonic::Streaming<tenantry_proto::notification::v1::WatchInboxResponse>,
+    tenantry_proto::notification::v1::InboxSnapshot,
+) {
+    use tenantry_proto::notification::v1::{WatchInboxRequest, watch_inbox_response};
+    use tokio_stream::StreamExt;
+    let mut watch = client
+        .watch_inbox(WatchInboxRequest {})
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), watch.next())
+        .await
+        .expect("a snapshot first")
+        .expect("stream open")
+        .expect("ok");
+    match first.event {
+        Some(watch_inbox_response::Event::Snapshot(snapshot)) => (watch, snapshot),
+        other => panic!("the first event is not the snapshot: {other:?}"),
+    }
+}

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use tenantry_e2e::{add_member, partner_admin_in_customer, send_message};
+use tenantry_e2e::{add_member, partner_admin_in_customer, send_message, watch_inbox};
 use tenantry_proto::membership::v1::Role;
-use tenantry_proto::notification::v1::{ReadPolicy, WatchInboxRequest, watch_inbox_response};
+use tenantry_proto::notification::v1::{ReadPolicy, watch_inbox_response};
 use tenantry_proto::registry::v1::ListAccountsRequest;
 use tenantry_testkit::{Backend, TestCluster, TestUser};
 use tokio_stream::StreamExt;
@@ -26,24 +26,7 @@ async fn oversized_metadata_is_refused_on_its_own_stream_and_other_streams_survi
         .expect("wanda joins");
 
     // Every client below shares the cluster's one channel: one HTTP/2 connection.
-    let mut watch = cluster
-        .notification_as(&wanda)
-        .watch_inbox(WatchInboxRequest {})
-        .await
-        .expect("watch")
-        .into_inner();
-    let snapshot = tokio::time::timeout(Duration::from_secs(10), watch.next())
-        .await
-        .expect("a snapshot first")
-        .expect("stream open")
-        .expect("ok");
-    assert!(
-        matches!(
-            snapshot.event,
-            Some(watch_inbox_response::Event::Snapshot(_))
-        ),
-        "{snapshot:?}"
-    );
+    let (mut watch, _snapshot) = watch_inbox(cluster.notification_as(&wanda)).await;
 
     for size in [32 * 1024, 64 * 1024, 1024 * 1024] {
         let huge_token = "a".repeat(size);

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use tenantry_e2e::{
     add_member, create_customer, expect_code, expect_invalid_field, inbox, inbox_until,
-    partner_with_owner, send_message,
+    partner_with_owner, send_message, watch_inbox,
 };
 use tenantry_proto::membership::v1::{RemoveMemberRequest, Role};
 use tenantry_proto::notification::v1::{
     AcknowledgeMessageRequest, GetMessageRequest, ListMessageReceiptsRequest, Message,
-    MessageState, ReadPolicy, SendMessageRequest, WatchInboxRequest, watch_inbox_response,
+    MessageState, ReadPolicy, SendMessageRequest, watch_inbox_response,
 };
 use tenantry_proto::registry::v1::{DeleteAccountRequest, GetAccountRequest};
 use tenantry_testkit::{TestCluster, TestUser, on_both_backends};
@@ -321,21 +321,8 @@ async fn live_inbox_and_withdrawals(cluster: &TestCluster) {
         .await
         .expect("dora");
 
-    let mut watch = cluster
-        .notification_as(&wanda)
-        .watch_inbox(WatchInboxRequest {})
-        .await
-        .expect("watch")
-        .into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(10), watch.next())
-        .await
-        .expect("a snapshot first")
-        .expect("stream open")
-        .expect("ok");
-    assert!(
-        matches!(first.event, Some(watch_inbox_response::Event::Snapshot(ref snapshot)) if snapshot.items.is_empty()),
-        "{first:?}"
-    );
+    let (mut watch, snapshot) = watch_inbox(cluster.notification_as(&wanda)).await;
+    assert!(snapshot.items.is_empty(), "{snapshot:?}");
     // The live push is per replica; give the subscription a moment to be bound.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let message = send_message(

@@ -6,12 +6,10 @@ use std::time::{Duration, Instant};
 
 use super::{acknowledge, get_message, live_inbox_and_withdrawals};
 use tenantry_e2e::{
-    add_member, create_customer, inbox, load_members, partner_with_owner, send_message,
+    add_member, create_customer, inbox, load_members, partner_with_owner, send_message, watch_inbox,
 };
 use tenantry_proto::membership::v1::Role;
-use tenantry_proto::notification::v1::{
-    MessageState, ReadPolicy, WatchInboxRequest, watch_inbox_response,
-};
+use tenantry_proto::notification::v1::{MessageState, ReadPolicy, watch_inbox_response};
 use tenantry_testkit::{
     Backend, ClusterOptions, TestCluster, TestUser, amqp_or_skip, postgres_or_skip,
 };
@@ -155,21 +153,7 @@ async fn every_replica_sees_every_inbox_change() {
         .expect("wanda");
 
     // Wanda watches through the replica; everything else goes through the first process.
-    let mut watch = replica
-        .notification_as(&wanda)
-        .watch_inbox(WatchInboxRequest {})
-        .await
-        .expect("watch")
-        .into_inner();
-    let snapshot = tokio::time::timeout(Duration::from_secs(10), watch.next())
-        .await
-        .expect("a snapshot first")
-        .expect("open")
-        .expect("ok");
-    assert!(matches!(
-        snapshot.event,
-        Some(watch_inbox_response::Event::Snapshot(_))
-    ));
+    let (mut watch, _snapshot) = watch_inbox(replica.notification_as(&wanda)).await;
     let message = send_message(
         &cluster,
         &partner.owner,
