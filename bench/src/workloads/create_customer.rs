@@ -42,9 +42,19 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Row> {
         .into_inner()
         .account
         .context("no account")?;
+    // The provenance the service fills from the call (a person acting as the partner's OWNER,
+    // the call's request id and trace id), so the payload has the size of a real one.
+    let provenance = tenantry_proto::events::v1::Provenance {
+        actor_kind: tenantry_proto::events::v1::ActorKind::Person as i32,
+        actor_role: "OWNER".into(),
+        request_id: uuid::Uuid::now_v7().to_string(),
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        ..Default::default()
+    };
     let payload = tenantry_proto::events::v1::AccountCreated {
         account: Some(sample),
         actor: bench.owner.resource_name(),
+        provenance: Some(provenance),
     }
     .encode_to_vec();
     let scratch = bench

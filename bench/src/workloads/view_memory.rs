@@ -55,6 +55,7 @@ fn fill(view: &LocalView, cache: &ViewCache<Grant>, from: usize, to: usize) -> D
     let grant = Grant {
         role: Some(Role::Employee),
         partner_role: None,
+        granted_by: None,
     };
     let (mut user, mut account) = (String::with_capacity(32), String::with_capacity(32));
     let started = Instant::now();

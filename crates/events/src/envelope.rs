@@ -43,8 +43,17 @@ impl Event {
 
     /// A new event carrying `payload`, under the one type declared for it (see
     /// [`tenantry_proto::EventType`]).
+    /// Its `provenance` is filled from the current call (see
+    /// [`tenantry_platform::call_context`]) unless the payload already has one.
     pub fn of<P: tenantry_proto::EventPayload>(source: &str, payload: &P) -> Self {
-        Self::new(P::TYPE.as_str(), source, payload)
+        if payload.provenance().is_some() {
+            return Self::new(P::TYPE.as_str(), source, payload);
+        }
+        let mut event = Self::new(P::TYPE.as_str(), source, payload);
+        let mut attributed = payload.clone();
+        attributed.set_provenance(provenance_of_call(event.traceparent.as_deref()));
+        event.payload = attributed.encode_to_vec();
+        event
     }
 
     /// The declared type of this event, `None` for a type this build does not know.
@@ -60,5 +69,46 @@ impl Event {
                 self.event_type, self.id
             ))
         })
+    }
+}
+
+/// The provenance of a change made now: from the call being handled, or a service's own
+/// change outside any call.
+fn provenance_of_call(traceparent: Option<&str>) -> tenantry_proto::events::v1::Provenance {
+    use tenantry_platform::call_context::{self, ActorRole};
+    use tenantry_proto::events::v1::{ActorKind, Provenance};
+    let call = call_context::current();
+    // The span's trace when this process traces, else the caller's.
+    let trace_id = traceparent
+        .and_then(call_context::trace_id_of)
+        .or_else(|| call.as_ref().and_then(|call| call.trace_id()))
+        .unwrap_or_default()
+        .to_string();
+    let Some(call) = call else {
+        return Provenance {
+            actor_kind: ActorKind::Service as i32,
+            actor_role: ActorRole::Service.as_str().to_string(),
+            trace_id,
+            ..Provenance::default()
+        };
+    };
+    let (actor_kind, via) = match (call.via(), call.service_on_its_own()) {
+        (Some(via), _) => (ActorKind::ServiceForPerson, via.to_string()),
+        (None, true) => (ActorKind::Service, String::new()),
+        (None, false) => (ActorKind::Person, String::new()),
+    };
+    Provenance {
+        actor_kind: actor_kind as i32,
+        via,
+        actor_role: call.role().unwrap_or_else(|| {
+            if actor_kind == ActorKind::Service {
+                ActorRole::Service.as_str().to_string()
+            } else {
+                String::new()
+            }
+        }),
+        request_id: call.request_id().to_string(),
+        trace_id,
+        person: call.person().unwrap_or_default().to_string(),
     }
 }

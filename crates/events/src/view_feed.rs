@@ -646,6 +646,7 @@ mod tests {
             &pb::MemberRemoved {
                 member: Some(member),
                 actor: String::new(),
+                provenance: None,
             },
         );
         assert_eq!(
@@ -660,6 +661,7 @@ mod tests {
                     ..Default::default()
                 }),
                 actor: String::new(),
+                ..Default::default()
             },
         );
         assert_eq!(

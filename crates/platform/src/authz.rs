@@ -17,6 +17,7 @@ use tenantry_proto::membership::v1::{
 use std::sync::Arc;
 
 use crate::auth::{Principal, UserIdentity};
+use crate::call_context::ActorRole;
 use crate::clients::ServiceChannel;
 use crate::error::{ApiError, from_upstream};
 use crate::server::Readiness;
@@ -29,6 +30,8 @@ pub struct Grant {
     pub role: Option<Role>,
     /// The caller's role in the account's managing partner, if a member there.
     pub partner_role: Option<Role>,
+    /// The role that grants the permission on its own (membership's `granted_by`).
+    pub granted_by: Option<ActorRole>,
 }
 
 /// Asks membership whether a caller may do something to an account.
@@ -114,6 +117,7 @@ impl Authorizer {
             Principal::Service(_) => Ok(Grant {
                 role: None,
                 partner_role: None,
+                granted_by: None,
             }),
             Principal::User(user) => {
                 self.ask(subject_of_user(user), account_id, permission)
@@ -122,9 +126,24 @@ impl Authorizer {
         }
     }
 
-    /// Membership's decision about `subject`, as the error the caller may see: from the local
-    /// view when it holds a current answer, otherwise from membership (kept if allowed).
+    /// Membership's decision about `subject`, as the error the caller may see; an allowed
+    /// call records the role that let it in the call's context (events' `provenance`).
     async fn ask(
+        &self,
+        subject: Subject,
+        account_id: &str,
+        permission: Permission,
+    ) -> Result<Grant, ApiError> {
+        let grant = self.decide(subject, account_id, permission).await?;
+        if let Some(role) = grant.granted_by {
+            crate::call_context::record_role(role);
+        }
+        Ok(grant)
+    }
+
+    /// The decision itself: from the local view when it holds a current answer, otherwise from
+    /// membership (kept if allowed).
+    async fn decide(
         &self,
         subject: Subject,
         account_id: &str,
@@ -211,6 +230,7 @@ impl Authorizer {
         let grant = Grant {
             role: role(response.role),
             partner_role: role(response.partner_role),
+            granted_by: ActorRole::parse(&response.granted_by),
         };
         Ok((grant, response.keepable))
     }
@@ -253,7 +273,8 @@ mod tests {
             grant,
             Grant {
                 role: None,
-                partner_role: None
+                partner_role: None,
+                granted_by: None
             }
         );
     }

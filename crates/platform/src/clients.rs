@@ -62,6 +62,12 @@ impl Interceptor for ServiceCredentials {
         let value = MetadataValue::try_from(format!("Bearer {token}"))
             .map_err(|_| tonic::Status::internal("service token is not a valid header"))?;
         request.metadata_mut().insert("authorization", value);
+        // The person's call this one is made for: its request id and the role it acted in.
+        for (name, value) in crate::call_context::outgoing() {
+            if let Ok(value) = MetadataValue::try_from(value) {
+                request.metadata_mut().insert(name, value);
+            }
+        }
         Ok(request)
     }
 }

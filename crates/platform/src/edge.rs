@@ -12,6 +12,7 @@ use tonic::body::Body;
 use tracing::Instrument;
 
 use crate::auth::Authenticator;
+use crate::call_context::{self, CallContext};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -118,6 +119,7 @@ where
         Box::pin(
             async move {
                 let started = Instant::now();
+                let mut call_context = None;
                 let refused = if metadata_bytes > max_metadata_bytes {
                     Some(oversized_metadata(metadata_bytes, max_metadata_bytes).into_http())
                 } else if open {
@@ -125,18 +127,34 @@ where
                 } else {
                     match authenticator.authenticate(request.headers()).await {
                         Ok(principal) => {
+                            call_context = Some(Arc::new(CallContext::of_call(
+                                request.headers(),
+                                &principal,
+                            )));
                             request.extensions_mut().insert(principal);
                             None
                         }
                         Err(error) => Some(tonic::Status::from(error).into_http()),
                     }
                 };
-                let response = match refused {
-                    Some(response) => response,
-                    None => undecodable_as_invalid_argument(oversize_as_resource_exhausted(
-                        inner.call(request).await?,
-                    )),
+                let mut response = match (refused, call_context.clone()) {
+                    (Some(response), _) => response,
+                    (None, Some(context)) => {
+                        undecodable_as_invalid_argument(oversize_as_resource_exhausted(
+                            call_context::scope(context, inner.call(request)).await?,
+                        ))
+                    }
+                    (None, None) => undecodable_as_invalid_argument(
+                        oversize_as_resource_exhausted(inner.call(request).await?),
+                    ),
                 };
+                if let Some(context) = call_context
+                    && let Ok(value) = http::HeaderValue::from_str(context.request_id())
+                {
+                    response
+                        .headers_mut()
+                        .insert(call_context::REQUEST_ID_HEADER, value);
+                }
                 metrics.observe_rpc_duration(&rpc, started.elapsed());
                 let call = RpcCall {
                     metrics,

@@ -56,6 +56,19 @@ impl ApiError {
         error
     }
 
+    /// OUT_OF_RANGE naming `field`: a position (a sequence number, an offset) past what can be
+    /// served, which a caller fixes by moving it, not by changing its form.
+    pub fn out_of_range(
+        reason: &'static str,
+        field: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        let (field, description) = (field.into(), description.into());
+        let mut error = Self::new(Code::OutOfRange, reason, format!("{field}: {description}"));
+        error.field_violations = vec![FieldViolation::new(field, description)];
+        error
+    }
+
     /// INVALID_ARGUMENT for a request that cannot be read at all, so no field can be named (a
     /// body that is not protobuf).
     pub fn malformed_request(message: impl Into<String>) -> Self {

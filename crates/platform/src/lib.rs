@@ -8,6 +8,7 @@ pub mod account_state;
 pub mod admin;
 pub mod auth;
 pub mod authz;
+pub mod call_context;
 pub mod clients;
 pub mod config;
 pub mod db;

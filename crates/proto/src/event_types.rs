@@ -32,6 +32,14 @@ macro_rules! event_types {
         $(
             impl EventPayload for pb::$payload {
                 const TYPE: EventType = EventType::$payload;
+
+                fn provenance(&self) -> Option<&pb::Provenance> {
+                    self.provenance.as_ref()
+                }
+
+                fn set_provenance(&mut self, provenance: pb::Provenance) {
+                    self.provenance = Some(provenance);
+                }
             }
         )*
     };
@@ -93,9 +101,15 @@ impl std::fmt::Display for EventType {
 }
 
 /// A `tenantry.events.v1` payload and the one event type it is published under.
-pub trait EventPayload: prost::Message + Default {
+pub trait EventPayload: prost::Message + Default + Clone {
     /// The type (routing key) of events carrying this payload.
     const TYPE: EventType;
+
+    /// How the change was made (every payload carries it as field 15).
+    fn provenance(&self) -> Option<&pb::Provenance>;
+
+    /// Sets how the change was made.
+    fn set_provenance(&mut self, provenance: pb::Provenance);
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@
 use chrono::{DateTime, Utc};
 use tenantry_events::Event;
 use tenantry_proto::events::v1 as events;
+use tenantry_proto::invitation::v1 as wire;
 
 use crate::domain::Invitation;
-use crate::wire::invitation_to_wire;
+use crate::wire::{invitation_to_wire, state_to_wire};
 
 /// The CloudEvents source of every event this service publishes.
 pub const SOURCE: &str = "/tenantry/invitation";
@@ -19,52 +20,96 @@ pub fn created(invitation: &Invitation, actor: &str, now: DateTime<Utc>) -> Even
     let payload = events::InvitationCreated {
         invitation: Some(invitation_to_wire(invitation, now)),
         actor: actor.to_string(),
+        provenance: None,
     };
     Event::of(SOURCE, &payload)
 }
 
-/// `invitation.resent`: the mailer sends a new e-mail with a new secret. The payload's
-/// `invitation.resend_count` is the generation the mailer compares with the row.
-pub fn resent(invitation: &Invitation, actor: &str, now: DateTime<Utc>) -> Event {
+/// `invitation.resent` of `previous` (as it was before): the mailer sends a new e-mail with a
+/// new secret. The payload's `invitation.resend_count` is the generation the mailer compares
+/// with the row.
+pub fn resent(
+    invitation: &Invitation,
+    previous: &Invitation,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Event {
     let payload = events::InvitationResent {
         invitation: Some(invitation_to_wire(invitation, now)),
         actor: actor.to_string(),
+        previous: Some(previous_to_wire(previous, now)),
+        provenance: None,
     };
     Event::of(SOURCE, &payload)
 }
 
-/// `invitation.accepted`, with the resulting membership's name.
-pub fn accepted(invitation: &Invitation, member: &str, actor: &str, now: DateTime<Utc>) -> Event {
+/// `invitation.accepted` of `previous` (as it was before), with the resulting membership's
+/// name.
+pub fn accepted(
+    invitation: &Invitation,
+    previous: &Invitation,
+    member: &str,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Event {
     let payload = events::InvitationAccepted {
         invitation: Some(invitation_to_wire(invitation, now)),
         member: member.to_string(),
         actor: actor.to_string(),
+        previous: Some(previous_to_wire(previous, now)),
+        provenance: None,
     };
     Event::of(SOURCE, &payload)
 }
 
-/// `invitation.revoked`, by a user or by [`SYSTEM_ACTOR`].
-pub fn revoked(invitation: &Invitation, actor: &str, now: DateTime<Utc>) -> Event {
+/// `invitation.revoked` of `previous` (as it was before), by a user or by [`SYSTEM_ACTOR`].
+pub fn revoked(
+    invitation: &Invitation,
+    previous: &Invitation,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Event {
     let payload = events::InvitationRevoked {
         invitation: Some(invitation_to_wire(invitation, now)),
         actor: actor.to_string(),
+        previous: Some(previous_to_wire(previous, now)),
+        provenance: None,
     };
     Event::of(SOURCE, &payload)
 }
 
-/// `invitation.expired`.
-pub fn expired(invitation: &Invitation, now: DateTime<Utc>) -> Event {
+/// `invitation.expired` of `previous` (as it was before: PENDING, past its expiry).
+pub fn expired(invitation: &Invitation, previous: &Invitation, now: DateTime<Utc>) -> Event {
     let payload = events::InvitationExpired {
         invitation: Some(invitation_to_wire(invitation, now)),
+        previous: Some(previous_to_wire(previous, now)),
+        provenance: None,
     };
     Event::of(SOURCE, &payload)
 }
 
-/// `invitation.declined`, by the invitee.
-pub fn declined(invitation: &Invitation, actor: &str, now: DateTime<Utc>) -> Event {
+/// `invitation.declined` of `previous` (as it was before), by the invitee.
+pub fn declined(
+    invitation: &Invitation,
+    previous: &Invitation,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Event {
     let payload = events::InvitationDeclined {
         invitation: Some(invitation_to_wire(invitation, now)),
         actor: actor.to_string(),
+        previous: Some(previous_to_wire(previous, now)),
+        provenance: None,
     };
     Event::of(SOURCE, &payload)
+}
+
+/// An event's `previous`: the invitation as it was stored before the change. Its state is the
+/// stored one, not the state as of `now` (which reads show): an invitation this change expires
+/// was PENDING before it, though already past its expiry.
+fn previous_to_wire(previous: &Invitation, now: DateTime<Utc>) -> wire::Invitation {
+    wire::Invitation {
+        state: state_to_wire(previous.state),
+        ..invitation_to_wire(previous, now)
+    }
 }

@@ -36,6 +36,7 @@ pub fn member_event(change: MemberChange, member: &Member, actor: &str) -> Event
             &pb::MemberAdded {
                 member: wire,
                 actor,
+                provenance: None,
             },
         ),
         MemberChange::Updated { previous_role } => Event::of(
@@ -44,6 +45,7 @@ pub fn member_event(change: MemberChange, member: &Member, actor: &str) -> Event
                 member: wire,
                 previous_role: previous_role.to_wire(),
                 actor,
+                provenance: None,
             },
         ),
         MemberChange::Removed => Event::of(
@@ -51,6 +53,7 @@ pub fn member_event(change: MemberChange, member: &Member, actor: &str) -> Event
             &pb::MemberRemoved {
                 member: wire,
                 actor,
+                provenance: None,
             },
         ),
     }

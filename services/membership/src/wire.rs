@@ -130,6 +130,7 @@ pub fn permission_from_wire(value: i32) -> Result<Permission, ApiError> {
         Ok(wire::Permission::CustomersList) => Permission::CustomersList,
         Ok(wire::Permission::MessagesSend) => Permission::MessagesSend,
         Ok(wire::Permission::MessagesList) => Permission::MessagesList,
+        Ok(wire::Permission::AuditRead) => Permission::AuditRead,
         Ok(wire::Permission::Unspecified) | Err(_) => {
             return Err(ApiError::invalid_field(
                 "permission",
@@ -239,6 +240,14 @@ pub fn authorize_response(
         role: Role::option_to_wire(access.role),
         partner_role: Role::option_to_wire(access.partner_role),
         account_exists: access.facts.is_some(),
+        granted_by: if decision.allowed {
+            access
+                .granting(permission)
+                .map(|role| role.as_str().to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        },
         reason: decision.reason,
         keepable: permission.keepable(),
     }
@@ -291,7 +300,8 @@ mod tests {
         assert!(role_from_wire("role", 42).is_err());
         assert_eq!(role_from_wire("role", 1).unwrap(), Role::Owner);
         assert!(permission_from_wire(0).is_err());
-        assert!(permission_from_wire(13).is_err());
+        assert!(permission_from_wire(14).is_err());
+        assert_eq!(permission_from_wire(13).unwrap(), Permission::AuditRead);
         assert_eq!(permission_from_wire(8).unwrap(), Permission::AddMyself);
     }
 

@@ -215,6 +215,7 @@ mod tests {
                 ..Default::default()
             }),
             actor: "users/alice".into(),
+            provenance: None,
         };
         let event = Event::of(crate::events::SOURCE, &sent);
         let txn = connection.begin().await.unwrap();

@@ -22,6 +22,7 @@ pub fn sent(message: &Message, recipients: &[AccountId]) -> Event {
     let payload = events::MessageSent {
         message: Some(sent_message_to_wire(message, recipients)),
         actor: message.sender.clone(),
+        provenance: None,
     };
     Event::of(SOURCE, &payload)
 }
@@ -38,6 +39,7 @@ pub fn acknowledged(
         user: user_name(user_id),
         accounts: accounts.iter().map(|id| account_name(id)).collect(),
         acknowledge_time: Some(to_timestamp(time)),
+        provenance: None,
     };
     Event::of(SOURCE, &payload)
 }
@@ -55,6 +57,7 @@ pub fn resolved(
         account: account_name(account_id),
         resolved_by: resolved_by.map(user_name).unwrap_or_default(),
         resolve_time: Some(to_timestamp(time)),
+        provenance: None,
     };
     Event::of(SOURCE, &payload)
 }
@@ -64,6 +67,7 @@ pub fn expired(message: &Message) -> Event {
     let payload = events::MessageExpired {
         message: message_name(&message.partner_id, &message.message_id),
         expire_time: message.expire_time.map(to_timestamp),
+        provenance: None,
     };
     Event::of(SOURCE, &payload)
 }
@@ -89,6 +93,7 @@ pub fn inbox_changed(users: &[String], change: InboxChange) -> Option<Event> {
         user: user_name(first),
         change: Some(change),
         also_users: rest.iter().map(|id| user_name(id)).collect(),
+        provenance: None,
     };
     Some(Event::of(SOURCE, &payload))
 }

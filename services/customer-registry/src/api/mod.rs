@@ -112,6 +112,9 @@ fn parse_update(
 
 fn require_operator(principal: &Principal) -> Result<(), ApiError> {
     if principal.is_operator() {
+        tenantry_platform::call_context::record_role(
+            tenantry_platform::call_context::ActorRole::Operator,
+        );
         Ok(())
     } else {
         Err(ApiError::forbidden(

@@ -230,14 +230,17 @@ mod tests {
         let member = Grant {
             role: Some(Role::Owner),
             partner_role: None,
+            granted_by: None,
         };
         let partner = Grant {
             role: None,
             partner_role: Some(Role::Employee),
+            granted_by: None,
         };
         let nobody = Grant {
             role: None,
             partner_role: None,
+            granted_by: None,
         };
         for state in [AccountState::Active, AccountState::Disabled] {
             let a = account(state, false, true);

@@ -271,7 +271,7 @@ impl Store {
                 insert_under_parent_statement(connection.get_database_backend(), &new, now)
         {
             let created = created_account(new.clone(), now);
-            let event = account_event(AccountChange::Created, &created, &created.creator);
+            let event = account_event(AccountChange::Created, &created, None, &created.creator);
             if self
                 .outbox
                 .write_one(connection, statement, &event)
@@ -314,6 +314,7 @@ impl Store {
                     tx.append(&account_event(
                         AccountChange::Created,
                         &created,
+                        None,
                         &created.creator,
                     ))
                     .await?;
@@ -402,8 +403,10 @@ impl Store {
                     let Some((update, change)) = operation.plan(&account, live_customers)? else {
                         return Ok((account, false));
                     };
+                    // The event carries the account as loaded (locked) before the change too.
+                    let previous = account.clone();
                     let updated = apply(tx, account, update, &etag).await?;
-                    let event = account_event(change, &updated, &actor);
+                    let event = account_event(change, &updated, Some(&previous), &actor);
                     if change.takes_access_away() {
                         // The call answers once no replica's local view can serve the account
                         // as it was (see `Revocations`).

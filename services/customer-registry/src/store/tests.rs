@@ -230,6 +230,125 @@ async fn stale_etags_and_versions_fail() {
     assert_eq!(now.version, 3);
 }
 
+/// The outbox rows as (event type, payload), in insertion order.
+async fn outbox(db: &TestDb) -> Vec<(String, Vec<u8>)> {
+    let connection = db.temp.database.connection().unwrap();
+    connection
+        .query_all_raw(Statement::from_string(
+            connection.get_database_backend(),
+            "SELECT event_type, payload FROM outbox ORDER BY seq",
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| {
+            (
+                row.try_get("", "event_type").unwrap(),
+                row.try_get("", "payload").unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `payload` decoded as `P`, which must be the payload of `event_type`.
+fn payload<P: tenantry_proto::EventPayload>((event_type, payload): &(String, Vec<u8>)) -> P {
+    assert_eq!(event_type, P::TYPE.as_str());
+    P::decode(payload.as_slice()).unwrap()
+}
+
+#[tokio::test]
+async fn change_events_carry_the_account_as_it_was_before() {
+    use tenantry_proto::events::v1 as events;
+    use tenantry_proto::registry::v1 as wire;
+
+    let db = TestDb::new().await;
+    db.store
+        .create_account(new_account("acme", None), None)
+        .await
+        .unwrap();
+    let name = DisplayName::parse("Acme Corp").unwrap();
+    db.store
+        .rename_account(&id("acme"), &name, "1", "users/test")
+        .await
+        .unwrap();
+    db.store
+        .promote_to_partner(&id("acme"), "", "users/op")
+        .await
+        .unwrap();
+    db.store
+        .disable_account(&id("acme"), "", "users/test")
+        .await
+        .unwrap();
+    db.store
+        .enable_account(&id("acme"), "", "users/test")
+        .await
+        .unwrap();
+    db.store
+        .delete_account(&id("acme"), "", "users/test")
+        .await
+        .unwrap();
+    // Unchanged: no event.
+    db.store
+        .delete_account(&id("acme"), "", "users/test")
+        .await
+        .unwrap();
+
+    let rows = outbox(&db).await;
+    assert_eq!(rows.len(), 6, "one event per change");
+    let created: events::AccountCreated = payload(&rows[0]);
+    assert_eq!(created.account.unwrap().display_name, "acme Inc");
+
+    let updated: events::AccountUpdated = payload(&rows[1]);
+    let (after, before) = (updated.account.unwrap(), updated.previous.unwrap());
+    assert_eq!(
+        (before.display_name.as_str(), after.display_name.as_str()),
+        ("acme Inc", "Acme Corp")
+    );
+    assert_eq!((before.etag.as_str(), after.etag.as_str()), ("1", "2"));
+    assert_eq!(updated.actor, "users/test");
+
+    let promoted: events::AccountPromotedToPartner = payload(&rows[2]);
+    let before = promoted.previous.unwrap();
+    assert!(!before.partner && promoted.account.unwrap().partner);
+    assert_eq!(before.display_name, "Acme Corp");
+
+    let disabled: events::AccountDisabled = payload(&rows[3]);
+    assert_eq!(
+        (
+            disabled.previous.unwrap().state,
+            disabled.account.unwrap().state
+        ),
+        (
+            wire::AccountState::Active as i32,
+            wire::AccountState::Disabled as i32
+        )
+    );
+
+    let enabled: events::AccountEnabled = payload(&rows[4]);
+    assert_eq!(
+        (
+            enabled.previous.unwrap().state,
+            enabled.account.unwrap().state
+        ),
+        (
+            wire::AccountState::Disabled as i32,
+            wire::AccountState::Active as i32
+        )
+    );
+
+    let deleted: events::AccountDeleted = payload(&rows[5]);
+    let (before, after) = (deleted.previous.unwrap(), deleted.account.unwrap());
+    assert_eq!(
+        (before.state, after.state),
+        (
+            wire::AccountState::Active as i32,
+            wire::AccountState::Deleted as i32
+        )
+    );
+    assert!(before.delete_time.is_none() && after.delete_time.is_some());
+    assert_eq!((before.etag.as_str(), after.etag.as_str()), ("5", "6"));
+}
+
 #[tokio::test]
 async fn state_changes_are_idempotent() {
     let db = TestDb::new().await;

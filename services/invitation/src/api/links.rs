@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use tenantry_platform::call_context::{self, ActorRole};
 use tenantry_platform::time::{now, to_timestamp};
 use tenantry_platform::{AccountId, ApiError, Principal, UserId, UserIdentity};
 use tenantry_proto::invitation::v1 as pb;
@@ -110,6 +111,9 @@ impl InvitationApi {
         let now = now();
         domain::check_accept(&invitation, now)?;
         self.account_must_be_active(&invitation.account_id).await?;
+        // Holding the secret (under the e-mail rule) is what lets the caller act: recorded
+        // before AddMember, so membership's `member.added` carries it too.
+        call_context::record_role(ActorRole::Invitee);
         let user_id = UserId::trusted(user.sub.clone());
         // The token's own claims, as membership records them on the user's own calls — never
         // the invitation's address, which the inviter chose (with the e-mail check configured
@@ -172,6 +176,7 @@ impl InvitationApi {
                 return Err(InvitationError::EmailMismatch.into());
             }
             domain::check_decline(&invitation, now())?;
+            call_context::record_role(ActorRole::Invitee);
             match self.store.decline(&invitation, &user_id, now()).await? {
                 Some(declined) => declined,
                 None => {

@@ -11,7 +11,8 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
-use tenantry_platform::UserIdentity;
+use tenantry_platform::call_context::{self, CallContext};
+use tenantry_platform::{Principal, UserIdentity};
 use tenantry_proto::invitation::v1::{InvitationState, LookupInvitationResponse};
 use tenantry_proto::membership::v1::Role;
 use tonic::{Code, Status};
@@ -455,6 +456,16 @@ fn explained_by_the_page(status: &Status) -> bool {
     }
 }
 
+/// The call a POST of the page makes for `user`: its changes are attributed like those of the
+/// API's own calls (the request id, the role the handler records), since the page is served
+/// outside the gRPC edge that opens one for every call.
+fn call_of(headers: &HeaderMap, user: &UserIdentity) -> Arc<CallContext> {
+    Arc::new(CallContext::of_call(
+        headers,
+        &Principal::User(user.clone()),
+    ))
+}
+
 /// POST /invitations/accept.
 pub(super) async fn accept(
     State(page): State<Arc<Page>>,
@@ -472,7 +483,8 @@ pub(super) async fn accept(
         Ok(found) => found,
         Err(status) => return page.refusal(&status),
     };
-    match page.api.accept_link(&user, ip, &link.token).await {
+    let call = call_of(&headers, &user);
+    match call_context::scope(call, page.api.accept_link(&user, ip, &link.token)).await {
         Ok(member) => {
             let summary = summary(&found);
             html(
@@ -500,10 +512,14 @@ pub(super) async fn decline(
         Ok(acting) => acting,
         Err(refused) => return refused,
     };
-    match page
-        .api
-        .decline_link(&session.identity(), client_ip(&address), &link.token)
-        .await
+    let user = session.identity();
+    let call = call_of(&headers, &user);
+    match call_context::scope(
+        call,
+        page.api
+            .decline_link(&user, client_ip(&address), &link.token),
+    )
+    .await
     {
         Ok(declined) => {
             let account = if declined.account_display_name.is_empty() {

@@ -350,7 +350,10 @@ async fn withdraw(
                     .await?
                     .ok_or(InvitationError::ConcurrentChange)?;
                 outbox
-                    .append(txn, &events::revoked(&revoked, events::SYSTEM_ACTOR, now))
+                    .append(
+                        txn,
+                        &events::revoked(&revoked, &current, events::SYSTEM_ACTOR, now),
+                    )
                     .await?;
                 true
             }
@@ -394,7 +397,9 @@ async fn expire(
     let expired = load(txn, &current.invitation_id)
         .await?
         .ok_or(InvitationError::ConcurrentChange)?;
-    outbox.append(txn, &events::expired(&expired, now)).await?;
+    outbox
+        .append(txn, &events::expired(&expired, current, now))
+        .await?;
     Ok(true)
 }
 

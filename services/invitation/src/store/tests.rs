@@ -389,6 +389,14 @@ async fn the_sweep_expires_what_is_due() {
         event.invitation.unwrap().state,
         tenantry_proto::invitation::v1::InvitationState::Expired as i32
     );
+    // Before the sweep it was stored PENDING (though already past its expiry).
+    let before = event.previous.unwrap();
+    assert_eq!(
+        before.state,
+        tenantry_proto::invitation::v1::InvitationState::Pending as i32
+    );
+    assert_eq!(before.name, short.name());
+    assert_eq!(before.etag, "1");
 }
 
 #[tokio::test]
@@ -540,4 +548,21 @@ async fn withdrawals_by_the_system() {
         outbox_types(&temp.database).await[3..],
         ["invitation.revoked", "invitation.revoked"]
     );
+    // Each withdrawal carries the invitation as it was: PENDING, revoked by nobody.
+    for (_, payload) in &outbox_rows(&temp.database).await[3..] {
+        let event = wire_events::InvitationRevoked::decode(payload.as_slice()).unwrap();
+        assert_eq!(event.actor, "services/invitation");
+        let (before, after) = (event.previous.unwrap(), event.invitation.unwrap());
+        assert_eq!(
+            (before.state, after.state),
+            (
+                tenantry_proto::invitation::v1::InvitationState::Pending as i32,
+                tenantry_proto::invitation::v1::InvitationState::Revoked as i32
+            )
+        );
+        assert_eq!(
+            (before.revoked_by.as_str(), after.revoked_by.as_str()),
+            ("", "services/invitation")
+        );
+    }
 }

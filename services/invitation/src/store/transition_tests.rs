@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use prost::Message;
 use tenantry_proto::events::v1 as wire_events;
+use tenantry_proto::invitation::v1::InvitationState as WireState;
 
 use super::tests::{add_ok, at, new_invitation, outbox_rows, outbox_types, temp_store, user};
 use super::*;
@@ -50,6 +51,17 @@ async fn acceptance_is_single_use() {
     let event = wire_events::InvitationAccepted::decode(payload.as_slice()).unwrap();
     assert_eq!(event.member, "accounts/globex/members/bob");
     assert_eq!(event.actor, "users/bob");
+    // The invitation before and after the change.
+    let (before, after) = (event.previous.unwrap(), event.invitation.unwrap());
+    assert_eq!(
+        (before.state, after.state),
+        (WireState::Pending as i32, WireState::Accepted as i32)
+    );
+    assert_eq!((before.etag.as_str(), after.etag.as_str()), ("1", "2"));
+    assert_eq!(
+        (before.accepted_by.as_str(), after.accepted_by.as_str()),
+        ("", "users/bob")
+    );
 }
 
 #[tokio::test]
@@ -241,6 +253,84 @@ async fn resend_rotates_and_restarts() {
     assert_eq!(event_type, "invitation.resent");
     let event = wire_events::InvitationResent::decode(payload.as_slice()).unwrap();
     assert_eq!(event.invitation.unwrap().resend_count, 1);
+    // The invitation before the resend: the first generation, its first expiry.
+    let before = event.previous.unwrap();
+    assert_eq!(before.resend_count, 0);
+    assert_eq!(before.state, WireState::Pending as i32);
+    assert_eq!(
+        before.expire_time,
+        Some(tenantry_platform::time::to_timestamp(
+            invitation.expire_time
+        ))
+    );
+}
+
+#[tokio::test]
+async fn revocations_and_declines_carry_the_pending_invitation() {
+    let temp = temp_store().await;
+    let store = &temp.store;
+    let revoked = store
+        .create(
+            &new_invitation("globex", "bob@example.com", at(0)),
+            None,
+            at(0),
+        )
+        .await
+        .unwrap();
+    let declined = store
+        .create(
+            &new_invitation("globex", "carol@example.com", at(0)),
+            None,
+            at(0),
+        )
+        .await
+        .unwrap();
+    store
+        .revoke(&revoked, "users/alice", at(10))
+        .await
+        .unwrap()
+        .expect("revoked");
+    store
+        .decline(&declined, &user("carol"), at(11))
+        .await
+        .unwrap()
+        .expect("declined");
+    let rows = outbox_rows(&temp.database).await;
+    assert_eq!(
+        rows.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+        [
+            "invitation.created",
+            "invitation.created",
+            "invitation.revoked",
+            "invitation.declined"
+        ]
+    );
+
+    let event = wire_events::InvitationRevoked::decode(rows[2].1.as_slice()).unwrap();
+    assert_eq!(event.actor, "users/alice");
+    let (before, after) = (event.previous.unwrap(), event.invitation.unwrap());
+    assert_eq!(
+        (before.state, after.state),
+        (WireState::Pending as i32, WireState::Revoked as i32)
+    );
+    assert_eq!(before.name, after.name);
+    assert_eq!(
+        (before.revoked_by.as_str(), after.revoked_by.as_str()),
+        ("", "users/alice")
+    );
+    assert!(before.revoke_time.is_none() && after.revoke_time.is_some());
+
+    let event = wire_events::InvitationDeclined::decode(rows[3].1.as_slice()).unwrap();
+    let (before, after) = (event.previous.unwrap(), event.invitation.unwrap());
+    assert_eq!(
+        (before.state, after.state),
+        (WireState::Pending as i32, WireState::Declined as i32)
+    );
+    assert_eq!((before.etag.as_str(), after.etag.as_str()), ("1", "2"));
+    assert_eq!(
+        (before.declined_by.as_str(), after.declined_by.as_str()),
+        ("", "users/carol")
+    );
 }
 
 #[tokio::test]

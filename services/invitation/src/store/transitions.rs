@@ -40,7 +40,8 @@ impl Store {
         let revoked = load(&*tx, &current.invitation_id)
             .await?
             .ok_or(InvitationError::ConcurrentChange)?;
-        tx.append(&events::revoked(&revoked, actor, now)).await?;
+        tx.append(&events::revoked(&revoked, current, actor, now))
+            .await?;
         tx.commit().await?;
         Ok(Some(revoked))
     }
@@ -72,7 +73,8 @@ impl Store {
         let declined = load(&*tx, &current.invitation_id)
             .await?
             .ok_or(InvitationError::ConcurrentChange)?;
-        tx.append(&events::declined(&declined, &actor, now)).await?;
+        tx.append(&events::declined(&declined, current, &actor, now))
+            .await?;
         tx.commit().await?;
         Ok(Some(declined))
     }
@@ -100,7 +102,8 @@ impl Store {
         let resent = load(&*tx, &current.invitation_id)
             .await?
             .ok_or(InvitationError::ConcurrentChange)?;
-        tx.append(&events::resent(&resent, actor, now)).await?;
+        tx.append(&events::resent(&resent, current, actor, now))
+            .await?;
         tx.commit().await?;
         Ok(Some(resent))
     }
@@ -167,7 +170,7 @@ impl Store {
         let accepted = load(&*tx, &current.invitation_id)
             .await?
             .ok_or(InvitationError::ConcurrentChange)?;
-        tx.append(&events::accepted(&accepted, &member, &user, now))
+        tx.append(&events::accepted(&accepted, current, &member, &user, now))
             .await?;
         tx.commit().await?;
         Ok(Some((accepted, answer)))

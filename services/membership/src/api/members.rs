@@ -1,5 +1,8 @@
-//! AddMember, AddMyself, GetMember, UpdateMember, RemoveMember.
+//! AddMember, AddMyself, GetMember, UpdateMember, RemoveMember. Access is decided here (the
+//! authorization table, locally), so each change records the role that let its caller make it
+//! ([`record`]) for its event's `provenance`.
 
+use tenantry_platform::call_context::{self, ActorRole};
 use tenantry_platform::names::parse_member_ids;
 use tenantry_platform::{AccountId, ApiError, Principal, UserId};
 use tenantry_proto::membership::v1 as pb;
@@ -31,6 +34,7 @@ impl MembershipApi {
             return Ok(earlier);
         }
         let owner_ceiling = members::check_add(&access, account, add.role)?;
+        record(members::add_granted_by(&access, add.role));
         let user_id = self.user_named_by(&add.target).await?;
         if let Some(profile) = add.profile.clone() {
             // The invitee's claims, so the member is listed complete at once.
@@ -88,6 +92,7 @@ impl MembershipApi {
         {
             return Err(MembershipError::AccountNotActive(account_id.into()).into());
         }
+        record(access.granting(Permission::AddMyself));
         let role = self.config.add_myself_role.role();
         let new = members::self_assigned(account_id, user_id, role);
         let (member, created) = self.store.add_myself(&new).await?;
@@ -139,6 +144,7 @@ impl MembershipApi {
             &changed.etag,
             &changed.name,
         )?;
+        record(members::update_granted_by(&access, &current, role));
         if current.role == role {
             return Ok(current);
         }
@@ -164,10 +170,19 @@ impl MembershipApi {
         removal.may_look()?;
         let found = self.store.member(&account_id, &user_id).await?;
         let current = removal.check(found, &request.etag, &request.name)?;
+        record(removal.granted_by(&current));
         let (etag_sent, actor) = (!request.etag.is_empty(), caller.resource_name());
         Ok(self
             .store
             .remove_member(&current, etag_sent, &actor)
             .await?)
+    }
+}
+
+/// Records `role`, what let the caller of the current call make its change (nothing for a
+/// service: the role of the person it acts for came with its call).
+fn record(role: Option<ActorRole>) {
+    if let Some(role) = role {
+        call_context::record_role(role);
     }
 }

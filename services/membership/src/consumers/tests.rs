@@ -53,12 +53,42 @@ fn event(event_type: &str, account: Account) -> Event {
     let actor = "users/operator".to_string();
     let source = "/tenantry/customer-registry";
     match event_type {
-        "account.created" => Event::new(event_type, source, &pb::AccountCreated { account, actor }),
-        "account.updated" => Event::new(event_type, source, &pb::AccountUpdated { account, actor }),
-        "account.disabled" => {
-            Event::new(event_type, source, &pb::AccountDisabled { account, actor })
-        }
-        "account.deleted" => Event::new(event_type, source, &pb::AccountDeleted { account, actor }),
+        "account.created" => Event::new(
+            event_type,
+            source,
+            &pb::AccountCreated {
+                account,
+                actor,
+                ..Default::default()
+            },
+        ),
+        "account.updated" => Event::new(
+            event_type,
+            source,
+            &pb::AccountUpdated {
+                account,
+                actor,
+                ..Default::default()
+            },
+        ),
+        "account.disabled" => Event::new(
+            event_type,
+            source,
+            &pb::AccountDisabled {
+                account,
+                actor,
+                ..Default::default()
+            },
+        ),
+        "account.deleted" => Event::new(
+            event_type,
+            source,
+            &pb::AccountDeleted {
+                account,
+                actor,
+                ..Default::default()
+            },
+        ),
         other => panic!("no test event {other}"),
     }
 }
@@ -361,6 +391,7 @@ async fn unknown_event_types_are_refused_as_such() {
         &pb::MemberAdded {
             member: None,
             actor: "users/operator".into(),
+            provenance: None,
         },
     );
     for unknown in [renamed, member_added] {

@@ -55,7 +55,9 @@ pub fn decide(permission: Permission, facts: &AuthzFacts<'_>) -> Decision {
         Permission::AccountRead | Permission::MembersList => {
             (own.is_some() || partner.is_some(), None)
         }
-        Permission::AccountUpdate => (manager(own) || manager(partner), None),
+        Permission::AccountUpdate | Permission::AuditRead => {
+            (manager(own) || manager(partner), None)
+        }
         Permission::AccountDelete => (own == Some(Role::Owner) || manager(partner), None),
         Permission::MembersManage | Permission::InvitationsManage => (manager(own), None),
         Permission::OwnersManage => (
@@ -110,7 +112,7 @@ mod tests {
     /// DESIGN.md §5 written as data: which roles in the account itself ("own") and in its
     /// managing partner grant each permission, and what kind of account it must be. `a` means
     /// "ADMIN, while the account has no OWNER".
-    const TABLE: [(Permission, &str, &str, Kind); 12] = [
+    const TABLE: [(Permission, &str, &str, Kind); 13] = [
         (Permission::AccountRead, "OAE", "OAE", Kind::Any),
         (Permission::AccountUpdate, "OA", "OA", Kind::Any),
         (Permission::AccountDelete, "O", "OA", Kind::Any),
@@ -123,6 +125,7 @@ mod tests {
         (Permission::CustomersList, "OAE", "", Kind::Partner),
         (Permission::MessagesSend, "OAE", "", Kind::Partner),
         (Permission::MessagesList, "OAE", "", Kind::Partner),
+        (Permission::AuditRead, "OA", "OA", Kind::Any),
     ];
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,7 +215,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 12 * 3 * 4 * 4 * 2);
+        assert_eq!(checked, Permission::ALL.len() * 3 * 4 * 4 * 2);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! ceiling, who may change or take away a role (OWNER authority), who may remove whom and what
 //! a refused caller may learn, and who AddMyself lets in.
 
+use tenantry_platform::call_context::ActorRole;
 use tenantry_platform::etag::etag_allows;
 use tenantry_platform::idempotency::{RequestKey, RequestRecord};
 use tenantry_platform::{AccountId, UserId};
@@ -115,6 +116,14 @@ pub fn check_add(
     Ok(owner_ceiling)
 }
 
+/// The role that let the caller pass [`check_add`] for `role` (see [`Access::granted_by`]).
+pub fn add_granted_by(access: &Access, role: Role) -> Option<ActorRole> {
+    access.granted_by(|access| {
+        access.allows(Permission::MembersManage)
+            && (role != Role::Owner || access.owner_grant_ceiling().is_some())
+    })
+}
+
 /// The user an e-mail address names, given up to two directory users holding it.
 pub fn the_user_with(email: String, mut holders: Vec<UserId>) -> Result<UserId, MembershipError> {
     match holders.len() {
@@ -154,6 +163,19 @@ pub fn check_update(
         return Err(MembershipError::StaleEtag(name.to_string()));
     }
     Ok(owner_ceiling)
+}
+
+/// The role that let the caller pass [`check_update`] changing `current` to `role` (see
+/// [`Access::granted_by`]).
+pub fn update_granted_by(access: &Access, current: &Member, role: Role) -> Option<ActorRole> {
+    access.granted_by(|access| {
+        access.allows(Permission::MembersList)
+            && access.allows(Permission::MembersManage)
+            && (current.role != Role::Owner || role == Role::Owner || access.may_revoke_owner())
+            && (role != Role::Owner
+                || current.role == Role::Owner
+                || access.owner_grant_ceiling().is_some())
+    })
 }
 
 /// RemoveMember's rules: anyone may leave; removing someone else needs MEMBERS_MANAGE (and
@@ -226,6 +248,19 @@ impl<'a> Removal<'a> {
             return Err(MembershipError::StaleEtag(name.to_string()));
         }
         Ok(current)
+    }
+
+    /// The role that let the caller remove `current` (after [`Self::check`] allowed it): a
+    /// member leaving holds their own role; removing someone else takes MEMBERS_MANAGE (and
+    /// full OWNER authority for an OWNER), see [`Access::granted_by`].
+    pub fn granted_by(&self, current: &Member) -> Option<ActorRole> {
+        if self.is_self {
+            return self.access.granted_by(|access| access.role.is_some());
+        }
+        self.access.granted_by(|access| {
+            access.allows(Permission::MembersManage)
+                && (current.role != Role::Owner || access.may_revoke_owner())
+        })
     }
 }
 

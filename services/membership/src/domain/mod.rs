@@ -105,11 +105,13 @@ pub enum Permission {
     MessagesSend,
     /// List messages of a partner.
     MessagesList,
+    /// Read the account's audit trail.
+    AuditRead,
 }
 
 impl Permission {
     /// Every permission, for exhaustive tests.
-    pub const ALL: [Permission; 12] = [
+    pub const ALL: [Permission; 13] = [
         Permission::AccountRead,
         Permission::AccountUpdate,
         Permission::AccountDelete,
@@ -122,6 +124,7 @@ impl Permission {
         Permission::CustomersList,
         Permission::MessagesSend,
         Permission::MessagesList,
+        Permission::AuditRead,
     ];
 
     /// Whether a decision on this permission depends only on the caller's roles (in the
@@ -148,6 +151,7 @@ impl Permission {
             Permission::CustomersList => "CUSTOMERS_LIST",
             Permission::MessagesSend => "MESSAGES_SEND",
             Permission::MessagesList => "MESSAGES_LIST",
+            Permission::AuditRead => "AUDIT_READ",
         }
     }
 }

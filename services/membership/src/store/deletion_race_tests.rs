@@ -52,8 +52,22 @@ fn account_event(id: &str, version: i64, state: WireState) -> Event {
     );
     let source = "/tenantry/customer-registry";
     match state {
-        WireState::Deleted => Event::of(source, &pb::AccountDeleted { account, actor }),
-        _ => Event::of(source, &pb::AccountUpdated { account, actor }),
+        WireState::Deleted => Event::of(
+            source,
+            &pb::AccountDeleted {
+                account,
+                actor,
+                ..Default::default()
+            },
+        ),
+        _ => Event::of(
+            source,
+            &pb::AccountUpdated {
+                account,
+                actor,
+                ..Default::default()
+            },
+        ),
     }
 }
 

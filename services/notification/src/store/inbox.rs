@@ -160,6 +160,11 @@ impl Store {
             Some(message) if message.partner_id == partner_id && !rows.is_empty() => message,
             _ => return Err(NotificationError::PermissionDenied),
         };
+        // Receiving the message is what lets the user acknowledge it (the events below carry
+        // it in their `provenance`).
+        tenantry_platform::call_context::record_role(
+            tenantry_platform::call_context::ActorRole::Recipient,
+        );
         let mut outcome = AckOutcome::default();
         let mut first_ack: Option<DateTime<Utc>> = None;
         let mut newly = Vec::new();

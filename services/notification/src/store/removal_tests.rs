@@ -85,6 +85,7 @@ fn removal(user: &str, added: DateTime<Utc>, removed: DateTime<Utc>) -> Event {
         &events::MemberRemoved {
             member: Some(member),
             actor: "users/admin".into(),
+            provenance: None,
         },
     );
     event.time = removed;

@@ -233,6 +233,22 @@ async fn fan_out_resumes_from_its_cursor_without_duplicates() {
     assert_eq!(view.stats[0].recipient_count, 25);
 }
 
+/// The context of a call by the person `alice`.
+fn alices_call() -> Arc<tenantry_platform::call_context::CallContext> {
+    let alice = tenantry_platform::Principal::User(tenantry_platform::UserIdentity {
+        sub: "alice".into(),
+        email: None,
+        email_verified: false,
+        given_name: None,
+        family_name: None,
+        operator: false,
+    });
+    Arc::new(tenantry_platform::call_context::CallContext::of_call(
+        &tonic::codegen::http::HeaderMap::new(),
+        &alice,
+    ))
+}
+
 #[tokio::test]
 async fn a_user_reached_through_two_accounts_sees_the_message_once() {
     let db = test_db().await;
@@ -256,11 +272,16 @@ async fn a_user_reached_through_two_accounts_sees_the_message_once() {
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].accounts, [account_id("acme"), account_id("beta")]);
 
-    let outcome = db
-        .store
-        .acknowledge(&user_id("alice"), &account_id("partner"), &id, now)
-        .await
-        .unwrap();
+    // Inside Alice's call: receiving the message is what let her acknowledge it.
+    let call = alices_call();
+    let outcome = tenantry_platform::call_context::scope(
+        call.clone(),
+        db.store
+            .acknowledge(&user_id("alice"), &account_id("partner"), &id, now),
+    )
+    .await
+    .unwrap();
+    assert_eq!(call.role().as_deref(), Some("RECIPIENT"));
     assert_eq!(
         outcome.acknowledged_accounts,
         [account_id("acme"), account_id("beta")]
@@ -297,17 +318,23 @@ async fn a_user_reached_through_two_accounts_sees_the_message_once() {
     // beta: its only recipient acknowledged → resolved; acme: bob still has it.
     assert_eq!(stats, vec![("acme", 2, 1, false), ("beta", 1, 1, true)]);
     assert_eq!(db.store.receipts(&id, None, 10).await.unwrap().len(), 2);
-    // Someone who did not receive it: PERMISSION_DENIED, whether it exists or not.
+    // Someone who did not receive it: PERMISSION_DENIED, whether it exists or not (and no
+    // role is recorded for the call).
     for (user, message) in [
         ("mallory", id.as_str()),
         ("alice", "0190a6a8-7c2b-7d3e-8f40-1234567890ab"),
     ] {
+        let call = alices_call();
         assert!(matches!(
-            db.store
-                .acknowledge(&user_id(user), &account_id("partner"), message, now)
-                .await,
+            tenantry_platform::call_context::scope(
+                call.clone(),
+                db.store
+                    .acknowledge(&user_id(user), &account_id("partner"), message, now),
+            )
+            .await,
             Err(NotificationError::PermissionDenied)
         ));
+        assert_eq!(call.role(), None);
     }
     assert!(matches!(
         db.store

@@ -243,7 +243,7 @@ async fn a_resend_supersedes_the_earlier_email() {
     handle(
         &temp,
         &mailer,
-        &crate::events::resent(&resent, "users/alice", now),
+        &crate::events::resent(&resent, &sent, "users/alice", now),
     )
     .await
     .unwrap();
@@ -285,7 +285,7 @@ async fn a_resend_supersedes_the_earlier_email() {
     handle(
         &temp,
         &mailer,
-        &crate::events::resent(&revoked, "users/alice", now),
+        &crate::events::resent(&revoked, &current, "users/alice", now),
     )
     .await
     .unwrap();

@@ -14,6 +14,7 @@ use crate::store::migrations::Migrator;
 
 mod internal;
 mod members;
+mod provenance;
 
 #[derive(Debug, Default)]
 struct FakeAccounts(
@@ -41,7 +42,8 @@ struct Harness {
     api: MembershipApi,
     /// Lagging replica entries that shadow the source of record in `account` lookups.
     stale: Arc<Mutex<HashMap<String, AccountFacts>>>,
-    _temp: TempDatabase,
+    /// The database (its outbox is read by the provenance tests).
+    temp: TempDatabase,
 }
 
 fn account(id: &str, partner: bool, managed_by: Option<&str>, state: AccountState) -> AccountFacts {
@@ -83,7 +85,7 @@ async fn harness() -> Harness {
     Harness {
         api: MembershipApi::new(Config::default(), deps),
         stale,
-        _temp: temp,
+        temp,
     }
 }
 

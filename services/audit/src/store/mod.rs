@@ -1,0 +1,524 @@
+//! The audit log's persistence: appending an entry to an account's chain (in the consumer's
+//! transaction), reading entries, verifying a chain and purging under a signed tombstone.
+//!
+//! Appending locks the account's chain head (`audit_chains`) for the rest of the transaction,
+//! so competing replicas and batches number an account's entries 1, 2, 3, … without a gap and
+//! commit them in that order (a watcher that read entry N never sees N-1 appear later).
+
+pub mod entities;
+pub mod migrations;
+#[cfg(test)]
+mod tests;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+};
+use tenantry_platform::db::Database;
+
+use crate::domain::chain::{self, Hashed, Tombstone};
+use crate::domain::{AuditError, NewEntry, actor_kind_name};
+use entities::{chain as chain_head, entry, tombstone};
+use migrations::WRITER_ROLE;
+
+/// The tables the service's pruner keeps bounded: the consumer's records of handled events
+/// (the log itself is only ever shortened by PurgeAuditEntries).
+pub fn prune_targets(
+    retention: &tenantry_platform::retention::RetentionSettings,
+) -> Vec<tenantry_platform::retention::PruneTarget> {
+    vec![tenantry_events::retention::processed_events_target(
+        retention.processed_events,
+    )]
+}
+
+/// On PostgreSQL, makes the rest of `txn` act as [`WRITER_ROLE`] (SELECT and INSERT on the log,
+/// no UPDATE or DELETE); SQLite has no roles, and its triggers guard the log.
+pub async fn act_as_writer(txn: &impl ConnectionTrait) -> Result<(), AuditError> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(&format!("SET LOCAL ROLE {WRITER_ROLE}"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// What appending an event did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// A new entry with this sequence number in the account's log.
+    Entry {
+        /// The account.
+        account_id: String,
+        /// Its number.
+        sequence: i64,
+    },
+    /// The event was already recorded (a redelivery).
+    AlreadyRecorded,
+}
+
+/// Appends `new` to its account's chain inside `txn` (the consumer's transaction), unless its
+/// event is already recorded.
+pub async fn append(
+    txn: &DatabaseTransaction,
+    new: &NewEntry,
+    now: DateTime<Utc>,
+) -> Result<Appended, AuditError> {
+    act_as_writer(txn).await?;
+    let recorded = entry::Entity::find()
+        .select_only()
+        .column(entry::Column::Id)
+        .filter(entry::Column::EventId.eq(new.event_id.as_str()))
+        .into_tuple::<i64>()
+        .one(txn)
+        .await?;
+    if recorded.is_some() {
+        return Ok(Appended::AlreadyRecorded);
+    }
+    let change = &new.change;
+    let account_id = change.account_id.as_str();
+    chain_head::Entity::insert(chain_head::ActiveModel {
+        account_id: Set(account_id.to_string()),
+        managed_by: Set(change.managed_by.clone()),
+        last_sequence: Set(0),
+        last_hash: Set(String::new()),
+        update_time: Set(now),
+    })
+    .on_conflict_do_nothing()
+    .exec_without_returning(txn)
+    .await?;
+    let head = chain_head::Entity::find_by_id(account_id)
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or_else(|| AuditError::Corrupt(format!("no chain head for accounts/{account_id}")))?;
+    let sequence = head.last_sequence + 1;
+    let event_time = chain::to_micros(new.event_time);
+    let before = chain::stored_json(&change.before);
+    let after = chain::stored_json(&change.after);
+    let provenance = &change.provenance;
+    let actor_kind = actor_kind_name(provenance.actor_kind);
+    let hash = Hashed {
+        account: account_id,
+        sequence,
+        event_id: &new.event_id,
+        event_type: &new.event_type,
+        event_time,
+        actor: &change.actor,
+        actor_kind,
+        via: &provenance.via,
+        actor_role: &provenance.actor_role,
+        resource: &change.resource,
+        before: &before,
+        after: &after,
+        request_id: &provenance.request_id,
+        trace_id: &provenance.trace_id,
+        previous_hash: &head.last_hash,
+    }
+    .hash();
+    entry::Entity::insert(entry::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        account_id: Set(account_id.to_string()),
+        sequence: Set(sequence),
+        event_id: Set(new.event_id.clone()),
+        event_type: Set(new.event_type.clone()),
+        event_time: Set(event_time),
+        actor: Set(change.actor.clone()),
+        actor_kind: Set(actor_kind.to_string()),
+        via: Set(provenance.via.clone()),
+        actor_role: Set(provenance.actor_role.clone()),
+        resource: Set(change.resource.clone()),
+        before_json: Set(before),
+        after_json: Set(after),
+        request_id: Set(provenance.request_id.clone()),
+        trace_id: Set(provenance.trace_id.clone()),
+        previous_hash: Set(head.last_hash.clone()),
+        hash: Set(hash.clone()),
+        record_time: Set(chain::to_micros(now)),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    chain_head::Entity::update(chain_head::ActiveModel {
+        account_id: Set(account_id.to_string()),
+        managed_by: Set(change.managed_by.clone().or(head.managed_by)),
+        last_sequence: Set(sequence),
+        last_hash: Set(hash),
+        update_time: Set(now),
+    })
+    .exec(txn)
+    .await?;
+    Ok(Appended::Entry {
+        account_id: account_id.to_string(),
+        sequence,
+    })
+}
+
+/// What a listing reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// The account.
+    pub account_id: String,
+    /// Also the accounts it manages.
+    pub include_customers: bool,
+    /// Only these types (all when empty).
+    pub event_types: Vec<String>,
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Only this resource.
+    pub resource: Option<String>,
+    /// Only at or after.
+    pub start_time: Option<DateTime<Utc>>,
+    /// Only before.
+    pub end_time: Option<DateTime<Utc>>,
+    /// Oldest first (default newest first).
+    pub oldest_first: bool,
+}
+
+/// The entry of `entry`'s verification.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// Entries checked.
+    pub checked: i64,
+    /// The first entry that does not match, and why.
+    pub mismatch: Option<(i64, String)>,
+    /// Purged through this sequence number (0: nothing purged).
+    pub purged_through: i64,
+    /// The last sequence number checked.
+    pub last_sequence: i64,
+}
+
+/// Entries read per statement while verifying.
+const VERIFY_CHUNK: u64 = 1000;
+
+/// The audit service's tables.
+#[derive(Clone, Debug)]
+pub struct Store {
+    database: Database,
+}
+
+impl Store {
+    /// The store on `database`.
+    pub fn new(database: Database) -> Self {
+        Self { database }
+    }
+
+    fn connection(&self) -> Result<&DatabaseConnection, AuditError> {
+        Ok(self.database.connection()?)
+    }
+
+    /// At most `limit` entries matching `query` after the entry with id `after_id` (in the
+    /// query's order).
+    pub async fn list(
+        &self,
+        query: &ListQuery,
+        after_id: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<entry::Model>, AuditError> {
+        let db = self.connection()?;
+        let mut select = entry::Entity::find();
+        if query.include_customers {
+            let customers: Vec<String> = chain_head::Entity::find()
+                .select_only()
+                .column(chain_head::Column::AccountId)
+                .filter(chain_head::Column::ManagedBy.eq(query.account_id.as_str()))
+                .into_tuple()
+                .all(db)
+                .await?;
+            let mut accounts = customers;
+            accounts.push(query.account_id.clone());
+            select = select.filter(entry::Column::AccountId.is_in(accounts));
+        } else {
+            select = select.filter(entry::Column::AccountId.eq(query.account_id.as_str()));
+        }
+        if !query.event_types.is_empty() {
+            select = select.filter(entry::Column::EventType.is_in(query.event_types.clone()));
+        }
+        if let Some(actor) = &query.actor {
+            select = select.filter(entry::Column::Actor.eq(actor.as_str()));
+        }
+        if let Some(resource) = &query.resource {
+            select = select.filter(entry::Column::Resource.eq(resource.as_str()));
+        }
+        if let Some(start) = query.start_time {
+            select = select.filter(entry::Column::EventTime.gte(start));
+        }
+        if let Some(end) = query.end_time {
+            select = select.filter(entry::Column::EventTime.lt(end));
+        }
+        select = match (query.oldest_first, after_id) {
+            (true, Some(id)) => select.filter(entry::Column::Id.gt(id)),
+            (false, Some(id)) => select.filter(entry::Column::Id.lt(id)),
+            (_, None) => select,
+        };
+        let select = if query.oldest_first {
+            select.order_by_asc(entry::Column::Id)
+        } else {
+            select.order_by_desc(entry::Column::Id)
+        };
+        Ok(select.limit(limit).all(db).await?)
+    }
+
+    /// The entry `sequence` of `account_id`'s log.
+    pub async fn get(
+        &self,
+        account_id: &str,
+        sequence: i64,
+    ) -> Result<Option<entry::Model>, AuditError> {
+        Ok(entry::Entity::find()
+            .filter(entry::Column::AccountId.eq(account_id))
+            .filter(entry::Column::Sequence.eq(sequence))
+            .one(self.connection()?)
+            .await?)
+    }
+
+    /// At most `limit` entries of `account_id` after `after_sequence`, oldest first.
+    pub async fn after(
+        &self,
+        account_id: &str,
+        after_sequence: i64,
+        limit: u64,
+    ) -> Result<Vec<entry::Model>, AuditError> {
+        Ok(entry::Entity::find()
+            .filter(entry::Column::AccountId.eq(account_id))
+            .filter(entry::Column::Sequence.gt(after_sequence))
+            .order_by_asc(entry::Column::Sequence)
+            .limit(limit)
+            .all(self.connection()?)
+            .await?)
+    }
+
+    /// The account's purge tombstone, if it has one.
+    pub async fn tombstone(&self, account_id: &str) -> Result<Option<tombstone::Model>, AuditError> {
+        Ok(tombstone::Entity::find_by_id(account_id)
+            .one(self.connection()?)
+            .await?)
+    }
+
+    /// Recomputes `account_id`'s chain (see [`Verification`]); a tombstone must be signed with
+    /// one of `keys` (the current one first, then the one before a rotation).
+    pub async fn verify(
+        &self,
+        account_id: &str,
+        keys: &[&[u8]],
+    ) -> Result<Verification, AuditError> {
+        let mut verification = Verification::default();
+        let mut previous_hash = String::new();
+        let mut expected = 1;
+        if let Some(stone) = self.tombstone(account_id).await? {
+            verification.purged_through = stone.through_sequence;
+            let signed = Tombstone {
+                account: stone.account_id.clone(),
+                through_sequence: stone.through_sequence,
+                last_hash: stone.last_hash.clone(),
+                purged_entries: stone.purged_entries,
+                before_time: stone.before_time.clone(),
+                operator: stone.operator.clone(),
+            };
+            if !keys.iter().any(|key| signed.verify(key, &stone.signature)) {
+                verification.mismatch = Some((
+                    stone.through_sequence,
+                    "the purge tombstone's signature does not match: it was altered".to_string(),
+                ));
+                return Ok(verification);
+            }
+            previous_hash = stone.last_hash;
+            expected = stone.through_sequence + 1;
+        }
+        loop {
+            let chunk = self.after(account_id, expected - 1, VERIFY_CHUNK).await?;
+            let Some(last) = chunk.last() else {
+                // Entries removed from the end are missed by the walk; the head still counts them.
+                let head = chain_head::Entity::find_by_id(account_id)
+                    .one(self.connection()?)
+                    .await?;
+                if let Some(head) = head
+                    && head.last_sequence >= expected
+                {
+                    verification.mismatch = Some((
+                        expected,
+                        format!(
+                            "entries {expected} to {} are missing from the log",
+                            head.last_sequence
+                        ),
+                    ));
+                }
+                return Ok(verification);
+            };
+            let last_in_chunk = last.sequence;
+            for row in &chunk {
+                verification.checked += 1;
+                if let Some(reason) = mismatch(row, expected, &previous_hash) {
+                    verification.mismatch = Some((row.sequence.min(expected), reason));
+                    return Ok(verification);
+                }
+                verification.last_sequence = row.sequence;
+                previous_hash = row.hash.clone();
+                expected += 1;
+            }
+            debug_assert_eq!(last_in_chunk, expected - 1);
+        }
+    }
+
+    /// Removes every account's entries older than `before` (a prefix of each chain), leaving a
+    /// tombstone signed with `key`; returns (entries removed, accounts touched).
+    pub async fn purge(
+        &self,
+        before: DateTime<Utc>,
+        operator: &str,
+        key: &[u8],
+    ) -> Result<(i64, i64), AuditError> {
+        let db = self.connection()?;
+        let accounts: Vec<String> = chain_head::Entity::find()
+            .select_only()
+            .column(chain_head::Column::AccountId)
+            .order_by_asc(chain_head::Column::AccountId)
+            .into_tuple()
+            .all(db)
+            .await?;
+        let (mut removed, mut touched) = (0, 0);
+        for account_id in accounts {
+            let txn = db.begin().await?;
+            act_as_writer(&txn).await?;
+            let count = purge_account(&txn, &account_id, before, operator, key).await?;
+            txn.commit().await?;
+            if count > 0 {
+                removed += count;
+                touched += 1;
+            }
+        }
+        Ok((removed, touched))
+    }
+}
+
+/// Why `row` breaks the chain, if it does: expected `sequence`, chained to `previous_hash`.
+fn mismatch(row: &entry::Model, sequence: i64, previous_hash: &str) -> Option<String> {
+    if row.sequence != sequence {
+        return Some(format!(
+            "sequence {sequence} is missing: the next stored entry is {}",
+            row.sequence
+        ));
+    }
+    if row.previous_hash != previous_hash {
+        return Some("previous_hash is not the hash of the entry before it".to_string());
+    }
+    let recomputed = hashed(row).hash();
+    (recomputed != row.hash).then(|| "hash differs: the stored row was altered".to_string())
+}
+
+/// The hashed fields of a stored row.
+pub fn hashed(row: &entry::Model) -> Hashed<'_> {
+    Hashed {
+        account: &row.account_id,
+        sequence: row.sequence,
+        event_id: &row.event_id,
+        event_type: &row.event_type,
+        event_time: row.event_time,
+        actor: &row.actor,
+        actor_kind: &row.actor_kind,
+        via: &row.via,
+        actor_role: &row.actor_role,
+        resource: &row.resource,
+        before: &row.before_json,
+        after: &row.after_json,
+        request_id: &row.request_id,
+        trace_id: &row.trace_id,
+        previous_hash: &row.previous_hash,
+    }
+}
+
+/// Purges one account's prefix older than `before` in `txn`; the number of entries removed.
+async fn purge_account(
+    txn: &DatabaseTransaction,
+    account_id: &str,
+    before: DateTime<Utc>,
+    operator: &str,
+    key: &[u8],
+) -> Result<i64, AuditError> {
+    // The prefix ends before the first entry at or after the cut-off.
+    let first_kept: Option<i64> = entry::Entity::find()
+        .select_only()
+        .column_as(entry::Column::Sequence.min(), "first")
+        .filter(entry::Column::AccountId.eq(account_id))
+        .filter(entry::Column::EventTime.gte(before))
+        .into_tuple::<Option<i64>>()
+        .one(txn)
+        .await?
+        .flatten();
+    let through = match first_kept {
+        Some(first) => first - 1,
+        None => entry::Entity::find()
+            .select_only()
+            .column_as(entry::Column::Sequence.max(), "last")
+            .filter(entry::Column::AccountId.eq(account_id))
+            .into_tuple::<Option<i64>>()
+            .one(txn)
+            .await?
+            .flatten()
+            .unwrap_or(0),
+    };
+    let previous = tombstone::Entity::find_by_id(account_id).one(txn).await?;
+    let already = previous.as_ref().map_or(0, |stone| stone.through_sequence);
+    if through <= already {
+        return Ok(0);
+    }
+    let Some(last) = entry::Entity::find()
+        .filter(entry::Column::AccountId.eq(account_id))
+        .filter(entry::Column::Sequence.eq(through))
+        .one(txn)
+        .await?
+    else {
+        return Ok(0);
+    };
+    let stone = Tombstone {
+        account: account_id.to_string(),
+        through_sequence: through,
+        last_hash: last.hash.clone(),
+        purged_entries: previous.as_ref().map_or(0, |stone| stone.purged_entries)
+            + (through - already),
+        before_time: chain::canonical_time(before),
+        operator: operator.to_string(),
+    };
+    let signature = stone.signature(key);
+    if txn.get_database_backend() == DbBackend::Postgres {
+        // The role may not delete: the owner's function does, after checking the cut-off.
+        let removed: Option<i64> = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT audit_purge_account($1, $2, $3, $4, $5, $6, $7, $8) AS removed",
+                [
+                    stone.account.clone().into(),
+                    stone.through_sequence.into(),
+                    stone.last_hash.clone().into(),
+                    stone.purged_entries.into(),
+                    before.into(),
+                    stone.before_time.clone().into(),
+                    stone.operator.clone().into(),
+                    signature.into(),
+                ],
+            ))
+            .await?
+            .map(|row| row.try_get::<i64>("", "removed"))
+            .transpose()?;
+        return Ok(removed.unwrap_or(0));
+    }
+    let row = tombstone::ActiveModel {
+        account_id: Set(stone.account.clone()),
+        through_sequence: Set(stone.through_sequence),
+        last_hash: Set(stone.last_hash.clone()),
+        purged_entries: Set(stone.purged_entries),
+        before_time: Set(stone.before_time.clone()),
+        operator: Set(stone.operator.clone()),
+        signature: Set(signature),
+        purge_time: Set(tenantry_platform::time::now()),
+    };
+    if previous.is_some() {
+        tombstone::Entity::update(row).exec(txn).await?;
+    } else {
+        tombstone::Entity::insert(row).exec_without_returning(txn).await?;
+    }
+    let deleted = entry::Entity::delete_many()
+        .filter(entry::Column::AccountId.eq(account_id))
+        .filter(entry::Column::Sequence.lte(through))
+        .exec(txn)
+        .await?;
+    Ok(deleted.rows_affected as i64)
+}
