@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tenantry/invitation/v1/invitation.proto",
         "tenantry/notification/v1/notification.proto",
         "tenantry/events/v1/events.proto",
+        "tenantry/audit/v1/audit.proto",
     ];
     println!("cargo:rerun-if-changed={}", root.display());
 

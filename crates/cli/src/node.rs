@@ -41,15 +41,18 @@ pub enum ServiceKind {
     Invitation,
     /// Partner messages, their fan-out and the login inbox.
     Notification,
+    /// The append-only, hash-chained audit log of every change.
+    Audit,
 }
 
 impl ServiceKind {
     /// Every service, in start order.
-    pub const ALL: [ServiceKind; 4] = [
+    pub const ALL: [ServiceKind; 5] = [
         ServiceKind::CustomerRegistry,
         ServiceKind::Membership,
         ServiceKind::Invitation,
         ServiceKind::Notification,
+        ServiceKind::Audit,
     ];
 
     /// What the node knows of the service: names, consumed events, peers, migrations.
@@ -59,6 +62,7 @@ impl ServiceKind {
             ServiceKind::Membership => &tenantry_membership::SERVICE,
             ServiceKind::Invitation => &tenantry_invitation::SERVICE,
             ServiceKind::Notification => &tenantry_notification::SERVICE,
+            ServiceKind::Audit => &tenantry_audit::SERVICE,
         }
     }
 
@@ -98,6 +102,14 @@ impl ServiceKind {
             }
             ServiceKind::Notification => {
                 tenantry_notification::start(spec.notification.clone(), context)
+            }
+            ServiceKind::Audit => {
+                let key = |secret: &str| derived_key(b"tenantry audit tombstones\0", secret);
+                let keys = tenantry_audit::TombstoneKeys {
+                    current: key(spec.auth.internal_secret.as_deref().unwrap_or_default()),
+                    previous: spec.auth.internal_secret_previous.as_deref().map(key),
+                };
+                tenantry_audit::start(keys, context)
             }
         }
     }
@@ -275,8 +287,13 @@ pub struct Node {
 /// The key that signs page tokens, derived from the internal secret so every replica of a
 /// cluster accepts the others' tokens without another setting.
 fn page_token_key(internal_secret: &str) -> Vec<u8> {
+    derived_key(b"tenantry page tokens\0", internal_secret)
+}
+
+/// A key for one purpose, derived from the internal secret (see [`page_token_key`]).
+fn derived_key(purpose: &[u8], internal_secret: &str) -> Vec<u8> {
     let mut hasher = Sha256::new();
-    hasher.update(b"tenantry page tokens\0");
+    hasher.update(purpose);
     hasher.update(internal_secret.as_bytes());
     hasher.finalize().to_vec()
 }
@@ -604,15 +621,25 @@ mod tests {
 
     use super::*;
 
-    /// Every event type Tenantry publishes is consumed by some service, or is declared as
-    /// published for outside subscribers only — and no such type is consumed after all. A type
-    /// added on the publishing side alone fails here, not silently in production.
+    /// Every event type Tenantry publishes is consumed by some service besides the audit log,
+    /// or is declared as published for outside subscribers (and the audit log) only — and no
+    /// such type is consumed after all. A type added on the publishing side alone fails here,
+    /// not silently in production. The audit log records every type but `inbox.changed`.
     #[test]
     fn every_published_event_type_has_a_consumer_or_is_for_outside_subscribers() {
         let consumed: BTreeSet<EventType> = ServiceKind::ALL
             .into_iter()
+            .filter(|kind| *kind != ServiceKind::Audit)
             .flat_map(|kind| kind.info().consumes.iter().copied())
             .collect();
+        let audited: BTreeSet<EventType> =
+            ServiceKind::Audit.info().consumes.iter().copied().collect();
+        assert_eq!(
+            EventType::ALL.len() - audited.len(),
+            1,
+            "the audit log records every type but one"
+        );
+        assert!(!audited.contains(&EventType::InboxChanged));
         for event_type in EventType::ALL {
             assert!(
                 consumed.contains(&event_type) != event_type.outside_subscribers_only(),
@@ -636,7 +663,7 @@ mod tests {
             .into_iter()
             .map(ServiceKind::grpc_name)
             .collect();
-        assert_eq!((names.len(), grpc.len()), (4, 4));
+        assert_eq!((names.len(), grpc.len()), (5, 5));
         // A consumer group is a durable queue: two services sharing one would steal each
         // other's events.
         let groups: Vec<_> = ServiceKind::ALL

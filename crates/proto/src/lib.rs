@@ -41,6 +41,12 @@ pub mod notification {
     }
 }
 
+pub mod audit {
+    pub mod v1 {
+        tonic::include_proto!("tenantry.audit.v1");
+    }
+}
+
 pub mod events {
     pub mod v1 {
         tonic::include_proto!("tenantry.events.v1");

@@ -2,6 +2,7 @@
 //! one), and gRPC clients that send one identity's bearer token on every call.
 
 use tenantry_platform::auth::{DevTokenClaims, mint_user_token, unix_now};
+use tenantry_proto::audit::v1::audit_service_client::AuditServiceClient;
 use tenantry_proto::invitation::v1::invitation_service_client::InvitationServiceClient;
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
 use tenantry_proto::notification::v1::notification_service_client::NotificationServiceClient;
@@ -50,6 +51,9 @@ pub type MembershipClient = MembershipServiceClient<InterceptedService<Channel, 
 pub type InvitationClient = InvitationServiceClient<InterceptedService<Channel, Bearer>>;
 /// A notification client calling as one identity.
 pub type NotificationClient = NotificationServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// An audit client calling as one identity.
+pub type AuditClient = AuditServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A user token for tests.
 #[derive(Clone, Debug)]

@@ -27,6 +27,7 @@ use tenantry_events::{AmqpConfig, RetryPolicy};
 pub use tenantry_events::{Event, Subscription};
 use tenantry_platform::auth::ServiceTokenMinter;
 use tenantry_platform::config::AuthConfig;
+use tenantry_proto::audit::v1::audit_service_client::AuditServiceClient;
 use tenantry_proto::invitation::v1::invitation_service_client::InvitationServiceClient;
 use tenantry_proto::membership::v1::membership_service_client::MembershipServiceClient;
 use tenantry_proto::notification::v1::notification_service_client::NotificationServiceClient;
@@ -355,6 +356,16 @@ impl TestCluster {
     /// A notification client acting as `user`.
     pub fn notification_as(&self, user: &TestUser) -> NotificationClient {
         self.notification(Some(&user.token()))
+    }
+
+    /// An audit client presenting `token` (`None`: no token at all).
+    pub fn audit(&self, token: Option<&str>) -> AuditClient {
+        AuditServiceClient::with_interceptor(self.channel(), Self::bearer(token))
+    }
+
+    /// An audit client acting as `user`.
+    pub fn audit_as(&self, user: &TestUser) -> AuditClient {
+        self.audit(Some(&user.token()))
     }
 
     /// A token of the cluster's own service identity `service` (e.g. `invitation`), minted

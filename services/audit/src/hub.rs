@@ -26,7 +26,8 @@ impl EntryHub {
 
     /// Something was committed: every watcher looks again.
     pub fn wake(&self) {
-        self.commits.send_modify(|count| *count = count.wrapping_add(1));
+        self.commits
+            .send_modify(|count| *count = count.wrapping_add(1));
     }
 
     /// A receiver that sees the next wake-up.

@@ -182,12 +182,7 @@ impl AuditApi {
         }
         let (first_mismatch, reason) = verification
             .mismatch
-            .map(|(sequence, reason)| {
-                (
-                    crate::wire::entry_name(&account_id, sequence),
-                    reason,
-                )
-            })
+            .map(|(sequence, reason)| (crate::wire::entry_name(&account_id, sequence), reason))
             .unwrap_or_default();
         Ok(wire::VerifyAuditChainResponse {
             intact: first_mismatch.is_empty(),
@@ -305,10 +300,7 @@ fn list_query(request: &wire::ListAuditEntriesRequest) -> Result<ListQuery, ApiE
         Ok(wire::Order::OldestFirst) => true,
         Ok(wire::Order::Unspecified | wire::Order::NewestFirst) => false,
         Err(_) => {
-            violations.push((
-                "order".to_string(),
-                "one of the ORDER_* values".to_string(),
-            ));
+            violations.push(("order".to_string(), "one of the ORDER_* values".to_string()));
             false
         }
     };
@@ -360,7 +352,8 @@ fn is_actor_name(name: &str) -> bool {
             && !rest.contains('/')
             && !rest.chars().any(char::is_control)
     };
-    name.strip_prefix("users/").is_some_and(valid) || name.strip_prefix("services/").is_some_and(valid)
+    name.strip_prefix("users/").is_some_and(valid)
+        || name.strip_prefix("services/").is_some_and(valid)
 }
 
 /// `(account_id, sequence)` of `accounts/{account_id}/auditEntries/{sequence}`.
@@ -465,8 +458,14 @@ mod tests {
             event_types: vec!["account.updated".into(), "account.renamed".into()],
             actor: "people/u-1".into(),
             resource: "members/u-1".into(),
-            start_time: Some(prost_types::Timestamp { seconds: 20, nanos: 0 }),
-            end_time: Some(prost_types::Timestamp { seconds: 10, nanos: 0 }),
+            start_time: Some(prost_types::Timestamp {
+                seconds: 20,
+                nanos: 0,
+            }),
+            end_time: Some(prost_types::Timestamp {
+                seconds: 10,
+                nanos: 0,
+            }),
             order: 9,
             ..Default::default()
         };
@@ -485,6 +484,9 @@ mod tests {
             actor: "users/u-1".into(),
             ..Default::default()
         };
-        assert_eq!(list_query(&fine).unwrap().actor.as_deref(), Some("users/u-1"));
+        assert_eq!(
+            list_query(&fine).unwrap().actor.as_deref(),
+            Some("users/u-1")
+        );
     }
 }

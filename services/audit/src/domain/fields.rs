@@ -14,9 +14,10 @@ use tenantry_proto::registry::v1::{Account, AccountState};
 
 /// A timestamp as RFC 3339 (UTC, microseconds).
 pub fn timestamp(time: &prost_types::Timestamp) -> Value {
-    let text = DateTime::<Utc>::from_timestamp(time.seconds, time.nanos.clamp(0, 999_999_999) as u32)
-        .map(|time| time.to_rfc3339_opts(SecondsFormat::Micros, true))
-        .unwrap_or_default();
+    let text =
+        DateTime::<Utc>::from_timestamp(time.seconds, time.nanos.clamp(0, 999_999_999) as u32)
+            .map(|time| time.to_rfc3339_opts(SecondsFormat::Micros, true))
+            .unwrap_or_default();
     Value::String(text)
 }
 
@@ -29,7 +30,12 @@ fn text(value: &str) -> Value {
 }
 
 fn role_name(role: i32) -> Value {
-    text(Role::try_from(role).unwrap_or(Role::Unspecified).as_str_name().trim_start_matches("ROLE_"))
+    text(
+        Role::try_from(role)
+            .unwrap_or(Role::Unspecified)
+            .as_str_name()
+            .trim_start_matches("ROLE_"),
+    )
 }
 
 /// What an auditor follows of an account.
@@ -98,7 +104,10 @@ pub fn message_fields(message: &Message) -> Map<String, Value> {
             "recipients".to_string(),
             Value::Array(message.recipients.iter().map(|r| text(r)).collect()),
         ),
-        ("all_customers".to_string(), Value::Bool(message.all_customers)),
+        (
+            "all_customers".to_string(),
+            Value::Bool(message.all_customers),
+        ),
         (
             "roles".to_string(),
             Value::Array(message.roles.iter().map(|role| role_name(*role)).collect()),

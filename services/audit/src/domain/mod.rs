@@ -57,33 +57,54 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
     let (change, provenance) = match event_type {
         T::AccountCreated => {
             let e: pb::AccountCreated = decode(payload)?;
-            (account_change(e.account, None, e.actor, true)?, e.provenance)
+            (
+                account_change(e.account, None, e.actor, true)?,
+                e.provenance,
+            )
         }
         T::AccountUpdated => {
             let e: pb::AccountUpdated = decode(payload)?;
-            (account_change(e.account, e.previous, e.actor, false)?, e.provenance)
+            (
+                account_change(e.account, e.previous, e.actor, false)?,
+                e.provenance,
+            )
         }
         T::AccountPromotedToPartner => {
             let e: pb::AccountPromotedToPartner = decode(payload)?;
-            (account_change(e.account, e.previous, e.actor, false)?, e.provenance)
+            (
+                account_change(e.account, e.previous, e.actor, false)?,
+                e.provenance,
+            )
         }
         T::AccountDisabled => {
             let e: pb::AccountDisabled = decode(payload)?;
-            (account_change(e.account, e.previous, e.actor, false)?, e.provenance)
+            (
+                account_change(e.account, e.previous, e.actor, false)?,
+                e.provenance,
+            )
         }
         T::AccountEnabled => {
             let e: pb::AccountEnabled = decode(payload)?;
-            (account_change(e.account, e.previous, e.actor, false)?, e.provenance)
+            (
+                account_change(e.account, e.previous, e.actor, false)?,
+                e.provenance,
+            )
         }
         T::AccountDeleted => {
             let e: pb::AccountDeleted = decode(payload)?;
-            (account_change(e.account, e.previous, e.actor, false)?, e.provenance)
+            (
+                account_change(e.account, e.previous, e.actor, false)?,
+                e.provenance,
+            )
         }
         T::MemberAdded => {
             let e: pb::MemberAdded = decode(payload)?;
             let member = e.member.ok_or(AuditError::Missing("member"))?;
             let (before, after) = diff(None, Some(member_fields(&member, None)));
-            (member_change(&member.name, e.actor, before, after)?, e.provenance)
+            (
+                member_change(&member.name, e.actor, before, after)?,
+                e.provenance,
+            )
         }
         T::MemberUpdated => {
             let e: pb::MemberUpdated = decode(payload)?;
@@ -92,44 +113,71 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
                 Some(member_fields(&member, Some(e.previous_role))),
                 Some(member_fields(&member, None)),
             );
-            (member_change(&member.name, e.actor, before, after)?, e.provenance)
+            (
+                member_change(&member.name, e.actor, before, after)?,
+                e.provenance,
+            )
         }
         T::MemberRemoved => {
             let e: pb::MemberRemoved = decode(payload)?;
             let member = e.member.ok_or(AuditError::Missing("member"))?;
             let (before, after) = diff(Some(member_fields(&member, None)), None);
-            (member_change(&member.name, e.actor, before, after)?, e.provenance)
+            (
+                member_change(&member.name, e.actor, before, after)?,
+                e.provenance,
+            )
         }
         T::InvitationCreated => {
             let e: pb::InvitationCreated = decode(payload)?;
-            (invitation_change(e.invitation, None, e.actor, true)?, e.provenance)
+            (
+                invitation_change(e.invitation, None, e.actor, true)?,
+                e.provenance,
+            )
         }
         T::InvitationResent => {
             let e: pb::InvitationResent = decode(payload)?;
-            (invitation_change(e.invitation, e.previous, e.actor, false)?, e.provenance)
+            (
+                invitation_change(e.invitation, e.previous, e.actor, false)?,
+                e.provenance,
+            )
         }
         T::InvitationAccepted => {
             let e: pb::InvitationAccepted = decode(payload)?;
-            (invitation_change(e.invitation, e.previous, e.actor, false)?, e.provenance)
+            (
+                invitation_change(e.invitation, e.previous, e.actor, false)?,
+                e.provenance,
+            )
         }
         T::InvitationRevoked => {
             let e: pb::InvitationRevoked = decode(payload)?;
-            (invitation_change(e.invitation, e.previous, e.actor, false)?, e.provenance)
+            (
+                invitation_change(e.invitation, e.previous, e.actor, false)?,
+                e.provenance,
+            )
         }
         T::InvitationExpired => {
             let e: pb::InvitationExpired = decode(payload)?;
             let actor = INVITATION_SERVICE.to_string();
-            (invitation_change(e.invitation, e.previous, actor, false)?, e.provenance)
+            (
+                invitation_change(e.invitation, e.previous, actor, false)?,
+                e.provenance,
+            )
         }
         T::InvitationDeclined => {
             let e: pb::InvitationDeclined = decode(payload)?;
-            (invitation_change(e.invitation, e.previous, e.actor, false)?, e.provenance)
+            (
+                invitation_change(e.invitation, e.previous, e.actor, false)?,
+                e.provenance,
+            )
         }
         T::MessageSent => {
             let e: pb::MessageSent = decode(payload)?;
             let message = e.message.ok_or(AuditError::Missing("message"))?;
             let (before, after) = diff(None, Some(message_fields(&message)));
-            (message_change(&message.name, e.actor, before, after)?, e.provenance)
+            (
+                message_change(&message.name, e.actor, before, after)?,
+                e.provenance,
+            )
         }
         T::MessageAcknowledged => {
             let e: pb::MessageAcknowledged = decode(payload)?;
@@ -142,7 +190,10 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
             if let Some(time) = e.acknowledge_time.as_ref() {
                 after.insert("acknowledge_time".into(), fields::timestamp(time));
             }
-            (message_change(&e.message, e.user, Map::new(), after)?, e.provenance)
+            (
+                message_change(&e.message, e.user, Map::new(), after)?,
+                e.provenance,
+            )
         }
         T::MessageResolved => {
             let e: pb::MessageResolved = decode(payload)?;
@@ -157,7 +208,10 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
             } else {
                 e.resolved_by
             };
-            (message_change(&e.message, actor, Map::new(), after)?, e.provenance)
+            (
+                message_change(&e.message, actor, Map::new(), after)?,
+                e.provenance,
+            )
         }
         T::MessageExpired => {
             let e: pb::MessageExpired = decode(payload)?;
@@ -166,12 +220,25 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
             let mut after = Map::new();
             after.insert("state".into(), Value::String("EXPIRED".into()));
             let actor = NOTIFICATION_SERVICE.to_string();
-            (message_change(&e.message, actor, before, after)?, e.provenance)
+            (
+                message_change(&e.message, actor, before, after)?,
+                e.provenance,
+            )
         }
         T::InboxChanged => return Err(AuditError::NotAudited(event_type.as_str())),
     };
+    let provenance = provenance.unwrap_or_default();
+    // A service acting for a person: the person is the actor, the service is `via`.
+    let actor = if provenance.actor_kind == ActorKind::ServiceForPerson as i32
+        && !provenance.person.is_empty()
+    {
+        provenance.person.clone()
+    } else {
+        change.actor
+    };
     Ok(Change {
-        provenance: provenance.unwrap_or_default(),
+        actor,
+        provenance,
         ..change
     })
 }

@@ -34,8 +34,14 @@ fn a_rename_records_the_old_and_the_new_name_only() {
     assert_eq!(change.managed_by.as_deref(), Some("partner"));
     assert_eq!(change.resource, "accounts/acme");
     assert_eq!(change.actor, "users/u-1");
-    assert_eq!(Value::Object(change.before), serde_json::json!({"display_name": "Acme"}));
-    assert_eq!(Value::Object(change.after), serde_json::json!({"display_name": "Acme Corp"}));
+    assert_eq!(
+        Value::Object(change.before),
+        serde_json::json!({"display_name": "Acme"})
+    );
+    assert_eq!(
+        Value::Object(change.after),
+        serde_json::json!({"display_name": "Acme Corp"})
+    );
     assert_eq!(change.provenance.actor_role, "PARTNER_ADMIN");
 }
 
@@ -74,8 +80,14 @@ fn creations_record_every_field_after_and_removals_every_field_before() {
         provenance: None,
     };
     let change = change_of(EventType::MemberUpdated, &updated.encode_to_vec()).unwrap();
-    assert_eq!(Value::Object(change.before), serde_json::json!({"role": "ADMIN"}));
-    assert_eq!(Value::Object(change.after), serde_json::json!({"role": "OWNER"}));
+    assert_eq!(
+        Value::Object(change.before),
+        serde_json::json!({"role": "ADMIN"})
+    );
+    assert_eq!(
+        Value::Object(change.after),
+        serde_json::json!({"role": "OWNER"})
+    );
 }
 
 #[test]
@@ -93,8 +105,14 @@ fn an_expired_invitation_is_the_invitation_service_s_own_change() {
     };
     let change = change_of(EventType::InvitationExpired, &expired.encode_to_vec()).unwrap();
     assert_eq!(change.actor, "services/invitation");
-    assert_eq!(Value::Object(change.before), serde_json::json!({"state": "PENDING"}));
-    assert_eq!(Value::Object(change.after), serde_json::json!({"state": "EXPIRED"}));
+    assert_eq!(
+        Value::Object(change.before),
+        serde_json::json!({"state": "PENDING"})
+    );
+    assert_eq!(
+        Value::Object(change.after),
+        serde_json::json!({"state": "EXPIRED"})
+    );
 }
 
 #[test]

@@ -287,7 +287,10 @@ impl Store {
     }
 
     /// The account's purge tombstone, if it has one.
-    pub async fn tombstone(&self, account_id: &str) -> Result<Option<tombstone::Model>, AuditError> {
+    pub async fn tombstone(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<tombstone::Model>, AuditError> {
         Ok(tombstone::Entity::find_by_id(account_id)
             .one(self.connection()?)
             .await?)
@@ -513,7 +516,9 @@ async fn purge_account(
     if previous.is_some() {
         tombstone::Entity::update(row).exec(txn).await?;
     } else {
-        tombstone::Entity::insert(row).exec_without_returning(txn).await?;
+        tombstone::Entity::insert(row)
+            .exec_without_returning(txn)
+            .await?;
     }
     let deleted = entry::Entity::delete_many()
         .filter(entry::Column::AccountId.eq(account_id))

@@ -49,7 +49,13 @@ async fn append_all(database: &Database, entries: &[NewEntry]) {
 async fn the_log_is_numbered_chained_and_verifiable(database: Database) {
     let store = Store::new(database.clone());
     let entries: Vec<NewEntry> = (0..5)
-        .map(|n| new_entry(if n % 2 == 0 { "acme" } else { "partner" }, n, Duration::zero()))
+        .map(|n| {
+            new_entry(
+                if n % 2 == 0 { "acme" } else { "partner" },
+                n,
+                Duration::zero(),
+            )
+        })
         .collect();
     append_all(&database, &entries).await;
     // A redelivery is recorded once.
@@ -61,7 +67,10 @@ async fn the_log_is_numbered_chained_and_verifiable(database: Database) {
     );
     txn.commit().await.unwrap();
     let acme = store.after("acme", 0, 100).await.unwrap();
-    assert_eq!(acme.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        acme.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
     assert_eq!(acme[0].previous_hash, "");
     assert_eq!(acme[1].previous_hash, acme[0].hash);
     let verified = store.verify("acme", &[KEY]).await.unwrap();
@@ -91,8 +100,12 @@ async fn tamper(database: &Database, statement: &str) {
             txn.execute_unprepared(statement).await.unwrap();
         }
         _ => {
-            txn.execute_unprepared("DROP TRIGGER IF EXISTS audit_entries_no_update").await.unwrap();
-            txn.execute_unprepared("DROP TRIGGER IF EXISTS audit_entries_no_delete").await.unwrap();
+            txn.execute_unprepared("DROP TRIGGER IF EXISTS audit_entries_no_update")
+                .await
+                .unwrap();
+            txn.execute_unprepared("DROP TRIGGER IF EXISTS audit_entries_no_delete")
+                .await
+                .unwrap();
             txn.execute_unprepared(statement).await.unwrap();
         }
     }
@@ -101,7 +114,9 @@ async fn tamper(database: &Database, statement: &str) {
 
 async fn an_altered_or_removed_row_is_named(database: Database) {
     let store = Store::new(database.clone());
-    let entries: Vec<NewEntry> = (0..6).map(|n| new_entry("acme", n, Duration::zero())).collect();
+    let entries: Vec<NewEntry> = (0..6)
+        .map(|n| new_entry("acme", n, Duration::zero()))
+        .collect();
     append_all(&database, &entries).await;
     tamper(
         &database,
@@ -114,16 +129,28 @@ async fn an_altered_or_removed_row_is_named(database: Database) {
     assert!(reason.contains("altered"), "{reason}");
     assert_eq!(verified.last_sequence, 3);
     tamper(&database, "DELETE FROM audit_entries WHERE sequence = 2").await;
-    let (sequence, reason) = store.verify("acme", &[KEY]).await.unwrap().mismatch.unwrap();
+    let (sequence, reason) = store
+        .verify("acme", &[KEY])
+        .await
+        .unwrap()
+        .mismatch
+        .unwrap();
     assert_eq!(sequence, 2, "{reason}");
     tamper(&database, "DELETE FROM audit_entries WHERE sequence >= 2").await;
-    let (sequence, reason) = store.verify("acme", &[KEY]).await.unwrap().mismatch.unwrap();
+    let (sequence, reason) = store
+        .verify("acme", &[KEY])
+        .await
+        .unwrap()
+        .mismatch
+        .unwrap();
     assert_eq!(sequence, 2, "{reason}");
     assert!(reason.contains("missing"), "{reason}");
 }
 
 async fn the_database_refuses_to_rewrite_entries(database: Database) {
-    let entries: Vec<NewEntry> = (0..2).map(|n| new_entry("acme", n, Duration::zero())).collect();
+    let entries: Vec<NewEntry> = (0..2)
+        .map(|n| new_entry("acme", n, Duration::zero()))
+        .collect();
     append_all(&database, &entries).await;
     let db = database.connection().unwrap();
     for statement in [
@@ -146,7 +173,9 @@ async fn the_database_refuses_to_rewrite_entries(database: Database) {
 
 async fn a_purge_leaves_a_signed_tombstone_and_a_verifiable_chain(database: Database) {
     let store = Store::new(database.clone());
-    let mut entries: Vec<NewEntry> = (0..4).map(|n| new_entry("acme", n, Duration::days(40))).collect();
+    let mut entries: Vec<NewEntry> = (0..4)
+        .map(|n| new_entry("acme", n, Duration::days(40)))
+        .collect();
     entries.extend((4..7).map(|n| new_entry("acme", n, Duration::zero())));
     append_all(&database, &entries).await;
     let cut_off = Utc::now() - Duration::days(30);
@@ -155,21 +184,41 @@ async fn a_purge_leaves_a_signed_tombstone_and_a_verifiable_chain(database: Data
     assert_eq!(store.purge(cut_off, "users/op", KEY).await.unwrap(), (0, 0));
     let verified = store.verify("acme", &[KEY]).await.unwrap();
     assert_eq!(verified.mismatch, None);
-    assert_eq!((verified.purged_through, verified.checked, verified.last_sequence), (4, 3, 7));
+    assert_eq!(
+        (
+            verified.purged_through,
+            verified.checked,
+            verified.last_sequence
+        ),
+        (4, 3, 7)
+    );
     // The chain goes on after the purge.
     append_all(&database, &[new_entry("acme", 8, Duration::zero())]).await;
     assert_eq!(store.verify("acme", &[KEY]).await.unwrap().last_sequence, 8);
     // Under another key the tombstone is not accepted; with the previous key it is.
-    let (sequence, reason) = store.verify("acme", &[b"other"]).await.unwrap().mismatch.unwrap();
+    let (sequence, reason) = store
+        .verify("acme", &[b"other"])
+        .await
+        .unwrap()
+        .mismatch
+        .unwrap();
     assert_eq!(sequence, 4);
     assert!(reason.contains("signature"), "{reason}");
-    assert!(store.verify("acme", &[b"other", KEY]).await.unwrap().mismatch.is_none());
+    assert!(
+        store
+            .verify("acme", &[b"other", KEY])
+            .await
+            .unwrap()
+            .mismatch
+            .is_none()
+    );
     // Entries not covered by the tombstone stay undeletable.
     let db = database.connection().unwrap();
-    assert!(db
-        .execute_unprepared("DELETE FROM audit_entries WHERE sequence = 5")
-        .await
-        .is_err());
+    assert!(
+        db.execute_unprepared("DELETE FROM audit_entries WHERE sequence = 5")
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -208,31 +257,41 @@ async fn postgres(purpose: &str) -> Option<(TempPostgres, Database)> {
 
 #[tokio::test]
 async fn postgres_log_is_numbered_chained_and_verifiable() {
-    let Some((_temp, database)) = postgres("audit_log").await else { return };
+    let Some((_temp, database)) = postgres("audit_log").await else {
+        return;
+    };
     the_log_is_numbered_chained_and_verifiable(database).await;
 }
 
 #[tokio::test]
 async fn postgres_altered_or_removed_rows_are_named() {
-    let Some((_temp, database)) = postgres("audit_tamper").await else { return };
+    let Some((_temp, database)) = postgres("audit_tamper").await else {
+        return;
+    };
     an_altered_or_removed_row_is_named(database).await;
 }
 
 #[tokio::test]
 async fn postgres_refuses_to_rewrite_entries() {
-    let Some((_temp, database)) = postgres("audit_append_only").await else { return };
+    let Some((_temp, database)) = postgres("audit_append_only").await else {
+        return;
+    };
     the_database_refuses_to_rewrite_entries(database).await;
 }
 
 #[tokio::test]
 async fn postgres_purge_leaves_a_signed_tombstone() {
-    let Some((_temp, database)) = postgres("audit_purge").await else { return };
+    let Some((_temp, database)) = postgres("audit_purge").await else {
+        return;
+    };
     a_purge_leaves_a_signed_tombstone_and_a_verifiable_chain(database).await;
 }
 
 #[tokio::test]
 async fn postgres_competing_appenders_number_without_gaps() {
-    let Some((_temp, database)) = postgres("audit_race").await else { return };
+    let Some((_temp, database)) = postgres("audit_race").await else {
+        return;
+    };
     let store = Store::new(database.clone());
     let tasks: Vec<_> = (0..8)
         .map(|worker| {
@@ -249,6 +308,16 @@ async fn postgres_competing_appenders_number_without_gaps() {
         task.await.unwrap();
     }
     let all = store.after("acme", 0, 1000).await.unwrap();
-    assert_eq!(all.iter().map(|e| e.sequence).collect::<Vec<_>>(), (1..=200).collect::<Vec<i64>>());
-    assert!(store.verify("acme", &[KEY]).await.unwrap().mismatch.is_none());
+    assert_eq!(
+        all.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        (1..=200).collect::<Vec<i64>>()
+    );
+    assert!(
+        store
+            .verify("acme", &[KEY])
+            .await
+            .unwrap()
+            .mismatch
+            .is_none()
+    );
 }

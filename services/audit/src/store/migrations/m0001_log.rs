@@ -33,7 +33,10 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         let (id, time) = match db.get_database_backend() {
-            DbBackend::Postgres => ("id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "TIMESTAMPTZ"),
+            DbBackend::Postgres => (
+                "id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                "TIMESTAMPTZ",
+            ),
             // AUTOINCREMENT: an id is never reused, even after a purge removed the newest rows.
             _ => ("id INTEGER PRIMARY KEY AUTOINCREMENT", "TEXT"),
         };
