@@ -61,6 +61,7 @@ SERVICES = {
     "membership": "tenantry.membership.v1.MembershipService",
     "invitation": "tenantry.invitation.v1.InvitationService",
     "notification": "tenantry.notification.v1.NotificationService",
+    "audit": "tenantry.audit.v1.AuditService",
 }
 # Services with an HTTP page of their own: its port (container port and Service port `http`)
 # and its Service.
@@ -97,12 +98,13 @@ IMMUTABLE = {
     "PersistentVolumeClaim": [("spec", "storageClassName"), ("spec", "accessModes"), ("spec", "volumeName")],
 }
 POD_TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
-# DESIGN.md §2: who calls whom over gRPC.
+# DESIGN.md §2 (and §9 for audit): who calls whom over gRPC.
 CALLS = {
     "customer-registry": {"membership"},
     "membership": {"customer-registry"},
     "invitation": {"customer-registry", "membership"},
     "notification": {"customer-registry", "membership"},
+    "audit": {"membership"},
 }
 
 failures = []
@@ -664,7 +666,7 @@ PODMONITOR_ENDPOINT = {"port", "portNumber", "targetPort", "path", "scheme", "pa
 
 
 def check_podmonitor(where, docs):
-    """The PodMonitor (no bundled schema): apiVersion and kind, it selects exactly the four
+    """The PodMonitor (no bundled schema): apiVersion and kind, it selects exactly the five
     servers' pods in its namespace, its endpoint is their `admin` port's /metrics every 30 s,
     and no relabeling writes a `service` label."""
     monitors = [d for d in docs if d["kind"] == "PodMonitor"]
@@ -720,7 +722,7 @@ COMPONENT_CHECKS = {
     "tls": (check_tls, "TLS files from the Secret tenantry-tls, readiness/startup on /readyz, "
                        "no gRPC probe with TENANTRY_TLS_CERT, dns+https peer URLs, no h2c Service port"),
     "idp-in-cluster": (check_idp, "JWKS and sign-in egress only to the provider's pods (namespace AND pod selector, ports)"),
-    "monitoring": (check_podmonitor, "PodMonitor: monitoring.coreos.com/v1, selects the four servers in its namespace, "
+    "monitoring": (check_podmonitor, "PodMonitor: monitoring.coreos.com/v1, selects the five servers in its namespace, "
                                      "port admin /metrics every 30s, no `service` relabeling, known fields only"),
 }
 
