@@ -226,7 +226,7 @@ mod tests {
         renamed.after = r#"{"display_name":"Evil Corp"}"#;
         assert_ne!(renamed.hash(), first);
         let mut later = entry("");
-        later.event_time = later.event_time + chrono::Duration::microseconds(1);
+        later.event_time += chrono::Duration::microseconds(1);
         assert_ne!(later.hash(), first);
     }
 

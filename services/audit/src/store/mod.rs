@@ -3,7 +3,9 @@
 //!
 //! Appending locks the account's chain head (`audit_chains`) for the rest of the transaction,
 //! so competing replicas and batches number an account's entries 1, 2, 3, … without a gap and
-//! commit them in that order (a watcher that read entry N never sees N-1 appear later).
+//! commit them in that order (a watcher that read entry N never sees N-1 appear later). On
+//! PostgreSQL appending transactions also take one advisory lock first, so batches that touch
+//! several chains never wait on each other in a cycle.
 
 pub mod entities;
 pub mod migrations;
@@ -64,6 +66,13 @@ pub async fn append(
     now: DateTime<Utc>,
 ) -> Result<Appended, AuditError> {
     act_as_writer(txn).await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        // One appending transaction at a time, across replicas: a batch appends to several
+        // chains and holds their heads until it commits, so two batches taking the same heads
+        // in different orders would deadlock. SQLite serializes writers anyway.
+        txn.execute_unprepared("SELECT pg_advisory_xact_lock(hashtext('tenantry.audit.append'))")
+            .await?;
+    }
     let recorded = entry::Entity::find()
         .select_only()
         .column(entry::Column::Id)
