@@ -1,9 +1,10 @@
-//! One call per RPC of the four services, about a [`Target`], with a given bearer token. Each
+//! One call per RPC of the five services, about a [`Target`], with a given bearer token. Each
 //! sends a request that would succeed for an allowed caller, so a refusal can only come from
 //! who is calling.
 
-use prost_types::FieldMask;
+use prost_types::{FieldMask, Timestamp};
 use tenantry_e2e::fresh_id;
+use tenantry_proto::audit::v1 as audit;
 use tenantry_proto::invitation::v1 as invitation;
 use tenantry_proto::membership::v1 as membership;
 use tenantry_proto::notification::v1 as notification;
@@ -13,7 +14,7 @@ use tonic::Status;
 
 use super::world::Target;
 
-/// Calls `method` (its name is unique across the four services) as the holder of `token`.
+/// Calls `method` (its name is unique across the five services) as the holder of `token`.
 pub async fn call(
     cluster: &TestCluster,
     method: &str,
@@ -26,6 +27,7 @@ pub async fn call(
     let mut members = cluster.membership(token);
     let mut invitations = cluster.invitation(token);
     let mut messages = cluster.notification(token);
+    let mut trail = cluster.audit(token);
     match method {
         "CreateAccount" => registry
             .create_account(registry::CreateAccountRequest {
@@ -309,6 +311,55 @@ pub async fn call(
             );
             Ok(())
         }
+
+        "ListAuditEntries" => trail
+            .list_audit_entries(audit::ListAuditEntriesRequest {
+                parent: account(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "GetAuditEntry" => trail
+            .get_audit_entry(audit::GetAuditEntryRequest {
+                name: target.audit_entry.clone(),
+            })
+            .await
+            .map(drop),
+        "WatchAuditEntries" => {
+            let mut stream = trail
+                .watch_audit_entries(audit::WatchAuditEntriesRequest {
+                    parent: account(),
+                    after_sequence: 0,
+                })
+                .await?
+                .into_inner();
+            let first = stream.message().await?;
+            assert_eq!(
+                first
+                    .and_then(|response| response.audit_entry)
+                    .map(|entry| entry.sequence),
+                Some(1),
+                "WatchAuditEntries from 0 opens with entry 1"
+            );
+            Ok(())
+        }
+        "VerifyAuditChain" => trail
+            .verify_audit_chain(audit::VerifyAuditChainRequest { parent: account() })
+            .await
+            .map(drop),
+        // Recent history is never purged: a cut-off 30 days ago is valid and removes nothing
+        // another cell reads.
+        "PurgeAuditEntries" => trail
+            .purge_audit_entries(audit::PurgeAuditEntriesRequest {
+                before_time: Some(days_ago(30)),
+            })
+            .await
+            .map(drop),
         other => panic!("the matrix has no call for {other}"),
     }
+}
+
+/// The instant `days` days before now.
+fn days_ago(days: u64) -> Timestamp {
+    Timestamp::from(std::time::SystemTime::now() - std::time::Duration::from_secs(days * 86_400))
 }

@@ -1,4 +1,4 @@
-//! The authorization matrix: every RPC of the four services, called as every kind of caller,
+//! The authorization matrix: every RPC of the five services, called as every kind of caller,
 //! checked against DESIGN.md §5 and the callers each RPC's proto comment names.
 //!
 //! One table below holds the whole contract. A refusal must reveal nothing: the same RPC about
@@ -57,6 +57,7 @@ const R: &str = "tenantry.registry.v1.CustomerRegistryService";
 const M: &str = "tenantry.membership.v1.MembershipService";
 const I: &str = "tenantry.invitation.v1.InvitationService";
 const N: &str = "tenantry.notification.v1.NotificationService";
+const AU: &str = "tenantry.audit.v1.AuditService";
 
 /// The columns, in the order of [`World::identities`]: "partner" is alpha, which manages the
 /// "customer" every account-scoped call is about; the "other partner" (bravo) manages the
@@ -106,6 +107,9 @@ type Row = (
 /// - "Other customer OWNER" is the strongest role elsewhere; "no membership" is also the
 ///   invitee of the AcceptInvitation and DeclineInvitation targets, so only they accept or
 ///   decline.
+/// - An account's audit trail is for OWNER and ADMIN of the account and of its managing
+///   partner, and operators (audit.proto); services may not read it (the calls act for a
+///   person), and only operators purge it.
 #[rustfmt::skip]
 const MATRIX: &[Row] = &[
     //                                                  op  | partner  | other p. | customer   | oc | no | svc| none exp key aud
@@ -147,9 +151,14 @@ const MATRIX: &[Row] = &[
     (N, "ListPendingMessages",   Setup::World, NONE,    [A,  A, A, A,   A, A, A,   A, A, A,     A,   A,   D,   U, U, U, U]),
     (N, "AcknowledgeMessage",    Setup::World, CHILD,   [D,  D, D, D,   D, D, D,   A, A, A,     D,   D,   D,   U, U, U, U]),
     (N, "WatchInbox",            Setup::World, NONE,    [A,  A, A, A,   A, A, A,   A, A, A,     A,   A,   D,   U, U, U, U]),
+    (AU,"ListAuditEntries",      Setup::World, ACCOUNT, [A,  A, A, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
+    (AU,"GetAuditEntry",         Setup::World, CHILD,   [A,  A, A, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
+    (AU,"WatchAuditEntries",     Setup::World, ACCOUNT, [A,  A, A, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
+    (AU,"VerifyAuditChain",      Setup::World, ACCOUNT, [A,  A, A, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
+    (AU,"PurgeAuditEntries",     Setup::World, NONE,    [A,  D, D, D,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
 ];
 
-/// Every RPC of the four services, from the descriptors the servers are built from.
+/// Every RPC of the five services, from the descriptors the servers are built from.
 fn rpcs_of_the_api() -> BTreeSet<String> {
     let files = prost_types::FileDescriptorSet::decode(tenantry_proto::FILE_DESCRIPTOR_SET)
         .expect("the API's descriptor set");

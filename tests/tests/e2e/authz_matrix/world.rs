@@ -1,12 +1,14 @@
 //! The world the authorization matrix runs in: two partners with one customer each, people in
-//! every role, a pending invitation with its e-mailed link and a delivered message — plus the
-//! throwaway targets built per cell for calls that change what they touch.
+//! every role, a pending invitation with its e-mailed link, a delivered message and the
+//! customer's first audit entry — plus the throwaway targets built per cell for calls that
+//! change what they touch.
 
 use std::time::Duration;
 
 use tenantry_e2e::{
     add_member, create_customer, fresh_id, inbox_until, invite, partner_with_owner, send_message,
 };
+use tenantry_proto::audit::v1::GetAuditEntryRequest;
 use tenantry_proto::membership::v1::Role;
 use tenantry_proto::notification::v1::ReadPolicy;
 use tenantry_proto::registry::v1::{CreateAccountRequest, DisableAccountRequest};
@@ -17,6 +19,8 @@ const FOREIGN_SECRET: &str = "not-the-cluster-secret";
 /// Accounts that never exist: the twins of real targets.
 const MISSING_PARTNER: &str = "ghost-partner";
 const MISSING_CUSTOMER: &str = "ghost-customer";
+/// A sequence number no audit log of the world reaches.
+const MISSING_SEQUENCE: i64 = 999_999;
 
 /// One column of the matrix: a caller and the bearer token it presents (`None`: no header).
 #[derive(Debug)]
@@ -84,6 +88,8 @@ pub struct Target {
     pub link: String,
     /// A message `partner` sent to `account`, delivered to its members.
     pub message: String,
+    /// The first entry of `account`'s audit log (`account.created`).
+    pub audit_entry: String,
     /// CreateAccount's identifier; `None`: a fresh one per call.
     pub create_id: Option<String>,
     /// Display names of the target's own accounts: no refusal may carry them.
@@ -115,17 +121,20 @@ impl Target {
                 uuid::Uuid::new_v4().simple()
             ),
             message: reparent(&self.message, MISSING_PARTNER),
+            audit_entry: reparent(&self.audit_entry, MISSING_CUSTOMER),
             create_id: Some(taken_id.to_string()),
             secrets: self.secrets.clone(),
         }
     }
 
-    /// The same accounts, with a member, an invitation and a message that do not exist.
+    /// The same accounts, with a member, an invitation, a message and an audit entry that do
+    /// not exist.
     pub fn missing_child(&self) -> Self {
         Self {
             member: format!("{}/members/{}", self.account, fresh_id("nobody")),
             invitation: format!("{}/invitations/{}", self.account, uuid::Uuid::new_v4()),
             message: format!("{}/messages/{}", self.partner, uuid::Uuid::new_v4()),
+            audit_entry: format!("{}/auditEntries/{MISSING_SEQUENCE}", self.account),
             ..self.clone()
         }
     }
@@ -162,7 +171,8 @@ pub struct World {
 }
 
 impl World {
-    /// Builds the world on `cluster` and waits until its message reached every recipient.
+    /// Builds the world on `cluster` and waits until its message reached every recipient and
+    /// the customer's audit log holds its first entry.
     pub async fn build(cluster: &TestCluster) -> Self {
         let mut people = People::new();
         let op = &people.operator;
@@ -226,6 +236,9 @@ impl World {
             .await;
         }
         target.message = message.name;
+        // The audit consumer appends asynchronously: entry 1 (`account.created`) must be there
+        // before GetAuditEntry and WatchAuditEntries are called.
+        audit_entry_until(cluster, op, &target.audit_entry).await;
 
         let mut secrets = vec![message.title, message.body];
         for account in [&alpha.account, &bravo.account, &customer, &elsewhere] {
@@ -275,6 +288,7 @@ impl World {
             invitation: String::new(),
             link: String::new(),
             message: String::new(),
+            audit_entry: format!("{}/auditEntries/1", customer.name),
             create_id: None,
             secrets: vec![customer.display_name.clone()],
         }
@@ -415,5 +429,28 @@ async fn link_for(cluster: &TestCluster, invitee: &TestUser, account_display_nam
             invitee.email
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the audit entry `name` exists (asked as `operator`).
+async fn audit_entry_until(cluster: &TestCluster, operator: &TestUser, name: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut trail = cluster.audit_as(operator);
+    loop {
+        let answer = trail
+            .get_audit_entry(GetAuditEntryRequest {
+                name: name.to_string(),
+            })
+            .await;
+        match answer {
+            Ok(_) => return,
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => panic!("GetAuditEntry {name} as the operator: {status:?}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the audit log never got {name}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

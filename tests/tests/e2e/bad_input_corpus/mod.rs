@@ -1,4 +1,4 @@
-//! The bad-input corpus: for every RPC of the four services, a table of invalid values (empty,
+//! The bad-input corpus: for every RPC of the five services, a table of invalid values (empty,
 //! over-long, control characters, Unicode confusables and bidirectional controls, wrong
 //! resource-name shapes, negative and huge page sizes, forged page tokens, malformed e-mails,
 //! unknown enum values, oversized and undecodable messages), each sent by a caller who is
@@ -10,10 +10,11 @@
 //! ABORTED for an etag that is not current) — never INTERNAL, never a dropped connection. A few
 //! entries are documented as accepted (page sizes above 1000 are capped; free text may be in any
 //! script). The typed tables are in `bad_input_corpus/{registry,membership,invitation,
-//! notification}.rs`; `raw.rs` adds, for every RPC and from the API's descriptors, requests no
+//! notification,audit}.rs`; `raw.rs` adds, for every RPC and from the API's descriptors, requests no
 //! typed client can send (invalid UTF-8, wrong wire types, bytes that are not protobuf). An RPC
 //! without typed entries fails the test.
 
+mod audit;
 mod invitation;
 mod membership;
 mod notification;
@@ -38,6 +39,7 @@ pub const R: &str = "tenantry.registry.v1.CustomerRegistryService";
 pub const M: &str = "tenantry.membership.v1.MembershipService";
 pub const I: &str = "tenantry.invitation.v1.InvitationService";
 pub const N: &str = "tenantry.notification.v1.NotificationService";
+pub const AU: &str = "tenantry.audit.v1.AuditService";
 
 /// What one corpus entry must get.
 #[derive(Clone, Debug)]
@@ -344,7 +346,7 @@ impl Tally {
     }
 }
 
-/// Every RPC of the four services, from the descriptors the servers are built from.
+/// Every RPC of the five services, from the descriptors the servers are built from.
 pub fn rpcs_of_the_api() -> BTreeSet<String> {
     let files = prost_types::FileDescriptorSet::decode(tenantry_proto::FILE_DESCRIPTOR_SET)
         .expect("the API's descriptor set");
@@ -376,6 +378,7 @@ async fn every_rpc_refuses_bad_input_with_the_documented_code() {
     membership::run(&cluster, &world, &mut tally).await;
     invitation::run(&cluster, &world, &mut tally).await;
     notification::run(&cluster, &world, &mut tally).await;
+    audit::run(&cluster, &world, &mut tally).await;
     raw::run(&cluster, &world, &mut tally).await;
     cluster.stop().await;
 
