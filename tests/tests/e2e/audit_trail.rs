@@ -229,7 +229,7 @@ async fn scenario(cluster: &TestCluster) -> (Vec<Step>, String, String) {
             "account.created",
             &customer,
             &alice,
-            "OWNER",
+            "PARTNER_OWNER",
             json!({}),
             json!({"display_name": "Audit Customer", "managed_by": format!("accounts/{partner}"), "partner": false, "state": "ACTIVE"}),
         )],

@@ -5,6 +5,7 @@
 pub mod errors;
 
 use tenantry_platform::authz::Authorizer;
+use tenantry_platform::call_context::{self, ActorRole};
 use tenantry_platform::idempotency::{REQUEST_ID_FIELD, RequestKey, parse_request_id};
 use tenantry_platform::pagination::PageTokens;
 use tenantry_platform::{ApiError, Principal, Violations};
@@ -112,9 +113,7 @@ fn parse_update(
 
 fn require_operator(principal: &Principal) -> Result<(), ApiError> {
     if principal.is_operator() {
-        tenantry_platform::call_context::record_role(
-            tenantry_platform::call_context::ActorRole::Operator,
-        );
+        call_context::record_role(ActorRole::Operator);
         Ok(())
     } else {
         Err(ApiError::forbidden(
@@ -202,9 +201,14 @@ impl CustomerRegistryService for RegistryApi {
             violations.finish()?;
             // A customer is created for a person; its creator is `users/{sub}`.
             principal.user()?;
-            self.authorizer
+            let grant = self
+                .authorizer
                 .require(&principal, &parent, Permission::CustomersCreate)
                 .await?;
+            // The change is the customer's: its creator acted as a member of its partner.
+            if let Some(ActorRole::Member(role)) = grant.granted_by {
+                call_context::record_role(ActorRole::PartnerMember(role));
+            }
             let fields = [parent.as_str(), id.as_str(), name.as_str()];
             let key = request_key(request_id, &principal, "CreateManagedCustomer", &fields);
             let new = NewAccount {
