@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# The `tenantry` binary in a small non-root image. One image for all four services:
+# The `tenantry` binary in a small non-root image. One image for all five services:
 #   docker build -t tenantry .
 #   docker run --rm tenantry serve membership        # CMD defaults to `serve customer-registry`
 #   docker run --rm tenantry migrate invitation --database-url postgres://…

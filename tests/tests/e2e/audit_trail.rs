@@ -1020,3 +1020,96 @@ on_both_backends!(
     a_watch_resumed_from_the_middle,
     super::a_watch_resumed_from_the_middle_misses_and_repeats_nothing
 );
+
+/// An entry altered in the audit database behind the service's back (by someone holding the
+/// database's superuser, past the append-only trigger) is named by VerifyAuditChain.
+async fn a_row_altered_in_the_database_is_named_by_verify(cluster: &TestCluster) {
+    use sea_orm::ConnectionTrait;
+    let ops = TestUser::operator("ops");
+    let account = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = format!("accounts/{account}");
+    cluster
+        .registry_as(&ops)
+        .create_account(reg::CreateAccountRequest {
+            account_id: account.clone(),
+            display_name: "Tampered".into(),
+            request_id: String::new(),
+        })
+        .await
+        .expect("create");
+    cluster
+        .registry_as(&ops)
+        .promote_to_partner(reg::PromoteToPartnerRequest {
+            name: name.clone(),
+            etag: String::new(),
+        })
+        .await
+        .expect("promote");
+    let mut client = cluster.audit_as(&ops);
+    for _ in 0..200 {
+        if all_entries(cluster, &name).await.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let verify = |mut client: tenantry_testkit::AuditClient| {
+        let name = name.clone();
+        async move {
+            client
+                .verify_audit_chain(VerifyAuditChainRequest { parent: name })
+                .await
+                .expect("verify")
+                .into_inner()
+        }
+    };
+    let intact = verify(client.clone()).await;
+    assert!(intact.intact && intact.checked_entries == 2, "{intact:?}");
+    // Someone "un-promotes" the account in the log.
+    let database =
+        sea_orm::Database::connect(cluster.database_url(tenantry_testkit::ServiceKind::Audit))
+            .await
+            .expect("connect to the audit database");
+    let forge = format!(
+        r#"UPDATE audit_entries SET after_json = '{{"partner":false}}' WHERE account_id = '{account}' AND sequence = 2"#
+    );
+    // The trigger refuses it as it stands…
+    assert!(database.execute_unprepared(&forge).await.is_err());
+    // …so the forger goes around it.
+    match database.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            database
+                .execute_unprepared(&format!(
+                    "BEGIN; SET LOCAL session_replication_role = replica; {forge}; COMMIT"
+                ))
+                .await
+                .expect("forge past the trigger");
+        }
+        _ => {
+            database
+                .execute_unprepared(&format!("DROP TRIGGER audit_entries_no_update; {forge}"))
+                .await
+                .expect("forge past the trigger");
+        }
+    }
+    let _ = database.close().await;
+    let broken = verify(client.clone()).await;
+    assert!(!broken.intact);
+    assert_eq!(broken.first_mismatch, format!("{name}/auditEntries/2"));
+    assert!(broken.reason.contains("altered"), "{}", broken.reason);
+    // The entry itself shows the forged value; its stored hash no longer matches it.
+    let entry = client
+        .get_audit_entry(tenantry_proto::audit::v1::GetAuditEntryRequest {
+            name: format!("{name}/auditEntries/2"),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .audit_entry
+        .expect("entry");
+    assert_eq!(to_json(entry.after.as_ref()), json!({"partner": false}));
+}
+
+on_both_backends!(
+    a_row_altered_in_the_database,
+    super::a_row_altered_in_the_database_is_named_by_verify
+);
