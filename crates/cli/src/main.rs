@@ -63,6 +63,8 @@ struct UpArgs {
     #[command(flatten)]
     notification: tenantry_notification::Config,
     #[command(flatten)]
+    audit: tenantry_audit::Config,
+    #[command(flatten)]
     events: EventsArgs,
     #[command(flatten)]
     retention: RetentionConfig,
@@ -107,6 +109,8 @@ struct ServeArgs {
     invitation: tenantry_invitation::Config,
     #[command(flatten)]
     notification: tenantry_notification::Config,
+    #[command(flatten)]
+    audit: tenantry_audit::Config,
     #[command(flatten)]
     events: EventsArgs,
     #[command(flatten)]
@@ -379,6 +383,11 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
     let data_dir = &args.data.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    if args.audit.tombstone_key.is_none() {
+        // The internal secret is new with every start, the audit log is not: its tombstones
+        // need a key that stays with the data.
+        args.audit.tombstone_key = Some(tombstone_key_in(data_dir)?);
+    }
     let services = ServiceKind::ALL
         .iter()
         .map(|kind| {
@@ -403,6 +412,7 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
         membership: args.membership,
         invitation: args.invitation,
         notification: args.notification,
+        audit: args.audit,
         events: args.events.spec(),
         mail_dir: data_dir.join("mail"),
         admin_listen: args.server.admin_listen,
@@ -507,6 +517,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         membership: args.membership,
         invitation: args.invitation,
         notification: args.notification,
+        audit: args.audit,
         events: args.events.spec(),
         mail_dir: args.mail_dir,
         admin_listen: args.server.admin_listen,
@@ -571,6 +582,31 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     };
     println!("{}", mint_user_token(&secret, &claims)?);
     Ok(())
+}
+
+/// The audit tombstone key kept in `data_dir` for `tenantry up`, made on the first start
+/// (readable by its owner only).
+fn tombstone_key_in(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("audit-tombstone.key");
+    match std::fs::read_to_string(&path) {
+        Ok(key) if !key.trim().is_empty() => return Ok(key.trim().to_string()),
+        Ok(_) => anyhow::bail!("{} is empty; delete it to make a new key", path.display()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot read {}", path.display()));
+        }
+    }
+    let key = random_secret();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut file, key.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
 }
 
 fn random_secret() -> String {

@@ -104,10 +104,20 @@ impl ServiceKind {
                 tenantry_notification::start(spec.notification.clone(), context)
             }
             ServiceKind::Audit => {
-                let key = |secret: &str| derived_key(b"tenantry audit tombstones\0", secret);
-                let keys = tenantry_audit::TombstoneKeys {
-                    current: key(spec.auth.internal_secret.as_deref().unwrap_or_default()),
-                    previous: spec.auth.internal_secret_previous.as_deref().map(key),
+                let derived = |secret: &str| derived_key(b"tenantry audit tombstones\0", secret);
+                let keys = match &spec.audit.tombstone_key {
+                    Some(key) => tenantry_audit::TombstoneKeys {
+                        current: key.clone().into_bytes(),
+                        previous: spec
+                            .audit
+                            .tombstone_key_previous
+                            .clone()
+                            .map(String::into_bytes),
+                    },
+                    None => tenantry_audit::TombstoneKeys {
+                        current: derived(spec.auth.internal_secret.as_deref().unwrap_or_default()),
+                        previous: spec.auth.internal_secret_previous.as_deref().map(derived),
+                    },
                 };
                 tenantry_audit::start(keys, context)
             }
@@ -155,6 +165,8 @@ pub struct NodeSpec {
     pub invitation: tenantry_invitation::Config,
     /// Notification settings (fan-out batch, expiry sweep, inbox snapshot).
     pub notification: tenantry_notification::Config,
+    /// Audit settings (the purge tombstones' key).
+    pub audit: tenantry_audit::Config,
     /// How events travel between services.
     pub events: EventsSpec,
     /// Where invitation e-mails are written as `.eml` files when no SMTP URL is configured.
@@ -181,6 +193,7 @@ impl std::fmt::Debug for NodeSpec {
             .field("membership", &self.membership)
             .field("invitation", &self.invitation)
             .field("notification", &self.notification)
+            .field("audit", &self.audit)
             .field("events", &self.events)
             .field("mail_dir", &self.mail_dir)
             .field("admin_listen", &self.admin_listen)

@@ -8,7 +8,7 @@
 //! errors name the setting and the file, never the content.
 
 /// Every secret setting; each also reads `{name}_FILE`.
-pub const SECRET_SETTINGS: [&str; 7] = [
+pub const SECRET_SETTINGS: [&str; 9] = [
     "TENANTRY_INTERNAL_SECRET",
     "TENANTRY_INTERNAL_SECRET_PREVIOUS",
     "TENANTRY_JWT_SECRET",
@@ -16,6 +16,8 @@ pub const SECRET_SETTINGS: [&str; 7] = [
     "TENANTRY_AMQP_URL",
     "TENANTRY_SMTP_URL",
     "TENANTRY_OIDC_CLIENT_SECRET",
+    "TENANTRY_AUDIT_TOMBSTONE_KEY",
+    "TENANTRY_AUDIT_TOMBSTONE_KEY_PREVIOUS",
 ];
 
 /// Why a secret setting could not be read.

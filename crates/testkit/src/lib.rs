@@ -195,6 +195,7 @@ impl TestCluster {
             membership: tenantry_membership::Config::default(),
             invitation: options.invitation.clone(),
             notification: tenantry_notification::Config::default(),
+            audit: tenantry_audit::Config::default(),
             events: test_events(amqp.clone(), options.retry.clone()),
             mail_dir: mail_dir.clone(),
             admin_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),

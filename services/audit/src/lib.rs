@@ -59,6 +59,30 @@ pub const SERVICE: tenantry_events::ServiceInfo = tenantry_events::ServiceInfo {
     migrate: tenantry_events::kernel::migrate_with::<Migrator>,
 };
 
+/// The audit service's own settings.
+#[derive(clap::Args, Clone, Default)]
+#[group(id = "audit")]
+pub struct Config {
+    /// The key that signs purge tombstones (a secret: environment or `_FILE` only). Unset:
+    /// derived from the internal secret (so a tombstone no longer verifies once that secret was
+    /// rotated twice since the purge).
+    #[arg(skip = tenantry_platform::secrets::from_env("TENANTRY_AUDIT_TOMBSTONE_KEY"))]
+    pub tombstone_key: Option<String>,
+    /// A tombstone key still accepted when verifying, never used to sign (during a rotation).
+    #[arg(skip = tenantry_platform::secrets::from_env("TENANTRY_AUDIT_TOMBSTONE_KEY_PREVIOUS"))]
+    pub tombstone_key_previous: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |value: &Option<String>| if value.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("Config")
+            .field("tombstone_key", &set(&self.tombstone_key))
+            .field("tombstone_key_previous", &set(&self.tombstone_key_previous))
+            .finish()
+    }
+}
+
 /// Starts the audit service in `ctx`'s node: its handlers, the consumer that keeps the log,
 /// and its health following its database. `keys` sign purge tombstones.
 pub fn start(keys: TombstoneKeys, ctx: &ServiceContext) -> Result<Started, StartError> {

@@ -265,11 +265,13 @@ fn list_query(request: &wire::ListAuditEntriesRequest) -> Result<ListQuery, ApiE
     }
     let resource = (!request.resource.is_empty()).then(|| request.resource.clone());
     if let Some(resource) = &resource
-        && crate::domain::resource_account(resource).is_err()
+        && (crate::domain::resource_account(resource).is_err()
+            || resource.len() > 512
+            || resource.chars().any(char::is_control))
     {
         violations.push((
             "resource".to_string(),
-            "must be a resource name under `accounts/{account_id}`".to_string(),
+            "must be a resource name under `accounts/{account_id}` (at most 512 characters, no control characters)".to_string(),
         ));
     }
     let time = |field: &str, value: &Option<prost_types::Timestamp>| {

@@ -25,7 +25,44 @@ pub const REAUTHORIZE_EVERY: Duration = Duration::from_secs(60);
 /// Entries read per statement (also the stream's buffer).
 const BATCH: u64 = 256;
 
+/// How long the next entry may be missing while a later one is stored before the stream ends
+/// with DATA_LOSS (appends commit in sequence order, so a lasting gap is a removed row).
+const GAP_TOLERANCE: Duration = Duration::from_secs(5);
+
+fn shutting_down() -> Status {
+    Status::unavailable(
+        "the audit service is shutting down; resume with the last sequence number received",
+    )
+}
+
 impl AuditApi {
+    /// The next entry after `last` is missing while a later one is stored: a purge removed it
+    /// (OUT_OF_RANGE, as when opening), or, if that lasts, the row is gone (DATA_LOSS).
+    async fn explain_gap(
+        &self,
+        account_id: &str,
+        last: i64,
+        gap_since: &mut Option<tokio::time::Instant>,
+    ) -> Result<(), Status> {
+        if let Some(stone) = self.store.tombstone(account_id).await.map_err(to_status)?
+            && last < stone.through_sequence
+        {
+            return Err(to_status(AuditError::Purged {
+                account: account_id.to_string(),
+                through: stone.through_sequence,
+            }));
+        }
+        let since = *gap_since.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() >= GAP_TOLERANCE {
+            tracing::error!(%account_id, missing = last + 1, "audit entry missing from the log");
+            return Err(Status::data_loss(format!(
+                "entry {} of accounts/{account_id} is missing from the log; VerifyAuditChain names it",
+                last + 1
+            )));
+        }
+        Ok(())
+    }
+
     pub(crate) async fn watch(
         &self,
         request: Request<wire::WatchAuditEntriesRequest>,
@@ -77,6 +114,8 @@ impl AuditApi {
     ) -> Result<(), Status> {
         let mut wake = self.hub.subscribe();
         let mut authorized_at = tokio::time::Instant::now();
+        // Since when the next entry is missing while a later one is stored.
+        let mut gap_since: Option<tokio::time::Instant> = None;
         loop {
             // Subscribed before reading: a commit after the read wakes the wait below.
             wake.borrow_and_update();
@@ -86,20 +125,26 @@ impl AuditApi {
                 .await
                 .map_err(to_status)?;
             let full = rows.len() as u64 == BATCH;
+            let gap = rows.first().is_some_and(|row| row.sequence != last + 1);
             for row in rows {
                 let sequence = row.sequence;
                 if sequence != last + 1 {
-                    // Never skip: a gap means an entry below is not committed yet (or the log
-                    // was tampered with); look again shortly.
+                    // Never skip an entry.
                     break;
                 }
                 let item = wire::WatchAuditEntriesResponse {
                     audit_entry: Some(entry_to_proto(row)),
                 };
-                if sender.send(Ok(item)).await.is_err() {
-                    return Ok(());
+                tokio::select! {
+                    sent = sender.send(Ok(item)) => if sent.is_err() { return Ok(()) },
+                    _ = self.shutdown.wait() => return Err(shutting_down()),
                 }
                 last = sequence;
+            }
+            if gap {
+                self.explain_gap(account_id, last, &mut gap_since).await?;
+            } else {
+                gap_since = None;
             }
             if authorized_at.elapsed() >= REAUTHORIZE_EVERY {
                 self.authorizer
@@ -112,9 +157,7 @@ impl AuditApi {
             }
             tokio::select! {
                 _ = sender.closed() => return Ok(()),
-                _ = self.shutdown.wait() => return Err(Status::unavailable(
-                    "the audit service is shutting down; resume with the last sequence number received",
-                )),
+                _ = self.shutdown.wait() => return Err(shutting_down()),
                 _ = wake.changed() => {}
                 _ = tokio::time::sleep(WATCH_POLL) => {}
             }

@@ -13,9 +13,11 @@ pub mod migrations;
 mod tests;
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Query;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    AccessMode, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbBackend, EntityTrait, IsolationLevel, QueryFilter, QueryOrder,
+    QuerySelect, Statement, TransactionTrait,
 };
 use tenantry_platform::db::Database;
 
@@ -225,16 +227,17 @@ impl Store {
         let db = self.connection()?;
         let mut select = entry::Entity::find();
         if query.include_customers {
-            let customers: Vec<String> = chain_head::Entity::find()
-                .select_only()
+            // The customers are those whose account events named this partner as managing them.
+            let customers = Query::select()
                 .column(chain_head::Column::AccountId)
-                .filter(chain_head::Column::ManagedBy.eq(query.account_id.as_str()))
-                .into_tuple()
-                .all(db)
-                .await?;
-            let mut accounts = customers;
-            accounts.push(query.account_id.clone());
-            select = select.filter(entry::Column::AccountId.is_in(accounts));
+                .from(chain_head::Entity)
+                .and_where(chain_head::Column::ManagedBy.eq(query.account_id.as_str()))
+                .to_owned();
+            select = select.filter(
+                Condition::any()
+                    .add(entry::Column::AccountId.eq(query.account_id.as_str()))
+                    .add(entry::Column::AccountId.in_subquery(customers)),
+            );
         } else {
             select = select.filter(entry::Column::AccountId.eq(query.account_id.as_str()));
         }
@@ -286,13 +289,7 @@ impl Store {
         after_sequence: i64,
         limit: u64,
     ) -> Result<Vec<entry::Model>, AuditError> {
-        Ok(entry::Entity::find()
-            .filter(entry::Column::AccountId.eq(account_id))
-            .filter(entry::Column::Sequence.gt(after_sequence))
-            .order_by_asc(entry::Column::Sequence)
-            .limit(limit)
-            .all(self.connection()?)
-            .await?)
+        entries_after(self.connection()?, account_id, after_sequence, limit).await
     }
 
     /// The account's purge tombstone, if it has one.
@@ -312,62 +309,18 @@ impl Store {
         account_id: &str,
         keys: &[&[u8]],
     ) -> Result<Verification, AuditError> {
-        let mut verification = Verification::default();
-        let mut previous_hash = String::new();
-        let mut expected = 1;
-        if let Some(stone) = self.tombstone(account_id).await? {
-            verification.purged_through = stone.through_sequence;
-            let signed = Tombstone {
-                account: stone.account_id.clone(),
-                through_sequence: stone.through_sequence,
-                last_hash: stone.last_hash.clone(),
-                purged_entries: stone.purged_entries,
-                before_time: stone.before_time.clone(),
-                operator: stone.operator.clone(),
-            };
-            if !keys.iter().any(|key| signed.verify(key, &stone.signature)) {
-                verification.mismatch = Some((
-                    stone.through_sequence,
-                    "the purge tombstone's signature does not match: it was altered".to_string(),
-                ));
-                return Ok(verification);
-            }
-            previous_hash = stone.last_hash;
-            expected = stone.through_sequence + 1;
-        }
-        loop {
-            let chunk = self.after(account_id, expected - 1, VERIFY_CHUNK).await?;
-            let Some(last) = chunk.last() else {
-                // Entries removed from the end are missed by the walk; the head still counts them.
-                let head = chain_head::Entity::find_by_id(account_id)
-                    .one(self.connection()?)
-                    .await?;
-                if let Some(head) = head
-                    && head.last_sequence >= expected
-                {
-                    verification.mismatch = Some((
-                        expected,
-                        format!(
-                            "entries {expected} to {} are missing from the log",
-                            head.last_sequence
-                        ),
-                    ));
-                }
-                return Ok(verification);
-            };
-            let last_in_chunk = last.sequence;
-            for row in &chunk {
-                verification.checked += 1;
-                if let Some(reason) = mismatch(row, expected, &previous_hash) {
-                    verification.mismatch = Some((row.sequence.min(expected), reason));
-                    return Ok(verification);
-                }
-                verification.last_sequence = row.sequence;
-                previous_hash = row.hash.clone();
-                expected += 1;
-            }
-            debug_assert_eq!(last_in_chunk, expected - 1);
-        }
+        // One snapshot: an entry appended or a purge committed while the walk runs must not
+        // read as a gap.
+        let txn = self
+            .connection()?
+            .begin_with_config(
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            )
+            .await?;
+        let verification = verify_in(&txn, account_id, keys).await;
+        txn.rollback().await?;
+        verification
     }
 
     /// Removes every account's entries older than `before` (a prefix of each chain), leaving a
@@ -399,6 +352,78 @@ impl Store {
         }
         Ok((removed, touched))
     }
+}
+
+/// [`Store::verify`] inside one read-only snapshot.
+async fn verify_in(
+    txn: &DatabaseTransaction,
+    account_id: &str,
+    keys: &[&[u8]],
+) -> Result<Verification, AuditError> {
+    let mut verification = Verification::default();
+    let mut previous_hash = String::new();
+    let mut expected = 1;
+    let head = chain_head::Entity::find_by_id(account_id).one(txn).await?;
+    let last_appended = head.map_or(0, |head| head.last_sequence);
+    if let Some(stone) = tombstone::Entity::find_by_id(account_id).one(txn).await? {
+        verification.purged_through = stone.through_sequence;
+        let signed = Tombstone {
+            account: stone.account_id.clone(),
+            through_sequence: stone.through_sequence,
+            last_hash: stone.last_hash.clone(),
+            purged_entries: stone.purged_entries,
+            before_time: stone.before_time.clone(),
+            operator: stone.operator.clone(),
+        };
+        if !keys.iter().any(|key| signed.verify(key, &stone.signature)) {
+            verification.mismatch = Some((
+                stone.through_sequence,
+                "the purge tombstone's signature does not match: it was altered".to_string(),
+            ));
+            return Ok(verification);
+        }
+        previous_hash = stone.last_hash;
+        expected = stone.through_sequence + 1;
+    }
+    loop {
+        let chunk = entries_after(txn, account_id, expected - 1, VERIFY_CHUNK).await?;
+        if chunk.is_empty() {
+            // Entries removed from the end are missed by the walk; the head still counts them.
+            if last_appended >= expected {
+                verification.mismatch = Some((
+                    expected,
+                    format!("entries {expected} to {last_appended} are missing from the log"),
+                ));
+            }
+            return Ok(verification);
+        }
+        for row in &chunk {
+            verification.checked += 1;
+            if let Some(reason) = mismatch(row, expected, &previous_hash) {
+                verification.mismatch = Some((row.sequence.min(expected), reason));
+                return Ok(verification);
+            }
+            verification.last_sequence = row.sequence;
+            previous_hash = row.hash.clone();
+            expected += 1;
+        }
+    }
+}
+
+/// At most `limit` entries of `account_id` after `after_sequence`, oldest first.
+async fn entries_after(
+    db: &impl ConnectionTrait,
+    account_id: &str,
+    after_sequence: i64,
+    limit: u64,
+) -> Result<Vec<entry::Model>, AuditError> {
+    Ok(entry::Entity::find()
+        .filter(entry::Column::AccountId.eq(account_id))
+        .filter(entry::Column::Sequence.gt(after_sequence))
+        .order_by_asc(entry::Column::Sequence)
+        .limit(limit)
+        .all(db)
+        .await?)
 }
 
 /// Why `row` breaks the chain, if it does: expected `sequence`, chained to `previous_hash`.

@@ -243,6 +243,8 @@ fn list_audit_entries(world: &World) -> Vec<Case<pb::ListAuditEntriesRequest>> {
         ("collection without slash", "accounts"),
         ("empty account", "accounts//members/x"),
         ("a user name", "users/erin"),
+        ("a NUL byte", "accounts/acme/members/a\u{0}b"),
+        ("a line break", "accounts/acme/members/a\nb"),
     ] {
         cases.push(invalid(
             format!("resource: {what}"),
@@ -253,6 +255,14 @@ fn list_audit_entries(world: &World) -> Vec<Case<pb::ListAuditEntriesRequest>> {
             },
         ));
     }
+    cases.push(invalid(
+        "resource: longer than 512 characters",
+        "resource",
+        pb::ListAuditEntriesRequest {
+            resource: format!("accounts/acme/members/{}", "x".repeat(600)),
+            ..base()
+        },
+    ));
     cases.push(accepted(
         "resource: a member of the customer",
         pb::ListAuditEntriesRequest {
