@@ -131,6 +131,7 @@ async fn sigkill_in_the_middle_of_a_fan_out_loses_and_duplicates_nothing() {
             membership: tenantry_membership::Config::default(),
             invitation: tenantry_invitation::Config::default(),
             notification: tenantry_notification::Config::default(),
+            audit: tenantry_audit::Config::default(),
             events: EventsSpec::new(
                 Some(AmqpConfig {
                     url: amqp.clone(),

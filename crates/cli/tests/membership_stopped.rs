@@ -59,6 +59,7 @@ fn spec(
         membership: tenantry_membership::Config::default(),
         invitation: tenantry_invitation::Config::default(),
         notification: tenantry_notification::Config::default(),
+        audit: tenantry_audit::Config::default(),
         events,
         mail_dir: dir.join("mail"),
         admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
