@@ -83,6 +83,19 @@ pub trait Handler: Send + Sync + 'static {
         true
     }
 
+    /// Runs once at the start of a batch's transaction, before [`Handler::handle`] of any of
+    /// its events, with the events that will be handled (duplicates left out): lets a handler
+    /// take the row locks its events need in one consistent order, so two batches never wait
+    /// on each other in a cycle. An error rolls the batch back; its events are then handled
+    /// one by one. Default: nothing.
+    async fn begin_batch(
+        &self,
+        _txn: &sea_orm::DatabaseTransaction,
+        _events: &[&Event],
+    ) -> Result<(), HandlerError> {
+        Ok(())
+    }
+
     /// Called after a failed attempt was rolled back, outside any transaction: lets a handler record
     /// the failure (e.g. an e-mail's delivery status). `dead_lettered` = no more retries. Default: nothing.
     async fn failed(

@@ -63,6 +63,26 @@ impl Handler for AuditLog {
         Ok(())
     }
 
+    async fn begin_batch(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        events: &[&Event],
+    ) -> Result<(), HandlerError> {
+        // The accounts the batch appends to; an event that cannot be read fails on its own
+        // in `handle`.
+        let accounts: Vec<String> = events
+            .iter()
+            .filter_map(|event| {
+                let event_type = event.known_type()?;
+                domain::change_of(event_type, &event.payload)
+                    .ok()
+                    .map(|change| change.account_id)
+            })
+            .collect();
+        store::lock_heads(txn, &accounts, tenantry_platform::time::now()).await?;
+        Ok(())
+    }
+
     async fn after_commit(&self, _event: &Event) {
         self.hub.wake();
     }

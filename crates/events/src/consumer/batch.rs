@@ -81,6 +81,23 @@ async fn try_batch(
     let txn = connection.begin().await?;
     let appended_before = outbox.map(Outbox::appended);
     let mut new = record_processed(&txn, group, events).await?;
+    let to_handle: Vec<&Event> = {
+        let mut seen = HashSet::new();
+        events
+            .iter()
+            .copied()
+            .filter(|event| new.contains(&event.id) && seen.insert(event.id))
+            .collect()
+    };
+    if !to_handle.is_empty()
+        && let Err(error) = handler.begin_batch(&txn, &to_handle).await
+    {
+        txn.rollback().await?;
+        return Err(StoreError::Other(sea_orm::DbErr::Custom(format!(
+            "the handler could not begin the batch: {}",
+            ErrorChain(&error)
+        ))));
+    }
     let mut outcomes = Vec::with_capacity(events.len());
     for (position, event) in events.iter().enumerate() {
         // A copy already recorded (earlier, or earlier in this batch) is a duplicate.

@@ -135,9 +135,9 @@ impl AuditApi {
             .list(&query, after_id, page.size + 1)
             .await
             .map_err(to_status)?;
-        let next_page_token = self
-            .page_tokens
-            .finish(&scope, &page, &mut rows, |row| row.id.to_string());
+        let next_page_token = self.page_tokens.finish(&scope, &page, &mut rows, |row| {
+            query.page_key(row).to_string()
+        });
         Ok(wire::ListAuditEntriesResponse {
             audit_entries: rows.into_iter().map(entry_to_proto).collect(),
             next_page_token,

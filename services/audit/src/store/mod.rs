@@ -3,9 +3,9 @@
 //!
 //! Appending locks the account's chain head (`audit_chains`) for the rest of the transaction,
 //! so competing replicas and batches number an account's entries 1, 2, 3, … without a gap and
-//! commit them in that order (a watcher that read entry N never sees N-1 appear later). On
-//! PostgreSQL appending transactions also take one advisory lock first, so batches that touch
-//! several chains never wait on each other in a cycle.
+//! commit them in that order (a watcher that read entry N never sees N-1 appear later). A batch
+//! of the consumer takes all its heads first, in account order ([`lock_heads`]), so batches
+//! that touch several chains never wait on each other in a cycle.
 
 pub mod entities;
 pub mod migrations;
@@ -17,7 +17,7 @@ use sea_orm::sea_query::Query;
 use sea_orm::{
     AccessMode, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, DbBackend, EntityTrait, IsolationLevel, QueryFilter, QueryOrder,
-    QuerySelect, Statement, TransactionTrait,
+    QuerySelect, Statement, TransactionTrait, TryInsertResult,
 };
 use tenantry_platform::db::Database;
 
@@ -68,40 +68,9 @@ pub async fn append(
     now: DateTime<Utc>,
 ) -> Result<Appended, AuditError> {
     act_as_writer(txn).await?;
-    if txn.get_database_backend() == DbBackend::Postgres {
-        // One appending transaction at a time, across replicas: a batch appends to several
-        // chains and holds their heads until it commits, so two batches taking the same heads
-        // in different orders would deadlock. SQLite serializes writers anyway.
-        txn.execute_unprepared("SELECT pg_advisory_xact_lock(hashtext('tenantry.audit.append'))")
-            .await?;
-    }
-    let recorded = entry::Entity::find()
-        .select_only()
-        .column(entry::Column::Id)
-        .filter(entry::Column::EventId.eq(new.event_id.as_str()))
-        .into_tuple::<i64>()
-        .one(txn)
-        .await?;
-    if recorded.is_some() {
-        return Ok(Appended::AlreadyRecorded);
-    }
     let change = &new.change;
     let account_id = change.account_id.as_str();
-    chain_head::Entity::insert(chain_head::ActiveModel {
-        account_id: Set(account_id.to_string()),
-        managed_by: Set(change.managed_by.clone()),
-        last_sequence: Set(0),
-        last_hash: Set(String::new()),
-        update_time: Set(now),
-    })
-    .on_conflict_do_nothing()
-    .exec_without_returning(txn)
-    .await?;
-    let head = chain_head::Entity::find_by_id(account_id)
-        .lock_exclusive()
-        .one(txn)
-        .await?
-        .ok_or_else(|| AuditError::Corrupt(format!("no chain head for accounts/{account_id}")))?;
+    let head = lock_head(txn, account_id, change.managed_by.as_deref(), now).await?;
     let sequence = head.last_sequence + 1;
     let event_time = chain::to_micros(new.event_time);
     let before = chain::stored_json(&change.before);
@@ -126,7 +95,7 @@ pub async fn append(
         previous_hash: &head.last_hash,
     }
     .hash();
-    entry::Entity::insert(entry::ActiveModel {
+    let inserted = entry::Entity::insert(entry::ActiveModel {
         id: sea_orm::ActiveValue::NotSet,
         account_id: Set(account_id.to_string()),
         sequence: Set(sequence),
@@ -146,11 +115,16 @@ pub async fn append(
         hash: Set(hash.clone()),
         record_time: Set(chain::to_micros(now)),
     })
+    .on_conflict_do_nothing_on([entry::Column::EventId])
     .exec_without_returning(txn)
     .await?;
+    if !matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
+        // The event is already recorded (a redelivery the consumer's own record missed).
+        return Ok(Appended::AlreadyRecorded);
+    }
     chain_head::Entity::update(chain_head::ActiveModel {
         account_id: Set(account_id.to_string()),
-        managed_by: Set(change.managed_by.clone().or(head.managed_by)),
+        managed_by: Set(change.managed_by.clone().or(head.managed_by.clone())),
         last_sequence: Set(sequence),
         last_hash: Set(hash),
         update_time: Set(now),
@@ -161,6 +135,81 @@ pub async fn append(
         account_id: account_id.to_string(),
         sequence,
     })
+}
+
+/// The head of `account_id`'s chain, made if missing and locked for the rest of `txn`, in one
+/// statement (an upsert that returns the row).
+async fn lock_head(
+    txn: &DatabaseTransaction,
+    account_id: &str,
+    managed_by: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<chain_head::Model, AuditError> {
+    let backend = txn.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "INSERT INTO audit_chains (account_id, managed_by, last_sequence, last_hash, update_time) \
+             VALUES ($1, $2, 0, '', $3) \
+             ON CONFLICT (account_id) DO UPDATE SET account_id = EXCLUDED.account_id \
+             RETURNING account_id, managed_by, last_sequence, last_hash, update_time"
+        }
+        _ => {
+            "INSERT INTO audit_chains (account_id, managed_by, last_sequence, last_hash, update_time) \
+             VALUES (?1, ?2, 0, '', ?3) \
+             ON CONFLICT (account_id) DO UPDATE SET account_id = excluded.account_id \
+             RETURNING account_id, managed_by, last_sequence, last_hash, update_time"
+        }
+    };
+    let statement = Statement::from_sql_and_values(
+        backend,
+        sql,
+        [
+            account_id.into(),
+            managed_by.map(str::to_string).into(),
+            now.into(),
+        ],
+    );
+    chain_head::Entity::find()
+        .from_raw_sql(statement)
+        .one(txn)
+        .await?
+        .ok_or_else(|| AuditError::Corrupt(format!("no chain head for accounts/{account_id}")))
+}
+
+/// Takes the chain heads of `account_ids` for the rest of `txn` in account order (made if
+/// missing), before a batch appends to them in event order: two batches then never wait on each
+/// other in a cycle.
+pub async fn lock_heads(
+    txn: &DatabaseTransaction,
+    account_ids: &[String],
+    now: DateTime<Utc>,
+) -> Result<(), AuditError> {
+    if txn.get_database_backend() != DbBackend::Postgres || account_ids.is_empty() {
+        // SQLite runs one writing transaction at a time.
+        return Ok(());
+    }
+    act_as_writer(txn).await?;
+    let mut sorted: Vec<&String> = account_ids.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let ids = serde_json::to_string(&sorted).unwrap_or_else(|_| "[]".to_string());
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO audit_chains (account_id, managed_by, last_sequence, last_hash, update_time) \
+         SELECT id, NULL, 0, '', $2 FROM json_array_elements_text($1::json) AS id ORDER BY id \
+         ON CONFLICT (account_id) DO NOTHING",
+        [ids.clone().into(), now.into()],
+    ))
+    .await?;
+    txn.query_all_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT account_id FROM audit_chains \
+         WHERE account_id IN (SELECT json_array_elements_text($1::json)) \
+         ORDER BY account_id FOR UPDATE",
+        [ids.into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// What a listing reads.
@@ -184,7 +233,19 @@ pub struct ListQuery {
     pub oldest_first: bool,
 }
 
-/// The entry of `entry`'s verification.
+impl ListQuery {
+    /// The key pages of this listing continue after: the sequence number within one account's
+    /// log, the append order (id) across a partner and its customers.
+    pub fn page_key(&self, row: &entry::Model) -> i64 {
+        if self.include_customers {
+            row.id
+        } else {
+            row.sequence
+        }
+    }
+}
+
+/// What a verification found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Verification {
     /// Entries checked.
@@ -216,12 +277,12 @@ impl Store {
         Ok(self.database.connection()?)
     }
 
-    /// At most `limit` entries matching `query` after the entry with id `after_id` (in the
-    /// query's order).
+    /// At most `limit` entries matching `query` after the entry whose [`ListQuery::page_key`]
+    /// is `after` (in the query's order).
     pub async fn list(
         &self,
         query: &ListQuery,
-        after_id: Option<i64>,
+        after: Option<i64>,
         limit: u64,
     ) -> Result<Vec<entry::Model>, AuditError> {
         let db = self.connection()?;
@@ -256,15 +317,23 @@ impl Store {
         if let Some(end) = query.end_time {
             select = select.filter(entry::Column::EventTime.lt(end));
         }
-        select = match (query.oldest_first, after_id) {
-            (true, Some(id)) => select.filter(entry::Column::Id.gt(id)),
-            (false, Some(id)) => select.filter(entry::Column::Id.lt(id)),
+        // One account's log is read along (account_id, sequence), the order of its chain (a
+        // planner may otherwise walk the whole id index backwards for an account whose entries
+        // are all old); several accounts interleave by id, the order of appending.
+        let key = if query.include_customers {
+            entry::Column::Id
+        } else {
+            entry::Column::Sequence
+        };
+        select = match (query.oldest_first, after) {
+            (true, Some(after)) => select.filter(key.gt(after)),
+            (false, Some(after)) => select.filter(key.lt(after)),
             (_, None) => select,
         };
         let select = if query.oldest_first {
-            select.order_by_asc(entry::Column::Id)
+            select.order_by_asc(key)
         } else {
-            select.order_by_desc(entry::Column::Id)
+            select.order_by_desc(key)
         };
         Ok(select.limit(limit).all(db).await?)
     }

@@ -84,8 +84,23 @@ async fn the_log_is_numbered_chained_and_verifiable(database: Database) {
     let listed = store.list(&query, None, 10).await.unwrap();
     assert_eq!(listed.len(), 5);
     assert!(listed.windows(2).all(|pair| pair[0].id > pair[1].id));
-    let page = store.list(&query, Some(listed[1].id), 2).await.unwrap();
+    let page = store
+        .list(&query, Some(query.page_key(&listed[1])), 2)
+        .await
+        .unwrap();
     assert_eq!(page[0].id, listed[2].id);
+    // One account's log pages along its sequence numbers.
+    let acme_only = ListQuery {
+        account_id: "acme".into(),
+        ..Default::default()
+    };
+    let first = store.list(&acme_only, None, 1).await.unwrap();
+    assert_eq!(first[0].sequence, 3);
+    let rest = store
+        .list(&acme_only, Some(acme_only.page_key(&first[0])), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|e| e.sequence).collect::<Vec<_>>(), [2, 1]);
 }
 
 /// The row as an attacker with the database's superuser would alter it: past the trigger.
