@@ -43,7 +43,8 @@ struct Args {
     #[arg(long, default_value = "target/bench/latest.json")]
     json: PathBuf,
     /// Only these workloads (comma-separated: view-memory, get-account, authorize,
-    /// revocation-delay, create-customer, pending-messages, fan-out, invitation, footprint).
+    /// revocation-delay, create-customer, pending-messages, fan-out, invitation, audit-ingest,
+    /// audit-list, send-message, footprint).
     #[arg(long, value_delimiter = ',')]
     only: Vec<Workload>,
     /// The `tenantry` binary for the footprint workload (default: next to this program).
@@ -92,6 +93,10 @@ pub struct Settings {
     pub invitations: u64,
     /// Removals measured by the revocation-delay workload.
     pub revocation_rounds: usize,
+    /// Events consumed into the audit log per round of audit-ingest.
+    pub audit_events: usize,
+    /// Entries stored for ListAuditEntries.
+    pub audit_entries_stored: usize,
     /// Capacity of the local view measured by view-memory (it also inserts twice as many more).
     pub view_capacity: usize,
     /// The `tenantry` binary (footprint).
@@ -121,6 +126,8 @@ impl Settings {
                 send_messages: 5,
                 invitations: 200,
                 revocation_rounds: 20,
+                audit_events: 1_000,
+                audit_entries_stored: 50_000,
                 // The default TENANTRY_VIEW_CAPACITY: CI runs a debug build.
                 view_capacity: 200_000,
                 tenantry_bin,
@@ -139,6 +146,8 @@ impl Settings {
                 send_messages: 30,
                 invitations: 2_000,
                 revocation_rounds: 200,
+                audit_events: 10_000,
+                audit_entries_stored: 1_000_000,
                 view_capacity: 1_000_000,
                 tenantry_bin,
             }

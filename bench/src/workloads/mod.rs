@@ -1,5 +1,7 @@
 //! The workloads, each with its ceiling measured in the same run.
 
+pub mod audit_ingest;
+pub mod audit_list;
 pub mod authorize;
 pub mod create_customer;
 pub mod echo;
@@ -34,6 +36,11 @@ pub enum Workload {
     PendingMessages,
     /// One message to many members, against a bulk insert of the same deliveries.
     FanOut,
+    /// Events consumed into the audit log, against raw inserts of the same rows.
+    AuditIngest,
+    /// `ListAuditEntries` over many stored entries at one call in flight, against the same
+    /// SQL issued directly.
+    AuditList,
     /// `SendMessage` to many listed customers: latency and registry calls per message.
     SendMessage,
     /// Invitation to e-mail received, against publish-with-confirm + consume + SMTP.
@@ -44,7 +51,7 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in the order they run.
-    pub const ALL: [Workload; 10] = [
+    pub const ALL: [Workload; 12] = [
         Workload::ViewMemory,
         Workload::GetAccount,
         Workload::Authorize,
@@ -53,6 +60,8 @@ impl Workload {
         Workload::Invitation,
         Workload::FanOut,
         Workload::PendingMessages,
+        Workload::AuditIngest,
+        Workload::AuditList,
         // Last of the cluster's: its messages leave fan-out jobs for the background.
         Workload::SendMessage,
         Workload::Footprint,
@@ -86,6 +95,8 @@ pub async fn run_in_cluster(
             Workload::CreateCustomer => rows.push(create_customer::run(bench).await?),
             Workload::PendingMessages => rows.push(pending_messages::run(bench).await?),
             Workload::FanOut => rows.push(fanout::run(bench).await?),
+            Workload::AuditIngest => rows.push(audit_ingest::run(bench).await?),
+            Workload::AuditList => rows.push(audit_list::run(bench).await?),
             Workload::SendMessage => rows.push(send_message::run(bench).await?),
             Workload::Invitation => rows.push(invitation::run(bench).await?),
             Workload::ViewMemory | Workload::Footprint => {}
