@@ -117,6 +117,25 @@ impl Handler for TransactionRecorder {
             .map_err(|error| tenantry_events::HandlerError::Transient(error.to_string()))?;
         Ok(())
     }
+
+    /// Records which events each batch announced, in the batch's transaction.
+    async fn begin_batch(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        events: &[&tenantry_events::Event],
+    ) -> Result<(), tenantry_events::HandlerError> {
+        use sea_orm::ConnectionTrait;
+        for event in events {
+            let record = format!(
+                "INSERT INTO batch_begun (event_id, txid) VALUES ('{}', txid_current())",
+                event.id
+            );
+            txn.execute_unprepared(&record)
+                .await
+                .map_err(|error| tenantry_events::HandlerError::Transient(error.to_string()))?;
+        }
+        Ok(())
+    }
 }
 
 #[tokio::test]
@@ -131,9 +150,12 @@ async fn a_batch_commits_together_and_a_poison_event_is_retried_alone_on_postgre
     database
         .connection()
         .expect("connected")
-        .execute_unprepared("CREATE TABLE committed_in (event_id TEXT PRIMARY KEY, txid BIGINT)")
+        .execute_unprepared(
+            "CREATE TABLE committed_in (event_id TEXT PRIMARY KEY, txid BIGINT); \
+             CREATE TABLE batch_begun (event_id TEXT, txid BIGINT)",
+        )
         .await
-        .expect("create committed_in");
+        .expect("create committed_in and batch_begun");
     let scripted = Scripted::new();
     let config = AmqpConfig {
         batch_size: 16,
@@ -206,6 +228,40 @@ async fn a_batch_commits_together_and_a_poison_event_is_retried_alone_on_postgre
     assert!(
         (1..=4).contains(&transactions),
         "19 events committed in {transactions} transactions"
+    );
+    // Every event committed in a batch was announced to begin_batch in that very transaction,
+    // and no batch announced an event it did not commit (the poison's batches rolled back).
+    let unannounced = database
+        .connection()
+        .expect("connected")
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT COUNT(*) FROM committed_in c WHERE c.txid IN \
+               (SELECT txid FROM committed_in GROUP BY txid HAVING COUNT(*) > 1) \
+             AND NOT EXISTS (SELECT 1 FROM batch_begun b WHERE b.event_id = c.event_id AND b.txid = c.txid)",
+        ))
+        .await
+        .expect("count unannounced")
+        .expect("a row")
+        .try_get_by_index::<i64>(0)
+        .expect("a count");
+    assert_eq!(unannounced, 0, "batched events announced to begin_batch");
+    let unhandled = database
+        .connection()
+        .expect("connected")
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT COUNT(*) FROM batch_begun b WHERE NOT EXISTS \
+               (SELECT 1 FROM committed_in c WHERE c.event_id = b.event_id AND c.txid = b.txid)",
+        ))
+        .await
+        .expect("count unhandled")
+        .expect("a row")
+        .try_get_by_index::<i64>(0)
+        .expect("a count");
+    assert_eq!(
+        unhandled, 0,
+        "begin_batch is told only of events the batch then handles"
     );
     // The dead-lettered event is not recorded as processed (a replay would try it again).
     assert_eq!(count(&database, "processed_events").await, 19);
