@@ -102,7 +102,7 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
             let member = e.member.ok_or(AuditError::Missing("member"))?;
             let (before, after) = diff(None, Some(member_fields(&member, None)));
             (
-                member_change(&member.name, e.actor, before, after)?,
+                child_change(&member.name, e.actor, before, after)?,
                 e.provenance,
             )
         }
@@ -114,7 +114,7 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
                 Some(member_fields(&member, None)),
             );
             (
-                member_change(&member.name, e.actor, before, after)?,
+                child_change(&member.name, e.actor, before, after)?,
                 e.provenance,
             )
         }
@@ -123,7 +123,7 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
             let member = e.member.ok_or(AuditError::Missing("member"))?;
             let (before, after) = diff(Some(member_fields(&member, None)), None);
             (
-                member_change(&member.name, e.actor, before, after)?,
+                child_change(&member.name, e.actor, before, after)?,
                 e.provenance,
             )
         }
@@ -175,7 +175,7 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
             let message = e.message.ok_or(AuditError::Missing("message"))?;
             let (before, after) = diff(None, Some(message_fields(&message)));
             (
-                message_change(&message.name, e.actor, before, after)?,
+                child_change(&message.name, e.actor, before, after)?,
                 e.provenance,
             )
         }
@@ -191,7 +191,7 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
                 after.insert("acknowledge_time".into(), fields::timestamp(time));
             }
             (
-                message_change(&e.message, e.user, Map::new(), after)?,
+                child_change(&e.message, e.user, Map::new(), after)?,
                 e.provenance,
             )
         }
@@ -209,7 +209,7 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
                 e.resolved_by
             };
             (
-                message_change(&e.message, actor, Map::new(), after)?,
+                child_change(&e.message, actor, Map::new(), after)?,
                 e.provenance,
             )
         }
@@ -221,7 +221,7 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
             after.insert("state".into(), Value::String("EXPIRED".into()));
             let actor = NOTIFICATION_SERVICE.to_string();
             (
-                message_change(&e.message, actor, before, after)?,
+                child_change(&e.message, actor, before, after)?,
                 e.provenance,
             )
         }
@@ -276,7 +276,8 @@ fn account_change(
     })
 }
 
-fn member_change(
+/// A change to `name`, a resource under an account (a member, a message).
+fn child_change(
     name: &str,
     actor: String,
     before: Map<String, Value>,
@@ -317,15 +318,6 @@ fn invitation_change(
         after,
         provenance: Provenance::default(),
     })
-}
-
-fn message_change(
-    name: &str,
-    actor: String,
-    before: Map<String, Value>,
-    after: Map<String, Value>,
-) -> Result<Change, AuditError> {
-    member_change(name, actor, before, after)
 }
 
 /// The account a resource name is under: `accounts/{id}[/…]`.
