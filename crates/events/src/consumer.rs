@@ -83,17 +83,33 @@ pub trait Handler: Send + Sync + 'static {
         true
     }
 
-    /// Runs once at the start of a batch's transaction, before [`Handler::handle`] of any of
-    /// its events, with the events that will be handled (duplicates left out): lets a handler
-    /// take the row locks its events need in one consistent order, so two batches never wait
-    /// on each other in a cycle. An error rolls the batch back; its events are then handled
-    /// one by one. Default: nothing.
-    async fn begin_batch(
+    /// Handles the events of a batch (duplicates left out, in delivery order) in `txn`, all
+    /// or nothing: the runtime commits on Ok, with the processed-event records, and rolls back
+    /// on Err, then tries the batch again without the event at [`BatchFailure::position`]
+    /// (handled on its own, with the usual retries). Ok holds one [`Handled`] per event.
+    ///
+    /// Default: [`Handler::handle`] for each event in turn, each in its own `event.process`
+    /// span. A handler overrides it to do a batch's work in a few statements whatever its
+    /// size, or to take the row locks its events need in one consistent order (so two batches
+    /// never wait on each other in a cycle).
+    async fn handle_batch(
         &self,
-        _txn: &sea_orm::DatabaseTransaction,
-        _events: &[&Event],
-    ) -> Result<(), HandlerError> {
-        Ok(())
+        txn: &sea_orm::DatabaseTransaction,
+        batch: &Batch<'_>,
+    ) -> Result<Vec<Handled>, BatchFailure> {
+        let mut handled = Vec::with_capacity(batch.events().len());
+        for (position, event) in batch.events().iter().enumerate() {
+            match self
+                .handle_prepared(txn, event, &None)
+                .instrument(batch.span(event))
+                .await
+            {
+                Ok(()) => handled.push(Handled::Done),
+                Err(HandlerError::UnknownType(_)) => handled.push(Handled::UnknownType),
+                Err(error) => return Err(BatchFailure { position, error }),
+            }
+        }
+        Ok(handled)
     }
 
     /// Called after a failed attempt was rolled back, outside any transaction: lets a handler record
@@ -107,6 +123,54 @@ pub trait Handler: Send + Sync + 'static {
         _dead_lettered: bool,
     ) {
     }
+}
+
+/// The events a consumer group handles in one transaction (see [`Handler::handle_batch`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    group: &'a str,
+    events: &'a [&'a Event],
+}
+
+impl<'a> Batch<'a> {
+    pub(crate) fn new(group: &'a str, events: &'a [&'a Event]) -> Self {
+        Self { group, events }
+    }
+
+    /// The events, in delivery order, each once.
+    pub fn events(&self) -> &'a [&'a Event] {
+        self.events
+    }
+
+    /// The consumer group.
+    pub fn group(&self) -> &'a str {
+        self.group
+    }
+
+    /// The `event.process` span of `event` (continuing the trace it was published in), as
+    /// one event handled on its own gets.
+    pub fn span(&self, event: &Event) -> tracing::Span {
+        process_span(self.group, event)
+    }
+}
+
+/// What handling one event of a batch came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// Its work was done in the batch's transaction.
+    Done,
+    /// The handler does not handle its type; recorded as handled so it is not retried.
+    UnknownType,
+}
+
+/// Why a batch's transaction must be rolled back: the event at `position` (an index into
+/// [`Batch::events`]) failed with `error`.
+#[derive(Debug)]
+pub struct BatchFailure {
+    /// The failed event's index in the batch.
+    pub position: usize,
+    /// Why.
+    pub error: HandlerError,
 }
 
 /// A consumer group: its durable queue, the routing keys bound to it, and its handler.

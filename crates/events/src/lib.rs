@@ -23,7 +23,9 @@ pub mod view_feed;
 pub use amqp::{AmqpBus, AmqpConfig, event_from_amqp, group_queues};
 pub use broadcast::Subscription;
 pub use bus::EventBus;
-pub use consumer::{ConsumerSpec, Handler, Prepared, RetryPolicy, routing_keys};
+pub use consumer::{
+    Batch, BatchFailure, ConsumerSpec, Handled, Handler, Prepared, RetryPolicy, routing_keys,
+};
 pub use envelope::Event;
 pub use error::{HandlerError, HandlerFailure, PublishError};
 pub use in_process::InProcessBus;

@@ -118,23 +118,34 @@ impl Handler for TransactionRecorder {
         Ok(())
     }
 
-    /// Records which events each batch announced, in the batch's transaction.
-    async fn begin_batch(
+    /// Records which events each batch was handed, in the batch's transaction, then handles
+    /// them one by one.
+    async fn handle_batch(
         &self,
         txn: &sea_orm::DatabaseTransaction,
-        events: &[&tenantry_events::Event],
-    ) -> Result<(), tenantry_events::HandlerError> {
+        batch: &tenantry_events::Batch<'_>,
+    ) -> Result<Vec<tenantry_events::Handled>, tenantry_events::BatchFailure> {
         use sea_orm::ConnectionTrait;
-        for event in events {
+        for (position, event) in batch.events().iter().enumerate() {
             let record = format!(
                 "INSERT INTO batch_begun (event_id, txid) VALUES ('{}', txid_current())",
                 event.id
             );
-            txn.execute_unprepared(&record)
-                .await
-                .map_err(|error| tenantry_events::HandlerError::Transient(error.to_string()))?;
+            txn.execute_unprepared(&record).await.map_err(|error| {
+                tenantry_events::BatchFailure {
+                    position,
+                    error: tenantry_events::HandlerError::Transient(error.to_string()),
+                }
+            })?;
         }
-        Ok(())
+        let mut handled = Vec::new();
+        for (position, event) in batch.events().iter().enumerate() {
+            self.handle(txn, event)
+                .await
+                .map_err(|error| tenantry_events::BatchFailure { position, error })?;
+            handled.push(tenantry_events::Handled::Done);
+        }
+        Ok(handled)
     }
 }
 
@@ -229,7 +240,7 @@ async fn a_batch_commits_together_and_a_poison_event_is_retried_alone_on_postgre
         (1..=4).contains(&transactions),
         "19 events committed in {transactions} transactions"
     );
-    // Every event committed in a batch was announced to begin_batch in that very transaction,
+    // Every event committed in a batch was handed to handle_batch in that very transaction,
     // and no batch announced an event it did not commit (the poison's batches rolled back).
     let unannounced = database
         .connection()
@@ -245,7 +256,7 @@ async fn a_batch_commits_together_and_a_poison_event_is_retried_alone_on_postgre
         .expect("a row")
         .try_get_by_index::<i64>(0)
         .expect("a count");
-    assert_eq!(unannounced, 0, "batched events announced to begin_batch");
+    assert_eq!(unannounced, 0, "batched events handed to handle_batch");
     let unhandled = database
         .connection()
         .expect("connected")
@@ -261,7 +272,7 @@ async fn a_batch_commits_together_and_a_poison_event_is_retried_alone_on_postgre
         .expect("a count");
     assert_eq!(
         unhandled, 0,
-        "begin_batch is told only of events the batch then handles"
+        "handle_batch is handed only events the batch then commits"
     );
     // The dead-lettered event is not recorded as processed (a replay would try it again).
     assert_eq!(count(&database, "processed_events").await, 19);

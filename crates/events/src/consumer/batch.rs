@@ -1,16 +1,16 @@
 //! Several deliveries of one group handled in one transaction: one commit (one WAL flush on
-//! PostgreSQL) for the batch instead of one per event, which is what bounds a consumer on a
-//! busy database.
+//! PostgreSQL) for the batch instead of one per event, which is what bounds a consumer on a busy
+//! database.
 //!
-//! The batch first records every event id in `processed_events` with one statement (insert
-//! first, as one event at a time does: a replica handling a redelivered copy at the same time
-//! waits on the row and then sees the conflict); the ids already there are duplicates. The new
-//! events' handlers then run in order in the same transaction, without a savepoint each (two
-//! statements per event fewer). If a handler fails, the transaction is rolled back and the
-//! batch is tried again without that event, which the transport then handles on its own with
-//! the usual retries and dead letters: one poison message never holds the others back, it only
-//! costs them another try. Should the batch's own statements fail (begin, the record, commit),
-//! nothing is committed and every event is handled again on its own.
+//! The batch first records every event id in `processed_events` with one statement (insert first,
+//! as one event at a time does: a replica handling a redelivered copy at the same time waits on the
+//! row and then sees the conflict); the ids already there are duplicates. The new events then go to
+//! [`Handler::handle_batch`] in the same transaction (by default each event's handler in turn,
+//! without a savepoint each). If it fails on an event, the transaction is rolled back and the batch
+//! is tried again without that event, which the transport then handles on its own with the usual
+//! retries and dead letters: one poison message never holds the others back, it only costs them
+//! another try. Should the batch's own statements fail (begin, the record, commit), nothing is
+//! committed and every event is handled again on its own.
 
 use std::collections::HashSet;
 
@@ -18,10 +18,9 @@ use chrono::Utc;
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use tenantry_platform::db::{Database, StoreError};
 use tenantry_platform::error::ErrorChain;
-use tracing::Instrument;
 
-use super::{Handler, Outcome, process_span};
-use crate::{Event, HandlerError, Outbox};
+use super::{Batch, BatchFailure, Handled, Handler, Outcome};
+use crate::{Event, Outbox};
 
 /// Handles `events` for `group` in one transaction. For each event: `Some(outcome)` if its
 /// work (or its duplicate or unknown-type record) was committed with the batch, `None` if it
@@ -80,42 +79,50 @@ async fn try_batch(
     let connection = database.connection()?;
     let txn = connection.begin().await?;
     let appended_before = outbox.map(Outbox::appended);
-    let mut new = record_processed(&txn, group, events).await?;
-    let to_handle: Vec<&Event> = {
-        let mut seen = HashSet::new();
-        events
-            .iter()
-            .copied()
-            .filter(|event| new.contains(&event.id) && seen.insert(event.id))
-            .collect()
-    };
-    if !to_handle.is_empty()
-        && let Err(error) = handler.begin_batch(&txn, &to_handle).await
-    {
-        txn.rollback().await?;
-        return Err(StoreError::Other(sea_orm::DbErr::Custom(format!(
-            "the handler could not begin the batch: {}",
-            ErrorChain(&error)
-        ))));
-    }
-    let mut outcomes = Vec::with_capacity(events.len());
-    for (position, event) in events.iter().enumerate() {
-        // A copy already recorded (earlier, or earlier in this batch) is a duplicate.
-        if !new.remove(&event.id) {
-            outcomes.push(Outcome::Duplicate);
-            continue;
-        }
-        let result = handler
-            .handle_prepared(&txn, event, &None)
-            .instrument(process_span(group, event))
-            .await;
-        match result {
-            Ok(()) => outcomes.push(Outcome::Handled),
-            // Recorded as handled, so it is not retried.
-            Err(HandlerError::UnknownType(_)) => outcomes.push(Outcome::UnknownType),
-            Err(error) => {
+    let new = record_processed(&txn, group, events).await?;
+    // The events to handle, each once, with their positions in `events`; the others are
+    // duplicates (recorded before, or earlier in this batch).
+    let mut seen = HashSet::new();
+    let (positions, to_handle): (Vec<usize>, Vec<&Event>) = events
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, event)| new.contains(&event.id) && seen.insert(event.id))
+        .unzip();
+    let mut outcomes: Vec<Outcome> = events.iter().map(|_| Outcome::Duplicate).collect();
+    if !to_handle.is_empty() {
+        match handler
+            .handle_batch(&txn, &Batch::new(group, &to_handle))
+            .await
+        {
+            Ok(handled) if handled.len() == to_handle.len() => {
+                for (position, handled) in positions.iter().zip(handled) {
+                    outcomes[*position] = match handled {
+                        Handled::Done => Outcome::Handled,
+                        // Recorded as handled, so it is not retried.
+                        Handled::UnknownType => Outcome::UnknownType,
+                    };
+                }
+            }
+            Ok(handled) => {
+                txn.rollback().await?;
+                return Err(StoreError::Other(sea_orm::DbErr::Custom(format!(
+                    "the handler answered for {} of a batch of {} events",
+                    handled.len(),
+                    to_handle.len()
+                ))));
+            }
+            Err(BatchFailure { position, error }) => {
+                let Some(&position) = positions.get(position) else {
+                    txn.rollback().await?;
+                    return Err(StoreError::Other(sea_orm::DbErr::Custom(format!(
+                        "the handler failed a batch of {} events at {position}: {}",
+                        to_handle.len(),
+                        ErrorChain(&error)
+                    ))));
+                };
                 tracing::debug!(
-                    group, event_id = %event.id, error = %ErrorChain(&error),
+                    group, event_id = %events[position].id, error = %ErrorChain(&error),
                     "failed in a batch; handled again on its own"
                 );
                 txn.rollback().await?;

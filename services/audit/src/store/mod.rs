@@ -1,12 +1,8 @@
-//! The audit log's persistence: appending an entry to an account's chain (in the consumer's
-//! transaction), reading entries, verifying a chain and purging under a signed tombstone.
-//!
-//! Appending locks the account's chain head (`audit_chains`) for the rest of the transaction,
-//! so competing replicas and batches number an account's entries 1, 2, 3, … without a gap and
-//! commit them in that order (a watcher that read entry N never sees N-1 appear later). A batch
-//! of the consumer takes all its heads first, in account order ([`lock_heads`]), so batches
-//! that touch several chains never wait on each other in a cycle.
+//! The audit log's persistence: appending entries to accounts' chains (in the consumer's
+//! transaction; see `append.rs`), reading entries, verifying a chain and purging under a signed
+//! tombstone.
 
+mod append;
 pub mod entities;
 pub mod migrations;
 #[cfg(test)]
@@ -17,14 +13,15 @@ use sea_orm::sea_query::Query;
 use sea_orm::{
     AccessMode, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, DbBackend, EntityTrait, IsolationLevel, QueryFilter, QueryOrder,
-    QuerySelect, Statement, TransactionTrait, TryInsertResult,
+    QuerySelect, QueryTrait, Statement, TransactionTrait,
 };
 use tenantry_platform::db::Database;
 
+use crate::domain::AuditError;
 use crate::domain::chain::{self, Hashed, Tombstone};
-use crate::domain::{AuditError, NewEntry, actor_kind_name};
 use entities::{chain as chain_head, entry, tombstone};
-use migrations::WRITER_ROLE;
+
+pub use append::{Appended, BatchAppended, act_as_writer, append, append_batch};
 
 /// The tables the service's pruner keeps bounded: the consumer's records of handled events
 /// (the log itself is only ever shortened by PurgeAuditEntries).
@@ -34,182 +31,6 @@ pub fn prune_targets(
     vec![tenantry_events::retention::processed_events_target(
         retention.processed_events,
     )]
-}
-
-/// On PostgreSQL, makes the rest of `txn` act as [`WRITER_ROLE`] (SELECT and INSERT on the log,
-/// no UPDATE or DELETE); SQLite has no roles, and its triggers guard the log.
-pub async fn act_as_writer(txn: &impl ConnectionTrait) -> Result<(), AuditError> {
-    if txn.get_database_backend() == DbBackend::Postgres {
-        txn.execute_unprepared(&format!("SET LOCAL ROLE {WRITER_ROLE}"))
-            .await?;
-    }
-    Ok(())
-}
-
-/// What appending an event did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Appended {
-    /// A new entry with this sequence number in the account's log.
-    Entry {
-        /// The account.
-        account_id: String,
-        /// Its number.
-        sequence: i64,
-    },
-    /// The event was already recorded (a redelivery).
-    AlreadyRecorded,
-}
-
-/// Appends `new` to its account's chain inside `txn` (the consumer's transaction), unless its
-/// event is already recorded.
-pub async fn append(
-    txn: &DatabaseTransaction,
-    new: &NewEntry,
-    now: DateTime<Utc>,
-) -> Result<Appended, AuditError> {
-    act_as_writer(txn).await?;
-    let change = &new.change;
-    let account_id = change.account_id.as_str();
-    let head = lock_head(txn, account_id, change.managed_by.as_deref(), now).await?;
-    let sequence = head.last_sequence + 1;
-    let event_time = chain::to_micros(new.event_time);
-    let before = chain::stored_json(&change.before);
-    let after = chain::stored_json(&change.after);
-    let provenance = &change.provenance;
-    let actor_kind = actor_kind_name(provenance.actor_kind);
-    let hash = Hashed {
-        account: account_id,
-        sequence,
-        event_id: &new.event_id,
-        event_type: &new.event_type,
-        event_time,
-        actor: &change.actor,
-        actor_kind,
-        via: &provenance.via,
-        actor_role: &provenance.actor_role,
-        resource: &change.resource,
-        before: &before,
-        after: &after,
-        request_id: &provenance.request_id,
-        trace_id: &provenance.trace_id,
-        previous_hash: &head.last_hash,
-    }
-    .hash();
-    let inserted = entry::Entity::insert(entry::ActiveModel {
-        id: sea_orm::ActiveValue::NotSet,
-        account_id: Set(account_id.to_string()),
-        sequence: Set(sequence),
-        event_id: Set(new.event_id.clone()),
-        event_type: Set(new.event_type.clone()),
-        event_time: Set(event_time),
-        actor: Set(change.actor.clone()),
-        actor_kind: Set(actor_kind.to_string()),
-        via: Set(provenance.via.clone()),
-        actor_role: Set(provenance.actor_role.clone()),
-        resource: Set(change.resource.clone()),
-        before_json: Set(before),
-        after_json: Set(after),
-        request_id: Set(provenance.request_id.clone()),
-        trace_id: Set(provenance.trace_id.clone()),
-        previous_hash: Set(head.last_hash.clone()),
-        hash: Set(hash.clone()),
-        record_time: Set(chain::to_micros(now)),
-    })
-    .on_conflict_do_nothing_on([entry::Column::EventId])
-    .exec_without_returning(txn)
-    .await?;
-    if !matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
-        // The event is already recorded (a redelivery the consumer's own record missed).
-        return Ok(Appended::AlreadyRecorded);
-    }
-    chain_head::Entity::update(chain_head::ActiveModel {
-        account_id: Set(account_id.to_string()),
-        managed_by: Set(change.managed_by.clone().or(head.managed_by.clone())),
-        last_sequence: Set(sequence),
-        last_hash: Set(hash),
-        update_time: Set(now),
-    })
-    .exec(txn)
-    .await?;
-    Ok(Appended::Entry {
-        account_id: account_id.to_string(),
-        sequence,
-    })
-}
-
-/// The head of `account_id`'s chain, made if missing and locked for the rest of `txn`, in one
-/// statement (an upsert that returns the row).
-async fn lock_head(
-    txn: &DatabaseTransaction,
-    account_id: &str,
-    managed_by: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<chain_head::Model, AuditError> {
-    let backend = txn.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => {
-            "INSERT INTO audit_chains (account_id, managed_by, last_sequence, last_hash, update_time) \
-             VALUES ($1, $2, 0, '', $3) \
-             ON CONFLICT (account_id) DO UPDATE SET account_id = EXCLUDED.account_id \
-             RETURNING account_id, managed_by, last_sequence, last_hash, update_time"
-        }
-        _ => {
-            "INSERT INTO audit_chains (account_id, managed_by, last_sequence, last_hash, update_time) \
-             VALUES (?1, ?2, 0, '', ?3) \
-             ON CONFLICT (account_id) DO UPDATE SET account_id = excluded.account_id \
-             RETURNING account_id, managed_by, last_sequence, last_hash, update_time"
-        }
-    };
-    let statement = Statement::from_sql_and_values(
-        backend,
-        sql,
-        [
-            account_id.into(),
-            managed_by.map(str::to_string).into(),
-            now.into(),
-        ],
-    );
-    chain_head::Entity::find()
-        .from_raw_sql(statement)
-        .one(txn)
-        .await?
-        .ok_or_else(|| AuditError::Corrupt(format!("no chain head for accounts/{account_id}")))
-}
-
-/// Takes the chain heads of `account_ids` for the rest of `txn` in account order (made if
-/// missing), before a batch appends to them in event order: two batches then never wait on each
-/// other in a cycle.
-pub async fn lock_heads(
-    txn: &DatabaseTransaction,
-    account_ids: &[String],
-    now: DateTime<Utc>,
-) -> Result<(), AuditError> {
-    if txn.get_database_backend() != DbBackend::Postgres || account_ids.is_empty() {
-        // SQLite runs one writing transaction at a time.
-        return Ok(());
-    }
-    act_as_writer(txn).await?;
-    let mut sorted: Vec<&String> = account_ids.iter().collect();
-    sorted.sort();
-    sorted.dedup();
-    let ids = serde_json::to_string(&sorted).unwrap_or_else(|_| "[]".to_string());
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "INSERT INTO audit_chains (account_id, managed_by, last_sequence, last_hash, update_time) \
-         SELECT id, NULL, 0, '', $2 FROM json_array_elements_text($1::json) AS id ORDER BY id \
-         ON CONFLICT (account_id) DO NOTHING",
-        [ids.clone().into(), now.into()],
-    ))
-    .await?;
-    txn.query_all_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT account_id FROM audit_chains \
-         WHERE account_id IN (SELECT json_array_elements_text($1::json)) \
-         ORDER BY account_id FOR UPDATE",
-        [ids.into()],
-    ))
-    .await?;
-    Ok(())
 }
 
 /// What a listing reads.
@@ -335,7 +156,13 @@ impl Store {
         } else {
             select.order_by_desc(key)
         };
-        Ok(select.limit(limit).all(db).await?)
+        let rows = db
+            .query_all_raw(select.limit(limit).build(db.get_database_backend()))
+            .await?;
+        Ok(rows
+            .iter()
+            .map(entry::Model::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// The entry `sequence` of `account_id`'s log.

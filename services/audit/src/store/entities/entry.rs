@@ -45,6 +45,34 @@ pub struct Model {
     pub record_time: DateTimeUtc,
 }
 
+impl Model {
+    /// A row of a `SELECT` that `Entity::find()` built (every column, in the order declared
+    /// above), read by position: a listing decodes many rows, and the derived decoder looks
+    /// each column up by name.
+    pub fn from_row(row: &QueryResult) -> Result<Self, DbErr> {
+        Ok(Self {
+            id: row.try_get_by_index(0)?,
+            account_id: row.try_get_by_index(1)?,
+            sequence: row.try_get_by_index(2)?,
+            event_id: row.try_get_by_index(3)?,
+            event_type: row.try_get_by_index(4)?,
+            event_time: row.try_get_by_index(5)?,
+            actor: row.try_get_by_index(6)?,
+            actor_kind: row.try_get_by_index(7)?,
+            via: row.try_get_by_index(8)?,
+            actor_role: row.try_get_by_index(9)?,
+            resource: row.try_get_by_index(10)?,
+            before_json: row.try_get_by_index(11)?,
+            after_json: row.try_get_by_index(12)?,
+            request_id: row.try_get_by_index(13)?,
+            trace_id: row.try_get_by_index(14)?,
+            previous_hash: row.try_get_by_index(15)?,
+            hash: row.try_get_by_index(16)?,
+            record_time: row.try_get_by_index(17)?,
+        })
+    }
+}
+
 /// No relations are navigated.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
