@@ -11,9 +11,9 @@
 //! entries continue its chain after the entries the cluster's own events gave it, in one
 //! transaction holding its chain head.
 //!
-//! Ceiling: the statement `Store::list` issues for that page (the same columns, filter, order
-//! and limit, page_size + 1 rows) sent directly through sqlx with a pool as large as the
-//! service's, its rows decoded. One call in flight on both sides (the goal is a latency at
+//! Ceiling: the statement `Store::list` sends for that page (its text taken from
+//! `store::list_statement`, page_size + 1 rows) sent directly through sqlx with a pool as large
+//! as the service's, its rows decoded. One call in flight on both sides (the goal is a latency at
 //! one call in flight), whatever `--in-flight` says.
 
 use std::collections::HashMap;
@@ -37,18 +37,31 @@ const PARTNER_SHARE: usize = 10;
 /// The page asked for.
 const PAGE_SIZE: i32 = 50;
 
-/// What the page's statement is, as sea-orm renders `Store::list` for one account, newest
-/// first, no filter and no page token (`$2` = page_size + 1).
-const PAGE_SQL: &str = "SELECT \"audit_entries\".\"id\", \"audit_entries\".\"account_id\", \
-     \"audit_entries\".\"sequence\", \"audit_entries\".\"event_id\", \
-     \"audit_entries\".\"event_type\", \"audit_entries\".\"event_time\", \
-     \"audit_entries\".\"actor\", \"audit_entries\".\"actor_kind\", \"audit_entries\".\"via\", \
-     \"audit_entries\".\"actor_role\", \"audit_entries\".\"resource\", \
-     \"audit_entries\".\"before_json\", \"audit_entries\".\"after_json\", \
-     \"audit_entries\".\"request_id\", \"audit_entries\".\"trace_id\", \
-     \"audit_entries\".\"previous_hash\", \"audit_entries\".\"hash\", \
-     \"audit_entries\".\"record_time\" FROM \"audit_entries\" \
-     WHERE \"audit_entries\".\"account_id\" = $1 ORDER BY \"audit_entries\".\"id\" DESC LIMIT $2";
+/// The page's statement, exactly as the service's `Store::list` builds it for the partner's
+/// own log, newest first, no filter and no page token; its two parameters are the account and
+/// page_size + 1 (checked: another shape fails the workload rather than measure something else).
+fn page_sql_text(partner: &str) -> anyhow::Result<String> {
+    let query = tenantry_audit::store::ListQuery {
+        account_id: partner.to_string(),
+        ..Default::default()
+    };
+    let statement = tenantry_audit::store::list_statement(
+        sea_orm::DbBackend::Postgres,
+        &query,
+        None,
+        PAGE_SIZE as u64 + 1,
+    );
+    let values = statement.values.map(|values| values.0).unwrap_or_default();
+    anyhow::ensure!(
+        values
+            == vec![
+                sea_orm::Value::from(partner.to_string()),
+                sea_orm::Value::from(PAGE_SIZE as u64 + 1)
+            ],
+        "Store::list's statement has other parameters than (account, limit): {values:?}"
+    );
+    Ok(statement.sql)
+}
 
 /// Measures ListAuditEntries against its SQL issued directly.
 pub async fn run(bench: &Bench) -> anyhow::Result<Row> {
@@ -88,12 +101,13 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Row> {
             }
         }
     };
+    let sql = std::sync::Arc::new(page_sql_text(&bench.partner)?);
     let ceiling = {
         let (pool, partner) = (pool.clone(), bench.partner.clone());
         move |_n: u64| {
-            let (pool, partner) = (pool.clone(), partner.clone());
+            let (pool, partner, sql) = (pool.clone(), partner.clone(), sql.clone());
             async move {
-                let count = page_sql(&pool, &partner).await?;
+                let count = page_sql(&pool, &sql, &partner).await?;
                 anyhow::ensure!(
                     count == PAGE_SIZE as usize + 1,
                     "the SQL found {count} entries"
@@ -321,8 +335,8 @@ async fn load(pool: &PgPool, partner: &str, prefix: &str, total: usize) -> anyho
 }
 
 /// The page's statement with the same binds; returns the rows read, decoded.
-async fn page_sql(pool: &PgPool, account: &str) -> anyhow::Result<usize> {
-    let rows = sea_orm::sqlx::query(PAGE_SQL)
+async fn page_sql(pool: &PgPool, sql: &str, account: &str) -> anyhow::Result<usize> {
+    let rows = sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(sql))
         .bind(account)
         .bind(i64::from(PAGE_SIZE) + 1)
         .fetch_all(pool)

@@ -66,6 +66,66 @@ impl ListQuery {
     }
 }
 
+/// The statement [`Store::list`] sends (public so the benchmark's ceiling sends exactly it):
+/// every column of `audit_entries`, in declaration order ([`entry::Model::from_row`]).
+pub fn list_statement(
+    backend: DbBackend,
+    query: &ListQuery,
+    after: Option<i64>,
+    limit: u64,
+) -> Statement {
+    let mut select = entry::Entity::find();
+    if query.include_customers {
+        // The customers are those whose account events named this partner as managing them.
+        let customers = Query::select()
+            .column(chain_head::Column::AccountId)
+            .from(chain_head::Entity)
+            .and_where(chain_head::Column::ManagedBy.eq(query.account_id.as_str()))
+            .to_owned();
+        select = select.filter(
+            Condition::any()
+                .add(entry::Column::AccountId.eq(query.account_id.as_str()))
+                .add(entry::Column::AccountId.in_subquery(customers)),
+        );
+    } else {
+        select = select.filter(entry::Column::AccountId.eq(query.account_id.as_str()));
+    }
+    if !query.event_types.is_empty() {
+        select = select.filter(entry::Column::EventType.is_in(query.event_types.clone()));
+    }
+    if let Some(actor) = &query.actor {
+        select = select.filter(entry::Column::Actor.eq(actor.as_str()));
+    }
+    if let Some(resource) = &query.resource {
+        select = select.filter(entry::Column::Resource.eq(resource.as_str()));
+    }
+    if let Some(start) = query.start_time {
+        select = select.filter(entry::Column::EventTime.gte(start));
+    }
+    if let Some(end) = query.end_time {
+        select = select.filter(entry::Column::EventTime.lt(end));
+    }
+    // One account's log is read along (account_id, sequence), the order of its chain (a
+    // planner may otherwise walk the whole id index backwards for an account whose entries
+    // are all old); several accounts interleave by id, the order of appending.
+    let key = if query.include_customers {
+        entry::Column::Id
+    } else {
+        entry::Column::Sequence
+    };
+    select = match (query.oldest_first, after) {
+        (true, Some(after)) => select.filter(key.gt(after)),
+        (false, Some(after)) => select.filter(key.lt(after)),
+        (_, None) => select,
+    };
+    let select = if query.oldest_first {
+        select.order_by_asc(key)
+    } else {
+        select.order_by_desc(key)
+    };
+    select.limit(limit).build(backend)
+}
+
 /// What a verification found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Verification {
@@ -107,57 +167,13 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<entry::Model>, AuditError> {
         let db = self.connection()?;
-        let mut select = entry::Entity::find();
-        if query.include_customers {
-            // The customers are those whose account events named this partner as managing them.
-            let customers = Query::select()
-                .column(chain_head::Column::AccountId)
-                .from(chain_head::Entity)
-                .and_where(chain_head::Column::ManagedBy.eq(query.account_id.as_str()))
-                .to_owned();
-            select = select.filter(
-                Condition::any()
-                    .add(entry::Column::AccountId.eq(query.account_id.as_str()))
-                    .add(entry::Column::AccountId.in_subquery(customers)),
-            );
-        } else {
-            select = select.filter(entry::Column::AccountId.eq(query.account_id.as_str()));
-        }
-        if !query.event_types.is_empty() {
-            select = select.filter(entry::Column::EventType.is_in(query.event_types.clone()));
-        }
-        if let Some(actor) = &query.actor {
-            select = select.filter(entry::Column::Actor.eq(actor.as_str()));
-        }
-        if let Some(resource) = &query.resource {
-            select = select.filter(entry::Column::Resource.eq(resource.as_str()));
-        }
-        if let Some(start) = query.start_time {
-            select = select.filter(entry::Column::EventTime.gte(start));
-        }
-        if let Some(end) = query.end_time {
-            select = select.filter(entry::Column::EventTime.lt(end));
-        }
-        // One account's log is read along (account_id, sequence), the order of its chain (a
-        // planner may otherwise walk the whole id index backwards for an account whose entries
-        // are all old); several accounts interleave by id, the order of appending.
-        let key = if query.include_customers {
-            entry::Column::Id
-        } else {
-            entry::Column::Sequence
-        };
-        select = match (query.oldest_first, after) {
-            (true, Some(after)) => select.filter(key.gt(after)),
-            (false, Some(after)) => select.filter(key.lt(after)),
-            (_, None) => select,
-        };
-        let select = if query.oldest_first {
-            select.order_by_asc(key)
-        } else {
-            select.order_by_desc(key)
-        };
         let rows = db
-            .query_all_raw(select.limit(limit).build(db.get_database_backend()))
+            .query_all_raw(list_statement(
+                db.get_database_backend(),
+                query,
+                after,
+                limit,
+            ))
             .await?;
         Ok(rows
             .iter()
