@@ -89,6 +89,9 @@ impl Bench {
         let sink = SmtpSink::start().await?;
         let mut options = ClusterOptions::new(Backend::Postgres);
         options.amqp = true;
+        // The shipped configuration: two batches of deliveries per consumer, so the next batch
+        // is there when one commits.
+        options.amqp_prefetch = tenantry_events::AmqpConfig::default().prefetch;
         options.invitation.smtp_url = Some(sink.url());
         eprintln!("starting the cluster (PostgreSQL + RabbitMQ, in-process)…");
         let started = std::time::Instant::now();

@@ -62,6 +62,9 @@ pub struct ClusterOptions {
     pub invitation: tenantry_invitation::Config,
     /// Handler retries (short, so tests of retries are fast).
     pub retry: RetryPolicy,
+    /// Unacknowledged deliveries per consumer with `amqp`: one batch (16) for tests; the
+    /// benchmark runs the shipped default (`AmqpConfig::default().prefetch`, two batches).
+    pub amqp_prefetch: u16,
 }
 
 impl ClusterOptions {
@@ -78,6 +81,7 @@ impl ClusterOptions {
                 base_delay: Duration::from_millis(50),
                 max_delay: Duration::from_millis(400),
             },
+            amqp_prefetch: 16,
         }
     }
 }
@@ -161,7 +165,7 @@ impl TestCluster {
                 .expect("RabbitMQ URL (set TENANTRY_TEST_AMQP_URL)"),
             exchange: "tenantry.events".to_string(),
             queue_prefix: format!("test-{}.", &tag[..12]),
-            prefetch: 16,
+            prefetch: options.amqp_prefetch,
             retry: options.retry.clone(),
             ..AmqpConfig::default()
         });

@@ -227,6 +227,7 @@ impl Context {
             &events,
         )
         .await;
+        let mut committed = Vec::with_capacity(decoded.len());
         for ((delivery, event), outcome) in decoded.into_iter().zip(outcomes) {
             let Some(outcome) = outcome else {
                 alone.push(delivery);
@@ -235,8 +236,18 @@ impl Context {
             let attempt = message::attempt(&delivery.properties);
             consumer::log_outcome(group, &event, attempt, &outcome);
             consumer::record_outcome(self.bus.metrics(), group, &outcome, None);
-            if let Err(error) = settle(delivery.ack(BasicAckOptions::default())).await {
-                self.unsettled(&delivery, &error).await;
+            committed.push(delivery);
+        }
+        // Acked together: each ack is a trip through the connection's I/O task, and one after
+        // the other they held the batch's deliveries (and the prefetch window) that much longer.
+        // One ack per tag, never `multiple` (another batch's lower tags may not be committed).
+        let acks = committed
+            .iter()
+            .map(|delivery| settle(delivery.ack(BasicAckOptions::default())));
+        let settled = futures::future::join_all(acks).await;
+        for (delivery, result) in committed.iter().zip(settled) {
+            if let Err(error) = result {
+                self.unsettled(delivery, &error).await;
             }
         }
         for delivery in alone {

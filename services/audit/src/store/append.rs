@@ -204,10 +204,10 @@ pub enum BatchAppended {
 }
 
 /// Appends `entries`, in order, to their accounts' chains inside `txn` (the consumer's
-/// batch transaction) in four statements whatever their number: takes the heads (made if
-/// missing) in account order, hashes the entries here, inserts them in one statement and
-/// moves the heads in one. SQLite appends them one by one (it runs one writing transaction at
-/// a time anyway, and a round trip is a function call).
+/// batch transaction) in two statements whatever their number: one takes the heads (made if
+/// missing; locked in account order) and the writer role, then the entries are hashed here,
+/// and one inserts them and moves the heads. SQLite appends them one by one (it runs one
+/// writing transaction at a time anyway, and a round trip is a function call).
 pub async fn append_batch(
     txn: &DatabaseTransaction,
     entries: &[NewEntry],
@@ -223,7 +223,6 @@ pub async fn append_batch(
         }
         return Ok(BatchAppended::Entries(appended));
     }
-    act_as_writer(txn).await?;
     let mut heads = lock_heads(txn, entries, now).await?;
 
     // Number and hash in batch order, each entry after the one before it in its chain.
@@ -246,38 +245,13 @@ pub async fn append_batch(
         rows.push(row);
     }
 
-    let inserted = insert_entries(txn, &rows, now).await?;
+    let inserted = insert_entries_and_move_heads(txn, &rows, &heads, now).await?;
     if let Some(position) = rows
         .iter()
         .position(|row| !inserted.contains(row.new.event_id.as_str()))
     {
         return Ok(BatchAppended::AlreadyRecorded(position));
     }
-
-    let moved: Vec<_> = heads
-        .iter()
-        .map(|(account_id, head)| {
-            json!({
-                "account_id": account_id,
-                "managed_by": head.managed_by,
-                "last_sequence": head.last_sequence,
-                "last_hash": head.last_hash,
-            })
-        })
-        .collect();
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "UPDATE audit_chains AS c SET last_sequence = r.last_sequence, \
-           last_hash = r.last_hash, managed_by = r.managed_by, update_time = $2 \
-         FROM json_to_recordset($1::json) \
-           AS r(account_id text, managed_by text, last_sequence bigint, last_hash text) \
-         WHERE c.account_id = r.account_id",
-        [
-            serde_json::Value::Array(moved).to_string().into(),
-            now.into(),
-        ],
-    ))
-    .await?;
     Ok(BatchAppended::Entries(
         rows.iter()
             .map(|row| Appended::Entry {
@@ -296,7 +270,10 @@ struct Head {
 }
 
 /// The heads of the chains `entries` append to, made if missing and locked for the rest of
-/// `txn`, in account order, in one statement.
+/// `txn`, in account order, in one statement, which also makes the rest of `txn` act as
+/// [`WRITER_ROLE`] (as [`act_as_writer`] does, without a round trip of its own:
+/// `set_config(…, true)` is `SET LOCAL`, and it applies from the next statement on, this one's
+/// privileges having been checked when it started).
 async fn lock_heads(
     txn: &DatabaseTransaction,
     entries: &[NewEntry],
@@ -313,7 +290,8 @@ async fn lock_heads(
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "INSERT INTO audit_chains (account_id, managed_by, last_sequence, last_hash, update_time) \
-             SELECT id, NULL, 0, '', $2 FROM json_array_elements_text($1::json) AS id ORDER BY id \
+             SELECT id, NULL, 0, '', $2 FROM json_array_elements_text($1::json) AS id, \
+               (SELECT set_config('role', $3, true)) AS writer ORDER BY id \
              ON CONFLICT (account_id) DO UPDATE SET account_id = EXCLUDED.account_id \
              RETURNING account_id, managed_by, last_sequence, last_hash",
             [
@@ -321,6 +299,7 @@ async fn lock_heads(
                     .map_err(|error| AuditError::Corrupt(error.to_string()))?
                     .into(),
                 now.into(),
+                WRITER_ROLE.into(),
             ],
         ))
         .await?;
@@ -339,10 +318,12 @@ async fn lock_heads(
 }
 
 /// Inserts `rows` in their order (so ids follow the append order) unless their event is
-/// recorded already; returns the event ids inserted.
-async fn insert_entries(
+/// recorded already, and moves the chains' heads to `heads` if every row was inserted, in one
+/// statement; returns the event ids inserted.
+async fn insert_entries_and_move_heads(
     txn: &DatabaseTransaction,
     rows: &[Chained<'_>],
+    heads: &BTreeMap<String, Head>,
     now: DateTime<Utc>,
 ) -> Result<std::collections::HashSet<String>, AuditError> {
     let records: Vec<_> = rows
@@ -372,25 +353,51 @@ async fn insert_entries(
             })
         })
         .collect();
+    let moved: Vec<_> = heads
+        .iter()
+        .map(|(account_id, head)| {
+            json!({
+                "account_id": account_id,
+                "managed_by": head.managed_by,
+                "last_sequence": head.last_sequence,
+                "last_hash": head.last_hash,
+            })
+        })
+        .collect();
+    // The heads move only if every entry went in (`$5` = their number): otherwise the caller
+    // rolls back. A data-modifying WITH runs whether or not the final SELECT reads it.
     let inserted = txn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "INSERT INTO audit_entries (account_id, sequence, event_id, event_type, event_time, \
-               actor, actor_kind, via, actor_role, resource, before_json, after_json, \
-               request_id, trace_id, previous_hash, hash, record_time) \
-             SELECT account_id, sequence, event_id, event_type, event_time, actor, actor_kind, \
-               via, actor_role, resource, before_json, after_json, request_id, trace_id, \
-               previous_hash, hash, $2 \
-             FROM json_to_recordset($1::json) AS r(position int, account_id text, \
-               sequence bigint, event_id text, event_type text, event_time timestamptz, \
-               actor text, actor_kind text, via text, actor_role text, resource text, \
-               before_json text, after_json text, request_id text, trace_id text, \
-               previous_hash text, hash text) \
-             ORDER BY position \
-             ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            "WITH inserted AS ( \
+               INSERT INTO audit_entries (account_id, sequence, event_id, event_type, \
+                 event_time, actor, actor_kind, via, actor_role, resource, before_json, \
+                 after_json, request_id, trace_id, previous_hash, hash, record_time) \
+               SELECT account_id, sequence, event_id, event_type, event_time, actor, \
+                 actor_kind, via, actor_role, resource, before_json, after_json, request_id, \
+                 trace_id, previous_hash, hash, $2 \
+               FROM json_to_recordset($1::json) AS r(position int, account_id text, \
+                 sequence bigint, event_id text, event_type text, event_time timestamptz, \
+                 actor text, actor_kind text, via text, actor_role text, resource text, \
+                 before_json text, after_json text, request_id text, trace_id text, \
+                 previous_hash text, hash text) \
+               ORDER BY position \
+               ON CONFLICT (event_id) DO NOTHING RETURNING event_id \
+             ), moved AS ( \
+               UPDATE audit_chains AS c SET last_sequence = h.last_sequence, \
+                 last_hash = h.last_hash, managed_by = h.managed_by, update_time = $4 \
+               FROM json_to_recordset($3::json) \
+                 AS h(account_id text, managed_by text, last_sequence bigint, last_hash text) \
+               WHERE c.account_id = h.account_id \
+                 AND (SELECT count(*) FROM inserted) = $5 \
+             ) \
+             SELECT event_id FROM inserted",
             [
                 serde_json::Value::Array(records).to_string().into(),
                 chain::to_micros(now).into(),
+                serde_json::Value::Array(moved).to_string().into(),
+                now.into(),
+                (rows.len() as i64).into(),
             ],
         ))
         .await?;

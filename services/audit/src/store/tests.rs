@@ -441,6 +441,18 @@ async fn postgres_a_batch_with_a_recorded_event_names_it() {
         append_batch(&txn, &entries, Utc::now()).await.unwrap(),
         BatchAppended::AlreadyRecorded(1)
     );
+    // The batch's transaction acts as the writer role from its first statement on.
+    let role = txn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT current_user::text",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<String>(0)
+        .unwrap();
+    assert_eq!(role, migrations::WRITER_ROLE);
     txn.rollback().await.unwrap();
     assert_eq!(store.after("acme", 0, 100).await.unwrap().len(), 1);
     let without: Vec<NewEntry> = [0, 2, 3].map(|n| entries[n].clone()).into();
