@@ -6,9 +6,9 @@ pub mod api;
 pub mod consumers;
 pub mod domain;
 pub mod events;
-pub mod mail;
 pub mod page;
 pub mod peers;
+pub mod render;
 pub mod store;
 pub mod wire;
 
@@ -26,6 +26,8 @@ use tenantry_proto::membership::v1::membership_service_client::MembershipService
 use tenantry_proto::registry::v1::customer_registry_service_client::CustomerRegistryServiceClient;
 
 pub use store::migrations::Migrator;
+// The shared e-mail transport, as this service sends through it.
+use tenantry_mail as mail;
 
 /// What the invitation page's cookies are sealed with: the cluster's internal secret, and the
 /// previous one while it is being rotated (cookies sealed under it still open).
@@ -361,26 +363,13 @@ fn sender(config: &Config) -> Mailbox {
     })
 }
 
-/// SMTP when `config.smtp_url` is set, else `.eml` files in `mail_dir` (created if missing).
-/// Also checks `config.mail_from`.
+/// The shared e-mail transport for this configuration: SMTP when `config.smtp_url` is set,
+/// else `.eml` files in `mail_dir` (see [`tenantry_mail::transport`]).
 pub fn mail_transport(
     config: &Config,
     mail_dir: &Path,
 ) -> Result<Arc<dyn mail::MailTransport>, mail::MailSetupError> {
-    config
-        .mail_from
-        .parse::<Mailbox>()
-        .map_err(|error| mail::MailSetupError::From(error.to_string()))?;
-    match config
-        .smtp_url
-        .as_deref()
-        .filter(|url| !url.trim().is_empty())
-    {
-        Some(url) => Ok(Arc::new(
-            mail::SmtpTransport::from_url(url.trim())?.with_pool(mail::PoolLimits::from_env()?),
-        )),
-        None => Ok(Arc::new(mail::FileTransport::new(mail_dir)?)),
-    }
+    mail::transport(config.smtp_url.as_deref(), &config.mail_from, mail_dir)
 }
 
 /// Marks expired PENDING invitations EXPIRED (with `invitation.expired` events) every sweep

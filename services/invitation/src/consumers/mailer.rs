@@ -44,11 +44,11 @@ use tenantry_proto::invitation::v1 as wire;
 
 use crate::domain::secret::{Secret, accept_link};
 use crate::domain::{AccountId, Invitation, InvitationId};
-use crate::mail::render::{self, InvitationEmail};
-use crate::mail::{MailError, MailTransport};
 use crate::peers::{AccountDirectory, AccountState};
+use crate::render::{self, InvitationEmail};
 use crate::store::mailer::{self as delivery, Claim};
 use crate::wire::parse_invitation_name;
+use tenantry_mail::{MailError, MailTransport};
 
 /// Sends invitation e-mails.
 #[derive(Debug)]

@@ -15,10 +15,10 @@ use tenantry_platform::time::now;
 use super::mailer::email_for;
 use crate::domain::secret::{Secret, accept_link};
 use crate::domain::{Invitation, InvitationError};
-use crate::mail::MailTransport;
-use crate::mail::render;
 use crate::peers::{AccountDirectory, AccountState};
+use crate::render;
 use crate::store::reminders;
+use tenantry_mail::MailTransport;
 
 /// Reminders claimed per sweep round.
 const BATCH: u64 = 50;

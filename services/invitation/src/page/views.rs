@@ -37,7 +37,7 @@ a{color:var(--accent)}
 pub const STYLESHEET_PATH: &str = "/invitations/page.css";
 
 // One escaper for the e-mail and the page.
-use crate::mail::render::html_escape as escape;
+use crate::render::html_escape as escape;
 
 /// A whole page: `title` (plain text) and `body` (HTML built by this module).
 pub fn layout(title: &str, body: &str) -> String {

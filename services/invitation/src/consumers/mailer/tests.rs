@@ -9,9 +9,9 @@ use tenantry_platform::{AccountId, ApiError};
 use super::*;
 use crate::domain::DeliveryState;
 use crate::domain::secret::hash_token;
-use crate::mail::FileTransport;
 use crate::peers::AccountFacts;
 use crate::store::tests::{TempStore, new_invitation, outbox_rows, temp_store};
+use tenantry_mail::FileTransport;
 
 #[derive(Debug)]
 struct FakeAccounts(Option<AccountFacts>);

@@ -1,6 +1,8 @@
-//! Sending e-mail: a small trait the mailer uses, with an SMTP transport (lettre, tokio; plain
-//! `smtp://` for local catchers, `smtps://` or `smtp://…?tls=required` with rustls) and a file
-//! transport that writes `.eml` files (the embedded default).
+//! Tenantry's one e-mail transport, shared by every service that sends e-mail (each service
+//! owns its templates and its send state): a small trait its consumers send through, with an
+//! SMTP transport (lettre, tokio; plain `smtp://` for local catchers, `smtps://` or
+//! `smtp://…?tls=required` with rustls) and a file transport that writes `.eml` files (the
+//! embedded default). [`transport`] picks one from the configuration.
 //!
 //! The SMTP transport keeps a small pool of open, authenticated connections ([`pool`]):
 //! consecutive e-mails reuse a session instead of connecting, greeting, securing and
@@ -10,14 +12,15 @@
 //! connection turns out to be closed is sent once more on a new one.
 
 mod pool;
-pub mod render;
 mod smtp;
 
 pub use pool::PoolLimits;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use lettre::message::Mailbox;
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 
 /// How long sending one e-mail over SMTP may take before it counts as a (transient) failure:
@@ -182,5 +185,24 @@ impl MailTransport for FileTransport {
             .await
             .map(|_| ())
             .map_err(|error| MailError::transient(format!("cannot write the e-mail file: {error}")))
+    }
+}
+
+/// SMTP when `smtp_url` is set and not blank (pooled with [`PoolLimits::from_env`]), else
+/// `.eml` files in `mail_dir` (created if missing). Also checks that `mail_from`, the sender
+/// every service puts on its e-mails, is a mailbox.
+pub fn transport(
+    smtp_url: Option<&str>,
+    mail_from: &str,
+    mail_dir: &Path,
+) -> Result<Arc<dyn MailTransport>, MailSetupError> {
+    mail_from
+        .parse::<Mailbox>()
+        .map_err(|error| MailSetupError::From(error.to_string()))?;
+    match smtp_url.map(str::trim).filter(|url| !url.is_empty()) {
+        Some(url) => Ok(Arc::new(
+            SmtpTransport::from_url(url)?.with_pool(PoolLimits::from_env()?),
+        )),
+        None => Ok(Arc::new(FileTransport::new(mail_dir)?)),
     }
 }

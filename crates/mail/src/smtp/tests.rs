@@ -3,7 +3,7 @@
 //! own tests, in `pool/tests.rs`, run against aiosmtpd.)
 
 use super::*;
-use crate::mail::pool::{Pool, PoolLimits};
+use crate::pool::{Pool, PoolLimits};
 use base64::Engine as _;
 use lettre::Message;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
