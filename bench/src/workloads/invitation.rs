@@ -31,8 +31,6 @@ use crate::load::{self, Phase};
 use crate::report::{Goal, Row};
 use crate::smtp_sink::SmtpSink;
 
-/// Unacknowledged deliveries per consumer in the test cluster (crates/testkit).
-const CONSUMER_PREFETCH: u16 = 16;
 /// Longest wait for one e-mail.
 const MAIL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -84,7 +82,13 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Row> {
 
     let amqp_url = tenantry_testkit::amqp_url().context("RabbitMQ URL")?;
     let queue = format!("bench-{}.mail-ceiling", bench.tag);
-    let ceiling = TransportCeiling::start(&amqp_url, &queue, &bench.sink).await?;
+    // The same prefetch as the cluster's consumers.
+    let prefetch = bench
+        .cluster
+        .amqp()
+        .context("the invitation workload needs the cluster on RabbitMQ")?
+        .prefetch;
+    let ceiling = TransportCeiling::start(&amqp_url, &queue, &bench.sink, prefetch).await?;
     let ceiling_op = {
         let (ceiling, tag) = (ceiling.clone(), bench.tag.clone());
         move |_n: u64| {
@@ -130,7 +134,12 @@ struct TransportCeiling {
 }
 
 impl TransportCeiling {
-    async fn start(url: &str, queue: &str, sink: &SmtpSink) -> anyhow::Result<Self> {
+    async fn start(
+        url: &str,
+        queue: &str,
+        sink: &SmtpSink,
+        prefetch: u16,
+    ) -> anyhow::Result<Self> {
         let connection = Connection::connect(url, ConnectionProperties::default()).await?;
         let publisher = connection.create_channel().await?;
         publisher
@@ -154,7 +163,7 @@ impl TransportCeiling {
             .await?;
         let consumer_channel = connection.create_channel().await?;
         consumer_channel
-            .basic_qos(CONSUMER_PREFETCH, BasicQosOptions::default())
+            .basic_qos(prefetch, BasicQosOptions::default())
             .await?;
         let mut deliveries = consumer_channel
             .basic_consume(
