@@ -51,6 +51,30 @@ pub fn from_timestamp(
         })
 }
 
+/// The longest a `google.protobuf.Duration` may be: 10,000 years, in seconds.
+const MAX_DURATION_SECONDS: i64 = 315_576_000_000;
+
+/// The span a request's duration in `field` names. A value a `google.protobuf.Duration` may not
+/// hold (beyond ±10,000 years, nanos of a second or more, or nanos of the other sign than the
+/// seconds) is INVALID_ARGUMENT naming `field`.
+pub fn from_duration(
+    field: &str,
+    duration: &prost_types::Duration,
+) -> Result<chrono::Duration, crate::ApiError> {
+    let (seconds, nanos) = (duration.seconds, duration.nanos);
+    let valid = (-MAX_DURATION_SECONDS..=MAX_DURATION_SECONDS).contains(&seconds)
+        && (-999_999_999..=999_999_999).contains(&nanos)
+        && !(seconds > 0 && nanos < 0 || seconds < 0 && nanos > 0);
+    if !valid {
+        return Err(crate::ApiError::invalid_field(
+            field,
+            "not a valid duration (at most 10,000 years; nanos below one second, with the sign \
+             of the seconds)",
+        ));
+    }
+    Ok(chrono::Duration::seconds(seconds) + chrono::Duration::nanoseconds(i64::from(nanos)))
+}
+
 /// A uniformly random number in [0, 1), for jitter: the low 62 bits of a v4 UUID (its version
 /// and variant bits sit above them, so they are all random).
 pub(crate) fn random_fraction() -> f64 {
@@ -64,6 +88,30 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn durations_within_the_protobuf_range() {
+        let at = |seconds, nanos| prost_types::Duration { seconds, nanos };
+        assert_eq!(
+            from_duration("d", &at(90, 500_000_000)).unwrap(),
+            chrono::Duration::milliseconds(90_500)
+        );
+        assert_eq!(
+            from_duration("d", &at(-1, -1)).unwrap(),
+            -chrono::Duration::nanoseconds(1_000_000_001)
+        );
+        for bad in [
+            at(1, -1),
+            at(-1, 1),
+            at(0, 1_000_000_000),
+            at(MAX_DURATION_SECONDS + 1, 0),
+            at(i64::MIN, 0),
+            at(0, i32::MIN),
+        ] {
+            let error = from_duration("access_duration", &bad).unwrap_err();
+            assert_eq!(error.field_violations()[0].0, "access_duration", "{bad:?}");
+        }
+    }
 
     #[test]
     fn timestamps_within_the_protobuf_range() {
