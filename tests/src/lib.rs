@@ -162,6 +162,7 @@ pub async fn partner_admin_in_customer(
         .membership_as(&partner.owner)
         .add_myself(tenantry_proto::membership::v1::AddMyselfRequest {
             account: customer.name.clone(),
+            ..Default::default()
         })
         .await
         .expect("add myself");

@@ -291,6 +291,7 @@ fn event(
         create_time: time,
         update_time: time,
         etag: format!("W/\"{i}\""),
+        expire_time: None,
     };
     let (event_type, source, payload) = match i % 4 {
         0 | 2 => (
@@ -310,6 +311,7 @@ fn event(
                 member: Some(member(Role::Admin)),
                 previous_role: Role::Employee as i32,
                 actor: actor.to_string(),
+                previous_expire_time: None,
                 provenance,
             }
             .encode_to_vec(),

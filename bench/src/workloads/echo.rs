@@ -213,6 +213,20 @@ impl MembershipService for MembershipEcho {
         unimplemented()
     }
 
+    async fn extend_member_access(
+        &self,
+        _request: Request<mpb::ExtendMemberAccessRequest>,
+    ) -> Result<Response<mpb::ExtendMemberAccessResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn list_expiring_members(
+        &self,
+        _request: Request<mpb::ListExpiringMembersRequest>,
+    ) -> Result<Response<mpb::ListExpiringMembersResponse>, Status> {
+        unimplemented()
+    }
+
     async fn list_members(
         &self,
         _request: Request<mpb::ListMembersRequest>,

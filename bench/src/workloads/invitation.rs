@@ -43,6 +43,7 @@ pub async fn run(bench: &Bench) -> anyhow::Result<Row> {
         .membership_as(&bench.owner)
         .add_myself(AddMyselfRequest {
             account: customer.clone(),
+            ..Default::default()
         })
         .await
         .context("AddMyself")?;
@@ -134,12 +135,7 @@ struct TransportCeiling {
 }
 
 impl TransportCeiling {
-    async fn start(
-        url: &str,
-        queue: &str,
-        sink: &SmtpSink,
-        prefetch: u16,
-    ) -> anyhow::Result<Self> {
+    async fn start(url: &str, queue: &str, sink: &SmtpSink, prefetch: u16) -> anyhow::Result<Self> {
         let connection = Connection::connect(url, ConnectionProperties::default()).await?;
         let publisher = connection.create_channel().await?;
         publisher

@@ -129,6 +129,7 @@ fn planned_event(number: usize) -> (String, Event) {
                 member: Some(member(&id, &format!("u-{}", nth - 1), Role::Admin)),
                 previous_role: Role::Employee as i32,
                 actor,
+                previous_expire_time: None,
                 provenance,
             },
         )

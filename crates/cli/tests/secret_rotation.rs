@@ -236,7 +236,13 @@ async fn hops(cluster: &Cluster, when: &str, round: usize, alice: &str, bob: &st
     // Bob belongs to no partner: membership checks its refusal against the registry's facts.
     let account = "accounts/cust-1".to_string();
     let refused = MembershipServiceClient::new(cluster.channel(MEMBERSHIP))
-        .add_myself(authorized(AddMyselfRequest { account }, bob))
+        .add_myself(authorized(
+            AddMyselfRequest {
+                account,
+                ..Default::default()
+            },
+            bob,
+        ))
         .await
         .expect_err("bob may not add himself");
     assert_eq!(

@@ -324,9 +324,9 @@ impl OutboxTransaction {
         Ok(())
     }
 
-    /// Appends `event`, which takes access away (a member removed or demoted, an account
-    /// disabled or deleted): [`OutboxTransaction::commit`] then returns only once no replica's
-    /// local view can still serve the access it removes (see [`Revocations`]).
+    /// Appends `event`, which takes access away (a member removed, expired or demoted, an
+    /// account disabled or deleted): [`OutboxTransaction::commit`] then returns only once no
+    /// replica's local view can still serve the access it removes (see [`Revocations`]).
     pub async fn append_revocation(&self, event: &Event) -> Result<(), DbErr> {
         self.append(event).await?;
         self.outbox.revocations.expect(event.id);

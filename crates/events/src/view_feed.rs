@@ -409,13 +409,16 @@ impl Feed {
 }
 
 /// Whether applying `event` must be acknowledged: the types whose calls take access away
-/// (the writers append them with `append_revocation`).
+/// (the writers append them with `append_revocation`). `member.expired` is the expiry sweep's
+/// removal and takes access away exactly as `member.removed` does; an acknowledgement that no
+/// writer awaits is ignored, so acknowledging it never costs a wait.
 fn revokes(event: &Event) -> bool {
     matches!(
         event.known_type(),
         Some(
             EventType::MemberUpdated
                 | EventType::MemberRemoved
+                | EventType::MemberExpired
                 | EventType::AccountDisabled
                 | EventType::AccountDeleted
         )
@@ -465,6 +468,9 @@ pub(crate) fn invalidation(event: &Event) -> Option<Invalidation> {
         EventType::MemberAdded => member(event.decode::<pb::MemberAdded>().ok()?.member),
         EventType::MemberUpdated => member(event.decode::<pb::MemberUpdated>().ok()?.member),
         EventType::MemberRemoved => member(event.decode::<pb::MemberRemoved>().ok()?.member),
+        // The sweep's removal: the user's answers go, as for `member.removed` (without this arm
+        // the feed would void the whole view for it).
+        EventType::MemberExpired => member(event.decode::<pb::MemberExpired>().ok()?.member),
         EventType::AccountCreated => account(event.decode::<pb::AccountCreated>().ok()?.account),
         EventType::AccountUpdated => account(event.decode::<pb::AccountUpdated>().ok()?.account),
         EventType::AccountPromotedToPartner => {
@@ -653,6 +659,20 @@ mod tests {
             invalidation(&removed),
             Some(Invalidation::User("users/alice".into()))
         );
+        let expired = Event::of(
+            "/t",
+            &pb::MemberExpired {
+                member: removed.decode::<pb::MemberRemoved>().unwrap().member,
+                actor: "services/membership".into(),
+                provenance: None,
+            },
+        );
+        assert_eq!(
+            invalidation(&expired),
+            Some(Invalidation::User("users/alice".into())),
+            "an expiry voids what a removal voids"
+        );
+        assert!(revokes(&removed) && revokes(&expired));
         let disabled = Event::of(
             "/t",
             &pb::AccountDisabled {
@@ -673,5 +693,80 @@ mod tests {
             ..disabled
         };
         assert_eq!(invalidation(&garbage), None);
+    }
+
+    /// Keeps the events a feed publishes (its acknowledgements).
+    #[derive(Debug, Default)]
+    struct Recorder(std::sync::Mutex<Vec<Event>>);
+
+    #[async_trait::async_trait]
+    impl crate::Publisher for Recorder {
+        async fn publish(&self, batch: &[Event]) -> Result<(), crate::PublishError> {
+            self.0.lock().unwrap().extend_from_slice(batch);
+            Ok(())
+        }
+    }
+
+    /// `member.expired` reaches the feed like `member.removed`: the member's cached answers are
+    /// void, the rest of the view stays (not the drop-everything of an unreadable change), and
+    /// the revoking replica gets its acknowledgement.
+    #[tokio::test]
+    async fn an_expired_member_loses_cached_answers_like_a_removed_one() {
+        let member = tenantry_proto::membership::v1::Member {
+            user: "users/alice".into(),
+            name: "accounts/acme/members/alice".into(),
+            ..Default::default()
+        };
+        let removed = Event::of(
+            "/tenantry/membership",
+            &pb::MemberRemoved {
+                member: Some(member.clone()),
+                actor: "users/admin".into(),
+                provenance: None,
+            },
+        );
+        let expired = Event::of(
+            "/tenantry/membership",
+            &pb::MemberExpired {
+                member: Some(member),
+                actor: "services/membership".into(),
+                provenance: None,
+            },
+        );
+        for event in [&removed, &expired] {
+            let view = LocalView::new(tenantry_platform::view::ViewSettings::default());
+            view.set_fresh(true);
+            let recorder = std::sync::Arc::new(Recorder::default());
+            let feed = Feed {
+                view: view.clone(),
+                revocations: Revocations::default(),
+                publisher: recorder.clone(),
+            };
+            let alice = view.ticket(Some("alice"), Some("acme")).unwrap();
+            // About no user: only dropping the whole view would void it.
+            let account_only = view.ticket(None, Some("globex")).unwrap();
+            feed.apply(&mut HeartbeatTracker::default(), event);
+            assert!(
+                !view.is_current(&alice),
+                "{}: alice's answers go",
+                event.event_type
+            );
+            assert!(
+                view.is_current(&account_only),
+                "{}: the rest of the view stays",
+                event.event_type
+            );
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let acknowledged = loop {
+                let published = recorder.0.lock().unwrap().clone();
+                if !published.is_empty() || Instant::now() > deadline {
+                    break published;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            };
+            assert_eq!(acknowledged.len(), 1, "{}", event.event_type);
+            assert_eq!(acknowledged[0].event_type, APPLIED);
+            assert_eq!(acknowledged[0].payload, event.id.as_bytes());
+        }
     }
 }

@@ -55,6 +55,7 @@ event_types! {
     MemberAdded => "member.added",
     MemberUpdated => "member.updated",
     MemberRemoved => "member.removed",
+    MemberExpired => "member.expired",
     InvitationCreated => "invitation.created",
     InvitationResent => "invitation.resent",
     InvitationAccepted => "invitation.accepted",

@@ -37,6 +37,7 @@ pub const CONSUMES: &[EventType] = &[
     EventType::MemberAdded,
     EventType::MemberUpdated,
     EventType::MemberRemoved,
+    EventType::MemberExpired,
     EventType::InvitationCreated,
     EventType::InvitationResent,
     EventType::InvitationAccepted,

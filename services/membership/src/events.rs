@@ -1,8 +1,10 @@
 //! The `member.*` events membership publishes (DESIGN.md §6), built from the membership as it
 //! is after the change (as it was, for a removal), inside the transaction that made the change.
 
+use chrono::{DateTime, Utc};
 use tenantry_events::Event;
 use tenantry_platform::Role;
+use tenantry_platform::time::to_timestamp;
 use tenantry_proto::events::v1 as pb;
 
 use crate::domain::Member;
@@ -16,13 +18,18 @@ pub const SOURCE: &str = "/tenantry/membership";
 pub enum MemberChange {
     /// AddMember, AddMyself (when it created the membership) or an accepted invitation.
     Added,
-    /// The role changed from `previous_role`.
+    /// The role changed from `previous_role` (UpdateMember), or the expiry moved later from
+    /// `previous_expire_time` (ExtendMemberAccess).
     Updated {
         /// The role before the change.
         previous_role: Role,
+        /// The expiry before the change.
+        previous_expire_time: Option<DateTime<Utc>>,
     },
     /// RemoveMember.
     Removed,
+    /// The expiry sweep ended a time-bound membership.
+    Expired,
 }
 
 /// The event announcing `change` of `member` (with its directory entry), made by `actor`
@@ -39,18 +46,30 @@ pub fn member_event(change: MemberChange, member: &Member, actor: &str) -> Event
                 provenance: None,
             },
         ),
-        MemberChange::Updated { previous_role } => Event::of(
+        MemberChange::Updated {
+            previous_role,
+            previous_expire_time,
+        } => Event::of(
             SOURCE,
             &pb::MemberUpdated {
                 member: wire,
                 previous_role: previous_role.to_wire(),
                 actor,
+                previous_expire_time: previous_expire_time.map(to_timestamp),
                 provenance: None,
             },
         ),
         MemberChange::Removed => Event::of(
             SOURCE,
             &pb::MemberRemoved {
+                member: wire,
+                actor,
+                provenance: None,
+            },
+        ),
+        MemberChange::Expired => Event::of(
+            SOURCE,
+            &pb::MemberExpired {
                 member: wire,
                 actor,
                 provenance: None,

@@ -73,14 +73,54 @@ pub struct Config {
         default_value_t = AddMyselfRole::Admin
     )]
     pub add_myself_role: AddMyselfRole,
+    /// Seconds between two runs of the sweep that ends time-bound memberships (a membership
+    /// ends at most this long after its `expire_time`).
+    #[arg(
+        long = "membership-sweep-seconds",
+        env = "TENANTRY_MEMBERSHIP_SWEEP_SECONDS",
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub member_sweep_seconds: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             add_myself_role: AddMyselfRole::Admin,
+            member_sweep_seconds: 15,
         }
     }
+}
+
+/// Memberships the expiry sweep looks at per query.
+const SWEEP_BATCH: u64 = 100;
+
+/// Ends the time-bound memberships whose time is up (with `member.expired` events) every sweep
+/// interval until shutdown, batch by batch. Waits quietly while the database is not ready.
+async fn run_expiry_sweep(
+    config: Config,
+    deps: Deps,
+    shutdown: tenantry_platform::server::Shutdown,
+) {
+    let store = store::Store::new(deps.database.clone(), deps.outbox.clone());
+    let interval = std::time::Duration::from_secs(config.member_sweep_seconds);
+    tenantry_platform::sweep::run_every(interval, deps.database, shutdown, move || {
+        let store = store.clone();
+        async move {
+            tenantry_platform::sweep::drain("memberships", SWEEP_BATCH, |limit| {
+                let store = store.clone();
+                async move {
+                    let (looked_at, _expired) = store
+                        .expire_due(tenantry_platform::time::now(), limit)
+                        .await?;
+                    Ok::<_, domain::MembershipError>(looked_at)
+                }
+            })
+            .await;
+        }
+    })
+    .await;
 }
 
 /// What membership needs from its surroundings.
@@ -127,6 +167,11 @@ pub fn start(config: Config, ctx: &ServiceContext) -> Result<Started, StartError
     // Old rows of bounded tables (request ids, processed events) are pruned after their retention.
     tasks.push(ctx.prune(store::prune_targets(
         &tenantry_platform::retention::settings(),
+    )));
+    tasks.push(ctx.spawn(run_expiry_sweep(
+        config.clone(),
+        deps.clone(),
+        ctx.shutdown.clone(),
     )));
     let service = MembershipServiceServer::new(api::MembershipApi::new(config, deps))
         .max_decoding_message_size(ctx.max_request_bytes);

@@ -141,6 +141,19 @@ pub fn permission_from_wire(value: i32) -> Result<Permission, ApiError> {
     Ok(permission)
 }
 
+/// AddMyself's optional `access_duration`, checked (see [`crate::domain::expiry`]).
+pub fn access_duration(
+    duration: Option<&prost_types::Duration>,
+) -> Result<Option<chrono::Duration>, ApiError> {
+    let Some(duration) = duration else {
+        return Ok(None);
+    };
+    let duration = tenantry_platform::time::from_duration("access_duration", duration)?;
+    crate::domain::expiry::check_access_duration(duration)
+        .map(Some)
+        .map_err(|reason| ApiError::invalid_field("access_duration", reason))
+}
+
 /// A membership on the wire.
 pub fn member_to_wire(member: &Member) -> wire::Member {
     wire::Member {
@@ -155,6 +168,7 @@ pub fn member_to_wire(member: &Member) -> wire::Member {
         create_time: Some(to_timestamp(member.create_time)),
         update_time: Some(to_timestamp(member.update_time)),
         etag: etag(member.version),
+        expire_time: member.expire_time.map(to_timestamp),
     }
 }
 

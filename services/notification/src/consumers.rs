@@ -1,9 +1,10 @@
 //! The consumer groups of the notification service (DESIGN.md §2, §6):
 //! - `tenantry.notification.fanout`: `message.sent` → one fan-out job per recipient account
 //!   (the worker does the rest, page by page);
-//! - `tenantry.notification.membership-events`: `member.removed` → the removal is recorded
-//!   (fan-out pages read before it leave the user out) and the user's pending deliveries
-//!   through that account are withdrawn;
+//! - `tenantry.notification.membership-events`: `member.removed` and `member.expired` (the
+//!   expiry sweep's removal, handled the same way) → the removal is recorded (fan-out pages
+//!   read before it leave the user out) and the user's pending deliveries through that account
+//!   are withdrawn;
 //! - `tenantry.notification.account-events`: `account.deleted` / `account.disabled` → the
 //!   account's fan-out stops and its pending deliveries are withdrawn.
 //!
@@ -73,8 +74,9 @@ impl Handler for FanoutJobs {
     }
 }
 
-/// `member.removed` → record the removal (for fan-out pages read before it) and withdraw that
-/// user's pending deliveries through that account.
+/// `member.removed` / `member.expired` → record the removal (for fan-out pages read before it)
+/// and withdraw that user's pending deliveries through that account. An expiry is a removal
+/// made by membership's sweep, so both take the same path.
 #[derive(Debug)]
 pub struct MembershipEvents {
     outbox: Outbox,
@@ -90,14 +92,15 @@ impl MembershipEvents {
 #[async_trait::async_trait]
 impl Handler for MembershipEvents {
     async fn handle(&self, txn: &DatabaseTransaction, event: &Event) -> Result<(), HandlerError> {
-        let Some(EventType::MemberRemoved) = event.known_type() else {
-            return Err(HandlerError::unknown_type(event));
+        let member = match event.known_type() {
+            Some(EventType::MemberRemoved) => event.decode::<events::MemberRemoved>()?.member,
+            Some(EventType::MemberExpired) => event.decode::<events::MemberExpired>()?.member,
+            _ => return Err(HandlerError::unknown_type(event)),
         };
-        let removed: events::MemberRemoved = event.decode()?;
-        let member = removed.member.unwrap_or_default();
+        let member = member.unwrap_or_default();
         let name = member.name;
         let (account_id, user_id) = parse_member_ids("member.name", &name).map_err(|_| {
-            HandlerError::Permanent(format!("member.removed {} names no member", event.id))
+            HandlerError::Permanent(format!("{} {} names no member", event.event_type, event.id))
         })?;
         // The removed membership's start is the value fan-out pages list for it (both are
         // membership's create_time). An event without it (none is sent so) falls back to the
@@ -114,7 +117,7 @@ impl Handler for MembershipEvents {
                 .await
                 .map_err(HandlerError::from)?;
         if withdrawn > 0 {
-            tracing::info!(member = %name, withdrawn, "withdrew the pending deliveries of a removed member");
+            tracing::info!(member = %name, event_type = %event.event_type, withdrawn, "withdrew the pending deliveries of a removed member");
         }
         Ok(())
     }

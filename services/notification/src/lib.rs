@@ -43,6 +43,7 @@ pub const SERVICE_NAME: &str = "tenantry.notification.v1.NotificationService";
 pub const CONSUMES: &[EventType] = &[
     EventType::MessageSent,
     EventType::MemberRemoved,
+    EventType::MemberExpired,
     EventType::AccountDeleted,
     EventType::AccountDisabled,
     EventType::InboxChanged,
@@ -67,7 +68,8 @@ pub const SERVICE: tenantry_events::ServiceInfo = tenantry_events::ServiceInfo {
 
 /// What each consumer group binds, and what the WatchInbox subscription binds.
 const FANOUT_TYPES: &[EventType] = &[EventType::MessageSent];
-const MEMBERSHIP_TYPES: &[EventType] = &[EventType::MemberRemoved];
+/// `member.expired` is the expiry sweep's removal: bound with `member.removed`, handled alike.
+const MEMBERSHIP_TYPES: &[EventType] = &[EventType::MemberRemoved, EventType::MemberExpired];
 const ACCOUNT_TYPES: &[EventType] = &[EventType::AccountDeleted, EventType::AccountDisabled];
 const INBOX_TYPES: &[EventType] = &[EventType::InboxChanged];
 
@@ -137,7 +139,7 @@ pub struct Deps {
 
 /// The consumer groups of this service: `tenantry.notification.fanout` (message.sent → record
 /// fan-out jobs, then wake this instance's fan-out workers),
-/// `tenantry.notification.membership-events` (member.removed → withdraw),
+/// `tenantry.notification.membership-events` (member.removed, member.expired → withdraw),
 /// `tenantry.notification.account-events` (account.deleted, account.disabled → withdraw).
 fn consumers(deps: &Deps, wake: &FanoutWake) -> Vec<ConsumerSpec> {
     let database = || deps.database.clone();

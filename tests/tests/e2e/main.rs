@@ -19,6 +19,7 @@ mod invitation_decline;
 mod invitation_page;
 mod invitation_reminder;
 mod invitations;
+mod member_expiry;
 mod messages;
 mod metrics;
 mod operations;

@@ -37,6 +37,7 @@ async fn a_second_partner_cannot_see_or_touch_the_first_ones_customers(cluster: 
             membership
                 .add_myself(AddMyselfRequest {
                     account: name.clone(),
+                    ..Default::default()
                 })
                 .await,
             Code::PermissionDenied,
@@ -157,6 +158,7 @@ async fn an_employee_cannot_create_customers(cluster: &TestCluster) {
         .membership_as(&emma)
         .add_myself(AddMyselfRequest {
             account: "accounts/globex".into(),
+            ..Default::default()
         })
         .await
         .expect("employee adds themself");

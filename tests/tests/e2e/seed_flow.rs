@@ -62,6 +62,7 @@ async fn partner_admin_reaches_a_new_customer(cluster: &TestCluster) {
     let added = switcher
         .add_myself(AddMyselfRequest {
             account: customer.name.clone(),
+            ..Default::default()
         })
         .await
         .expect("add myself")
@@ -73,6 +74,7 @@ async fn partner_admin_reaches_a_new_customer(cluster: &TestCluster) {
     let again = switcher
         .add_myself(AddMyselfRequest {
             account: customer.name.clone(),
+            ..Default::default()
         })
         .await
         .expect("add myself again")

@@ -162,6 +162,7 @@ async fn postgresql_restarted_under_load() {
         .membership_as(&alice)
         .add_myself(AddMyselfRequest {
             account: globex.name.clone(),
+            ..Default::default()
         })
         .await
         .expect("add myself");

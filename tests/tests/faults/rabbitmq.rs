@@ -74,6 +74,7 @@ async fn rabbitmq_stopped_while_1000_invitations_are_created() {
             .membership_as(&partner.owner)
             .add_myself(AddMyselfRequest {
                 account: customer.name.clone(),
+                ..Default::default()
             })
             .await
             .expect("add myself");

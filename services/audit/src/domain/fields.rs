@@ -21,7 +21,8 @@ pub fn timestamp(time: &prost_types::Timestamp) -> Value {
     Value::String(text)
 }
 
-fn optional_timestamp(time: Option<&prost_types::Timestamp>) -> Value {
+/// A timestamp that may be unset (`""`, as invitations and messages record no expiry).
+pub fn optional_timestamp(time: Option<&prost_types::Timestamp>) -> Value {
     time.map_or(Value::String(String::new()), timestamp)
 }
 
@@ -52,18 +53,22 @@ pub fn account_fields(account: &Account) -> Map<String, Value> {
     ])
 }
 
-/// What an auditor follows of a membership; `role` overrides the member's role (the role
-/// before a change).
-pub fn member_fields(member: &Member, role: Option<i32>) -> Map<String, Value> {
+/// What an auditor follows of a membership. `expire_time` only for a time-bound one: the
+/// entries of memberships without an end read as they did before memberships could end.
+pub fn member_fields(member: &Member) -> Map<String, Value> {
     let source = MemberSource::try_from(member.source).unwrap_or(MemberSource::Unspecified);
-    Map::from_iter([
+    let mut fields = Map::from_iter([
         ("user".to_string(), text(&member.user)),
-        ("role".to_string(), role_name(role.unwrap_or(member.role))),
+        ("role".to_string(), role_name(member.role)),
         (
             "source".to_string(),
             text(source.as_str_name().trim_start_matches("MEMBER_SOURCE_")),
         ),
-    ])
+    ]);
+    if let Some(expire_time) = member.expire_time.as_ref() {
+        fields.insert("expire_time".to_string(), timestamp(expire_time));
+    }
+    fields
 }
 
 /// What an auditor follows of an invitation.

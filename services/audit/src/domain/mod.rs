@@ -12,7 +12,10 @@ use tenantry_proto::EventType;
 use tenantry_proto::events::v1::{self as pb, ActorKind, Provenance};
 
 pub use error::AuditError;
-use fields::{account_fields, diff, invitation_fields, member_fields, message_fields};
+use fields::{
+    account_fields, diff, invitation_fields, member_fields, message_fields, optional_timestamp,
+};
+use tenantry_proto::membership::v1::Member;
 
 /// The actor of changes a service made on its own, by service.
 const NOTIFICATION_SERVICE: &str = "services/notification";
@@ -100,7 +103,7 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
         T::MemberAdded => {
             let e: pb::MemberAdded = decode(payload)?;
             let member = e.member.ok_or(AuditError::Missing("member"))?;
-            let (before, after) = diff(None, Some(member_fields(&member, None)));
+            let (before, after) = diff(None, Some(member_fields(&member)));
             (
                 child_change(&member.name, e.actor, before, after)?,
                 e.provenance,
@@ -109,10 +112,26 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
         T::MemberUpdated => {
             let e: pb::MemberUpdated = decode(payload)?;
             let member = e.member.ok_or(AuditError::Missing("member"))?;
-            let (before, after) = diff(
-                Some(member_fields(&member, Some(e.previous_role))),
-                Some(member_fields(&member, None)),
-            );
+            // A role change (UpdateMember) or a later expiry (ExtendMemberAccess).
+            let previous = Member {
+                role: e.previous_role,
+                expire_time: e.previous_expire_time,
+                ..member.clone()
+            };
+            let (mut before, mut after) =
+                diff(Some(member_fields(&previous)), Some(member_fields(&member)));
+            if previous.expire_time != member.expire_time {
+                // Both sides, an unset one as "": `diff` sees only the fields after, and would
+                // miss an expiry that was cleared.
+                before.insert(
+                    "expire_time".into(),
+                    optional_timestamp(previous.expire_time.as_ref()),
+                );
+                after.insert(
+                    "expire_time".into(),
+                    optional_timestamp(member.expire_time.as_ref()),
+                );
+            }
             (
                 child_change(&member.name, e.actor, before, after)?,
                 e.provenance,
@@ -121,7 +140,17 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
         T::MemberRemoved => {
             let e: pb::MemberRemoved = decode(payload)?;
             let member = e.member.ok_or(AuditError::Missing("member"))?;
-            let (before, after) = diff(Some(member_fields(&member, None)), None);
+            let (before, after) = diff(Some(member_fields(&member)), None);
+            (
+                child_change(&member.name, e.actor, before, after)?,
+                e.provenance,
+            )
+        }
+        T::MemberExpired => {
+            // The expiry sweep's removal: recorded as a removal, by the sweep's actor.
+            let e: pb::MemberExpired = decode(payload)?;
+            let member = e.member.ok_or(AuditError::Missing("member"))?;
+            let (before, after) = diff(Some(member_fields(&member)), None);
             (
                 child_change(&member.name, e.actor, before, after)?,
                 e.provenance,

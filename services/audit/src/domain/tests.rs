@@ -77,6 +77,7 @@ fn creations_record_every_field_after_and_removals_every_field_before() {
         }),
         previous_role: Role::Admin as i32,
         actor: "users/u-1".into(),
+        previous_expire_time: None,
         provenance: None,
     };
     let change = change_of(EventType::MemberUpdated, &updated.encode_to_vec()).unwrap();
@@ -87,6 +88,155 @@ fn creations_record_every_field_after_and_removals_every_field_before() {
     assert_eq!(
         Value::Object(change.after),
         serde_json::json!({"role": "OWNER"})
+    );
+}
+
+/// 2025-01-02T03:04:05Z plus `days`.
+fn at(days: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: 1_735_787_045 + days * 86_400,
+        nanos: 0,
+    }
+}
+
+#[test]
+fn an_expired_membership_is_recorded_as_a_removal_by_the_sweep() {
+    let member = Member {
+        name: "accounts/acme/members/u-2".into(),
+        user: "users/u-2".into(),
+        role: Role::Admin as i32,
+        source: tenantry_proto::membership::v1::MemberSource::SelfAssigned as i32,
+        expire_time: Some(at(0)),
+        ..Default::default()
+    };
+    let expired = pb::MemberExpired {
+        member: Some(member.clone()),
+        actor: "services/membership".into(),
+        provenance: Some(Provenance {
+            actor_kind: ActorKind::Service as i32,
+            ..Default::default()
+        }),
+    };
+    let change = change_of(EventType::MemberExpired, &expired.encode_to_vec()).unwrap();
+    assert_eq!(change.account_id, "acme");
+    assert_eq!(change.managed_by, None);
+    assert_eq!(change.resource, "accounts/acme/members/u-2");
+    assert_eq!(change.actor, "services/membership");
+    assert_eq!(
+        Value::Object(change.before.clone()),
+        serde_json::json!({"user": "users/u-2", "role": "ADMIN", "source": "SELF_ASSIGNED",
+                           "expire_time": "2025-01-02T03:04:05.000000Z"})
+    );
+    assert!(change.after.is_empty());
+    // Exactly what a removal of that membership records, but for who and the event type.
+    let removed = pb::MemberRemoved {
+        member: Some(member),
+        actor: "users/u-1".into(),
+        provenance: None,
+    };
+    let removal = change_of(EventType::MemberRemoved, &removed.encode_to_vec()).unwrap();
+    assert_eq!(
+        (removal.before, removal.after),
+        (change.before, change.after)
+    );
+    assert!(matches!(
+        change_of(
+            EventType::MemberExpired,
+            &pb::MemberExpired::default().encode_to_vec()
+        ),
+        Err(AuditError::Missing("member"))
+    ));
+}
+
+#[test]
+fn an_extension_records_the_expiry_before_and_after_only() {
+    let member = |expire_time: Option<prost_types::Timestamp>| Member {
+        name: "accounts/acme/members/u-2".into(),
+        user: "users/u-2".into(),
+        role: Role::Employee as i32,
+        expire_time,
+        ..Default::default()
+    };
+    let extended = pb::MemberUpdated {
+        member: Some(member(Some(at(30)))),
+        previous_role: Role::Employee as i32,
+        actor: "users/u-1".into(),
+        previous_expire_time: Some(at(7)),
+        provenance: None,
+    };
+    let change = change_of(EventType::MemberUpdated, &extended.encode_to_vec()).unwrap();
+    assert_eq!(change.resource, "accounts/acme/members/u-2");
+    assert_eq!(change.actor, "users/u-1");
+    assert_eq!(
+        Value::Object(change.before),
+        serde_json::json!({"expire_time": "2025-01-09T03:04:05.000000Z"})
+    );
+    assert_eq!(
+        Value::Object(change.after),
+        serde_json::json!({"expire_time": "2025-02-01T03:04:05.000000Z"})
+    );
+    // A role change of a time-bound member leaves its expiry out of the diff.
+    let promoted = pb::MemberUpdated {
+        member: Some(Member {
+            role: Role::Admin as i32,
+            ..member(Some(at(7)))
+        }),
+        previous_role: Role::Employee as i32,
+        actor: "users/u-1".into(),
+        previous_expire_time: Some(at(7)),
+        provenance: None,
+    };
+    let change = change_of(EventType::MemberUpdated, &promoted.encode_to_vec()).unwrap();
+    assert_eq!(
+        (Value::Object(change.before), Value::Object(change.after)),
+        (
+            serde_json::json!({"role": "EMPLOYEE"}),
+            serde_json::json!({"role": "ADMIN"})
+        )
+    );
+    // An unset side reads "", as for invitations and messages; a cleared expiry is not lost.
+    for (previous, now, before, after) in [
+        (None, Some(at(7)), "", "2025-01-09T03:04:05.000000Z"),
+        (Some(at(7)), None, "2025-01-09T03:04:05.000000Z", ""),
+    ] {
+        let updated = pb::MemberUpdated {
+            member: Some(member(now)),
+            previous_role: Role::Employee as i32,
+            actor: "users/u-1".into(),
+            previous_expire_time: previous,
+            provenance: None,
+        };
+        let change = change_of(EventType::MemberUpdated, &updated.encode_to_vec()).unwrap();
+        assert_eq!(
+            (Value::Object(change.before), Value::Object(change.after)),
+            (
+                serde_json::json!({ "expire_time": before }),
+                serde_json::json!({ "expire_time": after })
+            )
+        );
+    }
+}
+
+#[test]
+fn a_time_bound_membership_is_added_with_its_expiry_and_one_without_as_before() {
+    let added = |expire_time: Option<prost_types::Timestamp>| pb::MemberAdded {
+        member: Some(Member {
+            name: "accounts/acme/members/u-2".into(),
+            user: "users/u-2".into(),
+            role: Role::Employee as i32,
+            source: tenantry_proto::membership::v1::MemberSource::Direct as i32,
+            expire_time,
+            ..Default::default()
+        }),
+        actor: "users/u-1".into(),
+        provenance: None,
+    };
+    let change = change_of(EventType::MemberAdded, &added(Some(at(0))).encode_to_vec()).unwrap();
+    assert_eq!(change.after["expire_time"], "2025-01-02T03:04:05.000000Z");
+    let change = change_of(EventType::MemberAdded, &added(None).encode_to_vec()).unwrap();
+    assert_eq!(
+        Value::Object(change.after),
+        serde_json::json!({"user": "users/u-2", "role": "EMPLOYEE", "source": "DIRECT"})
     );
 }
 

@@ -75,6 +75,34 @@ impl From<MembershipError> for ApiError {
                 account_name(&account_id),
                 format!("{} is not ACTIVE", account_name(&account_id)),
             ),
+            MembershipError::NotTimeBound(member) => ApiError::failed_precondition(
+                "NOT_TIME_BOUND",
+                "expire_time",
+                format!(
+                    "{member} has no expiry: its access does not end, so it cannot be extended"
+                ),
+            ),
+            MembershipError::ExpiryNotLater {
+                member,
+                expire_time,
+            } => ApiError::failed_precondition(
+                "EXPIRY_NOT_LATER",
+                "expire_time",
+                format!(
+                    "{member} already lasts until {}; ask for a later time (to end access \
+                     earlier, remove the member)",
+                    expire_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            ),
+            MembershipError::LastOwnerExpiry(account_id) => ApiError::failed_precondition(
+                "LAST_OWNER",
+                account_name(&account_id),
+                format!(
+                    "the last OWNER of {} cannot be time-bound; ask for no access_duration, or \
+                     make someone else OWNER first",
+                    account_name(&account_id)
+                ),
+            ),
             MembershipError::StaleEtag(resource) => ApiError::stale_etag(&resource),
             MembershipError::ConcurrentChange => {
                 ApiError::concurrent_change("a concurrent change won; retry the call")

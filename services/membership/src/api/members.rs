@@ -9,6 +9,7 @@ use tenantry_proto::membership::v1 as pb;
 use tonic::Request;
 
 use super::MembershipApi;
+use crate::domain::expiry;
 use crate::domain::members::{self, Removal, Target};
 use crate::domain::{Caller, Member, MembershipError, Permission};
 use crate::wire;
@@ -74,6 +75,7 @@ impl MembershipApi {
         let user = principal.user()?;
         self.caller(&principal).await?;
         let account_id = AccountId::from_name("account", &request.get_ref().account)?;
+        let access_duration = wire::access_duration(request.get_ref().access_duration.as_ref())?;
         let user_id = UserId::trusted(user.sub.clone());
         let caller = members::add_myself_caller(user_id.clone());
         let access = self
@@ -94,7 +96,9 @@ impl MembershipApi {
         }
         record(access.granting(Permission::AddMyself));
         let role = self.config.add_myself_role.role();
-        let new = members::self_assigned(account_id, user_id, role);
+        let expire_time =
+            expiry::expire_time_after(tenantry_platform::time::now(), access_duration);
+        let new = members::self_assigned(account_id, user_id, role, expire_time);
         let (member, created) = self.store.add_myself(&new).await?;
         Ok(pb::AddMyselfResponse {
             member: Some(wire::member_to_wire(&member)),
@@ -181,7 +185,7 @@ impl MembershipApi {
 
 /// Records `role`, what let the caller of the current call make its change (nothing for a
 /// service: the role of the person it acts for came with its call).
-fn record(role: Option<ActorRole>) {
+pub(super) fn record(role: Option<ActorRole>) {
     if let Some(role) = role {
         call_context::record_role(role);
     }

@@ -5,6 +5,7 @@
 mod access;
 mod authorize;
 pub mod errors;
+mod expiry;
 mod invitee;
 mod lists;
 mod members;
@@ -99,6 +100,25 @@ impl MembershipService for MembershipApi {
     ) -> Result<Response<wire::RemoveMemberResponse>, Status> {
         MembershipApi::remove_member(self, request).await?;
         Ok(Response::new(wire::RemoveMemberResponse {}))
+    }
+
+    async fn extend_member_access(
+        &self,
+        request: Request<wire::ExtendMemberAccessRequest>,
+    ) -> Result<Response<wire::ExtendMemberAccessResponse>, Status> {
+        let member = MembershipApi::extend_member_access(self, request).await?;
+        Ok(Response::new(wire::ExtendMemberAccessResponse {
+            member: Some(member_to_wire(&member)),
+        }))
+    }
+
+    async fn list_expiring_members(
+        &self,
+        request: Request<wire::ListExpiringMembersRequest>,
+    ) -> Result<Response<wire::ListExpiringMembersResponse>, Status> {
+        Ok(Response::new(
+            MembershipApi::list_expiring_members(self, request).await?,
+        ))
     }
 
     async fn list_members(

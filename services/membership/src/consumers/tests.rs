@@ -179,6 +179,7 @@ async fn account_deleted_drops_its_members_only() {
             role,
             source: MemberSource::Direct,
             added_by: "users/operator".into(),
+            expire_time: None,
         };
         store.add_member(&new, MAX_OWNERS, None).await.unwrap();
     }
@@ -267,6 +268,7 @@ async fn replaying_an_event_is_harmless() {
         role: Role::Admin,
         source: MemberSource::Direct,
         added_by: "users/operator".into(),
+        expire_time: None,
     };
     let refused = store.add_member(&new, MAX_OWNERS, None).await;
     assert!(
@@ -283,6 +285,7 @@ async fn replaying_an_event_is_harmless() {
         create_time: Set(now),
         update_time: Set(now),
         version: Set(1),
+        expire_time: Set(None),
     })
     .exec_without_returning(temp.database.connection().unwrap())
     .await

@@ -44,6 +44,20 @@ pub enum MembershipError {
     /// The account is not ACTIVE.
     #[error("accounts/{0} is not active")]
     AccountNotActive(String),
+    /// ExtendMemberAccess on a membership without an end.
+    #[error("{0} has no expiry to extend")]
+    NotTimeBound(String),
+    /// ExtendMemberAccess asked for an end no later than the current one.
+    #[error("{member} already lasts until {expire_time}")]
+    ExpiryNotLater {
+        /// The member's name.
+        member: String,
+        /// Its current end.
+        expire_time: chrono::DateTime<chrono::Utc>,
+    },
+    /// An expiry asked for a membership that would be the account's only OWNER.
+    #[error("the last OWNER of accounts/{0} cannot be time-bound")]
+    LastOwnerExpiry(String),
     /// The etag the caller sent is not current.
     #[error("{0} was changed since it was read")]
     StaleEtag(String),

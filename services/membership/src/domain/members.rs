@@ -2,6 +2,7 @@
 //! ceiling, who may change or take away a role (OWNER authority), who may remove whom and what
 //! a refused caller may learn, and who AddMyself lets in.
 
+use chrono::{DateTime, Utc};
 use tenantry_platform::call_context::ActorRole;
 use tenantry_platform::etag::etag_allows;
 use tenantry_platform::idempotency::{RequestKey, RequestRecord};
@@ -90,6 +91,7 @@ impl AddMember {
             role: self.role,
             source: self.source,
             added_by: caller.resource_name(),
+            expire_time: None,
         };
         (new, record)
     }
@@ -278,8 +280,14 @@ pub fn joinable(account: &AccountFacts) -> bool {
     account.state == AccountState::Active
 }
 
-/// The membership AddMyself creates: `user_id` in `account_id` with the configured `role`.
-pub fn self_assigned(account_id: AccountId, user_id: UserId, role: Role) -> NewMember {
+/// The membership AddMyself creates: `user_id` in `account_id` with the configured `role`,
+/// ending at `expire_time` if time-bound.
+pub fn self_assigned(
+    account_id: AccountId,
+    user_id: UserId,
+    role: Role,
+    expire_time: Option<DateTime<Utc>>,
+) -> NewMember {
     let added_by = user_id.name();
     NewMember {
         account_id,
@@ -287,6 +295,7 @@ pub fn self_assigned(account_id: AccountId, user_id: UserId, role: Role) -> NewM
         role,
         source: MemberSource::SelfAssigned,
         added_by,
+        expire_time,
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod authorize;
 mod error;
+pub mod expiry;
 pub mod members;
 pub mod owners;
 
@@ -226,6 +227,8 @@ pub struct Member {
     pub update_time: DateTime<Utc>,
     /// Optimistic-concurrency version; the etag.
     pub version: i64,
+    /// When a time-bound membership ends (see [`expiry`]); `None`: no end.
+    pub expire_time: Option<DateTime<Utc>>,
     /// The member's directory entry (empty if they never called Tenantry).
     pub profile: UserProfile,
 }
@@ -243,6 +246,8 @@ pub struct NewMember {
     pub source: MemberSource,
     /// `users/{sub}` or `services/{name}` of the caller.
     pub added_by: String,
+    /// When it ends, if it is time-bound.
+    pub expire_time: Option<DateTime<Utc>>,
 }
 
 pub use tenantry_platform::email::normalize_email;

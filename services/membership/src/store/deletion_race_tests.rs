@@ -96,11 +96,12 @@ impl Add {
                     role: Role::Employee,
                     source: MemberSource::Direct,
                     added_by: "users/operator".into(),
+                    expire_time: None,
                 };
                 store.add_member(&new, MAX_OWNERS, None).await
             }
             Add::Myself => {
-                let new = self_assigned(a("acme"), u(user), Role::Admin);
+                let new = self_assigned(a("acme"), u(user), Role::Admin, None);
                 store.add_myself(&new).await.map(|(member, _)| member)
             }
         }
@@ -198,6 +199,7 @@ async fn add_in_flight(database: &Database, deleted_version: i64, replicated: bo
         role: Role::Employee,
         source: MemberSource::Direct,
         added_by: "users/operator".into(),
+        expire_time: None,
     };
     insert_member(&*write, &new, MAX_OWNERS).await.unwrap();
     let deleted = account_event("acme", deleted_version, WireState::Deleted);

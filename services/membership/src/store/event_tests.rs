@@ -59,6 +59,7 @@ fn new_member(account_id: &str, user_id: &str, role: Role) -> NewMember {
         role,
         source: MemberSource::Direct,
         added_by: "users/operator".into(),
+        expire_time: None,
     }
 }
 

@@ -83,6 +83,7 @@ mod tests {
                         role,
                         source: MemberSource::Direct,
                         added_by: "users/operator".into(),
+                        expire_time: None,
                     },
                     MAX_OWNERS,
                     None,

@@ -9,6 +9,9 @@ mod deletion_race_tests;
 pub mod entities;
 #[cfg(test)]
 mod event_tests;
+mod expiry;
+#[cfg(test)]
+mod expiry_tests;
 mod invitee;
 pub mod migrations;
 pub mod replica;
@@ -35,6 +38,8 @@ use crate::domain::{
 };
 use crate::events::{MemberChange, member_event};
 use entities::{account_member_count as counts, member, user};
+
+pub use expiry::{ExpiringKey, SWEEP_ACTOR, expiring_key};
 
 /// AddMember's request ids; a record's resource key is `{account_id}/{user_id}`.
 pub(crate) const REQUEST_IDS: RequestIds = RequestIds::new("membership_request_ids");
@@ -293,6 +298,13 @@ impl Store {
             tx.commit().await?;
             return Ok((existing, false));
         }
+        if new.role == Role::Owner
+            && new.expire_time.is_some()
+            && owner_count(&*tx, &new.account_id).await? == 0
+        {
+            // It would be the account's only OWNER, who never expires.
+            return Err(MembershipError::LastOwnerExpiry(new.account_id.to_string()));
+        }
         match insert_member(&*tx, new, owners::MAX_OWNERS).await {
             Ok(()) => {}
             Err(MembershipError::AlreadyMember { .. }) => {
@@ -358,6 +370,7 @@ impl Store {
             .ok_or(MembershipError::ConcurrentChange)?;
         let change = MemberChange::Updated {
             previous_role: current.role,
+            previous_expire_time: current.expire_time,
         };
         // A role change may take access away: the call answers once no replica's local view
         // can serve the old role (see `Revocations`).
@@ -457,6 +470,7 @@ async fn insert_member(
         create_time: Set(now),
         update_time: Set(now),
         version: Set(1),
+        expire_time: Set(new.expire_time),
     };
     member::Entity::insert(row)
         .exec_without_returning(txn)
@@ -591,6 +605,7 @@ fn to_member(row: member::Model, profile: UserProfile) -> Result<Member, Members
         create_time: row.create_time,
         update_time: row.update_time,
         version: row.version,
+        expire_time: row.expire_time,
         profile,
     })
 }

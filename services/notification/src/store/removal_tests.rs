@@ -1,8 +1,9 @@
 //! A member removed while a fan-out page is in flight (issue 14, 5b): the worker read the page
 //! from membership before the removal and the `member.removed` consumer withdrew the user's
 //! pending deliveries before the page was written, so nothing would withdraw the page's
-//! delivery later. The page must leave that user out, and keep one added again since. On SQLite
-//! and on PostgreSQL (`TENANTRY_TEST_POSTGRES_URL`), where the two transactions also overlap.
+//! delivery later. The page must leave that user out, and keep one added again since. A
+//! membership that expired (`member.expired`) is a removal like any other. On SQLite and on
+//! PostgreSQL (`TENANTRY_TEST_POSTGRES_URL`), where the two transactions also overlap.
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ConnectionTrait, EntityTrait, QueryOrder, TransactionTrait};
@@ -89,6 +90,22 @@ fn removal(user: &str, added: DateTime<Utc>, removed: DateTime<Utc>) -> Event {
         },
     );
     event.time = removed;
+    event
+}
+
+/// membership's `member.expired` for `user` of `acme` (the expiry sweep's removal): the same
+/// member as [`removal`] reports, from the sweep.
+fn expiry(user: &str, added: DateTime<Utc>, expired: DateTime<Utc>) -> Event {
+    let removed: events::MemberRemoved = removal(user, added, expired).decode().unwrap();
+    let mut event = Event::of(
+        "/tenantry/membership",
+        &events::MemberExpired {
+            member: removed.member,
+            actor: "services/membership".into(),
+            provenance: None,
+        },
+    );
+    event.time = expired;
     event
 }
 
@@ -225,6 +242,76 @@ async fn records_of_an_older_build(store: &Store, database: &Database) {
             done: true
         }
     );
+}
+
+/// uma's time-bound membership expires after the message reached her: `member.expired`
+/// withdraws her pending delivery as a removal would (alice keeps hers), and records the
+/// removal, so a page of a later message read before the expiry leaves her out too.
+async fn expired_member_loses_pending_deliveries(store: &Store, database: &Database) {
+    let added = now() - Duration::days(30);
+    let (id, job) = send_and_claim(store, database).await;
+    let listed = page(&[("alice", added), ("uma", added)]);
+    let outcome = store.apply_page(&job, &listed, "", now()).await.unwrap();
+    assert_eq!(
+        outcome,
+        PageOutcome::Applied {
+            inserted: 2,
+            done: true
+        }
+    );
+    assert_eq!(pending(store, "uma").await, 1);
+    consume(
+        database,
+        &expiry("uma", added, now() - Duration::seconds(1)),
+    )
+    .await;
+    assert_eq!(pending(store, "uma").await, 0, "uma's membership expired");
+    assert_eq!(pending(store, "alice").await, 1);
+    let view = store.view(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (view.stats[0].recipient_count, view.stats[0].withdrawn_count),
+        (2, 1)
+    );
+    assert!(
+        view.stats[0].resolve_time.is_none(),
+        "alice has not read it"
+    );
+    let recorded: Vec<(String, Option<DateTime<Utc>>)> = removed_member::Entity::find()
+        .all(database.connection().unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.user_id, row.member_since))
+        .collect();
+    assert_eq!(recorded, [("uma".to_string(), Some(added))]);
+    let (_, later) = send_and_claim(store, database).await;
+    let outcome = store.apply_page(&later, &listed, "", now()).await.unwrap();
+    assert_eq!(
+        outcome,
+        PageOutcome::Applied {
+            inserted: 1,
+            done: true
+        }
+    );
+    assert_eq!(
+        pending(store, "uma").await,
+        0,
+        "not after the expiry either"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_member_loses_pending_deliveries_on_sqlite() {
+    let (temp, store) = on_sqlite().await;
+    expired_member_loses_pending_deliveries(&store, &temp.database).await;
+}
+
+#[tokio::test]
+async fn an_expired_member_loses_pending_deliveries_on_postgres() {
+    let Some((_temp, database, store)) = on_postgres("notification_member_expired").await else {
+        return;
+    };
+    expired_member_loses_pending_deliveries(&store, &database).await;
 }
 
 #[tokio::test]

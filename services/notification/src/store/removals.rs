@@ -39,7 +39,8 @@ use super::entities::{fanout_job, removed_member};
 use super::withdraw::withdraw_member;
 use crate::domain::{ListedMember, NotificationError};
 
-/// The removal a `member.removed` event reports, in membership's times.
+/// The removal a `member.removed` or `member.expired` event reports (an expiry is the sweep's
+/// removal), in membership's times.
 #[derive(Clone, Copy, Debug)]
 pub struct Removal {
     /// When the removed membership began (the removed member's `create_time`).
@@ -48,9 +49,9 @@ pub struct Removal {
     pub remove_time: DateTime<Utc>,
 }
 
-/// `member.removed`: records `removal` and withdraws the user's PENDING deliveries through
-/// `account_id`, after locking the account's open fan-out jobs against pages being written
-/// (see the module). Returns how many were withdrawn.
+/// `member.removed` / `member.expired`: records `removal` and withdraws the user's PENDING
+/// deliveries through `account_id`, after locking the account's open fan-out jobs against pages
+/// being written (see the module). Returns how many were withdrawn.
 pub async fn member_removed(
     conn: &impl ConnectionTrait,
     outbox: &Outbox,

@@ -39,6 +39,7 @@ const READ_ONLY: &[&str] = &[
     "ListAccounts",
     "GetMember",
     "ListMembers",
+    "ListExpiringMembers",
     "ListMyAccounts",
     "Authorize",
     "GetOwnerCapacity",

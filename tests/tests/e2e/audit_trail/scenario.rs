@@ -46,6 +46,23 @@ fn with_id<T>(message: T, request_id: &str) -> Request<T> {
     request
 }
 
+/// A day, in seconds.
+const DAY: i64 = 86_400;
+
+/// A timestamp as the audit log records it: RFC 3339 in UTC with microseconds.
+fn rfc3339(time: &prost_types::Timestamp) -> String {
+    let whole = prost_types::Timestamp {
+        seconds: time.seconds,
+        nanos: 0,
+    }
+    .to_string();
+    format!(
+        "{}.{:06}Z",
+        whole.trim_end_matches('Z'),
+        time.nanos.clamp(0, 999_999_999) / 1_000
+    )
+}
+
 fn expected(
     event_type: &'static str,
     account: &str,
@@ -260,17 +277,26 @@ pub(super) async fn scenario(cluster: &TestCluster) -> (Vec<Step>, String, Strin
         });
     }
 
+    // For a day: the membership is time-bound, so its entry records when it ends.
     let id = rid("AddMyself");
-    cluster
+    let alice_member = cluster
         .membership_as(&alice)
         .add_myself(with_id(
             mem::AddMyselfRequest {
                 account: format!("accounts/{customer}"),
+                access_duration: Some(prost_types::Duration {
+                    seconds: DAY,
+                    nanos: 0,
+                }),
             },
             &id,
         ))
         .await
-        .expect("AddMyself");
+        .expect("AddMyself")
+        .into_inner()
+        .member
+        .expect("member");
+    let alice_ends = alice_member.expire_time.expect("a time-bound membership");
     steps.push(Step {
         rpc: "AddMyself",
         request_id: id,
@@ -280,7 +306,8 @@ pub(super) async fn scenario(cluster: &TestCluster) -> (Vec<Step>, String, Strin
             &alice,
             "PARTNER_OWNER",
             json!({}),
-            json!({"role": "ADMIN", "source": "SELF_ASSIGNED", "user": alice.resource_name()}),
+            json!({"role": "ADMIN", "source": "SELF_ASSIGNED", "user": alice.resource_name(),
+                   "expire_time": rfc3339(&alice_ends)}),
         )],
     });
 
@@ -342,6 +369,37 @@ pub(super) async fn scenario(cluster: &TestCluster) -> (Vec<Step>, String, Strin
             "ADMIN",
             json!({"role": "EMPLOYEE"}),
             json!({"role": "ADMIN"}),
+        )],
+    });
+
+    // Bob, an ADMIN of the customer now, gives alice a day more (she may not herself).
+    let later = prost_types::Timestamp {
+        seconds: alice_ends.seconds + DAY,
+        nanos: alice_ends.nanos,
+    };
+    let id = rid("ExtendMemberAccess");
+    cluster
+        .membership_as(&bob)
+        .extend_member_access(with_id(
+            mem::ExtendMemberAccessRequest {
+                name: alice_member.name.clone(),
+                expire_time: Some(later),
+                etag: String::new(),
+            },
+            &id,
+        ))
+        .await
+        .expect("ExtendMemberAccess");
+    steps.push(Step {
+        rpc: "ExtendMemberAccess",
+        request_id: id,
+        expected: vec![expected(
+            "member.updated",
+            &customer,
+            &bob,
+            "ADMIN",
+            json!({"expire_time": rfc3339(&alice_ends)}),
+            json!({"expire_time": rfc3339(&later)}),
         )],
     });
 

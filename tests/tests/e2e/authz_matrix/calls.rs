@@ -121,7 +121,10 @@ pub async fn call(
             .await
             .map(drop),
         "AddMyself" => members
-            .add_myself(membership::AddMyselfRequest { account: account() })
+            .add_myself(membership::AddMyselfRequest {
+                account: account(),
+                ..Default::default()
+            })
             .await
             .map(drop),
         "GetMember" => members
@@ -147,6 +150,23 @@ pub async fn call(
             .remove_member(membership::RemoveMemberRequest {
                 name: target.member.clone(),
                 etag: String::new(),
+            })
+            .await
+            .map(drop),
+        // A day from now is later than the target's hour and well within 730 days.
+        "ExtendMemberAccess" => members
+            .extend_member_access(membership::ExtendMemberAccessRequest {
+                name: target.member.clone(),
+                expire_time: Some(seconds_from_now(86_400)),
+                etag: String::new(),
+            })
+            .await
+            .map(drop),
+        "ListExpiringMembers" => members
+            .list_expiring_members(membership::ListExpiringMembersRequest {
+                parent: partner(),
+                expire_before: Some(seconds_from_now(7 * 86_400)),
+                ..Default::default()
             })
             .await
             .map(drop),
@@ -362,4 +382,9 @@ pub async fn call(
 /// The instant `days` days before now.
 fn days_ago(days: u64) -> Timestamp {
     Timestamp::from(std::time::SystemTime::now() - std::time::Duration::from_secs(days * 86_400))
+}
+
+/// The instant `seconds` seconds after now.
+fn seconds_from_now(seconds: u64) -> Timestamp {
+    Timestamp::from(std::time::SystemTime::now() + std::time::Duration::from_secs(seconds))
 }

@@ -93,7 +93,8 @@ type Row = (
 /// Setups: `World` calls run against the shared world; the others build a fresh target per
 /// cell (`Solo` a standalone account, `Cust` a customer of alpha peopled like the world's,
 /// `Off` the same disabled, `Inv` with a pending invitation, `Link` with the outsider's
-/// e-mailed invitation link), so nothing a cell changes reaches another cell.
+/// e-mailed invitation link, `Timed` which the partner EMPLOYEE joined for an hour), so nothing a
+/// cell changes reaches another cell.
 ///
 /// Choices where DESIGN.md §5 is silent, following the proto comments:
 /// - Service identities may call only what a peer needs (GetAccount, BatchGetAccounts,
@@ -102,6 +103,10 @@ type Row = (
 ///   links).
 /// - Managing a customer's members and invitations is for its own OWNER/ADMIN (and
 ///   operators): partner people join it first (AddMyself).
+/// - ExtendMemberAccess is about the partner EMPLOYEE's time-bound membership (`Timed`): that
+///   column is an ADMIN of the customer, refused only because time-bound access is never
+///   extended by the member themself. Services may not call it nor ListExpiringMembers (both act
+///   for people), and the warning list is for the partner's OWNER/ADMIN and operators.
 /// - Operators cannot AddMyself (they use AddMember), cannot call Authorize,
 ///   GetOwnerCapacity, CheckInvitee or BatchGetAccounts, and cannot acknowledge someone else's inbox item.
 /// - "Other customer OWNER" is the strongest role elsewhere; "no membership" is also the
@@ -129,6 +134,8 @@ const MATRIX: &[Row] = &[
     (M, "GetMember",             Setup::World, CHILD,   [A,  A, A, A,   D, D, D,   A, A, A,     D,   D,   A,   U, U, U, U]),
     (M, "UpdateMember",          Setup::Cust,  CHILD,   [A,  Dm,Dm,Dm,  D, D, D,   A, A, Dm,    D,   D,   D,   U, U, U, U]),
     (M, "RemoveMember",          Setup::Cust,  CHILD,   [A,  Dm,Dm,Dm,  D, D, D,   A, A, Dm,    D,   D,   D,   U, U, U, U]),
+    (M, "ExtendMemberAccess",    Setup::Timed, CHILD,   [A,  Dm,Dm,Dm,  D, D, D,   A, A, Dm,    D,   D,   D,   U, U, U, U]),
+    (M, "ListExpiringMembers",   Setup::World, ACCOUNT, [A,  A, A, D,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
     (M, "ListMembers",           Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   A, A, A,     D,   D,   A,   U, U, U, U]),
     (M, "ListMyAccounts",        Setup::World, NONE,    [A,  A, A, A,   A, A, A,   A, A, A,     A,   A,   D,   U, U, U, U]),
     (M, "Authorize",             Setup::World, ACCOUNT, [D,  D, D, D,   D, D, D,   D, D, D,     D,   D,   A,   U, U, U, U]),

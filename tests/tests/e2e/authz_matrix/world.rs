@@ -9,7 +9,7 @@ use tenantry_e2e::{
     add_member, create_customer, fresh_id, inbox_until, invite, partner_with_owner, send_message,
 };
 use tenantry_proto::audit::v1::GetAuditEntryRequest;
-use tenantry_proto::membership::v1::Role;
+use tenantry_proto::membership::v1::{AddMyselfRequest, Role};
 use tenantry_proto::notification::v1::ReadPolicy;
 use tenantry_proto::registry::v1::{CreateAccountRequest, DisableAccountRequest};
 use tenantry_testkit::{TestCluster, TestUser};
@@ -21,6 +21,8 @@ const MISSING_PARTNER: &str = "ghost-partner";
 const MISSING_CUSTOMER: &str = "ghost-customer";
 /// A sequence number no audit log of the world reaches.
 const MISSING_SEQUENCE: i64 = 999_999;
+/// How long the time-bound memberships of `Setup::Timed` last: far longer than a matrix run.
+const TIMED_ACCESS_SECONDS: i64 = 3_600;
 
 /// One column of the matrix: a caller and the bearer token it presents (`None`: no header).
 #[derive(Debug)]
@@ -80,7 +82,8 @@ pub struct Target {
     pub partner: String,
     /// The customer (or, for PromoteToPartner, a standalone account).
     pub account: String,
-    /// Dora's membership in `account`.
+    /// Dora's membership in `account` (for `Setup::Timed`: the partner EMPLOYEE's time-bound
+    /// one).
     pub member: String,
     /// An invitation of `account` (role EMPLOYEE).
     pub invitation: String,
@@ -155,6 +158,10 @@ pub enum Setup {
     Inv,
     /// Like `Cust`, with a pending invitation of the outsider and its e-mailed link.
     Link,
+    /// Like `Cust`, which the partner EMPLOYEE joined for an hour (AddMyself with an
+    /// `access_duration`; ADMIN there): the member the calls are about is that time-bound
+    /// membership, so the partner EMPLOYEE column is the member themself.
+    Timed,
 }
 
 /// The shared world.
@@ -350,6 +357,25 @@ impl World {
                 if setup == Setup::Link {
                     target.link = link_for(cluster, invitee, &customer.display_name).await;
                 }
+            }
+            Setup::Timed => {
+                let employee = &self.people.partner[2];
+                let joined = cluster
+                    .membership_as(employee)
+                    .add_myself(AddMyselfRequest {
+                        account: customer.name.clone(),
+                        access_duration: Some(prost_types::Duration {
+                            seconds: TIMED_ACCESS_SECONDS,
+                            nanos: 0,
+                        }),
+                    })
+                    .await
+                    .expect("the partner EMPLOYEE joins the fresh customer for an hour")
+                    .into_inner()
+                    .member
+                    .expect("member");
+                assert!(joined.expire_time.is_some(), "a time-bound membership");
+                target.member = joined.name;
             }
             Setup::World | Setup::Solo | Setup::Cust => {}
         }

@@ -1,6 +1,6 @@
 //! The audit service's tables.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use prost_types::Timestamp;
 use tenantry_proto::EventType;
@@ -8,7 +8,7 @@ use tenantry_proto::audit::v1 as pb;
 use tenantry_testkit::TestCluster;
 use tonic::Code;
 
-use super::values::{BAD_TIMESTAMPS, UNKNOWN_ENUMS, bad_user_names, oversized};
+use super::values::{BAD_TIMESTAMPS, UNKNOWN_ENUMS, bad_user_names, from_now, oversized};
 use super::{AU, Case, Tally, World, accepted, code, invalid, named, page_entries};
 
 /// Most event types one listing may filter by.
@@ -125,17 +125,6 @@ async fn first_entry(cluster: &TestCluster, world: &World) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// `now` shifted by `seconds` (negative: in the past).
-fn from_now(seconds: i64) -> Timestamp {
-    let now = SystemTime::now();
-    let shift = Duration::from_secs(seconds.unsigned_abs());
-    Timestamp::from(if seconds < 0 {
-        now - shift
-    } else {
-        now + shift
-    })
 }
 
 fn list_audit_entries(world: &World) -> Vec<Case<pb::ListAuditEntriesRequest>> {

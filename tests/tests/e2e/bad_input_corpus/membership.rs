@@ -1,13 +1,14 @@
 //! Membership's tables.
 
-use prost_types::FieldMask;
+use prost_types::{FieldMask, Timestamp};
 use tenantry_proto::membership::v1 as pb;
 use tenantry_proto::membership::v1::add_member_request::Principal;
 use tenantry_testkit::TestCluster;
 use tonic::Code;
 
 use super::values::{
-    UNKNOWN_ENUMS, bad_emails, bad_member_names, bad_request_ids, bad_user_names, oversized,
+    BAD_DURATIONS, BAD_TIMESTAMPS, DAY, LAST_TIMESTAMP, UNKNOWN_ENUMS, bad_emails,
+    bad_member_names, bad_request_ids, bad_user_names, from_now, oversized,
 };
 use super::{Case, M, Tally, World, accepted, code, invalid, named, page_entries};
 
@@ -23,12 +24,16 @@ pub async fn run(cluster: &TestCluster, world: &World, tally: &mut Tally) {
         .await;
 
     let membership = client("AddMyself");
-    let mut cases = named("account", |account| pb::AddMyselfRequest { account });
+    let mut cases = named("account", |account| pb::AddMyselfRequest {
+        account,
+        ..Default::default()
+    });
     // AddMyself answers PERMISSION_DENIED for unknown accounts (no existence leaks to partner
     // people), so the last entry of `named` is that.
     if let Some(unknown) = cases.last_mut() {
         unknown.expect = super::Expect::Code(Code::PermissionDenied);
     }
+    cases.extend(access_durations(world));
     tally
         .run(&format!("{M}/AddMyself"), cases, |request| {
             let mut membership = membership.clone();
@@ -75,6 +80,30 @@ pub async fn run(cluster: &TestCluster, world: &World, tally: &mut Tally) {
             let mut membership = membership.clone();
             async move { membership.remove_member(request).await.map(drop) }
         })
+        .await;
+
+    let membership = client("ExtendMemberAccess");
+    tally
+        .run(
+            &format!("{M}/ExtendMemberAccess"),
+            extend_member_access(world),
+            |request| {
+                let mut membership = membership.clone();
+                async move { membership.extend_member_access(request).await.map(drop) }
+            },
+        )
+        .await;
+
+    let membership = client("ListExpiringMembers");
+    tally
+        .run(
+            &format!("{M}/ListExpiringMembers"),
+            list_expiring_members(world),
+            |request| {
+                let mut membership = membership.clone();
+                async move { membership.list_expiring_members(request).await.map(drop) }
+            },
+        )
         .await;
 
     let membership = client("ListMembers");
@@ -469,5 +498,244 @@ fn authorize(world: &World) -> Vec<Case<pb::AuthorizeRequest>> {
             },
         ));
     }
+    cases
+}
+
+/// AddMyself's `access_duration` (1 minute to 730 days), asked by the partner's OWNER, who is
+/// a member of the customer already: the valid ones return that membership unchanged.
+fn access_durations(world: &World) -> Vec<Case<pb::AddMyselfRequest>> {
+    let make = |seconds: i64, nanos: i32| pb::AddMyselfRequest {
+        account: world.customer.clone(),
+        access_duration: Some(prost_types::Duration { seconds, nanos }),
+    };
+    let mut cases = Vec::new();
+    for (what, seconds, nanos) in [
+        ("minus an hour", -3_600, 0),
+        ("minus a nanosecond", 0, -1),
+        ("zero", 0, 0),
+        ("59 seconds", 59, 0),
+        ("a nanosecond short of a minute", 59, 999_999_999),
+        ("731 days", 731 * DAY, 0),
+        ("730 days and a second", 730 * DAY + 1, 0),
+        ("730 days and a nanosecond", 730 * DAY, 1),
+    ]
+    .into_iter()
+    .chain(BAD_DURATIONS)
+    {
+        cases.push(invalid(
+            format!("access_duration: {what}"),
+            "access_duration",
+            make(seconds, nanos),
+        ));
+    }
+    for (what, seconds) in [
+        ("a minute, the shortest", 60),
+        ("730 days, the longest", 730 * DAY),
+    ] {
+        cases.push(accepted(
+            format!("access_duration {what} (the existing membership, unchanged)"),
+            make(seconds, 0),
+        ));
+    }
+    cases
+}
+
+fn extend_member_access(world: &World) -> Vec<Case<pb::ExtendMemberAccessRequest>> {
+    // Later than the OWNER's 30 days, within 730 days.
+    let later = || Some(from_now(60 * DAY));
+    let base = || pb::ExtendMemberAccessRequest {
+        name: world.timed_member.clone(),
+        expire_time: later(),
+        etag: String::new(),
+    };
+    let mut cases = member_named(world, "name", |name| pb::ExtendMemberAccessRequest {
+        name,
+        ..base()
+    });
+    cases.push(code(
+        "name: a member of an account that does not exist",
+        Code::NotFound,
+        pb::ExtendMemberAccessRequest {
+            name: "accounts/no-such-account/members/erin".into(),
+            ..base()
+        },
+    ));
+    cases.push(invalid(
+        "expire_time missing",
+        "expire_time",
+        pb::ExtendMemberAccessRequest {
+            expire_time: None,
+            ..base()
+        },
+    ));
+    for (what, time) in [
+        ("an hour ago", from_now(-3_600)),
+        (
+            "the Unix epoch",
+            Timestamp {
+                seconds: 0,
+                nanos: 0,
+            },
+        ),
+        ("731 days from now", from_now(731 * DAY)),
+        ("730 days and a minute from now", from_now(730 * DAY + 60)),
+        (
+            "the last google.protobuf.Timestamp",
+            Timestamp {
+                seconds: LAST_TIMESTAMP.0,
+                nanos: LAST_TIMESTAMP.1,
+            },
+        ),
+    ] {
+        cases.push(invalid(
+            format!("expire_time {what}"),
+            "expire_time",
+            pb::ExtendMemberAccessRequest {
+                expire_time: Some(time),
+                ..base()
+            },
+        ));
+    }
+    for (what, seconds, nanos) in BAD_TIMESTAMPS {
+        cases.push(invalid(
+            format!("expire_time: {what}"),
+            "expire_time",
+            pb::ExtendMemberAccessRequest {
+                expire_time: Some(Timestamp { seconds, nanos }),
+                ..base()
+            },
+        ));
+    }
+    cases.push(code(
+        "a member without an expiry (nothing to extend)",
+        Code::FailedPrecondition,
+        pb::ExtendMemberAccessRequest {
+            name: world.member.clone(),
+            ..base()
+        },
+    ));
+    for (what, time) in [
+        ("the current one", world.timed_member_expiry),
+        ("before the current one (a day from now)", from_now(DAY)),
+    ] {
+        cases.push(code(
+            format!("expire_time {what}: not later"),
+            Code::FailedPrecondition,
+            pb::ExtendMemberAccessRequest {
+                expire_time: Some(time),
+                ..base()
+            },
+        ));
+    }
+    cases.push(code(
+        "an etag that is not the current one",
+        Code::Aborted,
+        pb::ExtendMemberAccessRequest {
+            etag: "0".into(),
+            ..base()
+        },
+    ));
+    cases.push(code(
+        "oversized request",
+        Code::ResourceExhausted,
+        pb::ExtendMemberAccessRequest {
+            etag: oversized(),
+            ..base()
+        },
+    ));
+    // Last: it moves the OWNER's expiry to the limit.
+    cases.push(accepted(
+        "expire_time 730 days from now, the latest",
+        pb::ExtendMemberAccessRequest {
+            expire_time: Some(from_now(730 * DAY)),
+            ..base()
+        },
+    ));
+    cases
+}
+
+fn list_expiring_members(world: &World) -> Vec<Case<pb::ListExpiringMembersRequest>> {
+    let before = || Some(from_now(7 * DAY));
+    let base = || pb::ListExpiringMembersRequest {
+        parent: world.partner.clone(),
+        expire_before: before(),
+        page_size: 0,
+        page_token: String::new(),
+    };
+    let mut cases = named("parent", |parent| pb::ListExpiringMembersRequest {
+        parent,
+        ..base()
+    });
+    // An unknown account is answered like a foreign one, to operators too (membership.proto).
+    if let Some(unknown) = cases.last_mut() {
+        unknown.expect = super::Expect::Code(Code::PermissionDenied);
+    }
+    cases.push(code(
+        "parent: an account that is not a partner",
+        Code::PermissionDenied,
+        pb::ListExpiringMembersRequest {
+            parent: world.customer.clone(),
+            ..base()
+        },
+    ));
+    cases.push(invalid(
+        "expire_before missing",
+        "expire_before",
+        pb::ListExpiringMembersRequest {
+            expire_before: None,
+            ..base()
+        },
+    ));
+    for (what, seconds, nanos) in BAD_TIMESTAMPS {
+        cases.push(invalid(
+            format!("expire_before: {what}"),
+            "expire_before",
+            pb::ListExpiringMembersRequest {
+                expire_before: Some(Timestamp { seconds, nanos }),
+                ..base()
+            },
+        ));
+    }
+    // Any valid instant is a question: the past lists what is overdue, the far future all.
+    for (what, time) in [
+        (
+            "the Unix epoch (lists nothing)",
+            Timestamp {
+                seconds: 0,
+                nanos: 0,
+            },
+        ),
+        (
+            "the last google.protobuf.Timestamp (lists every time-bound membership)",
+            Timestamp {
+                seconds: LAST_TIMESTAMP.0,
+                nanos: LAST_TIMESTAMP.1,
+            },
+        ),
+    ] {
+        cases.push(accepted(
+            format!("expire_before {what}"),
+            pb::ListExpiringMembersRequest {
+                expire_before: Some(time),
+                ..base()
+            },
+        ));
+    }
+    cases.extend(page_entries(
+        |page_size, page_token| pb::ListExpiringMembersRequest {
+            page_size,
+            page_token,
+            ..base()
+        },
+        &world.foreign_token,
+    ));
+    cases.push(code(
+        "oversized request",
+        Code::ResourceExhausted,
+        pb::ListExpiringMembersRequest {
+            page_token: oversized(),
+            ..base()
+        },
+    ));
     cases
 }

@@ -135,14 +135,18 @@ pub fn page_entries<Req>(make: impl Fn(i32, String) -> Req, foreign: &str) -> Ve
 }
 
 /// The shared world the corpus runs against: a partner with its OWNER, a customer the OWNER
-/// joined (ADMIN), an EMPLOYEE of the customer, a pending invitation, a delivered message and
-/// a genuine page token of another query.
+/// joined (ADMIN) for 30 days, an EMPLOYEE of the customer, a pending invitation, a delivered
+/// message and a genuine page token of another query.
 #[derive(Debug)]
 pub struct World {
     /// A platform operator: allowed nearly everywhere.
     pub operator: TestUser,
     /// The partner's OWNER, ADMIN of the customer.
     pub owner: TestUser,
+    /// The OWNER's time-bound membership in the customer (AddMyself for 30 days).
+    pub timed_member: String,
+    /// When `timed_member` ends.
+    pub timed_member_expiry: prost_types::Timestamp,
     /// An EMPLOYEE of the customer, recipient of the message.
     pub employee: TestUser,
     /// `accounts/{partner}`.
@@ -168,13 +172,21 @@ impl World {
         let customer = create_customer(cluster, &partner.owner, &partner.account.name, "globex")
             .await
             .expect("the partner creates its customer");
-        cluster
+        let timed = cluster
             .membership_as(&partner.owner)
             .add_myself(AddMyselfRequest {
                 account: customer.name.clone(),
+                access_duration: Some(prost_types::Duration {
+                    seconds: 30 * values::DAY,
+                    nanos: 0,
+                }),
             })
             .await
-            .expect("the partner's owner joins the customer");
+            .expect("the partner's owner joins the customer for 30 days")
+            .into_inner()
+            .member
+            .expect("member");
+        let timed_member_expiry = timed.expire_time.expect("a time-bound membership");
         let employee = TestUser::new("erin");
         add_member(
             cluster,
@@ -220,6 +232,8 @@ impl World {
             partner: partner.account.name,
             customer: customer.name,
             owner: partner.owner,
+            timed_member: timed.name,
+            timed_member_expiry,
             employee,
             invitation: invitation.name,
             message: message.name,

@@ -1,5 +1,5 @@
 //! The bad values the RPC tables share: resource names of every wrong shape, page sizes and
-//! tokens, e-mail addresses, free text, enum values and timestamps.
+//! tokens, e-mail addresses, free text, enum values, timestamps and durations.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -341,3 +341,29 @@ pub const BAD_TIMESTAMPS: [(&str, i64, i32); 5] = [
 
 /// The last instant a `google.protobuf.Timestamp` can hold: (seconds, nanos).
 pub const LAST_TIMESTAMP: (i64, i32) = (253_402_300_799, 999_999_999);
+
+/// `now` shifted by `seconds` (negative: in the past).
+pub fn from_now(seconds: i64) -> prost_types::Timestamp {
+    let now = std::time::SystemTime::now();
+    let shift = std::time::Duration::from_secs(seconds.unsigned_abs());
+    prost_types::Timestamp::from(if seconds < 0 {
+        now - shift
+    } else {
+        now + shift
+    })
+}
+
+/// A day, in seconds.
+pub const DAY: i64 = 86_400;
+
+/// Durations that are no valid `google.protobuf.Duration` (beyond ±10,000 years, nanos of a
+/// second or more, nanos of the other sign than the seconds): (what, seconds, nanos).
+pub const BAD_DURATIONS: [(&str, i64, i32); 7] = [
+    ("positive seconds with negative nanos", 3_600, -1),
+    ("negative seconds with positive nanos", -3_600, 1),
+    ("nanos of a whole second", 3_600, 1_000_000_000),
+    ("nanos of minus a whole second", -3_600, -1_000_000_000),
+    ("beyond 10,000 years", 315_576_000_001, 0),
+    ("seconds beyond any calendar", i64::MAX, 0),
+    ("seconds before any calendar", i64::MIN, 0),
+];

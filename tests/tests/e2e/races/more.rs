@@ -209,6 +209,7 @@ pub async fn add_myself(cluster: &TestCluster) {
                 let mut client = racers.membership(racer, alice);
                 let request = AddMyselfRequest {
                     account: customer.name.clone(),
+                    ..Default::default()
                 };
                 async move {
                     client

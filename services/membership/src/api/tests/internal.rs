@@ -108,6 +108,7 @@ async fn a_lagging_replica_does_not_refuse_a_fresh_partner() {
             &person("pam", false),
             wire::AddMyselfRequest {
                 account: "accounts/acme".into(),
+                ..Default::default()
             },
         ))
         .await

@@ -150,6 +150,7 @@ async fn add_myself_is_for_partner_members_and_idempotent() {
     let pam = person("pam", false);
     let me = |account: &str| wire::AddMyselfRequest {
         account: format!("accounts/{account}"),
+        ..Default::default()
     };
     let first = h.api.add_myself(as_(&pam, me("acme"))).await.unwrap();
     assert!(first.created);
@@ -334,6 +335,7 @@ async fn lists_page_and_hide_deleted_accounts() {
         role: Role::Owner,
         source: crate::domain::MemberSource::Direct,
         added_by: "users/op".into(),
+        expire_time: None,
     };
     h.api
         .store

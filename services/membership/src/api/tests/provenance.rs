@@ -182,6 +182,7 @@ async fn each_change_records_the_role_that_let_its_caller_make_it() {
             &pam,
             wire::AddMyselfRequest {
                 account: "accounts/acme".into(),
+                ..Default::default()
             },
         )),
     )

@@ -24,6 +24,8 @@ pub struct Model {
     pub update_time: DateTimeUtc,
     /// Starts at 1, +1 on every change; the etag.
     pub version: i64,
+    /// When a time-bound membership ends; NULL: no end.
+    pub expire_time: Option<DateTimeUtc>,
 }
 
 /// No relations are navigated.

@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_initial;
 mod m0002_account_replica;
 mod m0003_retention;
+mod m0004_member_expiry;
 
 /// Applies membership's migrations (and the events crate's `outbox` and `processed_events`,
 /// with the index that prunes it); its bookkeeping table is `membership_migrations`.
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             tenantry_events::processed_events_migration(),
             tenantry_events::processed_events_retention_migration(),
             Box::new(m0003_retention::Migration),
+            Box::new(m0004_member_expiry::Migration),
         ]
     }
 
