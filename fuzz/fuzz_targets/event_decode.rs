@@ -14,7 +14,7 @@ use tenantry_events::{Event, event_from_amqp};
 use tenantry_proto::events::v1 as events;
 
 /// The routing keys of `proto/tenantry/events/v1/events.proto`, and two no consumer knows.
-const EVENT_TYPES: [&str; 22] = [
+const EVENT_TYPES: [&str; 23] = [
     "account.created",
     "account.updated",
     "account.promoted_to_partner",
@@ -24,6 +24,7 @@ const EVENT_TYPES: [&str; 22] = [
     "member.added",
     "member.updated",
     "member.removed",
+    "member.expired",
     "invitation.created",
     "invitation.resent",
     "invitation.accepted",
@@ -53,7 +54,7 @@ fn payload<M: Message + Default + PartialEq + std::fmt::Debug>(event: &Event) {
 
 /// Every payload type, the one named by the event type first.
 fn payloads(event: &Event) {
-    let all: [fn(&Event); 20] = [
+    let all: [fn(&Event); 21] = [
         payload::<events::AccountCreated>,
         payload::<events::AccountUpdated>,
         payload::<events::AccountPromotedToPartner>,
@@ -63,6 +64,7 @@ fn payloads(event: &Event) {
         payload::<events::MemberAdded>,
         payload::<events::MemberUpdated>,
         payload::<events::MemberRemoved>,
+        payload::<events::MemberExpired>,
         payload::<events::InvitationCreated>,
         payload::<events::InvitationResent>,
         payload::<events::InvitationAccepted>,
@@ -75,7 +77,7 @@ fn payloads(event: &Event) {
         payload::<events::MessageExpired>,
         payload::<events::InboxChanged>,
     ];
-    let named = EVENT_TYPES[..20]
+    let named = EVENT_TYPES[..21]
         .iter()
         .position(|event_type| *event_type == event.event_type);
     if let Some(index) = named {

@@ -120,6 +120,11 @@ impl MemberEvents {
             // A user who never called Tenantry: no e-mail to match.
             return Ok(());
         }
+        if member.expire_time.is_some() {
+            // Time-bound access (AddMyself for a while) does not stand in for an invitation
+            // to join for good: accepting it later makes the membership permanent.
+            return Ok(());
+        }
         let (account_id, _) = parse_member_ids("member.name", &member.name).map_err(|_| {
             HandlerError::Permanent(format!("member.added {} names no member", event.id))
         })?;

@@ -41,6 +41,59 @@ async fn unknown_types_are_refused() {
     }
 }
 
+/// A member added for good closes their pending invitation to the account; time-bound access
+/// (AddMyself for a while) does not: the invitation stays to make them a member for good.
+#[tokio::test]
+async fn only_a_permanent_member_closes_the_pending_invitation() {
+    use crate::store::tests::{at, new_invitation};
+    let temp = temp_store().await;
+    let invitation = temp
+        .store
+        .create(
+            &new_invitation("globex", "pat@example.com", at(0)),
+            None,
+            at(0),
+        )
+        .await
+        .unwrap();
+    let connection = temp.database.connection().unwrap();
+    let handler = MemberEvents::new(temp.outbox.clone());
+    let added = |expire_time: Option<prost_types::Timestamp>| {
+        Event::of(
+            "/tenantry/membership",
+            &events::MemberAdded {
+                member: Some(tenantry_proto::membership::v1::Member {
+                    name: "accounts/globex/members/pat".into(),
+                    user: "users/pat".into(),
+                    email: "Pat@Example.com".into(),
+                    expire_time,
+                    ..Default::default()
+                }),
+                actor: "users/pat".into(),
+                provenance: None,
+            },
+        )
+    };
+    let state = || async {
+        temp.store
+            .get(&invitation.invitation_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+    };
+    let time_bound = added(Some(tenantry_platform::time::to_timestamp(at(3600))));
+    let txn = connection.begin().await.unwrap();
+    handler.handle(&txn, &time_bound).await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(state().await, crate::domain::InvitationState::Pending);
+
+    let txn = connection.begin().await.unwrap();
+    handler.handle(&txn, &added(None)).await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(state().await, crate::domain::InvitationState::Revoked);
+}
+
 /// The types each group handles are the ones the service declares it consumes.
 #[test]
 fn the_groups_bind_what_the_service_consumes() {

@@ -94,6 +94,17 @@ impl From<MembershipError> for ApiError {
                     expire_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
             ),
+            MembershipError::AccessEnded {
+                member,
+                expire_time,
+            } => ApiError::failed_precondition(
+                "ACCESS_ENDED",
+                "expire_time",
+                format!(
+                    "{member} ended at {} and is being removed; add the member again instead",
+                    expire_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            ),
             MembershipError::LastOwnerExpiry(account_id) => ApiError::failed_precondition(
                 "LAST_OWNER",
                 account_name(&account_id),

@@ -28,7 +28,8 @@ impl MembershipApi {
             .ok_or_else(|| ApiError::invalid_field("expire_time", "required"))?;
         let expire_time =
             tenantry_platform::time::stored_precision(from_timestamp("expire_time", timestamp)?);
-        expiry::check_expire_time(expire_time, tenantry_platform::time::now())
+        let now = tenantry_platform::time::now();
+        expiry::check_expire_time(expire_time, now)
             .map_err(|reason| ApiError::invalid_field("expire_time", reason))?;
         // Access is extended by people: no peer service needs to, so none may.
         principal.user()?;
@@ -42,6 +43,7 @@ impl MembershipApi {
             account,
             &current,
             expire_time,
+            now,
             &request.etag,
             &request.name,
         )?;
@@ -65,7 +67,15 @@ impl MembershipApi {
             .expire_before
             .as_ref()
             .ok_or_else(|| ApiError::invalid_field("expire_before", "required"))?;
-        let before = from_timestamp("expire_before", timestamp)?;
+        // Stored times hold microseconds: a cut-off between two is rounded up, once, so both
+        // databases compare the same value and the page token is bound to it.
+        let exact = from_timestamp("expire_before", timestamp)?;
+        let before = tenantry_platform::time::stored_precision(exact);
+        let before = if before < exact {
+            before + chrono::Duration::microseconds(1)
+        } else {
+            before
+        };
         let scope = format!(
             "ListExpiringMembers|{partner}|{}",
             before.timestamp_micros()
@@ -95,8 +105,18 @@ impl MembershipApi {
         principal.user()?;
         let access = self.access(&caller, &partner).await?;
         access.require(Permission::MembersManage)?;
-        // Answered like a foreign account for one that is not a partner, or does not exist.
-        let is_partner = access.facts.as_ref().is_some_and(|facts| facts.partner);
+        // Answered like a foreign account for one that is not a partner, or does not exist. A
+        // partner promoted a moment ago may not be one in the replica yet: ask the registry
+        // before refusing.
+        let is_partner = match &access.facts {
+            None => false,
+            Some(facts) if facts.partner => true,
+            Some(_) => self
+                .accounts
+                .refresh(&partner)
+                .await?
+                .is_some_and(|fresh| fresh.partner),
+        };
         if !is_partner {
             return Err(MembershipError::PermissionDenied.into());
         }

@@ -55,6 +55,14 @@ pub enum MembershipError {
         /// Its current end.
         expire_time: chrono::DateTime<chrono::Utc>,
     },
+    /// ExtendMemberAccess on a membership whose end has passed (not swept yet).
+    #[error("{member} ended at {expire_time}")]
+    AccessEnded {
+        /// The member's name.
+        member: String,
+        /// When it ended.
+        expire_time: chrono::DateTime<chrono::Utc>,
+    },
     /// An expiry asked for a membership that would be the account's only OWNER.
     #[error("the last OWNER of accounts/{0} cannot be time-bound")]
     LastOwnerExpiry(String),

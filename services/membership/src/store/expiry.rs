@@ -7,10 +7,12 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use tenantry_platform::{AccountId, UserId};
+use tenantry_platform::AccountId;
 
 use super::entities::{account_member_count as counts, account_replica, member};
-use super::{Store, change_counts, load_member, load_profiles, lost_race, to_member};
+use super::{
+    Store, change_counts, load_member, load_profiles, lost_race, to_member, with_profiles,
+};
 use crate::domain::owners::{self, OwnerDelta};
 use crate::domain::{Member, MembershipError, Role};
 use crate::events::{MemberChange, member_event};
@@ -43,6 +45,9 @@ impl Store {
             .filter(member::Column::AccountId.eq(current.account_id.as_str()))
             .filter(member::Column::UserId.eq(current.user_id.as_str()))
             .filter(member::Column::Version.eq(current.version))
+            // Versions start at 1 again when a membership is recreated (expired, then added
+            // again): the creation time tells the row that was read from its successor.
+            .filter(member::Column::CreateTime.eq(current.create_time))
             .exec(&*tx)
             .await?;
         if result.rows_affected == 0 {
@@ -96,8 +101,13 @@ impl Store {
         let mut expired = 0;
         for row in candidates {
             let current = to_member(row, Default::default())?;
-            if self.expire(&current, now).await? {
-                expired += 1;
+            match self.expire(&current, now).await {
+                Ok(true) => expired += 1,
+                Ok(false) => {}
+                // Lost a race with a concurrent change of the same account's counters: the
+                // next run sees the row again; the others of this batch need not wait for it.
+                Err(MembershipError::ConcurrentChange) => {}
+                Err(error) => return Err(error),
             }
         }
         Ok((looked_at, expired))
@@ -111,6 +121,7 @@ impl Store {
             .filter(member::Column::AccountId.eq(current.account_id.as_str()))
             .filter(member::Column::UserId.eq(current.user_id.as_str()))
             .filter(member::Column::Version.eq(current.version))
+            .filter(member::Column::CreateTime.eq(current.create_time))
             .filter(member::Column::ExpireTime.lte(now))
             .exec(&*tx)
             .await?;
@@ -191,18 +202,45 @@ impl Store {
             .limit(limit)
             .all(connection)
             .await?;
-        let ids: Vec<UserId> = rows
-            .iter()
-            .map(|row| UserId::trusted(row.user_id.clone()))
-            .collect();
-        let profiles = load_profiles(connection, &ids).await?;
-        rows.into_iter()
-            .map(|row| {
-                let profile = profiles.get(&row.user_id).cloned().unwrap_or_default();
-                to_member(row, profile)
-            })
-            .collect()
+        with_profiles(connection, rows).await
     }
+}
+
+/// Clears `current`'s expiry inside `tx` (an accepted invitation for a time-bound member) and
+/// appends `member.updated` by `actor`; the caller commits.
+pub(super) async fn make_permanent(
+    tx: &tenantry_events::OutboxTransaction,
+    current: &Member,
+    actor: &str,
+) -> Result<Member, MembershipError> {
+    let result = member::Entity::update_many()
+        .col_expr(
+            member::Column::ExpireTime,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            member::Column::UpdateTime,
+            Expr::value(tenantry_platform::time::now()),
+        )
+        .col_expr(member::Column::Version, Expr::value(current.version + 1))
+        .filter(member::Column::AccountId.eq(current.account_id.as_str()))
+        .filter(member::Column::UserId.eq(current.user_id.as_str()))
+        .filter(member::Column::Version.eq(current.version))
+        .filter(member::Column::CreateTime.eq(current.create_time))
+        .exec(&**tx)
+        .await?;
+    if result.rows_affected == 0 {
+        return Err(lost_race(&**tx, current, false).await);
+    }
+    let member = load_member(&**tx, &current.account_id, &current.user_id)
+        .await?
+        .ok_or(MembershipError::ConcurrentChange)?;
+    let change = MemberChange::Updated {
+        previous_role: current.role,
+        previous_expire_time: current.expire_time,
+    };
+    tx.append(&member_event(change, &member, actor)).await?;
+    Ok(member)
 }
 
 /// The key a page of [`Store::list_expiring`] ending with `member` continues after.

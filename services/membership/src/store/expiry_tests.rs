@@ -290,6 +290,78 @@ async fn an_extension_racing_the_sweep_has_one_outcome(store: Store) {
     assert_eq!(extended + expired, 20);
 }
 
+/// A time-bound member does not count as a member for an invitation, and accepting one makes
+/// the membership permanent (role unchanged, `member.updated` with the previous expiry); the
+/// sweep then leaves it alone.
+async fn an_accepted_invitation_makes_time_bound_access_permanent(store: Store) {
+    let now = Utc::now();
+    store
+        .add_member(
+            &member("acme", "owner", Role::Owner, None),
+            MAX_OWNERS,
+            None,
+        )
+        .await
+        .unwrap();
+    let (joined, _) = store
+        .add_myself(&member(
+            "acme",
+            "pat",
+            Role::Admin,
+            Some(now + Duration::hours(1)),
+        ))
+        .await
+        .unwrap();
+    store
+        .upsert_user(
+            &u("pat"),
+            &UserProfile {
+                email: "pat@example.com".into(),
+                given_name: String::new(),
+                family_name: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let facts = store.invitee(&a("acme"), "pat@example.com").await.unwrap();
+    assert!(
+        !facts.email_is_member,
+        "time-bound access is no membership for good"
+    );
+
+    let mut accepted = member("acme", "pat", Role::Employee, None);
+    accepted.source = MemberSource::Invitation;
+    accepted.added_by = "services/invitation".into();
+    let permanent = store.add_member(&accepted, MAX_OWNERS, None).await.unwrap();
+    assert_eq!(permanent.expire_time, None);
+    assert_eq!(permanent.role, Role::Admin, "the role stays");
+    assert_eq!(permanent.version, joined.version + 1);
+    assert_eq!(event_types(&store).await.last().unwrap(), "member.updated");
+    let updated = pb::MemberUpdated::decode(&last_payload(&store).await[..]).unwrap();
+    assert!(updated.previous_expire_time.is_some());
+    assert!(updated.member.unwrap().expire_time.is_none());
+    assert!(
+        store
+            .invitee(&a("acme"), "pat@example.com")
+            .await
+            .unwrap()
+            .email_is_member
+    );
+    assert_eq!(
+        store
+            .expire_due(now + Duration::hours(2), 100)
+            .await
+            .unwrap(),
+        (0, 0)
+    );
+    // A second acceptance (or AddMember) finds a member for good: ALREADY_EXISTS as before.
+    let again = store.add_member(&accepted, MAX_OWNERS, None).await;
+    assert!(
+        matches!(again, Err(MembershipError::AlreadyMember { .. })),
+        "{again:?}"
+    );
+}
+
 async fn sqlite(purpose: &str) -> (TempDatabase, Store) {
     let temp = TempDatabase::new::<Migrator>(purpose).await;
     let store = Store::new(temp.database.clone(), Outbox::new());
@@ -360,4 +432,18 @@ async fn an_extension_racing_the_sweep_has_one_outcome_on_postgres() {
         return;
     };
     an_extension_racing_the_sweep_has_one_outcome(store).await;
+}
+
+#[tokio::test]
+async fn an_accepted_invitation_makes_time_bound_access_permanent_on_sqlite() {
+    let (_temp, store) = sqlite("membership-invited-permanent").await;
+    an_accepted_invitation_makes_time_bound_access_permanent(store).await;
+}
+
+#[tokio::test]
+async fn an_accepted_invitation_makes_time_bound_access_permanent_on_postgres() {
+    let Some((_temp, store)) = postgres("membership_invited_permanent").await else {
+        return;
+    };
+    an_accepted_invitation_makes_time_bound_access_permanent(store).await;
 }

@@ -34,7 +34,8 @@ impl Store {
             "SELECT COALESCE((SELECT owners FROM account_member_counts \
              WHERE account_id = {account}), 0) AS owners, \
              EXISTS (SELECT 1 FROM members JOIN users ON users.user_id = members.user_id \
-             WHERE members.account_id = {account_again} AND users.email_normalized = {address}) \
+             WHERE members.account_id = {account_again} AND users.email_normalized = {address} \
+             AND members.expire_time IS NULL) \
              AS email_is_member"
         );
         let row = connection

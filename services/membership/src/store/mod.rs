@@ -144,17 +144,7 @@ impl Store {
             .limit(limit)
             .all(connection)
             .await?;
-        let ids: Vec<UserId> = rows
-            .iter()
-            .map(|row| UserId::trusted(row.user_id.clone()))
-            .collect();
-        let mut profiles = load_profiles(connection, &ids).await?;
-        rows.into_iter()
-            .map(|row| {
-                let profile = profiles.remove(&row.user_id).unwrap_or_default();
-                to_member(row, profile)
-            })
-            .collect()
+        with_profiles(connection, rows).await
     }
 
     /// A page of the user's memberships ordered by account id, after `after` (without
@@ -266,6 +256,22 @@ impl Store {
         if replica::deleted_for_write(&*tx, &new.account_id).await? {
             return Err(MembershipError::AccountDeleted(new.account_id.to_string()));
         }
+        if new.source == MemberSource::Invitation
+            && let Some(existing) = load_member(&*tx, &new.account_id, &new.user_id).await?
+            && existing.expire_time.is_some()
+        {
+            // An accepted invitation grants for good: the time-bound membership it finds
+            // becomes permanent (the role stays; changing it is UpdateMember's).
+            let member = expiry::make_permanent(&tx, &existing, &new.added_by).await?;
+            if let Some(request) = request {
+                REQUEST_IDS
+                    .record(&*tx, &request.key, &request.resource_key)
+                    .await
+                    .map_err(|error| already_member_on_conflict(error, new))?;
+            }
+            tx.commit().await?;
+            return Ok(member);
+        }
         insert_member(&*tx, new, owner_ceiling).await?;
         if let Some(request) = request {
             REQUEST_IDS
@@ -358,6 +364,9 @@ impl Store {
             .filter(member::Column::AccountId.eq(current.account_id.as_str()))
             .filter(member::Column::UserId.eq(current.user_id.as_str()))
             .filter(member::Column::Version.eq(current.version))
+            // Versions start at 1 again in a recreated membership (removed or expired, then
+            // added again): the creation time tells the row that was read from its successor.
+            .filter(member::Column::CreateTime.eq(current.create_time))
             .exec(&*tx)
             .await?;
         if result.rows_affected == 0 {
@@ -393,6 +402,9 @@ impl Store {
             .filter(member::Column::AccountId.eq(current.account_id.as_str()))
             .filter(member::Column::UserId.eq(current.user_id.as_str()))
             .filter(member::Column::Version.eq(current.version))
+            // Versions start at 1 again in a recreated membership (removed or expired, then
+            // added again): the creation time tells the row that was read from its successor.
+            .filter(member::Column::CreateTime.eq(current.create_time))
             .exec(&*tx)
             .await?;
         if result.rows_affected == 0 {
@@ -562,6 +574,24 @@ async fn load_member(
         .remove(&row.user_id)
         .unwrap_or_default();
     to_member(row, profile).map(Some)
+}
+
+/// `rows` as members, each with its user's directory entry (one query for all).
+async fn with_profiles(
+    conn: &impl ConnectionTrait,
+    rows: Vec<member::Model>,
+) -> Result<Vec<Member>, MembershipError> {
+    let ids: Vec<UserId> = rows
+        .iter()
+        .map(|row| UserId::trusted(row.user_id.clone()))
+        .collect();
+    let profiles = load_profiles(conn, &ids).await?;
+    rows.into_iter()
+        .map(|row| {
+            let profile = profiles.get(&row.user_id).cloned().unwrap_or_default();
+            to_member(row, profile)
+        })
+        .collect()
 }
 
 /// The directory entries of `user_ids`, by user id.
