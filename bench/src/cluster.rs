@@ -92,7 +92,7 @@ impl Bench {
         // The shipped configuration: two batches of deliveries per consumer, so the next batch
         // is there when one commits.
         options.amqp_prefetch = tenantry_events::AmqpConfig::default().prefetch;
-        options.invitation.smtp_url = Some(sink.url());
+        options.mail.smtp_url = Some(sink.url());
         eprintln!("starting the cluster (PostgreSQL + RabbitMQ, in-process)…");
         let started = std::time::Instant::now();
         let cluster = TestCluster::start_with(options).await;

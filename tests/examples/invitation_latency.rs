@@ -30,7 +30,7 @@ async fn main() {
         Backend::Postgres
     });
     options.amqp = !embedded;
-    options.invitation.smtp_url = Some(smtp.url());
+    options.mail.smtp_url = Some(smtp.url());
     let cluster = TestCluster::start_with(options).await;
     let operator = TestUser::operator("ops");
     let (partner, customer) =

@@ -61,6 +61,8 @@ struct UpArgs {
     #[command(flatten)]
     invitation: tenantry_invitation::Config,
     #[command(flatten)]
+    mail: tenantry_mail::MailConfig,
+    #[command(flatten)]
     notification: tenantry_notification::Config,
     #[command(flatten)]
     audit: tenantry_audit::Config,
@@ -108,6 +110,8 @@ struct ServeArgs {
     #[command(flatten)]
     invitation: tenantry_invitation::Config,
     #[command(flatten)]
+    mail: tenantry_mail::MailConfig,
+    #[command(flatten)]
     notification: tenantry_notification::Config,
     #[command(flatten)]
     audit: tenantry_audit::Config,
@@ -115,7 +119,7 @@ struct ServeArgs {
     events: EventsArgs,
     #[command(flatten)]
     retention: RetentionConfig,
-    /// Where invitation e-mails are written as `.eml` files when no SMTP URL is set.
+    /// Where e-mails are written as `.eml` files when no SMTP URL is set.
     #[arg(long = "mail-dir", env = "TENANTRY_MAIL_DIR", default_value = "./mail")]
     mail_dir: std::path::PathBuf,
 }
@@ -395,7 +399,7 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
             (*kind, format!("sqlite://{}?mode=rwc", file.display()))
         })
         .collect();
-    let smtp = args.invitation.smtp_url.clone();
+    let smtp = args.mail.smtp_url.clone();
     let tls = args.server.tls.load()?;
     let (plaintext, buf_target) = if tls.serves_tls() {
         ("", "--list-methods https")
@@ -411,6 +415,7 @@ async fn up(mut args: UpArgs) -> anyhow::Result<()> {
         registry: args.registry,
         membership: args.membership,
         invitation: args.invitation,
+        mail: args.mail,
         notification: args.notification,
         audit: args.audit,
         events: args.events.spec(),
@@ -516,6 +521,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry: args.registry,
         membership: args.membership,
         invitation: args.invitation,
+        mail: args.mail,
         notification: args.notification,
         audit: args.audit,
         events: args.events.spec(),

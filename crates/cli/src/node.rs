@@ -98,7 +98,7 @@ impl ServiceKind {
                         .clone()
                         .map(String::into_bytes),
                 };
-                tenantry_invitation::start(config, &secrets, context)
+                tenantry_invitation::start(config, &spec.mail, &secrets, context)
             }
             ServiceKind::Notification => {
                 tenantry_notification::start(spec.notification.clone(), context)
@@ -161,15 +161,17 @@ pub struct NodeSpec {
     pub registry: tenantry_registry::Config,
     /// Membership settings.
     pub membership: tenantry_membership::Config,
-    /// Invitation settings (lifetime, SMTP, public URL, …).
+    /// Invitation settings (lifetime, public URL, …).
     pub invitation: tenantry_invitation::Config,
+    /// The e-mail settings every sending service shares (SMTP server, sender).
+    pub mail: tenantry_mail::MailConfig,
     /// Notification settings (fan-out batch, expiry sweep, inbox snapshot).
     pub notification: tenantry_notification::Config,
     /// Audit settings (the purge tombstones' key).
     pub audit: tenantry_audit::Config,
     /// How events travel between services.
     pub events: EventsSpec,
-    /// Where invitation e-mails are written as `.eml` files when no SMTP URL is configured.
+    /// Where e-mails are written as `.eml` files when no SMTP URL is configured.
     pub mail_dir: std::path::PathBuf,
     /// The admin HTTP port (`/metrics`, `/livez`, `/readyz`), if any.
     pub admin_listen: Option<SocketAddr>,
@@ -192,6 +194,7 @@ impl std::fmt::Debug for NodeSpec {
             .field("registry", &self.registry)
             .field("membership", &self.membership)
             .field("invitation", &self.invitation)
+            .field("mail", &self.mail)
             .field("notification", &self.notification)
             .field("audit", &self.audit)
             .field("events", &self.events)

@@ -130,6 +130,7 @@ async fn sigkill_in_the_middle_of_a_fan_out_loses_and_duplicates_nothing() {
             registry: tenantry_registry::Config::default(),
             membership: tenantry_membership::Config::default(),
             invitation: tenantry_invitation::Config::default(),
+            mail: tenantry_mail::MailConfig::default(),
             notification: tenantry_notification::Config::default(),
             audit: tenantry_audit::Config::default(),
             events: EventsSpec::new(

@@ -58,6 +58,7 @@ fn spec(
         registry: tenantry_registry::Config::default(),
         membership: tenantry_membership::Config::default(),
         invitation: tenantry_invitation::Config::default(),
+        mail: tenantry_mail::MailConfig::default(),
         notification: tenantry_notification::Config::default(),
         audit: tenantry_audit::Config::default(),
         events,

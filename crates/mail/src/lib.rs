@@ -11,9 +11,11 @@
 //! after [`PoolLimits::idle_timeout`] unused, and after any failure; an e-mail whose reused
 //! connection turns out to be closed is sent once more on a new one.
 
+mod config;
 mod pool;
 mod smtp;
 
+pub use config::{DEFAULT_MAIL_FROM, MailConfig};
 pub use pool::PoolLimits;
 
 use std::path::{Path, PathBuf};

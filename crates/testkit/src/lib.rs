@@ -58,8 +58,10 @@ pub struct ClusterOptions {
     /// Overrides the PostgreSQL server of [`Backend::Postgres`] (e.g. a proxy in front of it
     /// that a test cuts); the databases are created and dropped through it.
     pub postgres_url: Option<String>,
-    /// Invitation settings; `smtp_url` None writes `.eml` files into the cluster's mail dir.
+    /// Invitation settings.
     pub invitation: tenantry_invitation::Config,
+    /// E-mail settings; `smtp_url` None writes `.eml` files into the cluster's mail dir.
+    pub mail: tenantry_mail::MailConfig,
     /// Handler retries (short, so tests of retries are fast).
     pub retry: RetryPolicy,
     /// Unacknowledged deliveries per consumer with `amqp`: one batch (16) for tests; the
@@ -76,6 +78,7 @@ impl ClusterOptions {
             amqp_url: None,
             postgres_url: None,
             invitation: tenantry_invitation::Config::default(),
+            mail: tenantry_mail::MailConfig::default(),
             retry: RetryPolicy {
                 max_attempts: 3,
                 base_delay: Duration::from_millis(50),
@@ -198,6 +201,7 @@ impl TestCluster {
             registry: tenantry_registry::Config::default(),
             membership: tenantry_membership::Config::default(),
             invitation: options.invitation.clone(),
+            mail: options.mail.clone(),
             notification: tenantry_notification::Config::default(),
             audit: tenantry_audit::Config::default(),
             events: test_events(amqp.clone(), options.retry.clone()),

@@ -12,7 +12,6 @@ pub mod render;
 pub mod store;
 pub mod wire;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,8 +72,6 @@ pub const SERVICE: tenantry_events::ServiceInfo = tenantry_events::ServiceInfo {
     migrate: tenantry_events::kernel::migrate_with::<Migrator>,
 };
 
-/// The sender when none is configured.
-pub const DEFAULT_MAIL_FROM: &str = "Tenantry <no-reply@tenantry.invalid>";
 /// Invitations expired per sweep transaction.
 const SWEEP_BATCH: u64 = 100;
 
@@ -112,13 +109,6 @@ pub struct Config {
         default_value = "http://localhost:8080"
     )]
     pub public_url: String,
-    /// SMTP server, e.g. smtp://127.0.0.1:1025 (plain) or smtps://user:pass@host:465; unset =
-    /// write .eml files.
-    #[arg(long = "smtp-url", env = "TENANTRY_SMTP_URL", hide_env_values = true)]
-    pub smtp_url: Option<String>,
-    /// Sender address of invitation e-mails.
-    #[arg(long = "mail-from", env = "TENANTRY_MAIL_FROM", default_value = DEFAULT_MAIL_FROM)]
-    pub mail_from: String,
     /// How often pending invitations past their expiry are marked EXPIRED, in seconds.
     #[arg(
         long = "invitation-sweep-seconds",
@@ -215,11 +205,6 @@ impl std::fmt::Debug for Config {
             .field("resend_interval_seconds", &self.resend_interval_seconds)
             .field("require_matching_email", &self.require_matching_email)
             .field("public_url", &self.public_url)
-            .field(
-                "smtp_url",
-                &self.smtp_url.as_deref().map(tenantry_platform::db::redact),
-            )
-            .field("mail_from", &self.mail_from)
             .field("sweep_interval_seconds", &self.sweep_interval_seconds)
             .field("guesses_per_caller", &self.guesses_per_caller)
             .field("guesses_per_address", &self.guesses_per_address)
@@ -248,8 +233,6 @@ impl Default for Config {
             resend_interval_seconds: 60,
             require_matching_email: true,
             public_url: "http://localhost:8080".into(),
-            smtp_url: None,
-            mail_from: DEFAULT_MAIL_FROM.into(),
             sweep_interval_seconds: 60,
             guesses_per_caller: domain::limits::MAX_UNKNOWN_SECRETS,
             guesses_per_address: domain::limits::MAX_UNKNOWN_SECRETS_PER_ADDRESS,
@@ -308,15 +291,11 @@ fn consumer_groups(
     config: &Config,
     deps: &Deps,
     mail: Arc<dyn mail::MailTransport>,
+    sender: Mailbox,
 ) -> Vec<ConsumerSpec> {
-    let mailer = consumers::Mailer::new(
-        deps.accounts.clone(),
-        mail,
-        &config.public_url,
-        sender(config),
-    )
-    .with_metrics(deps.metrics.clone())
-    .with_lease(Duration::from_secs(config.mail_lease_seconds));
+    let mailer = consumers::Mailer::new(deps.accounts.clone(), mail, &config.public_url, sender)
+        .with_metrics(deps.metrics.clone())
+        .with_lease(Duration::from_secs(config.mail_lease_seconds));
     let account_events = consumers::AccountEvents::new(deps.outbox.clone());
     let member_events = consumers::MemberEvents::new(deps.outbox.clone());
     vec![
@@ -350,26 +329,6 @@ fn group(
 ) -> ConsumerSpec {
     // `ServiceContext::consume` sets the service's outbox, woken after each commit.
     ConsumerSpec::new(name, types, deps.database.clone(), handler)
-}
-
-/// The configured sender; [`mail_transport`] refuses an invalid one at start-up, so the
-/// fallback only guards callers that skipped it.
-fn sender(config: &Config) -> Mailbox {
-    config.mail_from.parse().unwrap_or_else(|error| {
-        tracing::error!(%error, mail_from = %config.mail_from, "invalid sender; using the default");
-        DEFAULT_MAIL_FROM
-            .parse()
-            .expect("the default sender is a valid mailbox")
-    })
-}
-
-/// The shared e-mail transport for this configuration: SMTP when `config.smtp_url` is set,
-/// else `.eml` files in `mail_dir` (see [`tenantry_mail::transport`]).
-pub fn mail_transport(
-    config: &Config,
-    mail_dir: &Path,
-) -> Result<Arc<dyn mail::MailTransport>, mail::MailSetupError> {
-    mail::transport(config.smtp_url.as_deref(), &config.mail_from, mail_dir)
 }
 
 /// Marks expired PENDING invitations EXPIRED (with `invitation.expired` events) every sweep
@@ -425,6 +384,7 @@ async fn run_reminders(
 /// derived from `cookie_secrets` (the cluster's internal secret).
 pub fn start(
     config: Config,
+    mail_config: &mail::MailConfig,
     cookie_secrets: &CookieSecrets,
     ctx: &tenantry_events::ServiceContext,
 ) -> Result<tenantry_events::Started, tenantry_events::StartError> {
@@ -446,10 +406,12 @@ pub fn start(
         outbox: ctx.outbox.clone(),
         metrics: ctx.metrics.clone(),
     };
-    let mail = mail_transport(&config, &ctx.mail_dir).map_err(|error| ctx.setup_error(error))?;
+    let mail = mail_config
+        .transport(&ctx.mail_dir)
+        .map_err(|error| ctx.setup_error(error))?;
     let mut tasks = vec![ctx.follow_database::<Migrator>(SERVICE_NAME)];
     tasks.extend(
-        consumer_groups(&config, &deps, mail.clone())
+        consumer_groups(&config, &deps, mail.clone(), mail_config.sender())
             .into_iter()
             .map(|spec| ctx.consume(spec)),
     );
@@ -463,7 +425,7 @@ pub fn start(
             deps.accounts.clone(),
             mail.clone(),
             &config.public_url,
-            sender(&config),
+            mail_config.sender(),
             deps.metrics.clone(),
             Duration::from_secs(config.mail_lease_seconds),
         );
@@ -511,7 +473,6 @@ mod tests {
         assert_eq!(cli.config.resend_interval_seconds, 60);
         assert!(cli.config.require_matching_email);
         assert_eq!(cli.config.public_url, defaults.public_url);
-        assert_eq!(cli.config.mail_from, DEFAULT_MAIL_FROM);
         assert_eq!(cli.config.sweep_interval_seconds, 60);
         assert_eq!(cli.config.guesses_per_caller, defaults.guesses_per_caller);
         assert_eq!(cli.config.guesses_per_address, defaults.guesses_per_address);
@@ -525,8 +486,6 @@ mod tests {
             "24",
             "--invitation-require-matching-email",
             "false",
-            "--smtp-url",
-            "smtp://127.0.0.1:1025",
             "--invitation-guesses-per-address",
             "7",
         ])
@@ -537,35 +496,6 @@ mod tests {
         );
         assert_eq!(cli.config.lifetime_hours, 24);
         assert!(!cli.config.require_matching_email);
-        assert_eq!(
-            cli.config.smtp_url.as_deref(),
-            Some("smtp://127.0.0.1:1025")
-        );
         assert!(Cli::try_parse_from(["invitation", "--invitation-lifetime-hours", "0"]).is_err());
-    }
-
-    #[test]
-    fn mail_transports_from_config() {
-        let dir = std::env::temp_dir().join(format!("invitation-mail-{}", uuid::Uuid::new_v4()));
-        let transport = mail_transport(&Config::default(), &dir).unwrap();
-        assert!(format!("{transport:?}").contains("FileTransport"));
-        assert!(dir.is_dir(), "the mail directory is created");
-        let smtp = Config {
-            smtp_url: Some("smtp://127.0.0.1:1025".into()),
-            ..Config::default()
-        };
-        let transport = mail_transport(&smtp, &dir).unwrap();
-        assert!(format!("{transport:?}").contains("SmtpTransport"));
-        let bad_url = Config {
-            smtp_url: Some("http://example.com".into()),
-            ..Config::default()
-        };
-        assert!(mail_transport(&bad_url, &dir).is_err());
-        let bad_from = Config {
-            mail_from: "not a mailbox".into(),
-            ..Config::default()
-        };
-        assert!(mail_transport(&bad_from, &dir).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -82,7 +82,7 @@ async fn invitations_made_while_the_broker_is_down_are_mailed_exactly_once() {
     let mut options = ClusterOptions::new(Backend::Sqlite);
     options.amqp = true;
     options.amqp_url = Some(format!("amqp://guest:guest@{}/%2f", proxy.addr()));
-    options.invitation.smtp_url = Some(smtp.url());
+    options.mail.smtp_url = Some(smtp.url());
     let cluster = TestCluster::start_with(options).await;
     let operator = TestUser::operator("ops");
     let (partner, customer) =
@@ -159,7 +159,7 @@ async fn a_handler_that_keeps_failing_ends_in_the_dead_letter_queue() {
         .port();
     let mut options = ClusterOptions::new(Backend::Sqlite);
     options.amqp = true;
-    options.invitation.smtp_url = Some(format!("smtp://127.0.0.1:{closed_port}"));
+    options.mail.smtp_url = Some(format!("smtp://127.0.0.1:{closed_port}"));
     let max_attempts = options.retry.max_attempts;
     let cluster = TestCluster::start_with(options).await;
     let operator = TestUser::operator("ops");
@@ -235,7 +235,7 @@ async fn a_redelivered_event_sends_no_second_email() {
     let smtp = SmtpServer::start().await;
     let mut options = ClusterOptions::new(Backend::Sqlite);
     options.amqp = true;
-    options.invitation.smtp_url = Some(smtp.url());
+    options.mail.smtp_url = Some(smtp.url());
     let cluster = TestCluster::start_with(options).await;
     let amqp = cluster.amqp().expect("broker settings").clone();
     let operator = TestUser::operator("ops");

@@ -166,7 +166,7 @@ async fn a_person_accepts_and_declines_in_a_real_browser() {
     let mut options = ClusterOptions::new(Backend::Sqlite);
     options.invitation.public_url = public_url.clone();
     options.invitation.accept_page_listen = Some(([127, 0, 0, 1], page_port).into());
-    options.invitation.smtp_url = Some(smtp.url());
+    options.mail.smtp_url = Some(smtp.url());
     options.invitation.oidc_issuer_url = Some(provider.issuer.clone());
     options.invitation.oidc_client_id = Some(CLIENT_ID.into());
     options.invitation.oidc_client_secret = Some(CLIENT_SECRET.into());

@@ -202,7 +202,7 @@ async fn invite_and_accept_on_postgres_rabbitmq_and_smtp() {
     let smtp = SmtpServer::start().await;
     let mut options = ClusterOptions::new(Backend::Postgres);
     options.amqp = true;
-    options.invitation.smtp_url = Some(smtp.url());
+    options.mail.smtp_url = Some(smtp.url());
     let cluster = TestCluster::start_with(options).await;
     invite_accept_flow(&cluster, async |to: &str, count: usize| {
         smtp.wait_for(to, count, MAIL_TIMEOUT).await

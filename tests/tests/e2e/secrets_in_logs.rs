@@ -177,7 +177,7 @@ async fn tokens_secrets_and_passwords_never_reach_the_logs() {
         .expect("free port")
         .port();
     let mut options = ClusterOptions::new(Backend::Sqlite);
-    options.invitation.smtp_url = Some(format!(
+    options.mail.smtp_url = Some(format!(
         "smtp://tenantry:{SMTP_PASSWORD}@127.0.0.1:{closed_port}"
     ));
     let cluster = TestCluster::start_with(options).await;

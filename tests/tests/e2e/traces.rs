@@ -52,7 +52,7 @@ async fn start_cluster() -> (TestCluster, Option<SmtpServer>) {
         let smtp = SmtpServer::start().await;
         let mut options = ClusterOptions::new(Backend::Postgres);
         options.amqp = true;
-        options.invitation.smtp_url = Some(smtp.url());
+        options.mail.smtp_url = Some(smtp.url());
         (TestCluster::start_with(options).await, Some(smtp))
     } else {
         eprintln!("PostgreSQL, RabbitMQ or aiosmtpd missing: tracing the embedded default");

@@ -46,7 +46,7 @@ async fn rabbitmq_stopped_while_1000_invitations_are_created() {
     let smtp = SmtpServer::start().await;
     let mut options = ClusterOptions::new(Backend::Postgres);
     options.amqp = true;
-    options.invitation.smtp_url = Some(smtp.url());
+    options.mail.smtp_url = Some(smtp.url());
     let (proxy, rabbitmq) = if via_proxy() {
         let proxy = Arc::new(TcpProxy::start(server_addr(&broker, 5672)).await);
         options.amqp_url = Some(through(&broker, proxy.addr()));
