@@ -72,7 +72,9 @@ impl ServiceKind {
             ServiceKind::CustomerRegistry => {
                 tenantry_registry::start(spec.registry.clone(), context)
             }
-            ServiceKind::Membership => tenantry_membership::start(spec.membership.clone(), context),
+            ServiceKind::Membership => {
+                tenantry_membership::start(spec.membership.clone(), &spec.mail, context)
+            }
             ServiceKind::Invitation => {
                 let mut config = spec.invitation.clone();
                 // The development sign-in stands in for an identity provider only where every

@@ -58,6 +58,8 @@ pub struct ClusterOptions {
     /// Overrides the PostgreSQL server of [`Backend::Postgres`] (e.g. a proxy in front of it
     /// that a test cuts); the databases are created and dropped through it.
     pub postgres_url: Option<String>,
+    /// Membership settings.
+    pub membership: tenantry_membership::Config,
     /// Invitation settings.
     pub invitation: tenantry_invitation::Config,
     /// E-mail settings; `smtp_url` None writes `.eml` files into the cluster's mail dir.
@@ -77,6 +79,7 @@ impl ClusterOptions {
             amqp: false,
             amqp_url: None,
             postgres_url: None,
+            membership: tenantry_membership::Config::default(),
             invitation: tenantry_invitation::Config::default(),
             mail: tenantry_mail::MailConfig::default(),
             retry: RetryPolicy {
@@ -199,7 +202,7 @@ impl TestCluster {
             max_request_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(5),
             registry: tenantry_registry::Config::default(),
-            membership: tenantry_membership::Config::default(),
+            membership: options.membership.clone(),
             invitation: options.invitation.clone(),
             mail: options.mail.clone(),
             notification: tenantry_notification::Config::default(),

@@ -7,6 +7,7 @@ pub mod api;
 pub mod consumers;
 pub mod domain;
 pub mod events;
+pub mod reminders;
 pub mod store;
 pub mod wire;
 
@@ -82,6 +83,24 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub member_sweep_seconds: u64,
+    /// Hours before a time-bound membership ends that the first e-mail warns the member and
+    /// the managing partner's OWNERs (0: none).
+    #[arg(
+        long = "membership-first-reminder-hours",
+        env = "TENANTRY_MEMBERSHIP_FIRST_REMINDER_HOURS",
+        default_value_t = 168,
+        value_parser = clap::value_parser!(u32).range(0..=17_520)
+    )]
+    pub first_reminder_hours: u32,
+    /// Hours before the end that the last e-mail warns them (0: none); when both are due at
+    /// once, only this one is sent.
+    #[arg(
+        long = "membership-last-reminder-hours",
+        env = "TENANTRY_MEMBERSHIP_LAST_REMINDER_HOURS",
+        default_value_t = 24,
+        value_parser = clap::value_parser!(u32).range(0..=17_520)
+    )]
+    pub last_reminder_hours: u32,
 }
 
 impl Default for Config {
@@ -89,8 +108,33 @@ impl Default for Config {
         Self {
             add_myself_role: AddMyselfRole::Admin,
             member_sweep_seconds: 15,
+            first_reminder_hours: 168,
+            last_reminder_hours: 24,
         }
     }
+}
+
+/// Sends the due access-expiry reminders every sweep interval until shutdown. Waits quietly
+/// while the database is not ready.
+async fn run_reminders(
+    config: Config,
+    database: tenantry_platform::db::Database,
+    reminders: reminders::ExpiryReminders,
+    shutdown: tenantry_platform::server::Shutdown,
+) {
+    let interval = std::time::Duration::from_secs(config.member_sweep_seconds);
+    tenantry_platform::sweep::run_every(interval, database, shutdown, move || {
+        let reminders = reminders.clone();
+        async move {
+            if let Err(error) = reminders.run(tenantry_platform::time::now()).await {
+                tracing::warn!(
+                    error = %tenantry_platform::error::ErrorChain(&error),
+                    "access-expiry reminders failed; retrying at the next interval"
+                );
+            }
+        }
+    })
+    .await;
 }
 
 /// Memberships the expiry sweep looks at per query.
@@ -153,7 +197,11 @@ fn consumers(deps: &Deps) -> Vec<ConsumerSpec> {
 
 /// Starts membership in `ctx`'s node: its handlers, the account replica's consumer, and its
 /// health following its database.
-pub fn start(config: Config, ctx: &ServiceContext) -> Result<Started, StartError> {
+pub fn start(
+    config: Config,
+    mail: &tenantry_mail::MailConfig,
+    ctx: &ServiceContext,
+) -> Result<Started, StartError> {
     let registry = RegistryAccounts::new(ctx.peer(Peer::Registry)?);
     let deps = Deps {
         database: ctx.database.clone(),
@@ -171,6 +219,22 @@ pub fn start(config: Config, ctx: &ServiceContext) -> Result<Started, StartError
     tasks.push(ctx.spawn(run_expiry_sweep(
         config.clone(),
         deps.clone(),
+        ctx.shutdown.clone(),
+    )));
+    let transport = mail
+        .transport(&ctx.mail_dir)
+        .map_err(|error| ctx.setup_error(error))?;
+    let reminders = reminders::ExpiryReminders::new(
+        store::Store::new(deps.database.clone(), deps.outbox.clone()),
+        transport,
+        mail.sender(),
+        config.first_reminder_hours,
+        config.last_reminder_hours,
+    );
+    tasks.push(ctx.spawn(run_reminders(
+        config.clone(),
+        deps.database.clone(),
+        reminders,
         ctx.shutdown.clone(),
     )));
     let service = MembershipServiceServer::new(api::MembershipApi::new(config, deps))

@@ -1,21 +1,26 @@
-//! Time-bound partner access end to end (issue 18, part 3): a partner person adds themself to
-//! a customer for one hour; the partner's warning list shows it; an extension moves it; once
-//! the clock passes the end, the sweep ends the membership with `member.expired`, their next
-//! call that needs the customer membership is refused and their inbox loses the customer's
-//! pending message.
+//! Time-bound partner access end to end (issue 18, part 3 and part 4's reminders): a partner
+//! person adds themself to a customer for one hour; the partner's warning list shows it; an
+//! extension moves it; once the clock passes the end, the sweep ends the membership with
+//! `member.expired`, their next call that needs the customer membership is refused and their
+//! inbox loses the customer's pending message. With a real SMTP server, the member and the
+//! partner's OWNERs are reminded once before the end.
 //!
 //! The clock is the test's: instead of waiting an hour, the test runs membership's own expiry
 //! sweep (`Store::expire_due`) on the cluster's membership database with `now` two hours
 //! ahead; the event it writes goes out through the cluster's relay like any other.
 
 use chrono::{Duration, Utc};
-use tenantry_e2e::{create_customer, expect_code, inbox_until, partner_with_owner, send_message};
+use tenantry_e2e::{
+    add_member, create_customer, expect_code, inbox_until, partner_with_owner, send_message,
+};
 use tenantry_proto::invitation::v1::ListInvitationsRequest;
+use tenantry_proto::membership::v1::Role;
 use tenantry_proto::membership::v1::{
     AddMyselfRequest, ExtendMemberAccessRequest, ListExpiringMembersRequest,
 };
 use tenantry_proto::notification::v1::ReadPolicy;
-use tenantry_testkit::{Backend, ServiceKind, TestCluster, TestUser};
+use tenantry_testkit::smtp::SmtpServer;
+use tenantry_testkit::{Backend, ClusterOptions, ServiceKind, TestCluster, TestUser};
 use tonic::Code;
 
 fn timestamp(time: chrono::DateTime<Utc>) -> Option<prost_types::Timestamp> {
@@ -187,4 +192,74 @@ async fn access_ends_with_the_clock_on_postgres() {
         return;
     }
     access_ends_with_the_clock(Backend::Postgres).await;
+}
+
+/// With a real SMTP server: a partner EMPLOYEE adds themself for one hour, so the last
+/// reminder (1 day before the end) is due at once. They and the partner's OWNER each get
+/// exactly one e-mail, not one per sweep run; the text names the account and the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_member_and_the_partner_owners_are_reminded_once() {
+    if !tenantry_testkit::smtp_or_skip() {
+        eprintln!("skipped: needs aiosmtpd (see .ci/run)");
+        return;
+    }
+    let smtp = SmtpServer::start().await;
+    let mut options = ClusterOptions::new(Backend::Sqlite);
+    options.mail.smtp_url = Some(smtp.url());
+    options.membership.member_sweep_seconds = 1;
+    let cluster = TestCluster::start_with(options).await;
+    let operator = TestUser::operator("ops");
+    let partner = partner_with_owner(&cluster, &operator, "rem-partner", "pam").await;
+    let customer = create_customer(&cluster, &partner.owner, &partner.account.name, "rem-cust")
+        .await
+        .expect("create customer");
+    let eli = TestUser::new("eli");
+    add_member(
+        &cluster,
+        &partner.owner,
+        &partner.account.name,
+        &eli,
+        Role::Employee,
+    )
+    .await
+    .expect("add the employee");
+    cluster
+        .membership_as(&eli)
+        .add_myself(AddMyselfRequest {
+            account: customer.name.clone(),
+            access_duration: Some(prost_types::Duration {
+                seconds: 3600,
+                nanos: 0,
+            }),
+        })
+        .await
+        .expect("add myself for an hour");
+
+    let timeout = std::time::Duration::from_secs(30);
+    let to_eli = smtp.wait_for(&eli.email, 1, timeout).await;
+    let to_pam = smtp.wait_for(&partner.owner.email, 1, timeout).await;
+    assert!(
+        to_eli[0]
+            .subject
+            .starts_with("Your access to Customer rem-cust ends soon"),
+        "{}",
+        to_eli[0].subject
+    );
+    assert!(
+        to_pam[0].subject.contains(&eli.email),
+        "{}",
+        to_pam[0].subject
+    );
+    assert!(
+        to_eli[0].text.contains("Customer rem-cust") && to_eli[0].text.contains("ends on"),
+        "{}",
+        to_eli[0].text
+    );
+    assert_ne!(to_eli[0].message_id, to_pam[0].message_id);
+    // Three more sweep runs: nothing more.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(smtp.received_by(&eli.email).len(), 1);
+    assert_eq!(smtp.received_by(&partner.owner.email).len(), 1);
+    cluster.stop().await;
+    smtp.stop().await;
 }

@@ -14,6 +14,9 @@ mod expiry;
 mod expiry_tests;
 mod invitee;
 pub mod migrations;
+#[cfg(test)]
+mod reminder_tests;
+mod reminders;
 pub mod replica;
 
 pub use invitee::InviteeFacts;
@@ -40,6 +43,7 @@ use crate::events::{MemberChange, member_event};
 use entities::{account_member_count as counts, member, user};
 
 pub use expiry::{ExpiringKey, SWEEP_ACTOR, expiring_key};
+pub use reminders::{DueReminder, ReminderKind};
 
 /// AddMember's request ids; a record's resource key is `{account_id}/{user_id}`.
 pub(crate) const REQUEST_IDS: RequestIds = RequestIds::new("membership_request_ids");

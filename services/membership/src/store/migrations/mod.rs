@@ -7,6 +7,7 @@ mod m0001_initial;
 mod m0002_account_replica;
 mod m0003_retention;
 mod m0004_member_expiry;
+mod m0005_expiry_reminders;
 
 /// Applies membership's migrations (and the events crate's `outbox` and `processed_events`,
 /// with the index that prunes it); its bookkeeping table is `membership_migrations`.
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             tenantry_events::processed_events_retention_migration(),
             Box::new(m0003_retention::Migration),
             Box::new(m0004_member_expiry::Migration),
+            Box::new(m0005_expiry_reminders::Migration),
         ]
     }
 
