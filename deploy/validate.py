@@ -457,7 +457,8 @@ def check_network(where, name, labels, policies, deployments):
         if port not in egress_ports:
             fail(where, f"no {what} egress ({port})")
     smtp = bool(egress_ports & {25, 465, 587, 1025})
-    if smtp != (name == "invitation"):
+    # The services that send e-mail: invitations, and membership's access-expiry reminders.
+    if smtp != (name in ("invitation", "membership")):
         fail(where, f"SMTP egress is {'open' if smtp else 'closed'}")
     ingress_ports = {p.get("port") for rule in ingress for p in rule.get("ports", [])}
     expected_ports = {50051, 9090} | ({PAGES[name][0]} if name in PAGES else set())

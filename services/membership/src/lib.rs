@@ -221,22 +221,29 @@ pub fn start(
         deps.clone(),
         ctx.shutdown.clone(),
     )));
-    let transport = mail
-        .transport(&ctx.mail_dir)
-        .map_err(|error| ctx.setup_error(error))?;
-    let reminders = reminders::ExpiryReminders::new(
-        store::Store::new(deps.database.clone(), deps.outbox.clone()),
-        transport,
-        mail.sender(),
-        config.first_reminder_hours,
-        config.last_reminder_hours,
-    );
-    tasks.push(ctx.spawn(run_reminders(
-        config.clone(),
-        deps.database.clone(),
-        reminders,
-        ctx.shutdown.clone(),
-    )));
+    // Memberships and authorization do not depend on e-mail: without a usable transport the
+    // reminders are off (said loudly), the service still starts.
+    match mail.transport(&ctx.mail_dir) {
+        Ok(transport) => {
+            let reminders = reminders::ExpiryReminders::new(
+                store::Store::new(deps.database.clone(), deps.outbox.clone()),
+                transport,
+                mail.sender(),
+                config.first_reminder_hours,
+                config.last_reminder_hours,
+            );
+            tasks.push(ctx.spawn(run_reminders(
+                config.clone(),
+                deps.database.clone(),
+                reminders,
+                ctx.shutdown.clone(),
+            )));
+        }
+        Err(error) => tracing::error!(
+            error = %tenantry_platform::error::ErrorChain(&error),
+            "no e-mail transport: access-expiry reminders are off (set TENANTRY_SMTP_URL)"
+        ),
+    }
     let service = MembershipServiceServer::new(api::MembershipApi::new(config, deps))
         .max_decoding_message_size(ctx.max_request_bytes);
     Ok(Started::serving(tonic::service::Routes::new(service)).with_tasks(tasks))

@@ -14,13 +14,23 @@ use sha2::{Digest, Sha256};
 use tenantry_mail::MailTransport;
 
 use crate::domain::MembershipError;
-use crate::store::{DueReminder, ReminderKind, Store};
+use crate::store::{DueReminder, ReminderOutcome, Store};
 
 /// Memberships looked at per run.
 const BATCH: u64 = 100;
 
-/// How long one attempt may take to send one reminder before another may try.
+/// How long one attempt may take to send one reminder before another may try: well above the
+/// transport's 20 s for one e-mail.
 const LEASE: Duration = Duration::minutes(2);
+
+/// How long one run sends before leaving the rest to the next: each claim takes its lease from
+/// the clock when it is made, and a run this short cannot outlast the leases it took.
+const RUN_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The wait before the next try of an e-mail whose send failed (given up after
+/// `store::MAX_ATTEMPTS` tries: a server down for longer than that gets the next reminder, or
+/// none).
+const RETRY_AFTER: Duration = Duration::minutes(2);
 
 /// Sends the due reminders.
 #[derive(Clone)]
@@ -60,44 +70,50 @@ impl ExpiryReminders {
         }
     }
 
-    /// Sends what is due at `now`; returns how many e-mails went out. A failed send leaves its
-    /// e-mail to the next run.
+    /// Sends what is due at `now` (the reminders are chosen by `now`; each claim and its
+    /// outcome are timed by the clock when they happen); returns how many e-mails went out.
+    /// Stops after [`RUN_BUDGET`], leaving the rest to the next run.
     pub async fn run(&self, now: DateTime<Utc>) -> Result<u64, MembershipError> {
         if self.first.is_none() && self.last.is_none() {
             return Ok(0);
         }
+        let started = std::time::Instant::now();
         let mut sent = 0;
         for reminder in self
             .store
             .due_reminders(now, self.first, self.last, BATCH)
             .await?
         {
+            if started.elapsed() > RUN_BUDGET {
+                break;
+            }
             for recipient in &reminder.recipients {
                 let token = uuid::Uuid::new_v4().to_string();
+                let claimed_at = tenantry_platform::time::now();
                 if !self
                     .store
-                    .claim_reminder(&reminder, recipient, &token, now, now + LEASE)
+                    .claim_reminder(&reminder, recipient, &token, claimed_at, claimed_at + LEASE)
                     .await?
                 {
                     continue;
                 }
-                let outcome = match self.message(&reminder, recipient) {
-                    Ok(message) => self.mail.send(message).await.map_err(|e| e.reason),
-                    Err(reason) => Err(reason),
-                };
-                if let Err(reason) = &outcome {
-                    tracing::warn!(
-                        account_id = %reminder.account_id, user_id = %reminder.user_id,
-                        reason, "an access-expiry reminder could not be sent; retried next run"
-                    );
-                } else {
+                let outcome = self.send(&reminder, recipient, now).await;
+                if outcome == ReminderOutcome::Sent {
                     sent += 1;
                 }
                 self.store
-                    .finish_reminder(&reminder, recipient, &token, outcome.is_ok(), now)
+                    .finish_reminder(
+                        &reminder,
+                        recipient,
+                        &token,
+                        outcome,
+                        tenantry_platform::time::now(),
+                    )
                     .await?;
             }
-            self.store.complete_reminder(&reminder, now).await?;
+            self.store
+                .complete_reminder(&reminder, tenantry_platform::time::now())
+                .await?;
         }
         // Nobody asks about reminders of memberships that ended a month ago.
         self.store
@@ -106,12 +122,55 @@ impl ExpiryReminders {
         Ok(sent)
     }
 
+    /// Sends the e-mail of `reminder` to `recipient`: what came of it.
+    async fn send(
+        &self,
+        reminder: &DueReminder,
+        recipient: &str,
+        now: DateTime<Utc>,
+    ) -> ReminderOutcome {
+        let message = match self.message(reminder, recipient, now) {
+            Ok(message) => message,
+            Err(reason) => {
+                tracing::warn!(
+                    account_id = %reminder.account_id, user_id = %reminder.user_id,
+                    reason, "an access-expiry reminder cannot be sent to this address; given up"
+                );
+                return ReminderOutcome::Failed;
+            }
+        };
+        match self.mail.send(message).await {
+            Ok(()) => ReminderOutcome::Sent,
+            Err(error) if error.permanent => {
+                tracing::warn!(
+                    account_id = %reminder.account_id, user_id = %reminder.user_id,
+                    reason = %error.reason, "the server refused an access-expiry reminder for good"
+                );
+                ReminderOutcome::Failed
+            }
+            Err(error) => {
+                tracing::warn!(
+                    account_id = %reminder.account_id, user_id = %reminder.user_id,
+                    reason = %error.reason, "an access-expiry reminder could not be sent; tried again later"
+                );
+                ReminderOutcome::Retry {
+                    retry_at: tenantry_platform::time::now() + RETRY_AFTER,
+                }
+            }
+        }
+    }
+
     /// The e-mail of `reminder` to `recipient`; Err is why it cannot be built (a bad address).
-    fn message(&self, reminder: &DueReminder, recipient: &str) -> Result<Message, String> {
+    fn message(
+        &self,
+        reminder: &DueReminder,
+        recipient: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Message, String> {
         let to: Mailbox = recipient
             .parse()
             .map_err(|error| format!("the address does not parse: {error}"))?;
-        let (subject, body) = render(reminder, recipient);
+        let (subject, body) = render(reminder, recipient, now);
         // The same e-mail has the same id however often it is attempted, so a copy sent again
         // after a crash between the server's answer and SENT can be recognised.
         let key = format!(
@@ -140,7 +199,7 @@ impl ExpiryReminders {
 
 /// Subject and text of the reminder to `recipient`: the member reads about their own access,
 /// a partner OWNER about their colleague's.
-pub fn render(reminder: &DueReminder, recipient: &str) -> (String, String) {
+pub fn render(reminder: &DueReminder, recipient: &str, now: DateTime<Utc>) -> (String, String) {
     let ends = reminder
         .expire_time
         .format("%Y-%m-%d %H:%M UTC")
@@ -159,9 +218,13 @@ pub fn render(reminder: &DueReminder, recipient: &str) -> (String, String) {
             .unwrap_or_else(|| reminder.user_id.name());
         format!("The access of {who}")
     };
-    let when = match reminder.kind {
-        ReminderKind::First => "in about a week",
-        ReminderKind::Last => "soon",
+    let left = reminder.expire_time - now;
+    let when = if left >= Duration::hours(48) {
+        format!("in {} days", left.num_days())
+    } else if left >= Duration::hours(2) {
+        format!("in {} hours", left.num_hours())
+    } else {
+        format!("in {} minutes", left.num_minutes().max(1))
     };
     let subject = format!("{whose} to {account} ends {when}");
     let body = format!(

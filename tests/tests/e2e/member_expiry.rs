@@ -241,7 +241,7 @@ async fn the_member_and_the_partner_owners_are_reminded_once() {
     assert!(
         to_eli[0]
             .subject
-            .starts_with("Your access to Customer rem-cust ends soon"),
+            .starts_with("Your access to Customer rem-cust ends in 5"),
         "{}",
         to_eli[0].subject
     );

@@ -43,7 +43,7 @@ use crate::events::{MemberChange, member_event};
 use entities::{account_member_count as counts, member, user};
 
 pub use expiry::{ExpiringKey, SWEEP_ACTOR, expiring_key};
-pub use reminders::{DueReminder, ReminderKind};
+pub use reminders::{DueReminder, MAX_ATTEMPTS, ReminderKind, ReminderOutcome, recipient_key};
 
 /// AddMember's request ids; a record's resource key is `{account_id}/{user_id}`.
 pub(crate) const REQUEST_IDS: RequestIds = RequestIds::new("membership_request_ids");

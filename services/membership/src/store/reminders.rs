@@ -4,11 +4,16 @@
 //! restarts and replicas (as the invitation mailer does: claim, send outside any transaction,
 //! record SENT under the lease; a lease that expired is claimed again).
 //!
-//! One row per (membership end, reminder, recipient); a row with recipient `*` says that
-//! reminder is done for every recipient, and keeps the membership out of later runs.
+//! One row per (membership end, reminder, recipient, lower-cased); a row with recipient `*`
+//! says that reminder is done for every recipient, and keeps the membership out of later runs.
+//! A failed send backs off (the row's lease is held until the next try) and is given up after
+//! [`MAX_ATTEMPTS`] (FAILED), as is an address the transport refuses for good, so one bad
+//! address neither blocks the other reminders nor retries for ever.
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, Statement,
+};
 use tenantry_platform::{AccountId, UserId};
 
 use super::entities::{account_replica, member};
@@ -56,6 +61,28 @@ pub struct DueReminder {
 /// The recipient of the row that marks a reminder done for all.
 const ALL: &str = "*";
 
+/// Failed sends of one e-mail before it is given up (FAILED).
+pub const MAX_ATTEMPTS: i32 = 5;
+
+/// How an attempt at one reminder e-mail ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReminderOutcome {
+    /// The server took it.
+    Sent,
+    /// It may work later: try again from `retry_at` (given up after [`MAX_ATTEMPTS`]).
+    Retry {
+        /// When the next attempt may claim it.
+        retry_at: DateTime<Utc>,
+    },
+    /// It will not work (the address does not parse, the server refused it for good).
+    Failed,
+}
+
+/// The row key of `recipient`: addresses differing only in case are one mailbox.
+pub fn recipient_key(recipient: &str) -> String {
+    recipient.trim().to_ascii_lowercase()
+}
+
 fn placeholders(backend: DbBackend, count: usize) -> Vec<String> {
     (1..=count)
         .map(|n| match backend {
@@ -68,7 +95,8 @@ fn placeholders(backend: DbBackend, count: usize) -> Vec<String> {
 impl Store {
     /// Up to `limit` memberships for which a reminder is due at `now`: within `last` of their
     /// end, the last reminder; within `first` (and not yet within `last`), the first. Either
-    /// may be off (`None`). Those whose reminder is done are left out.
+    /// may be off (`None`). Those whose reminder is done, or being sent or waiting to be tried
+    /// again by some attempt, are left out.
     pub async fn due_reminders(
         &self,
         now: DateTime<Utc>,
@@ -88,7 +116,7 @@ impl Store {
         }
         let connection = self.connection()?;
         let backend = connection.get_database_backend();
-        let p = placeholders(backend, 4);
+        let p = placeholders(backend, 5);
         let mut due = Vec::new();
         for (kind, after, until) in windows {
             let sql = format!(
@@ -96,9 +124,10 @@ impl Store {
                  WHERE m.expire_time IS NOT NULL AND m.expire_time > {} AND m.expire_time <= {} \
                  AND NOT EXISTS (SELECT 1 FROM expiry_reminders r \
                    WHERE r.account_id = m.account_id AND r.user_id = m.user_id \
-                   AND r.expire_time = m.expire_time AND r.kind = {} AND r.recipient = '{ALL}') \
-                 ORDER BY m.expire_time, m.account_id, m.user_id LIMIT {}",
-                p[0], p[1], p[2], p[3]
+                   AND r.expire_time = m.expire_time AND r.kind = {2} \
+                   AND (r.recipient = '{ALL}' OR (r.state = 'SENDING' AND r.lease_until > {4}))) \
+                 ORDER BY m.expire_time, m.account_id, m.user_id LIMIT {3}",
+                p[0], p[1], p[2], p[3], p[4]
             );
             let rows = connection
                 .query_all_raw(Statement::from_sql_and_values(
@@ -109,6 +138,7 @@ impl Store {
                         until.into(),
                         kind.as_str().into(),
                         (limit as i64).into(),
+                        now.into(),
                     ],
                 ))
                 .await?;
@@ -142,6 +172,7 @@ impl Store {
             Some(partner) => member::Entity::find()
                 .filter(member::Column::AccountId.eq(partner))
                 .filter(member::Column::Role.eq(Role::Owner.as_str()))
+                .order_by_asc(member::Column::UserId)
                 .all(connection)
                 .await?
                 .into_iter()
@@ -216,7 +247,7 @@ impl Store {
                     reminder.user_id.as_str().into(),
                     reminder.expire_time.into(),
                     reminder.kind.as_str().into(),
-                    recipient.into(),
+                    recipient_key(recipient).into(),
                     token.into(),
                     until.into(),
                     now.into(),
@@ -226,23 +257,38 @@ impl Store {
         Ok(claimed.is_some())
     }
 
-    /// Ends attempt `token`'s lease on the e-mail to `recipient`: SENT when `sent`, otherwise
-    /// free to claim again at once (the send failed).
+    /// Ends attempt `token`'s lease on the e-mail to `recipient` with `outcome`, at `now`.
     pub async fn finish_reminder(
         &self,
         reminder: &DueReminder,
         recipient: &str,
         token: &str,
-        sent: bool,
+        outcome: ReminderOutcome,
         now: DateTime<Utc>,
     ) -> Result<(), MembershipError> {
         let connection = self.connection()?;
         let backend = connection.get_database_backend();
-        let p = placeholders(backend, 7);
-        let set = if sent {
-            format!("state = 'SENT', lease_token = NULL, update_time = {}", p[0])
-        } else {
-            format!("lease_until = {0}, update_time = {0}", p[0])
+        let p = placeholders(backend, 8);
+        let set = match outcome {
+            ReminderOutcome::Sent => {
+                format!("state = 'SENT', lease_token = NULL, update_time = {}", p[0])
+            }
+            ReminderOutcome::Failed => {
+                format!(
+                    "state = 'FAILED', lease_token = NULL, update_time = {}",
+                    p[0]
+                )
+            }
+            // The lease stays held until the next try, so no attempt claims it before.
+            ReminderOutcome::Retry { .. } => format!(
+                "attempts = attempts + 1, lease_until = {}, update_time = {}, \
+                 state = CASE WHEN attempts + 1 >= {MAX_ATTEMPTS} THEN 'FAILED' ELSE state END",
+                p[7], p[0]
+            ),
+        };
+        let retry_at = match outcome {
+            ReminderOutcome::Retry { retry_at } => retry_at,
+            _ => now,
         };
         let sql = format!(
             "UPDATE expiry_reminders SET {set} WHERE account_id = {} AND user_id = {} \
@@ -259,16 +305,17 @@ impl Store {
                     reminder.user_id.as_str().into(),
                     reminder.expire_time.into(),
                     reminder.kind.as_str().into(),
-                    recipient.into(),
+                    recipient_key(recipient).into(),
                     token.into(),
+                    retry_at.into(),
                 ],
             ))
             .await?;
         Ok(())
     }
 
-    /// Marks `reminder` done for everyone if every recipient's e-mail is SENT (or there is no
-    /// recipient); returns whether it is done.
+    /// Marks `reminder` done for everyone if each of its current recipients' e-mails is SENT
+    /// or FAILED (or there is no recipient); returns whether it is done.
     pub async fn complete_reminder(
         &self,
         reminder: &DueReminder,
@@ -276,28 +323,43 @@ impl Store {
     ) -> Result<bool, MembershipError> {
         let connection = self.connection()?;
         let backend = connection.get_database_backend();
-        let p = placeholders(backend, 5);
-        let sent: i64 = connection
-            .query_one_raw(Statement::from_sql_and_values(
-                backend,
-                format!(
-                    "SELECT COUNT(*) FROM expiry_reminders WHERE account_id = {} AND user_id = {} \
-                     AND expire_time = {} AND kind = {} AND recipient <> '{ALL}' \
-                     AND state = 'SENT'",
-                    p[0], p[1], p[2], p[3]
-                ),
-                [
-                    reminder.account_id.as_str().into(),
-                    reminder.user_id.as_str().into(),
-                    reminder.expire_time.into(),
-                    reminder.kind.as_str().into(),
-                ],
-            ))
-            .await?
-            .map(|row| row.try_get_by_index::<i64>(0))
-            .transpose()?
-            .unwrap_or(0);
-        if (sent as usize) < reminder.recipients.len() {
+        let keys: Vec<String> = reminder
+            .recipients
+            .iter()
+            .map(|recipient| recipient_key(recipient))
+            .collect();
+        let p = placeholders(backend, 5 + keys.len());
+        let ended: i64 = if keys.is_empty() {
+            0
+        } else {
+            let mut values: Vec<sea_orm::Value> = vec![
+                reminder.account_id.as_str().into(),
+                reminder.user_id.as_str().into(),
+                reminder.expire_time.into(),
+                reminder.kind.as_str().into(),
+            ];
+            values.extend(keys.iter().map(|key| key.as_str().into()));
+            connection
+                .query_one_raw(Statement::from_sql_and_values(
+                    backend,
+                    format!(
+                        "SELECT COUNT(*) FROM expiry_reminders WHERE account_id = {} \
+                         AND user_id = {} AND expire_time = {} AND kind = {} \
+                         AND recipient IN ({}) AND state IN ('SENT', 'FAILED')",
+                        p[0],
+                        p[1],
+                        p[2],
+                        p[3],
+                        p[4..4 + keys.len()].join(", ")
+                    ),
+                    values,
+                ))
+                .await?
+                .map(|row| row.try_get_by_index::<i64>(0))
+                .transpose()?
+                .unwrap_or(0)
+        };
+        if (ended as usize) < keys.len() {
             return Ok(false);
         }
         connection
@@ -305,8 +367,8 @@ impl Store {
                 backend,
                 format!(
                     "INSERT INTO expiry_reminders (account_id, user_id, expire_time, kind, \
-                       recipient, state, lease_token, lease_until, update_time) \
-                     VALUES ({}, {}, {}, {}, '{ALL}', 'SENT', NULL, {}, {}) \
+                       recipient, state, attempts, lease_token, lease_until, update_time) \
+                     VALUES ({}, {}, {}, {}, '{ALL}', 'SENT', 0, NULL, {}, {}) \
                      ON CONFLICT (account_id, user_id, expire_time, kind, recipient) DO NOTHING",
                     p[0], p[1], p[2], p[3], p[4], p[4]
                 ),

@@ -1,9 +1,10 @@
 //! `expiry_reminders`: one row per e-mail warning that a time-bound membership ends soon (per
-//! membership end, reminder and recipient), holding the lease of the attempt sending it and
-//! then its outcome, so each is sent once across restarts and replicas.
+//! membership end, reminder and recipient (lower-cased)), holding the lease of the attempt
+//! sending it, the failed attempts, then its outcome (SENT, or FAILED for good), so each is sent
+//! once across restarts and replicas.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::{string, string_null, timestamp_with_time_zone};
+use sea_orm_migration::schema::{integer, string, string_null, timestamp_with_time_zone};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -21,6 +22,7 @@ impl MigrationTrait for Migration {
                     .col(string("kind"))
                     .col(string("recipient"))
                     .col(string("state"))
+                    .col(integer("attempts").default(0))
                     .col(string_null("lease_token"))
                     .col(timestamp_with_time_zone("lease_until"))
                     .col(timestamp_with_time_zone("update_time"))
