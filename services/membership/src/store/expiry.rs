@@ -11,7 +11,7 @@ use tenantry_platform::AccountId;
 
 use super::entities::{account_member_count as counts, account_replica, member};
 use super::{
-    Store, change_counts, load_member, load_profiles, lost_race, to_member, with_profiles,
+    Store, as_read, change_counts, load_member, load_profiles, lost_race, to_member, with_profiles,
 };
 use crate::domain::owners::{self, OwnerDelta};
 use crate::domain::{Member, MembershipError, Role};
@@ -42,12 +42,7 @@ impl Store {
                 Expr::value(tenantry_platform::time::now()),
             )
             .col_expr(member::Column::Version, Expr::value(current.version + 1))
-            .filter(member::Column::AccountId.eq(current.account_id.as_str()))
-            .filter(member::Column::UserId.eq(current.user_id.as_str()))
-            .filter(member::Column::Version.eq(current.version))
-            // Versions start at 1 again when a membership is recreated (expired, then added
-            // again): the creation time tells the row that was read from its successor.
-            .filter(member::Column::CreateTime.eq(current.create_time))
+            .filter(as_read(current))
             .exec(&*tx)
             .await?;
         if result.rows_affected == 0 {
@@ -118,10 +113,7 @@ impl Store {
     async fn expire(&self, current: &Member, now: DateTime<Utc>) -> Result<bool, MembershipError> {
         let tx = self.begin().await?;
         let result = member::Entity::delete_many()
-            .filter(member::Column::AccountId.eq(current.account_id.as_str()))
-            .filter(member::Column::UserId.eq(current.user_id.as_str()))
-            .filter(member::Column::Version.eq(current.version))
-            .filter(member::Column::CreateTime.eq(current.create_time))
+            .filter(as_read(current))
             .filter(member::Column::ExpireTime.lte(now))
             .exec(&*tx)
             .await?;
@@ -223,10 +215,7 @@ pub(super) async fn make_permanent(
             Expr::value(tenantry_platform::time::now()),
         )
         .col_expr(member::Column::Version, Expr::value(current.version + 1))
-        .filter(member::Column::AccountId.eq(current.account_id.as_str()))
-        .filter(member::Column::UserId.eq(current.user_id.as_str()))
-        .filter(member::Column::Version.eq(current.version))
-        .filter(member::Column::CreateTime.eq(current.create_time))
+        .filter(as_read(current))
         .exec(&**tx)
         .await?;
     if result.rows_affected == 0 {

@@ -365,12 +365,7 @@ impl Store {
                 Expr::value(tenantry_platform::time::now()),
             )
             .col_expr(member::Column::Version, Expr::value(current.version + 1))
-            .filter(member::Column::AccountId.eq(current.account_id.as_str()))
-            .filter(member::Column::UserId.eq(current.user_id.as_str()))
-            .filter(member::Column::Version.eq(current.version))
-            // Versions start at 1 again in a recreated membership (removed or expired, then
-            // added again): the creation time tells the row that was read from its successor.
-            .filter(member::Column::CreateTime.eq(current.create_time))
+            .filter(as_read(current))
             .exec(&*tx)
             .await?;
         if result.rows_affected == 0 {
@@ -403,12 +398,7 @@ impl Store {
     ) -> Result<(), MembershipError> {
         let tx = self.begin().await?;
         let result = member::Entity::delete_many()
-            .filter(member::Column::AccountId.eq(current.account_id.as_str()))
-            .filter(member::Column::UserId.eq(current.user_id.as_str()))
-            .filter(member::Column::Version.eq(current.version))
-            // Versions start at 1 again in a recreated membership (removed or expired, then
-            // added again): the creation time tells the row that was read from its successor.
-            .filter(member::Column::CreateTime.eq(current.create_time))
+            .filter(as_read(current))
             .exec(&*tx)
             .await?;
         if result.rows_affected == 0 {
@@ -428,6 +418,17 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The row of `current` exactly as it was read: the same version of the same membership.
+/// Versions start at 1 again in a recreated membership (removed or expired, then added again),
+/// so the creation time tells the row that was read from its successor.
+fn as_read(current: &Member) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(member::Column::AccountId.eq(current.account_id.as_str()))
+        .add(member::Column::UserId.eq(current.user_id.as_str()))
+        .add(member::Column::Version.eq(current.version))
+        .add(member::Column::CreateTime.eq(current.create_time))
 }
 
 /// Why a conditional write of `current` matched no row.
