@@ -5,13 +5,14 @@
 //! matches nothing) or expired (the extension then finds no member).
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tenantry_platform::AccountId;
 
 use super::entities::{account_member_count as counts, account_replica, member};
 use super::{
-    Store, as_read, change_counts, load_member, load_profiles, lost_race, to_member, with_profiles,
+    Store, as_read, change_counts, load_member, load_profiles, to_member, update_as_read,
+    with_profiles,
 };
 use crate::domain::owners::{self, OwnerDelta};
 use crate::domain::{Member, MembershipError, Role};
@@ -35,19 +36,14 @@ impl Store {
         actor: &str,
     ) -> Result<Member, MembershipError> {
         let tx = self.begin().await?;
-        let result = member::Entity::update_many()
-            .col_expr(member::Column::ExpireTime, Expr::value(Some(expire_time)))
-            .col_expr(
-                member::Column::UpdateTime,
-                Expr::value(tenantry_platform::time::now()),
-            )
-            .col_expr(member::Column::Version, Expr::value(current.version + 1))
-            .filter(as_read(current))
-            .exec(&*tx)
-            .await?;
-        if result.rows_affected == 0 {
-            return Err(lost_race(&*tx, current, etag_sent).await);
-        }
+        update_as_read(
+            &*tx,
+            current,
+            member::Column::ExpireTime,
+            Some(expire_time),
+            etag_sent,
+        )
+        .await?;
         let member = load_member(&*tx, &current.account_id, &current.user_id)
             .await?
             .ok_or(MembershipError::ConcurrentChange)?;
@@ -205,22 +201,14 @@ pub(super) async fn make_permanent(
     current: &Member,
     actor: &str,
 ) -> Result<Member, MembershipError> {
-    let result = member::Entity::update_many()
-        .col_expr(
-            member::Column::ExpireTime,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(
-            member::Column::UpdateTime,
-            Expr::value(tenantry_platform::time::now()),
-        )
-        .col_expr(member::Column::Version, Expr::value(current.version + 1))
-        .filter(as_read(current))
-        .exec(&**tx)
-        .await?;
-    if result.rows_affected == 0 {
-        return Err(lost_race(&**tx, current, false).await);
-    }
+    update_as_read(
+        &**tx,
+        current,
+        member::Column::ExpireTime,
+        Option::<DateTime<Utc>>::None,
+        false,
+    )
+    .await?;
     let member = load_member(&**tx, &current.account_id, &current.user_id)
         .await?
         .ok_or(MembershipError::ConcurrentChange)?;

@@ -358,19 +358,14 @@ impl Store {
             return Ok(current.clone());
         }
         let tx = self.begin().await?;
-        let result = member::Entity::update_many()
-            .col_expr(member::Column::Role, Expr::value(role.as_str()))
-            .col_expr(
-                member::Column::UpdateTime,
-                Expr::value(tenantry_platform::time::now()),
-            )
-            .col_expr(member::Column::Version, Expr::value(current.version + 1))
-            .filter(as_read(current))
-            .exec(&*tx)
-            .await?;
-        if result.rows_affected == 0 {
-            return Err(lost_race(&*tx, current, etag_sent).await);
-        }
+        update_as_read(
+            &*tx,
+            current,
+            member::Column::Role,
+            role.as_str(),
+            etag_sent,
+        )
+        .await?;
         let delta = owners::owner_delta(Some(current.role), Some(role));
         change_counts(&*tx, &current.account_id, delta, 0, owner_ceiling).await?;
         let member = load_member(&*tx, &current.account_id, &current.user_id)
@@ -429,6 +424,31 @@ fn as_read(current: &Member) -> sea_orm::Condition {
         .add(member::Column::UserId.eq(current.user_id.as_str()))
         .add(member::Column::Version.eq(current.version))
         .add(member::Column::CreateTime.eq(current.create_time))
+}
+
+/// Sets `column` of `current` to `value` (and moves its update time and version) if the row is
+/// still as read; otherwise the error [`lost_race`] names.
+async fn update_as_read(
+    txn: &impl ConnectionTrait,
+    current: &Member,
+    column: member::Column,
+    value: impl Into<sea_orm::Value>,
+    etag_sent: bool,
+) -> Result<(), MembershipError> {
+    let result = member::Entity::update_many()
+        .col_expr(column, Expr::value(value))
+        .col_expr(
+            member::Column::UpdateTime,
+            Expr::value(tenantry_platform::time::now()),
+        )
+        .col_expr(member::Column::Version, Expr::value(current.version + 1))
+        .filter(as_read(current))
+        .exec(txn)
+        .await?;
+    if result.rows_affected == 0 {
+        return Err(lost_race(txn, current, etag_sent).await);
+    }
+    Ok(())
 }
 
 /// Why a conditional write of `current` matched no row.
