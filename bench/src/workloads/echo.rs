@@ -220,6 +220,69 @@ impl MembershipService for MembershipEcho {
         unimplemented()
     }
 
+    async fn get_access_policy(
+        &self,
+        _: Request<mpb::GetAccessPolicyRequest>,
+    ) -> Result<Response<mpb::GetAccessPolicyResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn update_access_policy(
+        &self,
+        _: Request<mpb::UpdateAccessPolicyRequest>,
+    ) -> Result<Response<mpb::UpdateAccessPolicyResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn create_access_request(
+        &self,
+        _: Request<mpb::CreateAccessRequestRequest>,
+    ) -> Result<Response<mpb::CreateAccessRequestResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn get_access_request(
+        &self,
+        _: Request<mpb::GetAccessRequestRequest>,
+    ) -> Result<Response<mpb::GetAccessRequestResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn list_access_requests(
+        &self,
+        _: Request<mpb::ListAccessRequestsRequest>,
+    ) -> Result<Response<mpb::ListAccessRequestsResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn list_access_requests_waiting_for_me(
+        &self,
+        _: Request<mpb::ListAccessRequestsWaitingForMeRequest>,
+    ) -> Result<Response<mpb::ListAccessRequestsWaitingForMeResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn approve_access_request(
+        &self,
+        _: Request<mpb::ApproveAccessRequestRequest>,
+    ) -> Result<Response<mpb::ApproveAccessRequestResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn decline_access_request(
+        &self,
+        _: Request<mpb::DeclineAccessRequestRequest>,
+    ) -> Result<Response<mpb::DeclineAccessRequestResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn cancel_access_request(
+        &self,
+        _: Request<mpb::CancelAccessRequestRequest>,
+    ) -> Result<Response<mpb::CancelAccessRequestResponse>, Status> {
+        unimplemented()
+    }
+
     async fn list_expiring_members(
         &self,
         _request: Request<mpb::ListExpiringMembersRequest>,

@@ -23,6 +23,7 @@ pub struct ApiError {
     message: String,
     field_violations: Vec<FieldViolation>,
     precondition_violations: Vec<PreconditionViolation>,
+    metadata: Vec<(String, String)>,
 }
 
 impl ApiError {
@@ -33,7 +34,20 @@ impl ApiError {
             message: message.into(),
             field_violations: Vec::new(),
             precondition_violations: Vec::new(),
+            metadata: Vec::new(),
         }
+    }
+
+    /// Adds `key: value` to the `ErrorInfo.metadata` (what a client needs to act on the
+    /// reason, e.g. the policy that requires approval).
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.push((key.into(), value.into()));
+        self
+    }
+
+    /// The `ErrorInfo.metadata`.
+    pub fn metadata(&self) -> &[(String, String)] {
+        &self.metadata
     }
 
     /// INVALID_ARGUMENT naming one field.
@@ -192,7 +206,10 @@ impl From<ApiError> for Status {
         details.set_error_info(
             error.reason,
             ERROR_DOMAIN,
-            std::collections::HashMap::<String, String>::new(),
+            error
+                .metadata
+                .into_iter()
+                .collect::<std::collections::HashMap<String, String>>(),
         );
         if !error.field_violations.is_empty() {
             details.set_bad_request(error.field_violations);

@@ -56,6 +56,11 @@ event_types! {
     MemberUpdated => "member.updated",
     MemberRemoved => "member.removed",
     MemberExpired => "member.expired",
+    AccessPolicyUpdated => "access_policy.updated",
+    AccessRequestCreated => "access_request.created",
+    AccessRequestApproved => "access_request.approved",
+    AccessRequestDeclined => "access_request.declined",
+    AccessRequestCancelled => "access_request.cancelled",
     InvitationCreated => "invitation.created",
     InvitationResent => "invitation.resent",
     InvitationAccepted => "invitation.accepted",
@@ -84,6 +89,11 @@ impl EventType {
         matches!(
             self,
             EventType::MemberUpdated
+                | EventType::AccessPolicyUpdated
+                | EventType::AccessRequestCreated
+                | EventType::AccessRequestApproved
+                | EventType::AccessRequestDeclined
+                | EventType::AccessRequestCancelled
                 | EventType::InvitationAccepted
                 | EventType::InvitationRevoked
                 | EventType::InvitationExpired

@@ -122,12 +122,14 @@ pub struct Members {
 }
 
 /// What membership says about an address about to be invited (its internal `CheckInvitee`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Invitee {
     /// A member of the account has the e-mail (case-insensitive).
     pub email_is_member: bool,
     /// The account has room for one more OWNER now (membership keeps the limit).
     pub owner_room: bool,
+    /// The access policy that puts an invitation with the asked role behind approval.
+    pub gating_policy: Option<String>,
 }
 
 impl Members {
@@ -144,6 +146,7 @@ impl Members {
         &self,
         account_id: &AccountId,
         email: &str,
+        role: tenantry_platform::Role,
     ) -> Result<Invitee, InvitationError> {
         let answer = self
             .client
@@ -151,6 +154,7 @@ impl Members {
             .check_invitee(membership::CheckInviteeRequest {
                 account: account_id.name(),
                 email: email.to_string(),
+                role: role.to_wire(),
             })
             .await;
         match answer {
@@ -159,11 +163,14 @@ impl Members {
                 Ok(Invitee {
                     email_is_member: answer.email_is_member,
                     owner_room: answer.owner_room,
+                    gating_policy: answer.approval_required.then_some(answer.access_policy),
                 })
             }
             Err(status) if status.code() == Code::Unimplemented => Ok(Invitee {
                 email_is_member: self.has_member_with_email(account_id, email).await?,
                 owner_room: self.has_owner_room(account_id).await?,
+                // A membership without CheckInvitee has no access policies either.
+                gating_policy: None,
             }),
             Err(status) => Err(upstream(&status)),
         }

@@ -77,3 +77,85 @@ pub fn member_event(change: MemberChange, member: &Member, actor: &str) -> Event
         ),
     }
 }
+
+/// `access_policy.updated`: `account_id`'s own policy went from `previous` to `stored`.
+pub fn policy_event(
+    account_id: &tenantry_platform::AccountId,
+    stored: &crate::domain::policy::StoredPolicy,
+    previous: Option<&crate::domain::policy::StoredPolicy>,
+    actor: &str,
+) -> Event {
+    Event::of(
+        SOURCE,
+        &pb::AccessPolicyUpdated {
+            policy: Some(crate::access_wire::policy_to_wire(account_id, Some(stored))),
+            previous: Some(crate::access_wire::policy_to_wire(account_id, previous)),
+            actor: actor.to_string(),
+            provenance: None,
+        },
+    )
+}
+
+/// What happened to an access request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestChange {
+    /// CreateAccessRequest.
+    Created,
+    /// ApproveAccessRequest.
+    Approved,
+    /// DeclineAccessRequest.
+    Declined,
+    /// CancelAccessRequest.
+    Cancelled,
+}
+
+/// The `access_request.*` event announcing `change` of `request` (as it is after it; before it
+/// as `previous`), by `actor`, at `now`.
+pub fn request_event(
+    change: RequestChange,
+    request: &crate::domain::requests::AccessRequest,
+    previous: Option<&crate::domain::requests::AccessRequest>,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Event {
+    let wire = Some(crate::access_wire::request_to_wire(request, now));
+    let previous = previous.map(|previous| crate::access_wire::request_to_wire(previous, now));
+    let actor = actor.to_string();
+    match change {
+        RequestChange::Created => Event::of(
+            SOURCE,
+            &pb::AccessRequestCreated {
+                access_request: wire,
+                actor,
+                provenance: None,
+            },
+        ),
+        RequestChange::Approved => Event::of(
+            SOURCE,
+            &pb::AccessRequestApproved {
+                access_request: wire,
+                previous,
+                actor,
+                provenance: None,
+            },
+        ),
+        RequestChange::Declined => Event::of(
+            SOURCE,
+            &pb::AccessRequestDeclined {
+                access_request: wire,
+                previous,
+                actor,
+                provenance: None,
+            },
+        ),
+        RequestChange::Cancelled => Event::of(
+            SOURCE,
+            &pb::AccessRequestCancelled {
+                access_request: wire,
+                previous,
+                actor,
+                provenance: None,
+            },
+        ),
+    }
+}

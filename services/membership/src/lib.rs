@@ -2,6 +2,8 @@
 //! the authorization decision every other Tenantry service asks for (DESIGN.md §2, §5).
 //! Publishes `member.*` and keeps a replica of account facts from `account.*` (§6).
 
+pub mod access_mail;
+pub mod access_wire;
 pub mod accounts;
 pub mod api;
 pub mod consumers;
@@ -137,6 +139,32 @@ async fn run_reminders(
     .await;
 }
 
+/// Sends the queued access-request e-mails when a change in this process queued one, and
+/// every sweep interval (those queued by other replicas, retries, expired leases).
+async fn run_request_mailer(
+    config: Config,
+    deps: Deps,
+    mailer: access_mail::RequestMailer,
+    shutdown: tenantry_platform::server::Shutdown,
+) {
+    let interval = std::time::Duration::from_secs(config.member_sweep_seconds.max(1));
+    loop {
+        if deps.database.is_ready()
+            && let Err(error) = mailer.run().await
+        {
+            tracing::warn!(
+                error = %tenantry_platform::error::ErrorChain(&error),
+                "access-request e-mails failed; retrying at the next interval"
+            );
+        }
+        tokio::select! {
+            () = deps.request_mail.notified() => {},
+            () = tokio::time::sleep(interval) => {},
+            () = shutdown.wait() => return,
+        }
+    }
+}
+
 /// Memberships the expiry sweep looks at per query.
 const SWEEP_BATCH: u64 = 100;
 
@@ -181,6 +209,8 @@ pub(crate) struct Deps {
     pub outbox: tenantry_events::Outbox,
     /// The process's local view, if `Authorize` may answer from memory.
     pub view: Option<tenantry_platform::view::LocalView>,
+    /// Wakes the access-request mailer when a change queued an e-mail.
+    pub request_mail: Arc<tokio::sync::Notify>,
 }
 
 /// Membership's consumer groups: `tenantry.membership.accounts`, bound to the `account.*`
@@ -209,6 +239,7 @@ pub fn start(
         page_tokens: ctx.page_tokens.clone(),
         outbox: ctx.outbox.clone(),
         view: Some(ctx.view.clone()),
+        request_mail: Arc::new(tokio::sync::Notify::new()),
     };
     let mut tasks = vec![ctx.follow_database::<Migrator>(SERVICE_NAME)];
     tasks.extend(consumers(&deps).into_iter().map(|spec| ctx.consume(spec)));
@@ -227,7 +258,7 @@ pub fn start(
         Ok(transport) => {
             let reminders = reminders::ExpiryReminders::new(
                 store::Store::new(deps.database.clone(), deps.outbox.clone()),
-                transport,
+                transport.clone(),
                 mail.sender(),
                 config.first_reminder_hours,
                 config.last_reminder_hours,
@@ -238,10 +269,22 @@ pub fn start(
                 reminders,
                 ctx.shutdown.clone(),
             )));
+            let mailer = access_mail::RequestMailer::new(
+                store::Store::new(deps.database.clone(), deps.outbox.clone()),
+                transport,
+                mail.sender(),
+            );
+            tasks.push(ctx.spawn(run_request_mailer(
+                config.clone(),
+                deps.clone(),
+                mailer,
+                ctx.shutdown.clone(),
+            )));
         }
         Err(error) => tracing::error!(
             error = %tenantry_platform::error::ErrorChain(&error),
-            "no e-mail transport: access-expiry reminders are off (set TENANTRY_SMTP_URL)"
+            "no e-mail transport: access-expiry reminders and access-request e-mails are off \
+             (set TENANTRY_SMTP_URL)"
         ),
     }
     let service = MembershipServiceServer::new(api::MembershipApi::new(config, deps))

@@ -8,7 +8,10 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use tenantry_proto::invitation::v1::{Invitation, InvitationState};
-use tenantry_proto::membership::v1::{Member, MemberSource, Role};
+use tenantry_proto::membership::v1::{
+    AccessPolicy, AccessRequest, AccessRequestState, GatedGrant, Member, MemberSource, Role,
+    ShortOfApprovers,
+};
 use tenantry_proto::notification::v1::{Message, ReadPolicy};
 use tenantry_proto::registry::v1::{Account, AccountState};
 
@@ -92,6 +95,102 @@ pub fn invitation_fields(invitation: &Invitation) -> Map<String, Value> {
         ("accepted_by".to_string(), text(&invitation.accepted_by)),
         ("revoked_by".to_string(), text(&invitation.revoked_by)),
         ("declined_by".to_string(), text(&invitation.declined_by)),
+    ])
+}
+
+fn duration(value: Option<&prost_types::Duration>) -> Value {
+    value.map_or(Value::String(String::new()), |d| {
+        Value::String(format!("{}s", d.seconds))
+    })
+}
+
+/// What an auditor follows of an access policy.
+pub fn policy_fields(policy: &AccessPolicy) -> Map<String, Value> {
+    let gated = policy
+        .gated_grants
+        .iter()
+        .map(|grant| {
+            text(
+                GatedGrant::try_from(*grant)
+                    .unwrap_or(GatedGrant::Unspecified)
+                    .as_str_name()
+                    .trim_start_matches("GATED_GRANT_"),
+            )
+        })
+        .collect();
+    let short = ShortOfApprovers::try_from(policy.short_of_approvers)
+        .unwrap_or(ShortOfApprovers::Unspecified);
+    Map::from_iter([
+        ("gated_grants".to_string(), Value::Array(gated)),
+        (
+            "required_approvals".to_string(),
+            Value::from(policy.required_approvals),
+        ),
+        (
+            "request_lifetime".to_string(),
+            duration(policy.request_lifetime.as_ref()),
+        ),
+        (
+            "short_of_approvers".to_string(),
+            text(
+                short
+                    .as_str_name()
+                    .trim_start_matches("SHORT_OF_APPROVERS_"),
+            ),
+        ),
+        (
+            "default_access_duration".to_string(),
+            duration(policy.default_access_duration.as_ref()),
+        ),
+        (
+            "max_access_duration".to_string(),
+            duration(policy.max_access_duration.as_ref()),
+        ),
+        (
+            "access_duration_required".to_string(),
+            Value::Bool(policy.access_duration_required),
+        ),
+    ])
+}
+
+/// What an auditor follows of an access request.
+pub fn access_request_fields(request: &AccessRequest) -> Map<String, Value> {
+    let state =
+        AccessRequestState::try_from(request.state).unwrap_or(AccessRequestState::Unspecified);
+    Map::from_iter([
+        ("subject".to_string(), text(&request.subject)),
+        ("role".to_string(), role_name(request.role)),
+        ("reason".to_string(), text(&request.reason)),
+        (
+            "access_duration".to_string(),
+            duration(request.access_duration.as_ref()),
+        ),
+        (
+            "state".to_string(),
+            text(
+                state
+                    .as_str_name()
+                    .trim_start_matches("ACCESS_REQUEST_STATE_"),
+            ),
+        ),
+        ("requester".to_string(), text(&request.requester)),
+        (
+            "approvals".to_string(),
+            Value::Array(
+                request
+                    .approvals
+                    .iter()
+                    .map(|a| text(&a.approver))
+                    .collect(),
+            ),
+        ),
+        (
+            "required_approvals".to_string(),
+            Value::from(request.required_approvals),
+        ),
+        ("escalated".to_string(), Value::Bool(request.escalated)),
+        ("decided_by".to_string(), text(&request.decided_by)),
+        ("decline_reason".to_string(), text(&request.decline_reason)),
     ])
 }
 

@@ -13,7 +13,8 @@ use tenantry_proto::events::v1::{self as pb, ActorKind, Provenance};
 
 pub use error::AuditError;
 use fields::{
-    account_fields, diff, invitation_fields, member_fields, message_fields, optional_timestamp,
+    access_request_fields, account_fields, diff, invitation_fields, member_fields, message_fields,
+    optional_timestamp, policy_fields,
 };
 use tenantry_proto::membership::v1::Member;
 
@@ -153,6 +154,50 @@ pub fn change_of(event_type: EventType, payload: &[u8]) -> Result<Change, AuditE
             let (before, after) = diff(Some(member_fields(&member)), None);
             (
                 child_change(&member.name, e.actor, before, after)?,
+                e.provenance,
+            )
+        }
+        T::AccessPolicyUpdated => {
+            let e: pb::AccessPolicyUpdated = decode(payload)?;
+            let policy = e.policy.ok_or(AuditError::Missing("policy"))?;
+            let (before, after) = diff(
+                Some(e.previous.as_ref().map(policy_fields).unwrap_or_default()),
+                Some(policy_fields(&policy)),
+            );
+            (
+                child_change(&policy.name, e.actor, before, after)?,
+                e.provenance,
+            )
+        }
+        T::AccessRequestCreated => {
+            let e: pb::AccessRequestCreated = decode(payload)?;
+            let request = e
+                .access_request
+                .ok_or(AuditError::Missing("access_request"))?;
+            let (before, after) = diff(None, Some(access_request_fields(&request)));
+            (
+                child_change(&request.name, e.actor, before, after)?,
+                e.provenance,
+            )
+        }
+        T::AccessRequestApproved => {
+            let e: pb::AccessRequestApproved = decode(payload)?;
+            (
+                request_change(e.access_request, e.previous, e.actor)?,
+                e.provenance,
+            )
+        }
+        T::AccessRequestDeclined => {
+            let e: pb::AccessRequestDeclined = decode(payload)?;
+            (
+                request_change(e.access_request, e.previous, e.actor)?,
+                e.provenance,
+            )
+        }
+        T::AccessRequestCancelled => {
+            let e: pb::AccessRequestCancelled = decode(payload)?;
+            (
+                request_change(e.access_request, e.previous, e.actor)?,
                 e.provenance,
             )
         }
@@ -321,6 +366,24 @@ fn child_change(
         after,
         provenance: Provenance::default(),
     })
+}
+
+fn request_change(
+    request: Option<tenantry_proto::membership::v1::AccessRequest>,
+    previous: Option<tenantry_proto::membership::v1::AccessRequest>,
+    actor: String,
+) -> Result<Change, AuditError> {
+    let request = request.ok_or(AuditError::Missing("access_request"))?;
+    let (before, after) = diff(
+        Some(
+            previous
+                .as_ref()
+                .map(access_request_fields)
+                .unwrap_or_default(),
+        ),
+        Some(access_request_fields(&request)),
+    );
+    child_change(&request.name, actor, before, after)
 }
 
 fn invitation_change(

@@ -88,6 +88,16 @@ impl From<InvitationError> for ApiError {
                     account_name(&account_id)
                 ),
             ),
+            InvitationError::ApprovalRequired(policy) => ApiError::failed_precondition(
+                "APPROVAL_REQUIRED",
+                policy.clone(),
+                format!(
+                    "{policy} puts invitations with the role OWNER or ADMIN behind approval: \
+                     invite as EMPLOYEE, then ask for the role with CreateAccessRequest"
+                ),
+            )
+            .with_metadata("access_policy", policy)
+            .with_metadata("gated_grant", "INVITATIONS"),
             InvitationError::ResendTooSoon { name, retry_after } => ApiError::resource_exhausted(
                 "RESEND_TOO_SOON",
                 format!(

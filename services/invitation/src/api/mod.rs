@@ -166,7 +166,7 @@ impl InvitationApi {
         if let Some(earlier) = self.replay(key.as_ref()).await? {
             return Ok(invitation_to_wire(&earlier, now));
         }
-        self.check_invitable(&create).await?;
+        self.check_invitable(&create, user.operator).await?;
         let created = match self.store.create(new, key.as_ref(), now).await {
             // A concurrent call with the same request id may have won.
             Err(error @ InvitationError::AlreadyPending { .. }) => {
@@ -190,14 +190,20 @@ impl InvitationApi {
 
     /// CreateInvitation's checks against the other services: the account is ACTIVE (the
     /// registry's answer, usually kept in the local view), and — one membership call — an OWNER
-    /// invitation fits under the OWNER limit and no member has the e-mail already.
-    async fn check_invitable(&self, create: &CreateInvitation) -> Result<(), Failure> {
+    /// invitation fits under the OWNER limit, no member has the e-mail already, and the access
+    /// policy does not put the invitation behind approval (operators are never gated).
+    async fn check_invitable(
+        &self,
+        create: &CreateInvitation,
+        operator: bool,
+    ) -> Result<(), Failure> {
         let new = &create.new;
         self.account_must_be_active(&new.account_id).await?;
         let invitee = self
             .members
-            .check_invitee(&new.account_id, &new.email)
+            .check_invitee(&new.account_id, &new.email, new.role)
             .await?;
+        create.check_ungated(invitee.gating_policy.as_deref(), operator)?;
         create.check_owner_room(invitee.owner_room)?;
         Ok(create.check_not_member(invitee.email_is_member)?)
     }

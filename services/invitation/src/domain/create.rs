@@ -122,6 +122,19 @@ impl CreateInvitation {
         Ok(())
     }
 
+    /// An invitation the access policy `gating` (if any) puts behind approval is refused,
+    /// unless the caller is an operator (operators are never gated).
+    pub fn check_ungated(
+        &self,
+        gating: Option<&str>,
+        operator: bool,
+    ) -> Result<(), InvitationError> {
+        match gating {
+            Some(policy) if !operator => Err(InvitationError::ApprovalRequired(policy.to_string())),
+            _ => Ok(()),
+        }
+    }
+
     /// An invitation is for someone who is not a member yet: `is_member` = a member of the
     /// account already has the e-mail.
     pub fn check_not_member(&self, is_member: bool) -> Result<(), InvitationError> {

@@ -53,6 +53,9 @@ pub enum InvitationError {
     /// The account already has the most OWNERs it may have.
     #[error("accounts/{0} already has 2 OWNERs")]
     OwnerLimit(AccountId),
+    /// The account's access policy (named) puts an invitation with this role behind approval.
+    #[error("{0} requires approval for invitations with this role")]
+    ApprovalRequired(String),
     /// ResendInvitation came too soon after the last e-mail.
     #[error("{name} was sent less than the resend interval ago")]
     ResendTooSoon {

@@ -114,6 +114,57 @@ impl From<MembershipError> for ApiError {
                     account_name(&account_id)
                 ),
             ),
+            MembershipError::ApprovalRequired { policy, grant } => ApiError::failed_precondition(
+                "APPROVAL_REQUIRED",
+                policy.clone(),
+                format!(
+                    "{policy} puts this grant ({}) behind approval; ask for it with \
+                     CreateAccessRequest",
+                    grant.as_str()
+                ),
+            )
+            .with_metadata("access_policy", policy)
+            .with_metadata("gated_grant", grant.as_str()),
+            MembershipError::PolicyRefused { field, description } => {
+                ApiError::invalid_field(field, description)
+            }
+            MembershipError::RequestNotFound(name) => {
+                ApiError::not_found("ACCESS_REQUEST_NOT_FOUND", format!("{name} does not exist"))
+            }
+            MembershipError::NotPending { request, state } => ApiError::failed_precondition(
+                "NOT_PENDING",
+                request.clone(),
+                format!("{request} is {}, no longer PENDING", state.as_str()),
+            ),
+            MembershipError::AlreadyApproved(request) => ApiError::failed_precondition(
+                "ALREADY_APPROVED",
+                request.clone(),
+                format!("{request} already has your approval"),
+            ),
+            MembershipError::AlreadyGranted { member, why } => ApiError::failed_precondition(
+                "ALREADY_GRANTED",
+                member.clone(),
+                format!("{member} {why}"),
+            ),
+            MembershipError::NotEnoughApprovers {
+                account_id,
+                eligible,
+                needed,
+            } => ApiError::failed_precondition(
+                "NOT_ENOUGH_APPROVERS",
+                account_name(&account_id),
+                format!(
+                    "{} has {eligible} other people who may approve this grant and the access \
+                     policy needs {needed}; add approvers, or have the policy escalate to the \
+                     partner's OWNERs",
+                    account_name(&account_id)
+                ),
+            ),
+            MembershipError::RequestPending(request) => ApiError::failed_precondition(
+                "REQUEST_PENDING",
+                request.clone(),
+                format!("{request} already asks for this subject; approve, decline or cancel it"),
+            ),
             MembershipError::StaleEtag(resource) => ApiError::stale_etag(&resource),
             MembershipError::ConcurrentChange => {
                 ApiError::concurrent_change("a concurrent change won; retry the call")

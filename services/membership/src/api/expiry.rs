@@ -9,6 +9,7 @@ use tonic::Request;
 
 use super::MembershipApi;
 use super::members::record;
+use crate::domain::policy::GatedGrant;
 use crate::domain::{Member, MembershipError, Permission, expiry};
 use crate::store::{ExpiringKey, expiring_key};
 use crate::wire;
@@ -47,6 +48,14 @@ impl MembershipApi {
             &request.etag,
             &request.name,
         )?;
+        let policy = self.gate(&access, Some(GatedGrant::Extensions)).await?;
+        policy
+            .rules
+            .check_end(expire_time, now)
+            .map_err(|description| MembershipError::PolicyRefused {
+                field: "expire_time",
+                description,
+            })?;
         record(expiry::extend_granted_by(&access, &current));
         let (etag_sent, actor) = (!request.etag.is_empty(), caller.resource_name());
         Ok(self

@@ -10,6 +10,7 @@ use tonic::Request;
 
 use super::MembershipApi;
 use crate::domain::owners::OwnerCapacity;
+use crate::domain::policy::{GatedGrant, policy_name};
 use crate::domain::validate_email;
 use crate::wire;
 
@@ -28,7 +29,17 @@ impl MembershipApi {
             violations.check_api("account", AccountId::from_name("account", &request.account));
         // The platform's address rule (the one CreateInvitation applies), in lookup form.
         let email = violations.check("email", validate_email(&request.email));
-        let (Some(account_id), Some(email)) = (account_id, email) else {
+        // UNSPECIFIED: the caller does not ask about the policy.
+        let role = match request.role {
+            0 => Some(None),
+            value => violations.check(
+                "role",
+                crate::domain::Role::from_wire(value)
+                    .map(Some)
+                    .ok_or_else(|| "not a known Role".to_string()),
+            ),
+        };
+        let (Some(account_id), Some(email), Some(role)) = (account_id, email, role) else {
             return Err(violations.into_error());
         };
         // One statement: the OWNER counter row, and whether a member holds the address (the
@@ -42,11 +53,29 @@ impl MembershipApi {
             owners = facts.owners,
             "check invitee"
         );
+        // An invitation that would grant OWNER or ADMIN is gated by INVITATIONS.
+        let gating = match role.and_then(GatedGrant::of_role) {
+            Some(_) => {
+                let managed_by = self
+                    .accounts
+                    .account(&account_id)
+                    .await?
+                    .and_then(|facts| facts.managed_by);
+                self.store
+                    .effective_policy(&account_id, managed_by.as_ref())
+                    .await?
+                    .gating(GatedGrant::Invitations)
+                    .map(policy_name)
+            }
+            None => None,
+        };
         Ok(pb::CheckInviteeResponse {
             email_is_member: facts.email_is_member,
             owner_room: capacity.has_room,
             owners: capacity.owner_count,
             max_owners: capacity.max_owners,
+            approval_required: gating.is_some(),
+            access_policy: gating.unwrap_or_default(),
         })
     }
 }
@@ -91,6 +120,7 @@ mod tests {
             page_tokens: PageTokens::new(b"test"),
             outbox: tenantry_events::Outbox::new(),
             view: None,
+            request_mail: std::sync::Arc::new(tokio::sync::Notify::new()),
         };
         (MembershipApi::new(Config::default(), deps), temp)
     }
@@ -122,6 +152,7 @@ mod tests {
         pb::CheckInviteeRequest {
             account: account.into(),
             email: email.into(),
+            role: 0,
         }
     }
 

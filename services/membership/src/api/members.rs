@@ -11,6 +11,7 @@ use tonic::Request;
 use super::MembershipApi;
 use crate::domain::expiry;
 use crate::domain::members::{self, Removal, Target};
+use crate::domain::policy::GatedGrant;
 use crate::domain::{Caller, Member, MembershipError, Permission};
 use crate::wire;
 
@@ -35,6 +36,7 @@ impl MembershipApi {
             return Ok(earlier);
         }
         let owner_ceiling = members::check_add(&access, account, add.role)?;
+        self.gate(&access, GatedGrant::of_role(add.role)).await?;
         record(members::add_granted_by(&access, add.role));
         let user_id = self.user_named_by(&add.target).await?;
         if let Some(profile) = add.profile.clone() {
@@ -94,6 +96,22 @@ impl MembershipApi {
         {
             return Err(MembershipError::AccountNotActive(account_id.into()).into());
         }
+        if let Some(existing) = self.store.member(&account_id, &user_id).await? {
+            // Already a member: answered as before, whatever the policy says of new grants.
+            return Ok(pb::AddMyselfResponse {
+                member: Some(wire::member_to_wire(&existing)),
+                created: false,
+            });
+        }
+        let policy = self.gate(&access, Some(GatedGrant::AddMyself)).await?;
+        let access_duration =
+            policy
+                .rules
+                .access_duration(access_duration)
+                .map_err(|description| MembershipError::PolicyRefused {
+                    field: "access_duration",
+                    description,
+                })?;
         record(access.granting(Permission::AddMyself));
         let role = self.config.add_myself_role.role();
         let expire_time =
@@ -148,10 +166,14 @@ impl MembershipApi {
             &changed.etag,
             &changed.name,
         )?;
-        record(members::update_granted_by(&access, &current, role));
         if current.role == role {
+            record(members::update_granted_by(&access, &current, role));
             return Ok(current);
         }
+        if members::raises(current.role, role) {
+            self.gate(&access, GatedGrant::of_role(role)).await?;
+        }
+        record(members::update_granted_by(&access, &current, role));
         let (etag_sent, actor) = (!changed.etag.is_empty(), caller.resource_name());
         Ok(self
             .store

@@ -9,6 +9,8 @@ mod expiry;
 mod invitee;
 mod lists;
 mod members;
+mod policy;
+mod requests;
 #[cfg(test)]
 mod tests;
 mod view;
@@ -16,10 +18,12 @@ mod view;
 use std::sync::Arc;
 
 use tenantry_platform::pagination::PageTokens;
+use tenantry_platform::time::now;
 use tenantry_proto::membership::v1 as wire;
 use tenantry_proto::membership::v1::membership_service_server::MembershipService;
 use tonic::{Request, Response, Status};
 
+use crate::access_wire::request_to_wire;
 use crate::accounts::AccountDirectory;
 use crate::store::Store;
 use crate::wire::member_to_wire;
@@ -36,6 +40,8 @@ pub struct MembershipApi {
     directory: UserDirectory,
     /// Account facts and roles kept in memory for `Authorize` (none in unit tests).
     view: Option<view::FactsView>,
+    /// Wakes the access-request mailer when a change queued an e-mail.
+    request_mail: Arc<tokio::sync::Notify>,
 }
 
 impl MembershipApi {
@@ -49,6 +55,7 @@ impl MembershipApi {
             accounts: deps.accounts,
             page_tokens: deps.page_tokens,
             view: deps.view.as_ref().map(view::FactsView::new),
+            request_mail: deps.request_mail.clone(),
         }
     }
 }
@@ -119,6 +126,93 @@ impl MembershipService for MembershipApi {
         Ok(Response::new(
             MembershipApi::list_expiring_members(self, request).await?,
         ))
+    }
+
+    async fn get_access_policy(
+        &self,
+        request: Request<wire::GetAccessPolicyRequest>,
+    ) -> Result<Response<wire::GetAccessPolicyResponse>, Status> {
+        Ok(Response::new(
+            MembershipApi::get_access_policy(self, request).await?,
+        ))
+    }
+
+    async fn update_access_policy(
+        &self,
+        request: Request<wire::UpdateAccessPolicyRequest>,
+    ) -> Result<Response<wire::UpdateAccessPolicyResponse>, Status> {
+        Ok(Response::new(
+            MembershipApi::update_access_policy(self, request).await?,
+        ))
+    }
+
+    async fn create_access_request(
+        &self,
+        request: Request<wire::CreateAccessRequestRequest>,
+    ) -> Result<Response<wire::CreateAccessRequestResponse>, Status> {
+        let created = MembershipApi::create_access_request(self, request).await?;
+        Ok(Response::new(wire::CreateAccessRequestResponse {
+            access_request: Some(request_to_wire(&created, now())),
+        }))
+    }
+
+    async fn get_access_request(
+        &self,
+        request: Request<wire::GetAccessRequestRequest>,
+    ) -> Result<Response<wire::GetAccessRequestResponse>, Status> {
+        let found = MembershipApi::get_access_request(self, request).await?;
+        Ok(Response::new(wire::GetAccessRequestResponse {
+            access_request: Some(request_to_wire(&found, now())),
+        }))
+    }
+
+    async fn list_access_requests(
+        &self,
+        request: Request<wire::ListAccessRequestsRequest>,
+    ) -> Result<Response<wire::ListAccessRequestsResponse>, Status> {
+        Ok(Response::new(
+            MembershipApi::list_access_requests(self, request).await?,
+        ))
+    }
+
+    async fn list_access_requests_waiting_for_me(
+        &self,
+        request: Request<wire::ListAccessRequestsWaitingForMeRequest>,
+    ) -> Result<Response<wire::ListAccessRequestsWaitingForMeResponse>, Status> {
+        Ok(Response::new(
+            MembershipApi::list_access_requests_waiting_for_me(self, request).await?,
+        ))
+    }
+
+    async fn approve_access_request(
+        &self,
+        request: Request<wire::ApproveAccessRequestRequest>,
+    ) -> Result<Response<wire::ApproveAccessRequestResponse>, Status> {
+        let (approved, member) = MembershipApi::approve_access_request(self, request).await?;
+        Ok(Response::new(wire::ApproveAccessRequestResponse {
+            access_request: Some(request_to_wire(&approved, now())),
+            member: member.as_ref().map(member_to_wire),
+        }))
+    }
+
+    async fn decline_access_request(
+        &self,
+        request: Request<wire::DeclineAccessRequestRequest>,
+    ) -> Result<Response<wire::DeclineAccessRequestResponse>, Status> {
+        let declined = MembershipApi::decline_access_request(self, request).await?;
+        Ok(Response::new(wire::DeclineAccessRequestResponse {
+            access_request: Some(request_to_wire(&declined, now())),
+        }))
+    }
+
+    async fn cancel_access_request(
+        &self,
+        request: Request<wire::CancelAccessRequestRequest>,
+    ) -> Result<Response<wire::CancelAccessRequestResponse>, Status> {
+        let cancelled = MembershipApi::cancel_access_request(self, request).await?;
+        Ok(Response::new(wire::CancelAccessRequestResponse {
+            access_request: Some(request_to_wire(&cancelled, now())),
+        }))
     }
 
     async fn list_members(

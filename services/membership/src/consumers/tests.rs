@@ -361,6 +361,7 @@ async fn the_consumer_group_binds_every_account_event() {
         page_tokens: PageTokens::new(b"test"),
         outbox: Outbox::new(),
         view: None,
+        request_mail: std::sync::Arc::new(tokio::sync::Notify::new()),
     };
     let specs = crate::consumers(&deps);
     assert_eq!(specs.len(), 1);

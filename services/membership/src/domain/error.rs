@@ -66,6 +66,57 @@ pub enum MembershipError {
     /// An expiry asked for a membership that would be the account's only OWNER.
     #[error("the last OWNER of accounts/{0} cannot be time-bound")]
     LastOwnerExpiry(String),
+    /// The access policy puts the grant behind approval.
+    #[error("{policy} requires approval for {}", grant.as_str())]
+    ApprovalRequired {
+        /// The name of the policy that gates it.
+        policy: String,
+        /// The grant.
+        grant: super::policy::GatedGrant,
+    },
+    /// A value the access policy does not allow (INVALID_ARGUMENT naming `field`).
+    #[error("{field}: {description}")]
+    PolicyRefused {
+        /// The request field.
+        field: &'static str,
+        /// Why.
+        description: String,
+    },
+    /// The access request does not exist.
+    #[error("{0} does not exist")]
+    RequestNotFound(String),
+    /// The access request is no longer PENDING.
+    #[error("{request} is {}", state.as_str())]
+    NotPending {
+        /// Its name.
+        request: String,
+        /// Its state.
+        state: super::requests::RequestState,
+    },
+    /// The caller already approved the request.
+    #[error("{0} already has your approval")]
+    AlreadyApproved(String),
+    /// The subject already has what a request asks for, or it cannot be granted by request.
+    #[error("{member} {why}")]
+    AlreadyGranted {
+        /// The membership's (or request's) name.
+        member: String,
+        /// Why.
+        why: String,
+    },
+    /// Fewer people may approve than the policy requires.
+    #[error("accounts/{account_id} has {eligible} people who may approve, {needed} are needed")]
+    NotEnoughApprovers {
+        /// The account.
+        account_id: String,
+        /// Who may approve besides the requester and the subject.
+        eligible: usize,
+        /// Approvals needed besides the requester's.
+        needed: usize,
+    },
+    /// A PENDING request for the same subject exists.
+    #[error("{0} is already pending for this subject")]
+    RequestPending(String),
     /// The etag the caller sent is not current.
     #[error("{0} was changed since it was read")]
     StaleEtag(String),

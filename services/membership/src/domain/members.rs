@@ -126,6 +126,17 @@ pub fn add_granted_by(access: &Access, role: Role) -> Option<ActorRole> {
     })
 }
 
+/// Whether a change from `from` to `to` raises the role (a grant a policy may gate; lowering
+/// one never is).
+pub fn raises(from: Role, to: Role) -> bool {
+    let rank = |role: Role| match role {
+        Role::Owner => 3,
+        Role::Admin => 2,
+        Role::Employee => 1,
+    };
+    rank(to) > rank(from)
+}
+
 /// The user an e-mail address names, given up to two directory users holding it.
 pub fn the_user_with(email: String, mut holders: Vec<UserId>) -> Result<UserId, MembershipError> {
     match holders.len() {

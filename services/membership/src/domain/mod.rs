@@ -9,6 +9,8 @@ mod error;
 pub mod expiry;
 pub mod members;
 pub mod owners;
+pub mod policy;
+pub mod requests;
 
 use chrono::{DateTime, Utc};
 use tenantry_platform::{AccountId, UserId};

@@ -14,10 +14,12 @@ mod expiry;
 mod expiry_tests;
 mod invitee;
 pub mod migrations;
+mod policy;
 #[cfg(test)]
 mod reminder_tests;
 mod reminders;
 pub mod replica;
+mod requests;
 
 pub use invitee::InviteeFacts;
 #[cfg(test)]
@@ -44,6 +46,7 @@ use entities::{account_member_count as counts, member, user};
 
 pub use expiry::{ExpiringKey, SWEEP_ACTOR, expiring_key};
 pub use reminders::{DueReminder, MAX_ATTEMPTS, ReminderKind, ReminderOutcome, recipient_key};
+pub use requests::{DueMail, MailKind, MailOutcome};
 
 /// AddMember's request ids; a record's resource key is `{account_id}/{user_id}`.
 pub(crate) const REQUEST_IDS: RequestIds = RequestIds::new("membership_request_ids");
@@ -97,6 +100,18 @@ impl Store {
         rows.into_iter()
             .map(|row| Ok((AccountId::trusted(row.account_id), parse_role(&row.role)?)))
             .collect()
+    }
+
+    /// The user's directory entry, if they ever called Tenantry (or were given one).
+    pub async fn member_profile(
+        &self,
+        user_id: &UserId,
+    ) -> Result<Option<UserProfile>, MembershipError> {
+        Ok(
+            load_profiles(self.connection()?, std::slice::from_ref(user_id))
+                .await?
+                .remove(user_id.as_str()),
+        )
     }
 
     /// How many OWNERs the account has.

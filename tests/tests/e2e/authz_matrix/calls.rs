@@ -197,6 +197,7 @@ pub async fn call(
             .check_invitee(membership::CheckInviteeRequest {
                 account: account(),
                 email: "matrix-invitee@example.com".into(),
+                role: membership::Role::Admin as i32,
             })
             .await
             .map(drop),

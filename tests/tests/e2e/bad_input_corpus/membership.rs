@@ -179,6 +179,7 @@ fn check_invitee(world: &World) -> Vec<Case<pb::CheckInviteeRequest>> {
     let base = || pb::CheckInviteeRequest {
         account: world.customer.clone(),
         email: "newcomer@example.com".into(),
+        role: pb::Role::Admin as i32,
     };
     let mut cases = named("account", |account| pb::CheckInviteeRequest {
         account,
@@ -196,6 +197,11 @@ fn check_invitee(world: &World) -> Vec<Case<pb::CheckInviteeRequest>> {
             pb::CheckInviteeRequest { email, ..base() },
         ));
     }
+    cases.push(invalid(
+        "role: unknown value",
+        "role",
+        pb::CheckInviteeRequest { role: 99, ..base() },
+    ));
     cases.push(code(
         "email: oversized request",
         Code::ResourceExhausted,

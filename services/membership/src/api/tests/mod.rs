@@ -81,6 +81,7 @@ async fn harness() -> Harness {
         page_tokens: PageTokens::new(b"test"),
         outbox: tenantry_events::Outbox::new(),
         view: None,
+        request_mail: std::sync::Arc::new(tokio::sync::Notify::new()),
     };
     Harness {
         api: MembershipApi::new(Config::default(), deps),
