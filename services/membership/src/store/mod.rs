@@ -19,6 +19,8 @@ mod policy;
 mod reminder_tests;
 mod reminders;
 pub mod replica;
+#[cfg(test)]
+mod request_tests;
 mod requests;
 
 pub use invitee::InviteeFacts;
