@@ -65,7 +65,10 @@ impl RequestMailer {
                 continue;
             }
             let outcome = match self.store.request_by_id(&due.request_id).await? {
-                Some(request) => self.send(&due, &request).await,
+                Some(request) => {
+                    let names = self.store.request_mail_names(&request).await?;
+                    self.send(&due, &request, &names).await
+                }
                 None => MailOutcome::Failed,
             };
             if outcome == MailOutcome::Sent {
@@ -78,14 +81,19 @@ impl RequestMailer {
         Ok(sent)
     }
 
-    async fn send(&self, due: &DueMail, request: &AccessRequest) -> MailOutcome {
+    async fn send(
+        &self,
+        due: &DueMail,
+        request: &AccessRequest,
+        names: &(String, Option<String>),
+    ) -> MailOutcome {
         let now = tenantry_platform::time::now();
         if due.kind == MailKind::Waiting && request.state_at(now) != RequestState::Pending {
             // Decided (or lapsed) before the e-mail went: nobody need look at it any more.
             tracing::debug!(request = %request.name(), "access request no longer pending; its approver e-mail is not sent");
             return MailOutcome::Failed;
         }
-        let message = match self.message(due, request, now) {
+        let message = match self.message(due, request, names, now) {
             Ok(message) => message,
             Err(reason) => {
                 tracing::warn!(request = %request.name(), reason, "an access-request e-mail cannot be sent to this address; given up");
@@ -111,13 +119,14 @@ impl RequestMailer {
         &self,
         due: &DueMail,
         request: &AccessRequest,
+        names: &(String, Option<String>),
         now: DateTime<Utc>,
     ) -> Result<Message, String> {
         let to: Mailbox = due
             .recipient
             .parse()
             .map_err(|error| format!("the address does not parse: {error}"))?;
-        let (subject, body) = render(due.kind, request, now);
+        let (subject, body) = render(due.kind, request, &names.0, names.1.as_deref(), now);
         // The same e-mail has the same id however often it is attempted.
         let key = format!("{}|{}|{}", due.request_id, due.kind.as_str(), due.recipient);
         let digest = Sha256::digest(key.as_bytes());
@@ -136,15 +145,23 @@ impl RequestMailer {
     }
 }
 
-/// Subject and text of the e-mail `kind` about `request` at `now`.
-pub fn render(kind: MailKind, request: &AccessRequest, now: DateTime<Utc>) -> (String, String) {
+/// Subject and text of the e-mail `kind` about `request` at `now`, naming the account by
+/// `account_name` and the requester by `requester_email` when the directory has it.
+pub fn render(
+    kind: MailKind,
+    request: &AccessRequest,
+    account_name: &str,
+    requester_email: Option<&str>,
+    now: DateTime<Utc>,
+) -> (String, String) {
     let subject_person = if request.subject_email.is_empty() {
         request.subject.name()
     } else {
         one_line(&request.subject_email)
     };
     let role = request.role.as_str();
-    let account = format!("accounts/{}", request.account_id);
+    let account = format!("{} ({})", one_line(account_name), request.account_id);
+    let requester = requester_email.map_or_else(|| request.requester.name(), one_line);
     let how_long = request.access_duration.map_or_else(
         || "without end".to_string(),
         |duration| format!("for {} hours", duration.num_hours().max(1)),
@@ -153,11 +170,10 @@ pub fn render(kind: MailKind, request: &AccessRequest, now: DateTime<Utc>) -> (S
         MailKind::Waiting => (
             format!("Approval needed: {role} for {subject_person} on {account}"),
             format!(
-                "{} asks for {subject_person} to be {role} of {account} ({how_long}).\n\n\
+                "{requester} asks for {subject_person} to be {role} of {account} ({how_long}).\n\n\
                  Reason: {}\n\n\
                  The request needs {} approvals and has {}. It lapses on {}.\n\
-                 Approve or decline it: {}\n",
-                request.requester.name(),
+                 Approve or decline it (ApproveAccessRequest, DeclineAccessRequest): {}\n",
                 one_line(&request.reason),
                 request.required_approvals,
                 request.approvals.len(),

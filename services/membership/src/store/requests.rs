@@ -743,6 +743,26 @@ impl Store {
         Ok(())
     }
 
+    /// What an e-mail about a request names: the account's display name (its id when the
+    /// replica does not know it) and the requester's directory e-mail, if any.
+    pub async fn request_mail_names(
+        &self,
+        request: &AccessRequest,
+    ) -> Result<(String, Option<String>), MembershipError> {
+        let connection = self.connection()?;
+        let account = replica::load(connection, &request.account_id)
+            .await?
+            .map(|known| known.facts.display_name)
+            .filter(|name| !name.trim().is_empty())
+            .unwrap_or_else(|| request.account_id.to_string());
+        let requester = load_profiles(connection, std::slice::from_ref(&request.requester))
+            .await?
+            .remove(request.requester.as_str())
+            .map(|profile| profile.email)
+            .filter(|email| !email.is_empty());
+        Ok((account, requester))
+    }
+
     /// A request by id alone (for the mailer).
     pub async fn request_by_id(
         &self,
