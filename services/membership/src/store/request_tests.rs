@@ -239,6 +239,27 @@ async fn the_last_approval_never_over_grants_owner(store: Store) {
     assert_eq!(store.owner_count(&a("acme")).await.unwrap(), 2);
 }
 
+/// A time-bound OWNER is never made the account's only one: the last OWNER never expires.
+async fn the_only_owner_is_never_time_bound(store: Store) {
+    for (user, role) in [("alice", Role::Admin), ("bob", Role::Admin)] {
+        add(&store, "acme", user, role).await;
+    }
+    let mut ask = request("acme", "sam", Role::Owner, "alice", 2);
+    ask.access_duration = Some(Duration::hours(4));
+    let created = store
+        .create_request(&ask, &[u("bob")])
+        .await
+        .expect("created");
+    let refused = store
+        .approve_request(&created, &u("bob"), true, false)
+        .await;
+    assert!(
+        matches!(refused, Err(MembershipError::LastOwnerExpiry(_))),
+        "{refused:?}"
+    );
+    assert!(store.member(&a("acme"), &u("sam")).await.unwrap().is_none());
+}
+
 /// One PENDING request per subject; a lapsed one is closed (EXPIRED) by the next.
 async fn one_pending_request_per_subject(store: Store) {
     add(&store, "acme", "alice", Role::Owner).await;
@@ -446,6 +467,7 @@ on_both_backends!(
     concurrent_last_approvals_grant_once,
     a_decline_racing_the_last_approval_has_one_outcome,
     the_last_approval_never_over_grants_owner,
+    the_only_owner_is_never_time_bound,
     one_pending_request_per_subject,
     request_mails_are_claimed_once,
     policy_writes_follow_the_version_read,

@@ -517,7 +517,23 @@ impl Store {
                 return Err(MembershipError::AccountDeleted(read.account_id.to_string()));
             }
             let current = load_member(&*tx, &read.account_id, &read.subject).await?;
-            let member = match grant_for(read, current, now)? {
+            let grant = grant_for(read, current, now)?;
+            let (role, ends) = match &grant {
+                Grant::Add(new) => (new.role, new.expire_time),
+                Grant::Change {
+                    role, expire_time, ..
+                } => (*role, *expire_time),
+            };
+            if role == Role::Owner
+                && ends.is_some()
+                && super::owner_count(&*tx, &read.account_id).await? == 0
+            {
+                // It would be the account's only OWNER, who never expires.
+                return Err(MembershipError::LastOwnerExpiry(
+                    read.account_id.to_string(),
+                ));
+            }
+            let member = match grant {
                 Grant::Add(new) => {
                     insert_member(&*tx, &new, MAX_OWNERS).await?;
                     let member = load_member(&*tx, &new.account_id, &new.user_id)
