@@ -128,8 +128,9 @@ pub struct Invitee {
     pub email_is_member: bool,
     /// The account has room for one more OWNER now (membership keeps the limit).
     pub owner_room: bool,
-    /// The access policy that puts an invitation with the asked role behind approval.
-    pub gating_policy: Option<String>,
+    /// The access policy that puts an invitation with the asked role behind approval, and
+    /// which of its grants does (`INVITATIONS`, `OWNER_ROLE`, `ADMIN_ROLE`).
+    pub gating_policy: Option<(String, String)>,
 }
 
 impl Members {
@@ -163,7 +164,9 @@ impl Members {
                 Ok(Invitee {
                     email_is_member: answer.email_is_member,
                     owner_room: answer.owner_room,
-                    gating_policy: answer.approval_required.then_some(answer.access_policy),
+                    gating_policy: answer
+                        .approval_required
+                        .then_some((answer.access_policy, answer.gated_grant)),
                 })
             }
             Err(status) if status.code() == Code::Unimplemented => Ok(Invitee {

@@ -7,6 +7,7 @@
 //! [`tenantry_e2e::in_own_process`]). The fault tests, which stop this machine's PostgreSQL
 //! and RabbitMQ, stay a binary of their own (`tests/tests/faults.rs`): see the note there.
 
+mod access_governance;
 mod audit_trail;
 mod authz_matrix;
 mod bad_input;

@@ -88,7 +88,7 @@ impl From<InvitationError> for ApiError {
                     account_name(&account_id)
                 ),
             ),
-            InvitationError::ApprovalRequired(policy) => ApiError::failed_precondition(
+            InvitationError::ApprovalRequired { policy, grant } => ApiError::failed_precondition(
                 "APPROVAL_REQUIRED",
                 policy.clone(),
                 format!(
@@ -97,7 +97,7 @@ impl From<InvitationError> for ApiError {
                 ),
             )
             .with_metadata("access_policy", policy)
-            .with_metadata("gated_grant", "INVITATIONS"),
+            .with_metadata("gated_grant", grant),
             InvitationError::ResendTooSoon { name, retry_after } => ApiError::resource_exhausted(
                 "RESEND_TOO_SOON",
                 format!(

@@ -203,7 +203,7 @@ impl InvitationApi {
             .members
             .check_invitee(&new.account_id, &new.email, new.role)
             .await?;
-        create.check_ungated(invitee.gating_policy.as_deref(), operator)?;
+        create.check_ungated(invitee.gating_policy.as_ref(), operator)?;
         create.check_owner_room(invitee.owner_room)?;
         Ok(create.check_not_member(invitee.email_is_member)?)
     }

@@ -126,11 +126,14 @@ impl CreateInvitation {
     /// unless the caller is an operator (operators are never gated).
     pub fn check_ungated(
         &self,
-        gating: Option<&str>,
+        gating: Option<&(String, String)>,
         operator: bool,
     ) -> Result<(), InvitationError> {
         match gating {
-            Some(policy) if !operator => Err(InvitationError::ApprovalRequired(policy.to_string())),
+            Some((policy, grant)) if !operator => Err(InvitationError::ApprovalRequired {
+                policy: policy.clone(),
+                grant: grant.clone(),
+            }),
             _ => Ok(()),
         }
     }

@@ -53,9 +53,14 @@ pub enum InvitationError {
     /// The account already has the most OWNERs it may have.
     #[error("accounts/{0} already has 2 OWNERs")]
     OwnerLimit(AccountId),
-    /// The account's access policy (named) puts an invitation with this role behind approval.
-    #[error("{0} requires approval for invitations with this role")]
-    ApprovalRequired(String),
+    /// The account's access policy puts an invitation with this role behind approval.
+    #[error("{policy} requires approval for invitations with this role ({grant})")]
+    ApprovalRequired {
+        /// The policy's name.
+        policy: String,
+        /// The grant of the policy that gates it.
+        grant: String,
+    },
     /// ResendInvitation came too soon after the last e-mail.
     #[error("{name} was sent less than the resend interval ago")]
     ResendTooSoon {

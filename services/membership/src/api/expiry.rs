@@ -48,7 +48,7 @@ impl MembershipApi {
             &request.etag,
             &request.name,
         )?;
-        let policy = self.gate(&access, Some(GatedGrant::Extensions)).await?;
+        let policy = self.gate(&access, &[Some(GatedGrant::Extensions)]).await?;
         policy
             .rules
             .check_end(expire_time, now)

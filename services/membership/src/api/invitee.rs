@@ -53,9 +53,9 @@ impl MembershipApi {
             owners = facts.owners,
             "check invitee"
         );
-        // An invitation that would grant OWNER or ADMIN is gated by INVITATIONS.
-        let gating = match role.and_then(GatedGrant::of_role) {
-            Some(_) => {
+        // An invitation that would grant OWNER or ADMIN: gated by INVITATIONS or by its role.
+        let gating = match role.filter(|role| GatedGrant::of_role(*role).is_some()) {
+            Some(role) => {
                 let managed_by = self
                     .accounts
                     .account(&account_id)
@@ -64,8 +64,8 @@ impl MembershipApi {
                 self.store
                     .effective_policy(&account_id, managed_by.as_ref())
                     .await?
-                    .gating(GatedGrant::Invitations)
-                    .map(policy_name)
+                    .gating_invitation(role)
+                    .map(|(account, grant)| (policy_name(account), grant.as_str()))
             }
             None => None,
         };
@@ -75,7 +75,11 @@ impl MembershipApi {
             owners: capacity.owner_count,
             max_owners: capacity.max_owners,
             approval_required: gating.is_some(),
-            access_policy: gating.unwrap_or_default(),
+            gated_grant: gating
+                .as_ref()
+                .map(|(_, grant)| (*grant).to_string())
+                .unwrap_or_default(),
+            access_policy: gating.map(|(policy, _)| policy).unwrap_or_default(),
         })
     }
 }

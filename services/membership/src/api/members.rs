@@ -12,7 +12,7 @@ use super::MembershipApi;
 use crate::domain::expiry;
 use crate::domain::members::{self, Removal, Target};
 use crate::domain::policy::GatedGrant;
-use crate::domain::{Caller, Member, MembershipError, Permission};
+use crate::domain::{Caller, Member, MemberSource, MembershipError, Permission};
 use crate::wire;
 
 impl MembershipApi {
@@ -36,9 +36,19 @@ impl MembershipApi {
             return Ok(earlier);
         }
         let owner_ceiling = members::check_add(&access, account, add.role)?;
-        self.gate(&access, GatedGrant::of_role(add.role)).await?;
+        let policy = self.gate(&access, &[GatedGrant::of_role(add.role)]).await?;
         record(members::add_granted_by(&access, add.role));
         let user_id = self.user_named_by(&add.target).await?;
+        if add.source == MemberSource::Invitation
+            && let Some(existing) = self.store.member(&add.account_id, &user_id).await?
+            && existing.expire_time.is_some()
+            && policy.rules.bounds_access(existing.role)
+        {
+            // The policy limits this access: accepting an older invitation does not make a
+            // time-bound membership permanent (the invitation service takes the membership
+            // as the answer).
+            return Ok(existing);
+        }
         if let Some(profile) = add.profile.clone() {
             // The invitee's claims, so the member is listed complete at once.
             self.directory.remember(&user_id, profile).await?;
@@ -103,7 +113,14 @@ impl MembershipApi {
                 created: false,
             });
         }
-        let policy = self.gate(&access, Some(GatedGrant::AddMyself)).await?;
+        let role = self.config.add_myself_role.role();
+        // Gated as AddMyself, and as a grant of the role it gives.
+        let policy = self
+            .gate(
+                &access,
+                &[Some(GatedGrant::AddMyself), GatedGrant::of_role(role)],
+            )
+            .await?;
         let access_duration =
             policy
                 .rules
@@ -113,7 +130,6 @@ impl MembershipApi {
                     description,
                 })?;
         record(access.granting(Permission::AddMyself));
-        let role = self.config.add_myself_role.role();
         let expire_time =
             expiry::expire_time_after(tenantry_platform::time::now(), access_duration);
         let new = members::self_assigned(account_id, user_id, role, expire_time);
@@ -171,7 +187,7 @@ impl MembershipApi {
             return Ok(current);
         }
         if members::raises(current.role, role) {
-            self.gate(&access, GatedGrant::of_role(role)).await?;
+            self.gate(&access, &[GatedGrant::of_role(role)]).await?;
         }
         record(members::update_granted_by(&access, &current, role));
         let (etag_sent, actor) = (!changed.etag.is_empty(), caller.resource_name());

@@ -29,17 +29,19 @@ impl MembershipApi {
         }
     }
 
-    /// APPROVAL_REQUIRED if the policy in force gates `grant` for this caller (a person who is
-    /// not an operator); returns the policy, which also sets durations.
+    /// APPROVAL_REQUIRED if the policy in force gates any of `grants` for this caller (a person
+    /// who is not an operator); returns the policy, which also sets durations.
     pub(super) async fn gate(
         &self,
         access: &Access,
-        grant: Option<GatedGrant>,
+        grants: &[Option<GatedGrant>],
     ) -> Result<EffectivePolicy, MembershipError> {
         let policy = self.policy_in_force(access).await?;
         let gated_caller = access.caller.user_id().is_some() && !access.caller.is_operator();
-        if let (Some(grant), true) = (grant, gated_caller) {
-            policy.require_ungated(grant)?;
+        if gated_caller {
+            for grant in grants.iter().flatten() {
+                policy.require_ungated(*grant)?;
+            }
         }
         Ok(policy)
     }
@@ -51,6 +53,8 @@ impl MembershipApi {
         let principal = Principal::of(&request)?;
         let caller = self.caller(&principal).await?;
         let account_id = policy_account("name", &request.get_ref().name)?;
+        // Policies are read by people: no peer service needs to, so none may.
+        principal.user()?;
         let access = self.access(&caller, &account_id).await?;
         access.require(Permission::MembersList)?;
         access.existing(&account_id)?;

@@ -12,10 +12,11 @@ use super::members::record;
 use crate::access_wire::{new_request, reason, request_to_wire, states_filter};
 use crate::domain::access::Access;
 use crate::domain::members::{self, Target};
+use crate::domain::owners::MAX_OWNERS;
 use crate::domain::requests::{
     self as rules, AccessRequest, RequestState, approver_roles, may_grant, may_request,
 };
-use crate::domain::{AccountState, Caller, Member, MembershipError, Permission};
+use crate::domain::{AccountState, Caller, Member, MembershipError, Permission, Role};
 use crate::events::RequestChange;
 
 /// Most people asked to approve one request (each gets an e-mail).
@@ -45,7 +46,28 @@ impl MembershipApi {
                     return Err(MembershipError::PermissionDenied.into());
                 }
                 let holders = self.store.users_with_email(email, 2).await?;
-                members::the_user_with(email.clone(), holders)?
+                match members::the_user_with(email.clone(), holders) {
+                    Ok(user_id) => user_id,
+                    Err(MembershipError::UserNotFound(email)) => {
+                        return Err(ApiError::not_found(
+                            "USER_NOT_FOUND",
+                            format!(
+                                "access_request.subject_email: no known user has the e-mail \
+                                 address {email}; invite them first"
+                            ),
+                        ));
+                    }
+                    Err(MembershipError::AmbiguousEmail(email)) => {
+                        return Err(ApiError::failed_precondition(
+                            "AMBIGUOUS_EMAIL",
+                            "access_request.subject_email",
+                            format!(
+                                "several users have the e-mail address {email}; ask by `subject`"
+                            ),
+                        ));
+                    }
+                    Err(other) => return Err(other.into()),
+                }
             }
         };
         if !may_request(&access, asked.role, &subject, add_myself_role) {
@@ -56,15 +78,41 @@ impl MembershipApi {
             return Err(MembershipError::AccountNotActive(asked.account_id.to_string()).into());
         }
         let policy = self.policy_in_force(&access).await?;
-        let access_duration = policy
-            .rules
-            .access_duration(asked.access_duration)
-            .map_err(|description| MembershipError::PolicyRefused {
-                field: "access_request.access_duration",
-                description,
-            })?;
-        let now = tenantry_platform::time::now();
         let current = self.store.member(&asked.account_id, &subject).await?;
+        // A member without end asking for no duration keeps no end: the policy's durations
+        // bound new and time-bound access, not a role change of a permanent membership.
+        let permanent_member = current
+            .as_ref()
+            .is_some_and(|member| member.expire_time.is_none());
+        let owners = self.store.owner_count(&asked.account_id).await?;
+        // Nor do they make an account's first OWNER time-bound: the last OWNER never expires.
+        let first_owner = asked.role == Role::Owner && owners == 0;
+        let access_duration =
+            if (permanent_member || first_owner) && asked.access_duration.is_none() {
+                None
+            } else {
+                policy
+                    .rules
+                    .access_duration(asked.access_duration)
+                    .map_err(|description| MembershipError::PolicyRefused {
+                        field: "access_request.access_duration",
+                        description,
+                    })?
+            };
+        let now = tenantry_platform::time::now();
+        // Refused now rather than by every approval: the OWNER limit (checked again by the
+        // granting transaction), and a time-bound first OWNER.
+        if asked.role == Role::Owner
+            && current
+                .as_ref()
+                .is_none_or(|member| member.role != Role::Owner)
+            && owners >= MAX_OWNERS
+        {
+            return Err(MembershipError::OwnerLimit(asked.account_id.to_string()).into());
+        }
+        if first_owner && access_duration.is_some() {
+            return Err(MembershipError::LastOwnerExpiry(asked.account_id.to_string()).into());
+        }
         rules::check_grantable(
             current.as_ref(),
             asked.role,
@@ -86,7 +134,7 @@ impl MembershipApi {
             escalated = true;
             for owner in self
                 .store
-                .members_with_roles(partner, &[crate::domain::Role::Owner], MAX_APPROVERS_ASKED)
+                .members_with_roles(partner, &[Role::Owner], MAX_APPROVERS_ASKED)
                 .await?
             {
                 if owner != requester && owner != subject && !approvers.contains(&owner) {
@@ -145,7 +193,7 @@ impl MembershipApi {
         &self,
         access: &Access,
         account_id: &AccountId,
-        role: crate::domain::Role,
+        role: Role,
         requester: &UserId,
         subject: &UserId,
     ) -> Result<Vec<UserId>, MembershipError> {
@@ -184,6 +232,8 @@ impl MembershipApi {
         request: Request<pb::GetAccessRequestRequest>,
     ) -> Result<AccessRequest, ApiError> {
         let principal = Principal::of(&request)?;
+        // Requests are people's business: no peer service needs them, so none may read them.
+        principal.user()?;
         let caller = self.caller(&principal).await?;
         Ok(self
             .visible_request(&caller, &request.get_ref().name)
@@ -196,6 +246,8 @@ impl MembershipApi {
         request: Request<pb::ListAccessRequestsRequest>,
     ) -> Result<pb::ListAccessRequestsResponse, ApiError> {
         let principal = Principal::of(&request)?;
+        // Requests are people's business: no peer service needs them, so none may read them.
+        principal.user()?;
         let caller = self.caller(&principal).await?;
         let request = request.into_inner();
         let account_id = AccountId::from_name("parent", &request.parent)?;
@@ -235,7 +287,7 @@ impl MembershipApi {
     ) -> Result<pb::ListAccessRequestsWaitingForMeResponse, ApiError> {
         let principal = Principal::of(&request)?;
         let user = principal.user()?;
-        self.caller(&principal).await?;
+        let caller = self.caller(&principal).await?;
         let user_id = UserId::trusted(user.sub.clone());
         let request = request.into_inner();
         let scope = format!("ListAccessRequestsWaitingForMe|{user_id}");
@@ -251,8 +303,17 @@ impl MembershipApi {
         let next_page_token = self.page_tokens.finish(&scope, &page, &mut rows, |row| {
             cursor(row.expire_time, &row.request_id)
         });
+        // Only what the caller may still approve: someone asked when the request was made may
+        // have lost the role since (a page may then hold fewer than page_size).
+        let mut waiting = Vec::with_capacity(rows.len());
+        for row in rows {
+            let access = self.access(&caller, &row.account_id).await?;
+            if may_grant(&access, row.role, row.escalated) {
+                waiting.push(request_to_wire(&row, now));
+            }
+        }
         Ok(pb::ListAccessRequestsWaitingForMeResponse {
-            access_requests: rows.iter().map(|row| request_to_wire(row, now)).collect(),
+            access_requests: waiting,
             next_page_token,
         })
     }
@@ -279,9 +340,12 @@ impl MembershipApi {
             let now = tenantry_platform::time::now();
             let last = rules::check_approval(&current, &approver, &request.etag, now)?;
             record(access.granted_by(|access| may_grant(access, current.role, current.escalated)));
+            // The approver's own OWNER ceiling (an ADMIN grants OWNER only while there is
+            // none: the first OWNER's grant ends that right atomically).
+            let owner_ceiling = access.owner_grant_ceiling().unwrap_or(MAX_OWNERS);
             match self
                 .store
-                .approve_request(&current, &approver, last, etag_sent)
+                .approve_request(&current, &approver, last, owner_ceiling, etag_sent)
                 .await
             {
                 Err(MembershipError::ConcurrentChange) if !etag_sent && tries < RACE_RETRIES => {
@@ -309,24 +373,37 @@ impl MembershipApi {
             .user_id()
             .cloned()
             .ok_or(MembershipError::PermissionDenied)?;
-        let (access, current) = self.visible_request(&caller, &request.name).await?;
-        if decider == current.subject || !may_grant(&access, current.role, current.escalated) {
-            return Err(MembershipError::PermissionDenied.into());
+        let etag_sent = !request.etag.is_empty();
+        let mut tries = 0;
+        loop {
+            let (access, current) = self.visible_request(&caller, &request.name).await?;
+            if decider == current.subject || !may_grant(&access, current.role, current.escalated) {
+                return Err(MembershipError::PermissionDenied.into());
+            }
+            rules::check_pending(&current, &request.etag, tenantry_platform::time::now())?;
+            record(access.granted_by(|access| may_grant(access, current.role, current.escalated)));
+            match self
+                .store
+                .close_request(
+                    &current,
+                    RequestChange::Declined,
+                    &decider,
+                    Some(&why),
+                    etag_sent,
+                )
+                .await
+            {
+                // A partial approval moved the version on: decide on what is stored now.
+                Err(MembershipError::ConcurrentChange) if !etag_sent && tries < RACE_RETRIES => {
+                    tries += 1;
+                }
+                Err(error) => return Err(error.into()),
+                Ok(declined) => {
+                    self.request_mail.notify_one();
+                    return Ok(declined);
+                }
+            }
         }
-        rules::check_pending(&current, &request.etag, tenantry_platform::time::now())?;
-        record(access.granted_by(|access| may_grant(access, current.role, current.escalated)));
-        let declined = self
-            .store
-            .close_request(
-                &current,
-                RequestChange::Declined,
-                &decider,
-                Some(&why),
-                !request.etag.is_empty(),
-            )
-            .await?;
-        self.request_mail.notify_one();
-        Ok(declined)
     }
 
     pub(super) async fn cancel_access_request(
@@ -341,24 +418,36 @@ impl MembershipApi {
             .user_id()
             .cloned()
             .ok_or(MembershipError::PermissionDenied)?;
-        let (access, current) = self.visible_request(&caller, &request.name).await?;
-        if canceller != current.requester && !caller.is_operator() {
-            return Err(MembershipError::PermissionDenied.into());
+        let etag_sent = !request.etag.is_empty();
+        let mut tries = 0;
+        loop {
+            let (access, current) = self.visible_request(&caller, &request.name).await?;
+            if canceller != current.requester && !caller.is_operator() {
+                return Err(MembershipError::PermissionDenied.into());
+            }
+            rules::check_pending(&current, &request.etag, tenantry_platform::time::now())?;
+            record(access.granted_by(|access| {
+                access.caller.is_operator() || access.caller.user_id() == Some(&current.requester)
+            }));
+            match self
+                .store
+                .close_request(
+                    &current,
+                    RequestChange::Cancelled,
+                    &canceller,
+                    None,
+                    etag_sent,
+                )
+                .await
+            {
+                // A partial approval moved the version on: decide on what is stored now.
+                Err(MembershipError::ConcurrentChange) if !etag_sent && tries < RACE_RETRIES => {
+                    tries += 1;
+                }
+                Err(error) => return Err(error.into()),
+                Ok(cancelled) => return Ok(cancelled),
+            }
         }
-        rules::check_pending(&current, &request.etag, tenantry_platform::time::now())?;
-        record(access.granted_by(|access| {
-            access.caller.is_operator() || access.caller.user_id() == Some(&current.requester)
-        }));
-        Ok(self
-            .store
-            .close_request(
-                &current,
-                RequestChange::Cancelled,
-                &canceller,
-                None,
-                !request.etag.is_empty(),
-            )
-            .await?)
     }
 }
 

@@ -181,6 +181,15 @@ impl AccessPolicy {
         self.gated.contains(&grant)
     }
 
+    /// Whether the policy limits time-bound access of a member with `role`: a maximum
+    /// duration, gated extensions, or the role itself gated (then an accepted invitation does
+    /// not make such access permanent).
+    pub fn bounds_access(&self, role: Role) -> bool {
+        self.max_access_duration.is_some()
+            || self.gates(GatedGrant::Extensions)
+            || GatedGrant::of_role(role).is_some_and(|grant| self.gates(grant))
+    }
+
     /// Approvals a request needs, the requester's included.
     pub fn approvals(&self) -> i32 {
         self.required_approvals.max(MIN_APPROVALS)
@@ -265,12 +274,17 @@ impl AccessPolicy {
 
 /// A duration as people read it in an error.
 fn describe(duration: Duration) -> String {
-    if duration.num_seconds() % 86_400 == 0 {
-        format!("{} days", duration.num_days())
+    let (count, unit) = if duration.num_seconds() % 86_400 == 0 {
+        (duration.num_days(), "day")
     } else if duration.num_seconds() % 3_600 == 0 {
-        format!("{} hours", duration.num_hours())
+        (duration.num_hours(), "hour")
     } else {
-        format!("{} minutes", duration.num_minutes())
+        (duration.num_minutes(), "minute")
+    };
+    if count == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{count} {unit}s")
     }
 }
 
@@ -323,6 +337,16 @@ impl EffectivePolicy {
             .flatten()
             .find(|stored| stored.policy.gates(grant))
             .map(|stored| &stored.account_id)
+    }
+
+    /// The account whose policy puts an invitation with `role` behind approval: INVITATIONS
+    /// gates OWNER and ADMIN invitations, and a gated role gates its invitations too (else the
+    /// role would be granted by invitation without approval).
+    pub fn gating_invitation(&self, role: Role) -> Option<(&AccountId, GatedGrant)> {
+        let by_role = GatedGrant::of_role(role)?;
+        self.gating(GatedGrant::Invitations)
+            .map(|account| (account, GatedGrant::Invitations))
+            .or_else(|| self.gating(by_role).map(|account| (account, by_role)))
     }
 
     /// APPROVAL_REQUIRED if `grant` is gated.

@@ -15,7 +15,7 @@ use tenantry_platform::{AccountId, UserId};
 
 use super::entities::{access_request, access_request_approval, access_request_approver, member};
 use super::{Store, as_read, change_counts, insert_member, load_member, load_profiles, replica};
-use crate::domain::owners::{self, MAX_OWNERS};
+use crate::domain::owners;
 use crate::domain::requests::{AccessRequest, Approval, Grant, RequestState, grant_for};
 use crate::domain::{Member, MembershipError, Role};
 use crate::events::{MemberChange, RequestChange, member_event, request_event};
@@ -473,13 +473,15 @@ impl Store {
     /// Records `approver`'s approval of `read` (as read and checked by the caller), and when it
     /// is the `last` one makes the grant: the subject's membership is added or changed in the
     /// same transaction (OWNER limit re-checked; a refused grant records nothing), with its
-    /// `member.*` event, and the requester's e-mail is queued. Publishes
+    /// `member.*` event, and the requester's e-mail is queued. A new OWNER is counted only
+    /// while the account has fewer than `owner_ceiling` (the approver's own). Publishes
     /// `access_request.approved`. Returns the request after and the membership granted.
     pub async fn approve_request(
         &self,
         read: &AccessRequest,
         approver: &UserId,
         last: bool,
+        owner_ceiling: i64,
         etag_sent: bool,
     ) -> Result<(AccessRequest, Option<Member>), MembershipError> {
         let tx = self.begin().await?;
@@ -535,7 +537,16 @@ impl Store {
             }
             let member = match grant {
                 Grant::Add(new) => {
-                    insert_member(&*tx, &new, MAX_OWNERS).await?;
+                    insert_member(&*tx, &new, owner_ceiling).await.map_err(
+                        |error| match error {
+                            // Added a moment ago by another call: decide again on what is
+                            // stored now (a change of that membership).
+                            MembershipError::AlreadyMember { .. } => {
+                                MembershipError::ConcurrentChange
+                            }
+                            other => other,
+                        },
+                    )?;
                     let member = load_member(&*tx, &new.account_id, &new.user_id)
                         .await?
                         .ok_or(MembershipError::ConcurrentChange)?;
@@ -560,7 +571,7 @@ impl Store {
                         return Err(MembershipError::ConcurrentChange);
                     }
                     let delta = owners::owner_delta(Some(current.role), Some(role));
-                    change_counts(&*tx, &read.account_id, delta, 0, MAX_OWNERS).await?;
+                    change_counts(&*tx, &read.account_id, delta, 0, owner_ceiling).await?;
                     let member = load_member(&*tx, &read.account_id, &read.subject)
                         .await?
                         .ok_or(MembershipError::ConcurrentChange)?;

@@ -40,6 +40,10 @@ const READ_ONLY: &[&str] = &[
     "GetMember",
     "ListMembers",
     "ListExpiringMembers",
+    "GetAccessPolicy",
+    "GetAccessRequest",
+    "ListAccessRequests",
+    "ListAccessRequestsWaitingForMe",
     "ListMyAccounts",
     "Authorize",
     "GetOwnerCapacity",
@@ -214,15 +218,20 @@ async fn every_mutating_rpc_is_recorded_once_with_its_actor_and_values(cluster: 
                     && entry.account == want.account
                     && entry.actor == want.actor
                     && entry.actor_role == want.actor_role
+                    && want
+                        .resource
+                        .as_ref()
+                        .is_none_or(|resource| &entry.resource == resource)
                     && matches(&to_json(entry.before.as_ref()), &want.before)
                     && matches(&to_json(entry.after.as_ref()), &want.after)
             });
             assert!(
                 found.is_some(),
-                "{}: no entry {} on {} by {} ({}) with before {} after {}; recorded: {:#?}",
+                "{}: no entry {} on {} ({}) by {} ({}) with before {} after {}; recorded: {:#?}",
                 step.rpc,
                 want.event_type,
                 want.account,
+                want.resource.as_deref().unwrap_or("any resource"),
                 want.actor,
                 want.actor_role,
                 want.before,
@@ -231,6 +240,7 @@ async fn every_mutating_rpc_is_recorded_once_with_its_actor_and_values(cluster: 
                     .map(|e| (
                         &e.event_type,
                         &e.account,
+                        &e.resource,
                         &e.actor,
                         &e.actor_role,
                         to_json(e.before.as_ref()).to_string(),

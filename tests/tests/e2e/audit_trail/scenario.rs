@@ -20,6 +20,18 @@ pub(super) struct Expected {
     /// …and after; `None` in a value's place means "present, any value" (times).
     pub(super) after: Value,
     pub(super) actor_role: &'static str,
+    /// The resource changed, when the entry must name it (`None`: not checked).
+    pub(super) resource: Option<String>,
+}
+
+impl Expected {
+    /// The same entry, which must name `resource` as the resource changed.
+    fn on(self, resource: &str) -> Self {
+        Self {
+            resource: Some(resource.to_string()),
+            ..self
+        }
+    }
 }
 
 /// One scripted call: the RPC, its request id, and the entries it must produce.
@@ -78,6 +90,7 @@ fn expected(
         before,
         after,
         actor_role,
+        resource: None,
     }
 }
 
@@ -669,6 +682,262 @@ pub(super) async fn scenario(cluster: &TestCluster) -> (Vec<Step>, String, Strin
             json!({"acknowledged_by": erin.resource_name(), "accounts": [format!("accounts/{customer}")],
                    "acknowledge_time": null}),
         )],
+    });
+
+    // Access governance. Two more ADMINs of the customer to approve (set up by the operator,
+    // not scripted: AddMember is above).
+    let hank = TestUser::new("hank");
+    let ivan = TestUser::new("ivan");
+    for admin in [&hank, &ivan] {
+        tenantry_e2e::add_member(
+            cluster,
+            &ops,
+            &format!("accounts/{customer}"),
+            admin,
+            mem::Role::Admin,
+        )
+        .await
+        .expect("the operator adds an ADMIN");
+    }
+    let policy_name = format!("accounts/{customer}/accessPolicy");
+    let set_policy = |required_approvals: i32, request_lifetime: Option<i64>, id: String| {
+        let mut client = cluster.membership_as(&ops);
+        let name = policy_name.clone();
+        async move {
+            client
+                .update_access_policy(with_id(
+                    mem::UpdateAccessPolicyRequest {
+                        policy: Some(mem::AccessPolicy {
+                            name,
+                            gated_grants: vec![mem::GatedGrant::OwnerRole as i32],
+                            required_approvals,
+                            request_lifetime: request_lifetime
+                                .map(|seconds| prost_types::Duration { seconds, nanos: 0 }),
+                            ..Default::default()
+                        }),
+                    },
+                    &id,
+                ))
+                .await
+                .expect("UpdateAccessPolicy")
+        }
+    };
+    // The first policy: what changed from the policy of an account that never set one (no
+    // gated grants, every field unset); then a stricter one.
+    let id = rid("UpdateAccessPolicy");
+    set_policy(2, None, id.clone()).await;
+    steps.push(Step {
+        rpc: "UpdateAccessPolicy",
+        request_id: id,
+        expected: vec![
+            expected(
+                "access_policy.updated",
+                &customer,
+                &ops,
+                "OPERATOR",
+                json!({"gated_grants": [], "required_approvals": 0}),
+                json!({"gated_grants": ["OWNER_ROLE"], "required_approvals": 2}),
+            )
+            .on(&policy_name),
+        ],
+    });
+    let id = rid("UpdateAccessPolicy");
+    set_policy(3, Some(2 * DAY), id.clone()).await;
+    steps.push(Step {
+        rpc: "UpdateAccessPolicy",
+        request_id: id,
+        expected: vec![
+            expected(
+                "access_policy.updated",
+                &customer,
+                &ops,
+                "OPERATOR",
+                json!({"required_approvals": 2, "request_lifetime": ""}),
+                json!({"required_approvals": 3, "request_lifetime": format!("{}s", 2 * DAY)}),
+            )
+            .on(&policy_name),
+        ],
+    });
+
+    // Alice (ADMIN) asks ADMIN for erin, for jill and for kim: three approvals each.
+    let ask = |subject: &TestUser, reason: &'static str, id: String| {
+        let mut client = cluster.membership_as(&alice);
+        let parent = format!("accounts/{customer}");
+        let subject = subject.resource_name();
+        async move {
+            client
+                .create_access_request(with_id(
+                    mem::CreateAccessRequestRequest {
+                        parent,
+                        access_request: Some(mem::AccessRequest {
+                            subject,
+                            role: mem::Role::Admin as i32,
+                            reason: reason.into(),
+                            ..Default::default()
+                        }),
+                    },
+                    &id,
+                ))
+                .await
+                .expect("CreateAccessRequest")
+                .into_inner()
+                .access_request
+                .expect("access request")
+        }
+    };
+    let created = |subject: &TestUser, reason: &str, name: &str, id: String| Step {
+        rpc: "CreateAccessRequest",
+        request_id: id,
+        expected: vec![
+            expected(
+                "access_request.created",
+                &customer,
+                &alice,
+                "ADMIN",
+                json!({}),
+                json!({"subject": subject.resource_name(), "role": "ADMIN", "reason": reason,
+                       "access_duration": "", "state": "PENDING",
+                       "requester": alice.resource_name(), "approvals": [alice.resource_name()],
+                       "required_approvals": 3, "escalated": false, "decided_by": "",
+                       "decline_reason": ""}),
+            )
+            .on(name),
+        ],
+    };
+    let mut requests = Vec::new();
+    for (subject, reason) in [
+        (&erin, "Erin runs the on-call rota."),
+        (&TestUser::new("jill"), "Jill covers for Erin."),
+        (&TestUser::new("kim"), "Kim audits the quarter."),
+    ] {
+        let id = rid("CreateAccessRequest");
+        let request = ask(subject, reason, id.clone()).await;
+        steps.push(created(subject, reason, &request.name, id));
+        requests.push(request.name);
+    }
+    let [for_erin, for_jill, for_kim] = <[String; 3]>::try_from(requests).expect("three");
+
+    let approve = |approver: &TestUser, name: String, id: String| {
+        let mut client = cluster.membership_as(approver);
+        async move {
+            client
+                .approve_access_request(with_id(
+                    mem::ApproveAccessRequestRequest {
+                        name,
+                        etag: String::new(),
+                    },
+                    &id,
+                ))
+                .await
+                .expect("ApproveAccessRequest")
+        }
+    };
+    // Hank's approval is the second of three: it records itself, nothing is granted.
+    let id = rid("ApproveAccessRequest");
+    approve(&hank, for_erin.clone(), id.clone()).await;
+    steps.push(Step {
+        rpc: "ApproveAccessRequest",
+        request_id: id,
+        expected: vec![
+            expected(
+                "access_request.approved",
+                &customer,
+                &hank,
+                "ADMIN",
+                json!({"approvals": [alice.resource_name()]}),
+                json!({"approvals": [alice.resource_name(), hank.resource_name()]}),
+            )
+            .on(&for_erin),
+        ],
+    });
+    // Ivan's is the last: the request is APPROVED and erin made ADMIN by the same call — two
+    // entries, the approval and the grant.
+    let id = rid("ApproveAccessRequest");
+    approve(&ivan, for_erin.clone(), id.clone()).await;
+    steps.push(Step {
+        rpc: "ApproveAccessRequest",
+        request_id: id,
+        expected: vec![
+            expected(
+                "access_request.approved",
+                &customer,
+                &ivan,
+                "ADMIN",
+                json!({"approvals": [alice.resource_name(), hank.resource_name()],
+                       "state": "PENDING", "decided_by": ""}),
+                json!({"approvals": [alice.resource_name(), hank.resource_name(),
+                                     ivan.resource_name()],
+                       "state": "APPROVED", "decided_by": ivan.resource_name()}),
+            )
+            .on(&for_erin),
+            expected(
+                "member.updated",
+                &customer,
+                &ivan,
+                "ADMIN",
+                json!({"role": "EMPLOYEE"}),
+                json!({"role": "ADMIN"}),
+            )
+            .on(&format!("accounts/{customer}/members/{}", erin.sub)),
+        ],
+    });
+
+    let id = rid("DeclineAccessRequest");
+    cluster
+        .membership_as(&hank)
+        .decline_access_request(with_id(
+            mem::DeclineAccessRequestRequest {
+                name: for_jill.clone(),
+                reason: "Jill starts next month.".into(),
+                etag: String::new(),
+            },
+            &id,
+        ))
+        .await
+        .expect("DeclineAccessRequest");
+    steps.push(Step {
+        rpc: "DeclineAccessRequest",
+        request_id: id,
+        expected: vec![
+            expected(
+                "access_request.declined",
+                &customer,
+                &hank,
+                "ADMIN",
+                json!({"state": "PENDING", "decided_by": "", "decline_reason": ""}),
+                json!({"state": "DECLINED", "decided_by": hank.resource_name(),
+                       "decline_reason": "Jill starts next month."}),
+            )
+            .on(&for_jill),
+        ],
+    });
+
+    let id = rid("CancelAccessRequest");
+    cluster
+        .membership_as(&alice)
+        .cancel_access_request(with_id(
+            mem::CancelAccessRequestRequest {
+                name: for_kim.clone(),
+                etag: String::new(),
+            },
+            &id,
+        ))
+        .await
+        .expect("CancelAccessRequest");
+    steps.push(Step {
+        rpc: "CancelAccessRequest",
+        request_id: id,
+        expected: vec![
+            expected(
+                "access_request.cancelled",
+                &customer,
+                &alice,
+                "ADMIN",
+                json!({"state": "PENDING", "decided_by": ""}),
+                json!({"state": "CANCELLED", "decided_by": alice.resource_name()}),
+            )
+            .on(&for_kim),
+        ],
     });
 
     let id = rid("DeleteAccount");

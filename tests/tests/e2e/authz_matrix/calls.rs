@@ -205,6 +205,94 @@ pub async fn call(
             .get_owner_capacity(membership::GetOwnerCapacityRequest { account: account() })
             .await
             .map(drop),
+        "GetAccessPolicy" => members
+            .get_access_policy(membership::GetAccessPolicyRequest {
+                name: format!("{}/accessPolicy", account()),
+            })
+            .await
+            .map(drop),
+        // A policy that gates OWNER grants behind three approvals, on a fresh customer.
+        "UpdateAccessPolicy" => members
+            .update_access_policy(membership::UpdateAccessPolicyRequest {
+                policy: Some(membership::AccessPolicy {
+                    name: format!("{}/accessPolicy", account()),
+                    gated_grants: vec![membership::GatedGrant::OwnerRole as i32],
+                    required_approvals: 3,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map(drop),
+        // ADMIN for dora, an EMPLOYEE of the fresh customer: a grant the customer's OWNER and
+        // ADMIN could make themselves, each with the other to approve.
+        "CreateAccessRequest" => members
+            .create_access_request(membership::CreateAccessRequestRequest {
+                parent: account(),
+                access_request: Some(membership::AccessRequest {
+                    subject: target.member_user(),
+                    role: membership::Role::Admin as i32,
+                    reason: "Asked for by the authorization matrix.".into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map(drop),
+        // The caller asks for themself, with AddMyself's role (ADMIN): what a member of the
+        // managing partner may ask for.
+        "CreateAccessRequest (for themself)" => members
+            .create_access_request(membership::CreateAccessRequestRequest {
+                parent: account(),
+                access_request: Some(membership::AccessRequest {
+                    subject: caller_name(token),
+                    role: membership::Role::Admin as i32,
+                    reason: "Asked for by the authorization matrix.".into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map(drop),
+        "GetAccessRequest" => members
+            .get_access_request(membership::GetAccessRequestRequest {
+                name: target.access_request.clone(),
+            })
+            .await
+            .map(drop),
+        "ListAccessRequests" => members
+            .list_access_requests(membership::ListAccessRequestsRequest {
+                parent: account(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "ListAccessRequestsWaitingForMe" => members
+            .list_access_requests_waiting_for_me(
+                membership::ListAccessRequestsWaitingForMeRequest::default(),
+            )
+            .await
+            .map(drop),
+        // The request needs two approvals and has the requester's: this one is the last.
+        "ApproveAccessRequest" => members
+            .approve_access_request(membership::ApproveAccessRequestRequest {
+                name: target.access_request.clone(),
+                etag: String::new(),
+            })
+            .await
+            .map(drop),
+        "DeclineAccessRequest" => members
+            .decline_access_request(membership::DeclineAccessRequestRequest {
+                name: target.access_request.clone(),
+                reason: "Declined by the authorization matrix.".into(),
+                etag: String::new(),
+            })
+            .await
+            .map(drop),
+        "CancelAccessRequest" => members
+            .cancel_access_request(membership::CancelAccessRequestRequest {
+                name: target.access_request.clone(),
+                etag: String::new(),
+            })
+            .await
+            .map(drop),
 
         "CreateInvitation" => invitations
             .create_invitation(invitation::CreateInvitationRequest {
@@ -378,6 +466,25 @@ pub async fn call(
             .map(drop),
         other => panic!("the matrix has no call for {other}"),
     }
+}
+
+/// `users/{sub}` of the bearer of `token`, read from the token's claims (a name no user has
+/// when there is no token or it cannot be read: such calls are refused before it matters).
+fn caller_name(token: Option<&str>) -> String {
+    use base64::Engine as _;
+    let sub = token
+        .and_then(|token| token.split('.').nth(1))
+        .and_then(|claims| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(claims)
+                .ok()
+        })
+        .and_then(|claims| serde_json::from_slice::<serde_json::Value>(&claims).ok())
+        .and_then(|claims| claims.get("sub")?.as_str().map(str::to_string));
+    format!(
+        "users/{}",
+        sub.unwrap_or_else(|| "matrix-nobody".to_string())
+    )
 }
 
 /// The instant `days` days before now.

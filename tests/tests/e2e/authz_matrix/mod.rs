@@ -4,7 +4,8 @@
 //! One table below holds the whole contract. A refusal must reveal nothing: the same RPC about
 //! a resource that does not exist gets the very same answer (code, message and details), and
 //! no refusal carries a display name, an e-mail address or a message text. A new RPC without a
-//! row fails the test (the rows are compared with the API's descriptors).
+//! row fails the test (the rows are compared with the API's descriptors). An RPC whose callers
+//! depend on what the call asks has one row per variant, named `Method (variant)`.
 
 mod calls;
 mod world;
@@ -26,8 +27,9 @@ enum Cell {
     /// PERMISSION_DENIED — and the very same answer about a resource that does not exist.
     D,
     /// PERMISSION_DENIED for a caller who may list the account's members: the same answer
-    /// about a missing account, but NOT_FOUND about a missing member (membership.proto: such a
-    /// caller can see who is a member anyway, so that answer tells them nothing new).
+    /// about a missing account, but NOT_FOUND about a missing member or access request
+    /// (membership.proto: such a caller can see who is a member, and the account's requests,
+    /// anyway, so that answer tells them nothing new).
     Dm,
     /// PERMISSION_DENIED for an invitation link sent to someone else's e-mail address; an
     /// unknown link is NOT_FOUND for every user (invitation.proto: holding the 256-bit secret
@@ -35,8 +37,12 @@ enum Cell {
     Ds,
     /// UNAUTHENTICATED, whatever the call is about.
     U,
+    /// Allowed to ask, but the grant asked for is held already: FAILED_PRECONDITION with
+    /// ErrorInfo reason ALREADY_GRANTED (CreateAccessRequest for themself by the customer's
+    /// OWNER and ADMIN, who hold ADMIN or more without end).
+    G,
 }
-use Cell::{A, D, Dm, Ds, U};
+use Cell::{A, D, Dm, Ds, G, U};
 
 /// The variants of a refused call that must answer alike (see [`Target`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,8 +99,9 @@ type Row = (
 /// Setups: `World` calls run against the shared world; the others build a fresh target per
 /// cell (`Solo` a standalone account, `Cust` a customer of alpha peopled like the world's,
 /// `Off` the same disabled, `Inv` with a pending invitation, `Link` with the outsider's
-/// e-mailed invitation link, `Timed` which the partner EMPLOYEE joined for an hour), so nothing a
-/// cell changes reaches another cell.
+/// e-mailed invitation link, `Timed` which the partner EMPLOYEE joined for an hour, `Req` with
+/// the partner EMPLOYEE's PENDING access request for themself), so nothing a cell changes
+/// reaches another cell.
 ///
 /// Choices where DESIGN.md §5 is silent, following the proto comments:
 /// - Service identities may call only what a peer needs (GetAccount, BatchGetAccounts,
@@ -115,6 +122,19 @@ type Row = (
 /// - An account's audit trail is for OWNER and ADMIN of the account and of its managing
 ///   partner, and operators (audit.proto); services may not read it (the calls act for a
 ///   person), and only operators purge it.
+/// - Access governance (membership.proto): the access policy is read by the account's members,
+///   its partner's members and operators, and set by the account's OWNERs and operators (not
+///   its ADMINs, not the partner's people); services neither read nor set it, nor list an
+///   account's requests. CreateAccessRequest is for whoever could make the grant were it not
+///   gated — the customer's OWNER and ADMIN asking ADMIN for dora — or, for themself with
+///   AddMyself's role, a member of the managing partner (the `(for themself)` row; the
+///   customer's OWNER and ADMIN may ask that too, but hold it already); operators grant
+///   directly and never ask. The world's request is the customer OWNER's, for the outsider:
+///   "no membership" is its subject and may read it, as may whoever may list the account's
+///   members (not service identities: requests are people's business). Approve and Decline are for
+///   whoever could make the grant (the customer's OWNER and ADMIN; never the subject: the
+///   `Req` request's requester and subject is the partner EMPLOYEE) and operators; Cancel for
+///   the requester and operators. ListAccessRequestsWaitingForMe is any person's.
 #[rustfmt::skip]
 const MATRIX: &[Row] = &[
     //                                                  op  | partner  | other p. | customer   | oc | no | svc| none exp key aud
@@ -141,6 +161,18 @@ const MATRIX: &[Row] = &[
     (M, "Authorize",             Setup::World, ACCOUNT, [D,  D, D, D,   D, D, D,   D, D, D,     D,   D,   A,   U, U, U, U]),
     (M, "CheckInvitee",          Setup::World, ACCOUNT, [D,  D, D, D,   D, D, D,   D, D, D,     D,   D,   A,   U, U, U, U]),
     (M, "GetOwnerCapacity",      Setup::World, ACCOUNT, [D,  D, D, D,   D, D, D,   D, D, D,     D,   D,   A,   U, U, U, U]),
+    (M, "GetAccessPolicy",       Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   A, A, A,     D,   D,   D,   U, U, U, U]),
+    (M, "UpdateAccessPolicy",    Setup::Cust,  ACCOUNT, [A,  D, D, D,   D, D, D,   A, D, D,     D,   D,   D,   U, U, U, U]),
+    (M, "CreateAccessRequest",   Setup::Cust,  ACCOUNT, [D,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
+    (M, "CreateAccessRequest (for themself)",
+                                 Setup::Cust,  ACCOUNT, [D,  A, A, A,   D, D, D,   G, G, D,     D,   D,   D,   U, U, U, U]),
+    (M, "GetAccessRequest",      Setup::World, CHILD,   [A,  A, A, A,   D, D, D,   A, A, A,     D,   A,   D,   U, U, U, U]),
+    (M, "ListAccessRequests",    Setup::World, ACCOUNT, [A,  A, A, A,   D, D, D,   A, A, A,     D,   D,   D,   U, U, U, U]),
+    (M, "ListAccessRequestsWaitingForMe",
+                                 Setup::World, NONE,    [A,  A, A, A,   A, A, A,   A, A, A,     A,   A,   D,   U, U, U, U]),
+    (M, "ApproveAccessRequest",  Setup::Req,   CHILD,   [A,  Dm,Dm,Dm,  D, D, D,   A, A, Dm,    D,   D,   D,   U, U, U, U]),
+    (M, "DeclineAccessRequest",  Setup::Req,   CHILD,   [A,  Dm,Dm,Dm,  D, D, D,   A, A, Dm,    D,   D,   D,   U, U, U, U]),
+    (M, "CancelAccessRequest",   Setup::Req,   CHILD,   [A,  Dm,Dm,A,   D, D, D,   Dm,Dm,Dm,    D,   D,   D,   U, U, U, U]),
     (I, "CreateInvitation",      Setup::World, ACCOUNT, [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
     (I, "ListInvitations",       Setup::World, ACCOUNT, [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
     (I, "GetInvitation",         Setup::World, CHILD,   [A,  D, D, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
@@ -164,6 +196,11 @@ const MATRIX: &[Row] = &[
     (AU,"VerifyAuditChain",      Setup::World, ACCOUNT, [A,  A, A, D,   D, D, D,   A, A, D,     D,   D,   D,   U, U, U, U]),
     (AU,"PurgeAuditEntries",     Setup::World, NONE,    [A,  D, D, D,   D, D, D,   D, D, D,     D,   D,   D,   U, U, U, U]),
 ];
+
+/// The RPC a row is about: its method without the variant (`Method (variant)`).
+fn rpc_of(method: &str) -> &str {
+    method.split(" (").next().unwrap_or(method)
+}
 
 /// Every RPC of the five services, from the descriptors the servers are built from.
 fn rpcs_of_the_api() -> BTreeSet<String> {
@@ -241,6 +278,29 @@ async fn check_cell(
                 ),
             };
         }
+        G => {
+            let reason = real.as_ref().err().and_then(|status| {
+                (status.code() == Code::FailedPrecondition)
+                    .then(|| {
+                        status
+                            .get_error_details()
+                            .error_info()
+                            .map(|info| info.reason.clone())
+                    })
+                    .flatten()
+            });
+            return if reason.as_deref() == Some("ALREADY_GRANTED") {
+                (Vec::new(), 0)
+            } else {
+                (
+                    vec![format!(
+                        "expected FailedPrecondition ALREADY_GRANTED, got {}",
+                        describe(&real)
+                    )],
+                    0,
+                )
+            };
+        }
         D | Dm | Ds => Code::PermissionDenied,
         U => Code::Unauthenticated,
     };
@@ -287,11 +347,15 @@ async fn check_cell(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_answers_every_identity_as_the_design_says() {
-    let covered: BTreeSet<String> = MATRIX
+    let rows: BTreeSet<String> = MATRIX
         .iter()
         .map(|(service, method, ..)| format!("{service}/{method}"))
         .collect();
-    assert_eq!(covered.len(), MATRIX.len(), "one row per RPC");
+    assert_eq!(rows.len(), MATRIX.len(), "one row per RPC and variant");
+    let covered: BTreeSet<String> = MATRIX
+        .iter()
+        .map(|(service, method, ..)| format!("{service}/{}", rpc_of(method)))
+        .collect();
     assert_eq!(
         covered,
         rpcs_of_the_api(),
@@ -344,12 +408,14 @@ async fn every_rpc_answers_every_identity_as_the_design_says() {
             .count()
     };
     println!(
-        "authorization matrix: {} RPCs × {} identities = {} cells ({} allowed, {} denied, {} \
-         unauthenticated; {twin_calls} calls about missing resources; {} on {backend:?})",
+        "authorization matrix: {} rows ({} RPCs) × {} identities = {} cells ({} allowed, {} \
+         denied, {} unauthenticated; {twin_calls} calls about missing resources; {} on \
+         {backend:?})",
         MATRIX.len(),
+        covered.len(),
         COLUMNS.len(),
         MATRIX.len() * COLUMNS.len(),
-        count(A),
+        count(A) + count(G),
         count(D) + count(Dm) + count(Ds),
         count(U),
         if problems.is_empty() {

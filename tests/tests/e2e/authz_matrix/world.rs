@@ -1,7 +1,7 @@
 //! The world the authorization matrix runs in: two partners with one customer each, people in
-//! every role, a pending invitation with its e-mailed link, a delivered message and the
-//! customer's first audit entry — plus the throwaway targets built per cell for calls that
-//! change what they touch.
+//! every role, a pending invitation with its e-mailed link, a delivered message, a pending
+//! access request and the customer's first audit entry — plus the throwaway targets built per
+//! cell for calls that change what they touch.
 
 use std::time::Duration;
 
@@ -9,7 +9,9 @@ use tenantry_e2e::{
     add_member, create_customer, fresh_id, inbox_until, invite, partner_with_owner, send_message,
 };
 use tenantry_proto::audit::v1::GetAuditEntryRequest;
-use tenantry_proto::membership::v1::{AddMyselfRequest, Role};
+use tenantry_proto::membership::v1::{
+    AccessRequest, AddMyselfRequest, CreateAccessRequestRequest, Role,
+};
 use tenantry_proto::notification::v1::ReadPolicy;
 use tenantry_proto::registry::v1::{CreateAccountRequest, DisableAccountRequest};
 use tenantry_testkit::{TestCluster, TestUser};
@@ -93,6 +95,8 @@ pub struct Target {
     pub message: String,
     /// The first entry of `account`'s audit log (`account.created`).
     pub audit_entry: String,
+    /// A PENDING access request of `account` (for `Setup::Req`: the partner EMPLOYEE's own).
+    pub access_request: String,
     /// CreateAccount's identifier; `None`: a fresh one per call.
     pub create_id: Option<String>,
     /// Display names of the target's own accounts: no refusal may carry them.
@@ -109,6 +113,12 @@ fn reparent(name: &str, account_id: &str) -> String {
 }
 
 impl Target {
+    /// `users/{sub}` of the member the target names.
+    pub fn member_user(&self) -> String {
+        let sub = self.member.rsplit('/').next().unwrap_or_default();
+        format!("users/{sub}")
+    }
+
     /// The same call about accounts that do not exist (their members, invitations and
     /// messages with them), an unknown invitation link, and — for CreateAccount, whose resource
     /// is the identifier — one that is taken.
@@ -125,19 +135,21 @@ impl Target {
             ),
             message: reparent(&self.message, MISSING_PARTNER),
             audit_entry: reparent(&self.audit_entry, MISSING_CUSTOMER),
+            access_request: reparent(&self.access_request, MISSING_CUSTOMER),
             create_id: Some(taken_id.to_string()),
             secrets: self.secrets.clone(),
         }
     }
 
-    /// The same accounts, with a member, an invitation, a message and an audit entry that do
-    /// not exist.
+    /// The same accounts, with a member, an invitation, a message, an audit entry and an
+    /// access request that do not exist.
     pub fn missing_child(&self) -> Self {
         Self {
             member: format!("{}/members/{}", self.account, fresh_id("nobody")),
             invitation: format!("{}/invitations/{}", self.account, uuid::Uuid::new_v4()),
             message: format!("{}/messages/{}", self.partner, uuid::Uuid::new_v4()),
             audit_entry: format!("{}/auditEntries/{MISSING_SEQUENCE}", self.account),
+            access_request: format!("{}/accessRequests/{}", self.account, uuid::Uuid::new_v4()),
             ..self.clone()
         }
     }
@@ -162,6 +174,10 @@ pub enum Setup {
     /// `access_duration`; ADMIN there): the member the calls are about is that time-bound
     /// membership, so the partner EMPLOYEE column is the member themself.
     Timed,
+    /// Like `Cust`, with a PENDING access request the partner EMPLOYEE made for themself
+    /// (AddMyself's role, ADMIN): that column is both its requester and its subject, and the
+    /// customer's OWNER and ADMIN are the people asked to approve it.
+    Req,
 }
 
 /// The shared world.
@@ -243,6 +259,17 @@ impl World {
             .await;
         }
         target.message = message.name;
+        // The customer's OWNER asks for ADMIN for the outsider: the "no membership" column is
+        // the subject of the world's request (and may see it), the customer's ADMIN is asked
+        // to approve it.
+        target.access_request = request_access(
+            cluster,
+            &people.customer[0],
+            &customer.name,
+            &people.outsider,
+        )
+        .await
+        .name;
         // The audit consumer appends asynchronously: entry 1 (`account.created`) must be there
         // before GetAuditEntry and WatchAuditEntries are called.
         audit_entry_until(cluster, op, &target.audit_entry).await;
@@ -296,6 +323,7 @@ impl World {
             link: String::new(),
             message: String::new(),
             audit_entry: format!("{}/auditEntries/1", customer.name),
+            access_request: String::new(),
             create_id: None,
             secrets: vec![customer.display_name.clone()],
         }
@@ -377,6 +405,12 @@ impl World {
                 assert!(joined.expire_time.is_some(), "a time-bound membership");
                 target.member = joined.name;
             }
+            Setup::Req => {
+                let employee = &self.people.partner[2];
+                target.access_request = request_access(cluster, employee, &customer.name, employee)
+                    .await
+                    .name;
+            }
             Setup::World | Setup::Solo | Setup::Cust => {}
         }
         target
@@ -433,6 +467,34 @@ impl World {
             ),
         ]
     }
+}
+
+/// A PENDING access request `requester` makes in `account`: ADMIN for `subject`, without end
+/// (no policy is set: two approvals, the requester's the first).
+async fn request_access(
+    cluster: &TestCluster,
+    requester: &TestUser,
+    account: &str,
+    subject: &TestUser,
+) -> AccessRequest {
+    cluster
+        .membership_as(requester)
+        .create_access_request(CreateAccessRequestRequest {
+            parent: account.to_string(),
+            access_request: Some(AccessRequest {
+                subject: subject.resource_name(),
+                role: Role::Admin as i32,
+                reason: "On call for the matrix.".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_or_else(|status| {
+            panic!("{} asks for access in {account}: {status:?}", requester.sub)
+        })
+        .into_inner()
+        .access_request
+        .expect("access request")
 }
 
 /// The link of the newest invitation e-mail to `invitee` about `account_display_name`.

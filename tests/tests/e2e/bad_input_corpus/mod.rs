@@ -249,8 +249,9 @@ impl World {
             "Authorize" | "GetOwnerCapacity" | "CheckInvitee" | "BatchGetAccounts" => {
                 self.service_token.clone()
             }
-            // Operators use AddMember; AddMyself is for partner people.
-            "AddMyself" => self.owner.token(),
+            // Operators use AddMember; AddMyself is for partner people. Operators grant
+            // directly and never ask for access: the OWNER (ADMIN of the customer) asks.
+            "AddMyself" | "CreateAccessRequest" => self.owner.token(),
             // The inbox and invitation links act for the person calling.
             "AcknowledgeMessage"
             | "ListPendingMessages"
