@@ -19,6 +19,7 @@ mod policy;
 mod reminder_tests;
 mod reminders;
 pub mod replica;
+mod request_mails;
 #[cfg(test)]
 mod request_tests;
 mod requests;
@@ -48,7 +49,7 @@ use entities::{account_member_count as counts, member, user};
 
 pub use expiry::{ExpiringKey, SWEEP_ACTOR, expiring_key};
 pub use reminders::{DueReminder, MAX_ATTEMPTS, ReminderKind, ReminderOutcome, recipient_key};
-pub use requests::{DueMail, MailKind, MailOutcome};
+pub use request_mails::{DueMail, MailKind, MailOutcome};
 
 /// AddMember's request ids; a record's resource key is `{account_id}/{user_id}`.
 pub(crate) const REQUEST_IDS: RequestIds = RequestIds::new("membership_request_ids");
