@@ -12,6 +12,7 @@ use super::*;
 use crate::domain::{AccountFacts, AccountState, Member};
 use crate::store::migrations::Migrator;
 
+mod governance;
 mod internal;
 mod members;
 mod provenance;
