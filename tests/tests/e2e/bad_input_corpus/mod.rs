@@ -9,11 +9,12 @@
 //! (NOT_FOUND for a well-formed name nothing has, RESOURCE_EXHAUSTED for an oversized request,
 //! ABORTED for an etag that is not current) — never INTERNAL, never a dropped connection. A few
 //! entries are documented as accepted (page sizes above 1000 are capped; free text may be in any
-//! script). The typed tables are in `bad_input_corpus/{registry,membership,invitation,
+//! script). The typed tables are in `bad_input_corpus/{registry,membership,access,invitation,
 //! notification,audit}.rs`; `raw.rs` adds, for every RPC and from the API's descriptors, requests no
 //! typed client can send (invalid UTF-8, wrong wire types, bytes that are not protobuf). An RPC
 //! without typed entries fails the test.
 
+mod access;
 mod audit;
 mod invitation;
 mod membership;
@@ -391,6 +392,7 @@ async fn every_rpc_refuses_bad_input_with_the_documented_code() {
     let mut tally = Tally::default();
     registry::run(&cluster, &world, &mut tally).await;
     membership::run(&cluster, &world, &mut tally).await;
+    access::run(&cluster, &world, &mut tally).await;
     invitation::run(&cluster, &world, &mut tally).await;
     notification::run(&cluster, &world, &mut tally).await;
     audit::run(&cluster, &world, &mut tally).await;
