@@ -331,8 +331,7 @@ impl MembershipApi {
             .cloned()
             .ok_or(MembershipError::PermissionDenied)?;
         let etag_sent = !request.etag.is_empty();
-        let mut tries = 0;
-        loop {
+        let approved = decided_on_what_is_stored(etag_sent, || async {
             let (access, current) = self.visible_request(&caller, &request.name).await?;
             if !may_grant(&access, current.role, current.escalated) {
                 return Err(MembershipError::PermissionDenied.into());
@@ -343,21 +342,14 @@ impl MembershipApi {
             // The approver's own OWNER ceiling (an ADMIN grants OWNER only while there is
             // none: the first OWNER's grant ends that right atomically).
             let owner_ceiling = access.owner_grant_ceiling().unwrap_or(MAX_OWNERS);
-            match self
+            Ok(self
                 .store
                 .approve_request(&current, &approver, last, owner_ceiling, etag_sent)
-                .await
-            {
-                Err(MembershipError::ConcurrentChange) if !etag_sent && tries < RACE_RETRIES => {
-                    tries += 1;
-                }
-                Err(error) => return Err(error.into()),
-                Ok(approved) => {
-                    self.request_mail.notify_one();
-                    return Ok(approved);
-                }
-            }
-        }
+                .await)
+        })
+        .await?;
+        self.request_mail.notify_one();
+        Ok(approved)
     }
 
     pub(super) async fn decline_access_request(
@@ -374,15 +366,14 @@ impl MembershipApi {
             .cloned()
             .ok_or(MembershipError::PermissionDenied)?;
         let etag_sent = !request.etag.is_empty();
-        let mut tries = 0;
-        loop {
+        let declined = decided_on_what_is_stored(etag_sent, || async {
             let (access, current) = self.visible_request(&caller, &request.name).await?;
             if decider == current.subject || !may_grant(&access, current.role, current.escalated) {
                 return Err(MembershipError::PermissionDenied.into());
             }
             rules::check_pending(&current, &request.etag, tenantry_platform::time::now())?;
             record(access.granted_by(|access| may_grant(access, current.role, current.escalated)));
-            match self
+            Ok(self
                 .store
                 .close_request(
                     &current,
@@ -391,19 +382,11 @@ impl MembershipApi {
                     Some(&why),
                     etag_sent,
                 )
-                .await
-            {
-                // A partial approval moved the version on: decide on what is stored now.
-                Err(MembershipError::ConcurrentChange) if !etag_sent && tries < RACE_RETRIES => {
-                    tries += 1;
-                }
-                Err(error) => return Err(error.into()),
-                Ok(declined) => {
-                    self.request_mail.notify_one();
-                    return Ok(declined);
-                }
-            }
-        }
+                .await)
+        })
+        .await?;
+        self.request_mail.notify_one();
+        Ok(declined)
     }
 
     pub(super) async fn cancel_access_request(
@@ -419,8 +402,7 @@ impl MembershipApi {
             .cloned()
             .ok_or(MembershipError::PermissionDenied)?;
         let etag_sent = !request.etag.is_empty();
-        let mut tries = 0;
-        loop {
+        decided_on_what_is_stored(etag_sent, || async {
             let (access, current) = self.visible_request(&caller, &request.name).await?;
             if canceller != current.requester && !caller.is_operator() {
                 return Err(MembershipError::PermissionDenied.into());
@@ -429,7 +411,7 @@ impl MembershipApi {
             record(access.granted_by(|access| {
                 access.caller.is_operator() || access.caller.user_id() == Some(&current.requester)
             }));
-            match self
+            Ok(self
                 .store
                 .close_request(
                     &current,
@@ -438,15 +420,32 @@ impl MembershipApi {
                     None,
                     etag_sent,
                 )
-                .await
-            {
-                // A partial approval moved the version on: decide on what is stored now.
-                Err(MembershipError::ConcurrentChange) if !etag_sent && tries < RACE_RETRIES => {
-                    tries += 1;
-                }
-                Err(error) => return Err(error.into()),
-                Ok(cancelled) => return Ok(cancelled),
+                .await)
+        })
+        .await
+    }
+}
+
+/// Runs `attempt` — read the request as stored, check, write under the version read (the
+/// outer error: refused before writing; the inner: the write's) — again when its write lost a
+/// race to another change (a partial approval moves the version on) and the caller sent no
+/// etag, up to [`RACE_RETRIES`] times: the decision is made on what is stored now.
+async fn decided_on_what_is_stored<T, F, Fut>(
+    etag_sent: bool,
+    mut attempt: F,
+) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Result<T, MembershipError>, ApiError>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await? {
+            Err(MembershipError::ConcurrentChange) if !etag_sent && tries < RACE_RETRIES => {
+                tries += 1;
             }
+            Err(error) => return Err(error.into()),
+            Ok(done) => return Ok(done),
         }
     }
 }
