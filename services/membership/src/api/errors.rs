@@ -160,6 +160,14 @@ impl From<MembershipError> for ApiError {
                     account_name(&account_id)
                 ),
             ),
+            MembershipError::RequesterNotEntitled(request) => ApiError::failed_precondition(
+                "REQUESTER_NOT_ENTITLED",
+                request.clone(),
+                format!(
+                    "the requester of {request} may no longer ask for this grant (they left the \
+                     account or lost the role that let them); decline it, or ask anew"
+                ),
+            ),
             MembershipError::RequestPending(request) => ApiError::failed_precondition(
                 "REQUEST_PENDING",
                 request.clone(),

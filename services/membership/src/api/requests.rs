@@ -207,6 +207,22 @@ impl MembershipApi {
             .collect())
     }
 
+    /// FAILED_PRECONDITION REQUESTER_NOT_ENTITLED unless the requester of `request` could still
+    /// make it (see [`may_request`]).
+    async fn requester_still_entitled(&self, request: &AccessRequest) -> Result<(), ApiError> {
+        let requester = Caller::User {
+            user_id: request.requester.clone(),
+            operator: false,
+        };
+        let access = self.access(&requester, &request.account_id).await?;
+        let add_myself_role = self.config.add_myself_role.role();
+        if may_request(&access, request.role, &request.subject, add_myself_role) {
+            Ok(())
+        } else {
+            Err(MembershipError::RequesterNotEntitled(request.name()).into())
+        }
+    }
+
     /// The request `name` names, as a caller who may see it sees it: whoever may list the
     /// account's members, the requester, the subject, operators. Everyone else
     /// PERMISSION_DENIED, whether or not it exists.
@@ -338,6 +354,9 @@ impl MembershipApi {
             }
             let now = tenantry_platform::time::now();
             let last = rules::check_approval(&current, &approver, &request.etag, now)?;
+            // The requester's approval counts only while they could still ask: one who left the
+            // account (or its partner) since does not vouch for the grant any more.
+            self.requester_still_entitled(&current).await?;
             record(access.granted_by(|access| may_grant(access, current.role, current.escalated)));
             // The approver's own OWNER ceiling (an ADMIN grants OWNER only while there is
             // none: the first OWNER's grant ends that right atomically).

@@ -114,6 +114,9 @@ pub enum MembershipError {
         /// Approvals needed besides the requester's.
         needed: usize,
     },
+    /// The requester could no longer make the request (left the account, lost the role).
+    #[error("the requester of {0} may no longer ask for this grant")]
+    RequesterNotEntitled(String),
     /// A PENDING request for the same subject exists.
     #[error("{0} is already pending for this subject")]
     RequestPending(String),

@@ -156,3 +156,49 @@ async fn an_accepted_invitation_keeps_access_bounded_by_the_policy() {
         "still time-bound"
     );
 }
+
+#[tokio::test]
+async fn a_requester_who_left_no_longer_vouches_for_the_request() {
+    let h = harness().await;
+    h.seed("acme", "alice", wire::Role::Owner).await;
+    h.seed("acme", "bob", wire::Role::Admin).await;
+    h.seed("acme", "carol", wire::Role::Admin).await;
+    let asked = h
+        .api
+        .create_access_request(as_(
+            &person("bob", false),
+            wire::CreateAccessRequestRequest {
+                parent: "accounts/acme".into(),
+                access_request: Some(wire::AccessRequest {
+                    subject: "users/dan".into(),
+                    role: wire::Role::Admin as i32,
+                    reason: "night shift".into(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("request made");
+    h.api
+        .remove_member(as_(
+            &person("op", true),
+            wire::RemoveMemberRequest {
+                name: "accounts/acme/members/bob".into(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .expect("bob removed");
+    let approve = wire::ApproveAccessRequestRequest {
+        name: asked.name(),
+        etag: String::new(),
+    };
+    assert_eq!(
+        code(
+            h.api
+                .approve_access_request(as_(&person("carol", false), approve))
+                .await
+        ),
+        (Code::FailedPrecondition, "REQUESTER_NOT_ENTITLED")
+    );
+}
