@@ -91,7 +91,17 @@ impl RequestMailer {
         if due.kind == MailKind::Waiting && request.state_at(now) != RequestState::Pending {
             // Decided (or lapsed) before the e-mail went: nobody need look at it any more.
             tracing::debug!(request = %request.name(), "access request no longer pending; its approver e-mail is not sent");
-            return MailOutcome::Failed;
+            return MailOutcome::Skipped;
+        }
+        if due.kind == MailKind::Waiting
+            && self
+                .store
+                .approved_by_address(request, &due.recipient)
+                .await
+                .unwrap_or(false)
+        {
+            // The approver acted before their e-mail went.
+            return MailOutcome::Skipped;
         }
         let message = match self.message(due, request, names, now) {
             Ok(message) => message,

@@ -70,6 +70,10 @@ fn item_error(index: usize, status: &Status) -> pb::ItemError {
             .map(|info| info.reason.clone())
             .unwrap_or_default(),
         message: status.message().to_string(),
+        metadata: details
+            .error_info()
+            .map(|info| info.metadata.clone().into_iter().collect())
+            .unwrap_or_default(),
         field_violations: details
             .bad_request()
             .map(|bad| {
@@ -105,5 +109,18 @@ mod tests {
             .collect();
         assert_eq!(fields, ["requests[7].email", "requests[7].role"]);
         assert!(!error.reason.is_empty());
+    }
+
+    #[test]
+    fn an_items_error_info_metadata_is_kept() {
+        let status: Status = ApiError::failed_precondition("APPROVAL_REQUIRED", "p", "gated")
+            .with_metadata("access_policy", "accounts/a/accessPolicy")
+            .into();
+        let error = item_error(0, &status);
+        assert_eq!(error.reason, "APPROVAL_REQUIRED");
+        assert_eq!(
+            error.metadata.get("access_policy").map(String::as_str),
+            Some("accounts/a/accessPolicy")
+        );
     }
 }

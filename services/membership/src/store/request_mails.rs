@@ -1,7 +1,7 @@
 //! The e-mails access requests cause, as rows: queued in the transaction of the request's
 //! change (`queue_mails`), then claimed under a lease by one attempt, sent outside any
-//! transaction and finished (SENT, FAILED, or back to PENDING with a retry time) by the mailer
-//! (`crate::access_mail`).
+//! transaction and finished (SENT, FAILED, SKIPPED when no longer needed, or back to PENDING
+//! with a retry time) by the mailer (`crate::access_mail`).
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Statement};
@@ -49,7 +49,22 @@ pub struct DueMail {
 }
 
 /// How an attempt at one request e-mail ended.
-pub use super::reminders::ReminderOutcome as MailOutcome;
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailOutcome {
+    /// The server took it.
+    Sent,
+    /// It may work later: try again from `retry_at` (given up after
+    /// [`super::MAX_ATTEMPTS`]).
+    Retry {
+        /// When the next attempt may claim it.
+        retry_at: DateTime<Utc>,
+    },
+    /// It will not work (the address does not parse, the server refused it for good).
+    Failed,
+    /// Not needed any more: the request was decided (or lapsed) before it went, or the
+    /// approver it asks approved already.
+    Skipped,
+}
 
 /// Queues `kind` about `request_id` to each of `people` who has a directory e-mail.
 pub(super) async fn queue_mails(
@@ -93,6 +108,16 @@ pub(super) async fn queue_mails(
 }
 
 impl Store {
+    /// Whether someone whose directory e-mail is `recipient` (lower-cased) approved `request`.
+    pub async fn approved_by_address(
+        &self,
+        request: &AccessRequest,
+        recipient: &str,
+    ) -> Result<bool, MembershipError> {
+        let holders = self.users_with_email(recipient, 10).await?;
+        Ok(holders.iter().any(|user| request.approved_by(user)))
+    }
+
     /// Up to `limit` request e-mails due at `now`: new, waiting to be tried again, or held by an
     /// attempt whose lease ran out.
     pub async fn due_request_mails(
@@ -177,6 +202,7 @@ impl Store {
         let (set, until) = match outcome {
             MailOutcome::Sent => ("state = 'SENT', lease_token = NULL".to_string(), now),
             MailOutcome::Failed => ("state = 'FAILED', lease_token = NULL".to_string(), now),
+            MailOutcome::Skipped => ("state = 'SKIPPED', lease_token = NULL".to_string(), now),
             MailOutcome::Retry { retry_at } => (
                 format!(
                     "attempts = attempts + 1, lease_token = NULL, \

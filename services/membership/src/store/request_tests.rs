@@ -376,6 +376,25 @@ async fn request_mails_are_claimed_once(store: Store) {
         store.due_request_mails(retry_at, 10).await.unwrap().len(),
         1
     );
+    // One no longer needed is finished for good.
+    let later = retry_at + Duration::minutes(2);
+    assert!(
+        store
+            .claim_request_mail(&due[0], "t4", retry_at, later)
+            .await
+            .unwrap()
+    );
+    store
+        .finish_request_mail(&due[0], "t4", MailOutcome::Skipped, retry_at)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .due_request_mails(later + Duration::hours(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A policy write is conditioned on the version read; the partner's applies to its customer.
