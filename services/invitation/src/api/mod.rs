@@ -166,7 +166,7 @@ impl InvitationApi {
         if let Some(earlier) = self.replay(key.as_ref()).await? {
             return Ok(invitation_to_wire(&earlier, now));
         }
-        self.check_invitable(&create, user.operator).await?;
+        self.check_invitable(&create).await?;
         let created = match self.store.create(new, key.as_ref(), now).await {
             // A concurrent call with the same request id may have won.
             Err(error @ InvitationError::AlreadyPending { .. }) => {
@@ -191,19 +191,15 @@ impl InvitationApi {
     /// CreateInvitation's checks against the other services: the account is ACTIVE (the
     /// registry's answer, usually kept in the local view), and — one membership call — an OWNER
     /// invitation fits under the OWNER limit, no member has the e-mail already, and the access
-    /// policy does not put the invitation behind approval (operators are never gated).
-    async fn check_invitable(
-        &self,
-        create: &CreateInvitation,
-        operator: bool,
-    ) -> Result<(), Failure> {
+    /// policy does not put the invitation behind approval.
+    async fn check_invitable(&self, create: &CreateInvitation) -> Result<(), Failure> {
         let new = &create.new;
         self.account_must_be_active(&new.account_id).await?;
         let invitee = self
             .members
             .check_invitee(&new.account_id, &new.email, new.role)
             .await?;
-        create.check_ungated(invitee.gating_policy.as_ref(), operator)?;
+        create.check_ungated(invitee.gating_policy.as_ref())?;
         create.check_owner_room(invitee.owner_room)?;
         Ok(create.check_not_member(invitee.email_is_member)?)
     }

@@ -122,19 +122,21 @@ impl CreateInvitation {
         Ok(())
     }
 
-    /// An invitation the access policy `gating` (if any) puts behind approval is refused,
-    /// unless the caller is an operator (operators are never gated).
-    pub fn check_ungated(
-        &self,
-        gating: Option<&(String, String)>,
-        operator: bool,
-    ) -> Result<(), InvitationError> {
+    /// An invitation the access policy `gating` (if any) puts behind approval is refused, also
+    /// for an operator: membership refuses its acceptance too (a gated role is never given by
+    /// an invitation; operators grant it with AddMember).
+    pub fn check_ungated(&self, gating: Option<&(String, String)>) -> Result<(), InvitationError> {
         match gating {
-            Some((policy, grant)) if !operator => Err(InvitationError::ApprovalRequired {
+            Some((policy, grant)) => Err(InvitationError::ApprovalRequired {
                 policy: policy.clone(),
-                grant: grant.clone(),
+                grant: if grant.is_empty() {
+                    // A membership from before `gated_grant` existed.
+                    "INVITATIONS".to_string()
+                } else {
+                    grant.clone()
+                },
             }),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 

@@ -37,26 +37,30 @@ impl MembershipApi {
         }
         let owner_ceiling = members::check_add(&access, account, add.role)?;
         let policy = self.gate(&access, &[GatedGrant::of_role(add.role)]).await?;
+        if add.source == MemberSource::Invitation
+            && let Some((account, grant)) = policy.gating_invitation(add.role)
+        {
+            // An invitation of a gated role made before the gate (or by an operator, or resent
+            // since) is not a way around it: accepting it is refused like creating it.
+            return Err(MembershipError::ApprovalRequired {
+                policy: crate::domain::policy::policy_name(account),
+                grant,
+            }
+            .into());
+        }
         record(members::add_granted_by(&access, add.role));
         let user_id = self.user_named_by(&add.target).await?;
-        if add.source == MemberSource::Invitation
-            && let Some(existing) = self.store.member(&add.account_id, &user_id).await?
-            && existing.expire_time.is_some()
-            && policy.rules.bounds_access(existing.role)
-        {
-            // The policy limits this access: accepting an older invitation does not make a
-            // time-bound membership permanent (the invitation service takes the membership
-            // as the answer).
-            return Ok(existing);
-        }
         if let Some(profile) = add.profile.clone() {
             // The invitee's claims, so the member is listed complete at once.
             self.directory.remember(&user_id, profile).await?;
         }
         let (new, record) = add.into_new(user_id, &caller, key);
+        // The policy limits time-bound access: an accepted invitation does not make it
+        // permanent (decided in the transaction, on the membership as it is there).
+        let keep_time_bound = |role| policy.rules.bounds_access(role);
         let result = self
             .store
-            .add_member(&new, owner_ceiling, record.as_ref())
+            .add_member_bounded(&new, owner_ceiling, record.as_ref(), &keep_time_bound)
             .await;
         if let (Err(MembershipError::AlreadyMember { .. }), Some(record)) = (&result, &record)
             && let Some(earlier) = self.store.replayed(&record.key).await?

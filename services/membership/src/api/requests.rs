@@ -223,6 +223,28 @@ impl MembershipApi {
         }
     }
 
+    /// How many approvals of `request` still count: the requester's (checked apart), an
+    /// operator's (their right is not a role in the account), and each of the others whose
+    /// approver may still grant the role.
+    async fn approvals_that_count(&self, request: &AccessRequest) -> Result<usize, ApiError> {
+        let mut counted = 0;
+        for approval in &request.approvals {
+            if approval.approver == request.requester || approval.operator {
+                counted += 1;
+                continue;
+            }
+            let approver = Caller::User {
+                user_id: approval.approver.clone(),
+                operator: false,
+            };
+            let access = self.access(&approver, &request.account_id).await?;
+            if may_grant(&access, request.role, request.escalated) {
+                counted += 1;
+            }
+        }
+        Ok(counted)
+    }
+
     /// The request `name` names, as a caller who may see it sees it: whoever may list the
     /// account's members, the requester, the subject, operators. Everyone else
     /// PERMISSION_DENIED, whether or not it exists.
@@ -353,17 +375,28 @@ impl MembershipApi {
                 return Err(MembershipError::PermissionDenied.into());
             }
             let now = tenantry_platform::time::now();
-            let last = rules::check_approval(&current, &approver, &request.etag, now)?;
+            rules::check_approval(&current, &approver, &request.etag, now)?;
             // The requester's approval counts only while they could still ask: one who left the
             // account (or its partner) since does not vouch for the grant any more.
             self.requester_still_entitled(&current).await?;
+            // Nor do the approvals of people who lost the right to grant since: the grant
+            // waits for as many approvals from people who still have it.
+            let counted = self.approvals_that_count(&current).await?;
+            let last = counted + 1 >= current.required_approvals as usize;
             record(access.granted_by(|access| may_grant(access, current.role, current.escalated)));
             // The approver's own OWNER ceiling (an ADMIN grants OWNER only while there is
             // none: the first OWNER's grant ends that right atomically).
             let owner_ceiling = access.owner_grant_ceiling().unwrap_or(MAX_OWNERS);
             Ok(self
                 .store
-                .approve_request(&current, &approver, last, owner_ceiling, etag_sent)
+                .approve_request(
+                    &current,
+                    &approver,
+                    caller.is_operator(),
+                    last,
+                    owner_ceiling,
+                    etag_sent,
+                )
                 .await)
         })
         .await?;

@@ -181,12 +181,14 @@ impl AccessPolicy {
         self.gated.contains(&grant)
     }
 
-    /// Whether the policy limits time-bound access of a member with `role`: a maximum
-    /// duration, gated extensions, or the role itself gated (then an accepted invitation does
-    /// not make such access permanent).
+    /// Whether the policy limits time-bound access of a member with `role`: a maximum or
+    /// default duration, gated extensions or Add Myself, or the role itself gated (then an
+    /// accepted invitation does not make such access permanent).
     pub fn bounds_access(&self, role: Role) -> bool {
         self.max_access_duration.is_some()
+            || self.default_access_duration.is_some()
             || self.gates(GatedGrant::Extensions)
+            || self.gates(GatedGrant::AddMyself)
             || GatedGrant::of_role(role).is_some_and(|grant| self.gates(grant))
     }
 

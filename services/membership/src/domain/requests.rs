@@ -61,6 +61,8 @@ pub struct Approval {
     pub approver: UserId,
     /// When.
     pub approve_time: DateTime<Utc>,
+    /// Whether they approved as an operator (a right no role in the account gives).
+    pub operator: bool,
 }
 
 /// An access request.
@@ -382,6 +384,7 @@ mod tests {
                 .map(|a| Approval {
                     approver: UserId::trusted(*a),
                     approve_time: now,
+                    operator: false,
                 })
                 .collect(),
             required_approvals: required,

@@ -274,6 +274,20 @@ impl Store {
         owner_ceiling: i64,
         request: Option<&RequestRecord>,
     ) -> Result<Member, MembershipError> {
+        self.add_member_bounded(new, owner_ceiling, request, &|_| false)
+            .await
+    }
+
+    /// [`Self::add_member`], where an accepted invitation (source INVITATION) leaves a
+    /// time-bound membership whose role `keep_time_bound` names as it is (the access policy
+    /// bounds it), instead of making it permanent.
+    pub async fn add_member_bounded(
+        &self,
+        new: &NewMember,
+        owner_ceiling: i64,
+        request: Option<&RequestRecord>,
+        keep_time_bound: &(dyn Fn(Role) -> bool + Sync),
+    ) -> Result<Member, MembershipError> {
         let tx = self.begin().await?;
         if replica::deleted_for_write(&*tx, &new.account_id).await? {
             return Err(MembershipError::AccountDeleted(new.account_id.to_string()));
@@ -283,8 +297,13 @@ impl Store {
             && existing.expire_time.is_some()
         {
             // An accepted invitation grants for good: the time-bound membership it finds
-            // becomes permanent (the role stays; changing it is UpdateMember's).
-            let member = expiry::make_permanent(&tx, &existing, &new.added_by).await?;
+            // becomes permanent (the role stays; changing it is UpdateMember's) — unless the
+            // access policy bounds such access, then it stays as it is.
+            let member = if keep_time_bound(existing.role) {
+                existing
+            } else {
+                expiry::make_permanent(&tx, &existing, &new.added_by).await?
+            };
             if let Some(request) = request {
                 REQUEST_IDS
                     .record(&*tx, &request.key, &request.resource_key)

@@ -108,14 +108,15 @@ pub(super) async fn queue_mails(
 }
 
 impl Store {
-    /// Whether someone whose directory e-mail is `recipient` (lower-cased) approved `request`.
+    /// Whether everyone whose directory e-mail is `recipient` (lower-cased) approved `request`
+    /// (a shared address is still told while one of its holders has not).
     pub async fn approved_by_address(
         &self,
         request: &AccessRequest,
         recipient: &str,
     ) -> Result<bool, MembershipError> {
         let holders = self.users_with_email(recipient, 10).await?;
-        Ok(holders.iter().any(|user| request.approved_by(user)))
+        Ok(!holders.is_empty() && holders.iter().all(|user| request.approved_by(user)))
     }
 
     /// Up to `limit` request e-mails due at `now`: new, waiting to be tried again, or held by an

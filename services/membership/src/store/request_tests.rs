@@ -121,15 +121,15 @@ async fn concurrent_last_approvals_grant_once(store: Store) {
         .await
         .expect("created");
     let (second, granted) = store
-        .approve_request(&created, &u("bob"), false, MAX_OWNERS, false)
+        .approve_request(&created, &u("bob"), false, false, MAX_OWNERS, false)
         .await
         .expect("second approval");
     assert!(granted.is_none());
     assert_eq!(second.approvals.len(), 2);
     let (carol, dave) = (u("carol"), u("dave"));
     let (one, other) = tokio::join!(
-        store.approve_request(&second, &carol, true, MAX_OWNERS, false),
-        store.approve_request(&second, &dave, true, MAX_OWNERS, false),
+        store.approve_request(&second, &carol, false, true, MAX_OWNERS, false),
+        store.approve_request(&second, &dave, false, true, MAX_OWNERS, false),
     );
     let outcomes = [one, other];
     let won: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
@@ -180,7 +180,7 @@ async fn a_decline_racing_the_last_approval_has_one_outcome(store: Store) {
             .expect("created");
         let bob = u("bob");
         let (approve, decline) = tokio::join!(
-            store.approve_request(&created, &bob, true, MAX_OWNERS, false),
+            store.approve_request(&created, &bob, false, true, MAX_OWNERS, false),
             store.close_request(&created, RequestChange::Declined, &bob, Some("no"), false),
         );
         let member = store.member(&a("acme"), &u(&subject)).await.unwrap();
@@ -222,7 +222,7 @@ async fn the_last_approval_never_over_grants_owner(store: Store) {
         .await
         .expect("created");
     let refused = store
-        .approve_request(&created, &u("olga"), true, MAX_OWNERS, false)
+        .approve_request(&created, &u("olga"), false, true, MAX_OWNERS, false)
         .await;
     assert!(
         matches!(refused, Err(MembershipError::OwnerLimit(_))),
@@ -251,7 +251,7 @@ async fn the_only_owner_is_never_time_bound(store: Store) {
         .await
         .expect("created");
     let refused = store
-        .approve_request(&created, &u("bob"), true, MAX_OWNERS, false)
+        .approve_request(&created, &u("bob"), false, true, MAX_OWNERS, false)
         .await;
     assert!(
         matches!(refused, Err(MembershipError::LastOwnerExpiry(_))),
@@ -346,7 +346,7 @@ async fn request_mails_are_claimed_once(store: Store) {
             .is_empty()
     );
     store
-        .approve_request(&created, &u("bob"), true, MAX_OWNERS, false)
+        .approve_request(&created, &u("bob"), false, true, MAX_OWNERS, false)
         .await
         .expect("approved");
     let due = store

@@ -84,6 +84,7 @@ async fn with_approvals(
                 .map(|approval| Approval {
                     approver: UserId::trusted(approval.approver.clone()),
                     approve_time: approval.approve_time,
+                    operator: approval.operator,
                 })
                 .collect();
             to_request(row, mine)
@@ -236,6 +237,8 @@ impl Store {
             request_id: Set(request.request_id.clone()),
             approver: Set(request.requester.to_string()),
             approve_time: Set(now),
+            // Operators never request.
+            operator: Set(false),
         })
         .exec_without_returning(&*tx)
         .await?;
@@ -391,7 +394,7 @@ impl Store {
         Ok(requests)
     }
 
-    /// Records `approver`'s approval of `read` (as read and checked by the caller), and when it
+    /// Records `approver`'s approval (`as_operator`: given with the operator role) of `read` (as read and checked by the caller), and when it
     /// is the `last` one makes the grant: the subject's membership is added or changed in the
     /// same transaction (OWNER limit re-checked; a refused grant records nothing), with its
     /// `member.*` event, and the requester's e-mail is queued. A new OWNER is counted only
@@ -401,6 +404,7 @@ impl Store {
         &self,
         read: &AccessRequest,
         approver: &UserId,
+        as_operator: bool,
         last: bool,
         owner_ceiling: i64,
         etag_sent: bool,
@@ -426,6 +430,7 @@ impl Store {
             request_id: Set(read.request_id.clone()),
             approver: Set(approver.to_string()),
             approve_time: Set(now),
+            operator: Set(as_operator),
         })
         .exec_without_returning(&*tx)
         .await

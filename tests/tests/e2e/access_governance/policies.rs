@@ -225,7 +225,7 @@ async fn a_partner_policy_gates_add_myself_on_its_customers_which_can_only_tight
 // ---- 5. Invitations ------------------------------------------------------------------------
 
 #[tokio::test]
-async fn invitations_with_a_high_role_are_gated_for_people_but_not_operators() {
+async fn invitations_with_a_gated_role_are_refused_even_to_operators() {
     let cluster = TestCluster::start(Backend::Sqlite).await;
     let operator = TestUser::operator("ops");
     let partner = partner_with_owner(&cluster, &operator, "inv-partner", "pam").await;
@@ -264,10 +264,13 @@ async fn invitations_with_a_high_role_are_gated_for_people_but_not_operators() {
         .await
         .expect("an EMPLOYEE invitation is not gated");
     assert_eq!(employee.role, Role::Employee as i32);
-    let by_operator = invite(&cluster, &operator, c5, "ian@example.com", Role::Admin)
-        .await
-        .expect("operators are not gated");
-    assert_eq!(by_operator.role, Role::Admin as i32);
+    // Operators too: a gated role is never given by an invitation (its acceptance would be
+    // refused as well); operators grant it with AddMember.
+    expect_approval_required(
+        invite(&cluster, &operator, c5, "ian@example.com", Role::Admin).await,
+        &policy_name(c5),
+        "INVITATIONS",
+    );
     // A policy gating ADMIN grants gates ADMIN invitations too (else an invitation would give
     // the role without approval); EMPLOYEE invitations stay ungated.
     set_policy(

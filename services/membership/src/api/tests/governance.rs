@@ -2,6 +2,7 @@
 //! role, and accepting an old invitation must not undo the bounds the policy puts on access.
 
 use super::*;
+use crate::domain::requests::RequestState;
 
 fn policy(
     account: &str,
@@ -200,5 +201,106 @@ async fn a_requester_who_left_no_longer_vouches_for_the_request() {
                 .await
         ),
         (Code::FailedPrecondition, "REQUESTER_NOT_ENTITLED")
+    );
+}
+
+#[tokio::test]
+async fn approvals_of_people_who_lost_the_right_no_longer_count() {
+    let h = harness().await;
+    h.seed("acme", "alice", wire::Role::Owner).await;
+    for admin in ["bob", "carol", "dave"] {
+        h.seed("acme", admin, wire::Role::Admin).await;
+    }
+    let alice = person("alice", false);
+    let mut three = policy("acme", &[wire::GatedGrant::AdminRole], None);
+    three.policy.as_mut().unwrap().required_approvals = 3;
+    h.api
+        .update_access_policy(as_(&alice, three))
+        .await
+        .expect("policy set");
+    let asked = h
+        .api
+        .create_access_request(as_(
+            &alice,
+            wire::CreateAccessRequestRequest {
+                parent: "accounts/acme".into(),
+                access_request: Some(wire::AccessRequest {
+                    subject: "users/sam".into(),
+                    role: wire::Role::Admin as i32,
+                    reason: "audit season".into(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("request made");
+    let approve = |who: &str| {
+        h.api.approve_access_request(as_(
+            &person(who, false),
+            wire::ApproveAccessRequestRequest {
+                name: asked.name(),
+                etag: String::new(),
+            },
+        ))
+    };
+    approve("bob").await.expect("bob approves");
+    h.api
+        .remove_member(as_(
+            &person("op", true),
+            wire::RemoveMemberRequest {
+                name: "accounts/acme/members/bob".into(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .expect("bob removed");
+    // Carol's would have been the third approval; Bob's no longer counts.
+    let (after_carol, granted) = approve("carol").await.expect("carol approves");
+    assert_eq!(after_carol.state, RequestState::Pending);
+    assert!(granted.is_none());
+    let (after_dave, granted) = approve("dave").await.expect("dave approves");
+    assert_eq!(after_dave.state, RequestState::Approved);
+    assert_eq!(granted.map(|m| m.role), Some(crate::domain::Role::Admin));
+}
+
+#[tokio::test]
+async fn an_invitation_of_a_gated_role_is_not_accepted_after_the_gate() {
+    let h = harness().await;
+    h.seed("partner", "pam", wire::Role::Owner).await;
+    h.api
+        .update_access_policy(as_(
+            &person("pam", false),
+            policy("partner", &[wire::GatedGrant::AdminRole], None),
+        ))
+        .await
+        .expect("policy set");
+    // The invitation service adds whoever accepted an ADMIN invitation made before the gate.
+    let accepted = h
+        .add(
+            &service(),
+            wire::AddMemberRequest {
+                source: wire::MemberSource::Invitation as i32,
+                ..add("acme", "ivy", wire::Role::Admin)
+            },
+        )
+        .await;
+    assert_eq!(
+        gated_by(accepted),
+        (
+            "accounts/partner/accessPolicy".to_string(),
+            "ADMIN_ROLE".to_string()
+        )
+    );
+    // An EMPLOYEE invitation is accepted as before.
+    assert!(
+        h.add(
+            &service(),
+            wire::AddMemberRequest {
+                source: wire::MemberSource::Invitation as i32,
+                ..add("acme", "ivy", wire::Role::Employee)
+            },
+        )
+        .await
+        .is_ok()
     );
 }

@@ -14,6 +14,8 @@ pub struct Model {
     pub approver: String,
     /// When.
     pub approve_time: DateTimeUtc,
+    /// Whether the approver approved as an operator.
+    pub operator: bool,
 }
 
 /// No relations are navigated.

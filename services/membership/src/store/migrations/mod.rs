@@ -9,6 +9,7 @@ mod m0003_retention;
 mod m0004_member_expiry;
 mod m0005_expiry_reminders;
 mod m0006_access_governance;
+mod m0007_operator_approvals;
 
 /// Applies membership's migrations (and the events crate's `outbox` and `processed_events`,
 /// with the index that prunes it); its bookkeeping table is `membership_migrations`.
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_member_expiry::Migration),
             Box::new(m0005_expiry_reminders::Migration),
             Box::new(m0006_access_governance::Migration),
+            Box::new(m0007_operator_approvals::Migration),
         ]
     }
 
