@@ -2,8 +2,8 @@
 
 use tenantry_e2e::{add_member, create_customer, expect_code, partner_with_owner};
 use tenantry_proto::membership::v1::{
-    AccessPolicy, AccessRequestState, CancelAccessRequestRequest, GatedGrant, Member, Role,
-    ShortOfApprovers, UpdateMemberRequest,
+    AccessPolicy, AccessRequestState, CancelAccessRequestRequest, GatedGrant, Role,
+    ShortOfApprovers,
 };
 use tenantry_testkit::{Backend, TestCluster, TestUser};
 use tonic::Code;
@@ -11,7 +11,7 @@ use tonic::Code;
 use super::{
     account_with_owner, approve, approve_with, days, decline_with, expect_approval_required,
     expect_reason, gating, get_member, get_request, member_name, own_connection, policy_name,
-    request_access, set_policy,
+    race_account, raise_role, request_access, set_policy,
 };
 
 // ---- The OWNER limit at approval -----------------------------------------------------------
@@ -126,19 +126,7 @@ async fn a_member_without_end_is_raised_by_request_under_a_policy_with_a_maximum
     .await
     .expect("gate ADMIN grants, access at most 30 days");
     expect_approval_required(
-        cluster
-            .membership_as(&owen)
-            .update_member(UpdateMemberRequest {
-                member: Some(Member {
-                    name: employee.name.clone(),
-                    role: Role::Admin as i32,
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["role".to_string()],
-                }),
-            })
-            .await,
+        raise_role(&cluster, &owen, &employee.name, Role::Admin).await,
         &policy_name(&account),
         "ADMIN_ROLE",
     );
@@ -204,27 +192,7 @@ const CLOSE_ROUNDS: usize = 20;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_decline_or_cancel_racing_a_partial_approval_is_not_aborted() {
     let cluster = TestCluster::start(Backend::Sqlite).await;
-    let operator = TestUser::operator("ops");
-    let owen = TestUser::new("owen");
-    let olga = TestUser::new("olga");
-    let adam = TestUser::new("adam");
-    let ada = TestUser::new("ada");
-    let account = account_with_owner(&cluster, &operator, "close-race", &owen).await;
-    add_member(&cluster, &owen, &account, &olga, Role::Owner)
-        .await
-        .expect("a second OWNER");
-    for admin in [&adam, &ada] {
-        add_member(&cluster, &owen, &account, admin, Role::Admin)
-            .await
-            .expect("an ADMIN (before the policy)");
-    }
-    set_policy(
-        &cluster,
-        &owen,
-        gating(&account, &[GatedGrant::AdminRole], 3),
-    )
-    .await
-    .expect("three approvals for ADMIN grants");
+    let (account, [owen, _olga, adam, ada]) = race_account(&cluster, "close-race").await;
     let adam_client = own_connection(&cluster, &adam).await;
     let ada_client = own_connection(&cluster, &ada).await;
     let owen_client = own_connection(&cluster, &owen).await;

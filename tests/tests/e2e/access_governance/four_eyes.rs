@@ -5,8 +5,7 @@ use chrono::{Duration, Utc};
 use tenantry_e2e::{add_member, create_customer, expect_code, partner_with_owner};
 use tenantry_proto::membership::v1::{
     AccessPolicy, AccessRequest, AccessRequestState, CancelAccessRequestRequest, GatedGrant,
-    ListAccessRequestsRequest, ListMyAccountsRequest, Member, MemberSource, Role, ShortOfApprovers,
-    UpdateMemberRequest,
+    ListAccessRequestsRequest, ListMyAccountsRequest, MemberSource, Role, ShortOfApprovers,
 };
 use tenantry_testkit::smtp::SmtpServer;
 use tenantry_testkit::{Backend, TestCluster, TestUser};
@@ -15,8 +14,8 @@ use tonic::{Code, Status};
 use super::{
     account_with_owner, approval_needed, approve, days, decline_with, expect_approval_required,
     expect_reason, gating, get_member, get_request, hours, is_about, member_name, policy_name,
-    request_access, request_decided, set_policy, smtp_cluster_options, subjects, time_of,
-    wait_for_mail, waiting_for,
+    raise_role, request_access, request_decided, set_policy, smtp_cluster_options, subjects,
+    time_of, wait_for_mail, waiting_for,
 };
 
 /// `user` makes a call, so the user directory knows their e-mail (approvers are e-mailed at
@@ -108,19 +107,7 @@ async fn four_eyes_grant_with_email(backend: Backend) {
         .expect("an EMPLOYEE grant is not gated");
     assert_eq!(employee.role, Role::Employee as i32);
     expect_approval_required(
-        cluster
-            .membership_as(&olga)
-            .update_member(UpdateMemberRequest {
-                member: Some(Member {
-                    name: employee.name.clone(),
-                    role: Role::Admin as i32,
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["role".to_string()],
-                }),
-            })
-            .await,
+        raise_role(&cluster, &olga, &employee.name, Role::Admin).await,
         &policy_name(&account),
         "ADMIN_ROLE",
     );

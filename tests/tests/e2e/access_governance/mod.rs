@@ -152,6 +152,54 @@ pub(super) async fn set_policy(
         .map(tonic::Response::into_inner)
 }
 
+/// UpdateMember by `who`: `member` (its name) gets `role`.
+pub(super) async fn raise_role(
+    cluster: &TestCluster,
+    who: &TestUser,
+    member: &str,
+    role: Role,
+) -> Result<tonic::Response<tenantry_proto::membership::v1::UpdateMemberResponse>, Status> {
+    cluster
+        .membership_as(who)
+        .update_member(tenantry_proto::membership::v1::UpdateMemberRequest {
+            member: Some(Member {
+                name: member.to_string(),
+                role: role as i32,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["role".to_string()],
+            }),
+        })
+        .await
+}
+
+/// The racers' account `id`: OWNERs owen and olga, ADMINs adam and ada (added before the
+/// policy), ADMIN grants needing three approvals.
+pub(super) async fn race_account(cluster: &TestCluster, id: &str) -> (String, [TestUser; 4]) {
+    let operator = TestUser::operator("ops");
+    let people = [
+        TestUser::new("owen"),
+        TestUser::new("olga"),
+        TestUser::new("adam"),
+        TestUser::new("ada"),
+    ];
+    let [owen, olga, adam, ada] = &people;
+    let account = account_with_owner(cluster, &operator, id, owen).await;
+    add_member(cluster, owen, &account, olga, Role::Owner)
+        .await
+        .expect("a second OWNER");
+    for admin in [adam, ada] {
+        add_member(cluster, owen, &account, admin, Role::Admin)
+            .await
+            .expect("an ADMIN (before the policy)");
+    }
+    set_policy(cluster, owen, gating(&account, &[GatedGrant::AdminRole], 3))
+        .await
+        .expect("three approvals for ADMIN grants");
+    (account, people)
+}
+
 /// `actor` asks for `role` for `subject` in `account`.
 pub(super) async fn request_access(
     cluster: &TestCluster,

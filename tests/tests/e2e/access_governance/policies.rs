@@ -4,15 +4,14 @@ use chrono::{Duration, Utc};
 use tenantry_e2e::{add_member, create_customer, expect_code, invite, partner_with_owner};
 use tenantry_proto::membership::v1::{
     AccessPolicy, AccessRequestState, AddMyselfRequest, GatedGrant, GetAccessPolicyRequest,
-    GetAccessPolicyResponse, ListAccessRequestsRequest, Member, MemberSource, Role,
-    ShortOfApprovers, UpdateMemberRequest,
+    GetAccessPolicyResponse, ListAccessRequestsRequest, MemberSource, Role, ShortOfApprovers,
 };
 use tenantry_testkit::{Backend, TestCluster, TestUser};
 use tonic::Code;
 
 use super::{
     account_with_owner, approve, days, expect_approval_required, expect_reason, gating, hours,
-    member_name, policy_name, request_access, set_policy, time_of, waiting_for,
+    member_name, policy_name, raise_role, request_access, set_policy, time_of, waiting_for,
 };
 
 async fn get_policy(
@@ -362,18 +361,7 @@ async fn without_a_policy_grants_are_made_as_before() {
     let employee = add_member(&cluster, &owen, &account, &emma, Role::Employee)
         .await
         .expect("an EMPLOYEE");
-    let raised = cluster
-        .membership_as(&adam)
-        .update_member(UpdateMemberRequest {
-            member: Some(Member {
-                name: employee.name.clone(),
-                role: Role::Admin as i32,
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["role".to_string()],
-            }),
-        })
+    let raised = raise_role(&cluster, &adam, &employee.name, Role::Admin)
         .await
         .expect("raise to ADMIN")
         .into_inner()

@@ -1,16 +1,16 @@
 //! Final approvals, and an approval and a decline, racing each other.
 
-use tenantry_e2e::{add_member, expect_code};
+use tenantry_e2e::expect_code;
 use tenantry_proto::membership::v1::{
-    AccessRequestState, ApproveAccessRequestResponse, GatedGrant, ListMembersRequest, Role,
+    AccessRequestState, ApproveAccessRequestResponse, ListMembersRequest, Role,
 };
 use tenantry_testkit::{Backend, TestCluster, TestUser};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use super::{
-    account_with_owner, approve, approve_with, decline_with, gating, get_member, get_request,
-    own_connection, request_access, set_policy,
+    approve, approve_with, decline_with, get_member, get_request, own_connection, race_account,
+    request_access,
 };
 
 /// How many memberships of `user` `account` lists (all pages).
@@ -69,27 +69,7 @@ fn assert_lost(status: &Status) {
 /// approval leaves exactly one outcome.
 async fn final_approvals_race(backend: Backend) {
     let cluster = TestCluster::start(backend).await;
-    let operator = TestUser::operator("ops");
-    let owen = TestUser::new("owen");
-    let olga = TestUser::new("olga");
-    let adam = TestUser::new("adam");
-    let ada = TestUser::new("ada");
-    let account = account_with_owner(&cluster, &operator, "race", &owen).await;
-    add_member(&cluster, &owen, &account, &olga, Role::Owner)
-        .await
-        .expect("a second OWNER");
-    for admin in [&adam, &ada] {
-        add_member(&cluster, &owen, &account, admin, Role::Admin)
-            .await
-            .expect("an ADMIN (before the policy)");
-    }
-    set_policy(
-        &cluster,
-        &owen,
-        gating(&account, &[GatedGrant::AdminRole], 3),
-    )
-    .await
-    .expect("three approvals for ADMIN grants");
+    let (account, [owen, olga, adam, ada]) = race_account(&cluster, "race").await;
     let olga_client = own_connection(&cluster, &olga).await;
     let ada_client = own_connection(&cluster, &ada).await;
 
