@@ -14,9 +14,11 @@
 mod config;
 mod pool;
 mod smtp;
+mod text;
 
 pub use config::{DEFAULT_MAIL_FROM, MailConfig};
 pub use pool::PoolLimits;
+pub use text::{one_line, stable_message_id};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use lettre::Message;
 use lettre::message::{Mailbox, MultiPart};
+use tenantry_mail::one_line;
 
 use crate::domain::Role;
 
@@ -77,16 +78,6 @@ fn role_label(role: Role) -> &'static str {
 
 fn expiry_label(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%d %H:%M UTC").to_string()
-}
-
-/// Control characters (line breaks included) become spaces: names come from tokens and
-/// requests, and must not shape headers or the text layout.
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_string()
 }
 
 /// Escapes text for HTML content and quoted attributes (the e-mail and the invitation page).

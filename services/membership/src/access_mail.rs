@@ -10,8 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use lettre::Message;
 use lettre::message::{Mailbox, header::ContentType};
-use sha2::{Digest, Sha256};
-use tenantry_mail::MailTransport;
+use tenantry_mail::{MailTransport, one_line, stable_message_id};
 
 use crate::domain::MembershipError;
 use crate::domain::requests::{AccessRequest, RequestState};
@@ -139,15 +138,14 @@ impl RequestMailer {
         let (subject, body) = render(due.kind, request, &names.0, names.1.as_deref(), now);
         // The same e-mail has the same id however often it is attempted.
         let key = format!("{}|{}|{}", due.request_id, due.kind.as_str(), due.recipient);
-        let digest = Sha256::digest(key.as_bytes());
-        let id: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
         Message::builder()
             .from(self.sender.clone())
             .to(to)
             .subject(subject)
-            .message_id(Some(format!(
-                "<access-request-{id}@{}>",
-                self.sender.email.domain()
+            .message_id(Some(stable_message_id(
+                "access-request",
+                &key,
+                &self.sender,
             )))
             .header(ContentType::TEXT_PLAIN)
             .body(body)
@@ -216,13 +214,4 @@ pub fn render(
             )
         }
     }
-}
-
-/// `text` on one line (a reason must not add header lines or paragraphs).
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_string()
 }

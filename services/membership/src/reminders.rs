@@ -10,8 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use lettre::Message;
 use lettre::message::{Mailbox, header::ContentType};
-use sha2::{Digest, Sha256};
-use tenantry_mail::MailTransport;
+use tenantry_mail::{MailTransport, one_line, stable_message_id};
 
 use crate::domain::MembershipError;
 use crate::store::{DueReminder, ReminderOutcome, Store};
@@ -181,16 +180,11 @@ impl ExpiryReminders {
             reminder.kind.as_str(),
             recipient.to_ascii_lowercase()
         );
-        let digest = Sha256::digest(key.as_bytes());
-        let id: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
         Message::builder()
             .from(self.sender.clone())
             .to(to)
             .subject(subject)
-            .message_id(Some(format!(
-                "<access-expiry-{id}@{}>",
-                self.sender.email.domain()
-            )))
+            .message_id(Some(stable_message_id("access-expiry", &key, &self.sender)))
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|error| format!("the e-mail could not be built: {error}"))
@@ -234,13 +228,4 @@ pub fn render(reminder: &DueReminder, recipient: &str, now: DateTime<Utc>) -> (S
         reminder.account_id
     );
     (subject, body)
-}
-
-/// `text` on one line (a display name must not add header lines or paragraphs).
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_string()
 }
