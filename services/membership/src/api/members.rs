@@ -36,7 +36,13 @@ impl MembershipApi {
             return Ok(earlier);
         }
         let owner_ceiling = members::check_add(&access, account, add.role)?;
-        let policy = self.gate(&access, &[GatedGrant::of_role(add.role)]).await?;
+        // An accepted invitation needs the policy whatever its role (whether it leaves
+        // time-bound access as it is); a service is never gated itself.
+        let policy = if add.source == MemberSource::Invitation {
+            self.policy_in_force(&access).await?
+        } else {
+            self.gate(&access, &[GatedGrant::of_role(add.role)]).await?
+        };
         if add.source == MemberSource::Invitation
             && let Some((account, grant)) = policy.gating_invitation(add.role)
         {

@@ -30,12 +30,16 @@ impl MembershipApi {
     }
 
     /// APPROVAL_REQUIRED if the policy in force gates any of `grants` for this caller (a person
-    /// who is not an operator); returns the policy, which also sets durations.
+    /// who is not an operator); returns the policy, which also sets durations. With no grant a
+    /// policy could gate (an EMPLOYEE grant), nothing is read: the policy is the default.
     pub(super) async fn gate(
         &self,
         access: &Access,
         grants: &[Option<GatedGrant>],
     ) -> Result<EffectivePolicy, MembershipError> {
+        if grants.iter().all(Option::is_none) {
+            return Ok(EffectivePolicy::default());
+        }
         let policy = self.policy_in_force(access).await?;
         let gated_caller = access.caller.user_id().is_some() && !access.caller.is_operator();
         if gated_caller {

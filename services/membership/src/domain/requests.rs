@@ -219,7 +219,7 @@ pub fn check_grantable(
             why: why.to_string(),
         })
     };
-    if rank(current.role) > rank(role) {
+    if super::members::raises(role, current.role) {
         return already("already has a higher role (lower it with UpdateMember)");
     }
     match (current.expire_time, access_duration) {
@@ -232,15 +232,6 @@ pub fn check_grantable(
             already("already has the role for at least as long")
         }
         _ => Ok(()),
-    }
-}
-
-/// Orders roles by what they allow.
-fn rank(role: Role) -> u8 {
-    match role {
-        Role::Owner => 3,
-        Role::Admin => 2,
-        Role::Employee => 1,
     }
 }
 

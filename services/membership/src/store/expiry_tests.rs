@@ -5,14 +5,12 @@
 use chrono::{DateTime, Duration, Utc};
 use prost::Message;
 use sea_orm::{ConnectionTrait, Statement};
-use tenantry_events::Outbox;
-use tenantry_platform::testing::{TempDatabase, TempPostgres};
 use tenantry_proto::events::v1 as pb;
 
+use super::test_stores::{postgres, sqlite};
 use super::*;
 use crate::domain::owners::MAX_OWNERS;
 use crate::store::entities::account_replica;
-use crate::store::migrations::Migrator;
 
 fn a(account_id: &str) -> AccountId {
     AccountId::trusted(account_id)
@@ -360,22 +358,6 @@ async fn an_accepted_invitation_makes_time_bound_access_permanent(store: Store) 
         matches!(again, Err(MembershipError::AlreadyMember { .. })),
         "{again:?}"
     );
-}
-
-async fn sqlite(purpose: &str) -> (TempDatabase, Store) {
-    let temp = TempDatabase::new::<Migrator>(purpose).await;
-    let store = Store::new(temp.database.clone(), Outbox::new());
-    (temp, store)
-}
-
-async fn postgres(purpose: &str) -> Option<(TempPostgres, Store)> {
-    let temp = TempPostgres::create(purpose).await?;
-    let database = temp.database();
-    database
-        .connect_and_migrate::<Migrator>()
-        .await
-        .expect("migrated");
-    Some((temp, Store::new(database, Outbox::new())))
 }
 
 #[tokio::test]

@@ -23,6 +23,8 @@ mod request_mails;
 #[cfg(test)]
 mod request_tests;
 mod requests;
+#[cfg(test)]
+mod test_stores;
 
 pub use invitee::InviteeFacts;
 #[cfg(test)]
@@ -680,6 +682,16 @@ async fn load_profiles(
             )
         })
         .collect())
+}
+
+/// `count` bind placeholders of raw SQL for `backend`: `$1…` on PostgreSQL, `?1…` on SQLite.
+pub(super) fn placeholders(backend: sea_orm::DbBackend, count: usize) -> Vec<String> {
+    (1..=count)
+        .map(|n| match backend {
+            sea_orm::DbBackend::Postgres => format!("${n}"),
+            _ => format!("?{n}"),
+        })
+        .collect()
 }
 
 fn parse_role(text: &str) -> Result<Role, MembershipError> {

@@ -11,13 +11,11 @@
 //! address neither blocks the other reminders nor retries for ever.
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, Statement,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Statement};
 use tenantry_platform::{AccountId, UserId};
 
 use super::entities::{account_replica, member};
-use super::{Store, load_profiles};
+use super::{Store, load_profiles, placeholders};
 use crate::domain::{MembershipError, Role};
 
 /// Which warning.
@@ -81,15 +79,6 @@ pub enum ReminderOutcome {
 /// The row key of `recipient`: addresses differing only in case are one mailbox.
 pub fn recipient_key(recipient: &str) -> String {
     recipient.trim().to_ascii_lowercase()
-}
-
-fn placeholders(backend: DbBackend, count: usize) -> Vec<String> {
-    (1..=count)
-        .map(|n| match backend {
-            DbBackend::Postgres => format!("${n}"),
-            _ => format!("?{n}"),
-        })
-        .collect()
 }
 
 impl Store {

@@ -7,8 +7,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Statement};
 use tenantry_platform::UserId;
 
-use super::requests::placeholders;
-use super::{Store, load_profiles, replica};
+use super::{Store, load_profiles, placeholders, replica};
 use crate::domain::MembershipError;
 use crate::domain::requests::AccessRequest;
 

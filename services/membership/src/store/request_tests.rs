@@ -5,15 +5,13 @@
 
 use chrono::{Duration, Utc};
 use sea_orm::{ConnectionTrait, Statement};
-use tenantry_events::Outbox;
-use tenantry_platform::testing::{TempDatabase, TempPostgres};
 
+use super::test_stores::{postgres, sqlite};
 use super::*;
 use crate::domain::owners::MAX_OWNERS;
 use crate::domain::policy::{AccessPolicy, GatedGrant};
 use crate::domain::requests::{AccessRequest, RequestState};
 use crate::events::RequestChange;
-use crate::store::migrations::Migrator;
 
 fn a(account_id: &str) -> AccountId {
     AccountId::trusted(account_id)
@@ -439,22 +437,6 @@ async fn policy_writes_follow_the_version_read(store: Store) {
     assert_eq!(effective.gating(GatedGrant::AdminRole), Some(&a("partner")));
     assert_eq!(effective.rules.approvals(), 3);
     assert_eq!(events_of(&store, "access_policy.updated").await, 3);
-}
-
-async fn sqlite(purpose: &str) -> (TempDatabase, Store) {
-    let temp = TempDatabase::new::<Migrator>(purpose).await;
-    let store = Store::new(temp.database.clone(), Outbox::new());
-    (temp, store)
-}
-
-async fn postgres(purpose: &str) -> Option<(TempPostgres, Store)> {
-    let temp = TempPostgres::create(purpose).await?;
-    let database = temp.database();
-    database
-        .connect_and_migrate::<Migrator>()
-        .await
-        .expect("migrated");
-    Some((temp, Store::new(database, Outbox::new())))
 }
 
 macro_rules! on_both_backends {

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Statement,
 };
 use tenantry_platform::db::StoreError;
@@ -15,20 +15,11 @@ use tenantry_platform::{AccountId, UserId};
 
 use super::entities::{access_request, access_request_approval, access_request_approver, member};
 use super::request_mails::{MailKind, queue_mails};
-use super::{Store, as_read, change_counts, insert_member, load_member, replica};
+use super::{Store, as_read, change_counts, insert_member, load_member, placeholders, replica};
 use crate::domain::owners;
 use crate::domain::requests::{AccessRequest, Approval, Grant, RequestState, grant_for};
 use crate::domain::{Member, MembershipError, Role};
 use crate::events::{MemberChange, RequestChange, member_event, request_event};
-
-pub(super) fn placeholders(backend: DbBackend, count: usize) -> Vec<String> {
-    (1..=count)
-        .map(|n| match backend {
-            DbBackend::Postgres => format!("${n}"),
-            _ => format!("?{n}"),
-        })
-        .collect()
-}
 
 fn to_request(
     row: access_request::Model,
